@@ -1,0 +1,138 @@
+//! Enqueueing: the `jobs` rows are committed first, then their messages are published
+//! with confirms. A row whose publish failed stays `queued` with `published_at` NULL
+//! until the relay (the scheduler's leader) publishes it: a committed job is never lost.
+
+use serde_json::Value;
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::job::{DEFAULT_PRIORITY, JobRecord, MAX_PRIORITY, QueueFamily, spec};
+use crate::queue::{Outgoing, PublishError, Publisher};
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: String,
+    pub payload: Value,
+    /// 0–100; the default is [`DEFAULT_PRIORITY`].
+    pub priority: Option<u8>,
+    /// Another family's queue than the kind's own (e.g. a `sleep` probing GPU nodes).
+    pub queue: Option<QueueFamily>,
+    pub max_attempts: Option<i32>,
+    pub schedule_id: Option<Uuid>,
+    pub parent_id: Option<Uuid>,
+    pub requested_by: Option<String>,
+}
+
+impl NewJob {
+    pub fn new(kind: impl Into<String>, payload: Value) -> Self {
+        Self {
+            kind: kind.into(),
+            payload,
+            priority: None,
+            queue: None,
+            max_attempts: None,
+            schedule_id: None,
+            parent_id: None,
+            requested_by: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("unknown job kind `{0}`")]
+    UnknownKind(String),
+    #[error("invalid payload for `{kind}`: {message}")]
+    InvalidPayload { kind: String, message: String },
+    #[error("priority must be between 0 and {MAX_PRIORITY}, got {0}")]
+    Priority(u8),
+    #[error("max_attempts must be between 1 and 100, got {0}")]
+    MaxAttempts(i32),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Inserts and publishes `jobs`. The rows are committed even when publishing fails
+/// (the error is logged and the relay publishes them later).
+pub async fn enqueue(db: &PgPool, publisher: &Publisher, jobs: Vec<NewJob>) -> Result<Vec<JobRecord>, EnqueueError> {
+    let mut records = insert(db, jobs).await?;
+    if let Err(err) = publish(db, publisher, &mut records).await {
+        tracing::warn!(error = %err, jobs = records.len(), "jobs committed but not published; the relay will publish them");
+    }
+    Ok(records)
+}
+
+/// Inserts the rows (one statement, so one transaction unless `executor` is already one).
+pub async fn insert<'e>(executor: impl PgExecutor<'e>, jobs: Vec<NewJob>) -> Result<Vec<JobRecord>, EnqueueError> {
+    let n = jobs.len();
+    let (mut ids, mut kinds, mut queues, mut payloads) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut priorities, mut attempts, mut schedules, mut parents, mut requesters) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for job in jobs {
+        let kind = spec(&job.kind).ok_or_else(|| EnqueueError::UnknownKind(job.kind.clone()))?;
+        kind.validate(&job.payload)
+            .map_err(|message| EnqueueError::InvalidPayload { kind: job.kind.clone(), message })?;
+        let priority = job.priority.unwrap_or(DEFAULT_PRIORITY);
+        if priority > MAX_PRIORITY {
+            return Err(EnqueueError::Priority(priority));
+        }
+        let max_attempts = job.max_attempts.unwrap_or(kind.max_attempts);
+        if !(1..=100).contains(&max_attempts) {
+            return Err(EnqueueError::MaxAttempts(max_attempts));
+        }
+        ids.push(Uuid::now_v7());
+        kinds.push(job.kind);
+        queues.push(job.queue.unwrap_or(kind.queue).as_str().to_owned());
+        payloads.push(job.payload);
+        priorities.push(i16::from(priority));
+        attempts.push(max_attempts);
+        schedules.push(job.schedule_id);
+        parents.push(job.parent_id);
+        requesters.push(job.requested_by);
+    }
+    let records = sqlx::query_as::<_, JobRecord>(concat!(
+        "INSERT INTO jobs (id, kind, queue, payload, priority, max_attempts, schedule_id, parent_id, requested_by) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int2[], $6::int4[], $7::uuid[], $8::uuid[], $9::text[]) \
+         RETURNING ",
+        crate::job_columns!()
+    ))
+        .bind(ids)
+        .bind(kinds)
+        .bind(queues)
+        .bind(payloads)
+        .bind(priorities)
+        .bind(attempts)
+        .bind(schedules)
+        .bind(parents)
+        .bind(requesters)
+        .fetch_all(executor)
+        .await?;
+    Ok(records)
+}
+
+/// Publishes committed rows with confirms, then records `published_at`.
+pub async fn publish(db: &PgPool, publisher: &Publisher, records: &mut [JobRecord]) -> Result<(), PublishError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let topology = publisher.broker().topology();
+    let messages: Vec<Outgoing> = records.iter().map(|job| Outgoing::job(topology, job)).collect();
+    publisher.publish(&messages).await?;
+    let ids: Vec<Uuid> = records.iter().map(|j| j.id).collect();
+    match sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
+        "UPDATE jobs SET published_at = now() WHERE id = ANY($1) RETURNING published_at",
+    )
+    .bind(&ids)
+    .fetch_all(db)
+    .await
+    {
+        Ok(stamps) => {
+            if let Some(at) = stamps.first() {
+                records.iter_mut().for_each(|r| r.published_at = Some(*at));
+            }
+        }
+        // The messages are out; at worst the relay publishes a duplicate, which the claim drops.
+        Err(err) => tracing::warn!(error = %err, "published but could not record published_at"),
+    }
+    Ok(())
+}

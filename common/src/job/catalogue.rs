@@ -1,0 +1,176 @@
+//! The catalogue of job kinds: each kind's name, queue family, retry policy and
+//! payload validation. Control validates against it; the worker's registry runs it.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::sleep::Sleep;
+
+/// A job family: one durable priority queue each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueFamily {
+    Scan,
+    Transcode,
+    TranscodeLong,
+    Transcribe,
+    Email,
+    Maintenance,
+}
+
+impl QueueFamily {
+    pub const ALL: [QueueFamily; 6] = [
+        Self::Scan,
+        Self::Transcode,
+        Self::TranscodeLong,
+        Self::Transcribe,
+        Self::Email,
+        Self::Maintenance,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scan => "scan",
+            Self::Transcode => "transcode",
+            Self::TranscodeLong => "transcode_long",
+            Self::Transcribe => "transcribe",
+            Self::Email => "email",
+            Self::Maintenance => "maintenance",
+        }
+    }
+}
+
+impl fmt::Display for QueueFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A queue name that is not one of [`QueueFamily::ALL`].
+#[derive(Debug, thiserror::Error)]
+#[error("unknown queue `{0}` (known: scan, transcode, transcode_long, transcribe, email, maintenance)")]
+pub struct UnknownQueue(pub String);
+
+impl FromStr for QueueFamily {
+    type Err = UnknownQueue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|q| q.as_str() == s)
+            .ok_or_else(|| UnknownQueue(s.to_owned()))
+    }
+}
+
+/// A typed job payload: its kind's name, queue and policies.
+pub trait JobPayload: Serialize + DeserializeOwned + Send + 'static {
+    /// The kind's name in the API, the `jobs.kind` column and the envelope.
+    const KIND: &'static str;
+    /// The queue its jobs go to unless the enqueuer picks another.
+    const QUEUE: QueueFamily;
+    /// Attempts before the job is `dead`.
+    const MAX_ATTEMPTS: i32 = 5;
+    /// Longest one attempt may run before it is stopped and counted as failed.
+    const TIMEOUT: Duration = Duration::from_secs(3600);
+    /// First retry delay; each later one doubles.
+    const BACKOFF_BASE: Duration = Duration::from_secs(5);
+
+    /// Checks beyond the payload's shape (ranges, consistency).
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// What the fleet knows about one kind, without its payload type.
+#[derive(Debug, Clone, Copy)]
+pub struct KindSpec {
+    pub name: &'static str,
+    pub queue: QueueFamily,
+    pub max_attempts: i32,
+    pub timeout: Duration,
+    pub backoff_base: Duration,
+    validate: fn(&serde_json::Value) -> Result<(), String>,
+}
+
+impl KindSpec {
+    pub const fn of<P: JobPayload>() -> Self {
+        Self {
+            name: P::KIND,
+            queue: P::QUEUE,
+            max_attempts: P::MAX_ATTEMPTS,
+            timeout: P::TIMEOUT,
+            backoff_base: P::BACKOFF_BASE,
+            validate: validate_json::<P>,
+        }
+    }
+
+    /// Checks that `payload` decodes into this kind's payload and passes its checks.
+    pub fn validate(&self, payload: &serde_json::Value) -> Result<(), String> {
+        (self.validate)(payload)
+    }
+
+    /// Delay before attempt `attempt + 1`, after `attempt` failed: exponential, capped at a day.
+    pub fn backoff(&self, attempt: i32) -> Duration {
+        let exponent = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(20);
+        self.backoff_base
+            .saturating_mul(1 << exponent)
+            .min(Duration::from_secs(86_400))
+    }
+}
+
+fn validate_json<P: JobPayload>(payload: &serde_json::Value) -> Result<(), String> {
+    let parsed = P::deserialize(payload).map_err(|e| e.to_string())?;
+    parsed.validate()
+}
+
+static CATALOGUE: [KindSpec; 1] = [KindSpec::of::<Sleep>()];
+
+/// Every kind the fleet knows.
+pub fn catalogue() -> &'static [KindSpec] {
+    &CATALOGUE
+}
+
+/// The kind called `name`, if the fleet knows it.
+pub fn spec(name: &str) -> Option<&'static KindSpec> {
+    CATALOGUE.iter().find(|k| k.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_round_trip() {
+        for q in QueueFamily::ALL {
+            assert_eq!(q.as_str().parse::<QueueFamily>().ok(), Some(q));
+        }
+        assert!("default".parse::<QueueFamily>().is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let Some(sleep) = spec("sleep") else {
+            panic!("sleep is in the catalogue");
+        };
+        let base = sleep.backoff_base;
+        assert_eq!(sleep.backoff(1), base);
+        assert_eq!(sleep.backoff(2), base * 2);
+        assert_eq!(sleep.backoff(3), base * 4);
+        assert_eq!(sleep.backoff(60), Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let Some(sleep) = spec("sleep") else {
+            panic!("sleep is in the catalogue");
+        };
+        assert!(sleep.validate(&serde_json::json!({"seconds": 0.5})).is_ok());
+        let err = sleep.validate(&serde_json::json!({"seconds": "soon"})).err();
+        assert!(err.is_some_and(|e| e.contains("invalid type")));
+        let err = sleep.validate(&serde_json::json!({"seconds": -1.0})).err();
+        assert!(err.is_some_and(|e| e.contains("seconds")));
+    }
+}

@@ -1,0 +1,39 @@
+//! Jobs as every process sees them: states, the catalogue of kinds, the message
+//! envelope, and the `jobs` rows.
+
+mod catalogue;
+mod envelope;
+mod record;
+pub mod sleep;
+
+pub use catalogue::{JobPayload, KindSpec, QueueFamily, UnknownQueue, catalogue, spec};
+pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError};
+pub use record::{JOB_COLUMNS, JobRecord, JobState};
+
+/// Priority as the API speaks it: 0 (lowest) to 100, default 20 as productions use.
+pub const DEFAULT_PRIORITY: u8 = 20;
+/// Highest API priority.
+pub const MAX_PRIORITY: u8 = 100;
+/// `x-max-priority` of every job queue: API priorities map onto 0..=10.
+pub const AMQP_MAX_PRIORITY: u8 = 10;
+
+/// Maps an API priority (0–100) onto an AMQP priority (0–10), rounding half up.
+pub fn amqp_priority(priority: u8) -> u8 {
+    (priority.min(MAX_PRIORITY) + 5) / 10
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_map_monotonically_onto_amqp() {
+        assert_eq!(amqp_priority(0), 0);
+        assert_eq!(amqp_priority(DEFAULT_PRIORITY), 2);
+        assert_eq!(amqp_priority(90), 9);
+        assert_eq!(amqp_priority(100), AMQP_MAX_PRIORITY);
+        assert_eq!(amqp_priority(250), AMQP_MAX_PRIORITY);
+        let mapped: Vec<u8> = (0..=100).map(amqp_priority).collect();
+        assert!(mapped.windows(2).all(|w| w[0] <= w[1]));
+    }
+}

@@ -1,0 +1,117 @@
+//! A `jobs` row and its state machine.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::envelope::{ENVELOPE_VERSION, Envelope};
+
+/// Where a job is in its life (`job_state` in PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "job_state", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Committed, waiting for a worker (published or about to be).
+    Queued,
+    /// Claimed by a worker that heartbeats it.
+    Running,
+    Succeeded,
+    /// Failed permanently (bad input): not retried, not parked.
+    Failed,
+    /// Failed, waiting in a delay queue for its next attempt.
+    Retrying,
+    Cancelled,
+    /// Out of attempts; its message is parked in the dead-letter queue.
+    Dead,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 7] = [
+        Self::Queued,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Retrying,
+        Self::Cancelled,
+        Self::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Retrying => "retrying",
+            Self::Cancelled => "cancelled",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// No worker will touch the job again unless an admin retries it.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled | Self::Dead)
+    }
+}
+
+impl std::str::FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown state `{s}`"))
+    }
+}
+
+/// One row of `jobs`, as the API shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct JobRecord {
+    pub id: Uuid,
+    pub kind: String,
+    pub queue: String,
+    pub payload: serde_json::Value,
+    pub priority: i16,
+    pub state: JobState,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub progress: f32,
+    pub error: Option<String>,
+    pub result: Option<serde_json::Value>,
+    pub worker_id: Option<Uuid>,
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    pub enqueued_at: DateTime<Utc>,
+    pub published_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub schedule_id: Option<Uuid>,
+    pub parent_id: Option<Uuid>,
+    pub requested_by: Option<String>,
+}
+
+/// The column list matching [`JobRecord`] as a literal, for `concat!` into static SQL.
+#[macro_export]
+macro_rules! job_columns {
+    () => {
+        "id, kind, queue, payload, priority, state, attempts, max_attempts, progress, error, result, \
+         worker_id, heartbeat_at, enqueued_at, published_at, started_at, finished_at, schedule_id, \
+         parent_id, requested_by"
+    };
+}
+
+/// The column list matching [`JobRecord`], for `SELECT`/`RETURNING`.
+pub const JOB_COLUMNS: &str = job_columns!();
+
+impl JobRecord {
+    /// The envelope of the message that carries this job.
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            v: ENVELOPE_VERSION,
+            id: self.id,
+            kind: self.kind.clone(),
+            payload: self.payload.clone(),
+            attempt: self.attempts,
+            traceparent: None,
+        }
+    }
+}

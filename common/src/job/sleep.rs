@@ -1,0 +1,37 @@
+//! The built-in `sleep` kind: waits, reports progress, and can be told to fail or
+//! panic, for tests, benchmarks and operators checking a fleet end to end.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::catalogue::{JobPayload, QueueFamily};
+
+/// Payload of `sleep`: `{"seconds": 1.5}`; the optional fields inject failures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sleep {
+    /// How long to sleep, in seconds (0 to one day).
+    pub seconds: f64,
+    /// Fail (retryably) on each attempt up to and including this one.
+    #[serde(default)]
+    pub fail_attempts: u32,
+    /// Panic instead of sleeping, to check that workers survive a panicking handler.
+    #[serde(default)]
+    pub panic: bool,
+}
+
+impl JobPayload for Sleep {
+    const KIND: &'static str = "sleep";
+    const QUEUE: QueueFamily = QueueFamily::Maintenance;
+    const MAX_ATTEMPTS: i32 = 3;
+    const TIMEOUT: Duration = Duration::from_secs(86_400 + 60);
+    const BACKOFF_BASE: Duration = Duration::from_secs(1);
+
+    fn validate(&self) -> Result<(), String> {
+        if !self.seconds.is_finite() || !(0.0..=86_400.0).contains(&self.seconds) {
+            return Err(format!("seconds must be between 0 and 86400, got {}", self.seconds));
+        }
+        Ok(())
+    }
+}

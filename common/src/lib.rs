@@ -1,0 +1,14 @@
+//! Shared pieces of Rushes: configuration, telemetry, shutdown, database, the job
+//! catalogue, the RabbitMQ topology and publishing, and metrics helpers.
+
+pub mod config;
+pub mod db;
+pub mod enqueue;
+pub mod job;
+pub mod metrics;
+pub mod queue;
+pub mod shutdown;
+pub mod telemetry;
+
+/// The version every Rushes process reports (workers row, `/healthz`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

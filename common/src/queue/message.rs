@@ -1,0 +1,105 @@
+//! Messages as we publish them: jobs, delayed retries and parked dead letters.
+
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable};
+
+use super::topology::Topology;
+use crate::job::{JobRecord, amqp_priority};
+
+/// Header naming why a message was parked.
+pub const REASON_HEADER: &str = "x-rushes-reason";
+/// Header naming the queue a parked message came from.
+pub const SOURCE_QUEUE_HEADER: &str = "x-rushes-source-queue";
+const KIND_HEADER: &str = "x-rushes-kind";
+
+/// A message ready for [`super::Publisher::publish`].
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub(crate) exchange: String,
+    pub(crate) routing_key: String,
+    pub(crate) body: Vec<u8>,
+    pub(crate) properties: BasicProperties,
+}
+
+impl Outgoing {
+    /// The message that hands `job` to the workers of its queue.
+    pub fn job(topology: &Topology, job: &JobRecord) -> Self {
+        Self {
+            exchange: topology.jobs_exchange(),
+            routing_key: job.queue.clone(),
+            body: job.envelope().to_bytes(),
+            properties: job_properties(job),
+        }
+    }
+
+    /// The message that brings `job` back to its queue after `delay_s` seconds
+    /// (one of [`super::topology::DELAY_LEVELS_S`]).
+    pub fn delayed(topology: &Topology, job: &JobRecord, delay_s: u64) -> Self {
+        Self {
+            exchange: topology.delay(delay_s),
+            routing_key: job.queue.clone(),
+            body: job.envelope().to_bytes(),
+            properties: job_properties(job),
+        }
+    }
+
+    /// A message parked in the dead-letter queue, with the reason in its headers.
+    pub fn dead_letter(topology: &Topology, source_queue: &str, body: Vec<u8>, message_id: Option<&str>, reason: &str) -> Self {
+        let mut headers = FieldTable::default();
+        headers.insert(REASON_HEADER.into(), long_string(reason));
+        headers.insert(SOURCE_QUEUE_HEADER.into(), long_string(source_queue));
+        let mut properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(headers);
+        if let Some(id) = message_id {
+            properties = properties.with_message_id(id.into());
+        }
+        Self { exchange: topology.dead_letters(), routing_key: String::new(), body, properties }
+    }
+
+    /// Raw bytes to a family's queue: for tests and tools that inject foreign messages.
+    pub fn raw(topology: &Topology, family: crate::job::QueueFamily, body: Vec<u8>) -> Self {
+        Self {
+            exchange: topology.jobs_exchange(),
+            routing_key: family.as_str().to_owned(),
+            body,
+            properties: BasicProperties::default().with_delivery_mode(2),
+        }
+    }
+}
+
+fn job_properties(job: &JobRecord) -> BasicProperties {
+    let priority = u8::try_from(job.priority).unwrap_or(0);
+    let mut headers = FieldTable::default();
+    headers.insert(KIND_HEADER.into(), long_string(&job.kind));
+    BasicProperties::default()
+        .with_message_id(job.id.to_string().into())
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_priority(amqp_priority(priority))
+        .with_headers(headers)
+}
+
+fn long_string(s: &str) -> AMQPValue {
+    AMQPValue::LongString(s.as_bytes().to_vec().into())
+}
+
+/// Headers of a delivery as JSON (strings and numbers; other values as their debug form).
+pub(crate) fn headers_json(properties: &BasicProperties) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    if let Some(headers) = properties.headers() {
+        for (key, value) in headers.inner() {
+            let json = match value {
+                AMQPValue::LongString(s) => serde_json::Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+                AMQPValue::ShortString(s) => serde_json::Value::String(s.as_str().to_owned()),
+                AMQPValue::Boolean(b) => serde_json::Value::Bool(*b),
+                AMQPValue::LongLongInt(i) => serde_json::Value::from(*i),
+                AMQPValue::LongInt(i) => serde_json::Value::from(*i),
+                AMQPValue::LongUInt(i) => serde_json::Value::from(*i),
+                other => serde_json::Value::String(format!("{other:?}")),
+            };
+            map.insert(key.as_str().to_owned(), json);
+        }
+    }
+    serde_json::Value::Object(map)
+}
