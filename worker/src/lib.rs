@@ -1,1 +1,132 @@
-//! placeholder
+//! The Rushes worker: consumes the queues it is given and runs their jobs, with the
+//! guarantees of ARCHITECTURE "A job's life".
+
+pub mod config;
+mod context;
+pub mod jobs;
+mod ledger;
+mod metrics;
+mod presence;
+mod runner;
+mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rushes_common::queue::Broker;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use crate::config::WorkerConfig;
+pub use crate::context::JobContext;
+pub use crate::jobs::{JobError, Registry};
+pub use crate::presence::{CANCEL_CHANNEL, PAUSE_CHANNEL};
+
+/// After the grace period, how long requeued jobs get to wind down before the process exits.
+const WIND_DOWN: Duration = Duration::from_secs(10);
+
+/// Entry point of the `rushes-worker` binary (and of test binaries that wrap it).
+pub fn main_entry() -> anyhow::Result<()> {
+    let config: WorkerConfig = rushes_common::config::parse()?;
+    rushes_common::telemetry::init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(async move {
+            let shutdown = rushes_common::shutdown::on_signal();
+            run(config, shutdown).await
+        })
+}
+
+/// Runs a worker until `shutdown` is cancelled, then drains: no new deliveries,
+/// in-flight jobs get `shutdown_grace` to finish, the rest are requeued.
+pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let db = rushes_common::db::pool(&config.database).context("invalid database settings")?;
+    let worker_id = Uuid::now_v7();
+    let broker = Broker::new(&config.broker, &format!("rushes-worker {worker_id}")).context("invalid broker settings")?;
+    let metrics = metrics::WorkerMetrics::new().context("cannot register metrics")?;
+    let host = config.host.clone().unwrap_or_else(host_name);
+    let queues = config.slots_by_queue();
+    anyhow::ensure!(!queues.is_empty(), "no queues to consume (--queues)");
+
+    let shared = Arc::new(state::Shared::new(
+        db,
+        broker,
+        Registry::builtin(),
+        metrics,
+        worker_id,
+        host,
+        queues.clone(),
+        config.lease.clone(),
+        shutdown.clone(),
+    ));
+    presence::register(&shared).await.context("cannot register the worker in the database")?;
+    if let Err(err) = presence::reload_pauses(&shared).await {
+        tracing::warn!(error = %err, "cannot read queue pauses yet");
+    }
+
+    let probe = shared.clone();
+    let ready: rushes_common::metrics::ReadyCheck = Arc::new(move || {
+        let shared = probe.clone();
+        Box::pin(async move {
+            sqlx::query("SELECT 1").execute(&shared.db).await.map_err(|e| format!("database: {e}"))?;
+            let down = shared.disconnected_queues();
+            if down.is_empty() { Ok(()) } else { Err(format!("not consuming: {}", down.join(", "))) }
+        })
+    });
+    let metrics_addr =
+        rushes_common::metrics::serve(config.metrics_addr, shared.metrics.registry.clone(), ready, shared.stopped.clone())
+            .await
+            .with_context(|| format!("cannot listen on {}", config.metrics_addr))?;
+    tracing::info!(worker.id = %worker_id, %metrics_addr, queues = ?queues, "worker started");
+
+    tokio::spawn(presence::heartbeat_loop(shared.clone()));
+    tokio::spawn(presence::listen_loop(shared.clone()));
+    let mut consumers = tokio::task::JoinSet::new();
+    for (family, slots) in queues {
+        consumers.spawn(runner::consume_queue(shared.clone(), family, slots));
+    }
+
+    shutdown.cancelled().await;
+    tracing::info!(grace_s = config.shutdown_grace.as_secs_f64(), "stopping: no new jobs; waiting for in-flight jobs");
+    let drained = tokio::time::timeout(config.shutdown_grace, wait_idle(&shared)).await.is_ok();
+    if !drained {
+        let left = shared.running_snapshot();
+        tracing::warn!(jobs = left.len(), "grace period over; requeueing unfinished jobs");
+        for (_, job) in left {
+            job.requeue_on_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            job.cancel.cancel();
+        }
+        let _ = tokio::time::timeout(WIND_DOWN, wait_idle(&shared)).await;
+    }
+    shared.stopped.cancel();
+    while consumers.join_next().await.is_some() {}
+    // Anything a stubborn handler still holds goes back to `queued`; its message was
+    // returned to the queue when the channel closed.
+    match ledger::release(&shared.db, worker_id, None).await {
+        Ok(ids) if !ids.is_empty() => tracing::warn!(jobs = ids.len(), "released jobs still held at exit"),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "cannot release held jobs; they will be re-claimed when stale"),
+    }
+    if let Err(err) = presence::deregister(&shared).await {
+        tracing::warn!(error = %err, "cannot mark the worker stopped");
+    }
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn wait_idle(shared: &state::Shared) {
+    while !shared.running_snapshot().is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}

@@ -1,1 +1,5 @@
-fn main() {}
+//! `rushes-worker`: see `rushes_worker::run`.
+
+fn main() -> anyhow::Result<()> {
+    rushes_worker::main_entry()
+}

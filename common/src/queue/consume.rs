@@ -28,6 +28,7 @@ pub struct Incoming {
     pub body: Vec<u8>,
     pub message_id: Option<String>,
     pub redelivered: bool,
+    pub priority: Option<u8>,
     pub headers: serde_json::Value,
     acker: Acker,
 }
@@ -97,12 +98,17 @@ impl Subscription {
         Ok(())
     }
 
-    /// Stops deliveries; the channel stays open so in-flight deliveries can still be settled.
+    /// Stops deliveries; the channel stays open so in-flight deliveries can still be
+    /// settled. Deliveries that raced the cancel go straight back to the queue.
     pub async fn pause(&mut self) -> Result<(), BrokerError> {
-        if self.consumer.take().is_some() {
+        if let Some(mut consumer) = self.consumer.take() {
             self.channel
                 .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
                 .await?;
+            let requeue = BasicNackOptions { requeue: true, ..Default::default() };
+            while let Ok(Some(Ok(delivery))) = tokio::time::timeout(Duration::from_millis(200), consumer.next()).await {
+                delivery.acker.nack(requeue).await?;
+            }
         }
         Ok(())
     }
@@ -123,6 +129,7 @@ impl Subscription {
                 headers: headers_json(&delivery.properties),
                 message_id: delivery.properties.message_id().as_ref().map(|id| id.as_str().to_owned()),
                 redelivered: delivery.redelivered,
+                priority: *delivery.properties.priority(),
                 body: delivery.data,
                 acker: delivery.acker,
             })),

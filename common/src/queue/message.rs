@@ -57,6 +57,21 @@ impl Outgoing {
         Self { exchange: topology.dead_letters(), routing_key: String::new(), body, properties }
     }
 
+    /// A delivered message sent back to its family's queue after `delay_s` seconds
+    /// (one of [`super::topology::DELAY_LEVELS_S`]), body and identity unchanged.
+    pub fn delayed_copy(topology: &Topology, family: crate::job::QueueFamily, body: Vec<u8>, message_id: Option<&str>, priority: Option<u8>, delay_s: u64) -> Self {
+        let mut properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2);
+        if let Some(id) = message_id {
+            properties = properties.with_message_id(id.into());
+        }
+        if let Some(p) = priority {
+            properties = properties.with_priority(p);
+        }
+        Self { exchange: topology.delay(delay_s), routing_key: family.as_str().to_owned(), body, properties }
+    }
+
     /// Raw bytes to a family's queue: for tests and tools that inject foreign messages.
     pub fn raw(topology: &Topology, family: crate::job::QueueFamily, body: Vec<u8>) -> Self {
         Self {

@@ -1,0 +1,62 @@
+//! What a running job sees: its identity, cancellation, progress reporting and the
+//! shared handles a handler may need.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use rushes_common::queue::Publisher;
+use sqlx::PgPool;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use uuid::Uuid;
+
+/// A job this worker is running, as the heartbeat and the cancel listener see it.
+#[derive(Debug)]
+pub(crate) struct RunningJob {
+    pub cancel: CancellationToken,
+    /// Set when the worker stops: the job goes back to its queue instead of failing.
+    pub requeue_on_stop: AtomicBool,
+    progress_bits: AtomicU32,
+}
+
+impl RunningJob {
+    pub fn new() -> Self {
+        Self {
+            cancel: CancellationToken::new(),
+            requeue_on_stop: AtomicBool::new(false),
+            progress_bits: AtomicU32::new(0f32.to_bits()),
+        }
+    }
+
+    pub fn progress(&self) -> f32 {
+        f32::from_bits(self.progress_bits.load(Ordering::Relaxed))
+    }
+}
+
+/// Handed to every handler.
+#[derive(Clone)]
+pub struct JobContext {
+    pub job_id: Uuid,
+    /// This attempt's number, from 1.
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub db: PgPool,
+    pub publisher: Publisher,
+    pub(crate) running: Arc<RunningJob>,
+}
+
+impl JobContext {
+    /// Reports progress (clamped to 0–1); the heartbeat stores it.
+    pub fn set_progress(&self, fraction: f32) {
+        let value = if fraction.is_finite() { fraction.clamp(0.0, 1.0) } else { 0.0 };
+        self.running.progress_bits.store(value.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Resolves when the job is cancelled (by an admin, a timeout, or shutdown).
+    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.running.cancel.cancelled()
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.running.cancel.is_cancelled()
+    }
+}

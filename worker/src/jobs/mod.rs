@@ -1,0 +1,85 @@
+//! The registry of job handlers: one module per kind, each registered here.
+
+mod sleep;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use rushes_common::job::JobPayload;
+use serde_json::Value;
+
+pub use crate::context::JobContext;
+
+/// How a handler failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth another attempt (a timeout, a busy resource, a network error).
+    #[error("{0}")]
+    Retryable(String),
+    /// Will fail the same way again (corrupt input): not retried.
+    #[error("{0}")]
+    Permanent(String),
+    /// The job saw its cancellation and stopped.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<Value, JobError>> + Send>>;
+type Handler = Arc<dyn Fn(JobContext, Value) -> HandlerFuture + Send + Sync>;
+
+/// Maps each kind's name to its handler.
+#[derive(Clone)]
+pub struct Registry {
+    handlers: HashMap<&'static str, Handler>,
+}
+
+impl Registry {
+    /// Every kind this build can run.
+    pub fn builtin() -> Self {
+        let mut registry = Self { handlers: HashMap::new() };
+        registry.register::<rushes_common::job::sleep::Sleep, _, _>(sleep::run);
+        registry
+    }
+
+    fn register<P, F, Fut>(&mut self, handler: F)
+    where
+        P: JobPayload,
+        F: Fn(JobContext, P) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, JobError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let erased: Handler = Arc::new(move |ctx: JobContext, payload: Value| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                let payload: P = serde_json::from_value(payload)
+                    .map_err(|e| JobError::Permanent(format!("invalid payload for `{}`: {e}", P::KIND)))?;
+                handler(ctx, payload).await
+            }) as HandlerFuture
+        });
+        self.handlers.insert(P::KIND, erased);
+    }
+
+    /// The future running `kind` on `payload`, if this build knows the kind.
+    pub(crate) fn start(&self, kind: &str, ctx: JobContext, payload: Value) -> Option<HandlerFuture> {
+        self.handlers.get(kind).map(|h| h(ctx, payload))
+    }
+
+    pub fn knows(&self, kind: &str) -> bool {
+        self.handlers.contains_key(kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_catalogued_kind_has_a_handler() {
+        let registry = Registry::builtin();
+        for kind in rushes_common::job::catalogue() {
+            assert!(registry.knows(kind.name), "no handler for `{}`", kind.name);
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The worker's writes to `jobs` on the hot path, batched: concurrent claims and
+//! outcomes from every slot are gathered into one statement each, so a busy worker
+//! costs PostgreSQL a few commits per batch rather than per job.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use rushes_common::job::{JobRecord, JobState};
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// Most requests folded into one statement.
+const MAX_BATCH: usize = 512;
+
+/// What a claim found.
+#[derive(Debug)]
+pub enum Claim {
+    /// The job is ours to run now.
+    Claimed(Box<JobRecord>),
+    /// Another worker (or an earlier delivery to us) runs it and heartbeats: not ours.
+    HeldElsewhere,
+    /// Finished, cancelled or dead: the delivery is a harmless duplicate.
+    Settled(JobState),
+    /// No such job row.
+    Missing,
+}
+
+/// An attempt's outcome, to be recorded before the delivery is settled.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Succeeded(Value),
+    Failed(String),
+    Retrying(String),
+    Dead(String),
+}
+
+impl Outcome {
+    fn state(&self) -> &'static str {
+        match self {
+            Self::Succeeded(_) => "succeeded",
+            Self::Failed(_) => "failed",
+            Self::Retrying(_) => "retrying",
+            Self::Dead(_) => "dead",
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, String>>;
+
+/// Handle to the batching writers. Cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    claims: mpsc::Sender<(Uuid, Reply<Claim>)>,
+    outcomes: mpsc::Sender<((Uuid, Outcome), Reply<bool>)>,
+}
+
+impl Ledger {
+    pub fn spawn(db: PgPool, worker_id: Uuid, stale_after: Duration) -> Self {
+        let (claims, claim_rx) = mpsc::channel(4096);
+        let (outcomes, outcome_rx) = mpsc::channel(4096);
+        let claim_db = db.clone();
+        tokio::spawn(batch_loop(claim_rx, move |batch| {
+            let db = claim_db.clone();
+            async move { claim_batch(&db, worker_id, stale_after, batch).await }
+        }));
+        tokio::spawn(batch_loop(outcome_rx, move |batch| {
+            let db = db.clone();
+            async move { record_batch(&db, worker_id, batch).await }
+        }));
+        Self { claims, outcomes }
+    }
+
+    /// Claims a job: `queued|retrying → running` (or a stale `running` re-claimed),
+    /// with this worker's id, a fresh heartbeat and one more attempt.
+    pub async fn claim(&self, id: Uuid) -> Result<Claim, String> {
+        let (tx, rx) = oneshot::channel();
+        self.claims.send((id, tx)).await.map_err(|_| "ledger stopped".to_owned())?;
+        rx.await.map_err(|_| "ledger stopped".to_owned())?
+    }
+
+    /// Records an outcome if the job is still ours and running; `false` when it is not
+    /// (cancelled meanwhile, or re-claimed after our heartbeat went stale).
+    pub async fn record(&self, id: Uuid, outcome: Outcome) -> Result<bool, String> {
+        let (tx, rx) = oneshot::channel();
+        self.outcomes.send(((id, outcome), tx)).await.map_err(|_| "ledger stopped".to_owned())?;
+        rx.await.map_err(|_| "ledger stopped".to_owned())?
+    }
+}
+
+async fn batch_loop<Req, Res, F, Fut>(mut rx: mpsc::Receiver<(Req, Reply<Res>)>, run: F)
+where
+    F: Fn(Vec<Req>) -> Fut,
+    Fut: Future<Output = Result<Vec<Res>, sqlx::Error>>,
+{
+    while let Some(first) = rx.recv().await {
+        let mut requests = vec![first.0];
+        let mut replies = vec![first.1];
+        while requests.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok((req, reply)) => {
+                    requests.push(req);
+                    replies.push(reply);
+                }
+                Err(_) => break,
+            }
+        }
+        match run(requests).await {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Err(err) => {
+                let message = err.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+}
+
+async fn claim_batch(db: &PgPool, worker_id: Uuid, stale_after: Duration, ids: Vec<Uuid>) -> Result<Vec<Claim>, sqlx::Error> {
+    let stale_s = stale_after.as_secs_f64();
+    let claimed: Vec<JobRecord> = sqlx::query_as(concat!(
+        "UPDATE jobs SET state = 'running', worker_id = $2, attempts = attempts + 1, progress = 0, \
+                started_at = now(), heartbeat_at = now(), error = NULL \
+         WHERE id = ANY($1) AND (state IN ('queued', 'retrying') \
+               OR (state = 'running' AND heartbeat_at < now() - make_interval(secs => $3))) \
+         RETURNING ",
+        rushes_common::job_columns!()
+    ))
+    .bind(&ids)
+    .bind(worker_id)
+    .bind(stale_s)
+    .fetch_all(db)
+    .await?;
+    let mut claimed: HashMap<Uuid, JobRecord> = claimed.into_iter().map(|j| (j.id, j)).collect();
+    let missed: Vec<Uuid> = ids.iter().copied().filter(|id| !claimed.contains_key(id)).collect();
+    let mut states: HashMap<Uuid, JobState> = HashMap::new();
+    if !missed.is_empty() {
+        let rows: Vec<(Uuid, JobState)> = sqlx::query_as("SELECT id, state FROM jobs WHERE id = ANY($1)")
+            .bind(&missed)
+            .fetch_all(db)
+            .await?;
+        states.extend(rows);
+    }
+    Ok(ids
+        .into_iter()
+        .map(|id| match (claimed.remove(&id), states.get(&id)) {
+            (Some(job), _) => Claim::Claimed(Box::new(job)),
+            (None, Some(state)) if state.is_terminal() => Claim::Settled(*state),
+            // Queued/retrying rows were claimed above unless a concurrent claim won.
+            (None, Some(_)) => Claim::HeldElsewhere,
+            (None, None) => Claim::Missing,
+        })
+        .collect())
+}
+
+async fn record_batch(db: &PgPool, worker_id: Uuid, outcomes: Vec<(Uuid, Outcome)>) -> Result<Vec<bool>, sqlx::Error> {
+    let mut ids = Vec::with_capacity(outcomes.len());
+    let mut states = Vec::with_capacity(outcomes.len());
+    let mut results = Vec::with_capacity(outcomes.len());
+    let mut errors = Vec::with_capacity(outcomes.len());
+    for (id, outcome) in &outcomes {
+        ids.push(*id);
+        states.push(outcome.state());
+        match outcome {
+            Outcome::Succeeded(value) => {
+                results.push(Some(value.clone()));
+                errors.push(None);
+            }
+            Outcome::Failed(e) | Outcome::Retrying(e) | Outcome::Dead(e) => {
+                results.push(None);
+                errors.push(Some(e.clone()));
+            }
+        }
+    }
+    let updated: HashSet<Uuid> = sqlx::query_scalar(
+        "UPDATE jobs j SET state = u.state::job_state, result = u.result, error = u.error, \
+                progress = CASE WHEN u.state = 'succeeded' THEN 1 ELSE j.progress END, \
+                finished_at = CASE WHEN u.state = 'retrying' THEN NULL ELSE now() END, \
+                heartbeat_at = NULL \
+         FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[]) AS u(id, state, result, error) \
+         WHERE j.id = u.id AND j.state = 'running' AND j.worker_id = $5 \
+         RETURNING j.id",
+    )
+    .bind(&ids)
+    .bind(&states)
+    .bind(&results)
+    .bind(&errors)
+    .bind(worker_id)
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .collect();
+    Ok(ids.iter().map(|id| updated.contains(id)).collect())
+}
+
+/// Puts jobs this worker still holds back to `queued` (shutdown), not counting the
+/// interrupted attempt. Returns the ids released.
+pub async fn release(db: &PgPool, worker_id: Uuid, ids: Option<&[Uuid]>) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE jobs SET state = 'queued', worker_id = NULL, heartbeat_at = NULL, \
+                attempts = greatest(attempts - 1, 0) \
+         WHERE worker_id = $1 AND state = 'running' AND ($2::uuid[] IS NULL OR id = ANY($2)) \
+         RETURNING id",
+    )
+    .bind(worker_id)
+    .bind(ids)
+    .fetch_all(db)
+    .await
+}

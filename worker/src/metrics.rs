@@ -1,0 +1,46 @@
+//! The worker's Prometheus metrics.
+
+use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
+use rushes_common::metrics::{counter, gauge, histogram};
+
+#[derive(Clone)]
+pub struct WorkerMetrics {
+    pub registry: Registry,
+    /// Attempts started, by kind and queue.
+    pub started: IntCounterVec,
+    /// Attempts finished, by kind, queue and outcome (succeeded, failed, retrying, dead,
+    /// cancelled, requeued, lost).
+    pub finished: IntCounterVec,
+    /// Attempt durations, by kind and outcome.
+    pub duration: HistogramVec,
+    /// Messages parked in the dead-letter queue, by queue and reason.
+    pub dead_letters: IntCounterVec,
+    /// Deliveries of jobs already settled or held by another worker, by queue and what was done.
+    pub duplicates: IntCounterVec,
+    /// Slots per queue.
+    pub slots: IntGaugeVec,
+    /// Busy slots per queue.
+    pub busy: IntGaugeVec,
+    /// 1 while the queue's consumer is connected to the broker.
+    pub connected: IntGaugeVec,
+    /// 1 while the queue is paused by an admin.
+    pub paused: IntGaugeVec,
+}
+
+impl WorkerMetrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let r = Registry::new();
+        Ok(Self {
+            started: counter(&r, "rushes_jobs_started_total", "Job attempts started", &["kind", "queue"])?,
+            finished: counter(&r, "rushes_jobs_finished_total", "Job attempts finished", &["kind", "queue", "outcome"])?,
+            duration: histogram(&r, "rushes_job_duration_seconds", "Job attempt duration", &["kind", "outcome"])?,
+            dead_letters: counter(&r, "rushes_dead_letters_total", "Messages parked in the dead-letter queue", &["queue", "reason"])?,
+            duplicates: counter(&r, "rushes_duplicate_deliveries_total", "Deliveries of jobs that were not ours to run", &["queue", "disposition"])?,
+            slots: gauge(&r, "rushes_worker_slots", "Job slots per queue", &["queue"])?,
+            busy: gauge(&r, "rushes_worker_slots_busy", "Busy job slots per queue", &["queue"])?,
+            connected: gauge(&r, "rushes_worker_broker_connected", "1 while the queue's consumer is connected", &["queue"])?,
+            paused: gauge(&r, "rushes_worker_queue_paused", "1 while the queue is paused", &["queue"])?,
+            registry: r,
+        })
+    }
+}

@@ -1,0 +1,162 @@
+//! The worker's presence in PostgreSQL: its `workers` row, the heartbeat of its running
+//! jobs (which also carries their progress and notices cancellations), and the
+//! LISTEN/NOTIFY channel that brings cancels and queue pauses within milliseconds.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rushes_common::job::QueueFamily;
+use rushes_common::queue::Backoff;
+use sqlx::postgres::PgListener;
+use uuid::Uuid;
+
+use crate::state::Shared;
+
+/// NOTIFY channel carrying the id of a job an admin cancelled.
+pub const CANCEL_CHANNEL: &str = "rushes_job_cancel";
+/// NOTIFY channel announcing that queue pauses changed.
+pub const PAUSE_CHANNEL: &str = "rushes_queue_pause";
+
+/// Inserts this worker's row.
+pub async fn register(shared: &Shared) -> Result<(), sqlx::Error> {
+    let queues: serde_json::Map<String, serde_json::Value> = shared
+        .queues
+        .iter()
+        .map(|(family, slots)| (family.as_str().to_owned(), serde_json::Value::from(*slots)))
+        .collect();
+    let total: i32 = shared.queues.iter().map(|(_, s)| i32::from(*s)).sum();
+    sqlx::query(
+        "INSERT INTO workers (id, host, pid, version, queues, slots) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(shared.worker_id)
+    .bind(&shared.host)
+    .bind(i32::try_from(std::process::id()).unwrap_or(0))
+    .bind(rushes_common::VERSION)
+    .bind(serde_json::Value::Object(queues))
+    .bind(total)
+    .execute(&shared.db)
+    .await?;
+    Ok(())
+}
+
+/// Marks this worker stopped.
+pub async fn deregister(shared: &Shared) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE workers SET stopped_at = now(), last_seen_at = now() WHERE id = $1")
+        .bind(shared.worker_id)
+        .execute(&shared.db)
+        .await?;
+    Ok(())
+}
+
+/// Every `heartbeat_interval`: refresh the heartbeat and progress of running jobs in one
+/// statement, cancel those no longer ours, touch the workers row, re-read pauses.
+pub async fn heartbeat_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.lease.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shared.stopped.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(err) = beat(&shared).await {
+            tracing::warn!(error = %err, "heartbeat failed");
+        }
+        if let Err(err) = reload_pauses(&shared).await {
+            tracing::warn!(error = %err, "cannot read queue pauses");
+        }
+    }
+}
+
+async fn beat(shared: &Shared) -> Result<(), sqlx::Error> {
+    let jobs = shared.running_snapshot();
+    if !jobs.is_empty() {
+        let ids: Vec<Uuid> = jobs.iter().map(|(id, _)| *id).collect();
+        let progress: Vec<f32> = jobs.iter().map(|(_, job)| job.progress()).collect();
+        let alive: HashSet<Uuid> = sqlx::query_scalar(
+            "UPDATE jobs j SET heartbeat_at = now(), progress = u.progress \
+             FROM unnest($1::uuid[], $2::real[]) AS u(id, progress) \
+             WHERE j.id = u.id AND j.state = 'running' AND j.worker_id = $3 RETURNING j.id",
+        )
+        .bind(&ids)
+        .bind(&progress)
+        .bind(shared.worker_id)
+        .fetch_all(&shared.db)
+        .await?
+        .into_iter()
+        .collect();
+        for (id, job) in &jobs {
+            if !alive.contains(id) && !job.cancel.is_cancelled() {
+                tracing::info!(job.id = %id, "job is no longer ours (cancelled or re-claimed); stopping it");
+                job.cancel.cancel();
+            }
+        }
+    }
+    sqlx::query("UPDATE workers SET last_seen_at = now() WHERE id = $1")
+        .bind(shared.worker_id)
+        .execute(&shared.db)
+        .await?;
+    Ok(())
+}
+
+/// Reads `queue_pauses` and publishes the set to the queue consumers.
+pub async fn reload_pauses(shared: &Shared) -> Result<(), sqlx::Error> {
+    let names: Vec<String> = sqlx::query_scalar("SELECT queue FROM queue_pauses").fetch_all(&shared.db).await?;
+    let paused: HashSet<QueueFamily> = names.iter().filter_map(|n| n.parse().ok()).collect();
+    shared.paused.send_if_modified(|current| {
+        let changed = *current != paused;
+        *current = paused;
+        changed
+    });
+    Ok(())
+}
+
+/// Listens for cancels and pause changes; reconnects with backoff.
+pub async fn listen_loop(shared: Arc<Shared>) {
+    let mut backoff = Backoff::new(Duration::from_secs(5));
+    loop {
+        let mut listener = match PgListener::connect_with(&shared.db).await {
+            Ok(l) => l,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot LISTEN; retrying");
+                tokio::select! {
+                    _ = shared.stopped.cancelled() => return,
+                    _ = tokio::time::sleep(backoff.next_delay()) => continue,
+                }
+            }
+        };
+        if let Err(err) = listener.listen_all([CANCEL_CHANNEL, PAUSE_CHANNEL]).await {
+            tracing::warn!(error = %err, "LISTEN failed; retrying");
+            tokio::time::sleep(backoff.next_delay()).await;
+            continue;
+        }
+        backoff.reset();
+        // Anything announced while we were not listening.
+        let _ = reload_pauses(&shared).await;
+        loop {
+            let notification = tokio::select! {
+                _ = shared.stopped.cancelled() => return,
+                n = listener.recv() => n,
+            };
+            match notification {
+                Ok(n) if n.channel() == CANCEL_CHANNEL => {
+                    if let Ok(id) = n.payload().parse::<Uuid>()
+                        && let Some(job) = shared.running_job(id)
+                    {
+                        tracing::info!(job.id = %id, "cancel requested");
+                        job.cancel.cancel();
+                    }
+                }
+                Ok(_) => {
+                    if let Err(err) = reload_pauses(&shared).await {
+                        tracing::warn!(error = %err, "cannot read queue pauses");
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "LISTEN connection lost; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}

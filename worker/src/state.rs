@@ -1,0 +1,112 @@
+//! The state one worker process shares between its queue consumers, heartbeat and listener.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rushes_common::config::LeaseConfig;
+use rushes_common::job::QueueFamily;
+use rushes_common::queue::{Broker, Publisher};
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::context::RunningJob;
+use crate::jobs::Registry;
+use crate::ledger::Ledger;
+use crate::metrics::WorkerMetrics;
+
+pub(crate) struct Shared {
+    pub db: PgPool,
+    pub broker: Broker,
+    pub publisher: Publisher,
+    pub ledger: Ledger,
+    pub registry: Registry,
+    pub metrics: WorkerMetrics,
+    pub worker_id: Uuid,
+    pub host: String,
+    pub queues: Vec<(QueueFamily, u16)>,
+    pub lease: LeaseConfig,
+    /// Queues an admin paused.
+    pub paused: watch::Sender<HashSet<QueueFamily>>,
+    /// Cancelled on SIGTERM: stop taking new deliveries.
+    pub stop_taking: CancellationToken,
+    /// Cancelled when the worker is about to exit: every loop ends.
+    pub stopped: CancellationToken,
+    running: Mutex<HashMap<Uuid, Arc<RunningJob>>>,
+    connected: HashMap<QueueFamily, AtomicBool>,
+}
+
+impl Shared {
+    #[expect(clippy::too_many_arguments, reason = "assembled once, in `run`")]
+    pub fn new(
+        db: PgPool,
+        broker: Broker,
+        registry: Registry,
+        metrics: WorkerMetrics,
+        worker_id: Uuid,
+        host: String,
+        queues: Vec<(QueueFamily, u16)>,
+        lease: LeaseConfig,
+        stop_taking: CancellationToken,
+    ) -> Self {
+        let ledger = Ledger::spawn(db.clone(), worker_id, lease.stale_after);
+        let connected = queues.iter().map(|(f, _)| (*f, AtomicBool::new(false))).collect();
+        Self {
+            publisher: Publisher::new(broker.clone()),
+            db,
+            broker,
+            ledger,
+            registry,
+            metrics,
+            worker_id,
+            host,
+            queues,
+            lease,
+            paused: watch::Sender::new(HashSet::new()),
+            stop_taking,
+            stopped: CancellationToken::new(),
+            running: Mutex::new(HashMap::new()),
+            connected,
+        }
+    }
+
+    pub fn track(&self, id: Uuid, job: Arc<RunningJob>) {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner).insert(id, job);
+    }
+
+    pub fn untrack(&self, id: Uuid) {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+    }
+
+    pub fn running_job(&self, id: Uuid) -> Option<Arc<RunningJob>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner).get(&id).cloned()
+    }
+
+    pub fn running_snapshot(&self) -> Vec<(Uuid, Arc<RunningJob>)> {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(id, job)| (*id, job.clone()))
+            .collect()
+    }
+
+    pub fn set_connected(&self, family: QueueFamily, up: bool) {
+        if let Some(flag) = self.connected.get(&family) {
+            flag.store(up, Ordering::Relaxed);
+        }
+        self.metrics.connected.with_label_values(&[family.as_str()]).set(i64::from(up));
+    }
+
+    /// Names of consumed queues that are neither connected nor paused.
+    pub fn disconnected_queues(&self) -> Vec<&'static str> {
+        let paused = self.paused.borrow();
+        self.connected
+            .iter()
+            .filter(|(family, up)| !up.load(Ordering::Relaxed) && !paused.contains(family))
+            .map(|(family, _)| family.as_str())
+            .collect()
+    }
+}
