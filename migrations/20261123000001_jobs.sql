@@ -26,9 +26,10 @@ CREATE TABLE jobs (
     requested_by  text
 );
 
-CREATE INDEX jobs_enqueued_idx ON jobs (enqueued_at DESC, id DESC);
-CREATE INDEX jobs_kind_idx ON jobs (kind, enqueued_at DESC);
-CREATE INDEX jobs_schedule_idx ON jobs (schedule_id, enqueued_at DESC) WHERE schedule_id IS NOT NULL;
+-- Ids are UUIDv7 (time-ordered): lists page by id, newest first.
+CREATE INDEX jobs_kind_idx ON jobs (kind, id DESC);
+CREATE INDEX jobs_schedule_idx ON jobs (schedule_id, id DESC) WHERE schedule_id IS NOT NULL;
+CREATE INDEX jobs_finished_idx ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX jobs_parent_idx ON jobs (parent_id) WHERE parent_id IS NOT NULL;
 CREATE INDEX jobs_unpublished_idx ON jobs (enqueued_at) WHERE published_at IS NULL AND state = 'queued';
 CREATE INDEX jobs_running_idx ON jobs (heartbeat_at) WHERE state = 'running';

@@ -96,11 +96,19 @@ pub fn parse_from<T: clap::Parser>(args: Vec<OsString>) -> anyhow::Result<T> {
     if let Some(path) = config_path(&args) {
         let defaults = read_toml(&path)?;
         for (key, value) in defaults {
-            let known = command.get_arguments().any(|a| a.get_id().as_str() == key);
-            if !known {
+            let has = |c: &clap::Command| c.get_arguments().any(|a| a.get_id().as_str() == key);
+            let subcommands: Vec<String> =
+                command.get_subcommands().filter(|c| has(c)).map(|c| c.get_name().to_owned()).collect();
+            if !has(&command) && subcommands.is_empty() {
                 anyhow::bail!("{}: unknown setting `{key}`", path.display());
             }
-            command = command.mut_arg(key.as_str(), |arg| arg.default_value(value));
+            if has(&command) {
+                command = command.mut_arg(key.as_str(), |arg| arg.default_value(value.clone()));
+            }
+            for name in subcommands {
+                let value = value.clone();
+                command = command.mut_subcommand(name, |c| c.mut_arg(key.as_str(), |arg| arg.default_value(value)));
+            }
         }
     }
     let matches = command.try_get_matches_from(args)?;

@@ -25,3 +25,8 @@ pub fn pool(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
+
+/// NOTIFY channel carrying the id of a job an admin cancelled; workers LISTEN on it.
+pub const CANCEL_CHANNEL: &str = "rushes_job_cancel";
+/// NOTIFY channel announcing that queue pauses changed; workers LISTEN on it.
+pub const PAUSE_CHANNEL: &str = "rushes_queue_pause";

@@ -1,1 +1,95 @@
-//! placeholder
+//! The Rushes control plane: a thin HTTP API over PostgreSQL and RabbitMQ.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod routes;
+pub mod state;
+
+use anyhow::Context as _;
+use rushes_common::config::Secret;
+use rushes_common::queue::{Broker, Publisher};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::config::{Cli, Command, ControlConfig, MigrateConfig};
+use crate::state::AppState;
+
+/// Entry point of the `rushes-control` binary.
+pub fn main_entry() -> anyhow::Result<()> {
+    let cli: Cli = rushes_common::config::parse()?;
+    rushes_common::telemetry::init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Migrate(config) => migrate(&config).await,
+            Command::Serve(config) => {
+                let shutdown = rushes_common::shutdown::on_signal();
+                let listener = TcpListener::bind(config.http_addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.http_addr))?;
+                serve(config, listener, shutdown).await
+            }
+        }
+    })
+}
+
+/// Applies migrations and declares the broker topology.
+pub async fn migrate(config: &MigrateConfig) -> anyhow::Result<()> {
+    let db = rushes_common::db::pool(&config.database).context("invalid database settings")?;
+    rushes_common::db::migrate(&db).await.context("migrations failed")?;
+    tracing::info!("database migrated");
+    let broker = Broker::new(&config.broker, "rushes-control migrate").context("invalid broker settings")?;
+    match broker.declare_topology().await {
+        Ok(()) => tracing::info!(prefix = broker.topology().prefix(), "broker topology declared"),
+        // Every consumer and publisher declares it again on connect, so this is not fatal.
+        Err(err) => tracing::warn!(error = %err, "broker unreachable; topology will be declared on first connect"),
+    }
+    Ok(())
+}
+
+/// Builds the application state from settings.
+pub fn state(config: &ControlConfig) -> anyhow::Result<AppState> {
+    let db = rushes_common::db::pool(&config.database).context("invalid database settings")?;
+    let broker = Broker::new(&config.broker, "rushes-control").context("invalid broker settings")?;
+    let admin_token = match &config.admin_token {
+        Some(token) if !token.expose().trim().is_empty() => token.clone(),
+        _ => {
+            let token = generate_token();
+            tracing::warn!(
+                admin_token = token.expose(),
+                "RUSHES_ADMIN_TOKEN is not set; generated a bootstrap admin token for this run"
+            );
+            token
+        }
+    };
+    Ok(AppState {
+        db,
+        publisher: Publisher::new(broker),
+        metrics: metrics::ControlMetrics::new().context("cannot register metrics")?,
+        admin_token,
+    })
+}
+
+/// Serves the API on `listener` until `shutdown`, then drains in-flight requests.
+pub async fn serve(config: ControlConfig, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let state = state(&config)?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "control plane listening");
+    axum::serve(listener, routes::app(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("HTTP server failed")?;
+    tracing::info!("control plane stopped");
+    Ok(())
+}
+
+fn generate_token() -> Secret {
+    let bytes: [u8; 24] = rand::random();
+    Secret::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}

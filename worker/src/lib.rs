@@ -21,7 +21,6 @@ use uuid::Uuid;
 pub use crate::config::WorkerConfig;
 pub use crate::context::JobContext;
 pub use crate::jobs::{JobError, Registry};
-pub use crate::presence::{CANCEL_CHANNEL, PAUSE_CHANNEL};
 
 /// After the grace period, how long requeued jobs get to wind down before the process exits.
 const WIND_DOWN: Duration = Duration::from_secs(10);

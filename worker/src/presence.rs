@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rushes_common::db::{CANCEL_CHANNEL, PAUSE_CHANNEL};
 use rushes_common::job::QueueFamily;
 use rushes_common::queue::Backoff;
 use sqlx::postgres::PgListener;
@@ -13,10 +14,6 @@ use uuid::Uuid;
 
 use crate::state::Shared;
 
-/// NOTIFY channel carrying the id of a job an admin cancelled.
-pub const CANCEL_CHANNEL: &str = "rushes_job_cancel";
-/// NOTIFY channel announcing that queue pauses changed.
-pub const PAUSE_CHANNEL: &str = "rushes_queue_pause";
 
 /// Inserts this worker's row.
 pub async fn register(shared: &Shared) -> Result<(), sqlx::Error> {

@@ -1,0 +1,45 @@
+//! The control plane's settings and subcommands.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand};
+use rushes_common::config::{BrokerConfig, DatabaseConfig, Secret};
+
+/// The Rushes control plane: HTTP API and migrations.
+#[derive(Debug, Parser)]
+#[command(name = "rushes-control", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending database migrations and declare the broker topology, then exit.
+    Migrate(MigrateConfig),
+    /// Serve the HTTP API.
+    Serve(ControlConfig),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateConfig {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub broker: BrokerConfig,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ControlConfig {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub broker: BrokerConfig,
+    /// Address the HTTP API listens on (port 0 picks a free one).
+    #[arg(long, env = "RUSHES_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// Bootstrap admin bearer token. When unset, a random one is generated and logged
+    /// once at start-up.
+    #[arg(long, env = "RUSHES_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+}

@@ -1,0 +1,95 @@
+//! The control plane's metrics: HTTP requests by route and status, jobs enqueued, and
+//! gauges read from the broker and the database when Prometheus scrapes.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
+use rushes_common::job::QueueFamily;
+use rushes_common::metrics::{counter, gauge, histogram, render};
+
+use crate::state::AppState;
+
+#[derive(Clone)]
+pub struct ControlMetrics {
+    pub registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub jobs_enqueued: IntCounterVec,
+    queue_depth: IntGaugeVec,
+    queue_consumers: IntGaugeVec,
+    jobs_active: IntGaugeVec,
+    workers_online: IntGaugeVec,
+}
+
+impl ControlMetrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let r = Registry::new();
+        Ok(Self {
+            http_requests: counter(&r, "rushes_http_requests_total", "HTTP requests", &["method", "route", "status"])?,
+            http_duration: histogram(&r, "rushes_http_request_duration_seconds", "HTTP request duration", &["method", "route"])?,
+            jobs_enqueued: counter(&r, "rushes_jobs_enqueued_total", "Jobs enqueued", &["kind", "queue"])?,
+            queue_depth: gauge(&r, "rushes_queue_depth", "Messages ready in each queue", &["queue"])?,
+            queue_consumers: gauge(&r, "rushes_queue_consumers", "Consumers of each queue", &["queue"])?,
+            jobs_active: gauge(&r, "rushes_jobs_active", "Jobs queued, running or retrying", &["queue", "state"])?,
+            workers_online: gauge(&r, "rushes_workers_online", "Workers seen recently, by version", &["version"])?,
+            registry: r,
+        })
+    }
+}
+
+/// Counts and times every request by its route template (never by raw path).
+pub async fn track_http(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let m = &state.metrics;
+    m.http_requests
+        .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
+        .inc();
+    m.http_duration
+        .with_label_values(&[method.as_str(), route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`: refreshes the scrape-time gauges, then renders the registry.
+pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
+    let m = &state.metrics;
+    match state.broker().queue_stats().await {
+        Ok(stats) => {
+            for s in stats {
+                m.queue_depth.with_label_values(&[s.family.as_str()]).set(i64::from(s.messages));
+                m.queue_consumers.with_label_values(&[s.family.as_str()]).set(i64::from(s.consumers));
+            }
+        }
+        Err(err) => tracing::debug!(error = %err, "broker unreachable at scrape"),
+    }
+    let active: Result<Vec<(String, String, i64)>, _> = sqlx::query_as(
+        "SELECT queue, state::text, count(*) FROM jobs WHERE state IN ('queued', 'running', 'retrying') GROUP BY 1, 2",
+    )
+    .fetch_all(&state.db)
+    .await;
+    if let Ok(rows) = active {
+        for family in QueueFamily::ALL {
+            for st in ["queued", "running", "retrying"] {
+                let n = rows.iter().find(|(q, s, _)| q == family.as_str() && s == st).map_or(0, |r| r.2);
+                m.jobs_active.with_label_values(&[family.as_str(), st]).set(n);
+            }
+        }
+    }
+    if let Ok(rows) = sqlx::query_as::<_, (String, i64)>(crate::routes::workers::ONLINE_COUNT_SQL).fetch_all(&state.db).await {
+        m.workers_online.reset();
+        for (version, n) in rows {
+            m.workers_online.with_label_values(&[version.as_str()]).set(n);
+        }
+    }
+    render(&m.registry)
+}

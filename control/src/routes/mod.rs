@@ -1,0 +1,40 @@
+//! The HTTP API: one module per resource, each exposing `router()`.
+
+pub mod dead_letters;
+pub mod jobs;
+pub mod kinds;
+pub mod queues;
+pub mod system;
+pub mod workers;
+
+use axum::Router;
+use axum::middleware;
+
+use crate::state::AppState;
+
+/// Most rows a list returns at once.
+pub const MAX_LIMIT: i64 = 1000;
+/// Rows a list returns when the caller does not say.
+pub const DEFAULT_LIMIT: i64 = 50;
+
+/// Clamps a caller's `limit` to 1..=[`MAX_LIMIT`].
+pub fn limit(requested: Option<i64>) -> i64 {
+    requested.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+}
+
+/// The whole application: public probes and the authenticated `/api/v1`.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(jobs::router())
+        .merge(queues::router())
+        .merge(workers::router())
+        .merge(dead_letters::router())
+        .merge(kinds::router())
+        .fallback(|| async { crate::error::ApiError::NotFound("no such API route".into()) })
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_token));
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(system::router())
+        .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track_http))
+        .with_state(state)
+}

@@ -1,0 +1,145 @@
+//! `/api/v1/queues`: depth, consumers and in-flight jobs per queue; pause and resume.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::Extension;
+use chrono::{DateTime, Utc};
+use rushes_common::db::PAUSE_CHANNEL;
+use rushes_common::job::QueueFamily;
+use serde::Serialize;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Path;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/queues", get(list))
+        .route("/queues/{name}", get(show))
+        .route("/queues/{name}/pause", post(pause))
+        .route("/queues/{name}/resume", post(resume))
+}
+
+#[derive(Debug, Serialize)]
+struct QueueView {
+    name: &'static str,
+    /// The RabbitMQ queue behind it (with the deployment's prefix).
+    broker_queue: String,
+    /// Messages ready in RabbitMQ (null while the broker is unreachable).
+    depth: Option<u32>,
+    /// Consumers attached in RabbitMQ (null while the broker is unreachable).
+    consumers: Option<u32>,
+    /// Jobs of this queue running now.
+    in_flight: i64,
+    queued: i64,
+    retrying: i64,
+    paused: bool,
+    paused_at: Option<DateTime<Utc>>,
+    paused_by: Option<String>,
+}
+
+async fn views(state: &AppState, only: Option<QueueFamily>) -> ApiResult<Vec<QueueView>> {
+    let stats = match state.broker().queue_stats().await {
+        Ok(stats) => Some(stats),
+        Err(err) => {
+            tracing::warn!(error = %err, "broker unreachable; queue depths unknown");
+            None
+        }
+    };
+    let counts: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT queue, state::text, count(*) FROM jobs WHERE state IN ('queued', 'running', 'retrying') GROUP BY 1, 2",
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let pauses: Vec<(String, DateTime<Utc>, Option<String>)> =
+        sqlx::query_as("SELECT queue, paused_at, paused_by FROM queue_pauses").fetch_all(&state.db).await?;
+    let count = |family: QueueFamily, st: &str| {
+        counts.iter().find(|(q, s, _)| q == family.as_str() && s == st).map_or(0, |c| c.2)
+    };
+    Ok(QueueFamily::ALL
+        .into_iter()
+        .filter(|f| only.is_none_or(|o| o == *f))
+        .map(|family| {
+            let broker = stats.as_ref().and_then(|s| s.iter().find(|s| s.family == family));
+            let pause = pauses.iter().find(|(q, _, _)| q == family.as_str());
+            QueueView {
+                name: family.as_str(),
+                broker_queue: state.broker().topology().queue(family),
+                depth: broker.map(|b| b.messages),
+                consumers: broker.map(|b| b.consumers),
+                in_flight: count(family, "running"),
+                queued: count(family, "queued"),
+                retrying: count(family, "retrying"),
+                paused: pause.is_some(),
+                paused_at: pause.map(|p| p.1),
+                paused_by: pause.and_then(|p| p.2.clone()),
+            }
+        })
+        .collect())
+}
+
+fn family(name: &str) -> ApiResult<QueueFamily> {
+    name.parse().map_err(|e: rushes_common::job::UnknownQueue| ApiError::NotFound(e.to_string()))
+}
+
+async fn list(State(state): State<AppState>) -> ApiResult<axum::Json<serde_json::Value>> {
+    Ok(axum::Json(serde_json::json!({ "queues": views(&state, None).await? })))
+}
+
+async fn show_one(state: &AppState, family: QueueFamily) -> ApiResult<axum::Json<QueueView>> {
+    views(state, Some(family))
+        .await?
+        .pop()
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no queue {family}")))
+}
+
+async fn show(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<axum::Json<QueueView>> {
+    show_one(&state, family(&name)?).await
+}
+
+/// Workers stop taking from the queue (in-flight jobs finish); stored in PostgreSQL so
+/// every worker, including ones started later, honours it.
+async fn pause(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<QueueView>> {
+    let family = family(&name)?;
+    set_paused(&state, family, Some(&caller.name)).await?;
+    show_one(&state, family).await
+}
+
+async fn resume(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<axum::Json<QueueView>> {
+    let family = family(&name)?;
+    set_paused(&state, family, None).await?;
+    show_one(&state, family).await
+}
+
+async fn set_paused(state: &AppState, family: QueueFamily, by: Option<&str>) -> ApiResult<()> {
+    let mut tx = state.db.begin().await?;
+    match by {
+        Some(by) => {
+            sqlx::query("INSERT INTO queue_pauses (queue, paused_by) VALUES ($1, $2) ON CONFLICT (queue) DO NOTHING")
+                .bind(family.as_str())
+                .bind(by)
+                .execute(&mut *tx)
+                .await?
+        }
+        None => {
+            sqlx::query("DELETE FROM queue_pauses WHERE queue = $1")
+                .bind(family.as_str())
+                .execute(&mut *tx)
+                .await?
+        }
+    };
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(PAUSE_CHANNEL)
+        .bind(family.as_str())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}

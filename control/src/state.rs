@@ -1,0 +1,21 @@
+//! The control plane's shared state, passed to every handler through axum's `State`.
+
+use rushes_common::config::Secret;
+use rushes_common::queue::{Broker, Publisher};
+use sqlx::PgPool;
+
+use crate::metrics::ControlMetrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub publisher: Publisher,
+    pub metrics: ControlMetrics,
+    pub admin_token: Secret,
+}
+
+impl AppState {
+    pub fn broker(&self) -> &Broker {
+        self.publisher.broker()
+    }
+}
