@@ -1,1 +1,5 @@
-fn main() {}
+//! `rushes-scheduler`: see `rushes_scheduler::run`.
+
+fn main() -> anyhow::Result<()> {
+    rushes_scheduler::main_entry()
+}

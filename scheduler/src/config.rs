@@ -1,0 +1,30 @@
+//! The scheduler's settings.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use rushes_common::config::{BrokerConfig, DatabaseConfig, LeaseConfig, parse_seconds};
+
+/// Leader-elected scheduler of Rushes: relays committed-but-unpublished jobs and
+/// re-publishes jobs stranded by dead workers.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "rushes-scheduler", version)]
+pub struct SchedulerConfig {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub broker: BrokerConfig,
+    #[command(flatten)]
+    pub lease: LeaseConfig,
+    /// Address of this scheduler's `/metrics`, `/healthz` and `/readyz` (port 0 picks a free one).
+    #[arg(long, env = "RUSHES_METRICS_ADDR", default_value = "127.0.0.1:9102")]
+    pub metrics_addr: SocketAddr,
+    /// Seconds between relay passes of the leader (default 1).
+    #[arg(long, env = "RUSHES_RELAY_INTERVAL", default_value = "1", value_parser = parse_seconds)]
+    pub relay_interval: Duration,
+    /// Seconds a committed job may stay unpublished before the relay publishes it
+    /// (default 2: the enqueuer's own publish normally lands well within it).
+    #[arg(long, env = "RUSHES_RELAY_GRACE", default_value = "2", value_parser = parse_seconds)]
+    pub relay_grace: Duration,
+}

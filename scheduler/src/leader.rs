@@ -1,0 +1,57 @@
+//! Leadership: a PostgreSQL session advisory lock held on a dedicated connection. The
+//! lock dies with the connection, so a leader that crashes or loses PostgreSQL stops
+//! leading at once, and a standby takes over on its next try.
+
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection};
+
+/// Advisory-lock key of the scheduler leadership ("rushes-s" in ASCII).
+pub const LEADER_LOCK_KEY: i64 = 0x7275_7368_6573_2d73;
+
+/// How long a liveness check of the lock connection may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connection that may hold the leadership lock.
+pub struct Candidate {
+    connection: PgConnection,
+    leading: bool,
+}
+
+impl Candidate {
+    pub async fn connect(database_url: &str) -> Result<Self, sqlx::Error> {
+        let connection = PgConnection::connect(database_url).await?;
+        Ok(Self { connection, leading: false })
+    }
+
+    /// Tries to take the lock; `true` while this candidate leads.
+    pub async fn try_lead(&mut self) -> Result<bool, sqlx::Error> {
+        if !self.leading {
+            self.leading = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(LEADER_LOCK_KEY)
+                .fetch_one(&mut self.connection)
+                .await?;
+        }
+        Ok(self.leading)
+    }
+
+    /// Confirms the lock connection is alive (and so the lock still held). An error
+    /// means leadership is lost: drop this candidate and connect again.
+    pub async fn confirm(&mut self) -> Result<(), sqlx::Error> {
+        match tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&mut self.connection)).await {
+            Ok(result) => result.map(|_| ()),
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
+        }
+    }
+
+    /// Gives the lock back (clean shutdown), so a standby takes over without waiting.
+    pub async fn resign(mut self) {
+        if self.leading {
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(LEADER_LOCK_KEY)
+                .execute(&mut self.connection)
+                .await;
+        }
+        let _ = self.connection.close().await;
+    }
+}

@@ -1,0 +1,55 @@
+//! The relay: publishes jobs that were committed but never published (the broker was
+//! down at enqueue), and re-publishes running jobs whose worker went silent long ago
+//! and whose message may be gone. Duplicates are harmless: the claim drops them.
+
+use std::time::Duration;
+
+use rushes_common::enqueue;
+use rushes_common::job::JobRecord;
+use rushes_common::queue::Publisher;
+use sqlx::PgPool;
+
+/// Most jobs one relay pass publishes.
+const BATCH: i64 = 1000;
+/// A running job is stranded when its heartbeat is this many stale periods old.
+const STRANDED_FACTOR: f64 = 4.0;
+
+/// What one pass published.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Relayed {
+    pub unpublished: usize,
+    pub stranded: usize,
+}
+
+pub async fn pass(db: &PgPool, publisher: &Publisher, grace: Duration, stale_after: Duration) -> anyhow::Result<Relayed> {
+    let mut unpublished: Vec<JobRecord> = sqlx::query_as(concat!(
+        "SELECT ",
+        rushes_common::job_columns!(),
+        " FROM jobs WHERE published_at IS NULL AND state = 'queued' \
+            AND enqueued_at < now() - make_interval(secs => $1) \
+          ORDER BY enqueued_at LIMIT $2"
+    ))
+    .bind(grace.as_secs_f64())
+    .bind(BATCH)
+    .fetch_all(db)
+    .await?;
+    enqueue::publish(db, publisher, &mut unpublished).await?;
+
+    let stranded_after = stale_after.as_secs_f64() * STRANDED_FACTOR;
+    let mut stranded: Vec<JobRecord> = sqlx::query_as(concat!(
+        "SELECT ",
+        rushes_common::job_columns!(),
+        " FROM jobs WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => $1) \
+            AND (published_at IS NULL OR published_at < now() - make_interval(secs => $1)) \
+          ORDER BY heartbeat_at LIMIT $2"
+    ))
+    .bind(stranded_after)
+    .bind(BATCH)
+    .fetch_all(db)
+    .await?;
+    if !stranded.is_empty() {
+        tracing::warn!(jobs = stranded.len(), "re-publishing jobs whose worker went silent");
+    }
+    enqueue::publish(db, publisher, &mut stranded).await?;
+    Ok(Relayed { unpublished: unpublished.len(), stranded: stranded.len() })
+}
