@@ -1,1 +1,408 @@
-//! placeholder
+//! Helpers for end-to-end tests on real PostgreSQL and RabbitMQ. Each [`TestEnv`] owns
+//! a database cloned from a migrated template and a queue prefix of its own, so tests
+//! run in parallel; both are removed when the environment is dropped.
+
+pub mod broker_node;
+pub mod proxy;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use reqwest::StatusCode;
+use rushes_common::config::{BrokerConfig, DatabaseConfig, LeaseConfig, Secret};
+use rushes_common::queue::{Broker, Outgoing, Publisher};
+use serde_json::{Value, json};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use rushes_common::job::QueueFamily;
+
+/// PostgreSQL server the tests use (`RUSHES_TEST_PG`), without a database name.
+pub fn pg_server() -> String {
+    std::env::var("RUSHES_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// RabbitMQ the tests use (`RUSHES_TEST_AMQP`).
+pub fn amqp_url() -> String {
+    std::env::var("RUSHES_TEST_AMQP").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+pub const TOKEN: &str = "test-admin-token";
+
+/// Heartbeat and staleness short enough for tests to see takeovers within seconds.
+pub fn test_lease() -> LeaseConfig {
+    LeaseConfig { heartbeat_interval: Duration::from_millis(200), stale_after: Duration::from_secs(1) }
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUSHES_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+}
+
+/// The migrated template database, created once per migration set.
+async fn template() -> anyhow::Result<String> {
+    let digest: u64 = rushes_common::db::MIGRATOR
+        .iter()
+        .flat_map(|m| m.checksum.iter().copied())
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let name = format!("rushes_tmpl_{:012x}", digest & 0xffff_ffff_ffff);
+    let mut admin = PgConnection::connect(&format!("{}/postgres", pg_server())).await?;
+    sqlx::query("SELECT pg_advisory_lock(4242)").execute(&mut admin).await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await?;
+    let outcome = async {
+        if !exists {
+            let building = format!("{name}_building");
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))).execute(&mut admin).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {building}"))).execute(&mut admin).await?;
+            let mut conn = PgConnection::connect(&format!("{}/{building}", pg_server())).await?;
+            rushes_common::db::MIGRATOR.run(&mut conn).await?;
+            conn.close().await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {building} RENAME TO {name}"))).execute(&mut admin).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    sqlx::query("SELECT pg_advisory_unlock(4242)").execute(&mut admin).await?;
+    outcome?;
+    Ok(name)
+}
+
+/// One test's world: database, queue prefix, control plane, workers.
+pub struct TestEnv {
+    pub db_name: String,
+    pub db: PgPool,
+    pub prefix: String,
+    pub base_url: String,
+    pub http: reqwest::Client,
+    pub publisher: Publisher,
+    pub shutdown: CancellationToken,
+    control: Option<JoinHandle<anyhow::Result<()>>>,
+    workers: Vec<InProcessWorker>,
+    processes: Vec<Child>,
+}
+
+/// A worker running inside the test process.
+pub struct InProcessWorker {
+    pub shutdown: CancellationToken,
+    pub handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestEnv {
+    /// A fresh environment with a control plane talking to the real broker.
+    pub async fn new() -> anyhow::Result<Self> {
+        Self::with_control_amqp(&amqp_url()).await
+    }
+
+    /// A fresh environment whose control plane reaches the broker at `control_amqp`.
+    pub async fn with_control_amqp(control_amqp: &str) -> anyhow::Result<Self> {
+        init_tracing();
+        let template = template().await?;
+        let id = Uuid::new_v4().simple().to_string();
+        let db_name = format!("rushes_test_{}", &id[..16]);
+        let prefix = format!("t{}", &id[..12]);
+        let mut admin = PgConnection::connect(&format!("{}/postgres", pg_server())).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name} TEMPLATE {template}")))
+            .execute(&mut admin)
+            .await
+            .context("cannot create the test database")?;
+        admin.close().await?;
+        let db = PgPoolOptions::new().max_connections(5).connect(&format!("{}/{db_name}", pg_server())).await?;
+        let broker = Broker::new(&Self::broker_config_for(&amqp_url(), &prefix), "rushes-tests")?;
+        broker.declare_topology().await?;
+        let shutdown = CancellationToken::new();
+        let mut env = Self {
+            db_name,
+            db,
+            prefix,
+            base_url: String::new(),
+            http: reqwest::Client::new(),
+            publisher: Publisher::new(broker),
+            shutdown,
+            control: None,
+            workers: Vec::new(),
+            processes: Vec::new(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        env.base_url = format!("http://{addr}");
+        let config = rushes_control::ControlConfig {
+            database: env.database_config(),
+            broker: Self::broker_config_for(control_amqp, &env.prefix),
+            http_addr: addr,
+            admin_token: Some(Secret::new(TOKEN)),
+        };
+        env.control = Some(tokio::spawn(rushes_control::serve(config, listener, env.shutdown.child_token())));
+        Ok(env)
+    }
+
+    pub fn database_url(&self) -> String {
+        format!("{}/{}", pg_server(), self.db_name)
+    }
+
+    pub fn database_config(&self) -> DatabaseConfig {
+        DatabaseConfig { database_url: Secret::new(self.database_url()), database_max_connections: 5 }
+    }
+
+    pub fn broker_config(&self) -> BrokerConfig {
+        Self::broker_config_for(&amqp_url(), &self.prefix)
+    }
+
+    fn broker_config_for(amqp: &str, prefix: &str) -> BrokerConfig {
+        BrokerConfig { amqp_url: Secret::new(amqp), queue_prefix: prefix.to_owned() }
+    }
+
+    /// Worker settings consuming `queues` (e.g. `"maintenance=1"`) with short leases.
+    pub fn worker_config(&self, queues: &str) -> anyhow::Result<rushes_worker::WorkerConfig> {
+        let mut config: rushes_worker::WorkerConfig = rushes_common::config::parse_from(vec![
+            "rushes-worker".into(),
+            "--queues".into(),
+            queues.into(),
+            "--metrics-addr".into(),
+            "127.0.0.1:0".into(),
+            "--shutdown-grace".into(),
+            "5".into(),
+        ])?;
+        config.database = self.database_config();
+        config.broker = self.broker_config();
+        config.lease = test_lease();
+        Ok(config)
+    }
+
+    /// Starts a worker inside this process.
+    pub fn spawn_worker(&mut self, config: rushes_worker::WorkerConfig) -> usize {
+        let shutdown = self.shutdown.child_token();
+        let handle = tokio::spawn(rushes_worker::run(config, shutdown.clone()));
+        self.workers.push(InProcessWorker { shutdown, handle });
+        self.workers.len() - 1
+    }
+
+    /// Stops an in-process worker (as SIGTERM would) and waits for it to exit.
+    pub async fn stop_worker(&mut self, index: usize) -> anyhow::Result<()> {
+        let worker = &mut self.workers[index];
+        worker.shutdown.cancel();
+        (&mut worker.handle).await??;
+        Ok(())
+    }
+
+    /// Starts the real worker binary with this environment's settings.
+    pub fn spawn_worker_process(&mut self, queues: &str, extra_env: &[(&str, &str)]) -> anyhow::Result<u32> {
+        let mut command = Command::new(worker_binary()?);
+        command
+            .env("RUSHES_DATABASE_URL", self.database_url())
+            .env("RUSHES_AMQP_URL", amqp_url())
+            .env("RUSHES_QUEUE_PREFIX", &self.prefix)
+            .env("RUSHES_QUEUES", queues)
+            .env("RUSHES_METRICS_ADDR", "127.0.0.1:0")
+            .env("RUSHES_HEARTBEAT_INTERVAL", "0.2")
+            .env("RUSHES_STALE_AFTER", "1")
+            .env("RUSHES_LOG", std::env::var("RUSHES_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null());
+        for (k, v) in extra_env {
+            command.env(k, v);
+        }
+        let child = command.spawn().context("cannot start the worker binary")?;
+        let pid = child.id();
+        self.processes.push(child);
+        Ok(pid)
+    }
+
+    /// Sends `signal` to a worker process started by [`Self::spawn_worker_process`].
+    pub fn signal(&self, pid: u32, signal: i32) -> anyhow::Result<()> {
+        let pid = i32::try_from(pid)?;
+        let rc = send_signal(pid, signal);
+        if rc != 0 {
+            bail!("kill({pid}, {signal}) failed");
+        }
+        Ok(())
+    }
+
+    /// Waits for a worker process to exit and returns its exit code.
+    pub async fn wait_process(&mut self, pid: u32, timeout: Duration) -> anyhow::Result<Option<i32>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let child = self
+                .processes
+                .iter_mut()
+                .find(|c| c.id() == pid)
+                .context("no such worker process")?;
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.code());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("worker process {pid} did not exit within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // ---- HTTP helpers ----
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Sends an authenticated request and returns the status and JSON body (Null if none).
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<(StatusCode, Value)> {
+        let mut request = self.http.request(method, self.url(path)).bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        Ok((status, value))
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<(StatusCode, Value)> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<(StatusCode, Value)> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Waits for the control plane to answer `/healthz`.
+    pub async fn ready(&self) -> anyhow::Result<()> {
+        for _ in 0..100 {
+            if self.http.get(self.url("/healthz")).send().await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!("control plane did not start")
+    }
+
+    /// Enqueues a job through the API and returns its id.
+    pub async fn enqueue(&self, body: Value) -> anyhow::Result<Uuid> {
+        let (status, job) = self.post("/api/v1/jobs", body).await?;
+        if status != StatusCode::CREATED {
+            bail!("enqueue answered {status}: {job}");
+        }
+        job_id(&job)
+    }
+
+    /// Enqueues a `sleep` job.
+    pub async fn sleep_job(&self, seconds: f64, priority: Option<u8>) -> anyhow::Result<Uuid> {
+        let mut body = json!({ "kind": "sleep", "payload": { "seconds": seconds } });
+        if let Some(p) = priority {
+            body["priority"] = json!(p);
+        }
+        self.enqueue(body).await
+    }
+
+    pub async fn job(&self, id: Uuid) -> anyhow::Result<Value> {
+        let (status, job) = self.get(&format!("/api/v1/jobs/{id}")).await?;
+        if status != StatusCode::OK {
+            bail!("GET job answered {status}: {job}");
+        }
+        Ok(job)
+    }
+
+    /// Polls a job until `pred` holds, or fails after `timeout` showing the last state.
+    pub async fn wait_job(&self, id: Uuid, timeout: Duration, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let job = self.job(id).await?;
+            if pred(&job) {
+                return Ok(job);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("job {id} did not reach the expected state within {timeout:?}; last: {job}");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until the job is in `state`.
+    pub async fn wait_state(&self, id: Uuid, state: &str, timeout: Duration) -> anyhow::Result<Value> {
+        self.wait_job(id, timeout, |j| j["state"] == state).await
+    }
+
+    /// Publishes raw bytes onto a family's queue, as a foreign producer would.
+    pub async fn publish_raw(&self, family: QueueFamily, body: &[u8]) -> anyhow::Result<()> {
+        let message = Outgoing::raw(self.publisher.broker().topology(), family, body.to_vec());
+        self.publisher.publish(&[message]).await?;
+        Ok(())
+    }
+}
+
+/// The real worker entry point, built as a binary of this package.
+pub fn worker_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_rushes-worker-under-test") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().and_then(|d| d.parent()).context("no target directory")?;
+    Ok(dir.join("rushes-worker-under-test"))
+}
+
+pub fn job_id(job: &Value) -> anyhow::Result<Uuid> {
+    job["id"].as_str().context("job has no id")?.parse().context("job id is not a UUID")
+}
+
+fn send_signal(pid: i32, signal: i32) -> i32 {
+    // `kill` via the command line keeps this crate free of `unsafe`.
+    match Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status() {
+        Ok(status) if status.success() => 0,
+        _ => -1,
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        for child in &mut self.processes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for worker in &self.workers {
+            worker.handle.abort();
+        }
+        if let Some(control) = &self.control {
+            control.abort();
+        }
+        let db_name = self.db_name.clone();
+        let broker_config = self.broker_config();
+        // Tear down on a thread of its own: Drop cannot await, and the test's runtime
+        // may be shutting down.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(async move {
+                // A broker handle of this runtime's own: the test's connections die with its runtime.
+                match Broker::new(&broker_config, "rushes-tests teardown") {
+                    Ok(broker) => {
+                        if let Err(err) = broker.delete_topology().await {
+                            eprintln!("cannot delete test queues: {err}");
+                        }
+                    }
+                    Err(err) => eprintln!("cannot reach the broker for teardown: {err}"),
+                }
+                if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", pg_server())).await {
+                    let drop = format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)");
+                    if let Err(err) = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await {
+                        eprintln!("cannot drop test database {db_name}: {err}");
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Address of a local TCP port nobody listens on.
+pub fn dead_port() -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}

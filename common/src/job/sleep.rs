@@ -16,6 +16,9 @@ pub struct Sleep {
     /// Fail (retryably) on each attempt up to and including this one.
     #[serde(default)]
     pub fail_attempts: u32,
+    /// Fail (retryably) on every attempt that starts before this instant.
+    #[serde(default)]
+    pub fail_until: Option<chrono::DateTime<chrono::Utc>>,
     /// Panic instead of sleeping, to check that workers survive a panicking handler.
     #[serde(default)]
     pub panic: bool,

@@ -17,6 +17,11 @@ pub async fn run(ctx: JobContext, payload: Sleep) -> Result<Value, JobError> {
     if u32::try_from(ctx.attempt).is_ok_and(|a| a <= payload.fail_attempts) {
         return Err(JobError::Retryable(format!("asked to fail attempt {}", ctx.attempt)));
     }
+    if let Some(until) = payload.fail_until
+        && chrono::Utc::now() < until
+    {
+        return Err(JobError::Retryable(format!("asked to fail until {until}")));
+    }
     let total = Duration::from_secs_f64(payload.seconds);
     let started = tokio::time::Instant::now();
     loop {
