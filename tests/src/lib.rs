@@ -81,6 +81,8 @@ async fn template() -> anyhow::Result<String> {
 /// One test's world: database, queue prefix, control plane, workers.
 pub struct TestEnv {
     pub db_name: String,
+    /// The broker workers and the test's own publisher use.
+    pub amqp: String,
     pub db: PgPool,
     pub prefix: String,
     pub base_url: String,
@@ -101,11 +103,12 @@ pub struct InProcessWorker {
 impl TestEnv {
     /// A fresh environment with a control plane talking to the real broker.
     pub async fn new() -> anyhow::Result<Self> {
-        Self::with_control_amqp(&amqp_url()).await
+        Self::on_broker(&amqp_url(), &amqp_url()).await
     }
 
-    /// A fresh environment whose control plane reaches the broker at `control_amqp`.
-    pub async fn with_control_amqp(control_amqp: &str) -> anyhow::Result<Self> {
+    /// A fresh environment on the broker at `amqp`, whose control plane reaches the
+    /// broker at `control_amqp` (a proxy that can be switched off, say).
+    pub async fn on_broker(amqp: &str, control_amqp: &str) -> anyhow::Result<Self> {
         init_tracing();
         let template = template().await?;
         let id = Uuid::new_v4().simple().to_string();
@@ -118,11 +121,12 @@ impl TestEnv {
             .context("cannot create the test database")?;
         admin.close().await?;
         let db = PgPoolOptions::new().max_connections(5).connect(&format!("{}/{db_name}", pg_server())).await?;
-        let broker = Broker::new(&Self::broker_config_for(&amqp_url(), &prefix), "rushes-tests")?;
+        let broker = Broker::new(&Self::broker_config_for(amqp, &prefix), "rushes-tests")?;
         broker.declare_topology().await?;
         let shutdown = CancellationToken::new();
         let mut env = Self {
             db_name,
+            amqp: amqp.to_owned(),
             db,
             prefix,
             base_url: String::new(),
@@ -155,7 +159,7 @@ impl TestEnv {
     }
 
     pub fn broker_config(&self) -> BrokerConfig {
-        Self::broker_config_for(&amqp_url(), &self.prefix)
+        Self::broker_config_for(&self.amqp, &self.prefix)
     }
 
     fn broker_config_for(amqp: &str, prefix: &str) -> BrokerConfig {
@@ -179,6 +183,28 @@ impl TestEnv {
         Ok(config)
     }
 
+    /// Scheduler settings (relay every 200 ms, 500 ms grace) with short leases.
+    pub fn scheduler_config(&self) -> anyhow::Result<rushes_scheduler::SchedulerConfig> {
+        let mut config: rushes_scheduler::SchedulerConfig = rushes_common::config::parse_from(vec![
+            "rushes-scheduler".into(),
+            "--metrics-addr".into(),
+            "127.0.0.1:0".into(),
+            "--relay-interval".into(),
+            "0.2".into(),
+            "--relay-grace".into(),
+            "0.5".into(),
+        ])?;
+        config.database = self.database_config();
+        config.broker = self.broker_config();
+        config.lease = test_lease();
+        Ok(config)
+    }
+
+    /// Starts a scheduler inside this process.
+    pub fn spawn_scheduler(&self, config: rushes_scheduler::SchedulerConfig) -> JoinHandle<anyhow::Result<()>> {
+        tokio::spawn(rushes_scheduler::run(config, self.shutdown.child_token()))
+    }
+
     /// Starts a worker inside this process.
     pub fn spawn_worker(&mut self, config: rushes_worker::WorkerConfig) -> usize {
         let shutdown = self.shutdown.child_token();
@@ -200,7 +226,7 @@ impl TestEnv {
         let mut command = Command::new(worker_binary()?);
         command
             .env("RUSHES_DATABASE_URL", self.database_url())
-            .env("RUSHES_AMQP_URL", amqp_url())
+            .env("RUSHES_AMQP_URL", &self.amqp)
             .env("RUSHES_QUEUE_PREFIX", &self.prefix)
             .env("RUSHES_QUEUES", queues)
             .env("RUSHES_METRICS_ADDR", "127.0.0.1:0")

@@ -133,6 +133,17 @@ impl Broker {
         }
     }
 
+    /// Messages parked in the broker's dead-letter queue.
+    pub async fn dead_letter_depth(&self) -> Result<u32, BrokerError> {
+        let channel = self.channel().await?;
+        let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+        let queue = channel
+            .queue_declare(self.topology().dead_letters().as_str().into(), passive, FieldTable::default())
+            .await?;
+        let _ = channel.close(200, "OK".into()).await;
+        Ok(queue.message_count())
+    }
+
     /// Depth and consumer count of every family's queue (passive declares).
     pub async fn queue_stats(&self) -> Result<Vec<QueueStats>, BrokerError> {
         let channel = self.channel().await?;

@@ -1,0 +1,230 @@
+//! A job's life through real workers: priority, retries, dead letters, cancel, pause.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use rushes_tests::{QueueFamily, TestEnv};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const T: Duration = Duration::from_secs(20);
+
+fn started_at(job: &Value) -> String {
+    job["started_at"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_high_priority_job_overtakes_a_backlog() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    env.ready().await?;
+    let worker = env.worker_config("maintenance=1")?;
+    env.spawn_worker(worker);
+
+    let blocker = env.sleep_job(1.0, Some(20)).await?;
+    env.wait_state(blocker, "running", T).await?;
+    let mut low = Vec::new();
+    for _ in 0..50 {
+        low.push(env.sleep_job(0.0, Some(0)).await?);
+    }
+    let high = env.sleep_job(0.0, Some(90)).await?;
+
+    let high_job = env.wait_state(high, "succeeded", T).await?;
+    for id in &low {
+        let job = env.wait_state(*id, "succeeded", T).await?;
+        assert!(started_at(&high_job) < started_at(&job), "the priority-90 job ran before every low one");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_with_backoff_then_dead_then_requeued_to_success() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    env.ready().await?;
+    let worker = env.worker_config("maintenance=2")?;
+    env.spawn_worker(worker);
+
+    // Fails retryably until `fail_until`; two attempts (backoff 1 s) end before it.
+    let fail_until = chrono::Utc::now() + chrono::Duration::seconds(4);
+    let id = env
+        .enqueue(json!({"kind": "sleep", "max_attempts": 2, "payload": {"seconds": 0, "fail_until": fail_until}}))
+        .await?;
+    let retrying = env.wait_state(id, "retrying", T).await?;
+    assert!(retrying["error"].as_str().is_some_and(|e| e.contains("asked to fail")), "{retrying}");
+    let dead = env.wait_state(id, "dead", T).await?;
+    assert_eq!(dead["attempts"], 2);
+    let second_start = chrono::DateTime::parse_from_rfc3339(dead["started_at"].as_str().unwrap_or_default())?;
+    let enqueued = chrono::DateTime::parse_from_rfc3339(dead["enqueued_at"].as_str().unwrap_or_default())?;
+    assert!(second_start - enqueued >= chrono::Duration::milliseconds(900), "backoff before attempt 2");
+
+    let (status, letters) = env.get("/api/v1/dead-letters").await?;
+    assert_eq!(status, StatusCode::OK);
+    let letter = letters["dead_letters"]
+        .as_array()
+        .and_then(|l| l.iter().find(|d| d["job_id"] == id.to_string()).cloned())
+        .ok_or_else(|| anyhow::anyhow!("job {id} not in the dead-letter list: {letters}"))?;
+    assert!(letter["reason"].as_str().is_some_and(|r| r.contains("asked to fail")));
+    assert_eq!(letter["body"]["id"], id.to_string());
+
+    // Once the fault is gone, requeueing the letter runs the job from its first attempt.
+    tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(4)).await;
+    let letter_id = letter["id"].as_str().unwrap_or_default();
+    let (status, requeued) = env.post(&format!("/api/v1/dead-letters/{letter_id}/requeue"), json!({})).await?;
+    assert_eq!(status, StatusCode::OK, "{requeued}");
+    assert!(requeued["requeued_at"].is_string());
+    let done = env.wait_state(id, "succeeded", T).await?;
+    assert_eq!(done["attempts"], 1);
+    let (status, _) = env.post(&format!("/api/v1/dead-letters/{letter_id}/requeue"), json!({})).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "a letter is requeued once");
+    let (_, open) = env.get("/api/v1/dead-letters").await?;
+    assert_eq!(open["dead_letters"], json!([]));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panics_and_permanent_outcomes_do_not_kill_the_worker() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    env.ready().await?;
+    let worker = env.worker_config("maintenance=1")?;
+    env.spawn_worker(worker);
+    let panicking = env.enqueue(json!({"kind": "sleep", "max_attempts": 1, "payload": {"seconds": 0, "panic": true}})).await?;
+    let dead = env.wait_state(panicking, "dead", T).await?;
+    assert!(dead["error"].as_str().is_some_and(|e| e.contains("panicked")), "{dead}");
+    // The same worker goes on.
+    let ok = env.sleep_job(0.0, None).await?;
+    env.wait_state(ok, "succeeded", T).await?;
+    // Retrying a dead job through the jobs API.
+    let (status, _) = env.post(&format!("/api/v1/jobs/{ok}/retry"), json!({})).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "a succeeded job is not retried");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_running_and_queued_jobs_within_a_second() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    env.ready().await?;
+    let worker = env.worker_config("maintenance=1")?;
+    env.spawn_worker(worker);
+
+    let running = env.sleep_job(30.0, None).await?;
+    env.wait_state(running, "running", T).await?;
+    let queued = env.sleep_job(0.0, None).await?;
+
+    for id in [queued, running] {
+        let (status, job) = env.post(&format!("/api/v1/jobs/{id}/cancel"), json!({})).await?;
+        assert_eq!(status, StatusCode::OK, "{job}");
+        assert_eq!(job["state"], "cancelled");
+    }
+    // The running one stops: its slot frees, so a new job runs well before the 30 s.
+    let asked = std::time::Instant::now();
+    let next = env.sleep_job(0.0, None).await?;
+    env.wait_state(next, "succeeded", Duration::from_secs(5)).await?;
+    assert!(asked.elapsed() < Duration::from_secs(2), "the cancelled job released its slot within a second");
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let queued_job = env.job(queued).await?;
+    assert_eq!(queued_job["state"], "cancelled");
+    assert!(queued_job["started_at"].is_null(), "the cancelled queued job never ran: {queued_job}");
+    let running_job = env.job(running).await?;
+    assert_eq!(running_job["state"], "cancelled", "{running_job}");
+    assert_eq!(running_job["attempts"], 1);
+    let (status, conflict) = env.post(&format!("/api/v1/jobs/{running}/cancel"), json!({})).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{conflict}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_queue_is_not_consumed_until_resumed() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    env.ready().await?;
+    let worker = env.worker_config("maintenance=2")?;
+    env.spawn_worker(worker);
+    // Let the worker connect before pausing.
+    let warmup = env.sleep_job(0.0, None).await?;
+    env.wait_state(warmup, "succeeded", T).await?;
+
+    let (status, queue) = env.post("/api/v1/queues/maintenance/pause", json!({})).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(queue["paused"], true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ids: Vec<Uuid> = futures_util::future::try_join_all((0..3).map(|_| env.sleep_job(0.0, None))).await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for id in &ids {
+        assert_eq!(env.job(*id).await?["state"], "queued", "nothing is taken from a paused queue");
+    }
+    let (_, queue) = env.get("/api/v1/queues/maintenance").await?;
+    assert_eq!(queue["depth"], 3, "{queue}");
+    assert_eq!(queue["consumers"], 0, "{queue}");
+
+    let (status, queue) = env.post("/api/v1/queues/maintenance/resume", json!({})).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(queue["paused"], false);
+    for id in ids {
+        env.wait_state(id, "succeeded", T).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_messages_are_dead_lettered_with_a_reason() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    env.ready().await?;
+    let worker = env.worker_config("maintenance=1")?;
+    env.spawn_worker(worker);
+
+    env.publish_raw(QueueFamily::Maintenance, b"this is not json").await?;
+    let unknown_kind = json!({"v": 1, "id": Uuid::now_v7(), "kind": "celery.backend_cleanup", "payload": {}, "attempt": 0});
+    env.publish_raw(QueueFamily::Maintenance, unknown_kind.to_string().as_bytes()).await?;
+    let unknown_job = json!({"v": 1, "id": Uuid::now_v7(), "kind": "sleep", "payload": {"seconds": 0}, "attempt": 0});
+    env.publish_raw(QueueFamily::Maintenance, unknown_job.to_string().as_bytes()).await?;
+    let future_version = json!({"v": 9, "id": Uuid::now_v7(), "kind": "sleep", "payload": {}, "attempt": 0});
+    env.publish_raw(QueueFamily::Maintenance, future_version.to_string().as_bytes()).await?;
+
+    // The worker keeps consuming.
+    let ok = env.sleep_job(0.0, None).await?;
+    env.wait_state(ok, "succeeded", T).await?;
+
+    let deadline = tokio::time::Instant::now() + T;
+    let letters = loop {
+        let (_, body) = env.get("/api/v1/dead-letters").await?;
+        let letters = body["dead_letters"].as_array().cloned().unwrap_or_default();
+        if letters.len() >= 4 || tokio::time::Instant::now() > deadline {
+            break letters;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let reasons: Vec<&str> = letters.iter().filter_map(|l| l["reason"].as_str()).collect();
+    for needle in ["malformed message", "unknown job kind `celery.backend_cleanup`", "no job", "unsupported envelope version 9"] {
+        assert!(reasons.iter().any(|r| r.contains(needle)), "a letter says {needle:?}: {reasons:?}");
+    }
+    for letter in &letters {
+        assert_eq!(letter["queue"], "maintenance");
+        assert_eq!(letter["headers"].as_object().map(|h| h.contains_key("x-rushes-reason")), Some(false), "headers are the original's");
+    }
+    let garbage = letters.iter().find(|l| l["body"] == "this is not json").ok_or_else(|| anyhow::anyhow!("raw body kept"))?;
+
+    // Requeueing a foreign letter sends the same bytes back; it is parked again.
+    let garbage_id = garbage["id"].as_str().unwrap_or_default();
+    let (status, _) = env.post(&format!("/api/v1/dead-letters/{garbage_id}/requeue"), json!({})).await?;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let (_, body) = env.get("/api/v1/dead-letters?queue=maintenance").await?;
+        let again = body["dead_letters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|l| l["body"] == "this is not json")
+            .count();
+        if again == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "requeued garbage is parked again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The broker's dead-letter queue holds a copy of each parked message.
+    let queues = env.publisher.broker().queue_stats().await?;
+    assert!(queues.iter().all(|q| q.messages == 0), "job queues drained");
+    assert_eq!(env.publisher.broker().dead_letter_depth().await?, 5);
+    Ok(())
+}

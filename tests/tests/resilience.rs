@@ -1,0 +1,142 @@
+//! Failure modes: a worker killed mid-job, SIGTERM with jobs in flight, the broker
+//! unreachable at enqueue, and RabbitMQ's consumer timeout under a long job.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use rushes_tests::broker_node::BrokerNode;
+use rushes_tests::proxy::Proxy;
+use rushes_tests::{TestEnv, amqp_url, dead_port, job_id};
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(30);
+const SIGKILL: i32 = 9;
+const SIGTERM: i32 = 15;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_survives_its_worker_being_killed() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    env.ready().await?;
+    let pid = env.spawn_worker_process("maintenance=1", &[])?;
+    let id = env.sleep_job(2.0, None).await?;
+    let running = env.wait_state(id, "running", T).await?;
+    let first_worker = running["worker_id"].clone();
+
+    env.signal(pid, SIGKILL)?;
+    env.wait_process(pid, Duration::from_secs(5)).await?;
+    let worker = env.worker_config("maintenance=1")?;
+    env.spawn_worker(worker);
+
+    let done = env.wait_state(id, "succeeded", T).await?;
+    assert_eq!(done["attempts"], 2, "the killed attempt and the one that completed: {done}");
+    assert_ne!(done["worker_id"], first_worker, "completed on another worker");
+    // Copies of the message still in flight (the broker's redelivery) change nothing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = env.job(id).await?;
+    assert_eq!((later["state"].as_str(), later["attempts"].as_i64()), (Some("succeeded"), Some(2)), "{later}");
+    assert_eq!(later["finished_at"], done["finished_at"], "recorded once");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_or_requeues_in_flight_jobs() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    env.ready().await?;
+    let pid = env.spawn_worker_process("maintenance=2", &[("RUSHES_SHUTDOWN_GRACE", "1.5")])?;
+    let short = env.sleep_job(0.8, None).await?;
+    let long = env.sleep_job(4.0, None).await?;
+    env.wait_state(short, "running", T).await?;
+    env.wait_state(long, "running", T).await?;
+
+    env.signal(pid, SIGTERM)?;
+    let code = env.wait_process(pid, Duration::from_secs(15)).await?;
+    assert_eq!(code, Some(0), "a drained worker exits 0");
+    let short_job = env.job(short).await?;
+    assert_eq!(short_job["state"], "succeeded", "finished within the grace period: {short_job}");
+    let long_job = env.job(long).await?;
+    assert_eq!(long_job["state"], "queued", "requeued: {long_job}");
+    assert_eq!(long_job["attempts"], 0, "the interrupted attempt does not count");
+    let (_, workers) = env.get("/api/v1/workers?all=true").await?;
+    assert!(workers["workers"][0]["stopped_at"].is_string(), "{workers}");
+
+    let worker = env.worker_config("maintenance=1")?;
+    env.spawn_worker(worker);
+    let done = env.wait_state(long, "succeeded", T).await?;
+    assert_eq!(done["attempts"], 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_while_the_broker_is_down_runs_once_it_is_back() -> anyhow::Result<()> {
+    let rabbit = amqp_url().parse::<lapin::uri::AMQPUri>().map_err(anyhow::Error::msg)?;
+    let target = format!("{}:{}", rabbit.authority.host, rabbit.authority.port).parse()?;
+    let proxy = Proxy::start(target, false).await?;
+    let mut env = TestEnv::on_broker(&amqp_url(), &proxy.amqp_url()).await?;
+    env.ready().await?;
+    let worker = env.worker_config("maintenance=1")?;
+    env.spawn_worker(worker);
+    let mut relay = env.scheduler_config()?;
+    relay.broker.amqp_url = rushes_common::config::Secret::new(proxy.amqp_url());
+    env.spawn_scheduler(relay);
+
+    let (status, created) = env.post("/api/v1/jobs", json!({"kind": "sleep", "payload": {"seconds": 0}})).await?;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert!(created["published_at"].is_null(), "not published: {created}");
+    let id = job_id(&created)?;
+    let ready = env.http.get(env.url("/readyz")).send().await?;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "unready while the broker is unreachable");
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.job(id).await?["state"], "queued", "waits, committed, while the broker is down");
+
+    proxy.up();
+    let done = env.wait_state(id, "succeeded", T).await?;
+    assert_eq!(done["attempts"], 1, "ran once: {done}");
+    assert!(done["published_at"].is_string());
+    let ready = env.http.get(env.url("/readyz")).send().await?;
+    assert_eq!(ready.status(), StatusCode::OK);
+    Ok(())
+}
+
+/// RabbitMQ closes a channel whose delivery stays unacknowledged past
+/// `consumer_timeout` (30 min by default). A private node with a 2-second timeout
+/// (checked every 500 ms) shows a long job is neither lost nor run twice: its
+/// redelivered message finds the job held by a live worker and waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_longer_than_the_consumer_timeout_runs_once() -> anyhow::Result<()> {
+    if !BrokerNode::available() {
+        eprintln!("skipped: no RabbitMQ server install to start a private node from");
+        return Ok(());
+    }
+    let node = BrokerNode::start("consumer_timeout = 2000", "{channel_tick_interval, 500}").await?;
+    let mut env = TestEnv::on_broker(&node.amqp_url(), &node.amqp_url()).await?;
+    env.ready().await?;
+    let metrics_addr = dead_port()?;
+    let mut worker = env.worker_config("maintenance=2")?;
+    worker.metrics_addr = metrics_addr;
+    env.spawn_worker(worker);
+
+    let long = env.sleep_job(8.0, Some(50)).await?;
+    env.wait_state(long, "running", T).await?;
+    // Traffic through the other slot keeps the channel awake, as on a busy node: an
+    // idle channel hibernates and RabbitMQ skips its timeout check.
+    let mut short = Vec::new();
+    while env.job(long).await?["state"] == "running" {
+        short.push(env.sleep_job(0.0, None).await?);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let done = env.wait_state(long, "succeeded", T).await?;
+    assert_eq!(done["attempts"], 1, "never run twice: {done}");
+    for id in short {
+        env.wait_state(id, "succeeded", T).await?;
+    }
+    let metrics = env.http.get(format!("http://{metrics_addr}/metrics")).send().await?.text().await?;
+    let rechecked = metrics
+        .lines()
+        .find(|l| l.starts_with("rushes_duplicate_deliveries_total") && l.contains("rechecked"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(rechecked >= 1.0, "the broker did time the delivery out and redeliver it:\n{metrics}");
+    Ok(())
+}
