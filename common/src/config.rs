@@ -41,7 +41,11 @@ impl std::str::FromStr for Secret {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseConfig {
     /// PostgreSQL URL of the system of record.
-    #[arg(long, env = "RUSHES_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/rushes")]
+    #[arg(
+        long,
+        env = "RUSHES_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/rushes"
+    )]
     pub database_url: Secret,
     /// Most connections this process opens to PostgreSQL.
     #[arg(long, env = "RUSHES_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
@@ -52,7 +56,11 @@ pub struct DatabaseConfig {
 #[derive(Debug, Clone, Args)]
 pub struct BrokerConfig {
     /// AMQP URL of RabbitMQ.
-    #[arg(long, env = "RUSHES_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(
+        long,
+        env = "RUSHES_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
     pub amqp_url: Secret,
     /// Prefix of every exchange and queue name, so that deployments and tests never collide.
     #[arg(long, env = "RUSHES_QUEUE_PREFIX", default_value = "rushes")]
@@ -97,8 +105,11 @@ pub fn parse_from<T: clap::Parser>(args: Vec<OsString>) -> anyhow::Result<T> {
         let defaults = read_toml(&path)?;
         for (key, value) in defaults {
             let has = |c: &clap::Command| c.get_arguments().any(|a| a.get_id().as_str() == key);
-            let subcommands: Vec<String> =
-                command.get_subcommands().filter(|c| has(c)).map(|c| c.get_name().to_owned()).collect();
+            let subcommands: Vec<String> = command
+                .get_subcommands()
+                .filter(|c| has(c))
+                .map(|c| c.get_name().to_owned())
+                .collect();
             if !has(&command) && subcommands.is_empty() {
                 anyhow::bail!("{}: unknown setting `{key}`", path.display());
             }
@@ -132,8 +143,7 @@ fn config_path(args: &[OsString]) -> Option<PathBuf> {
 fn read_toml(path: &PathBuf) -> anyhow::Result<HashMap<String, String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-    let table: toml::Table =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     table
         .into_iter()
         .map(|(key, value)| {
@@ -187,7 +197,10 @@ mod tests {
         let demo: Demo = parse_from(args(&["--slots", "5"]))?;
         assert_eq!(demo.slots, 5);
         std::fs::write(&file, "no_such_setting = 1\n")?;
-        let err = parse_from::<Demo>(args(&[])).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = parse_from::<Demo>(args(&[]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("unknown setting `no_such_setting`"), "{err}");
         std::fs::remove_dir_all(&dir)?;
         Ok(())

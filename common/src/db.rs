@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::DatabaseConfig;
 
@@ -19,6 +19,17 @@ pub fn pool(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
         .max_connections(config.database_max_connections)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options))
+}
+
+/// Creates the configured database if it does not exist yet (`rushes-control migrate`).
+pub async fn create_if_missing(config: &DatabaseConfig) -> Result<bool, sqlx::Error> {
+    use sqlx::migrate::MigrateDatabase;
+    let url = config.database_url.expose();
+    if sqlx::Postgres::database_exists(url).await? {
+        return Ok(false);
+    }
+    sqlx::Postgres::create_database(url).await?;
+    Ok(true)
 }
 
 /// Applies pending migrations (`rushes-control migrate`).

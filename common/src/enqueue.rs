@@ -66,12 +66,26 @@ pub async fn enqueue(db: &PgPool, publisher: &Publisher, jobs: Vec<NewJob>) -> R
 /// Inserts the rows (one statement, so one transaction unless `executor` is already one).
 pub async fn insert<'e>(executor: impl PgExecutor<'e>, jobs: Vec<NewJob>) -> Result<Vec<JobRecord>, EnqueueError> {
     let n = jobs.len();
-    let (mut ids, mut kinds, mut queues, mut payloads) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut priorities, mut attempts, mut schedules, mut parents, mut requesters) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut ids, mut kinds, mut queues, mut payloads) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut priorities, mut attempts, mut schedules, mut parents, mut requesters) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     for job in jobs {
         let kind = spec(&job.kind).ok_or_else(|| EnqueueError::UnknownKind(job.kind.clone()))?;
         kind.validate(&job.payload)
-            .map_err(|message| EnqueueError::InvalidPayload { kind: job.kind.clone(), message })?;
+            .map_err(|message| EnqueueError::InvalidPayload {
+                kind: job.kind.clone(),
+                message,
+            })?;
         let priority = job.priority.unwrap_or(DEFAULT_PRIORITY);
         if priority > MAX_PRIORITY {
             return Err(EnqueueError::Priority(priority));

@@ -34,7 +34,10 @@ pub fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> pr
 
 /// Builds and registers a histogram family with [`DURATION_BUCKETS`].
 pub fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
-    let metric = HistogramVec::new(HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec()), labels)?;
+    let metric = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec()),
+        labels,
+    )?;
     registry.register(Box::new(metric.clone()))?;
     Ok(metric)
 }
@@ -58,12 +61,23 @@ struct Probe {
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `shutdown`.
-pub async fn serve(addr: SocketAddr, registry: Registry, ready: ReadyCheck, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+pub async fn serve(
+    addr: SocketAddr,
+    registry: Registry,
+    ready: ReadyCheck,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let app = axum::Router::new()
-        .route("/metrics", get(|State(p): State<Probe>| async move { render(&p.registry) }))
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok", "version": crate::VERSION})) }))
+        .route(
+            "/metrics",
+            get(|State(p): State<Probe>| async move { render(&p.registry) }),
+        )
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok", "version": crate::VERSION})) }),
+        )
         .route(
             "/readyz",
             get(|State(p): State<Probe>| async move {

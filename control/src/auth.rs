@@ -18,7 +18,11 @@ pub struct Caller {
 }
 
 /// Rejects requests without the right bearer token; adds the [`Caller`] to the others.
-pub async fn require_token(State(state): State<AppState>, mut request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_token(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -30,6 +34,8 @@ pub async fn require_token(State(state): State<AppState>, mut request: Request, 
     if !bool::from(presented.as_bytes().ct_eq(expected)) {
         return Err(ApiError::Unauthorized);
     }
-    request.extensions_mut().insert(Caller { name: "admin".to_owned() });
+    request.extensions_mut().insert(Caller {
+        name: "admin".to_owned(),
+    });
     Ok(next.run(request).await)
 }

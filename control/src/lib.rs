@@ -41,6 +41,12 @@ pub fn main_entry() -> anyhow::Result<()> {
 
 /// Applies migrations and declares the broker topology.
 pub async fn migrate(config: &MigrateConfig) -> anyhow::Result<()> {
+    if rushes_common::db::create_if_missing(&config.database)
+        .await
+        .context("cannot reach PostgreSQL")?
+    {
+        tracing::info!("database created");
+    }
     let db = rushes_common::db::pool(&config.database).context("invalid database settings")?;
     rushes_common::db::migrate(&db).await.context("migrations failed")?;
     tracing::info!("database migrated");

@@ -28,13 +28,33 @@ impl ControlMetrics {
     pub fn new() -> prometheus::Result<Self> {
         let r = Registry::new();
         Ok(Self {
-            http_requests: counter(&r, "rushes_http_requests_total", "HTTP requests", &["method", "route", "status"])?,
-            http_duration: histogram(&r, "rushes_http_request_duration_seconds", "HTTP request duration", &["method", "route"])?,
+            http_requests: counter(
+                &r,
+                "rushes_http_requests_total",
+                "HTTP requests",
+                &["method", "route", "status"],
+            )?,
+            http_duration: histogram(
+                &r,
+                "rushes_http_request_duration_seconds",
+                "HTTP request duration",
+                &["method", "route"],
+            )?,
             jobs_enqueued: counter(&r, "rushes_jobs_enqueued_total", "Jobs enqueued", &["kind", "queue"])?,
             queue_depth: gauge(&r, "rushes_queue_depth", "Messages ready in each queue", &["queue"])?,
             queue_consumers: gauge(&r, "rushes_queue_consumers", "Consumers of each queue", &["queue"])?,
-            jobs_active: gauge(&r, "rushes_jobs_active", "Jobs queued, running or retrying", &["queue", "state"])?,
-            workers_online: gauge(&r, "rushes_workers_online", "Workers seen recently, by version", &["version"])?,
+            jobs_active: gauge(
+                &r,
+                "rushes_jobs_active",
+                "Jobs queued, running or retrying",
+                &["queue", "state"],
+            )?,
+            workers_online: gauge(
+                &r,
+                "rushes_workers_online",
+                "Workers seen recently, by version",
+                &["version"],
+            )?,
             registry: r,
         })
     }
@@ -66,8 +86,12 @@ pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
     match state.broker().queue_stats().await {
         Ok(stats) => {
             for s in stats {
-                m.queue_depth.with_label_values(&[s.family.as_str()]).set(i64::from(s.messages));
-                m.queue_consumers.with_label_values(&[s.family.as_str()]).set(i64::from(s.consumers));
+                m.queue_depth
+                    .with_label_values(&[s.family.as_str()])
+                    .set(i64::from(s.messages));
+                m.queue_consumers
+                    .with_label_values(&[s.family.as_str()])
+                    .set(i64::from(s.consumers));
             }
         }
         Err(err) => tracing::debug!(error = %err, "broker unreachable at scrape"),
@@ -80,12 +104,18 @@ pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
     if let Ok(rows) = active {
         for family in QueueFamily::ALL {
             for st in ["queued", "running", "retrying"] {
-                let n = rows.iter().find(|(q, s, _)| q == family.as_str() && s == st).map_or(0, |r| r.2);
+                let n = rows
+                    .iter()
+                    .find(|(q, s, _)| q == family.as_str() && s == st)
+                    .map_or(0, |r| r.2);
                 m.jobs_active.with_label_values(&[family.as_str(), st]).set(n);
             }
         }
     }
-    if let Ok(rows) = sqlx::query_as::<_, (String, i64)>(crate::routes::workers::ONLINE_COUNT_SQL).fetch_all(&state.db).await {
+    if let Ok(rows) = sqlx::query_as::<_, (String, i64)>(crate::routes::workers::ONLINE_COUNT_SQL)
+        .fetch_all(&state.db)
+        .await
+    {
         m.workers_online.reset();
         for (version, n) in rows {
             m.workers_online.with_label_values(&[version.as_str()]).set(n);

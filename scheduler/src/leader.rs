@@ -21,7 +21,10 @@ pub struct Candidate {
 impl Candidate {
     pub async fn connect(database_url: &str) -> Result<Self, sqlx::Error> {
         let connection = PgConnection::connect(database_url).await?;
-        Ok(Self { connection, leading: false })
+        Ok(Self {
+            connection,
+            leading: false,
+        })
     }
 
     /// Tries to take the lock; `true` while this candidate leads.

@@ -35,8 +35,18 @@ impl SchedulerMetrics {
         let r = Registry::new();
         Ok(Self {
             leader: gauge(&r, "rushes_scheduler_leader", "1 while this scheduler leads", &[])?,
-            relayed: counter(&r, "rushes_relay_published_total", "Jobs published by the relay", &["reason"])?,
-            errors: counter(&r, "rushes_scheduler_errors_total", "Failed scheduler passes", &["task"])?,
+            relayed: counter(
+                &r,
+                "rushes_relay_published_total",
+                "Jobs published by the relay",
+                &["reason"],
+            )?,
+            errors: counter(
+                &r,
+                "rushes_scheduler_errors_total",
+                "Failed scheduler passes",
+                &["task"],
+            )?,
             registry: r,
         })
     }
@@ -68,7 +78,11 @@ pub async fn run(config: SchedulerConfig, shutdown: CancellationToken) -> anyhow
     let ready: rushes_common::metrics::ReadyCheck = Arc::new(move || {
         let db = probe_db.clone();
         Box::pin(async move {
-            sqlx::query("SELECT 1").execute(&db).await.map(|_| ()).map_err(|e| format!("database: {e}"))
+            sqlx::query("SELECT 1")
+                .execute(&db)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("database: {e}"))
         })
     });
     let addr = rushes_common::metrics::serve(config.metrics_addr, metrics.registry.clone(), ready, shutdown.clone())
@@ -133,8 +147,14 @@ async fn lead_or_stand_by(
         }
         match relay::pass(db, publisher, config.relay_grace, config.lease.stale_after).await {
             Ok(r) => {
-                metrics.relayed.with_label_values(&["unpublished"]).inc_by(r.unpublished as u64);
-                metrics.relayed.with_label_values(&["stranded"]).inc_by(r.stranded as u64);
+                metrics
+                    .relayed
+                    .with_label_values(&["unpublished"])
+                    .inc_by(r.unpublished as u64);
+                metrics
+                    .relayed
+                    .with_label_values(&["stranded"])
+                    .inc_by(r.stranded as u64);
                 if r.unpublished > 0 {
                     tracing::info!(jobs = r.unpublished, "relayed unpublished jobs");
                 }

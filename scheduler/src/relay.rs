@@ -21,7 +21,12 @@ pub struct Relayed {
     pub stranded: usize,
 }
 
-pub async fn pass(db: &PgPool, publisher: &Publisher, grace: Duration, stale_after: Duration) -> anyhow::Result<Relayed> {
+pub async fn pass(
+    db: &PgPool,
+    publisher: &Publisher,
+    grace: Duration,
+    stale_after: Duration,
+) -> anyhow::Result<Relayed> {
     let mut unpublished: Vec<JobRecord> = sqlx::query_as(concat!(
         "SELECT ",
         rushes_common::job_columns!(),
@@ -51,5 +56,8 @@ pub async fn pass(db: &PgPool, publisher: &Publisher, grace: Duration, stale_aft
         tracing::warn!(jobs = stranded.len(), "re-publishing jobs whose worker went silent");
     }
     enqueue::publish(db, publisher, &mut stranded).await?;
-    Ok(Relayed { unpublished: unpublished.len(), stranded: stranded.len() })
+    Ok(Relayed {
+        unpublished: unpublished.len(),
+        stranded: stranded.len(),
+    })
 }

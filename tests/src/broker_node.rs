@@ -63,7 +63,10 @@ impl BrokerNode {
                 return Ok(node);
             }
             if let Some(status) = node.child.try_wait()? {
-                bail!("rabbitmq-server exited ({status}) before listening; see {}", node.dir.display());
+                bail!(
+                    "rabbitmq-server exited ({status}) before listening; see {}",
+                    node.dir.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }

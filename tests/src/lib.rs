@@ -37,7 +37,10 @@ pub const TOKEN: &str = "test-admin-token";
 
 /// Heartbeat and staleness short enough for tests to see takeovers within seconds.
 pub fn test_lease() -> LeaseConfig {
-    LeaseConfig { heartbeat_interval: Duration::from_millis(200), stale_after: Duration::from_secs(1) }
+    LeaseConfig {
+        heartbeat_interval: Duration::from_millis(200),
+        stale_after: Duration::from_secs(1),
+    }
 }
 
 pub fn init_tracing() {
@@ -52,7 +55,9 @@ async fn template() -> anyhow::Result<String> {
     let digest: u64 = rushes_common::db::MIGRATOR
         .iter()
         .flat_map(|m| m.checksum.iter().copied())
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
     let name = format!("rushes_tmpl_{:012x}", digest & 0xffff_ffff_ffff);
     let mut admin = PgConnection::connect(&format!("{}/postgres", pg_server())).await?;
     sqlx::query("SELECT pg_advisory_lock(4242)").execute(&mut admin).await?;
@@ -63,17 +68,29 @@ async fn template() -> anyhow::Result<String> {
     let outcome = async {
         if !exists {
             let building = format!("{name}_building");
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))).execute(&mut admin).await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {building}"))).execute(&mut admin).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {building} WITH (FORCE)"
+            )))
+            .execute(&mut admin)
+            .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {building}")))
+                .execute(&mut admin)
+                .await?;
             let mut conn = PgConnection::connect(&format!("{}/{building}", pg_server())).await?;
             rushes_common::db::MIGRATOR.run(&mut conn).await?;
             conn.close().await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {building} RENAME TO {name}"))).execute(&mut admin).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "ALTER DATABASE {building} RENAME TO {name}"
+            )))
+            .execute(&mut admin)
+            .await?;
         }
         anyhow::Ok(())
     }
     .await;
-    sqlx::query("SELECT pg_advisory_unlock(4242)").execute(&mut admin).await?;
+    sqlx::query("SELECT pg_advisory_unlock(4242)")
+        .execute(&mut admin)
+        .await?;
     outcome?;
     Ok(name)
 }
@@ -115,12 +132,17 @@ impl TestEnv {
         let db_name = format!("rushes_test_{}", &id[..16]);
         let prefix = format!("t{}", &id[..12]);
         let mut admin = PgConnection::connect(&format!("{}/postgres", pg_server())).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name} TEMPLATE {template}")))
-            .execute(&mut admin)
-            .await
-            .context("cannot create the test database")?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {db_name} TEMPLATE {template}"
+        )))
+        .execute(&mut admin)
+        .await
+        .context("cannot create the test database")?;
         admin.close().await?;
-        let db = PgPoolOptions::new().max_connections(5).connect(&format!("{}/{db_name}", pg_server())).await?;
+        let db = PgPoolOptions::new()
+            .max_connections(5)
+            .connect(&format!("{}/{db_name}", pg_server()))
+            .await?;
         let broker = Broker::new(&Self::broker_config_for(amqp, &prefix), "rushes-tests")?;
         broker.declare_topology().await?;
         let shutdown = CancellationToken::new();
@@ -146,7 +168,11 @@ impl TestEnv {
             http_addr: addr,
             admin_token: Some(Secret::new(TOKEN)),
         };
-        env.control = Some(tokio::spawn(rushes_control::serve(config, listener, env.shutdown.child_token())));
+        env.control = Some(tokio::spawn(rushes_control::serve(
+            config,
+            listener,
+            env.shutdown.child_token(),
+        )));
         Ok(env)
     }
 
@@ -155,7 +181,10 @@ impl TestEnv {
     }
 
     pub fn database_config(&self) -> DatabaseConfig {
-        DatabaseConfig { database_url: Secret::new(self.database_url()), database_max_connections: 5 }
+        DatabaseConfig {
+            database_url: Secret::new(self.database_url()),
+            database_max_connections: 5,
+        }
     }
 
     pub fn broker_config(&self) -> BrokerConfig {
@@ -163,7 +192,10 @@ impl TestEnv {
     }
 
     fn broker_config_for(amqp: &str, prefix: &str) -> BrokerConfig {
-        BrokerConfig { amqp_url: Secret::new(amqp), queue_prefix: prefix.to_owned() }
+        BrokerConfig {
+            amqp_url: Secret::new(amqp),
+            queue_prefix: prefix.to_owned(),
+        }
     }
 
     /// Worker settings consuming `queues` (e.g. `"maintenance=1"`) with short leases.
@@ -232,7 +264,10 @@ impl TestEnv {
             .env("RUSHES_METRICS_ADDR", "127.0.0.1:0")
             .env("RUSHES_HEARTBEAT_INTERVAL", "0.2")
             .env("RUSHES_STALE_AFTER", "1")
-            .env("RUSHES_LOG", std::env::var("RUSHES_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUSHES_LOG",
+                std::env::var("RUSHES_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null());
         for (k, v) in extra_env {
             command.env(k, v);
@@ -279,7 +314,12 @@ impl TestEnv {
     }
 
     /// Sends an authenticated request and returns the status and JSON body (Null if none).
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<(StatusCode, Value)> {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
         let mut request = self.http.request(method, self.url(path)).bearer_auth(TOKEN);
         if let Some(body) = body {
             request = request.json(&body);
@@ -287,7 +327,11 @@ impl TestEnv {
         let response = request.send().await?;
         let status = response.status();
         let text = response.text().await?;
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         Ok((status, value))
     }
 
@@ -375,12 +419,20 @@ pub fn worker_binary() -> anyhow::Result<PathBuf> {
 }
 
 pub fn job_id(job: &Value) -> anyhow::Result<Uuid> {
-    job["id"].as_str().context("job has no id")?.parse().context("job id is not a UUID")
+    job["id"]
+        .as_str()
+        .context("job has no id")?
+        .parse()
+        .context("job id is not a UUID")
 }
 
 fn send_signal(pid: i32, signal: i32) -> i32 {
     // `kill` via the command line keeps this crate free of `unsafe`.
-    match Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status() {
+    match Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+    {
         Ok(status) if status.success() => 0,
         _ => -1,
     }
@@ -404,7 +456,9 @@ impl Drop for TestEnv {
         // Tear down on a thread of its own: Drop cannot await, and the test's runtime
         // may be shutting down.
         let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
             runtime.block_on(async move {
                 // A broker handle of this runtime's own: the test's connections die with its runtime.
                 match Broker::new(&broker_config, "rushes-tests teardown") {

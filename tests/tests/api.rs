@@ -13,7 +13,9 @@ async fn enqueue_runs_to_success_with_progress_and_result() -> anyhow::Result<()
     let worker = env.worker_config("maintenance=1")?;
     env.spawn_worker(worker);
 
-    let (status, created) = env.post("/api/v1/jobs", json!({"kind": "sleep", "payload": {"seconds": 1.5}})).await?;
+    let (status, created) = env
+        .post("/api/v1/jobs", json!({"kind": "sleep", "payload": {"seconds": 1.5}}))
+        .await?;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["state"], "queued");
     assert_eq!(created["priority"], 20);
@@ -22,7 +24,9 @@ async fn enqueue_runs_to_success_with_progress_and_result() -> anyhow::Result<()
     let id = rushes_tests::job_id(&created)?;
 
     let running = env
-        .wait_job(id, Duration::from_secs(10), |j| j["state"] == "running" && j["progress"].as_f64().is_some_and(|p| p > 0.0))
+        .wait_job(id, Duration::from_secs(10), |j| {
+            j["state"] == "running" && j["progress"].as_f64().is_some_and(|p| p > 0.0)
+        })
         .await?;
     assert_eq!(running["attempts"], 1);
     assert!(running["worker_id"].is_string());
@@ -56,7 +60,10 @@ async fn refuses_missing_or_wrong_tokens() -> anyhow::Result<()> {
         }
         let response = request.send().await?;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "auth {auth:?}");
-        assert_eq!(response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()), Some("Bearer"));
+        assert_eq!(
+            response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()),
+            Some("Bearer")
+        );
         let body: serde_json::Value = response.json().await?;
         assert_eq!(body["error"]["code"], "unauthorized");
     }
@@ -73,22 +80,61 @@ async fn bad_input_gets_a_clear_error_and_creates_nothing() -> anyhow::Result<()
     let env = TestEnv::new().await?;
     env.ready().await?;
     let cases = [
-        (json!({"kind": "no_such_kind"}), StatusCode::UNPROCESSABLE_ENTITY, "unknown job kind"),
-        (json!({"kind": "sleep", "payload": {"seconds": 1}, "priority": 101}), StatusCode::UNPROCESSABLE_ENTITY, "priority"),
-        (json!({"kind": "sleep", "payload": {"seconds": 1}, "priority": -1}), StatusCode::UNPROCESSABLE_ENTITY, "priority"),
-        (json!({"kind": "sleep", "payload": {"seconds": "soon"}}), StatusCode::UNPROCESSABLE_ENTITY, "invalid payload"),
-        (json!({"kind": "sleep", "payload": {"seconds": -3}}), StatusCode::UNPROCESSABLE_ENTITY, "seconds"),
-        (json!({"kind": "sleep", "payload": {"seconds": 1, "colour": "red"}}), StatusCode::UNPROCESSABLE_ENTITY, "colour"),
-        (json!({"kind": "sleep", "payload": {"seconds": 1}, "queue": "default"}), StatusCode::UNPROCESSABLE_ENTITY, "unknown queue"),
-        (json!({"kind": "sleep", "payload": {"seconds": 1}, "max_attempts": 0}), StatusCode::UNPROCESSABLE_ENTITY, "max_attempts"),
+        (
+            json!({"kind": "no_such_kind"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown job kind",
+        ),
+        (
+            json!({"kind": "sleep", "payload": {"seconds": 1}, "priority": 101}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "priority",
+        ),
+        (
+            json!({"kind": "sleep", "payload": {"seconds": 1}, "priority": -1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "priority",
+        ),
+        (
+            json!({"kind": "sleep", "payload": {"seconds": "soon"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid payload",
+        ),
+        (
+            json!({"kind": "sleep", "payload": {"seconds": -3}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "seconds",
+        ),
+        (
+            json!({"kind": "sleep", "payload": {"seconds": 1, "colour": "red"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "colour",
+        ),
+        (
+            json!({"kind": "sleep", "payload": {"seconds": 1}, "queue": "default"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown queue",
+        ),
+        (
+            json!({"kind": "sleep", "payload": {"seconds": 1}, "max_attempts": 0}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "max_attempts",
+        ),
         (json!({"payload": {}}), StatusCode::UNPROCESSABLE_ENTITY, "kind"),
-        (json!({"kind": "sleep", "surprise": true}), StatusCode::UNPROCESSABLE_ENTITY, "surprise"),
+        (
+            json!({"kind": "sleep", "surprise": true}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "surprise",
+        ),
     ];
     for (body, expected, needle) in cases {
         let (status, error) = env.post("/api/v1/jobs", body.clone()).await?;
         assert_eq!(status, expected, "{body} → {error}");
         let message = error["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains(needle), "{body}: message {message:?} should mention {needle:?}");
+        assert!(
+            message.contains(needle),
+            "{body}: message {message:?} should mention {needle:?}"
+        );
         assert!(error["error"]["code"].is_string());
     }
 
@@ -104,22 +150,39 @@ async fn bad_input_gets_a_clear_error_and_creates_nothing() -> anyhow::Result<()
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body: serde_json::Value = response.json().await?;
     assert_eq!(body["error"]["code"], "bad_request");
-    let response = env.http.post(env.url("/api/v1/jobs")).bearer_auth(TOKEN).body("kind=sleep").send().await?;
+    let response = env
+        .http
+        .post(env.url("/api/v1/jobs"))
+        .bearer_auth(TOKEN)
+        .body("kind=sleep")
+        .send()
+        .await?;
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     // Unknown and malformed ids, bad filters, unknown routes and queues.
     let (status, body) = env.get(&format!("/api/v1/jobs/{}", uuid::Uuid::now_v7())).await?;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
     let (status, body) = env.get("/api/v1/jobs/not-a-uuid").await?;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")));
-    let (status, _) = env.post(&format!("/api/v1/jobs/{}/cancel", uuid::Uuid::now_v7()), json!({})).await?;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request"))
+    );
+    let (status, _) = env
+        .post(&format!("/api/v1/jobs/{}/cancel", uuid::Uuid::now_v7()), json!({}))
+        .await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = env.get("/api/v1/jobs?state=exploded").await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = env.get("/api/v1/jobs?limit=many").await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, body) = env.get("/api/v1/nothing-here").await?;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
     let (status, _) = env.post("/api/v1/queues/celery/pause", json!({})).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
@@ -137,28 +200,57 @@ async fn lists_filter_and_page() -> anyhow::Result<()> {
         ids.push(env.sleep_job(0.0, Some(i * 10)).await?);
     }
     let (_, page1) = env.get("/api/v1/jobs?limit=2").await?;
-    let first: Vec<&str> = page1["jobs"].as_array().into_iter().flatten().filter_map(|j| j["id"].as_str()).collect();
+    let first: Vec<&str> = page1["jobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|j| j["id"].as_str())
+        .collect();
     assert_eq!(first, vec![ids[4].to_string(), ids[3].to_string()], "newest first");
     let next = page1["next_before"].as_str().unwrap_or_default().to_owned();
     let (_, page2) = env.get(&format!("/api/v1/jobs?limit=2&before={next}")).await?;
-    let second: Vec<&str> = page2["jobs"].as_array().into_iter().flatten().filter_map(|j| j["id"].as_str()).collect();
+    let second: Vec<&str> = page2["jobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|j| j["id"].as_str())
+        .collect();
     assert_eq!(second, vec![ids[2].to_string(), ids[1].to_string()]);
-    let (_, queued) = env.get("/api/v1/jobs?state=queued&queue=maintenance&kind=sleep").await?;
+    let (_, queued) = env
+        .get("/api/v1/jobs?state=queued&queue=maintenance&kind=sleep")
+        .await?;
     assert_eq!(queued["jobs"].as_array().map(Vec::len), Some(5));
     let (_, none) = env.get("/api/v1/jobs?kind=scan").await?;
     assert_eq!(none["jobs"], json!([]));
 
     let (status, kinds) = env.get("/api/v1/kinds").await?;
     assert_eq!(status, StatusCode::OK);
-    assert!(kinds["kinds"].as_array().into_iter().flatten().any(|k| k["name"] == "sleep"));
+    assert!(
+        kinds["kinds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|k| k["name"] == "sleep")
+    );
 
     let openapi: serde_json::Value = env.http.get(env.url("/openapi.json")).send().await?.json().await?;
-    for path in ["/api/v1/jobs", "/api/v1/jobs/{id}/cancel", "/api/v1/queues/{name}/pause", "/api/v1/dead-letters/{id}/requeue"] {
+    for path in [
+        "/api/v1/jobs",
+        "/api/v1/jobs/{id}/cancel",
+        "/api/v1/queues/{name}/pause",
+        "/api/v1/dead-letters/{id}/requeue",
+    ] {
         assert!(openapi["paths"][path].is_object(), "openapi documents {path}");
     }
     let metrics = env.http.get(env.url("/metrics")).send().await?.text().await?;
-    assert!(metrics.contains("rushes_jobs_enqueued_total{kind=\"sleep\",queue=\"maintenance\"} 5"), "{metrics}");
+    assert!(
+        metrics.contains("rushes_jobs_enqueued_total{kind=\"sleep\",queue=\"maintenance\"} 5"),
+        "{metrics}"
+    );
     assert!(metrics.contains("rushes_http_requests_total"));
-    assert!(metrics.contains("rushes_queue_depth{queue=\"maintenance\"} 5"), "{metrics}");
+    assert!(
+        metrics.contains("rushes_queue_depth{queue=\"maintenance\"} 5"),
+        "{metrics}"
+    );
     Ok(())
 }

@@ -31,7 +31,10 @@ async fn a_high_priority_job_overtakes_a_backlog() -> anyhow::Result<()> {
     let high_job = env.wait_state(high, "succeeded", T).await?;
     for id in &low {
         let job = env.wait_state(*id, "succeeded", T).await?;
-        assert!(started_at(&high_job) < started_at(&job), "the priority-90 job ran before every low one");
+        assert!(
+            started_at(&high_job) < started_at(&job),
+            "the priority-90 job ran before every low one"
+        );
     }
     Ok(())
 }
@@ -49,12 +52,18 @@ async fn retries_with_backoff_then_dead_then_requeued_to_success() -> anyhow::Re
         .enqueue(json!({"kind": "sleep", "max_attempts": 2, "payload": {"seconds": 0, "fail_until": fail_until}}))
         .await?;
     let retrying = env.wait_state(id, "retrying", T).await?;
-    assert!(retrying["error"].as_str().is_some_and(|e| e.contains("asked to fail")), "{retrying}");
+    assert!(
+        retrying["error"].as_str().is_some_and(|e| e.contains("asked to fail")),
+        "{retrying}"
+    );
     let dead = env.wait_state(id, "dead", T).await?;
     assert_eq!(dead["attempts"], 2);
     let second_start = chrono::DateTime::parse_from_rfc3339(dead["started_at"].as_str().unwrap_or_default())?;
     let enqueued = chrono::DateTime::parse_from_rfc3339(dead["enqueued_at"].as_str().unwrap_or_default())?;
-    assert!(second_start - enqueued >= chrono::Duration::milliseconds(900), "backoff before attempt 2");
+    assert!(
+        second_start - enqueued >= chrono::Duration::milliseconds(900),
+        "backoff before attempt 2"
+    );
 
     let (status, letters) = env.get("/api/v1/dead-letters").await?;
     assert_eq!(status, StatusCode::OK);
@@ -68,12 +77,16 @@ async fn retries_with_backoff_then_dead_then_requeued_to_success() -> anyhow::Re
     // Once the fault is gone, requeueing the letter runs the job from its first attempt.
     tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(4)).await;
     let letter_id = letter["id"].as_str().unwrap_or_default();
-    let (status, requeued) = env.post(&format!("/api/v1/dead-letters/{letter_id}/requeue"), json!({})).await?;
+    let (status, requeued) = env
+        .post(&format!("/api/v1/dead-letters/{letter_id}/requeue"), json!({}))
+        .await?;
     assert_eq!(status, StatusCode::OK, "{requeued}");
     assert!(requeued["requeued_at"].is_string());
     let done = env.wait_state(id, "succeeded", T).await?;
     assert_eq!(done["attempts"], 1);
-    let (status, _) = env.post(&format!("/api/v1/dead-letters/{letter_id}/requeue"), json!({})).await?;
+    let (status, _) = env
+        .post(&format!("/api/v1/dead-letters/{letter_id}/requeue"), json!({}))
+        .await?;
     assert_eq!(status, StatusCode::CONFLICT, "a letter is requeued once");
     let (_, open) = env.get("/api/v1/dead-letters").await?;
     assert_eq!(open["dead_letters"], json!([]));
@@ -86,7 +99,9 @@ async fn panics_and_permanent_outcomes_do_not_kill_the_worker() -> anyhow::Resul
     env.ready().await?;
     let worker = env.worker_config("maintenance=1")?;
     env.spawn_worker(worker);
-    let panicking = env.enqueue(json!({"kind": "sleep", "max_attempts": 1, "payload": {"seconds": 0, "panic": true}})).await?;
+    let panicking = env
+        .enqueue(json!({"kind": "sleep", "max_attempts": 1, "payload": {"seconds": 0, "panic": true}}))
+        .await?;
     let dead = env.wait_state(panicking, "dead", T).await?;
     assert!(dead["error"].as_str().is_some_and(|e| e.contains("panicked")), "{dead}");
     // The same worker goes on.
@@ -118,12 +133,18 @@ async fn cancel_stops_running_and_queued_jobs_within_a_second() -> anyhow::Resul
     let asked = std::time::Instant::now();
     let next = env.sleep_job(0.0, None).await?;
     env.wait_state(next, "succeeded", Duration::from_secs(5)).await?;
-    assert!(asked.elapsed() < Duration::from_secs(2), "the cancelled job released its slot within a second");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "the cancelled job released its slot within a second"
+    );
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let queued_job = env.job(queued).await?;
     assert_eq!(queued_job["state"], "cancelled");
-    assert!(queued_job["started_at"].is_null(), "the cancelled queued job never ran: {queued_job}");
+    assert!(
+        queued_job["started_at"].is_null(),
+        "the cancelled queued job never ran: {queued_job}"
+    );
     let running_job = env.job(running).await?;
     assert_eq!(running_job["state"], "cancelled", "{running_job}");
     assert_eq!(running_job["attempts"], 1);
@@ -149,7 +170,11 @@ async fn a_paused_queue_is_not_consumed_until_resumed() -> anyhow::Result<()> {
     let ids: Vec<Uuid> = futures_util::future::try_join_all((0..3).map(|_| env.sleep_job(0.0, None))).await?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for id in &ids {
-        assert_eq!(env.job(*id).await?["state"], "queued", "nothing is taken from a paused queue");
+        assert_eq!(
+            env.job(*id).await?["state"],
+            "queued",
+            "nothing is taken from a paused queue"
+        );
     }
     let (_, queue) = env.get("/api/v1/queues/maintenance").await?;
     assert_eq!(queue["depth"], 3, "{queue}");
@@ -172,12 +197,16 @@ async fn foreign_messages_are_dead_lettered_with_a_reason() -> anyhow::Result<()
     env.spawn_worker(worker);
 
     env.publish_raw(QueueFamily::Maintenance, b"this is not json").await?;
-    let unknown_kind = json!({"v": 1, "id": Uuid::now_v7(), "kind": "celery.backend_cleanup", "payload": {}, "attempt": 0});
-    env.publish_raw(QueueFamily::Maintenance, unknown_kind.to_string().as_bytes()).await?;
+    let unknown_kind =
+        json!({"v": 1, "id": Uuid::now_v7(), "kind": "celery.backend_cleanup", "payload": {}, "attempt": 0});
+    env.publish_raw(QueueFamily::Maintenance, unknown_kind.to_string().as_bytes())
+        .await?;
     let unknown_job = json!({"v": 1, "id": Uuid::now_v7(), "kind": "sleep", "payload": {"seconds": 0}, "attempt": 0});
-    env.publish_raw(QueueFamily::Maintenance, unknown_job.to_string().as_bytes()).await?;
+    env.publish_raw(QueueFamily::Maintenance, unknown_job.to_string().as_bytes())
+        .await?;
     let future_version = json!({"v": 9, "id": Uuid::now_v7(), "kind": "sleep", "payload": {}, "attempt": 0});
-    env.publish_raw(QueueFamily::Maintenance, future_version.to_string().as_bytes()).await?;
+    env.publish_raw(QueueFamily::Maintenance, future_version.to_string().as_bytes())
+        .await?;
 
     // The worker keeps consuming.
     let ok = env.sleep_job(0.0, None).await?;
@@ -193,18 +222,35 @@ async fn foreign_messages_are_dead_lettered_with_a_reason() -> anyhow::Result<()
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let reasons: Vec<&str> = letters.iter().filter_map(|l| l["reason"].as_str()).collect();
-    for needle in ["malformed message", "unknown job kind `celery.backend_cleanup`", "no job", "unsupported envelope version 9"] {
-        assert!(reasons.iter().any(|r| r.contains(needle)), "a letter says {needle:?}: {reasons:?}");
+    for needle in [
+        "malformed message",
+        "unknown job kind `celery.backend_cleanup`",
+        "no job",
+        "unsupported envelope version 9",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(needle)),
+            "a letter says {needle:?}: {reasons:?}"
+        );
     }
     for letter in &letters {
         assert_eq!(letter["queue"], "maintenance");
-        assert_eq!(letter["headers"].as_object().map(|h| h.contains_key("x-rushes-reason")), Some(false), "headers are the original's");
+        assert_eq!(
+            letter["headers"].as_object().map(|h| h.contains_key("x-rushes-reason")),
+            Some(false),
+            "headers are the original's"
+        );
     }
-    let garbage = letters.iter().find(|l| l["body"] == "this is not json").ok_or_else(|| anyhow::anyhow!("raw body kept"))?;
+    let garbage = letters
+        .iter()
+        .find(|l| l["body"] == "this is not json")
+        .ok_or_else(|| anyhow::anyhow!("raw body kept"))?;
 
     // Requeueing a foreign letter sends the same bytes back; it is parked again.
     let garbage_id = garbage["id"].as_str().unwrap_or_default();
-    let (status, _) = env.post(&format!("/api/v1/dead-letters/{garbage_id}/requeue"), json!({})).await?;
+    let (status, _) = env
+        .post(&format!("/api/v1/dead-letters/{garbage_id}/requeue"), json!({}))
+        .await?;
     assert_eq!(status, StatusCode::OK);
     let deadline = tokio::time::Instant::now() + T;
     loop {
@@ -218,7 +264,10 @@ async fn foreign_messages_are_dead_lettered_with_a_reason() -> anyhow::Result<()
         if again == 1 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "requeued garbage is parked again");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "requeued garbage is parked again"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 

@@ -28,12 +28,19 @@ async fn a_job_survives_its_worker_being_killed() -> anyhow::Result<()> {
     env.spawn_worker(worker);
 
     let done = env.wait_state(id, "succeeded", T).await?;
-    assert_eq!(done["attempts"], 2, "the killed attempt and the one that completed: {done}");
+    assert_eq!(
+        done["attempts"], 2,
+        "the killed attempt and the one that completed: {done}"
+    );
     assert_ne!(done["worker_id"], first_worker, "completed on another worker");
     // Copies of the message still in flight (the broker's redelivery) change nothing.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let later = env.job(id).await?;
-    assert_eq!((later["state"].as_str(), later["attempts"].as_i64()), (Some("succeeded"), Some(2)), "{later}");
+    assert_eq!(
+        (later["state"].as_str(), later["attempts"].as_i64()),
+        (Some("succeeded"), Some(2)),
+        "{later}"
+    );
     assert_eq!(later["finished_at"], done["finished_at"], "recorded once");
     Ok(())
 }
@@ -52,7 +59,10 @@ async fn sigterm_finishes_or_requeues_in_flight_jobs() -> anyhow::Result<()> {
     let code = env.wait_process(pid, Duration::from_secs(15)).await?;
     assert_eq!(code, Some(0), "a drained worker exits 0");
     let short_job = env.job(short).await?;
-    assert_eq!(short_job["state"], "succeeded", "finished within the grace period: {short_job}");
+    assert_eq!(
+        short_job["state"], "succeeded",
+        "finished within the grace period: {short_job}"
+    );
     let long_job = env.job(long).await?;
     assert_eq!(long_job["state"], "queued", "requeued: {long_job}");
     assert_eq!(long_job["attempts"], 0, "the interrupted attempt does not count");
@@ -79,15 +89,25 @@ async fn an_enqueue_while_the_broker_is_down_runs_once_it_is_back() -> anyhow::R
     relay.broker.amqp_url = rushes_common::config::Secret::new(proxy.amqp_url());
     env.spawn_scheduler(relay);
 
-    let (status, created) = env.post("/api/v1/jobs", json!({"kind": "sleep", "payload": {"seconds": 0}})).await?;
+    let (status, created) = env
+        .post("/api/v1/jobs", json!({"kind": "sleep", "payload": {"seconds": 0}}))
+        .await?;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert!(created["published_at"].is_null(), "not published: {created}");
     let id = job_id(&created)?;
     let ready = env.http.get(env.url("/readyz")).send().await?;
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "unready while the broker is unreachable");
+    assert_eq!(
+        ready.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unready while the broker is unreachable"
+    );
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(env.job(id).await?["state"], "queued", "waits, committed, while the broker is down");
+    assert_eq!(
+        env.job(id).await?["state"],
+        "queued",
+        "waits, committed, while the broker is down"
+    );
 
     proxy.up();
     let done = env.wait_state(id, "succeeded", T).await?;
@@ -130,13 +150,22 @@ async fn a_job_longer_than_the_consumer_timeout_runs_once() -> anyhow::Result<()
     for id in short {
         env.wait_state(id, "succeeded", T).await?;
     }
-    let metrics = env.http.get(format!("http://{metrics_addr}/metrics")).send().await?.text().await?;
+    let metrics = env
+        .http
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
     let rechecked = metrics
         .lines()
         .find(|l| l.starts_with("rushes_duplicate_deliveries_total") && l.contains("rechecked"))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|n| n.parse::<f64>().ok())
         .unwrap_or(0.0);
-    assert!(rechecked >= 1.0, "the broker did time the delivery out and redeliver it:\n{metrics}");
+    assert!(
+        rechecked >= 1.0,
+        "the broker did time the delivery out and redeliver it:\n{metrics}"
+    );
     Ok(())
 }

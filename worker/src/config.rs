@@ -20,7 +20,12 @@ pub struct WorkerConfig {
     pub lease: LeaseConfig,
     /// Queues to consume, comma separated, each optionally with its slot count:
     /// `transcode=2,scan,email`. Queues: scan, transcode, transcode_long, transcribe, email, maintenance.
-    #[arg(long, env = "RUSHES_QUEUES", value_delimiter = ',', default_value = "scan,transcode,transcode_long,transcribe,email,maintenance")]
+    #[arg(
+        long,
+        env = "RUSHES_QUEUES",
+        value_delimiter = ',',
+        default_value = "scan,transcode,transcode_long,transcribe,email,maintenance"
+    )]
     pub queues: Vec<QueueSlots>,
     /// Slots of a queue listed without `=N`: jobs of that queue this worker runs at once.
     #[arg(long, env = "RUSHES_SLOTS", default_value_t = 2)]
@@ -50,7 +55,10 @@ impl FromStr for QueueSlots {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (name, slots) = match s.split_once('=') {
             Some((name, n)) => {
-                let n: u16 = n.trim().parse().map_err(|_| format!("slots of `{name}` must be a whole number, got `{n}`"))?;
+                let n: u16 = n
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("slots of `{name}` must be a whole number, got `{n}`"))?;
                 if n == 0 {
                     return Err(format!("slots of `{name}` must be at least 1"));
                 }
@@ -86,9 +94,18 @@ mod tests {
     fn queue_slots_parse() {
         assert_eq!(
             "transcode=3".parse::<QueueSlots>(),
-            Ok(QueueSlots { family: QueueFamily::Transcode, slots: Some(3) })
+            Ok(QueueSlots {
+                family: QueueFamily::Transcode,
+                slots: Some(3)
+            })
         );
-        assert_eq!("scan".parse::<QueueSlots>(), Ok(QueueSlots { family: QueueFamily::Scan, slots: None }));
+        assert_eq!(
+            "scan".parse::<QueueSlots>(),
+            Ok(QueueSlots {
+                family: QueueFamily::Scan,
+                slots: None
+            })
+        );
         assert!("scan=0".parse::<QueueSlots>().is_err());
         assert!("celery".parse::<QueueSlots>().is_err());
     }
@@ -97,7 +114,10 @@ mod tests {
     fn defaults_fill_unsized_queues() -> anyhow::Result<()> {
         let config: WorkerConfig =
             rushes_common::config::parse_from(vec!["w".into(), "--queues".into(), "scan,email=4,scan=3".into()])?;
-        assert_eq!(config.slots_by_queue(), vec![(QueueFamily::Scan, 3), (QueueFamily::Email, 4)]);
+        assert_eq!(
+            config.slots_by_queue(),
+            vec![(QueueFamily::Scan, 3), (QueueFamily::Email, 4)]
+        );
         Ok(())
     }
 }

@@ -47,7 +47,11 @@ pub struct JobContext {
 impl JobContext {
     /// Reports progress (clamped to 0–1); the heartbeat stores it.
     pub fn set_progress(&self, fraction: f32) {
-        let value = if fraction.is_finite() { fraction.clamp(0.0, 1.0) } else { 0.0 };
+        let value = if fraction.is_finite() {
+            fraction.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         self.running.progress_bits.store(value.to_bits(), Ordering::Relaxed);
     }
 

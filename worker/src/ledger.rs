@@ -76,7 +76,10 @@ impl Ledger {
     /// with this worker's id, a fresh heartbeat and one more attempt.
     pub async fn claim(&self, id: Uuid) -> Result<Claim, String> {
         let (tx, rx) = oneshot::channel();
-        self.claims.send((id, tx)).await.map_err(|_| "ledger stopped".to_owned())?;
+        self.claims
+            .send((id, tx))
+            .await
+            .map_err(|_| "ledger stopped".to_owned())?;
         rx.await.map_err(|_| "ledger stopped".to_owned())?
     }
 
@@ -84,7 +87,10 @@ impl Ledger {
     /// (cancelled meanwhile, or re-claimed after our heartbeat went stale).
     pub async fn record(&self, id: Uuid, outcome: Outcome) -> Result<bool, String> {
         let (tx, rx) = oneshot::channel();
-        self.outcomes.send(((id, outcome), tx)).await.map_err(|_| "ledger stopped".to_owned())?;
+        self.outcomes
+            .send(((id, outcome), tx))
+            .await
+            .map_err(|_| "ledger stopped".to_owned())?;
         rx.await.map_err(|_| "ledger stopped".to_owned())?
     }
 }
@@ -122,7 +128,12 @@ where
     }
 }
 
-async fn claim_batch(db: &PgPool, worker_id: Uuid, stale_after: Duration, ids: Vec<Uuid>) -> Result<Vec<Claim>, sqlx::Error> {
+async fn claim_batch(
+    db: &PgPool,
+    worker_id: Uuid,
+    stale_after: Duration,
+    ids: Vec<Uuid>,
+) -> Result<Vec<Claim>, sqlx::Error> {
     let stale_s = stale_after.as_secs_f64();
     let claimed: Vec<JobRecord> = sqlx::query_as(concat!(
         "UPDATE jobs SET state = 'running', worker_id = $2, attempts = attempts + 1, progress = 0, \

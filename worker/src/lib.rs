@@ -44,7 +44,8 @@ pub fn main_entry() -> anyhow::Result<()> {
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let db = rushes_common::db::pool(&config.database).context("invalid database settings")?;
     let worker_id = Uuid::now_v7();
-    let broker = Broker::new(&config.broker, &format!("rushes-worker {worker_id}")).context("invalid broker settings")?;
+    let broker =
+        Broker::new(&config.broker, &format!("rushes-worker {worker_id}")).context("invalid broker settings")?;
     let metrics = metrics::WorkerMetrics::new().context("cannot register metrics")?;
     let host = config.host.clone().unwrap_or_else(host_name);
     let queues = config.slots_by_queue();
@@ -61,7 +62,9 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         config.lease.clone(),
         shutdown.clone(),
     ));
-    presence::register(&shared).await.context("cannot register the worker in the database")?;
+    presence::register(&shared)
+        .await
+        .context("cannot register the worker in the database")?;
     if let Err(err) = presence::reload_pauses(&shared).await {
         tracing::warn!(error = %err, "cannot read queue pauses yet");
     }
@@ -70,15 +73,26 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     let ready: rushes_common::metrics::ReadyCheck = Arc::new(move || {
         let shared = probe.clone();
         Box::pin(async move {
-            sqlx::query("SELECT 1").execute(&shared.db).await.map_err(|e| format!("database: {e}"))?;
+            sqlx::query("SELECT 1")
+                .execute(&shared.db)
+                .await
+                .map_err(|e| format!("database: {e}"))?;
             let down = shared.disconnected_queues();
-            if down.is_empty() { Ok(()) } else { Err(format!("not consuming: {}", down.join(", "))) }
+            if down.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("not consuming: {}", down.join(", ")))
+            }
         })
     });
-    let metrics_addr =
-        rushes_common::metrics::serve(config.metrics_addr, shared.metrics.registry.clone(), ready, shared.stopped.clone())
-            .await
-            .with_context(|| format!("cannot listen on {}", config.metrics_addr))?;
+    let metrics_addr = rushes_common::metrics::serve(
+        config.metrics_addr,
+        shared.metrics.registry.clone(),
+        ready,
+        shared.stopped.clone(),
+    )
+    .await
+    .with_context(|| format!("cannot listen on {}", config.metrics_addr))?;
     tracing::info!(worker.id = %worker_id, %metrics_addr, queues = ?queues, "worker started");
 
     tokio::spawn(presence::heartbeat_loop(shared.clone()));
@@ -89,8 +103,13 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     }
 
     shutdown.cancelled().await;
-    tracing::info!(grace_s = config.shutdown_grace.as_secs_f64(), "stopping: no new jobs; waiting for in-flight jobs");
-    let drained = tokio::time::timeout(config.shutdown_grace, wait_idle(&shared)).await.is_ok();
+    tracing::info!(
+        grace_s = config.shutdown_grace.as_secs_f64(),
+        "stopping: no new jobs; waiting for in-flight jobs"
+    );
+    let drained = tokio::time::timeout(config.shutdown_grace, wait_idle(&shared))
+        .await
+        .is_ok();
     if !drained {
         let left = shared.running_snapshot();
         tracing::warn!(jobs = left.len(), "grace period over; requeueing unfinished jobs");

@@ -31,15 +31,50 @@ impl WorkerMetrics {
     pub fn new() -> prometheus::Result<Self> {
         let r = Registry::new();
         Ok(Self {
-            started: counter(&r, "rushes_jobs_started_total", "Job attempts started", &["kind", "queue"])?,
-            finished: counter(&r, "rushes_jobs_finished_total", "Job attempts finished", &["kind", "queue", "outcome"])?,
-            duration: histogram(&r, "rushes_job_duration_seconds", "Job attempt duration", &["kind", "outcome"])?,
-            dead_letters: counter(&r, "rushes_dead_letters_total", "Messages parked in the dead-letter queue", &["queue", "reason"])?,
-            duplicates: counter(&r, "rushes_duplicate_deliveries_total", "Deliveries of jobs that were not ours to run", &["queue", "disposition"])?,
+            started: counter(
+                &r,
+                "rushes_jobs_started_total",
+                "Job attempts started",
+                &["kind", "queue"],
+            )?,
+            finished: counter(
+                &r,
+                "rushes_jobs_finished_total",
+                "Job attempts finished",
+                &["kind", "queue", "outcome"],
+            )?,
+            duration: histogram(
+                &r,
+                "rushes_job_duration_seconds",
+                "Job attempt duration",
+                &["kind", "outcome"],
+            )?,
+            dead_letters: counter(
+                &r,
+                "rushes_dead_letters_total",
+                "Messages parked in the dead-letter queue",
+                &["queue", "reason"],
+            )?,
+            duplicates: counter(
+                &r,
+                "rushes_duplicate_deliveries_total",
+                "Deliveries of jobs that were not ours to run",
+                &["queue", "disposition"],
+            )?,
             slots: gauge(&r, "rushes_worker_slots", "Job slots per queue", &["queue"])?,
             busy: gauge(&r, "rushes_worker_slots_busy", "Busy job slots per queue", &["queue"])?,
-            connected: gauge(&r, "rushes_worker_broker_connected", "1 while the queue's consumer is connected", &["queue"])?,
-            paused: gauge(&r, "rushes_worker_queue_paused", "1 while the queue is paused", &["queue"])?,
+            connected: gauge(
+                &r,
+                "rushes_worker_broker_connected",
+                "1 while the queue's consumer is connected",
+                &["queue"],
+            )?,
+            paused: gauge(
+                &r,
+                "rushes_worker_queue_paused",
+                "1 while the queue is paused",
+                &["queue"],
+            )?,
             registry: r,
         })
     }

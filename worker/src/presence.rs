@@ -14,7 +14,6 @@ use uuid::Uuid;
 
 use crate::state::Shared;
 
-
 /// Inserts this worker's row.
 pub async fn register(shared: &Shared) -> Result<(), sqlx::Error> {
     let queues: serde_json::Map<String, serde_json::Value> = shared
@@ -23,17 +22,15 @@ pub async fn register(shared: &Shared) -> Result<(), sqlx::Error> {
         .map(|(family, slots)| (family.as_str().to_owned(), serde_json::Value::from(*slots)))
         .collect();
     let total: i32 = shared.queues.iter().map(|(_, s)| i32::from(*s)).sum();
-    sqlx::query(
-        "INSERT INTO workers (id, host, pid, version, queues, slots) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(shared.worker_id)
-    .bind(&shared.host)
-    .bind(i32::try_from(std::process::id()).unwrap_or(0))
-    .bind(rushes_common::VERSION)
-    .bind(serde_json::Value::Object(queues))
-    .bind(total)
-    .execute(&shared.db)
-    .await?;
+    sqlx::query("INSERT INTO workers (id, host, pid, version, queues, slots) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(shared.worker_id)
+        .bind(&shared.host)
+        .bind(i32::try_from(std::process::id()).unwrap_or(0))
+        .bind(rushes_common::VERSION)
+        .bind(serde_json::Value::Object(queues))
+        .bind(total)
+        .execute(&shared.db)
+        .await?;
     Ok(())
 }
 
@@ -98,7 +95,9 @@ async fn beat(shared: &Shared) -> Result<(), sqlx::Error> {
 
 /// Reads `queue_pauses` and publishes the set to the queue consumers.
 pub async fn reload_pauses(shared: &Shared) -> Result<(), sqlx::Error> {
-    let names: Vec<String> = sqlx::query_scalar("SELECT queue FROM queue_pauses").fetch_all(&shared.db).await?;
+    let names: Vec<String> = sqlx::query_scalar("SELECT queue FROM queue_pauses")
+        .fetch_all(&shared.db)
+        .await?;
     let paused: HashSet<QueueFamily> = names.iter().filter_map(|n| n.parse().ok()).collect();
     shared.paused.send_if_modified(|current| {
         let changed = *current != paused;

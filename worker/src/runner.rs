@@ -44,15 +44,27 @@ impl Drop for SlotGuard {
     fn drop(&mut self) {
         self.on_channel.fetch_sub(1, Ordering::SeqCst);
         let busy = self.slots.busy.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
-        self.shared.metrics.busy.with_label_values(&[self.family.as_str()]).set(i64::try_from(busy).unwrap_or(0));
+        self.shared
+            .metrics
+            .busy
+            .with_label_values(&[self.family.as_str()])
+            .set(i64::try_from(busy).unwrap_or(0));
         self.slots.freed.notify_one();
     }
 }
 
 /// Consumes `family` with `total` slots until the worker stops taking work.
 pub(crate) async fn consume_queue(shared: Arc<Shared>, family: QueueFamily, total: u16) {
-    let slots = Arc::new(Slots { total, busy: AtomicUsize::new(0), freed: Notify::new() });
-    shared.metrics.slots.with_label_values(&[family.as_str()]).set(i64::from(total));
+    let slots = Arc::new(Slots {
+        total,
+        busy: AtomicUsize::new(0),
+        freed: Notify::new(),
+    });
+    shared
+        .metrics
+        .slots
+        .with_label_values(&[family.as_str()])
+        .set(i64::from(total));
     let mut paused = shared.paused.subscribe();
     let mut backoff = Backoff::new(Duration::from_secs(5));
     let tag = format!("{}.{}", shared.worker_id, family.as_str());
@@ -106,7 +118,11 @@ async fn serve(
     let mut prefetch = slots.free();
     loop {
         let want_paused = paused.borrow_and_update().contains(&family);
-        shared.metrics.paused.with_label_values(&[family.as_str()]).set(i64::from(want_paused));
+        shared
+            .metrics
+            .paused
+            .with_label_values(&[family.as_str()])
+            .set(i64::from(want_paused));
         let toggled = match (want_paused, subscription.is_consuming()) {
             (true, true) => subscription.pause().await,
             (false, false) => subscription.resume().await,
@@ -174,17 +190,39 @@ async fn handle_delivery(shared: &Arc<Shared>, family: QueueFamily, incoming: In
     };
     if spec(&envelope.kind).is_none() || !shared.registry.knows(&envelope.kind) {
         let reason = format!("unknown job kind `{}`", envelope.kind);
-        return park(shared, family, &incoming, None, Some(&envelope.kind), "unknown_kind", &reason).await;
+        return park(
+            shared,
+            family,
+            &incoming,
+            None,
+            Some(&envelope.kind),
+            "unknown_kind",
+            &reason,
+        )
+        .await;
     }
     match shared.ledger.claim(envelope.id).await {
         Ok(Claim::Claimed(job)) => run_claimed(shared, family, incoming, *job).await,
         Ok(Claim::Missing) => {
             let reason = format!("no job {} in the database", envelope.id);
-            park(shared, family, &incoming, None, Some(&envelope.kind), "unknown_job", &reason).await;
+            park(
+                shared,
+                family,
+                &incoming,
+                None,
+                Some(&envelope.kind),
+                "unknown_job",
+                &reason,
+            )
+            .await;
         }
         Ok(Claim::Settled(state)) => {
             tracing::debug!(job.id = %envelope.id, state = state.as_str(), "duplicate delivery of a settled job dropped");
-            shared.metrics.duplicates.with_label_values(&[family.as_str(), "dropped"]).inc();
+            shared
+                .metrics
+                .duplicates
+                .with_label_values(&[family.as_str(), "dropped"])
+                .inc();
             settle(incoming.ack().await);
         }
         Ok(Claim::HeldElsewhere) => recheck_later(shared, family, incoming, envelope.id).await,
@@ -213,7 +251,11 @@ async fn recheck_later(shared: &Shared, family: QueueFamily, incoming: Incoming,
     match shared.publisher.publish(&[copy]).await {
         Ok(()) => {
             tracing::debug!(job.id = %id, delay_s, "job held by a live worker; checking again later");
-            shared.metrics.duplicates.with_label_values(&[family.as_str(), "rechecked"]).inc();
+            shared
+                .metrics
+                .duplicates
+                .with_label_values(&[family.as_str(), "rechecked"])
+                .inc();
             settle(incoming.ack().await);
         }
         Err(err) => {
@@ -230,7 +272,11 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
         let Some(kind) = spec(&job.kind) else { return };
         let running = Arc::new(RunningJob::new());
         shared.track(job.id, running.clone());
-        shared.metrics.started.with_label_values(&[job.kind.as_str(), family.as_str()]).inc();
+        shared
+            .metrics
+            .started
+            .with_label_values(&[job.kind.as_str(), family.as_str()])
+            .inc();
         let started = Instant::now();
 
         let ctx = JobContext {
@@ -246,14 +292,18 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
                 let mut handle = tokio::spawn(future.in_current_span());
                 match tokio::time::timeout(kind.timeout, &mut handle).await {
                     Ok(Ok(result)) => result,
-                    Ok(Err(join_error)) if join_error.is_panic() => {
-                        Err(JobError::Retryable(format!("handler panicked: {}", panic_message(join_error))))
-                    }
+                    Ok(Err(join_error)) if join_error.is_panic() => Err(JobError::Retryable(format!(
+                        "handler panicked: {}",
+                        panic_message(join_error)
+                    ))),
                     Ok(Err(_)) => Err(JobError::Cancelled),
                     Err(_) => {
                         running.cancel.cancel();
                         handle.abort();
-                        Err(JobError::Retryable(format!("timed out after {} s", kind.timeout.as_secs())))
+                        Err(JobError::Retryable(format!(
+                            "timed out after {} s",
+                            kind.timeout.as_secs()
+                        )))
                     }
                 }
             }
@@ -286,7 +336,10 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
             Ok(true) => {}
             Ok(false) => {
                 finish_metrics(shared, &job, family, "lost", started);
-                tracing::info!(outcome = label, "job was cancelled or re-claimed meanwhile; outcome not recorded");
+                tracing::info!(
+                    outcome = label,
+                    "job was cancelled or re-claimed meanwhile; outcome not recorded"
+                );
                 return settle(incoming.ack().await);
             }
             Err(err) => {
@@ -299,7 +352,9 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
         }
         finish_metrics(shared, &job, family, label, started);
         match outcome {
-            Outcome::Succeeded(_) => tracing::info!(duration_ms = started.elapsed().as_millis() as u64, "job succeeded"),
+            Outcome::Succeeded(_) => {
+                tracing::info!(duration_ms = started.elapsed().as_millis() as u64, "job succeeded")
+            }
             Outcome::Failed(ref message) => tracing::warn!(error = %message, "job failed permanently"),
             Outcome::Retrying(ref message) => {
                 let delay = kind.backoff(job.attempts);
@@ -314,7 +369,16 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
             }
             Outcome::Dead(ref message) => {
                 tracing::error!(error = %message, attempts = job.attempts, "job is dead: out of attempts");
-                return park(shared, family, &incoming, Some(job.id), Some(&job.kind), "exhausted", message).await;
+                return park(
+                    shared,
+                    family,
+                    &incoming,
+                    Some(job.id),
+                    Some(&job.kind),
+                    "exhausted",
+                    message,
+                )
+                .await;
             }
         }
         settle(incoming.ack().await);
@@ -324,8 +388,16 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
 }
 
 fn finish_metrics(shared: &Shared, job: &JobRecord, family: QueueFamily, outcome: &str, started: Instant) {
-    shared.metrics.finished.with_label_values(&[job.kind.as_str(), family.as_str(), outcome]).inc();
-    shared.metrics.duration.with_label_values(&[job.kind.as_str(), outcome]).observe(started.elapsed().as_secs_f64());
+    shared
+        .metrics
+        .finished
+        .with_label_values(&[job.kind.as_str(), family.as_str(), outcome])
+        .inc();
+    shared
+        .metrics
+        .duration
+        .with_label_values(&[job.kind.as_str(), outcome])
+        .observe(started.elapsed().as_secs_f64());
 }
 
 /// The worker is stopping and its grace ran out: the job goes back to `queued` and its
@@ -333,15 +405,20 @@ fn finish_metrics(shared: &Shared, job: &JobRecord, family: QueueFamily, outcome
 async fn requeue_on_stop(shared: &Shared, family: QueueFamily, incoming: Incoming, job: &JobRecord) {
     match release(&shared.db, shared.worker_id, Some(&[job.id])).await {
         Ok(_) => tracing::info!("job interrupted by shutdown; requeued"),
-        Err(err) => tracing::warn!(error = %err, "cannot release the job; it will be re-claimed once its heartbeat is stale"),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot release the job; it will be re-claimed once its heartbeat is stale")
+        }
     }
-    shared.metrics.finished.with_label_values(&[job.kind.as_str(), family.as_str(), "requeued"]).inc();
+    shared
+        .metrics
+        .finished
+        .with_label_values(&[job.kind.as_str(), family.as_str(), "requeued"])
+        .inc();
     settle(incoming.requeue().await);
 }
 
 /// Parks a message we cannot run: recorded in `dead_letters`, copied to the dead-letter
 /// queue with the reason in its headers, then acknowledged.
-#[expect(clippy::too_many_arguments, reason = "every field of the dead letter")]
 async fn park(
     shared: &Shared,
     family: QueueFamily,
@@ -379,7 +456,11 @@ async fn park(
     if let Err(err) = shared.publisher.publish(&[copy]).await {
         tracing::warn!(error = %err, "dead letter recorded in PostgreSQL but not copied to the dead-letter queue");
     }
-    shared.metrics.dead_letters.with_label_values(&[family.as_str(), reason_label]).inc();
+    shared
+        .metrics
+        .dead_letters
+        .with_label_values(&[family.as_str(), reason_label])
+        .inc();
     settle(incoming.ack().await);
 }
 

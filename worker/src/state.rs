@@ -73,7 +73,10 @@ impl Shared {
     }
 
     pub fn track(&self, id: Uuid, job: Arc<RunningJob>) {
-        self.running.lock().unwrap_or_else(PoisonError::into_inner).insert(id, job);
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, job);
     }
 
     pub fn untrack(&self, id: Uuid) {
@@ -81,7 +84,11 @@ impl Shared {
     }
 
     pub fn running_job(&self, id: Uuid) -> Option<Arc<RunningJob>> {
-        self.running.lock().unwrap_or_else(PoisonError::into_inner).get(&id).cloned()
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned()
     }
 
     pub fn running_snapshot(&self) -> Vec<(Uuid, Arc<RunningJob>)> {
@@ -97,7 +104,10 @@ impl Shared {
         if let Some(flag) = self.connected.get(&family) {
             flag.store(up, Ordering::Relaxed);
         }
-        self.metrics.connected.with_label_values(&[family.as_str()]).set(i64::from(up));
+        self.metrics
+            .connected
+            .with_label_values(&[family.as_str()])
+            .set(i64::from(up));
     }
 
     /// Names of consumed queues that are neither connected nor paused.

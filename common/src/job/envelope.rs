@@ -62,8 +62,14 @@ mod tests {
             traceparent: None,
         };
         assert_eq!(Envelope::from_bytes(&e.to_bytes())?, e);
-        assert!(matches!(Envelope::from_bytes(b"{not json"), Err(EnvelopeError::Malformed(_))));
-        assert!(matches!(Envelope::from_bytes(br#"{"hello":1}"#), Err(EnvelopeError::Malformed(_))));
+        assert!(matches!(
+            Envelope::from_bytes(b"{not json"),
+            Err(EnvelopeError::Malformed(_))
+        ));
+        assert!(matches!(
+            Envelope::from_bytes(br#"{"hello":1}"#),
+            Err(EnvelopeError::Malformed(_))
+        ));
         let mut future = serde_json::to_value(&e)?;
         future["v"] = 2.into();
         let bytes = serde_json::to_vec(&future)?;

@@ -46,7 +46,9 @@ struct Inner {
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker").field("prefix", &self.inner.topology.prefix()).finish_non_exhaustive()
+        f.debug_struct("Broker")
+            .field("prefix", &self.inner.topology.prefix())
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,7 +64,6 @@ impl Broker {
         let pool_settings = deadpool_lapin::Config {
             url: Some(config.amqp_url.expose().to_owned()),
             pool: Some(pool_config),
-            ..Default::default()
         };
         let name = connection_name.to_owned();
         let pool = pool_settings
@@ -72,7 +73,10 @@ impl Broker {
             )
             .map_err(|e| BrokerError::Unreachable(e.to_string()))?;
         Ok(Self {
-            inner: Arc::new(Inner { pool, topology: Topology::new(config.queue_prefix.clone()) }),
+            inner: Arc::new(Inner {
+                pool,
+                topology: Topology::new(config.queue_prefix.clone()),
+            }),
         })
     }
 
@@ -136,9 +140,16 @@ impl Broker {
     /// Messages parked in the broker's dead-letter queue.
     pub async fn dead_letter_depth(&self) -> Result<u32, BrokerError> {
         let channel = self.channel().await?;
-        let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
         let queue = channel
-            .queue_declare(self.topology().dead_letters().as_str().into(), passive, FieldTable::default())
+            .queue_declare(
+                self.topology().dead_letters().as_str().into(),
+                passive,
+                FieldTable::default(),
+            )
             .await?;
         let _ = channel.close(200, "OK".into()).await;
         Ok(queue.message_count())
@@ -147,11 +158,17 @@ impl Broker {
     /// Depth and consumer count of every family's queue (passive declares).
     pub async fn queue_stats(&self) -> Result<Vec<QueueStats>, BrokerError> {
         let channel = self.channel().await?;
-        let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
         let mut stats = Vec::with_capacity(QueueFamily::ALL.len());
         for family in QueueFamily::ALL {
             let name = self.topology().queue(family);
-            match channel.queue_declare(name.as_str().into(), passive, FieldTable::default()).await {
+            match channel
+                .queue_declare(name.as_str().into(), passive, FieldTable::default())
+                .await
+            {
                 Ok(queue) => stats.push(QueueStats {
                     family,
                     messages: queue.message_count(),
@@ -163,7 +180,11 @@ impl Broker {
                     tracing::debug!(queue = %name, error = %err, "queue not declared yet");
                     return Ok(QueueFamily::ALL
                         .into_iter()
-                        .map(|family| QueueStats { family, messages: 0, consumers: 0 })
+                        .map(|family| QueueStats {
+                            family,
+                            messages: 0,
+                            consumers: 0,
+                        })
                         .collect());
                 }
             }

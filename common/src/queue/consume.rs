@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Acker, Channel, Consumer};
 
@@ -52,7 +50,12 @@ impl Incoming {
 
     /// Returns the message to its queue for another consumer.
     pub async fn requeue(&self) -> Result<(), BrokerError> {
-        self.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
+        self.acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await?;
         Ok(())
     }
 }
@@ -105,7 +108,10 @@ impl Subscription {
             self.channel
                 .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
                 .await?;
-            let requeue = BasicNackOptions { requeue: true, ..Default::default() };
+            let requeue = BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            };
             while let Ok(Some(Ok(delivery))) = tokio::time::timeout(Duration::from_millis(200), consumer.next()).await {
                 delivery.acker.nack(requeue).await?;
             }
@@ -127,14 +133,20 @@ impl Subscription {
         match consumer.next().await {
             Some(Ok(delivery)) => Some(Ok(Incoming {
                 headers: headers_json(&delivery.properties),
-                message_id: delivery.properties.message_id().as_ref().map(|id| id.as_str().to_owned()),
+                message_id: delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|id| id.as_str().to_owned()),
                 redelivered: delivery.redelivered,
                 priority: *delivery.properties.priority(),
                 body: delivery.data,
                 acker: delivery.acker,
             })),
             Some(Err(err)) => Some(Err(err.into())),
-            None => Some(Err(BrokerError::Unreachable("consumer was cancelled by the broker".into()))),
+            None => Some(Err(BrokerError::Unreachable(
+                "consumer was cancelled by the broker".into(),
+            ))),
         }
     }
 

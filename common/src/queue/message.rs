@@ -44,22 +44,38 @@ impl Outgoing {
     }
 
     /// A message parked in the dead-letter queue, with the reason in its headers.
-    pub fn dead_letter(topology: &Topology, source_queue: &str, body: Vec<u8>, message_id: Option<&str>, reason: &str) -> Self {
+    pub fn dead_letter(
+        topology: &Topology,
+        source_queue: &str,
+        body: Vec<u8>,
+        message_id: Option<&str>,
+        reason: &str,
+    ) -> Self {
         let mut headers = FieldTable::default();
         headers.insert(REASON_HEADER.into(), long_string(reason));
         headers.insert(SOURCE_QUEUE_HEADER.into(), long_string(source_queue));
-        let mut properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_headers(headers);
+        let mut properties = BasicProperties::default().with_delivery_mode(2).with_headers(headers);
         if let Some(id) = message_id {
             properties = properties.with_message_id(id.into());
         }
-        Self { exchange: topology.dead_letters(), routing_key: String::new(), body, properties }
+        Self {
+            exchange: topology.dead_letters(),
+            routing_key: String::new(),
+            body,
+            properties,
+        }
     }
 
     /// A delivered message sent back to its family's queue after `delay_s` seconds
     /// (one of [`super::topology::DELAY_LEVELS_S`]), body and identity unchanged.
-    pub fn delayed_copy(topology: &Topology, family: crate::job::QueueFamily, body: Vec<u8>, message_id: Option<&str>, priority: Option<u8>, delay_s: u64) -> Self {
+    pub fn delayed_copy(
+        topology: &Topology,
+        family: crate::job::QueueFamily,
+        body: Vec<u8>,
+        message_id: Option<&str>,
+        priority: Option<u8>,
+        delay_s: u64,
+    ) -> Self {
         let mut properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2);
@@ -69,7 +85,12 @@ impl Outgoing {
         if let Some(p) = priority {
             properties = properties.with_priority(p);
         }
-        Self { exchange: topology.delay(delay_s), routing_key: family.as_str().to_owned(), body, properties }
+        Self {
+            exchange: topology.delay(delay_s),
+            routing_key: family.as_str().to_owned(),
+            body,
+            properties,
+        }
     }
 
     /// Raw bytes to a family's queue: for tests and tools that inject foreign messages.
@@ -105,7 +126,9 @@ pub(crate) fn headers_json(properties: &BasicProperties) -> serde_json::Value {
     if let Some(headers) = properties.headers() {
         for (key, value) in headers.inner() {
             let json = match value {
-                AMQPValue::LongString(s) => serde_json::Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+                AMQPValue::LongString(s) => {
+                    serde_json::Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                }
                 AMQPValue::ShortString(s) => serde_json::Value::String(s.as_str().to_owned()),
                 AMQPValue::Boolean(b) => serde_json::Value::Bool(*b),
                 AMQPValue::LongLongInt(i) => serde_json::Value::from(*i),

@@ -43,7 +43,10 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(broker: Broker) -> Self {
-        Self { broker, channel: Arc::new(Mutex::new(None)) }
+        Self {
+            broker,
+            channel: Arc::new(Mutex::new(None)),
+        }
     }
 
     pub fn broker(&self) -> &Broker {
@@ -68,7 +71,10 @@ impl Publisher {
 
     async fn publish_confirmed(&self, messages: &[Outgoing]) -> Result<(), PublishError> {
         let channel = self.confirm_channel().await?;
-        let options = BasicPublishOptions { mandatory: true, ..Default::default() };
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
         for batch in messages.chunks(CONFIRM_BATCH) {
             let mut confirms = Vec::with_capacity(batch.len());
             for message in batch {

@@ -10,8 +10,7 @@
 use std::time::Duration;
 
 use lapin::options::{
-    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, ExchangeKind};
@@ -72,20 +71,38 @@ impl Topology {
 
     /// Declares (idempotently) every exchange, queue and binding.
     pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
-        let durable_exchange = ExchangeDeclareOptions { durable: true, ..Default::default() };
-        let durable_queue = QueueDeclareOptions { durable: true, ..Default::default() };
+        let durable_exchange = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        let durable_queue = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
 
         let jobs = self.jobs_exchange();
         let dead = self.dead_letters();
         channel
-            .exchange_declare(jobs.as_str().into(), ExchangeKind::Direct, durable_exchange, FieldTable::default())
+            .exchange_declare(
+                jobs.as_str().into(),
+                ExchangeKind::Direct,
+                durable_exchange,
+                FieldTable::default(),
+            )
             .await?;
         channel
-            .exchange_declare(dead.as_str().into(), ExchangeKind::Fanout, durable_exchange, FieldTable::default())
+            .exchange_declare(
+                dead.as_str().into(),
+                ExchangeKind::Fanout,
+                durable_exchange,
+                FieldTable::default(),
+            )
             .await?;
         let mut dead_args = FieldTable::default();
         dead_args.insert("x-max-length".into(), AMQPValue::LongLongInt(DEAD_LETTER_MAX));
-        channel.queue_declare(dead.as_str().into(), durable_queue, dead_args).await?;
+        channel
+            .queue_declare(dead.as_str().into(), durable_queue, dead_args)
+            .await?;
         bind(channel, &dead, &dead, "").await?;
 
         for family in QueueFamily::ALL {
@@ -93,14 +110,21 @@ impl Topology {
             let mut args = FieldTable::default();
             args.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(AMQP_MAX_PRIORITY));
             args.insert("x-dead-letter-exchange".into(), long_string(&dead));
-            channel.queue_declare(queue.as_str().into(), durable_queue, args).await?;
+            channel
+                .queue_declare(queue.as_str().into(), durable_queue, args)
+                .await?;
             bind(channel, &queue, &jobs, family.as_str()).await?;
         }
 
         for seconds in DELAY_LEVELS_S {
             let name = self.delay(seconds);
             channel
-                .exchange_declare(name.as_str().into(), ExchangeKind::Fanout, durable_exchange, FieldTable::default())
+                .exchange_declare(
+                    name.as_str().into(),
+                    ExchangeKind::Fanout,
+                    durable_exchange,
+                    FieldTable::default(),
+                )
                 .await?;
             let mut args = FieldTable::default();
             let ttl_ms = i64::try_from(seconds * 1000).unwrap_or(i64::MAX);
@@ -121,10 +145,14 @@ impl Topology {
         let mut exchanges = vec![self.jobs_exchange(), self.dead_letters()];
         exchanges.extend(DELAY_LEVELS_S.into_iter().map(|s| self.delay(s)));
         for queue in queues {
-            channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await?;
+            channel
+                .queue_delete(queue.into(), QueueDeleteOptions::default())
+                .await?;
         }
         for exchange in exchanges {
-            channel.exchange_delete(exchange.into(), ExchangeDeleteOptions::default()).await?;
+            channel
+                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                .await?;
         }
         Ok(())
     }

@@ -79,7 +79,10 @@ impl From<DeadLetterRow> for DeadLetterView {
 
 const COLUMNS: &str = "id, queue, job_id, kind, reason, body, headers, dead_at, requeued_at";
 
-async fn list(State(state): State<AppState>, Query(q): Query<ListDeadLetters>) -> ApiResult<axum::Json<serde_json::Value>> {
+async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListDeadLetters>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
     let limit = super::limit(q.limit);
     let rows: Vec<DeadLetterRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM dead_letters \
@@ -92,17 +95,23 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListDeadLetters>) -
     .bind(limit)
     .fetch_all(&state.db)
     .await?;
-    let next_before = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id)).flatten();
+    let next_before = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
     let letters: Vec<DeadLetterView> = rows.into_iter().map(Into::into).collect();
-    Ok(axum::Json(serde_json::json!({ "dead_letters": letters, "next_before": next_before })))
+    Ok(axum::Json(
+        serde_json::json!({ "dead_letters": letters, "next_before": next_before }),
+    ))
 }
 
 async fn find(state: &AppState, id: Uuid) -> ApiResult<DeadLetterRow> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM dead_letters WHERE id = $1")))
-        .bind(id)
-        .fetch_optional(&state.db)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no dead letter {id}")))
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM dead_letters WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no dead letter {id}")))
 }
 
 async fn show(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<DeadLetterView>> {

@@ -16,7 +16,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 
-
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/jobs", post(create).get(list))
@@ -48,12 +47,9 @@ async fn create(
 ) -> ApiResult<impl IntoResponse> {
     let priority = match body.priority {
         None => None,
-        Some(p) => Some(
-            u8::try_from(p)
-                .ok()
-                .filter(|p| *p <= MAX_PRIORITY)
-                .ok_or_else(|| ApiError::Unprocessable(format!("priority must be between 0 and {MAX_PRIORITY}, got {p}")))?,
-        ),
+        Some(p) => Some(u8::try_from(p).ok().filter(|p| *p <= MAX_PRIORITY).ok_or_else(|| {
+            ApiError::Unprocessable(format!("priority must be between 0 and {MAX_PRIORITY}, got {p}"))
+        })?),
     };
     let queue = body
         .queue
@@ -69,7 +65,11 @@ async fn create(
     };
     let mut records = enqueue::enqueue(&state.db, &state.publisher, vec![job]).await?;
     let job = records.pop().ok_or_else(|| anyhow::anyhow!("insert returned no row"))?;
-    state.metrics.jobs_enqueued.with_label_values(&[job.kind.as_str(), job.queue.as_str()]).inc();
+    state
+        .metrics
+        .jobs_enqueued
+        .with_label_values(&[job.kind.as_str(), job.queue.as_str()])
+        .inc();
     let location = format!("/api/v1/jobs/{}", job.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(job)))
 }
@@ -113,17 +113,25 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListJobs>) -> ApiRe
     .bind(limit)
     .fetch_all(&state.db)
     .await?;
-    let next_before = (jobs.len() as i64 == limit).then(|| jobs.last().map(|j| j.id)).flatten();
-    Ok(axum::Json(serde_json::json!({ "jobs": jobs, "next_before": next_before })))
+    let next_before = (jobs.len() as i64 == limit)
+        .then(|| jobs.last().map(|j| j.id))
+        .flatten();
+    Ok(axum::Json(
+        serde_json::json!({ "jobs": jobs, "next_before": next_before }),
+    ))
 }
 
 /// The job with `id`, or 404.
 pub async fn find(db: &sqlx::PgPool, id: Uuid) -> ApiResult<JobRecord> {
-    sqlx::query_as(concat!("SELECT ", rushes_common::job_columns!(), " FROM jobs WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
+    sqlx::query_as(concat!(
+        "SELECT ",
+        rushes_common::job_columns!(),
+        " FROM jobs WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
 }
 
 async fn show(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<JobRecord>> {
@@ -144,7 +152,10 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResul
     .await?;
     let Some(job) = cancelled else {
         let job = find(&state.db, id).await?;
-        return Err(ApiError::Conflict(format!("job {id} is already {}", job.state.as_str())));
+        return Err(ApiError::Conflict(format!(
+            "job {id} is already {}",
+            job.state.as_str()
+        )));
     };
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CANCEL_CHANNEL)

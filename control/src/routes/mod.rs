@@ -31,10 +31,16 @@ pub fn app(state: AppState) -> Router {
         .merge(dead_letters::router())
         .merge(kinds::router())
         .fallback(|| async { crate::error::ApiError::NotFound("no such API route".into()) })
-        .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_token));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require_token,
+        ));
     Router::new()
         .nest("/api/v1", api)
         .merge(system::router())
-        .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track_http))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track_http,
+        ))
         .with_state(state)
 }

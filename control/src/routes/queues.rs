@@ -1,9 +1,9 @@
 //! `/api/v1/queues`: depth, consumers and in-flight jobs per queue; pause and resume.
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
-use axum::Extension;
 use chrono::{DateTime, Utc};
 use rushes_common::db::PAUSE_CHANNEL;
 use rushes_common::job::QueueFamily;
@@ -54,9 +54,14 @@ async fn views(state: &AppState, only: Option<QueueFamily>) -> ApiResult<Vec<Que
     .fetch_all(&state.db)
     .await?;
     let pauses: Vec<(String, DateTime<Utc>, Option<String>)> =
-        sqlx::query_as("SELECT queue, paused_at, paused_by FROM queue_pauses").fetch_all(&state.db).await?;
+        sqlx::query_as("SELECT queue, paused_at, paused_by FROM queue_pauses")
+            .fetch_all(&state.db)
+            .await?;
     let count = |family: QueueFamily, st: &str| {
-        counts.iter().find(|(q, s, _)| q == family.as_str() && s == st).map_or(0, |c| c.2)
+        counts
+            .iter()
+            .find(|(q, s, _)| q == family.as_str() && s == st)
+            .map_or(0, |c| c.2)
     };
     Ok(QueueFamily::ALL
         .into_iter()
@@ -81,7 +86,8 @@ async fn views(state: &AppState, only: Option<QueueFamily>) -> ApiResult<Vec<Que
 }
 
 fn family(name: &str) -> ApiResult<QueueFamily> {
-    name.parse().map_err(|e: rushes_common::job::UnknownQueue| ApiError::NotFound(e.to_string()))
+    name.parse()
+        .map_err(|e: rushes_common::job::UnknownQueue| ApiError::NotFound(e.to_string()))
 }
 
 async fn list(State(state): State<AppState>) -> ApiResult<axum::Json<serde_json::Value>> {

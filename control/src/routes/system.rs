@@ -16,10 +16,16 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(json!({ "status": "ok", "version": rushes_common::VERSION })) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({ "status": "ok", "version": rushes_common::VERSION })) }),
+        )
         .route("/readyz", get(ready))
         .route("/metrics", get(crate::metrics::scrape))
-        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
 }
 
 /// Ready when both PostgreSQL and RabbitMQ answer.
@@ -31,7 +37,11 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         Err(_) => Err("timed out".to_owned()),
     };
     let broker = state.broker().ping().await.map_err(|e| e.to_string());
-    let status = if db.is_ok() && broker.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if db.is_ok() && broker.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let show = |r: &Result<(), String>| match r {
         Ok(()) => json!("ok"),
         Err(e) => json!(e),

@@ -38,7 +38,9 @@ pub struct Registry {
 impl Registry {
     /// Every kind this build can run.
     pub fn builtin() -> Self {
-        let mut registry = Self { handlers: HashMap::new() };
+        let mut registry = Self {
+            handlers: HashMap::new(),
+        };
         registry.register::<rushes_common::job::sleep::Sleep, _, _>(sleep::run);
         registry
     }

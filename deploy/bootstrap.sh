@@ -1,0 +1,74 @@
+# Shared by deploy/up.sh and deploy/test.sh (sourced, not run): installs what is
+# missing on a Debian 12 machine, starts PostgreSQL and RabbitMQ if they are stopped,
+# and exports the settings both commands use. Idempotent.
+
+set -euo pipefail
+
+RUSHES_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rushes/target}"
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-$(nproc)}"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+need_packages=()
+command -v psql >/dev/null 2>&1 || need_packages+=(postgresql postgresql-client)
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null 2>&1 || need_packages+=(rabbitmq-server)
+command -v ffmpeg >/dev/null 2>&1 || need_packages+=(ffmpeg)
+command -v curl >/dev/null 2>&1 || need_packages+=(curl ca-certificates)
+command -v cc >/dev/null 2>&1 || need_packages+=(build-essential pkg-config)
+if [ ${#need_packages[@]} -gt 0 ]; then
+    say "installing ${need_packages[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_packages[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    say "installing the Rust toolchain (rustup)"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt >/dev/null
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+    for _ in $(seq 1 120); do
+        port_open "$1" && return 0
+        sleep 0.5
+    done
+    echo "nothing listens on port $1 after 60 s" >&2
+    return 1
+}
+
+if ! port_open 5432; then
+    say "starting PostgreSQL"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
+    wait_port 5432
+fi
+
+if ! port_open 5672; then
+    say "starting RabbitMQ"
+    as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+    wait_port 5672
+fi
+
+# PostgreSQL: the passwordless loopback default of the operator contract where the
+# server trusts it; otherwise a local `rushes` role with a password.
+if psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+    pg_server="postgres://postgres@127.0.0.1:5432"
+else
+    say "creating the PostgreSQL role rushes"
+    as_root su postgres -c "psql -qc \"DO \\\$\\\$ BEGIN
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'rushes') THEN
+            CREATE ROLE rushes LOGIN CREATEDB PASSWORD 'rushes';
+        END IF; END \\\$\\\$;\"" >/dev/null
+    pg_server="postgres://rushes:rushes@127.0.0.1:5432"
+fi
+export RUSHES_TEST_PG="${RUSHES_TEST_PG:-$pg_server}"
+export RUSHES_TEST_AMQP="${RUSHES_TEST_AMQP:-amqp://guest:guest@127.0.0.1:5672/%2f}"
