@@ -149,6 +149,7 @@ async fn claim_batch(
     .fetch_all(db)
     .await?;
     let mut claimed: HashMap<Uuid, JobRecord> = claimed.into_iter().map(|j| (j.id, j)).collect();
+    let claimed_ids: HashSet<Uuid> = claimed.keys().copied().collect();
     let missed: Vec<Uuid> = ids.iter().copied().filter(|id| !claimed.contains_key(id)).collect();
     let mut states: HashMap<Uuid, JobState> = HashMap::new();
     if !missed.is_empty() {
@@ -162,6 +163,8 @@ async fn claim_batch(
         .into_iter()
         .map(|id| match (claimed.remove(&id), states.get(&id)) {
             (Some(job), _) => Claim::Claimed(Box::new(job)),
+            // A second delivery of the same job in this batch: the first one holds it.
+            (None, _) if claimed_ids.contains(&id) => Claim::HeldElsewhere,
             (None, Some(state)) if state.is_terminal() => Claim::Settled(*state),
             // Queued/retrying rows were claimed above unless a concurrent claim won.
             (None, Some(_)) => Claim::HeldElsewhere,

@@ -135,8 +135,9 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     Ok(())
 }
 
+/// Waits until every delivery taken has been settled.
 async fn wait_idle(shared: &state::Shared) {
-    while !shared.running_snapshot().is_empty() {
+    while shared.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -42,6 +42,7 @@ struct SlotGuard {
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
+        self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.on_channel.fetch_sub(1, Ordering::SeqCst);
         let busy = self.slots.busy.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
         self.shared
@@ -150,6 +151,7 @@ async fn serve(
             next = subscription.next(), if subscription.is_consuming() => match next {
                 Some(Ok(incoming)) => {
                     on_channel.fetch_add(1, Ordering::SeqCst);
+                    shared.in_flight.fetch_add(1, Ordering::SeqCst);
                     let busy = slots.busy.fetch_add(1, Ordering::SeqCst) + 1;
                     shared.metrics.busy.with_label_values(&[family.as_str()]).set(i64::try_from(busy).unwrap_or(0));
                     let guard = SlotGuard { slots: slots.clone(), on_channel: on_channel.clone(), shared: shared.clone(), family };
@@ -269,7 +271,14 @@ async fn recheck_later(shared: &Shared, family: QueueFamily, incoming: Incoming,
 async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incoming, job: JobRecord) {
     let span = tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempts);
     async move {
-        let Some(kind) = spec(&job.kind) else { return };
+        let Some(kind) = spec(&job.kind) else {
+            // The row names a kind this build does not know (the message said otherwise).
+            let message = format!("unknown job kind `{}`", job.kind);
+            return match shared.ledger.record(job.id, Outcome::Failed(message)).await {
+                Ok(_) => settle(incoming.ack().await),
+                Err(_) => settle(incoming.requeue().await),
+            };
+        };
         let running = Arc::new(RunningJob::new());
         shared.track(job.id, running.clone());
         shared

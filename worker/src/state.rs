@@ -1,7 +1,7 @@
 //! The state one worker process shares between its queue consumers, heartbeat and listener.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rushes_common::config::LeaseConfig;
@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub stop_taking: CancellationToken,
     /// Cancelled when the worker is about to exit: every loop ends.
     pub stopped: CancellationToken,
+    /// Deliveries taken and not yet settled, across all queues.
+    pub in_flight: AtomicUsize,
     running: Mutex<HashMap<Uuid, Arc<RunningJob>>>,
     connected: HashMap<QueueFamily, AtomicBool>,
 }
@@ -67,6 +69,7 @@ impl Shared {
             paused: watch::Sender::new(HashSet::new()),
             stop_taking,
             stopped: CancellationToken::new(),
+            in_flight: AtomicUsize::new(0),
             running: Mutex::new(HashMap::new()),
             connected,
         }
