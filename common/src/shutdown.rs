@@ -1,7 +1,24 @@
 //! One shutdown signal per process: SIGINT or SIGTERM cancels a token that every
 //! long-running task watches.
 
+use std::future::Future;
+
+use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
+
+/// Runs a service on a multi-threaded runtime until it returns; the token it is given
+/// is cancelled on SIGINT or SIGTERM. The `main` of every binary.
+pub fn block_on_service<F, Fut>(service: F) -> anyhow::Result<()>
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(async move { service(on_signal()).await })
+}
 
 /// A token cancelled on the first SIGINT or SIGTERM.
 pub fn on_signal() -> CancellationToken {

@@ -21,15 +21,10 @@ use crate::state::AppState;
 pub fn main_entry() -> anyhow::Result<()> {
     let cli: Cli = rushes_common::config::parse()?;
     rushes_common::telemetry::init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    rushes_common::shutdown::block_on_service(|shutdown| async move {
         match cli.command {
             Command::Migrate(config) => migrate(&config).await,
             Command::Serve(config) => {
-                let shutdown = rushes_common::shutdown::on_signal();
                 let listener = TcpListener::bind(config.http_addr)
                     .await
                     .with_context(|| format!("cannot listen on {}", config.http_addr))?;

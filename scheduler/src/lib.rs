@@ -56,14 +56,7 @@ impl SchedulerMetrics {
 pub fn main_entry() -> anyhow::Result<()> {
     let config: SchedulerConfig = rushes_common::config::parse()?;
     rushes_common::telemetry::init();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?
-        .block_on(async move {
-            let shutdown = rushes_common::shutdown::on_signal();
-            run(config, shutdown).await
-        })
+    rushes_common::shutdown::block_on_service(|shutdown| run(config, shutdown))
 }
 
 /// Runs until `shutdown`: competes for leadership and, while leading, relays.

@@ -50,6 +50,11 @@ pub fn init_tracing() {
         .try_init();
 }
 
+async fn drop_database(admin: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(admin).await.map(|_| ())
+}
+
 /// The migrated template database, created once per migration set.
 async fn template() -> anyhow::Result<String> {
     let digest: u64 = rushes_common::db::MIGRATOR
@@ -67,12 +72,18 @@ async fn template() -> anyhow::Result<String> {
         .await?;
     let outcome = async {
         if !exists {
-            let building = format!("{name}_building");
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {building} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
+            // Templates of earlier migration sets are of no further use.
+            let stale: Vec<String> = sqlx::query_scalar(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'rushes\\_tmpl\\_%' AND datname <> $1",
+            )
+            .bind(&name)
+            .fetch_all(&mut admin)
             .await?;
+            for old in stale {
+                drop_database(&mut admin, &old).await?;
+            }
+            let building = format!("{name}_building");
+            drop_database(&mut admin, &building).await?;
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {building}")))
                 .execute(&mut admin)
                 .await?;
@@ -469,11 +480,10 @@ impl Drop for TestEnv {
                     }
                     Err(err) => eprintln!("cannot reach the broker for teardown: {err}"),
                 }
-                if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", pg_server())).await {
-                    let drop = format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)");
-                    if let Err(err) = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await {
-                        eprintln!("cannot drop test database {db_name}: {err}");
-                    }
+                if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", pg_server())).await
+                    && let Err(err) = drop_database(&mut admin, &db_name).await
+                {
+                    eprintln!("cannot drop test database {db_name}: {err}");
                 }
             });
         })

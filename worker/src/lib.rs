@@ -29,14 +29,7 @@ const WIND_DOWN: Duration = Duration::from_secs(10);
 pub fn main_entry() -> anyhow::Result<()> {
     let config: WorkerConfig = rushes_common::config::parse()?;
     rushes_common::telemetry::init();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?
-        .block_on(async move {
-            let shutdown = rushes_common::shutdown::on_signal();
-            run(config, shutdown).await
-        })
+    rushes_common::shutdown::block_on_service(|shutdown| run(config, shutdown))
 }
 
 /// Runs a worker until `shutdown` is cancelled, then drains: no new deliveries,

@@ -84,14 +84,18 @@ impl Broker {
         &self.inner.topology
     }
 
-    /// A new channel on a pooled connection.
-    pub(crate) async fn channel(&self) -> Result<Channel, BrokerError> {
-        let connection = self
-            .inner
+    /// A pooled connection, made (or remade) if needed.
+    async fn connection(&self) -> Result<deadpool_lapin::Connection, BrokerError> {
+        self.inner
             .pool
             .get()
             .await
-            .map_err(|e| BrokerError::Unreachable(e.to_string()))?;
+            .map_err(|e| BrokerError::Unreachable(e.to_string()))
+    }
+
+    /// A new channel on a pooled connection.
+    pub(crate) async fn channel(&self) -> Result<Channel, BrokerError> {
+        let connection = self.connection().await?;
         let channel = tokio::time::timeout(BROKER_TIMEOUT, connection.create_channel())
             .await
             .map_err(|_| BrokerError::Timeout)??;
@@ -124,12 +128,7 @@ impl Broker {
 
     /// Whether the broker answers: a pooled connection that is (or can be made) live.
     pub async fn ping(&self) -> Result<(), BrokerError> {
-        let connection = self
-            .inner
-            .pool
-            .get()
-            .await
-            .map_err(|e| BrokerError::Unreachable(e.to_string()))?;
+        let connection = self.connection().await?;
         if connection.status().connected() {
             Ok(())
         } else {
