@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::job::{DEFAULT_PRIORITY, JobRecord, MAX_PRIORITY, QueueFamily, spec};
+use crate::job::{DEFAULT_PRIORITY, JobRecord, KindSpec, MAX_PRIORITY, QueueFamily, spec};
 use crate::queue::{Outgoing, PublishError, Publisher};
 
 /// A job to enqueue.
@@ -20,6 +20,8 @@ pub struct NewJob {
     pub queue: Option<QueueFamily>,
     pub max_attempts: Option<i32>,
     pub schedule_id: Option<Uuid>,
+    /// The due time a schedule fires this job for.
+    pub scheduled_for: Option<chrono::DateTime<chrono::Utc>>,
     pub parent_id: Option<Uuid>,
     pub requested_by: Option<String>,
 }
@@ -33,6 +35,7 @@ impl NewJob {
             queue: None,
             max_attempts: None,
             schedule_id: None,
+            scheduled_for: None,
             parent_id: None,
             requested_by: None,
         }
@@ -63,64 +66,67 @@ pub async fn enqueue(db: &PgPool, publisher: &Publisher, jobs: Vec<NewJob>) -> R
     Ok(records)
 }
 
+/// Checks a job against the catalogue: known kind, valid payload, priority and attempts
+/// in range. Returns the kind and the effective `max_attempts`.
+pub fn validate(job: &NewJob) -> Result<(&'static KindSpec, i32), EnqueueError> {
+    let kind = spec(&job.kind).ok_or_else(|| EnqueueError::UnknownKind(job.kind.clone()))?;
+    kind.validate(&job.payload)
+        .map_err(|message| EnqueueError::InvalidPayload { kind: job.kind.clone(), message })?;
+    if let Some(priority) = job.priority.filter(|p| *p > MAX_PRIORITY) {
+        return Err(EnqueueError::Priority(priority));
+    }
+    let max_attempts = job.max_attempts.unwrap_or(kind.max_attempts);
+    if !(1..=100).contains(&max_attempts) {
+        return Err(EnqueueError::MaxAttempts(max_attempts));
+    }
+    Ok((kind, max_attempts))
+}
+
 /// Inserts the rows (one statement, so one transaction unless `executor` is already one).
 pub async fn insert<'e>(executor: impl PgExecutor<'e>, jobs: Vec<NewJob>) -> Result<Vec<JobRecord>, EnqueueError> {
-    let n = jobs.len();
-    let (mut ids, mut kinds, mut queues, mut payloads) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut priorities, mut attempts, mut schedules, mut parents, mut requesters) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
+    let mut ids = Vec::with_capacity(jobs.len());
+    let mut kinds = Vec::with_capacity(jobs.len());
+    let mut queues = Vec::with_capacity(jobs.len());
+    let mut payloads = Vec::with_capacity(jobs.len());
+    let mut priorities = Vec::with_capacity(jobs.len());
+    let mut attempts = Vec::with_capacity(jobs.len());
+    let mut schedules = Vec::with_capacity(jobs.len());
+    let mut parents = Vec::with_capacity(jobs.len());
+    let mut requesters = Vec::with_capacity(jobs.len());
+    let mut scheduled_for = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let kind = spec(&job.kind).ok_or_else(|| EnqueueError::UnknownKind(job.kind.clone()))?;
-        kind.validate(&job.payload)
-            .map_err(|message| EnqueueError::InvalidPayload {
-                kind: job.kind.clone(),
-                message,
-            })?;
-        let priority = job.priority.unwrap_or(DEFAULT_PRIORITY);
-        if priority > MAX_PRIORITY {
-            return Err(EnqueueError::Priority(priority));
-        }
-        let max_attempts = job.max_attempts.unwrap_or(kind.max_attempts);
-        if !(1..=100).contains(&max_attempts) {
-            return Err(EnqueueError::MaxAttempts(max_attempts));
-        }
+        let (kind, max_attempts) = validate(&job)?;
         ids.push(Uuid::now_v7());
-        kinds.push(job.kind);
         queues.push(job.queue.unwrap_or(kind.queue).as_str().to_owned());
+        kinds.push(job.kind);
         payloads.push(job.payload);
-        priorities.push(i16::from(priority));
+        priorities.push(i16::from(job.priority.unwrap_or(DEFAULT_PRIORITY)));
         attempts.push(max_attempts);
         schedules.push(job.schedule_id);
         parents.push(job.parent_id);
         requesters.push(job.requested_by);
+        scheduled_for.push(job.scheduled_for);
     }
     let records = sqlx::query_as::<_, JobRecord>(concat!(
-        "INSERT INTO jobs (id, kind, queue, payload, priority, max_attempts, schedule_id, parent_id, requested_by) \
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int2[], $6::int4[], $7::uuid[], $8::uuid[], $9::text[]) \
+        "INSERT INTO jobs (id, kind, queue, payload, priority, max_attempts, schedule_id, parent_id, requested_by, \
+                           scheduled_for) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int2[], $6::int4[], $7::uuid[], \
+                              $8::uuid[], $9::text[], $10::timestamptz[]) \
          RETURNING ",
         crate::job_columns!()
     ))
-        .bind(ids)
-        .bind(kinds)
-        .bind(queues)
-        .bind(payloads)
-        .bind(priorities)
-        .bind(attempts)
-        .bind(schedules)
-        .bind(parents)
-        .bind(requesters)
-        .fetch_all(executor)
-        .await?;
+    .bind(ids)
+    .bind(kinds)
+    .bind(queues)
+    .bind(payloads)
+    .bind(priorities)
+    .bind(attempts)
+    .bind(schedules)
+    .bind(parents)
+    .bind(requesters)
+    .bind(scheduled_for)
+    .fetch_all(executor)
+    .await?;
     Ok(records)
 }
 

@@ -7,6 +7,7 @@ pub mod enqueue;
 pub mod job;
 pub mod metrics;
 pub mod queue;
+pub mod schedule;
 pub mod shutdown;
 pub mod telemetry;
 

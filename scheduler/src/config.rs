@@ -6,8 +6,9 @@ use std::time::Duration;
 use clap::Parser;
 use rushes_common::config::{BrokerConfig, DatabaseConfig, LeaseConfig, parse_seconds};
 
-/// Leader-elected scheduler of Rushes: relays committed-but-unpublished jobs and
-/// re-publishes jobs stranded by dead workers.
+/// Leader-elected scheduler of Rushes: fires cron / interval / clocked schedules stored
+/// in PostgreSQL, relays committed-but-unpublished jobs and re-publishes jobs stranded
+/// by dead workers.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "rushes-scheduler", version)]
 pub struct SchedulerConfig {
@@ -23,6 +24,11 @@ pub struct SchedulerConfig {
     /// Seconds between relay passes of the leader (default 1).
     #[arg(long, env = "RUSHES_RELAY_INTERVAL", default_value = "1", value_parser = parse_seconds)]
     pub relay_interval: Duration,
+    /// Seconds after its due time within which a late fire still counts as on time
+    /// (leader failover, a slow pass); later ones were missed and follow the schedule's
+    /// missed-run policy (default 30).
+    #[arg(long, env = "RUSHES_MISFIRE_GRACE", default_value = "30", value_parser = parse_seconds)]
+    pub misfire_grace: Duration,
     /// Seconds a committed job may stay unpublished before the relay publishes it
     /// (default 2: the enqueuer's own publish normally lands well within it).
     #[arg(long, env = "RUSHES_RELAY_GRACE", default_value = "2", value_parser = parse_seconds)]

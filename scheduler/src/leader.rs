@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
 /// Advisory-lock key of the scheduler leadership ("rushes-s" in ASCII).
@@ -20,7 +21,10 @@ pub struct Candidate {
 
 impl Candidate {
     pub async fn connect(database_url: &str) -> Result<Self, sqlx::Error> {
-        let connection = PgConnection::connect(database_url).await?;
+        // The process id in the session name tells operators (and tests) who leads.
+        let options: PgConnectOptions = database_url.parse()?;
+        let options = options.application_name(&format!("rushes-scheduler {}", std::process::id()));
+        let connection = PgConnection::connect_with(&options).await?;
         Ok(Self {
             connection,
             leading: false,

@@ -1,56 +1,34 @@
-//! The Rushes scheduler: one leader among any number of replicas (PostgreSQL advisory
-//! lock) runs the relay; the others stand by hot. Schedules (cron / interval /
-//! clocked) plug into the same leader loop.
+//! The Rushes scheduler: any number of replicas; one leader (PostgreSQL advisory lock)
+//! fires the schedules stored in PostgreSQL and runs the relay, the others stand by hot.
 
 pub mod config;
+pub mod firing;
 pub mod leader;
+mod metrics;
 pub mod relay;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use prometheus::{IntCounterVec, IntGaugeVec, Registry};
-use rushes_common::metrics::{counter, gauge};
+use chrono::Utc;
 use rushes_common::queue::{Backoff, Broker, Publisher};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::SchedulerConfig;
 use crate::leader::Candidate;
+use crate::metrics::SchedulerMetrics;
 
+/// NOTIFY channel on which schedule edits are announced (by a trigger on `schedules`).
+pub const SCHEDULES_CHANNEL: &str = "rushes_schedules";
 /// How often a standby tries to become leader.
 const STANDBY_RETRY: Duration = Duration::from_millis(1000);
-
-#[derive(Clone)]
-struct SchedulerMetrics {
-    registry: Registry,
-    leader: IntGaugeVec,
-    relayed: IntCounterVec,
-    errors: IntCounterVec,
-}
-
-impl SchedulerMetrics {
-    fn new() -> prometheus::Result<Self> {
-        let r = Registry::new();
-        Ok(Self {
-            leader: gauge(&r, "rushes_scheduler_leader", "1 while this scheduler leads", &[])?,
-            relayed: counter(
-                &r,
-                "rushes_relay_published_total",
-                "Jobs published by the relay",
-                &["reason"],
-            )?,
-            errors: counter(
-                &r,
-                "rushes_scheduler_errors_total",
-                "Failed scheduler passes",
-                &["task"],
-            )?,
-            registry: r,
-        })
-    }
-}
+/// Longest the leader sleeps without looking at the table (edits normally wake it at once).
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// How often the enabled-schedules gauge is refreshed.
+const COUNT_EVERY: Duration = Duration::from_secs(10);
 
 /// Entry point of the `rushes-scheduler` binary.
 pub fn main_entry() -> anyhow::Result<()> {
@@ -59,33 +37,45 @@ pub fn main_entry() -> anyhow::Result<()> {
     rushes_common::shutdown::block_on_service(|shutdown| run(config, shutdown))
 }
 
-/// Runs until `shutdown`: competes for leadership and, while leading, relays.
+/// What the leader works with.
+struct Scheduler {
+    config: SchedulerConfig,
+    db: PgPool,
+    publisher: Publisher,
+    metrics: SchedulerMetrics,
+}
+
+/// Runs until `shutdown`: competes for leadership and, while leading, fires and relays.
 pub async fn run(config: SchedulerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let db = rushes_common::db::pool(&config.database).context("invalid database settings")?;
     let broker = Broker::new(&config.broker, "rushes-scheduler").context("invalid broker settings")?;
-    let publisher = Publisher::new(broker);
-    let metrics = SchedulerMetrics::new().context("cannot register metrics")?;
-    let leading = Arc::new(AtomicBool::new(false));
+    let scheduler = Scheduler {
+        publisher: Publisher::new(broker),
+        metrics: SchedulerMetrics::new().context("cannot register metrics")?,
+        db,
+        config,
+    };
 
-    let probe_db = db.clone();
+    let probe_db = scheduler.db.clone();
     let ready: rushes_common::metrics::ReadyCheck = Arc::new(move || {
         let db = probe_db.clone();
         Box::pin(async move {
-            sqlx::query("SELECT 1")
-                .execute(&db)
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("database: {e}"))
+            sqlx::query("SELECT 1").execute(&db).await.map(|_| ()).map_err(|e| format!("database: {e}"))
         })
     });
-    let addr = rushes_common::metrics::serve(config.metrics_addr, metrics.registry.clone(), ready, shutdown.clone())
-        .await
-        .with_context(|| format!("cannot listen on {}", config.metrics_addr))?;
+    let addr = rushes_common::metrics::serve(
+        scheduler.config.metrics_addr,
+        scheduler.metrics.registry.clone(),
+        ready,
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("cannot listen on {}", scheduler.config.metrics_addr))?;
     tracing::info!(metrics_addr = %addr, "scheduler started");
 
     let mut backoff = Backoff::new(Duration::from_secs(5));
     while !shutdown.is_cancelled() {
-        let mut candidate = match Candidate::connect(config.database.database_url.expose()).await {
+        let mut candidate = match Candidate::connect(scheduler.config.database.database_url.expose()).await {
             Ok(c) => c,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot connect for leadership; retrying");
@@ -96,70 +86,157 @@ pub async fn run(config: SchedulerConfig, shutdown: CancellationToken) -> anyhow
             }
         };
         backoff.reset();
-        lead_or_stand_by(&config, &db, &publisher, &metrics, &leading, &mut candidate, &shutdown).await;
-        leading.store(false, Ordering::SeqCst);
-        metrics.leader.with_label_values(&[] as &[&str]).set(0);
+        if stand_by(&mut candidate, &shutdown).await {
+            tracing::info!("leading");
+            scheduler.metrics.set_leader(true);
+            if let Err(err) = scheduler.lead(&mut candidate, &shutdown).await {
+                tracing::warn!(error = format!("{err:#}"), "standing down");
+            }
+            scheduler.metrics.set_leader(false);
+        }
         candidate.resign().await;
     }
     tracing::info!("scheduler stopped");
     Ok(())
 }
 
-/// Returns when leadership (or the chance of it) is lost, or on shutdown.
-async fn lead_or_stand_by(
-    config: &SchedulerConfig,
-    db: &sqlx::PgPool,
-    publisher: &Publisher,
-    metrics: &SchedulerMetrics,
-    leading: &AtomicBool,
-    candidate: &mut Candidate,
-    shutdown: &CancellationToken,
-) {
+/// Waits until this candidate takes the lock (`true`), or shutdown / a lost connection.
+async fn stand_by(candidate: &mut Candidate, shutdown: &CancellationToken) -> bool {
     loop {
         match candidate.try_lead().await {
-            Ok(true) => {}
-            Ok(false) => {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(STANDBY_RETRY) => continue,
-                }
-            }
+            Ok(true) => return true,
+            Ok(false) => {}
             Err(err) => {
                 tracing::warn!(error = %err, "leadership connection lost");
-                return;
+                return false;
             }
         }
-        if !leading.swap(true, Ordering::SeqCst) {
-            tracing::info!("leading");
-            metrics.leader.with_label_values(&[] as &[&str]).set(1);
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(STANDBY_RETRY) => {}
         }
-        // Never act without first confirming the lock is still ours.
-        if let Err(err) = candidate.confirm().await {
-            tracing::warn!(error = %err, "lost the leadership connection; standing down");
-            return;
+    }
+}
+
+impl Scheduler {
+    /// Leads until shutdown or until the lock connection fails. Nothing fires without
+    /// first confirming the lock is still held.
+    async fn lead(&self, candidate: &mut Candidate, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let mut listener = self.listen().await;
+        let mut initialise = true;
+        let mut last_relay: Option<Instant> = None;
+        let mut last_count: Option<Instant> = None;
+        loop {
+            candidate.confirm().await.context("lost the leadership connection")?;
+            if initialise {
+                match firing::initialise(&self.db, Utc::now()).await {
+                    Ok(_) => initialise = false,
+                    Err(err) => tracing::warn!(error = %err, "cannot initialise new schedules"),
+                }
+            }
+            self.fire().await;
+            if last_relay.is_none_or(|t| t.elapsed() >= self.config.relay_interval) {
+                self.relay().await;
+                last_relay = Some(Instant::now());
+            }
+            if last_count.is_none_or(|t| t.elapsed() >= COUNT_EVERY) {
+                if let Ok(n) = firing::enabled_count(&self.db).await {
+                    self.metrics.loaded.set(n);
+                }
+                last_count = Some(Instant::now());
+            }
+
+            let mut sleep = MAX_SLEEP.min(self.config.relay_interval);
+            if let Ok(Some(next)) = firing::next_due(&self.db).await {
+                sleep = sleep.min((next - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(sleep) => {}
+                notified = recv(&mut listener) => {
+                    if notified {
+                        // Take every edit announced so far in one go.
+                        while listener.as_mut().and_then(PgListener::next_buffered).is_some() {}
+                        initialise = true;
+                    } else {
+                        listener = self.listen().await;
+                        initialise = true;
+                    }
+                }
+            }
         }
-        match relay::pass(db, publisher, config.relay_grace, config.lease.stale_after).await {
+    }
+
+    /// LISTENs for schedule edits; `None` (polling each second) if that fails.
+    async fn listen(&self) -> Option<PgListener> {
+        let mut listener = PgListener::connect_with(&self.db).await.ok()?;
+        match listener.listen(SCHEDULES_CHANNEL).await {
+            Ok(()) => Some(listener),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot LISTEN for schedule edits; polling");
+                None
+            }
+        }
+    }
+
+    /// Fires everything due now, batch after batch.
+    async fn fire(&self) {
+        loop {
+            let mut pass = match firing::fire_due(&self.db, Utc::now(), self.config.misfire_grace).await {
+                Ok(pass) => pass,
+                Err(err) => {
+                    self.metrics.errors.with_label_values(&["fire"]).inc();
+                    tracing::warn!(error = format!("{err:#}"), "firing pass failed");
+                    return;
+                }
+            };
+            if pass.fires.is_empty() {
+                return;
+            }
+            let fired_at = Utc::now();
+            for (name, lag) in firing::lags(&pass, fired_at) {
+                self.metrics.lag.with_label_values(&[] as &[&str]).observe(lag);
+                tracing::debug!(schedule = %name, lag_ms = lag * 1000.0, "fired");
+            }
+            for fire in &pass.fires {
+                self.metrics.fires.with_label_values(&[fire.name.as_str(), fire.outcome.as_str()]).inc();
+            }
+            firing::publish(&self.db, &self.publisher, &mut pass).await;
+        }
+    }
+
+    async fn relay(&self) {
+        match relay::pass(&self.db, &self.publisher, self.config.relay_grace, self.config.lease.stale_after).await {
             Ok(r) => {
-                metrics
-                    .relayed
-                    .with_label_values(&["unpublished"])
-                    .inc_by(r.unpublished as u64);
-                metrics
-                    .relayed
-                    .with_label_values(&["stranded"])
-                    .inc_by(r.stranded as u64);
+                self.metrics.relayed.with_label_values(&["unpublished"]).inc_by(r.unpublished as u64);
+                self.metrics.relayed.with_label_values(&["stranded"]).inc_by(r.stranded as u64);
                 if r.unpublished > 0 {
                     tracing::info!(jobs = r.unpublished, "relayed unpublished jobs");
                 }
             }
             Err(err) => {
-                metrics.errors.with_label_values(&["relay"]).inc();
+                self.metrics.errors.with_label_values(&["relay"]).inc();
                 tracing::warn!(error = format!("{err:#}"), "relay pass failed");
             }
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(config.relay_interval) => {}
+    }
+}
+
+/// The next notification: `true`; the listener failed or there is none: `false` (after
+/// a pause, so a dead listener does not spin).
+async fn recv(listener: &mut Option<PgListener>) -> bool {
+    match listener {
+        Some(l) => match l.recv().await {
+            Ok(_) => true,
+            Err(err) => {
+                tracing::warn!(error = %err, "LISTEN connection lost");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                false
+            }
+        },
+        None => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            false
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::maintenance::{PurgeJobs, ReapWorkers};
 use super::sleep::Sleep;
 
 /// A job family: one durable priority queue each.
@@ -126,7 +127,7 @@ fn validate_json<P: JobPayload>(payload: &serde_json::Value) -> Result<(), Strin
     parsed.validate()
 }
 
-static CATALOGUE: [KindSpec; 1] = [KindSpec::of::<Sleep>()];
+static CATALOGUE: [KindSpec; 3] = [KindSpec::of::<Sleep>(), KindSpec::of::<PurgeJobs>(), KindSpec::of::<ReapWorkers>()];
 
 /// Every kind the fleet knows.
 pub fn catalogue() -> &'static [KindSpec] {

@@ -3,6 +3,7 @@
 
 mod catalogue;
 mod envelope;
+pub mod maintenance;
 mod record;
 pub mod sleep;
 

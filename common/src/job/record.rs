@@ -85,6 +85,8 @@ pub struct JobRecord {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub schedule_id: Option<Uuid>,
+    /// The due time a schedule fired this job for (NULL for "run now" and unscheduled jobs).
+    pub scheduled_for: Option<DateTime<Utc>>,
     pub parent_id: Option<Uuid>,
     pub requested_by: Option<String>,
 }
@@ -95,7 +97,7 @@ macro_rules! job_columns {
     () => {
         "id, kind, queue, payload, priority, state, attempts, max_attempts, progress, error, result, \
          worker_id, heartbeat_at, enqueued_at, published_at, started_at, finished_at, schedule_id, \
-         parent_id, requested_by"
+         scheduled_for, parent_id, requested_by"
     };
 }
 

@@ -1,5 +1,7 @@
 //! The registry of job handlers: one module per kind, each registered here.
 
+mod purge_jobs;
+mod reap_workers;
 mod sleep;
 
 use std::collections::HashMap;
@@ -42,6 +44,8 @@ impl Registry {
             handlers: HashMap::new(),
         };
         registry.register::<rushes_common::job::sleep::Sleep, _, _>(sleep::run);
+        registry.register::<rushes_common::job::maintenance::PurgeJobs, _, _>(purge_jobs::run);
+        registry.register::<rushes_common::job::maintenance::ReapWorkers, _, _>(reap_workers::run);
         registry
     }
 

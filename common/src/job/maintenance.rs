@@ -1,0 +1,51 @@
+//! Housekeeping kinds the scheduler's default schedules run.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::catalogue::{JobPayload, QueueFamily};
+
+/// `purge_jobs`: delete finished job rows (and their dead letters) older than N days.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeJobs {
+    pub older_than_days: u32,
+}
+
+impl JobPayload for PurgeJobs {
+    const KIND: &'static str = "purge_jobs";
+    const QUEUE: QueueFamily = QueueFamily::Maintenance;
+    const MAX_ATTEMPTS: i32 = 3;
+    const TIMEOUT: Duration = Duration::from_secs(3600);
+    const BACKOFF_BASE: Duration = Duration::from_secs(60);
+
+    fn validate(&self) -> Result<(), String> {
+        if self.older_than_days == 0 {
+            return Err("older_than_days must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// `reap_workers`: mark workers gone whose heartbeat stopped N seconds ago.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReapWorkers {
+    pub silent_for_s: u64,
+}
+
+impl JobPayload for ReapWorkers {
+    const KIND: &'static str = "reap_workers";
+    const QUEUE: QueueFamily = QueueFamily::Maintenance;
+    const MAX_ATTEMPTS: i32 = 2;
+    const TIMEOUT: Duration = Duration::from_secs(300);
+    const BACKOFF_BASE: Duration = Duration::from_secs(10);
+
+    fn validate(&self) -> Result<(), String> {
+        if self.silent_for_s < 10 {
+            return Err("silent_for_s must be at least 10".into());
+        }
+        Ok(())
+    }
+}

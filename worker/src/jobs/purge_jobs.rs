@@ -1,0 +1,33 @@
+//! `purge_jobs`: deletes finished job rows older than the asked age, in batches.
+
+use rushes_common::job::maintenance::PurgeJobs;
+use serde_json::{Value, json};
+
+use super::{JobContext, JobError};
+
+/// Rows deleted per statement, so the table is never locked for long.
+const BATCH: i64 = 5000;
+
+pub async fn run(ctx: JobContext, payload: PurgeJobs) -> Result<Value, JobError> {
+    let mut deleted: u64 = 0;
+    loop {
+        if ctx.is_cancelled() {
+            return Err(JobError::Cancelled);
+        }
+        let done = sqlx::query(
+            "DELETE FROM jobs WHERE id IN ( \
+                 SELECT id FROM jobs WHERE finished_at < now() - make_interval(days => $1) \
+                    AND state IN ('succeeded', 'failed', 'cancelled', 'dead') LIMIT $2)",
+        )
+        .bind(i32::try_from(payload.older_than_days).unwrap_or(i32::MAX))
+        .bind(BATCH)
+        .execute(&ctx.db)
+        .await
+        .map_err(|e| JobError::Retryable(format!("cannot delete old jobs: {e}")))?
+        .rows_affected();
+        deleted += done;
+        if done < BATCH as u64 {
+            return Ok(json!({ "deleted": deleted }));
+        }
+    }
+}
