@@ -71,7 +71,10 @@ pub async fn enqueue(db: &PgPool, publisher: &Publisher, jobs: Vec<NewJob>) -> R
 pub fn validate(job: &NewJob) -> Result<(&'static KindSpec, i32), EnqueueError> {
     let kind = spec(&job.kind).ok_or_else(|| EnqueueError::UnknownKind(job.kind.clone()))?;
     kind.validate(&job.payload)
-        .map_err(|message| EnqueueError::InvalidPayload { kind: job.kind.clone(), message })?;
+        .map_err(|message| EnqueueError::InvalidPayload {
+            kind: job.kind.clone(),
+            message,
+        })?;
     if let Some(priority) = job.priority.filter(|p| *p > MAX_PRIORITY) {
         return Err(EnqueueError::Priority(priority));
     }
@@ -83,6 +86,8 @@ pub fn validate(job: &NewJob) -> Result<(&'static KindSpec, i32), EnqueueError> 
 }
 
 /// Inserts the rows (one statement, so one transaction unless `executor` is already one).
+/// A scheduled job whose schedule already fired for the same due time is not inserted
+/// again (the unique `jobs_schedule_due_idx`): it is missing from the rows returned.
 pub async fn insert<'e>(executor: impl PgExecutor<'e>, jobs: Vec<NewJob>) -> Result<Vec<JobRecord>, EnqueueError> {
     let mut ids = Vec::with_capacity(jobs.len());
     let mut kinds = Vec::with_capacity(jobs.len());
@@ -112,6 +117,7 @@ pub async fn insert<'e>(executor: impl PgExecutor<'e>, jobs: Vec<NewJob>) -> Res
                            scheduled_for) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int2[], $6::int4[], $7::uuid[], \
                               $8::uuid[], $9::text[], $10::timestamptz[]) \
+         ON CONFLICT DO NOTHING \
          RETURNING ",
         crate::job_columns!()
     ))

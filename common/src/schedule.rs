@@ -83,7 +83,10 @@ pub struct ScheduleError {
 
 impl ScheduleError {
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self { field, message: message.into() }
+        Self {
+            field,
+            message: message.into(),
+        }
     }
 }
 
@@ -97,12 +100,14 @@ pub enum Compiled {
 
 /// Parses an RFC 3339 instant that must carry its zone (`Z` or an offset).
 pub fn parse_instant(field: &'static str, text: &str) -> Result<DateTime<Utc>, ScheduleError> {
-    DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|e| {
-        ScheduleError::new(
-            field,
-            format!("`{text}` is not an RFC 3339 instant with a time zone (e.g. 2026-12-01T09:00:00+00:00): {e}"),
-        )
-    })
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            ScheduleError::new(
+                field,
+                format!("`{text}` is not an RFC 3339 instant with a time zone (e.g. 2026-12-01T09:00:00+00:00): {e}"),
+            )
+        })
 }
 
 impl Timing {
@@ -114,7 +119,9 @@ impl Timing {
                 if !(5..=6).contains(&fields) {
                     return Err(ScheduleError::new(
                         "cron.expr",
-                        format!("`{expr}` has {fields} fields; expected 5 (minute hour day month weekday) or 6 (with seconds first)"),
+                        format!(
+                            "`{expr}` has {fields} fields; expected 5 (minute hour day month weekday) or 6 (with seconds first)"
+                        ),
                     ));
                 }
                 let cron = CronParser::builder()
@@ -123,13 +130,19 @@ impl Timing {
                     .parse(expr)
                     .map_err(|e| ScheduleError::new("cron.expr", format!("`{expr}` does not parse: {e}")))?;
                 let tz = Tz::from_str(timezone).map_err(|_| {
-                    ScheduleError::new("cron.timezone", format!("`{timezone}` is not an IANA time zone (e.g. Europe/London)"))
+                    ScheduleError::new(
+                        "cron.timezone",
+                        format!("`{timezone}` is not an IANA time zone (e.g. Europe/London)"),
+                    )
                 })?;
                 Ok(Compiled::Cron(Box::new(cron), tz))
             }
             Self::Interval { every, period } => {
                 if *every <= 0 {
-                    return Err(ScheduleError::new("interval.every", format!("must be a positive number, got {every}")));
+                    return Err(ScheduleError::new(
+                        "interval.every",
+                        format!("must be a positive number, got {every}"),
+                    ));
                 }
                 let seconds = every
                     .checked_mul(period.seconds())
@@ -165,7 +178,9 @@ impl Compiled {
         let next = match self {
             Self::Cron(cron, tz) => {
                 let local = after.with_timezone(tz);
-                cron.find_next_occurrence(&local, false).ok().map(|t| t.with_timezone(&Utc))
+                cron.find_next_occurrence(&local, false)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc))
             }
             Self::Interval(every) => {
                 let anchor = window.anchor;
@@ -209,11 +224,20 @@ mod tests {
     }
 
     fn open_window() -> Window {
-        Window { start_time: None, expires: None, anchor: at("2026-01-01T00:00:00Z") }
+        Window {
+            start_time: None,
+            expires: None,
+            anchor: at("2026-01-01T00:00:00Z"),
+        }
     }
 
     fn cron(expr: &str, tz: &str) -> Compiled {
-        match (Timing::Cron { expr: expr.into(), timezone: tz.into() }).compile() {
+        match (Timing::Cron {
+            expr: expr.into(),
+            timezone: tz.into(),
+        })
+        .compile()
+        {
             Ok(c) => c,
             Err(e) => panic!("{e}"),
         }
@@ -268,18 +292,38 @@ mod tests {
     #[test]
     fn six_fields_mean_seconds_first() {
         let c = cron("*/10 * * * * *", "UTC");
-        assert_eq!(c.next_after(at("2026-05-01T10:00:03Z"), &open_window()), Some(at("2026-05-01T10:00:10Z")));
+        assert_eq!(
+            c.next_after(at("2026-05-01T10:00:03Z"), &open_window()),
+            Some(at("2026-05-01T10:00:10Z"))
+        );
     }
 
     #[test]
     fn intervals_count_from_their_anchor() {
-        let Ok(c) = (Timing::Interval { every: 90, period: Period::Minutes }).compile() else {
+        let Ok(c) = (Timing::Interval {
+            every: 90,
+            period: Period::Minutes,
+        })
+        .compile() else {
             panic!("valid interval");
         };
-        let w = Window { start_time: None, expires: None, anchor: at("2026-05-01T10:00:00Z") };
-        assert_eq!(c.next_after(at("2026-05-01T09:00:00Z"), &w), Some(at("2026-05-01T10:00:00Z")));
-        assert_eq!(c.next_after(at("2026-05-01T10:00:00Z"), &w), Some(at("2026-05-01T11:30:00Z")));
-        assert_eq!(c.next_after(at("2026-05-01T12:59:59Z"), &w), Some(at("2026-05-01T13:00:00Z")));
+        let w = Window {
+            start_time: None,
+            expires: None,
+            anchor: at("2026-05-01T10:00:00Z"),
+        };
+        assert_eq!(
+            c.next_after(at("2026-05-01T09:00:00Z"), &w),
+            Some(at("2026-05-01T10:00:00Z"))
+        );
+        assert_eq!(
+            c.next_after(at("2026-05-01T10:00:00Z"), &w),
+            Some(at("2026-05-01T11:30:00Z"))
+        );
+        assert_eq!(
+            c.next_after(at("2026-05-01T12:59:59Z"), &w),
+            Some(at("2026-05-01T13:00:00Z"))
+        );
     }
 
     #[test]
@@ -295,18 +339,51 @@ mod tests {
             vec![at("2026-05-01T12:00:00Z"), at("2026-05-01T13:00:00Z")]
         );
         let clocked = Compiled::Clocked(at("2026-06-01T00:00:00Z"));
-        assert_eq!(clocked.next_after(at("2026-05-01T00:00:00Z"), &open_window()), Some(at("2026-06-01T00:00:00Z")));
+        assert_eq!(
+            clocked.next_after(at("2026-05-01T00:00:00Z"), &open_window()),
+            Some(at("2026-06-01T00:00:00Z"))
+        );
         assert_eq!(clocked.next_after(at("2026-06-01T00:00:00Z"), &open_window()), None);
     }
 
     #[test]
     fn invalid_timings_name_their_field() {
         let err = |t: Timing| t.compile().err().map(|e| e.field);
-        assert_eq!(err(Timing::Cron { expr: "61 * * * *".into(), timezone: "UTC".into() }), Some("cron.expr"));
-        assert_eq!(err(Timing::Cron { expr: "every day".into(), timezone: "UTC".into() }), Some("cron.expr"));
-        assert_eq!(err(Timing::Cron { expr: "0 * * * *".into(), timezone: "Mars/Olympus".into() }), Some("cron.timezone"));
-        assert_eq!(err(Timing::Interval { every: 0, period: Period::Seconds }), Some("interval.every"));
-        assert_eq!(err(Timing::Interval { every: -5, period: Period::Days }), Some("interval.every"));
+        assert_eq!(
+            err(Timing::Cron {
+                expr: "61 * * * *".into(),
+                timezone: "UTC".into()
+            }),
+            Some("cron.expr")
+        );
+        assert_eq!(
+            err(Timing::Cron {
+                expr: "every day".into(),
+                timezone: "UTC".into()
+            }),
+            Some("cron.expr")
+        );
+        assert_eq!(
+            err(Timing::Cron {
+                expr: "0 * * * *".into(),
+                timezone: "Mars/Olympus".into()
+            }),
+            Some("cron.timezone")
+        );
+        assert_eq!(
+            err(Timing::Interval {
+                every: 0,
+                period: Period::Seconds
+            }),
+            Some("interval.every")
+        );
+        assert_eq!(
+            err(Timing::Interval {
+                every: -5,
+                period: Period::Days
+            }),
+            Some("interval.every")
+        );
         assert!(parse_instant("clocked.at", "2026-12-01T09:00:00").is_err(), "no zone");
         assert!(parse_instant("clocked.at", "2026-12-01T09:00:00+01:00").is_ok());
         assert!("fortnights".parse::<Period>().is_err());
@@ -338,7 +415,10 @@ impl FromStr for Missed {
         match s {
             "skip" => Ok(Self::Skip),
             "run_once" => Ok(Self::RunOnce),
-            other => Err(ScheduleError::new("missed", format!("must be skip or run_once, got `{other}`"))),
+            other => Err(ScheduleError::new(
+                "missed",
+                format!("must be skip or run_once, got `{other}`"),
+            )),
         }
     }
 }
@@ -382,16 +462,32 @@ pub struct ScheduleRecord {
 impl ScheduleRecord {
     /// The stored timing (the table's checks guarantee exactly one).
     pub fn timing(&self) -> Result<Timing, ScheduleError> {
-        match (&self.cron_expr, &self.cron_timezone, self.interval_every, &self.interval_period, self.clocked_at) {
-            (Some(expr), Some(timezone), _, _, _) => Ok(Timing::Cron { expr: expr.clone(), timezone: timezone.clone() }),
-            (_, _, Some(every), Some(period), _) => Ok(Timing::Interval { every, period: period.parse()? }),
+        match (
+            &self.cron_expr,
+            &self.cron_timezone,
+            self.interval_every,
+            &self.interval_period,
+            self.clocked_at,
+        ) {
+            (Some(expr), Some(timezone), _, _, _) => Ok(Timing::Cron {
+                expr: expr.clone(),
+                timezone: timezone.clone(),
+            }),
+            (_, _, Some(every), Some(period), _) => Ok(Timing::Interval {
+                every,
+                period: period.parse()?,
+            }),
             (_, _, _, _, Some(at)) => Ok(Timing::Clocked { at }),
             _ => Err(ScheduleError::new("timing", "the schedule has no timing")),
         }
     }
 
     pub fn window(&self) -> Window {
-        Window { start_time: self.start_time, expires: self.expires, anchor: self.start_time.unwrap_or(self.created_at) }
+        Window {
+            start_time: self.start_time,
+            expires: self.expires,
+            anchor: self.start_time.unwrap_or(self.created_at),
+        }
     }
 
     pub fn missed_policy(&self) -> Missed {

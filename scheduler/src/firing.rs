@@ -121,7 +121,13 @@ pub async fn fire_due(db: &PgPool, now: DateTime<Utc>, grace: Duration) -> anyho
             Ok(c) => c,
             Err(err) => {
                 tracing::error!(schedule = %schedule.name, error = %err, "invalid timing; disabling");
-                fires.push(Fire { schedule_id: schedule.id, name: schedule.name.clone(), due: due_at, outcome: FireOutcome::Invalid, next: None });
+                fires.push(Fire {
+                    schedule_id: schedule.id,
+                    name: schedule.name.clone(),
+                    due: due_at,
+                    outcome: FireOutcome::Invalid,
+                    next: None,
+                });
                 continue;
             }
         };
@@ -154,7 +160,13 @@ pub async fn fire_due(db: &PgPool, now: DateTime<Utc>, grace: Duration) -> anyho
             _ if schedule.one_off && outcome == FireOutcome::Fired => None,
             compiled => compiled.next_after(now.max(due_at), &schedule.window()),
         };
-        fires.push(Fire { schedule_id: schedule.id, name: schedule.name.clone(), due: due_at, outcome, next });
+        fires.push(Fire {
+            schedule_id: schedule.id,
+            name: schedule.name.clone(),
+            due: due_at,
+            outcome,
+            next,
+        });
     }
 
     let records = enqueue::insert(&mut *tx, jobs).await?;
@@ -189,12 +201,16 @@ pub async fn publish(db: &PgPool, publisher: &Publisher, pass: &mut Pass) {
 
 /// The earliest due time of any enabled schedule.
 pub async fn next_due(db: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar("SELECT min(next_run_at) FROM schedules WHERE enabled").fetch_one(db).await
+    sqlx::query_scalar("SELECT min(next_run_at) FROM schedules WHERE enabled")
+        .fetch_one(db)
+        .await
 }
 
 /// Enabled schedules, for the `rushes_schedules_loaded` gauge.
 pub async fn enabled_count(db: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM schedules WHERE enabled").fetch_one(db).await
+    sqlx::query_scalar("SELECT count(*) FROM schedules WHERE enabled")
+        .fetch_one(db)
+        .await
 }
 
 /// Lag of each fired schedule (fire time − due time), by name, for the metrics.
@@ -202,6 +218,11 @@ pub fn lags(pass: &Pass, now: DateTime<Utc>) -> HashMap<String, f64> {
     pass.fires
         .iter()
         .filter(|f| f.outcome == FireOutcome::Fired)
-        .map(|f| (f.name.clone(), (now - f.due).num_microseconds().unwrap_or(0) as f64 / 1e6))
+        .map(|f| {
+            (
+                f.name.clone(),
+                (now - f.due).num_microseconds().unwrap_or(0) as f64 / 1e6,
+            )
+        })
         .collect()
 }

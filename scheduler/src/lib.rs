@@ -60,7 +60,11 @@ pub async fn run(config: SchedulerConfig, shutdown: CancellationToken) -> anyhow
     let ready: rushes_common::metrics::ReadyCheck = Arc::new(move || {
         let db = probe_db.clone();
         Box::pin(async move {
-            sqlx::query("SELECT 1").execute(&db).await.map(|_| ()).map_err(|e| format!("database: {e}"))
+            sqlx::query("SELECT 1")
+                .execute(&db)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("database: {e}"))
         })
     });
     let addr = rushes_common::metrics::serve(
@@ -199,17 +203,33 @@ impl Scheduler {
                 tracing::debug!(schedule = %name, lag_ms = lag * 1000.0, "fired");
             }
             for fire in &pass.fires {
-                self.metrics.fires.with_label_values(&[fire.name.as_str(), fire.outcome.as_str()]).inc();
+                self.metrics
+                    .fires
+                    .with_label_values(&[fire.name.as_str(), fire.outcome.as_str()])
+                    .inc();
             }
             firing::publish(&self.db, &self.publisher, &mut pass).await;
         }
     }
 
     async fn relay(&self) {
-        match relay::pass(&self.db, &self.publisher, self.config.relay_grace, self.config.lease.stale_after).await {
+        match relay::pass(
+            &self.db,
+            &self.publisher,
+            self.config.relay_grace,
+            self.config.lease.stale_after,
+        )
+        .await
+        {
             Ok(r) => {
-                self.metrics.relayed.with_label_values(&["unpublished"]).inc_by(r.unpublished as u64);
-                self.metrics.relayed.with_label_values(&["stranded"]).inc_by(r.stranded as u64);
+                self.metrics
+                    .relayed
+                    .with_label_values(&["unpublished"])
+                    .inc_by(r.unpublished as u64);
+                self.metrics
+                    .relayed
+                    .with_label_values(&["stranded"])
+                    .inc_by(r.stranded as u64);
                 if r.unpublished > 0 {
                     tracing::info!(jobs = r.unpublished, "relayed unpublished jobs");
                 }

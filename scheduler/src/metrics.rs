@@ -31,9 +31,24 @@ impl SchedulerMetrics {
         r.register(Box::new(loaded.clone()))?;
         Ok(Self {
             leader: gauge(&r, "rushes_scheduler_leader", "1 while this scheduler leads", &[])?,
-            fires: counter(&r, "rushes_schedule_fires_total", "Schedules handled when due", &["schedule", "outcome"])?,
-            relayed: counter(&r, "rushes_relay_published_total", "Jobs published by the relay", &["reason"])?,
-            errors: counter(&r, "rushes_scheduler_errors_total", "Failed scheduler passes", &["task"])?,
+            fires: counter(
+                &r,
+                "rushes_schedule_fires_total",
+                "Schedules handled when due",
+                &["schedule", "outcome"],
+            )?,
+            relayed: counter(
+                &r,
+                "rushes_relay_published_total",
+                "Jobs published by the relay",
+                &["reason"],
+            )?,
+            errors: counter(
+                &r,
+                "rushes_scheduler_errors_total",
+                "Failed scheduler passes",
+                &["task"],
+            )?,
             lag,
             loaded,
             registry: r,

@@ -266,12 +266,22 @@ impl TestEnv {
 
     /// Starts the real worker binary with this environment's settings.
     pub fn spawn_worker_process(&mut self, queues: &str, extra_env: &[(&str, &str)]) -> anyhow::Result<u32> {
-        let mut command = Command::new(worker_binary()?);
+        let mut env = vec![("RUSHES_QUEUES", queues)];
+        env.extend_from_slice(extra_env);
+        self.spawn_process("rushes-worker-under-test", &env)
+    }
+
+    /// Starts the real scheduler binary with this environment's settings.
+    pub fn spawn_scheduler_process(&mut self, extra_env: &[(&str, &str)]) -> anyhow::Result<u32> {
+        self.spawn_process("rushes-scheduler-under-test", extra_env)
+    }
+
+    fn spawn_process(&mut self, binary: &str, extra_env: &[(&str, &str)]) -> anyhow::Result<u32> {
+        let mut command = Command::new(binary_path(binary)?);
         command
             .env("RUSHES_DATABASE_URL", self.database_url())
             .env("RUSHES_AMQP_URL", &self.amqp)
             .env("RUSHES_QUEUE_PREFIX", &self.prefix)
-            .env("RUSHES_QUEUES", queues)
             .env("RUSHES_METRICS_ADDR", "127.0.0.1:0")
             .env("RUSHES_HEARTBEAT_INTERVAL", "0.2")
             .env("RUSHES_STALE_AFTER", "1")
@@ -283,7 +293,7 @@ impl TestEnv {
         for (k, v) in extra_env {
             command.env(k, v);
         }
-        let child = command.spawn().context("cannot start the worker binary")?;
+        let child = command.spawn().with_context(|| format!("cannot start {binary}"))?;
         let pid = child.id();
         self.processes.push(child);
         Ok(pid)
@@ -419,14 +429,11 @@ impl TestEnv {
     }
 }
 
-/// The real worker entry point, built as a binary of this package.
-pub fn worker_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = option_env!("CARGO_BIN_EXE_rushes-worker-under-test") {
-        return Ok(PathBuf::from(path));
-    }
+/// A binary of this package (the real entry points, built for process-level tests).
+pub fn binary_path(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().and_then(|d| d.parent()).context("no target directory")?;
-    Ok(dir.join("rushes-worker-under-test"))
+    Ok(dir.join(name))
 }
 
 pub fn job_id(job: &Value) -> anyhow::Result<Uuid> {

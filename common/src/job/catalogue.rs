@@ -127,7 +127,11 @@ fn validate_json<P: JobPayload>(payload: &serde_json::Value) -> Result<(), Strin
     parsed.validate()
 }
 
-static CATALOGUE: [KindSpec; 3] = [KindSpec::of::<Sleep>(), KindSpec::of::<PurgeJobs>(), KindSpec::of::<ReapWorkers>()];
+static CATALOGUE: [KindSpec; 3] = [
+    KindSpec::of::<Sleep>(),
+    KindSpec::of::<PurgeJobs>(),
+    KindSpec::of::<ReapWorkers>(),
+];
 
 /// Every kind the fleet knows.
 pub fn catalogue() -> &'static [KindSpec] {

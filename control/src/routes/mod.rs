@@ -4,6 +4,7 @@ pub mod dead_letters;
 pub mod jobs;
 pub mod kinds;
 pub mod queues;
+pub mod schedules;
 pub mod system;
 pub mod workers;
 
@@ -30,6 +31,7 @@ pub fn app(state: AppState) -> Router {
         .merge(workers::router())
         .merge(dead_letters::router())
         .merge(kinds::router())
+        .merge(schedules::router())
         .fallback(|| async { crate::error::ApiError::NotFound("no such API route".into()) })
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

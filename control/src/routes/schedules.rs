@@ -1,0 +1,458 @@
+//! `/api/v1/schedules`: cron / interval / clocked schedules (the django-celery-beat
+//! model), stored in PostgreSQL; every write sets `next_run_at` and `updated_at`, and a
+//! trigger announces it to the scheduler, which picks it up within milliseconds.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use chrono::{DateTime, Utc};
+use rushes_common::enqueue::{self, NewJob};
+use rushes_common::job::MAX_PRIORITY;
+use rushes_common::schedule::{Missed, Period, ScheduleError, ScheduleRecord, Timing, parse_instant};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::state::AppState;
+
+/// Upcoming fire times shown with a schedule.
+const UPCOMING: usize = 5;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/schedules", post(create).get(list))
+        .route("/schedules/{id}", get(show).patch(update).delete(remove))
+        .route("/schedules/{id}/enable", post(enable))
+        .route("/schedules/{id}/disable", post(disable))
+        .route("/schedules/{id}/run", post(run_now))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CronBody {
+    expr: String,
+    #[serde(default = "utc")]
+    timezone: String,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntervalBody {
+    every: i64,
+    period: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockedBody {
+    at: String,
+}
+
+/// Body of create (name and kind required) and update (every field optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleBody {
+    name: Option<String>,
+    description: Option<String>,
+    kind: Option<String>,
+    payload: Option<Value>,
+    priority: Option<i64>,
+    cron: Option<CronBody>,
+    interval: Option<IntervalBody>,
+    clocked: Option<ClockedBody>,
+    enabled: Option<bool>,
+    one_off: Option<bool>,
+    start_time: Option<String>,
+    expires: Option<String>,
+    missed: Option<String>,
+}
+
+fn invalid(err: ScheduleError) -> ApiError {
+    ApiError::Unprocessable(err.to_string())
+}
+
+impl ScheduleBody {
+    /// The timing this body sets, if it sets one; more than one is refused.
+    fn timing(&self) -> ApiResult<Option<Timing>> {
+        let given = [self.cron.is_some(), self.interval.is_some(), self.clocked.is_some()];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(ApiError::Unprocessable(
+                "timing: give exactly one of cron, interval, clocked".into(),
+            ));
+        }
+        if let Some(cron) = &self.cron {
+            return Ok(Some(Timing::Cron {
+                expr: cron.expr.trim().to_owned(),
+                timezone: cron.timezone.clone(),
+            }));
+        }
+        if let Some(interval) = &self.interval {
+            let period: Period = interval.period.parse().map_err(invalid)?;
+            return Ok(Some(Timing::Interval {
+                every: interval.every,
+                period,
+            }));
+        }
+        if let Some(clocked) = &self.clocked {
+            return Ok(Some(Timing::Clocked {
+                at: parse_instant("clocked.at", &clocked.at).map_err(invalid)?,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Applies this body to `row` (a new row's defaults, or the stored row) and checks
+    /// the result as a whole.
+    fn apply(self, mut row: ScheduleRecord, now: DateTime<Utc>) -> ApiResult<ScheduleRecord> {
+        let job_given = self.kind.is_some() || self.payload.is_some() || self.priority.is_some();
+        if let Some(timing) = self.timing()? {
+            timing.compile().map_err(invalid)?;
+            (
+                row.cron_expr,
+                row.cron_timezone,
+                row.interval_every,
+                row.interval_period,
+                row.clocked_at,
+            ) = match timing {
+                Timing::Cron { expr, timezone } => (Some(expr), Some(timezone), None, None, None),
+                Timing::Interval { every, period } => (None, None, Some(every), Some(period.as_str().to_owned()), None),
+                Timing::Clocked { at } => (None, None, None, None, Some(at)),
+            };
+        }
+        if let Some(name) = self.name {
+            let name = name.trim().to_owned();
+            if name.is_empty() {
+                return Err(ApiError::Unprocessable("name: must not be empty".into()));
+            }
+            row.name = name;
+        }
+        if let Some(description) = self.description {
+            row.description = description;
+        }
+        if let Some(kind) = self.kind {
+            row.kind = kind;
+        }
+        if let Some(payload) = self.payload {
+            row.payload = payload;
+        }
+        if let Some(priority) = self.priority {
+            let p = i16::try_from(priority)
+                .ok()
+                .filter(|p| (0..=i16::from(MAX_PRIORITY)).contains(p))
+                .ok_or_else(|| {
+                    ApiError::Unprocessable(format!("priority: must be between 0 and 100, got {priority}"))
+                })?;
+            row.priority = Some(p);
+        }
+        if let Some(enabled) = self.enabled {
+            row.enabled = enabled;
+        }
+        if let Some(one_off) = self.one_off {
+            row.one_off = one_off;
+        }
+        if let Some(start) = self.start_time {
+            row.start_time = Some(parse_instant("start_time", &start).map_err(invalid)?);
+        }
+        if let Some(expires) = self.expires {
+            row.expires = Some(parse_instant("expires", &expires).map_err(invalid)?);
+        }
+        if let Some(missed) = self.missed {
+            row.missed = missed.parse::<Missed>().map_err(invalid)?.as_str().to_owned();
+        }
+        row.timing().map_err(invalid)?;
+        if row.enabled || job_given {
+            // The job it will fire must be valid now, not at 3 a.m. (A disabled default
+            // whose kind is not built yet stays editable until it is.)
+            let job = NewJob {
+                priority: row.priority.and_then(|p| u8::try_from(p).ok()),
+                ..NewJob::new(row.kind.clone(), row.payload.clone())
+            };
+            enqueue::validate(&job).map_err(|e| ApiError::Unprocessable(format!("kind/payload: {e}")))?;
+        }
+        // Never a due time at or before the last run: an edit must not make a schedule
+        // fire again for a time it already fired for.
+        let after = row.last_run_at.map_or(now, |last| last.max(now));
+        row.next_run_at = row.first_due_after(after).map_err(invalid)?;
+        row.updated_at = now;
+        Ok(row)
+    }
+}
+
+/// A schedule as the API shows it.
+#[derive(Debug, Serialize)]
+struct ScheduleView {
+    id: Uuid,
+    name: String,
+    description: String,
+    kind: String,
+    payload: Value,
+    priority: Option<i16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cron: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clocked: Option<Value>,
+    enabled: bool,
+    one_off: bool,
+    start_time: Option<DateTime<Utc>>,
+    expires: Option<DateTime<Utc>>,
+    missed: String,
+    last_run_at: Option<DateTime<Utc>>,
+    total_run_count: i64,
+    next_run_at: Option<DateTime<Utc>>,
+    /// The next fire times from now (the first is `next_run_at`).
+    next_fire_times: Vec<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl ScheduleView {
+    fn new(row: ScheduleRecord, now: DateTime<Utc>) -> Self {
+        let mut next_fire_times = Vec::new();
+        if let (Some(first), Ok(compiled)) = (row.next_run_at, row.timing().and_then(|t| t.compile())) {
+            next_fire_times.push(first);
+            next_fire_times.extend(compiled.upcoming(first.max(now), &row.window(), UPCOMING - 1));
+            next_fire_times.dedup();
+            next_fire_times.truncate(UPCOMING);
+        }
+        if row.one_off {
+            next_fire_times.truncate(1);
+        }
+        Self {
+            cron: row
+                .cron_expr
+                .as_ref()
+                .map(|expr| json!({ "expr": expr, "timezone": row.cron_timezone })),
+            interval: row
+                .interval_every
+                .map(|every| json!({ "every": every, "period": row.interval_period })),
+            clocked: row.clocked_at.map(|at| json!({ "at": at })),
+            id: row.id,
+            name: row.name,
+            description: row.description,
+            kind: row.kind,
+            payload: row.payload,
+            priority: row.priority,
+            enabled: row.enabled,
+            one_off: row.one_off,
+            start_time: row.start_time,
+            expires: row.expires,
+            missed: row.missed,
+            last_run_at: row.last_run_at,
+            total_run_count: row.total_run_count,
+            next_run_at: row.next_run_at,
+            next_fire_times,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+async fn find(state: &AppState, id: Uuid) -> ApiResult<ScheduleRecord> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        rushes_common::schedule_columns!(),
+        " FROM schedules WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no schedule {id}")))
+}
+
+/// Writes every editable column of `row` (insert or update by id).
+async fn save(state: &AppState, row: &ScheduleRecord) -> ApiResult<ScheduleRecord> {
+    let saved: ScheduleRecord = sqlx::query_as(concat!(
+        "INSERT INTO schedules (id, name, description, kind, payload, priority, cron_expr, cron_timezone, \
+             interval_every, interval_period, clocked_at, enabled, one_off, start_time, expires, missed, \
+             next_run_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description, \
+             kind = EXCLUDED.kind, payload = EXCLUDED.payload, priority = EXCLUDED.priority, \
+             cron_expr = EXCLUDED.cron_expr, cron_timezone = EXCLUDED.cron_timezone, \
+             interval_every = EXCLUDED.interval_every, interval_period = EXCLUDED.interval_period, \
+             clocked_at = EXCLUDED.clocked_at, enabled = EXCLUDED.enabled, one_off = EXCLUDED.one_off, \
+             start_time = EXCLUDED.start_time, expires = EXCLUDED.expires, missed = EXCLUDED.missed, \
+             next_run_at = EXCLUDED.next_run_at, updated_at = EXCLUDED.updated_at \
+         RETURNING ",
+        rushes_common::schedule_columns!()
+    ))
+    .bind(row.id)
+    .bind(&row.name)
+    .bind(&row.description)
+    .bind(&row.kind)
+    .bind(&row.payload)
+    .bind(row.priority)
+    .bind(&row.cron_expr)
+    .bind(&row.cron_timezone)
+    .bind(row.interval_every)
+    .bind(&row.interval_period)
+    .bind(row.clocked_at)
+    .bind(row.enabled)
+    .bind(row.one_off)
+    .bind(row.start_time)
+    .bind(row.expires)
+    .bind(&row.missed)
+    .bind(row.next_run_at)
+    .bind(row.created_at)
+    .bind(row.updated_at)
+    .fetch_one(&state.db)
+    .await
+    .map_err(|e| match e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            ApiError::Conflict(format!("name: a schedule called `{}` already exists", row.name))
+        }
+        other => other.into(),
+    })?;
+    Ok(saved)
+}
+
+async fn create(State(state): State<AppState>, Json(body): Json<ScheduleBody>) -> ApiResult<impl IntoResponse> {
+    if body.name.is_none() || body.kind.is_none() {
+        return Err(ApiError::Unprocessable("name and kind are required".into()));
+    }
+    if body.cron.is_none() && body.interval.is_none() && body.clocked.is_none() {
+        return Err(ApiError::Unprocessable(
+            "timing: give exactly one of cron, interval, clocked".into(),
+        ));
+    }
+    let now = Utc::now();
+    let blank = ScheduleRecord {
+        id: Uuid::now_v7(),
+        name: String::new(),
+        description: String::new(),
+        kind: String::new(),
+        payload: json!({}),
+        priority: None,
+        cron_expr: None,
+        cron_timezone: None,
+        interval_every: None,
+        interval_period: None,
+        clocked_at: None,
+        enabled: true,
+        one_off: false,
+        start_time: None,
+        expires: None,
+        missed: Missed::Skip.as_str().to_owned(),
+        last_run_at: None,
+        total_run_count: 0,
+        next_run_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let row = save(&state, &body.apply(blank, now)?).await?;
+    Ok((StatusCode::CREATED, axum::Json(ScheduleView::new(row, now))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListSchedules {
+    enabled: Option<bool>,
+    kind: Option<String>,
+    before: Option<Uuid>,
+    limit: Option<i64>,
+}
+
+async fn list(State(state): State<AppState>, Query(q): Query<ListSchedules>) -> ApiResult<axum::Json<Value>> {
+    let limit = super::limit(q.limit);
+    let rows: Vec<ScheduleRecord> = sqlx::query_as(concat!(
+        "SELECT ",
+        rushes_common::schedule_columns!(),
+        " FROM schedules WHERE ($1::bool IS NULL OR enabled = $1) AND ($2::text IS NULL OR kind = $2) \
+           AND ($3::uuid IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+    ))
+    .bind(q.enabled)
+    .bind(q.kind)
+    .bind(q.before)
+    .bind(limit)
+    .fetch_all(&state.db)
+    .await?;
+    let next_before = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    let now = Utc::now();
+    let schedules: Vec<ScheduleView> = rows.into_iter().map(|r| ScheduleView::new(r, now)).collect();
+    Ok(axum::Json(
+        json!({ "schedules": schedules, "next_before": next_before }),
+    ))
+}
+
+async fn show(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<ScheduleView>> {
+    Ok(axum::Json(ScheduleView::new(find(&state, id).await?, Utc::now())))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<ScheduleBody>,
+) -> ApiResult<axum::Json<ScheduleView>> {
+    let now = Utc::now();
+    let row = save(&state, &body.apply(find(&state, id).await?, now)?).await?;
+    Ok(axum::Json(ScheduleView::new(row, now)))
+}
+
+async fn set_enabled(state: &AppState, id: Uuid, enabled: bool) -> ApiResult<axum::Json<ScheduleView>> {
+    let body = ScheduleBody {
+        enabled: Some(enabled),
+        ..Default::default()
+    };
+    let now = Utc::now();
+    let row = save(state, &body.apply(find(state, id).await?, now)?).await?;
+    Ok(axum::Json(ScheduleView::new(row, now)))
+}
+
+async fn enable(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<ScheduleView>> {
+    set_enabled(&state, id, true).await
+}
+
+async fn disable(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<ScheduleView>> {
+    set_enabled(&state, id, false).await
+}
+
+async fn remove(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<StatusCode> {
+    let deleted = sqlx::query("DELETE FROM schedules WHERE id = $1")
+        .bind(id)
+        .execute(&state.db)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(ApiError::NotFound(format!("no schedule {id}")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Enqueues the schedule's job now, outside its timing (its next fire is unchanged).
+async fn run_now(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<impl IntoResponse> {
+    let schedule = find(&state, id).await?;
+    let job = NewJob {
+        priority: schedule.priority.and_then(|p| u8::try_from(p).ok()),
+        schedule_id: Some(schedule.id),
+        requested_by: Some(caller.name),
+        ..NewJob::new(schedule.kind.clone(), schedule.payload.clone())
+    };
+    let mut records = enqueue::enqueue(&state.db, &state.publisher, vec![job]).await?;
+    sqlx::query("UPDATE schedules SET last_run_at = now(), total_run_count = total_run_count + 1 WHERE id = $1")
+        .bind(id)
+        .execute(&state.db)
+        .await?;
+    let job = records.pop().ok_or_else(|| anyhow::anyhow!("insert returned no row"))?;
+    state
+        .metrics
+        .jobs_enqueued
+        .with_label_values(&[job.kind.as_str(), job.queue.as_str()])
+        .inc();
+    Ok((StatusCode::CREATED, axum::Json(job)))
+}
