@@ -16,7 +16,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rushes_common::enqueue::{self, NewJob};
 use rushes_common::job::JobRecord;
-use rushes_common::queue::Publisher;
 use rushes_common::schedule::{Compiled, Missed, ScheduleRecord};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -72,27 +71,26 @@ pub async fn initialise(db: &PgPool, now: DateTime<Utc>) -> Result<usize, sqlx::
     ))
     .fetch_all(db)
     .await?;
-    let mut set = 0;
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut nexts = Vec::with_capacity(rows.len());
     for row in rows {
-        let next = match row.first_due_after(now) {
-            Ok(next) => next,
-            Err(err) => {
-                tracing::error!(schedule = %row.name, error = %err, "schedule has an invalid timing; disabling it");
-                None
-            }
-        };
-        sqlx::query(
-            "UPDATE schedules SET next_run_at = $2, enabled = $3 \
-             WHERE id = $1 AND enabled AND next_run_at IS NULL",
-        )
-        .bind(row.id)
-        .bind(next)
-        .bind(next.is_some())
-        .execute(db)
-        .await?;
-        set += 1;
+        let next = row.first_due_after(now).unwrap_or_else(|err| {
+            tracing::error!(schedule = %row.name, error = %err, "schedule has an invalid timing; disabling it");
+            None
+        });
+        ids.push(row.id);
+        nexts.push(next);
     }
-    Ok(set)
+    sqlx::query(
+        "UPDATE schedules s SET next_run_at = u.next, enabled = u.next IS NOT NULL \
+         FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, next) \
+         WHERE s.id = u.id AND s.enabled AND s.next_run_at IS NULL",
+    )
+    .bind(&ids)
+    .bind(&nexts)
+    .execute(db)
+    .await?;
+    Ok(ids.len())
 }
 
 /// Fires every schedule due at `now` (due times later than `grace` count as missed).
@@ -190,13 +188,6 @@ pub async fn fire_due(db: &PgPool, now: DateTime<Utc>, grace: Duration) -> anyho
     .await?;
     tx.commit().await?;
     Ok(Pass { fires, jobs: records })
-}
-
-/// Publishes the jobs of a pass (the relay retries any that fail).
-pub async fn publish(db: &PgPool, publisher: &Publisher, pass: &mut Pass) {
-    if let Err(err) = enqueue::publish(db, publisher, &mut pass.jobs).await {
-        tracing::warn!(error = %err, jobs = pass.jobs.len(), "scheduled jobs committed but not published; the relay will");
-    }
 }
 
 /// The earliest due time of any enabled schedule.

@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::Utc;
+use rushes_common::job::JobRecord;
 use rushes_common::queue::{Backoff, Broker, Publisher};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::SchedulerConfig;
@@ -43,17 +45,32 @@ struct Scheduler {
     db: PgPool,
     publisher: Publisher,
     metrics: SchedulerMetrics,
+    /// Fired jobs on their way to the broker (see [`publish_fired`]).
+    outbox: mpsc::Sender<Vec<JobRecord>>,
+}
+
+/// Publishes fired jobs in the order they were fired; a failure leaves them to the relay.
+async fn publish_fired(db: PgPool, publisher: Publisher, mut outbox: mpsc::Receiver<Vec<JobRecord>>) {
+    while let Some(mut jobs) = outbox.recv().await {
+        if let Err(err) = rushes_common::enqueue::publish(&db, &publisher, &mut jobs).await {
+            tracing::warn!(error = %err, jobs = jobs.len(), "fired jobs committed but not published; the relay will");
+        }
+    }
 }
 
 /// Runs until `shutdown`: competes for leadership and, while leading, fires and relays.
 pub async fn run(config: SchedulerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let db = rushes_common::db::pool(&config.database).context("invalid database settings")?;
     let broker = Broker::new(&config.broker, "rushes-scheduler").context("invalid broker settings")?;
+    let publisher = Publisher::new(broker);
+    let (outbox, fired) = mpsc::channel(64);
+    tokio::spawn(publish_fired(db.clone(), publisher.clone(), fired));
     let scheduler = Scheduler {
-        publisher: Publisher::new(broker),
+        publisher,
         metrics: SchedulerMetrics::new().context("cannot register metrics")?,
         db,
         config,
+        outbox,
     };
 
     let probe_db = scheduler.db.clone();
@@ -208,7 +225,11 @@ impl Scheduler {
                     .with_label_values(&[fire.name.as_str(), fire.outcome.as_str()])
                     .inc();
             }
-            firing::publish(&self.db, &self.publisher, &mut pass).await;
+            // Publishing happens beside the firing loop, so a large batch (a thousand
+            // crons due on the same second) does not delay the next due times.
+            if !pass.jobs.is_empty() && self.outbox.send(std::mem::take(&mut pass.jobs)).await.is_err() {
+                tracing::warn!("publisher stopped; the relay will publish the fired jobs");
+            }
         }
     }
 
