@@ -95,9 +95,7 @@ async fn list(
     .bind(limit)
     .fetch_all(&state.db)
     .await?;
-    let next_before = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.id))
-        .flatten();
+    let next_before = super::next_before(&rows, limit, |r| r.id);
     let letters: Vec<DeadLetterView> = rows.into_iter().map(Into::into).collect();
     Ok(axum::Json(
         serde_json::json!({ "dead_letters": letters, "next_before": next_before }),

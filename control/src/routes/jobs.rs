@@ -63,6 +63,13 @@ async fn create(
         requested_by: Some(caller.name),
         ..NewJob::new(body.kind, body.payload)
     };
+    let job = enqueue_one(&state, job).await?;
+    let location = format!("/api/v1/jobs/{}", job.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(job)))
+}
+
+/// Enqueues one job (committed, then published) and counts it.
+pub async fn enqueue_one(state: &AppState, job: NewJob) -> ApiResult<JobRecord> {
     let mut records = enqueue::enqueue(&state.db, &state.publisher, vec![job]).await?;
     let job = records.pop().ok_or_else(|| anyhow::anyhow!("insert returned no row"))?;
     state
@@ -70,8 +77,7 @@ async fn create(
         .jobs_enqueued
         .with_label_values(&[job.kind.as_str(), job.queue.as_str()])
         .inc();
-    let location = format!("/api/v1/jobs/{}", job.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(job)))
+    Ok(job)
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,9 +119,7 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListJobs>) -> ApiRe
     .bind(limit)
     .fetch_all(&state.db)
     .await?;
-    let next_before = (jobs.len() as i64 == limit)
-        .then(|| jobs.last().map(|j| j.id))
-        .flatten();
+    let next_before = super::next_before(&jobs, limit, |j| j.id);
     Ok(axum::Json(
         serde_json::json!({ "jobs": jobs, "next_before": next_before }),
     ))

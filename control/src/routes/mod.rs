@@ -23,6 +23,15 @@ pub fn limit(requested: Option<i64>) -> i64 {
     requested.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
 }
 
+/// The cursor of the next page: the last row's id when the page is full.
+pub fn next_before<T>(rows: &[T], limit: i64, id: impl Fn(&T) -> uuid::Uuid) -> Option<uuid::Uuid> {
+    if rows.len() as i64 == limit {
+        rows.last().map(id)
+    } else {
+        None
+    }
+}
+
 /// The whole application: public probes and the authenticated `/api/v1`.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()

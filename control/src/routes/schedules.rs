@@ -377,9 +377,7 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListSchedules>) -> 
     .bind(limit)
     .fetch_all(&state.db)
     .await?;
-    let next_before = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.id))
-        .flatten();
+    let next_before = super::next_before(&rows, limit, |r| r.id);
     let now = Utc::now();
     let schedules: Vec<ScheduleView> = rows.into_iter().map(|r| ScheduleView::new(r, now)).collect();
     Ok(axum::Json(
@@ -443,16 +441,10 @@ async fn run_now(
         requested_by: Some(caller.name),
         ..NewJob::new(schedule.kind.clone(), schedule.payload.clone())
     };
-    let mut records = enqueue::enqueue(&state.db, &state.publisher, vec![job]).await?;
+    let job = super::jobs::enqueue_one(&state, job).await?;
     sqlx::query("UPDATE schedules SET last_run_at = now(), total_run_count = total_run_count + 1 WHERE id = $1")
         .bind(id)
         .execute(&state.db)
         .await?;
-    let job = records.pop().ok_or_else(|| anyhow::anyhow!("insert returned no row"))?;
-    state
-        .metrics
-        .jobs_enqueued
-        .with_label_values(&[job.kind.as_str(), job.queue.as_str()])
-        .inc();
     Ok((StatusCode::CREATED, axum::Json(job)))
 }
