@@ -169,3 +169,54 @@ async fn a_job_longer_than_the_consumer_timeout_runs_once() -> anyhow::Result<()
     );
     Ok(())
 }
+
+/// After a broker outage a worker reconnects on its own, re-declares the topology and
+/// consumes again; its readiness is red while it cannot consume (Celery's #2077, #3201).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_reconnects_after_a_broker_outage() -> anyhow::Result<()> {
+    let rabbit = amqp_url().parse::<lapin::uri::AMQPUri>().map_err(anyhow::Error::msg)?;
+    let target = format!("{}:{}", rabbit.authority.host, rabbit.authority.port).parse()?;
+    let proxy = Proxy::start(target, true).await?;
+    let mut env = TestEnv::new().await?;
+    env.ready().await?;
+    let metrics_addr = dead_port()?;
+    let mut worker = env.worker_config("maintenance=1")?;
+    worker.broker.amqp_url = rushes_common::config::Secret::new(proxy.amqp_url());
+    worker.metrics_addr = metrics_addr;
+    env.spawn_worker(worker);
+    let readyz = format!("http://{metrics_addr}/readyz");
+    let status = |env: &TestEnv| {
+        let request = env.http.get(readyz.clone()).send();
+        async move { request.await.map(|r| r.status()).ok() }
+    };
+
+    let first = env.sleep_job(0.0, None).await?;
+    env.wait_state(first, "succeeded", T).await?;
+    assert_eq!(status(&env).await, Some(StatusCode::OK));
+
+    proxy.down();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while status(&env).await != Some(StatusCode::SERVICE_UNAVAILABLE) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readiness turns red while disconnected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let during = env.sleep_job(0.0, None).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        env.job(during).await?["state"],
+        "queued",
+        "not consumed while the worker is cut off"
+    );
+
+    proxy.up();
+    env.wait_state(during, "succeeded", T).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while status(&env).await != Some(StatusCode::OK) {
+        assert!(tokio::time::Instant::now() < deadline, "ready again once reconnected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}

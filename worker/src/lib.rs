@@ -55,9 +55,16 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         config.lease.clone(),
         shutdown.clone(),
     ));
-    presence::register(&shared)
-        .await
-        .context("cannot register the worker in the database")?;
+    // A worker started while PostgreSQL is down waits for it rather than exiting.
+    let mut backoff = rushes_common::queue::Backoff::new(Duration::from_secs(10));
+    while let Err(err) = presence::register(&shared).await {
+        let delay = backoff.next_delay();
+        tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "cannot register the worker yet");
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
     if let Err(err) = presence::reload_pauses(&shared).await {
         tracing::warn!(error = %err, "cannot read queue pauses yet");
     }
