@@ -87,8 +87,12 @@ pub fn parse_seconds(s: &str) -> Result<Duration, String> {
 
 /// Parses the process's arguments into `T`, taking defaults from a TOML file when
 /// `--config FILE` or `RUSHES_CONFIG` names one. Precedence: flag, environment, file, default.
+/// `--help`, `--version` and usage errors print as clap prints them and exit (0 or 2).
 pub fn parse<T: clap::Parser>() -> anyhow::Result<T> {
-    parse_from::<T>(std::env::args_os().collect())
+    parse_from::<T>(std::env::args_os().collect()).map_err(|err| match err.downcast::<clap::Error>() {
+        Ok(clap_error) => clap_error.exit(),
+        Err(other) => other,
+    })
 }
 
 /// [`parse`] over explicit arguments (tests).
