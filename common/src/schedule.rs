@@ -501,9 +501,11 @@ impl ScheduleRecord {
         }
         let window = self.window();
         match self.timing()?.compile()? {
-            // A clocked instant stays due even if it has passed: the missed-run policy
-            // decides whether it still fires.
-            Compiled::Clocked(at) => Ok(Some(at).filter(|t| window.expires.is_none_or(|e| *t < e))),
+            // A clocked instant stays due even if it has passed (the missed-run policy
+            // decides whether it still fires), unless the schedule already ran for it.
+            Compiled::Clocked(at) => Ok(Some(at)
+                .filter(|t| window.expires.is_none_or(|e| *t < e))
+                .filter(|t| self.last_run_at.is_none_or(|last| *t > last))),
             compiled => Ok(compiled.next_after(now, &window)),
         }
     }

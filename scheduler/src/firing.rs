@@ -32,6 +32,8 @@ pub enum FireOutcome {
     SkippedMissed,
     /// Its job could not be built (unknown kind, invalid payload): nothing enqueued.
     Invalid,
+    /// A job for this due time exists already (an edit moved the schedule back): none added.
+    AlreadyFired,
 }
 
 impl FireOutcome {
@@ -40,6 +42,7 @@ impl FireOutcome {
             Self::Fired => "fired",
             Self::SkippedMissed => "skipped_missed",
             Self::Invalid => "invalid",
+            Self::AlreadyFired => "already_fired",
         }
     }
 }
@@ -168,6 +171,12 @@ pub async fn fire_due(db: &PgPool, now: DateTime<Utc>, grace: Duration) -> anyho
     }
 
     let records = enqueue::insert(&mut *tx, jobs).await?;
+    // A job refused as a duplicate of one already fired for its due time was not fired now.
+    for fire in fires.iter_mut().filter(|f| f.outcome == FireOutcome::Fired) {
+        if !records.iter().any(|r| r.schedule_id == Some(fire.schedule_id)) {
+            fire.outcome = FireOutcome::AlreadyFired;
+        }
+    }
     let ids: Vec<Uuid> = fires.iter().map(|f| f.schedule_id).collect();
     let nexts: Vec<Option<DateTime<Utc>>> = fires.iter().map(|f| f.next).collect();
     let fired: Vec<bool> = fires.iter().map(|f| f.outcome == FireOutcome::Fired).collect();

@@ -34,10 +34,12 @@ impl Candidate {
     /// Tries to take the lock; `true` while this candidate leads.
     pub async fn try_lead(&mut self) -> Result<bool, sqlx::Error> {
         if !self.leading {
-            self.leading = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            let attempt = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(LEADER_LOCK_KEY)
-                .fetch_one(&mut self.connection)
-                .await?;
+                .fetch_one(&mut self.connection);
+            self.leading = tokio::time::timeout(CHECK_TIMEOUT, attempt)
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)??;
         }
         Ok(self.leading)
     }
@@ -51,14 +53,20 @@ impl Candidate {
         }
     }
 
-    /// Gives the lock back (clean shutdown), so a standby takes over without waiting.
+    /// Gives the lock back, so a standby takes over without waiting; bounded, because the
+    /// connection may be the one that just failed (then dropping it releases the lock).
     pub async fn resign(mut self) {
-        if self.leading {
-            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(LEADER_LOCK_KEY)
-                .execute(&mut self.connection)
-                .await;
+        let release = async {
+            if self.leading {
+                sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(LEADER_LOCK_KEY)
+                    .execute(&mut self.connection)
+                    .await?;
+            }
+            self.connection.close().await
+        };
+        if !matches!(tokio::time::timeout(CHECK_TIMEOUT, release).await, Ok(Ok(()))) {
+            tracing::debug!("leadership connection dropped without a clean close");
         }
-        let _ = self.connection.close().await;
     }
 }

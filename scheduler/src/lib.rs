@@ -227,8 +227,10 @@ impl Scheduler {
             }
             // Publishing happens beside the firing loop, so a large batch (a thousand
             // crons due on the same second) does not delay the next due times.
-            if !pass.jobs.is_empty() && self.outbox.send(std::mem::take(&mut pass.jobs)).await.is_err() {
-                tracing::warn!("publisher stopped; the relay will publish the fired jobs");
+            // A stalled broker must not stall firing: when the outbox is full the jobs,
+            // already committed, are left to the relay.
+            if !pass.jobs.is_empty() && self.outbox.try_send(std::mem::take(&mut pass.jobs)).is_err() {
+                tracing::warn!("publisher backlogged; the relay will publish the fired jobs");
             }
         }
     }

@@ -1,6 +1,6 @@
 //! The relay: publishes jobs that were committed but never published (the broker was
 //! down at enqueue), and re-publishes running jobs whose worker went silent long ago
-//! and whose message may be gone. Duplicates are harmless: the claim drops them.
+//! and retries whose delayed message never came back — messages that may be gone. Duplicates are harmless: the claim drops them.
 
 use std::time::Duration;
 
@@ -19,6 +19,35 @@ const STRANDED_FACTOR: f64 = 4.0;
 pub struct Relayed {
     pub unpublished: usize,
     pub stranded: usize,
+}
+
+/// `retrying` jobs whose delayed message should have come back long ago (dead-lettering
+/// out of a delay queue is not confirmed by the broker), sent again.
+async fn overdue_retries(db: &PgPool, publisher: &Publisher, overdue_after_s: f64) -> anyhow::Result<usize> {
+    let mut overdue: Vec<JobRecord> = sqlx::query_as(concat!(
+        "SELECT ",
+        rushes_common::job_columns!(),
+        " FROM jobs WHERE state = 'retrying' AND retry_at < now() - make_interval(secs => $1) \
+          ORDER BY retry_at LIMIT $2"
+    ))
+    .bind(overdue_after_s)
+    .bind(BATCH)
+    .fetch_all(db)
+    .await?;
+    if overdue.is_empty() {
+        return Ok(0);
+    }
+    tracing::warn!(
+        jobs = overdue.len(),
+        "re-publishing retries whose delayed message did not come back"
+    );
+    enqueue::publish(db, publisher, &mut overdue).await?;
+    let ids: Vec<uuid::Uuid> = overdue.iter().map(|j| j.id).collect();
+    sqlx::query("UPDATE jobs SET retry_at = now() WHERE id = ANY($1) AND state = 'retrying'")
+        .bind(&ids)
+        .execute(db)
+        .await?;
+    Ok(overdue.len())
 }
 
 pub async fn pass(
@@ -56,8 +85,9 @@ pub async fn pass(
         tracing::warn!(jobs = stranded.len(), "re-publishing jobs whose worker went silent");
     }
     enqueue::publish(db, publisher, &mut stranded).await?;
+    let overdue = overdue_retries(db, publisher, stranded_after).await?;
     Ok(Relayed {
         unpublished: unpublished.len(),
-        stranded: stranded.len(),
+        stranded: stranded.len() + overdue,
     })
 }

@@ -185,6 +185,17 @@ async fn bad_input_gets_a_clear_error_and_creates_nothing() -> anyhow::Result<()
     );
     let (status, _) = env.post("/api/v1/queues/celery/pause", json!({})).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = env.call(reqwest::Method::DELETE, "/api/v1/jobs", None).await?;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+    );
+    let huge = json!({"kind": "sleep", "payload": {"seconds": 1, "pad": "x".repeat(3 << 20)}});
+    let (status, body) = env.post("/api/v1/jobs", huge).await?;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    );
 
     let (_, list) = env.get("/api/v1/jobs").await?;
     assert_eq!(list["jobs"], json!([]), "no bad request created a job");

@@ -2,7 +2,7 @@
 //! shared handles a handler may need.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use rushes_common::queue::Publisher;
 use sqlx::PgPool;
@@ -15,6 +15,8 @@ pub(crate) struct RunningJob {
     pub cancel: CancellationToken,
     /// Set when the worker stops: the job goes back to its queue instead of failing.
     pub requeue_on_stop: AtomicBool,
+    /// The attempt number this run holds (heartbeats are conditional on it).
+    pub attempt: AtomicI32,
     progress_bits: AtomicU32,
 }
 
@@ -23,6 +25,7 @@ impl RunningJob {
         Self {
             cancel: CancellationToken::new(),
             requeue_on_stop: AtomicBool::new(false),
+            attempt: AtomicI32::new(0),
             progress_bits: AtomicU32::new(0f32.to_bits()),
         }
     }

@@ -32,7 +32,8 @@ pub enum Claim {
 pub enum Outcome {
     Succeeded(Value),
     Failed(String),
-    Retrying(String),
+    /// The error and the delay (seconds) before the next attempt.
+    Retrying(String, u64),
     Dead(String),
 }
 
@@ -41,7 +42,7 @@ impl Outcome {
         match self {
             Self::Succeeded(_) => "succeeded",
             Self::Failed(_) => "failed",
-            Self::Retrying(_) => "retrying",
+            Self::Retrying(..) => "retrying",
             Self::Dead(_) => "dead",
         }
     }
@@ -53,7 +54,7 @@ type Reply<T> = oneshot::Sender<Result<T, String>>;
 #[derive(Clone)]
 pub struct Ledger {
     claims: mpsc::Sender<(Uuid, Reply<Claim>)>,
-    outcomes: mpsc::Sender<((Uuid, Outcome), Reply<bool>)>,
+    outcomes: mpsc::Sender<((Uuid, i32, Outcome), Reply<bool>)>,
 }
 
 impl Ledger {
@@ -83,12 +84,13 @@ impl Ledger {
         rx.await.map_err(|_| "ledger stopped".to_owned())?
     }
 
-    /// Records an outcome if the job is still ours and running; `false` when it is not
-    /// (cancelled meanwhile, or re-claimed after our heartbeat went stale).
-    pub async fn record(&self, id: Uuid, outcome: Outcome) -> Result<bool, String> {
+    /// Records the outcome of `attempt` if the job is still ours, running that attempt;
+    /// `false` when it is not (cancelled meanwhile, or re-claimed after our heartbeat
+    /// went stale — by another worker or by ourselves).
+    pub async fn record(&self, id: Uuid, attempt: i32, outcome: Outcome) -> Result<bool, String> {
         let (tx, rx) = oneshot::channel();
         self.outcomes
-            .send(((id, outcome), tx))
+            .send(((id, attempt, outcome), tx))
             .await
             .map_err(|_| "ledger stopped".to_owned())?;
         rx.await.map_err(|_| "ledger stopped".to_owned())?
@@ -173,38 +175,44 @@ async fn claim_batch(
         .collect())
 }
 
-async fn record_batch(db: &PgPool, worker_id: Uuid, outcomes: Vec<(Uuid, Outcome)>) -> Result<Vec<bool>, sqlx::Error> {
-    let mut ids = Vec::with_capacity(outcomes.len());
-    let mut states = Vec::with_capacity(outcomes.len());
-    let mut results = Vec::with_capacity(outcomes.len());
-    let mut errors = Vec::with_capacity(outcomes.len());
-    for (id, outcome) in &outcomes {
+async fn record_batch(
+    db: &PgPool,
+    worker_id: Uuid,
+    outcomes: Vec<(Uuid, i32, Outcome)>,
+) -> Result<Vec<bool>, sqlx::Error> {
+    let n = outcomes.len();
+    let (mut ids, mut attempts, mut states) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut results, mut errors, mut delays) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for (id, attempt, outcome) in &outcomes {
         ids.push(*id);
+        attempts.push(*attempt);
         states.push(outcome.state());
-        match outcome {
-            Outcome::Succeeded(value) => {
-                results.push(Some(value.clone()));
-                errors.push(None);
-            }
-            Outcome::Failed(e) | Outcome::Retrying(e) | Outcome::Dead(e) => {
-                results.push(None);
-                errors.push(Some(e.clone()));
-            }
-        }
+        let (result, error, delay) = match outcome {
+            Outcome::Succeeded(value) => (Some(value.clone()), None, None),
+            Outcome::Retrying(e, delay_s) => (None, Some(e.clone()), Some(*delay_s as f64)),
+            Outcome::Failed(e) | Outcome::Dead(e) => (None, Some(e.clone()), None),
+        };
+        results.push(result);
+        errors.push(error);
+        delays.push(delay);
     }
     let updated: HashSet<Uuid> = sqlx::query_scalar(
         "UPDATE jobs j SET state = u.state::job_state, result = u.result, error = u.error, \
                 progress = CASE WHEN u.state = 'succeeded' THEN 1 ELSE j.progress END, \
                 finished_at = CASE WHEN u.state = 'retrying' THEN NULL ELSE now() END, \
+                retry_at = now() + make_interval(secs => u.delay_s), \
                 heartbeat_at = NULL \
-         FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[]) AS u(id, state, result, error) \
-         WHERE j.id = u.id AND j.state = 'running' AND j.worker_id = $5 \
+         FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::int4[], $6::float8[]) \
+              AS u(id, state, result, error, attempt, delay_s) \
+         WHERE j.id = u.id AND j.state = 'running' AND j.worker_id = $7 AND j.attempts = u.attempt \
          RETURNING j.id",
     )
     .bind(&ids)
     .bind(&states)
     .bind(&results)
     .bind(&errors)
+    .bind(&attempts)
+    .bind(&delays)
     .bind(worker_id)
     .fetch_all(db)
     .await?

@@ -43,6 +43,14 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     let host = config.host.clone().unwrap_or_else(host_name);
     let queues = config.slots_by_queue();
     anyhow::ensure!(!queues.is_empty(), "no queues to consume (--queues)");
+    let lease = &config.lease;
+    anyhow::ensure!(
+        !lease.heartbeat_interval.is_zero() && lease.stale_after >= lease.heartbeat_interval * 3,
+        "heartbeat interval must be above zero and the stale period at least three heartbeats \
+         (got {:?} and {:?})",
+        lease.heartbeat_interval,
+        lease.stale_after
+    );
 
     let shared = Arc::new(state::Shared::new(
         db,

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rushes_common::db::{CANCEL_CHANNEL, PAUSE_CHANNEL};
@@ -66,14 +67,17 @@ async fn beat(shared: &Shared) -> Result<(), sqlx::Error> {
     let jobs = shared.running_snapshot();
     if !jobs.is_empty() {
         let ids: Vec<Uuid> = jobs.iter().map(|(id, _)| *id).collect();
+        let attempts: Vec<i32> = jobs.iter().map(|(_, job)| job.attempt.load(Ordering::SeqCst)).collect();
         let progress: Vec<f32> = jobs.iter().map(|(_, job)| job.progress()).collect();
         let alive: HashSet<Uuid> = sqlx::query_scalar(
             "UPDATE jobs j SET heartbeat_at = now(), progress = u.progress \
-             FROM unnest($1::uuid[], $2::real[]) AS u(id, progress) \
-             WHERE j.id = u.id AND j.state = 'running' AND j.worker_id = $3 RETURNING j.id",
+             FROM unnest($1::uuid[], $2::real[], $3::int4[]) AS u(id, progress, attempt) \
+             WHERE j.id = u.id AND j.state = 'running' AND j.worker_id = $4 AND j.attempts = u.attempt \
+             RETURNING j.id",
         )
         .bind(&ids)
         .bind(&progress)
+        .bind(&attempts)
         .bind(shared.worker_id)
         .fetch_all(&shared.db)
         .await?

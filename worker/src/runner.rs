@@ -191,12 +191,25 @@ async fn handle_delivery(shared: &Arc<Shared>, family: QueueFamily, incoming: In
         Err(err) => return park(shared, family, &incoming, None, None, "malformed", &err.to_string()).await,
     };
     if spec(&envelope.kind).is_none() || !shared.registry.knows(&envelope.kind) {
-        let reason = format!("unknown job kind `{}`", envelope.kind);
+        let reason = format!("unknown job kind `{}` (not in this worker's build)", envelope.kind);
+        // A job of ours that this build cannot run (a newer control plane, an older
+        // worker): fail the row so it is not left queued, and park the message with it;
+        // retrying it from the dead letters once the fleet knows the kind runs it.
+        let failed: Option<Uuid> = sqlx::query_scalar(
+            "UPDATE jobs SET state = 'failed', error = $2, finished_at = now() \
+             WHERE id = $1 AND state IN ('queued', 'retrying') RETURNING id",
+        )
+        .bind(envelope.id)
+        .bind(&reason)
+        .fetch_optional(&shared.db)
+        .await
+        .ok()
+        .flatten();
         return park(
             shared,
             family,
             &incoming,
-            None,
+            failed,
             Some(&envelope.kind),
             "unknown_kind",
             &reason,
@@ -274,13 +287,17 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
         let Some(kind) = spec(&job.kind) else {
             // The row names a kind this build does not know (the message said otherwise).
             let message = format!("unknown job kind `{}`", job.kind);
-            return match shared.ledger.record(job.id, Outcome::Failed(message)).await {
+            return match shared
+                .ledger
+                .record(job.id, job.attempts, Outcome::Failed(message))
+                .await
+            {
                 Ok(_) => settle(incoming.ack().await),
                 Err(_) => settle(incoming.requeue().await),
             };
         };
         let running = Arc::new(RunningJob::new());
-        shared.track(job.id, running.clone());
+        shared.track(job.id, job.attempts, running.clone());
         shared
             .metrics
             .started
@@ -318,12 +335,14 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
             }
             None => Err(JobError::Permanent(format!("no handler for `{}`", job.kind))),
         };
-        shared.untrack(job.id);
+        shared.untrack(job.id, &running);
 
         let outcome = match result {
             Ok(value) => Outcome::Succeeded(value),
             Err(JobError::Permanent(message)) => Outcome::Failed(message),
-            Err(JobError::Retryable(message)) if job.attempts < job.max_attempts => Outcome::Retrying(message),
+            Err(JobError::Retryable(message)) if job.attempts < job.max_attempts => {
+                Outcome::Retrying(message, Topology::delay_level(kind.backoff(job.attempts)))
+            }
             Err(JobError::Retryable(message)) => Outcome::Dead(message),
             Err(JobError::Cancelled) if running.requeue_on_stop.load(Ordering::SeqCst) => {
                 return requeue_on_stop(shared, family, incoming, &job).await;
@@ -338,10 +357,10 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
         let label = match &outcome {
             Outcome::Succeeded(_) => "succeeded",
             Outcome::Failed(_) => "failed",
-            Outcome::Retrying(_) => "retrying",
+            Outcome::Retrying(..) => "retrying",
             Outcome::Dead(_) => "dead",
         };
-        match shared.ledger.record(job.id, outcome.clone()).await {
+        match shared.ledger.record(job.id, job.attempts, outcome.clone()).await {
             Ok(true) => {}
             Ok(false) => {
                 finish_metrics(shared, &job, family, "lost", started);
@@ -365,10 +384,8 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
                 tracing::info!(duration_ms = started.elapsed().as_millis() as u64, "job succeeded")
             }
             Outcome::Failed(ref message) => tracing::warn!(error = %message, "job failed permanently"),
-            Outcome::Retrying(ref message) => {
-                let delay = kind.backoff(job.attempts);
-                tracing::warn!(error = %message, retry_in_s = delay.as_secs_f64(), "job failed; retrying");
-                let delay_s = Topology::delay_level(delay);
+            Outcome::Retrying(ref message, delay_s) => {
+                tracing::warn!(error = %message, retry_in_s = delay_s, "job failed; retrying");
                 let retry = Outgoing::delayed(shared.broker.topology(), &job, delay_s);
                 if let Err(err) = shared.publisher.publish(&[retry]).await {
                     // The row says `retrying`; the redelivery claims and runs it without the delay.

@@ -75,15 +75,26 @@ impl Shared {
         }
     }
 
-    pub fn track(&self, id: Uuid, job: Arc<RunningJob>) {
-        self.running
+    /// Tracks a running attempt. Should this worker re-claim its own job (its heartbeat
+    /// went stale), the older attempt is stopped: only the newest one is ours.
+    pub fn track(&self, id: Uuid, attempt: i32, job: Arc<RunningJob>) {
+        job.attempt.store(attempt, Ordering::SeqCst);
+        let previous = self
+            .running
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, job);
+        if let Some(previous) = previous {
+            previous.cancel.cancel();
+        }
     }
 
-    pub fn untrack(&self, id: Uuid) {
-        self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+    /// Stops tracking `job`, unless a newer attempt of the same job replaced it.
+    pub fn untrack(&self, id: Uuid, job: &Arc<RunningJob>) {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if running.get(&id).is_some_and(|current| Arc::ptr_eq(current, job)) {
+            running.remove(&id);
+        }
     }
 
     pub fn running_job(&self, id: Uuid) -> Option<Arc<RunningJob>> {

@@ -2,8 +2,9 @@
 //!
 //! ```text
 //!  publish ──► {p}.jobs (direct) ──rk=family──► {p}.{family}   (durable, x-max-priority 10)
-//!  retry   ──► {p}.delay.{n}s (fanout) ──► {p}.delay.{n}s  (TTL n s, dead-letters to {p}.jobs,
-//!                                                            keeping the family routing key)
+//!  retry   ──► {p}.retry.{n}s (fanout) ──► {p}.retry.{n}s  (TTL n s, dead-letters to {p}.jobs,
+//!                                                            keeping the family routing key and
+//!                                                            priority; FIFO, so expiry is in order)
 //!  park    ──► {p}.dead (fanout) ──► {p}.dead               (reason in headers, bounded)
 //! ```
 
@@ -56,7 +57,7 @@ impl Topology {
 
     /// The exchange and queue of the delay level holding messages `seconds` long.
     pub fn delay(&self, seconds: u64) -> String {
-        format!("{}.delay.{seconds}s", self.prefix)
+        format!("{}.retry.{seconds}s", self.prefix)
     }
 
     /// The delay level (seconds) used for a wanted delay: the smallest level at least
@@ -130,7 +131,8 @@ impl Topology {
             let ttl_ms = i64::try_from(seconds * 1000).unwrap_or(i64::MAX);
             args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl_ms));
             args.insert("x-dead-letter-exchange".into(), long_string(&jobs));
-            args.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(AMQP_MAX_PRIORITY));
+            // Not a priority queue: RabbitMQ expires messages only at a queue's head, and a
+            // priority queue would hold a low-priority message behind newer urgent ones.
             channel.queue_declare(name.as_str().into(), durable_queue, args).await?;
             bind(channel, &name, &name, "").await?;
         }
@@ -184,7 +186,7 @@ mod tests {
         assert_eq!(t.jobs_exchange(), "t1.jobs");
         assert_eq!(t.queue(QueueFamily::TranscodeLong), "t1.transcode_long");
         assert_eq!(t.dead_letters(), "t1.dead");
-        assert_eq!(t.delay(30), "t1.delay.30s");
+        assert_eq!(t.delay(30), "t1.retry.30s");
     }
 
     #[test]

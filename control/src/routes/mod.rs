@@ -42,6 +42,7 @@ pub fn app(state: AppState) -> Router {
         .merge(kinds::router())
         .merge(schedules::router())
         .fallback(|| async { crate::error::ApiError::NotFound("no such API route".into()) })
+        .method_not_allowed_fallback(|| async { crate::error::ApiError::MethodNotAllowed })
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require_token,
