@@ -277,3 +277,55 @@ async fn foreign_messages_are_dead_lettered_with_a_reason() -> anyhow::Result<()
     assert_eq!(env.publisher.broker().dead_letter_depth().await?, 5);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_of_a_kind_this_worker_lacks_fails_and_is_parked_with_its_row() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    env.ready().await?;
+    // As a newer control plane would enqueue it: a row and a message of a kind this build lacks.
+    let id = Uuid::now_v7();
+    sqlx::query("INSERT INTO jobs (id, kind, queue, payload, max_attempts, published_at) VALUES ($1, 'render_3d', 'maintenance', '{}', 3, now())")
+        .bind(id)
+        .execute(&env.db)
+        .await?;
+    let message = json!({"v": 1, "id": id, "kind": "render_3d", "payload": {}, "attempt": 0});
+    env.publish_raw(QueueFamily::Maintenance, message.to_string().as_bytes())
+        .await?;
+    let worker = env.worker_config("maintenance=1")?;
+    env.spawn_worker(worker);
+
+    let failed = env.wait_state(id, "failed", T).await?;
+    assert!(
+        failed["error"].as_str().is_some_and(|e| e.contains("render_3d")),
+        "{failed}"
+    );
+    let (_, letters) = env.get("/api/v1/dead-letters").await?;
+    assert_eq!(
+        letters["dead_letters"][0]["job_id"],
+        id.to_string(),
+        "parked with its job: {letters}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_whose_delayed_message_was_lost_is_sent_again() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    env.ready().await?;
+    // A job between attempts whose message vanished from the delay queue.
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, queue, payload, max_attempts, state, attempts, error, published_at, retry_at) \
+         VALUES ($1, 'sleep', 'maintenance', '{\"seconds\": 0}', 3, 'retrying', 1, 'earlier failure', \
+                 now() - interval '1 hour', now() - interval '1 hour')",
+    )
+    .bind(id)
+    .execute(&env.db)
+    .await?;
+    let worker = env.worker_config("maintenance=1")?;
+    env.spawn_worker(worker);
+    env.spawn_scheduler(env.scheduler_config()?);
+    let done = env.wait_state(id, "succeeded", T).await?;
+    assert_eq!(done["attempts"], 2, "{done}");
+    Ok(())
+}
