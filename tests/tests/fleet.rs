@@ -299,12 +299,15 @@ async fn a_job_of_a_kind_this_worker_lacks_fails_and_is_parked_with_its_row() ->
         failed["error"].as_str().is_some_and(|e| e.contains("render_3d")),
         "{failed}"
     );
-    let (_, letters) = env.get("/api/v1/dead-letters").await?;
-    assert_eq!(
-        letters["dead_letters"][0]["job_id"],
-        id.to_string(),
-        "parked with its job: {letters}"
-    );
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let (_, letters) = env.get("/api/v1/dead-letters").await?;
+        if letters["dead_letters"][0]["job_id"] == id.to_string() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "parked with its job: {letters}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     Ok(())
 }
 
