@@ -270,8 +270,27 @@ async fn find(state: &AppState, id: Uuid) -> ApiResult<ScheduleRecord> {
     .ok_or_else(|| ApiError::NotFound(format!("no schedule {id}")))
 }
 
+/// Applies `body` to the stored schedule under a row lock, so an edit neither undoes a
+/// fire that commits meanwhile nor brings back a schedule deleted meanwhile.
+async fn edit(state: &AppState, id: Uuid, body: ScheduleBody) -> ApiResult<axum::Json<ScheduleView>> {
+    let now = Utc::now();
+    let mut tx = state.db.begin().await?;
+    let current: ScheduleRecord = sqlx::query_as(concat!(
+        "SELECT ",
+        rushes_common::schedule_columns!(),
+        " FROM schedules WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no schedule {id}")))?;
+    let row = save(&mut *tx, &body.apply(current, now)?).await?;
+    tx.commit().await?;
+    Ok(axum::Json(ScheduleView::new(row, now)))
+}
+
 /// Writes every editable column of `row` (insert or update by id).
-async fn save(state: &AppState, row: &ScheduleRecord) -> ApiResult<ScheduleRecord> {
+async fn save<'e>(executor: impl sqlx::PgExecutor<'e>, row: &ScheduleRecord) -> ApiResult<ScheduleRecord> {
     let saved: ScheduleRecord = sqlx::query_as(concat!(
         "INSERT INTO schedules (id, name, description, kind, payload, priority, cron_expr, cron_timezone, \
              interval_every, interval_period, clocked_at, enabled, one_off, start_time, expires, missed, \
@@ -306,7 +325,7 @@ async fn save(state: &AppState, row: &ScheduleRecord) -> ApiResult<ScheduleRecor
     .bind(row.next_run_at)
     .bind(row.created_at)
     .bind(row.updated_at)
-    .fetch_one(&state.db)
+    .fetch_one(executor)
     .await
     .map_err(|e| match e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
@@ -350,7 +369,7 @@ async fn create(State(state): State<AppState>, Json(body): Json<ScheduleBody>) -
         created_at: now,
         updated_at: now,
     };
-    let row = save(&state, &body.apply(blank, now)?).await?;
+    let row = save(&state.db, &body.apply(blank, now)?).await?;
     Ok((StatusCode::CREATED, axum::Json(ScheduleView::new(row, now))))
 }
 
@@ -394,9 +413,7 @@ async fn update(
     Path(id): Path<Uuid>,
     Json(body): Json<ScheduleBody>,
 ) -> ApiResult<axum::Json<ScheduleView>> {
-    let now = Utc::now();
-    let row = save(&state, &body.apply(find(&state, id).await?, now)?).await?;
-    Ok(axum::Json(ScheduleView::new(row, now)))
+    edit(&state, id, body).await
 }
 
 async fn set_enabled(state: &AppState, id: Uuid, enabled: bool) -> ApiResult<axum::Json<ScheduleView>> {
@@ -404,9 +421,7 @@ async fn set_enabled(state: &AppState, id: Uuid, enabled: bool) -> ApiResult<axu
         enabled: Some(enabled),
         ..Default::default()
     };
-    let now = Utc::now();
-    let row = save(state, &body.apply(find(state, id).await?, now)?).await?;
-    Ok(axum::Json(ScheduleView::new(row, now)))
+    edit(state, id, body).await
 }
 
 async fn enable(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<ScheduleView>> {
