@@ -416,6 +416,26 @@ impl TestEnv {
         }
     }
 
+    /// Polls `GET path` until `pred` holds for its body, or fails after `timeout` showing it.
+    pub async fn get_until(
+        &self,
+        path: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (_, body) = self.get(path).await?;
+            if pred(&body) {
+                return Ok(body);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("GET {path} did not reach the expected state within {timeout:?}; last: {body}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until the job is in `state`.
     pub async fn wait_state(&self, id: Uuid, state: &str, timeout: Duration) -> anyhow::Result<Value> {
         self.wait_job(id, timeout, |j| j["state"] == state).await

@@ -212,15 +212,12 @@ async fn foreign_messages_are_dead_lettered_with_a_reason() -> anyhow::Result<()
     let ok = env.sleep_job(0.0, None).await?;
     env.wait_state(ok, "succeeded", T).await?;
 
-    let deadline = tokio::time::Instant::now() + T;
-    let letters = loop {
-        let (_, body) = env.get("/api/v1/dead-letters").await?;
-        let letters = body["dead_letters"].as_array().cloned().unwrap_or_default();
-        if letters.len() >= 4 || tokio::time::Instant::now() > deadline {
-            break letters;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let body = env
+        .get_until("/api/v1/dead-letters", T, |b| {
+            b["dead_letters"].as_array().is_some_and(|l| l.len() >= 4)
+        })
+        .await?;
+    let letters = body["dead_letters"].as_array().cloned().unwrap_or_default();
     let reasons: Vec<&str> = letters.iter().filter_map(|l| l["reason"].as_str()).collect();
     for needle in [
         "malformed message",
@@ -252,28 +249,29 @@ async fn foreign_messages_are_dead_lettered_with_a_reason() -> anyhow::Result<()
         .post(&format!("/api/v1/dead-letters/{garbage_id}/requeue"), json!({}))
         .await?;
     assert_eq!(status, StatusCode::OK);
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        let (_, body) = env.get("/api/v1/dead-letters?queue=maintenance").await?;
-        let again = body["dead_letters"]
+    env.get_until("/api/v1/dead-letters?queue=maintenance", T, |b| {
+        b["dead_letters"]
             .as_array()
             .into_iter()
             .flatten()
             .filter(|l| l["body"] == "this is not json")
-            .count();
-        if again == 1 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "requeued garbage is parked again"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .count()
+            == 1
+    })
+    .await?;
 
     // The broker's dead-letter queue holds a copy of each parked message.
     let queues = env.publisher.broker().queue_stats().await?;
     assert!(queues.iter().all(|q| q.messages == 0), "job queues drained");
+    // (The copy follows the row: give it a moment.)
+    let deadline = tokio::time::Instant::now() + T;
+    while env.publisher.broker().dead_letter_depth().await? < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "five copies in the dead-letter queue"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(env.publisher.broker().dead_letter_depth().await?, 5);
     Ok(())
 }
@@ -299,15 +297,10 @@ async fn a_job_of_a_kind_this_worker_lacks_fails_and_is_parked_with_its_row() ->
         failed["error"].as_str().is_some_and(|e| e.contains("render_3d")),
         "{failed}"
     );
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        let (_, letters) = env.get("/api/v1/dead-letters").await?;
-        if letters["dead_letters"][0]["job_id"] == id.to_string() {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "parked with its job: {letters}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.get_until("/api/v1/dead-letters", T, |b| {
+        b["dead_letters"][0]["job_id"] == id.to_string()
+    })
+    .await?;
     Ok(())
 }
 
