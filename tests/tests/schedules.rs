@@ -265,7 +265,7 @@ async fn a_running_scheduler_fires_and_picks_up_edits_live() -> anyhow::Result<(
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let ticks = jobs_of(&env, every_second).await?;
     assert!(
-        (3..=5).contains(&ticks.len()),
+        (2..=5).contains(&ticks.len()),
         "about one job a second: {}",
         ticks.len()
     );
