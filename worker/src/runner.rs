@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use rushes_common::job::{Envelope, JobRecord, QueueFamily, spec};
+use rushes_common::job::{Envelope, JobRecord, JobState, QueueFamily, spec};
 use rushes_common::queue::{Backoff, Incoming, Outgoing, Subscription, Topology};
 use tokio::sync::Notify;
 use tracing::Instrument;
@@ -231,6 +231,21 @@ async fn handle_delivery(shared: &Arc<Shared>, family: QueueFamily, incoming: In
             )
             .await;
         }
+        Ok(Claim::Settled(JobState::Dead)) if !has_open_letter(shared, envelope.id).await => {
+            // The job died but its letter was never written (the insert failed and the
+            // message came back): park it now, so the dead-letter list shows every dead job.
+            let reason = "out of attempts (dead letter recorded late)";
+            park(
+                shared,
+                family,
+                &incoming,
+                Some(envelope.id),
+                Some(&envelope.kind),
+                "exhausted",
+                reason,
+            )
+            .await;
+        }
         Ok(Claim::Settled(state)) => {
             tracing::debug!(job.id = %envelope.id, state = state.as_str(), "duplicate delivery of a settled job dropped");
             shared
@@ -247,6 +262,16 @@ async fn handle_delivery(shared: &Arc<Shared>, family: QueueFamily, incoming: In
             settle(incoming.requeue().await);
         }
     }
+}
+
+/// Whether a dead job already has its (not requeued) dead letter; `true` when unknown,
+/// so a database error never parks a duplicate.
+async fn has_open_letter(shared: &Shared, job_id: Uuid) -> bool {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM dead_letters WHERE job_id = $1 AND requeued_at IS NULL)")
+        .bind(job_id)
+        .fetch_one(&shared.db)
+        .await
+        .unwrap_or(true)
 }
 
 /// A delivery of a job that another worker holds with a fresh heartbeat (a redelivery
