@@ -76,6 +76,9 @@ async fn main() -> anyhow::Result<()> {
         anyhow::Ok((full, wide, latency))
     }
     .await;
+    // Twice: the scheduler's or worker's last publishes may re-declare it meanwhile.
+    let _ = broker.delete_topology().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let _ = broker.delete_topology().await;
     db.close().await;
     drop_database(&pg, &format!("rushes_bench_{tag}")).await;

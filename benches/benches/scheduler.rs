@@ -131,6 +131,9 @@ async fn main() -> anyhow::Result<()> {
         anyhow::Ok((lags.len(), at(0.5), at(0.99), cpu, edit_ms))
     }
     .await;
+    // Twice: the scheduler's or worker's last publishes may re-declare it meanwhile.
+    let _ = broker.delete_topology().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let _ = broker.delete_topology().await;
     db.close().await;
     {

@@ -499,10 +499,17 @@ impl Drop for TestEnv {
             };
             runtime.block_on(async move {
                 // A broker handle of this runtime's own: the test's connections die with its runtime.
+                // Twice: a task of the test still winding down (a worker publishing a
+                // retry) may declare the topology again just after the first pass.
                 match Broker::new(&broker_config, "rushes-tests teardown") {
                     Ok(broker) => {
-                        if let Err(err) = broker.delete_topology().await {
-                            eprintln!("cannot delete test queues: {err}");
+                        for pass in 0..2 {
+                            if pass > 0 {
+                                tokio::time::sleep(Duration::from_millis(750)).await;
+                            }
+                            if let Err(err) = broker.delete_topology().await {
+                                eprintln!("cannot delete test queues: {err}");
+                            }
                         }
                     }
                     Err(err) => eprintln!("cannot reach the broker for teardown: {err}"),
