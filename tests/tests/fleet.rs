@@ -325,34 +325,3 @@ async fn a_retry_whose_delayed_message_was_lost_is_sent_again() -> anyhow::Resul
     assert_eq!(done["attempts"], 2, "{done}");
     Ok(())
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_job_without_its_letter_gets_one_from_the_next_delivery() -> anyhow::Result<()> {
-    let mut env = TestEnv::new().await?;
-    env.ready().await?;
-    // As if the letter insert had failed after the job was recorded dead.
-    let id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO jobs (id, kind, queue, payload, max_attempts, state, attempts, error, finished_at) \
-         VALUES ($1, 'sleep', 'maintenance', '{\"seconds\": 0}', 1, 'dead', 1, 'boom', now())",
-    )
-    .bind(id)
-    .execute(&env.db)
-    .await?;
-    let message = json!({"v": 1, "id": id, "kind": "sleep", "payload": {"seconds": 0}, "attempt": 1});
-    env.publish_raw(QueueFamily::Maintenance, message.to_string().as_bytes())
-        .await?;
-    env.publish_raw(QueueFamily::Maintenance, message.to_string().as_bytes())
-        .await?;
-    let worker = env.worker_config("maintenance=1")?;
-    env.spawn_worker(worker);
-    env.get_until("/api/v1/dead-letters", T, |b| {
-        b["dead_letters"][0]["job_id"] == id.to_string()
-    })
-    .await?;
-    // The second copy finds the letter and is dropped: one letter per dead job.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, letters) = env.get("/api/v1/dead-letters").await?;
-    assert_eq!(letters["dead_letters"].as_array().map(Vec::len), Some(1), "{letters}");
-    Ok(())
-}

@@ -34,7 +34,17 @@ pub enum Outcome {
     Failed(String),
     /// The error and the delay (seconds) before the next attempt.
     Retrying(String, u64),
-    Dead(String),
+    /// Out of attempts: the error, and the letter parked in the same transaction.
+    Dead(String, Letter),
+}
+
+/// The message of a dead job, as recorded in `dead_letters`.
+#[derive(Debug, Clone)]
+pub struct Letter {
+    pub queue: &'static str,
+    pub kind: String,
+    pub body: Vec<u8>,
+    pub headers: Value,
 }
 
 impl Outcome {
@@ -43,7 +53,7 @@ impl Outcome {
             Self::Succeeded(_) => "succeeded",
             Self::Failed(_) => "failed",
             Self::Retrying(..) => "retrying",
-            Self::Dead(_) => "dead",
+            Self::Dead(..) => "dead",
         }
     }
 }
@@ -190,12 +200,13 @@ async fn record_batch(
         let (result, error, delay) = match outcome {
             Outcome::Succeeded(value) => (Some(value.clone()), None, None),
             Outcome::Retrying(e, delay_s) => (None, Some(e.clone()), Some(*delay_s as f64)),
-            Outcome::Failed(e) | Outcome::Dead(e) => (None, Some(e.clone()), None),
+            Outcome::Failed(e) | Outcome::Dead(e, _) => (None, Some(e.clone()), None),
         };
         results.push(result);
         errors.push(error);
         delays.push(delay);
     }
+    let mut tx = db.begin().await?;
     let updated: HashSet<Uuid> = sqlx::query_scalar(
         "UPDATE jobs j SET state = u.state::job_state, result = u.result, error = u.error, \
                 progress = CASE WHEN u.state = 'succeeded' THEN 1 ELSE j.progress END, \
@@ -214,10 +225,31 @@ async fn record_batch(
     .bind(&attempts)
     .bind(&delays)
     .bind(worker_id)
-    .fetch_all(db)
+    .fetch_all(&mut *tx)
     .await?
     .into_iter()
     .collect();
+    // A dead job and its parked letter commit together.
+    for (id, _, outcome) in &outcomes {
+        if let Outcome::Dead(error, letter) = outcome
+            && updated.contains(id)
+        {
+            sqlx::query(
+                "INSERT INTO dead_letters (id, queue, job_id, kind, reason, body, headers) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(Uuid::now_v7())
+            .bind(letter.queue)
+            .bind(id)
+            .bind(&letter.kind)
+            .bind(error)
+            .bind(&letter.body)
+            .bind(&letter.headers)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
     Ok(ids.iter().map(|id| updated.contains(id)).collect())
 }
 

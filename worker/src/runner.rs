@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use rushes_common::job::{Envelope, JobRecord, JobState, QueueFamily, spec};
+use rushes_common::job::{Envelope, JobRecord, QueueFamily, spec};
 use rushes_common::queue::{Backoff, Incoming, Outgoing, Subscription, Topology};
 use tokio::sync::Notify;
 use tracing::Instrument;
@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::context::{JobContext, RunningJob};
 use crate::jobs::JobError;
-use crate::ledger::{Claim, Outcome, release};
+use crate::ledger::{Claim, Letter, Outcome, release};
 use crate::state::Shared;
 
 /// Slot accounting of one queue, across channel generations.
@@ -193,23 +193,13 @@ async fn handle_delivery(shared: &Arc<Shared>, family: QueueFamily, incoming: In
     if spec(&envelope.kind).is_none() || !shared.registry.knows(&envelope.kind) {
         let reason = format!("unknown job kind `{}` (not in this worker's build)", envelope.kind);
         // A job of ours that this build cannot run (a newer control plane, an older
-        // worker): fail the row so it is not left queued, and park the message with it;
-        // retrying it from the dead letters once the fleet knows the kind runs it.
-        let failed: Option<Uuid> = sqlx::query_scalar(
-            "UPDATE jobs SET state = 'failed', error = $2, finished_at = now() \
-             WHERE id = $1 AND state IN ('queued', 'retrying') RETURNING id",
-        )
-        .bind(envelope.id)
-        .bind(&reason)
-        .fetch_optional(&shared.db)
-        .await
-        .ok()
-        .flatten();
+        // worker) fails with its letter, so it is not left queued; retrying it from the
+        // dead letters once the fleet knows the kind runs it.
         return park(
             shared,
             family,
             &incoming,
-            failed,
+            Some(envelope.id),
             Some(&envelope.kind),
             "unknown_kind",
             &reason,
@@ -231,21 +221,6 @@ async fn handle_delivery(shared: &Arc<Shared>, family: QueueFamily, incoming: In
             )
             .await;
         }
-        Ok(Claim::Settled(JobState::Dead)) if !has_open_letter(shared, envelope.id).await => {
-            // The job died but its letter was never written (the insert failed and the
-            // message came back): park it now, so the dead-letter list shows every dead job.
-            let reason = "out of attempts (dead letter recorded late)";
-            park(
-                shared,
-                family,
-                &incoming,
-                Some(envelope.id),
-                Some(&envelope.kind),
-                "exhausted",
-                reason,
-            )
-            .await;
-        }
         Ok(Claim::Settled(state)) => {
             tracing::debug!(job.id = %envelope.id, state = state.as_str(), "duplicate delivery of a settled job dropped");
             shared
@@ -262,16 +237,6 @@ async fn handle_delivery(shared: &Arc<Shared>, family: QueueFamily, incoming: In
             settle(incoming.requeue().await);
         }
     }
-}
-
-/// Whether a dead job already has its (not requeued) dead letter; `true` when unknown,
-/// so a database error never parks a duplicate.
-async fn has_open_letter(shared: &Shared, job_id: Uuid) -> bool {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM dead_letters WHERE job_id = $1 AND requeued_at IS NULL)")
-        .bind(job_id)
-        .fetch_one(&shared.db)
-        .await
-        .unwrap_or(true)
 }
 
 /// A delivery of a job that another worker holds with a fresh heartbeat (a redelivery
@@ -368,7 +333,15 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
             Err(JobError::Retryable(message)) if job.attempts < job.max_attempts => {
                 Outcome::Retrying(message, Topology::delay_level(kind.backoff(job.attempts)))
             }
-            Err(JobError::Retryable(message)) => Outcome::Dead(message),
+            Err(JobError::Retryable(message)) => Outcome::Dead(
+                message,
+                Letter {
+                    queue: family.as_str(),
+                    kind: job.kind.clone(),
+                    body: incoming.body.clone(),
+                    headers: incoming.headers.clone(),
+                },
+            ),
             Err(JobError::Cancelled) if running.requeue_on_stop.load(Ordering::SeqCst) => {
                 return requeue_on_stop(shared, family, incoming, &job).await;
             }
@@ -383,7 +356,7 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
             Outcome::Succeeded(_) => "succeeded",
             Outcome::Failed(_) => "failed",
             Outcome::Retrying(..) => "retrying",
-            Outcome::Dead(_) => "dead",
+            Outcome::Dead(..) => "dead",
         };
         match shared.ledger.record(job.id, job.attempts, outcome.clone()).await {
             Ok(true) => {}
@@ -418,18 +391,9 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
                     return settle(incoming.requeue().await);
                 }
             }
-            Outcome::Dead(ref message) => {
+            Outcome::Dead(ref message, _) => {
                 tracing::error!(error = %message, attempts = job.attempts, "job is dead: out of attempts");
-                return park(
-                    shared,
-                    family,
-                    &incoming,
-                    Some(job.id),
-                    Some(&job.kind),
-                    "exhausted",
-                    message,
-                )
-                .await;
+                return forward_letter(shared, family, &incoming, "exhausted", message).await;
             }
         }
         settle(incoming.ack().await);
@@ -468,24 +432,28 @@ async fn requeue_on_stop(shared: &Shared, family: QueueFamily, incoming: Incomin
     settle(incoming.requeue().await);
 }
 
-/// Parks a message we cannot run: recorded in `dead_letters`, copied to the dead-letter
-/// queue with the reason in its headers, then acknowledged.
+/// Parks a message we cannot run: recorded in `dead_letters` — failing `job`, its row,
+/// in the same statement if it is still waiting — then forwarded (see [`forward_letter`]).
 async fn park(
     shared: &Shared,
     family: QueueFamily,
     incoming: &Incoming,
-    job_id: Option<Uuid>,
+    job: Option<Uuid>,
     kind: Option<&str>,
     reason_label: &str,
     reason: &str,
 ) {
     tracing::warn!(queue = family.as_str(), message_id = ?incoming.message_id, reason, "dead-lettering message");
     let recorded = sqlx::query(
-        "INSERT INTO dead_letters (id, queue, job_id, kind, reason, body, headers) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "WITH failed AS ( \
+             UPDATE jobs SET state = 'failed', error = $5, finished_at = now() \
+             WHERE id = $3 AND state IN ('queued', 'retrying') RETURNING id) \
+         INSERT INTO dead_letters (id, queue, job_id, kind, reason, body, headers) \
+         VALUES ($1, $2, (SELECT id FROM failed), $4, $5, $6, $7)",
     )
     .bind(Uuid::now_v7())
     .bind(family.as_str())
-    .bind(job_id)
+    .bind(job)
     .bind(kind)
     .bind(reason)
     .bind(&incoming.body)
@@ -497,6 +465,12 @@ async fn park(
         tokio::time::sleep(Duration::from_secs(1)).await;
         return settle(incoming.requeue().await);
     }
+    forward_letter(shared, family, incoming, reason_label, reason).await;
+}
+
+/// Copies a recorded dead letter to the dead-letter queue with the reason in its
+/// headers, counts it, and acknowledges the delivery.
+async fn forward_letter(shared: &Shared, family: QueueFamily, incoming: &Incoming, reason_label: &str, reason: &str) {
     let copy = Outgoing::dead_letter(
         shared.broker.topology(),
         &shared.broker.topology().queue(family),
