@@ -10,6 +10,7 @@ use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 use rushes_common::job::QueueFamily;
 use rushes_common::metrics::{counter, gauge, histogram, render};
 
+use crate::routes::queues::ActiveCounts;
 use crate::state::AppState;
 
 #[derive(Clone)]
@@ -96,19 +97,12 @@ pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
         }
         Err(err) => tracing::debug!(error = %err, "broker unreachable at scrape"),
     }
-    let active: Result<Vec<(String, String, i64)>, _> = sqlx::query_as(
-        "SELECT queue, state::text, count(*) FROM jobs WHERE state IN ('queued', 'running', 'retrying') GROUP BY 1, 2",
-    )
-    .fetch_all(&state.db)
-    .await;
-    if let Ok(rows) = active {
+    if let Ok(counts) = ActiveCounts::read(&state.db).await {
         for family in QueueFamily::ALL {
-            for st in ["queued", "running", "retrying"] {
-                let n = rows
-                    .iter()
-                    .find(|(q, s, _)| q == family.as_str() && s == st)
-                    .map_or(0, |r| r.2);
-                m.jobs_active.with_label_values(&[family.as_str(), st]).set(n);
+            for st in ActiveCounts::STATES {
+                m.jobs_active
+                    .with_label_values(&[family.as_str(), st])
+                    .set(counts.get(family, st));
             }
         }
     }

@@ -10,7 +10,6 @@
 //! Every function takes `now` explicitly, so the calendar logic is tested with an
 //! injected clock.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -211,18 +210,4 @@ pub async fn enabled_count(db: &PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM schedules WHERE enabled")
         .fetch_one(db)
         .await
-}
-
-/// Lag of each fired schedule (fire time − due time), by name, for the metrics.
-pub fn lags(pass: &Pass, now: DateTime<Utc>) -> HashMap<String, f64> {
-    pass.fires
-        .iter()
-        .filter(|f| f.outcome == FireOutcome::Fired)
-        .map(|f| {
-            (
-                f.name.clone(),
-                (now - f.due).num_microseconds().unwrap_or(0) as f64 / 1e6,
-            )
-        })
-        .collect()
 }

@@ -215,11 +215,12 @@ impl Scheduler {
                 return;
             }
             let fired_at = Utc::now();
-            for (name, lag) in firing::lags(&pass, fired_at) {
-                self.metrics.lag.with_label_values(&[] as &[&str]).observe(lag);
-                tracing::debug!(schedule = %name, lag_ms = lag * 1000.0, "fired");
-            }
             for fire in &pass.fires {
+                if fire.outcome == firing::FireOutcome::Fired {
+                    let lag_s = (fired_at - fire.due).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                    self.metrics.lag.with_label_values(&[] as &[&str]).observe(lag_s);
+                    tracing::debug!(schedule = %fire.name, lag_ms = lag_s * 1000.0, "fired");
+                }
                 self.metrics
                     .fires
                     .with_label_values(&[fire.name.as_str(), fire.outcome.as_str()])

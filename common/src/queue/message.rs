@@ -116,7 +116,8 @@ fn job_properties(job: &JobRecord) -> BasicProperties {
         .with_headers(headers)
 }
 
-fn long_string(s: &str) -> AMQPValue {
+/// An AMQP long-string value (headers, queue arguments).
+pub(crate) fn long_string(s: &str) -> AMQPValue {
     AMQPValue::LongString(s.as_bytes().to_vec().into())
 }
 

@@ -16,6 +16,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, ExchangeKind};
 
+use super::message::long_string;
 use crate::job::{AMQP_MAX_PRIORITY, QueueFamily};
 
 /// Delays (seconds) of the retry queues; a wanted delay rounds up to the next one.
@@ -170,10 +171,6 @@ async fn bind(channel: &Channel, queue: &str, exchange: &str, routing_key: &str)
             FieldTable::default(),
         )
         .await
-}
-
-fn long_string(s: &str) -> AMQPValue {
-    AMQPValue::LongString(s.as_bytes().to_vec().into())
 }
 
 #[cfg(test)]

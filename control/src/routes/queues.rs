@@ -40,6 +40,31 @@ struct QueueView {
     paused_by: Option<String>,
 }
 
+/// Jobs queued, running and retrying per queue (the partial index on active states
+/// keeps this cheap however many finished jobs the table holds).
+pub struct ActiveCounts(Vec<(String, String, i64)>);
+
+impl ActiveCounts {
+    pub const STATES: [&'static str; 3] = ["queued", "running", "retrying"];
+
+    pub async fn read(db: &sqlx::PgPool) -> Result<Self, sqlx::Error> {
+        let rows = sqlx::query_as(
+            "SELECT queue, state::text, count(*) FROM jobs \
+             WHERE state IN ('queued', 'running', 'retrying') GROUP BY 1, 2",
+        )
+        .fetch_all(db)
+        .await?;
+        Ok(Self(rows))
+    }
+
+    pub fn get(&self, family: QueueFamily, state: &str) -> i64 {
+        self.0
+            .iter()
+            .find(|(q, s, _)| q == family.as_str() && s == state)
+            .map_or(0, |c| c.2)
+    }
+}
+
 async fn views(state: &AppState, only: Option<QueueFamily>) -> ApiResult<Vec<QueueView>> {
     let stats = match state.broker().queue_stats().await {
         Ok(stats) => Some(stats),
@@ -48,21 +73,11 @@ async fn views(state: &AppState, only: Option<QueueFamily>) -> ApiResult<Vec<Que
             None
         }
     };
-    let counts: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT queue, state::text, count(*) FROM jobs WHERE state IN ('queued', 'running', 'retrying') GROUP BY 1, 2",
-    )
-    .fetch_all(&state.db)
-    .await?;
+    let counts = ActiveCounts::read(&state.db).await?;
     let pauses: Vec<(String, DateTime<Utc>, Option<String>)> =
         sqlx::query_as("SELECT queue, paused_at, paused_by FROM queue_pauses")
             .fetch_all(&state.db)
             .await?;
-    let count = |family: QueueFamily, st: &str| {
-        counts
-            .iter()
-            .find(|(q, s, _)| q == family.as_str() && s == st)
-            .map_or(0, |c| c.2)
-    };
     Ok(QueueFamily::ALL
         .into_iter()
         .filter(|f| only.is_none_or(|o| o == *f))
@@ -74,9 +89,9 @@ async fn views(state: &AppState, only: Option<QueueFamily>) -> ApiResult<Vec<Que
                 broker_queue: state.broker().topology().queue(family),
                 depth: broker.map(|b| b.messages),
                 consumers: broker.map(|b| b.consumers),
-                in_flight: count(family, "running"),
-                queued: count(family, "queued"),
-                retrying: count(family, "retrying"),
+                in_flight: counts.get(family, "running"),
+                queued: counts.get(family, "queued"),
+                retrying: counts.get(family, "retrying"),
                 paused: pause.is_some(),
                 paused_at: pause.map(|p| p.1),
                 paused_by: pause.and_then(|p| p.2.clone()),

@@ -12,11 +12,19 @@ use crate::extract::Query;
 use crate::state::AppState;
 
 /// A worker is online while it has not stopped and was seen within this window.
-const ONLINE_WINDOW: &str = "interval '60 seconds'";
+/// The SQL condition "online": not stopped and seen within the last 60 seconds.
+macro_rules! online {
+    () => {
+        "(w.stopped_at IS NULL AND w.last_seen_at > now() - interval '60 seconds')"
+    };
+}
 
 /// Online workers by version (for the metrics scrape).
-pub const ONLINE_COUNT_SQL: &str = "SELECT version, count(*) FROM workers \
-     WHERE stopped_at IS NULL AND last_seen_at > now() - interval '60 seconds' GROUP BY version";
+pub const ONLINE_COUNT_SQL: &str = concat!(
+    "SELECT version, count(*) FROM workers w WHERE ",
+    online!(),
+    " GROUP BY version"
+);
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/workers", get(list))
@@ -48,18 +56,19 @@ struct WorkerView {
 }
 
 async fn list(State(state): State<AppState>, Query(q): Query<ListWorkers>) -> ApiResult<axum::Json<serde_json::Value>> {
-    let sql = format!(
-        "SELECT w.id, w.host, w.pid, w.version, w.queues, w.slots, w.gpus, w.started_at, w.last_seen_at, w.stopped_at, \
-                (w.stopped_at IS NULL AND w.last_seen_at > now() - {ONLINE_WINDOW}) AS online, \
-                (SELECT count(*) FROM jobs j WHERE j.worker_id = w.id AND j.state = 'running') AS running_jobs \
-         FROM workers w \
-         WHERE $1 OR (w.stopped_at IS NULL AND w.last_seen_at > now() - {ONLINE_WINDOW}) \
-         ORDER BY w.started_at DESC LIMIT $2"
-    );
-    let workers: Vec<WorkerView> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(q.all)
-        .bind(super::limit(q.limit))
-        .fetch_all(&state.db)
-        .await?;
+    let workers: Vec<WorkerView> = sqlx::query_as(concat!(
+        "SELECT w.id, w.host, w.pid, w.version, w.queues, w.slots, w.gpus, w.started_at, w.last_seen_at, \
+                w.stopped_at, ",
+        online!(),
+        " AS online, \
+         (SELECT count(*) FROM jobs j WHERE j.worker_id = w.id AND j.state = 'running') AS running_jobs \
+         FROM workers w WHERE $1 OR ",
+        online!(),
+        " ORDER BY w.started_at DESC LIMIT $2"
+    ))
+    .bind(q.all)
+    .bind(super::limit(q.limit))
+    .fetch_all(&state.db)
+    .await?;
     Ok(axum::Json(serde_json::json!({ "workers": workers })))
 }
