@@ -184,6 +184,15 @@ impl TestEnv {
             listener,
             env.shutdown.child_token(),
         )));
+        env.ready().await?;
+        Ok(env)
+    }
+
+    /// A fresh environment with one in-process worker consuming `queues` (`"maintenance=1"`).
+    pub async fn with_worker(queues: &str) -> anyhow::Result<Self> {
+        let mut env = Self::new().await?;
+        let worker = env.worker_config(queues)?;
+        env.spawn_worker(worker);
         Ok(env)
     }
 
@@ -365,7 +374,7 @@ impl TestEnv {
     }
 
     /// Waits for the control plane to answer `/healthz`.
-    pub async fn ready(&self) -> anyhow::Result<()> {
+    async fn ready(&self) -> anyhow::Result<()> {
         for _ in 0..100 {
             if self.http.get(self.url("/healthz")).send().await.is_ok() {
                 return Ok(());

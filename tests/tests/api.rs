@@ -8,10 +8,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueue_runs_to_success_with_progress_and_result() -> anyhow::Result<()> {
-    let mut env = TestEnv::new().await?;
-    env.ready().await?;
-    let worker = env.worker_config("maintenance=1")?;
-    env.spawn_worker(worker);
+    let env = TestEnv::with_worker("maintenance=1").await?;
 
     let (status, created) = env
         .post("/api/v1/jobs", json!({"kind": "sleep", "payload": {"seconds": 1.5}}))
@@ -52,7 +49,6 @@ async fn enqueue_runs_to_success_with_progress_and_result() -> anyhow::Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_missing_or_wrong_tokens() -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
-    env.ready().await?;
     for auth in [None, Some("Bearer nope"), Some("Basic dGVzdA=="), Some(TOKEN)] {
         let mut request = env.http.get(env.url("/api/v1/jobs"));
         if let Some(value) = auth {
@@ -78,7 +74,6 @@ async fn refuses_missing_or_wrong_tokens() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_error_and_creates_nothing() -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
-    env.ready().await?;
     let cases = [
         (
             json!({"kind": "no_such_kind"}),
@@ -174,6 +169,13 @@ async fn bad_input_gets_a_clear_error_and_creates_nothing() -> anyhow::Result<()
         .post(&format!("/api/v1/jobs/{}/cancel", uuid::Uuid::now_v7()), json!({}))
         .await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = env
+        .post(
+            &format!("/api/v1/dead-letters/{}/requeue", uuid::Uuid::now_v7()),
+            json!({}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = env.get("/api/v1/jobs?state=exploded").await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = env.get("/api/v1/jobs?limit=many").await?;
@@ -205,7 +207,6 @@ async fn bad_input_gets_a_clear_error_and_creates_nothing() -> anyhow::Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_filter_and_page() -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
-    env.ready().await?;
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(env.sleep_job(0.0, Some(i * 10)).await?);

@@ -15,10 +15,7 @@ fn started_at(job: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_high_priority_job_overtakes_a_backlog() -> anyhow::Result<()> {
-    let mut env = TestEnv::new().await?;
-    env.ready().await?;
-    let worker = env.worker_config("maintenance=1")?;
-    env.spawn_worker(worker);
+    let env = TestEnv::with_worker("maintenance=1").await?;
 
     let blocker = env.sleep_job(1.0, Some(20)).await?;
     env.wait_state(blocker, "running", T).await?;
@@ -41,10 +38,7 @@ async fn a_high_priority_job_overtakes_a_backlog() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_with_backoff_then_dead_then_requeued_to_success() -> anyhow::Result<()> {
-    let mut env = TestEnv::new().await?;
-    env.ready().await?;
-    let worker = env.worker_config("maintenance=2")?;
-    env.spawn_worker(worker);
+    let env = TestEnv::with_worker("maintenance=2").await?;
 
     // Fails retryably until `fail_until`; two attempts (backoff 1 s) end before it.
     let fail_until = chrono::Utc::now() + chrono::Duration::seconds(4);
@@ -95,30 +89,56 @@ async fn retries_with_backoff_then_dead_then_requeued_to_success() -> anyhow::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panics_and_permanent_outcomes_do_not_kill_the_worker() -> anyhow::Result<()> {
-    let mut env = TestEnv::new().await?;
-    env.ready().await?;
-    let worker = env.worker_config("maintenance=1")?;
-    env.spawn_worker(worker);
+    let env = TestEnv::with_worker("maintenance=1").await?;
     let panicking = env
         .enqueue(json!({"kind": "sleep", "max_attempts": 1, "payload": {"seconds": 0, "panic": true}}))
         .await?;
     let dead = env.wait_state(panicking, "dead", T).await?;
     assert!(dead["error"].as_str().is_some_and(|e| e.contains("panicked")), "{dead}");
+
+    // A payload its handler cannot decode (a row written by another build) fails
+    // permanently: one attempt, no retry.
+    let undecodable = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, queue, payload, max_attempts, published_at) \
+         VALUES ($1, 'sleep', 'maintenance', '{\"seconds\": \"later\"}', 3, now())",
+    )
+    .bind(undecodable)
+    .execute(&env.db)
+    .await?;
+    let message = json!({"v": 1, "id": undecodable, "kind": "sleep", "payload": {}, "attempt": 0});
+    env.publish_raw(QueueFamily::Maintenance, message.to_string().as_bytes())
+        .await?;
+    let failed = env.wait_state(undecodable, "failed", T).await?;
+    assert_eq!(failed["attempts"], 1, "{failed}");
+    assert!(
+        failed["error"].as_str().is_some_and(|e| e.contains("invalid payload")),
+        "{failed}"
+    );
+
     // The same worker goes on.
     let ok = env.sleep_job(0.0, None).await?;
     env.wait_state(ok, "succeeded", T).await?;
-    // Retrying a dead job through the jobs API.
+
+    // The jobs API retries a dead job from its first attempt, not a succeeded one.
+    let (status, retried) = env.post(&format!("/api/v1/jobs/{panicking}/retry"), json!({})).await?;
+    assert_eq!(status, StatusCode::OK, "{retried}");
+    assert_eq!(
+        (retried["state"].as_str(), retried["attempts"].as_i64()),
+        (Some("queued"), Some(0))
+    );
     let (status, _) = env.post(&format!("/api/v1/jobs/{ok}/retry"), json!({})).await?;
     assert_eq!(status, StatusCode::CONFLICT, "a succeeded job is not retried");
+    let (status, _) = env
+        .post(&format!("/api/v1/jobs/{}/retry", Uuid::now_v7()), json!({}))
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_running_and_queued_jobs_within_a_second() -> anyhow::Result<()> {
-    let mut env = TestEnv::new().await?;
-    env.ready().await?;
-    let worker = env.worker_config("maintenance=1")?;
-    env.spawn_worker(worker);
+    let env = TestEnv::with_worker("maintenance=1").await?;
 
     let running = env.sleep_job(30.0, None).await?;
     env.wait_state(running, "running", T).await?;
@@ -135,7 +155,7 @@ async fn cancel_stops_running_and_queued_jobs_within_a_second() -> anyhow::Resul
     env.wait_state(next, "succeeded", Duration::from_secs(5)).await?;
     assert!(
         asked.elapsed() < Duration::from_secs(2),
-        "the cancelled job released its slot within a second"
+        "the cancelled job released its slot at once"
     );
 
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -155,10 +175,7 @@ async fn cancel_stops_running_and_queued_jobs_within_a_second() -> anyhow::Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_queue_is_not_consumed_until_resumed() -> anyhow::Result<()> {
-    let mut env = TestEnv::new().await?;
-    env.ready().await?;
-    let worker = env.worker_config("maintenance=2")?;
-    env.spawn_worker(worker);
+    let env = TestEnv::with_worker("maintenance=2").await?;
     // Let the worker connect before pausing.
     let warmup = env.sleep_job(0.0, None).await?;
     env.wait_state(warmup, "succeeded", T).await?;
@@ -191,10 +208,7 @@ async fn a_paused_queue_is_not_consumed_until_resumed() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_messages_are_dead_lettered_with_a_reason() -> anyhow::Result<()> {
-    let mut env = TestEnv::new().await?;
-    env.ready().await?;
-    let worker = env.worker_config("maintenance=1")?;
-    env.spawn_worker(worker);
+    let env = TestEnv::with_worker("maintenance=1").await?;
 
     env.publish_raw(QueueFamily::Maintenance, b"this is not json").await?;
     let unknown_kind =
@@ -279,7 +293,6 @@ async fn foreign_messages_are_dead_lettered_with_a_reason() -> anyhow::Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_of_a_kind_this_worker_lacks_fails_and_is_parked_with_its_row() -> anyhow::Result<()> {
     let mut env = TestEnv::new().await?;
-    env.ready().await?;
     // As a newer control plane would enqueue it: a row and a message of a kind this build lacks.
     let id = Uuid::now_v7();
     sqlx::query("INSERT INTO jobs (id, kind, queue, payload, max_attempts, published_at) VALUES ($1, 'render_3d', 'maintenance', '{}', 3, now())")
@@ -307,7 +320,6 @@ async fn a_job_of_a_kind_this_worker_lacks_fails_and_is_parked_with_its_row() ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_whose_delayed_message_was_lost_is_sent_again() -> anyhow::Result<()> {
     let mut env = TestEnv::new().await?;
-    env.ready().await?;
     // A job between attempts whose message vanished from the delay queue.
     let id = Uuid::now_v7();
     sqlx::query(

@@ -10,10 +10,7 @@ const T: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purge_jobs_deletes_only_old_finished_rows() -> anyhow::Result<()> {
-    let mut env = TestEnv::new().await?;
-    env.ready().await?;
-    let worker = env.worker_config("maintenance=1")?;
-    env.spawn_worker(worker);
+    let env = TestEnv::with_worker("maintenance=1").await?;
     let old = env.sleep_job(0.0, None).await?;
     let recent = env.sleep_job(0.0, None).await?;
     env.wait_state(old, "succeeded", T).await?;
@@ -55,7 +52,6 @@ async fn purge_jobs_deletes_only_old_finished_rows() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reap_workers_marks_silent_workers_gone() -> anyhow::Result<()> {
     let mut env = TestEnv::new().await?;
-    env.ready().await?;
     let silent = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO workers (id, host, pid, version, queues, slots, last_seen_at) \

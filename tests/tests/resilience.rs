@@ -16,7 +16,6 @@ const SIGTERM: i32 = 15;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_survives_its_worker_being_killed() -> anyhow::Result<()> {
     let mut env = TestEnv::new().await?;
-    env.ready().await?;
     let pid = env.spawn_worker_process("maintenance=1", &[])?;
     let id = env.sleep_job(2.0, None).await?;
     let running = env.wait_state(id, "running", T).await?;
@@ -48,7 +47,6 @@ async fn a_job_survives_its_worker_being_killed() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_or_requeues_in_flight_jobs() -> anyhow::Result<()> {
     let mut env = TestEnv::new().await?;
-    env.ready().await?;
     let pid = env.spawn_worker_process("maintenance=2", &[("RUSHES_SHUTDOWN_GRACE", "1.5")])?;
     let short = env.sleep_job(0.8, None).await?;
     let long = env.sleep_job(4.0, None).await?;
@@ -82,7 +80,6 @@ async fn an_enqueue_while_the_broker_is_down_runs_once_it_is_back() -> anyhow::R
     let target = format!("{}:{}", rabbit.authority.host, rabbit.authority.port).parse()?;
     let proxy = Proxy::start(target, false).await?;
     let mut env = TestEnv::on_broker(&amqp_url(), &proxy.amqp_url()).await?;
-    env.ready().await?;
     let worker = env.worker_config("maintenance=1")?;
     env.spawn_worker(worker);
     let mut relay = env.scheduler_config()?;
@@ -130,7 +127,6 @@ async fn a_job_longer_than_the_consumer_timeout_runs_once() -> anyhow::Result<()
     }
     let node = BrokerNode::start("consumer_timeout = 2000", "{channel_tick_interval, 500}").await?;
     let mut env = TestEnv::on_broker(&node.amqp_url(), &node.amqp_url()).await?;
-    env.ready().await?;
     let metrics_addr = dead_port()?;
     let mut worker = env.worker_config("maintenance=2")?;
     worker.metrics_addr = metrics_addr;
@@ -178,7 +174,6 @@ async fn a_worker_reconnects_after_a_broker_outage() -> anyhow::Result<()> {
     let target = format!("{}:{}", rabbit.authority.host, rabbit.authority.port).parse()?;
     let proxy = Proxy::start(target, true).await?;
     let mut env = TestEnv::new().await?;
-    env.ready().await?;
     let metrics_addr = dead_port()?;
     let mut worker = env.worker_config("maintenance=1")?;
     worker.broker.amqp_url = rushes_common::config::Secret::new(proxy.amqp_url());

@@ -36,7 +36,6 @@ async fn jobs_of(env: &TestEnv, schedule: Uuid) -> anyhow::Result<Vec<Value>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_validates_schedules_and_shows_their_next_fires() -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
-    env.ready().await?;
     let sleep = json!({"seconds": 0});
     let created = create(
         &env,
@@ -160,13 +159,47 @@ async fn the_api_validates_schedules_and_shows_their_next_fires() -> anyhow::Res
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = env.get(&format!("/api/v1/schedules/{id}")).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Unknown ids and malformed edits.
+    for (method, path) in [
+        (reqwest::Method::PATCH, format!("/api/v1/schedules/{id}")),
+        (reqwest::Method::DELETE, format!("/api/v1/schedules/{id}")),
+        (reqwest::Method::POST, format!("/api/v1/schedules/{id}/run")),
+        (reqwest::Method::POST, format!("/api/v1/schedules/{id}/enable")),
+    ] {
+        let body = (method != reqwest::Method::DELETE).then(|| json!({}));
+        let (status, error) = env.call(method.clone(), &path, body).await?;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {error}");
+        assert_eq!(error["error"]["code"], "not_found");
+    }
+    let nightly2 = id_of(
+        &create(
+            &env,
+            json!({"name": "n2", "kind": "sleep", "payload": sleep, "interval": {"every": 1, "period": "days"}}),
+        )
+        .await?,
+    )?;
+    let (status, _) = env
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/schedules/{nightly2}"),
+            Some(json!({"interval": {"every": -1, "period": "days"}})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = env
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/schedules/{nightly2}"),
+            Some(json!({"colour": "red"})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "unknown fields are refused");
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calendar_logic_with_an_injected_clock() -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
-    env.ready().await?;
     let sleep = json!({"seconds": 0});
     let hourly = create(
         &env,
@@ -238,10 +271,7 @@ async fn calendar_logic_with_an_injected_clock() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_scheduler_fires_and_picks_up_edits_live() -> anyhow::Result<()> {
-    let mut env = TestEnv::new().await?;
-    env.ready().await?;
-    let worker = env.worker_config("maintenance=2")?;
-    env.spawn_worker(worker);
+    let env = TestEnv::with_worker("maintenance=2").await?;
     env.spawn_scheduler(env.scheduler_config()?);
     let sleep = json!({"seconds": 0});
 
@@ -321,7 +351,6 @@ async fn leader_pid(env: &TestEnv) -> anyhow::Result<Option<u32>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_never_fires_a_due_time_twice() -> anyhow::Result<()> {
     let mut env = TestEnv::new().await?;
-    env.ready().await?;
     for _ in 0..3 {
         env.spawn_scheduler_process(&[])?;
     }
