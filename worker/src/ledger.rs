@@ -206,29 +206,21 @@ async fn record_batch(
         errors.push(error);
         delays.push(delay);
     }
+    let columns = OutcomeColumns {
+        ids: &ids,
+        states: &states,
+        results: &results,
+        errors: &errors,
+        attempts: &attempts,
+        delays: &delays,
+    };
+    if !outcomes.iter().any(|(_, _, o)| matches!(o, Outcome::Dead(..))) {
+        // The hot path: one statement, no explicit transaction.
+        let updated = apply_outcomes(db, worker_id, &columns).await?;
+        return Ok(ids.iter().map(|id| updated.contains(id)).collect());
+    }
     let mut tx = db.begin().await?;
-    let updated: HashSet<Uuid> = sqlx::query_scalar(
-        "UPDATE jobs j SET state = u.state::job_state, result = u.result, error = u.error, \
-                progress = CASE WHEN u.state = 'succeeded' THEN 1 ELSE j.progress END, \
-                finished_at = CASE WHEN u.state = 'retrying' THEN NULL ELSE now() END, \
-                retry_at = now() + make_interval(secs => u.delay_s), \
-                heartbeat_at = NULL \
-         FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::int4[], $6::float8[]) \
-              AS u(id, state, result, error, attempt, delay_s) \
-         WHERE j.id = u.id AND j.state = 'running' AND j.worker_id = $7 AND j.attempts = u.attempt \
-         RETURNING j.id",
-    )
-    .bind(&ids)
-    .bind(&states)
-    .bind(&results)
-    .bind(&errors)
-    .bind(&attempts)
-    .bind(&delays)
-    .bind(worker_id)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .collect();
+    let updated = apply_outcomes(&mut *tx, worker_id, &columns).await?;
     // A dead job and its parked letter commit together.
     for (id, _, outcome) in &outcomes {
         if let Outcome::Dead(error, letter) = outcome
@@ -251,6 +243,47 @@ async fn record_batch(
     }
     tx.commit().await?;
     Ok(ids.iter().map(|id| updated.contains(id)).collect())
+}
+
+/// The outcome columns of a batch, one entry per job.
+struct OutcomeColumns<'a> {
+    ids: &'a [Uuid],
+    states: &'a [&'static str],
+    results: &'a [Option<Value>],
+    errors: &'a [Option<String>],
+    attempts: &'a [i32],
+    delays: &'a [Option<f64>],
+}
+
+/// Updates the rows still ours and running the recorded attempt; returns their ids.
+async fn apply_outcomes<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    worker_id: Uuid,
+    c: &OutcomeColumns<'_>,
+) -> Result<HashSet<Uuid>, sqlx::Error> {
+    let updated = sqlx::query_scalar(
+        "UPDATE jobs j SET state = u.state::job_state, result = u.result, error = u.error, \
+                progress = CASE WHEN u.state = 'succeeded' THEN 1 ELSE j.progress END, \
+                finished_at = CASE WHEN u.state = 'retrying' THEN NULL ELSE now() END, \
+                retry_at = now() + make_interval(secs => u.delay_s), \
+                heartbeat_at = NULL \
+         FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::int4[], $6::float8[]) \
+              AS u(id, state, result, error, attempt, delay_s) \
+         WHERE j.id = u.id AND j.state = 'running' AND j.worker_id = $7 AND j.attempts = u.attempt \
+         RETURNING j.id",
+    )
+    .bind(c.ids)
+    .bind(c.states)
+    .bind(c.results)
+    .bind(c.errors)
+    .bind(c.attempts)
+    .bind(c.delays)
+    .bind(worker_id)
+    .fetch_all(executor)
+    .await?
+    .into_iter()
+    .collect();
+    Ok(updated)
 }
 
 /// Puts jobs this worker still holds back to `queued` (shutdown), not counting the
