@@ -18,6 +18,8 @@ need_packages=()
 command -v psql >/dev/null 2>&1 || need_packages+=(postgresql postgresql-client)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null 2>&1 || need_packages+=(rabbitmq-server)
 command -v ffmpeg >/dev/null 2>&1 || need_packages+=(ffmpeg)
+command -v espeak-ng >/dev/null 2>&1 || need_packages+=(espeak-ng)
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_packages+=(python3-aiosmtpd)
 command -v curl >/dev/null 2>&1 || need_packages+=(curl ca-certificates)
 command -v cc >/dev/null 2>&1 || need_packages+=(build-essential pkg-config)
 if [ ${#need_packages[@]} -gt 0 ]; then

@@ -5,6 +5,8 @@ pub mod config;
 pub mod db;
 pub mod enqueue;
 pub mod job;
+pub mod mail;
+pub mod media;
 pub mod metrics;
 pub mod queue;
 pub mod schedule;

@@ -1,12 +1,14 @@
 //! The worker's settings: shared sections plus which queues it consumes and how many slots each has.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::Parser;
-use rushes_common::config::{BrokerConfig, DatabaseConfig, LeaseConfig, parse_seconds};
+use clap::{Args, Parser};
+use rushes_common::config::{BrokerConfig, DatabaseConfig, LeaseConfig, Secret, parse_seconds};
 use rushes_common::job::QueueFamily;
+use rushes_common::media::MediaConfig;
 
 /// Consumes Rushes job queues and runs the jobs.
 #[derive(Debug, Clone, Parser)]
@@ -18,6 +20,12 @@ pub struct WorkerConfig {
     pub broker: BrokerConfig,
     #[command(flatten)]
     pub lease: LeaseConfig,
+    #[command(flatten)]
+    pub media: MediaConfig,
+    #[command(flatten)]
+    pub transcode: TranscodeConfig,
+    #[command(flatten)]
+    pub smtp: SmtpConfig,
     /// Queues to consume, comma separated, each optionally with its slot count:
     /// `transcode=2,scan,email`. Queues: scan, transcode, transcode_long, transcribe, email, maintenance.
     #[arg(
@@ -40,6 +48,67 @@ pub struct WorkerConfig {
     /// Name shown in the workers list (default: the host name).
     #[arg(long, env = "RUSHES_WORKER_HOST")]
     pub host: Option<String>,
+}
+
+/// How clips are probed and transcoded.
+#[derive(Debug, Clone, Args)]
+pub struct TranscodeConfig {
+    /// The ffmpeg binary (Debian's package; never a downloaded one).
+    #[arg(long, env = "RUSHES_FFMPEG", default_value = "ffmpeg")]
+    pub ffmpeg: PathBuf,
+    /// The ffprobe binary.
+    #[arg(long, env = "RUSHES_FFPROBE", default_value = "ffprobe")]
+    pub ffprobe: PathBuf,
+    /// Height of the proxy video in pixels (never upscaled; default 540).
+    #[arg(long, env = "RUSHES_PROXY_HEIGHT", default_value_t = 540)]
+    pub proxy_height: u32,
+    /// Video bitrate of the proxy in kbit/s (default 2500).
+    #[arg(long, env = "RUSHES_PROXY_BITRATE_KBPS", default_value_t = 2500)]
+    pub proxy_bitrate_kbps: u32,
+    /// Audio bitrate of the proxy and per-track files in kbit/s (default 128).
+    #[arg(long, env = "RUSHES_AUDIO_BITRATE_KBPS", default_value_t = 128)]
+    pub audio_bitrate_kbps: u32,
+    /// Hardware video: `auto` (NVENC and CUDA decoding where this node has them),
+    /// `cuda` (insist), `none` (software). Decided once at worker start.
+    #[arg(long, env = "RUSHES_VIDEO_HWACCEL", default_value = "auto", value_parser = ["auto", "cuda", "none"])]
+    pub video_hwaccel: String,
+    /// Seconds between scrub thumbnails (default 5; longer clips space them out to at
+    /// most 200 thumbnails).
+    #[arg(long, env = "RUSHES_SPRITE_INTERVAL", default_value = "5", value_parser = parse_seconds)]
+    pub sprite_interval: Duration,
+    /// A transcode may run this many times its clip's duration, plus five minutes,
+    /// before it is stopped (default 10).
+    #[arg(long, env = "RUSHES_TRANSCODE_TIMEOUT_FACTOR", default_value_t = 10.0)]
+    pub timeout_factor: f64,
+    /// ffprobe processes a scan runs at once (default 4).
+    #[arg(long, env = "RUSHES_PROBE_CONCURRENCY", default_value_t = 4)]
+    pub probe_concurrency: usize,
+}
+
+/// The SMTP server mails go through.
+#[derive(Debug, Clone, Args)]
+pub struct SmtpConfig {
+    #[arg(long, env = "RUSHES_SMTP_HOST", default_value = "127.0.0.1")]
+    pub smtp_host: String,
+    /// Default 1025 (the development mail catcher the quick start runs); 587 or 465 in production.
+    #[arg(long, env = "RUSHES_SMTP_PORT", default_value_t = 1025)]
+    pub smtp_port: u16,
+    /// `none` (plain, for a local catcher), `starttls` or `tls` (implicit, port 465).
+    #[arg(long, env = "RUSHES_SMTP_TLS", default_value = "none", value_parser = ["none", "starttls", "tls"])]
+    pub smtp_tls: String,
+    #[arg(long, env = "RUSHES_SMTP_USER")]
+    pub smtp_user: Option<String>,
+    #[arg(long, env = "RUSHES_SMTP_PASSWORD", hide_env_values = true)]
+    pub smtp_password: Option<Secret>,
+    /// The From header.
+    #[arg(long, env = "RUSHES_SMTP_FROM", default_value = "Rushes <rushes@localhost>")]
+    pub smtp_from: String,
+    /// Seconds an SMTP exchange may take (default 30).
+    #[arg(long, env = "RUSHES_SMTP_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
+    pub smtp_timeout: Duration,
+    /// The control plane's URL as people reach it, for links in mails.
+    #[arg(long, env = "RUSHES_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
 }
 
 /// One `--queues` entry.

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use rushes_common::queue::Publisher;
+
+use crate::services::Services;
 use sqlx::PgPool;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use uuid::Uuid;
@@ -44,6 +46,7 @@ pub struct JobContext {
     pub max_attempts: i32,
     pub db: PgPool,
     pub publisher: Publisher,
+    pub services: Arc<Services>,
     pub(crate) running: Arc<RunningJob>,
 }
 
@@ -61,6 +64,11 @@ impl JobContext {
     /// Resolves when the job is cancelled (by an admin, a timeout, or shutdown).
     pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
         self.running.cancel.cancelled()
+    }
+
+    /// A token cancelled with the job, for work that outlives a borrow of the context.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.running.cancel.clone()
     }
 
     pub fn is_cancelled(&self) -> bool {

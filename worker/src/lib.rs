@@ -5,9 +5,12 @@ pub mod config;
 mod context;
 pub mod jobs;
 mod ledger;
+mod mailer;
+pub mod media;
 mod metrics;
 mod presence;
 mod runner;
+mod services;
 mod state;
 
 use std::sync::Arc;
@@ -52,10 +55,12 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         lease.stale_after
     );
 
+    let services = services::Services::start(&config).await?;
     let shared = Arc::new(state::Shared::new(
         db,
         broker,
         Registry::builtin(),
+        services,
         metrics,
         worker_id,
         host,

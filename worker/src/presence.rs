@@ -23,13 +23,17 @@ pub async fn register(shared: &Shared) -> Result<(), sqlx::Error> {
         .map(|(family, slots)| (family.as_str().to_owned(), serde_json::Value::from(*slots)))
         .collect();
     let total: i32 = shared.queues.iter().map(|(_, s)| i32::from(*s)).sum();
-    sqlx::query("INSERT INTO workers (id, host, pid, version, queues, slots) VALUES ($1, $2, $3, $4, $5, $6)")
+    let capabilities = serde_json::json!({ "video": shared.services.video });
+    sqlx::query(
+        "INSERT INTO workers (id, host, pid, version, queues, slots, capabilities) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
         .bind(shared.worker_id)
         .bind(&shared.host)
         .bind(i32::try_from(std::process::id()).unwrap_or(0))
         .bind(rushes_common::VERSION)
         .bind(serde_json::Value::Object(queues))
         .bind(total)
+        .bind(capabilities)
         .execute(&shared.db)
         .await?;
     Ok(())

@@ -301,6 +301,7 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
             max_attempts: job.max_attempts,
             db: shared.db.clone(),
             publisher: shared.publisher.clone(),
+            services: shared.services.clone(),
             running: running.clone(),
         };
         let result = match shared.registry.start(&job.kind, ctx, job.payload.clone()) {

@@ -16,6 +16,7 @@ use crate::context::RunningJob;
 use crate::jobs::Registry;
 use crate::ledger::Ledger;
 use crate::metrics::WorkerMetrics;
+use crate::services::Services;
 
 pub(crate) struct Shared {
     pub db: PgPool,
@@ -23,6 +24,7 @@ pub(crate) struct Shared {
     pub publisher: Publisher,
     pub ledger: Ledger,
     pub registry: Registry,
+    pub services: Arc<Services>,
     pub metrics: WorkerMetrics,
     pub worker_id: Uuid,
     pub host: String,
@@ -46,6 +48,7 @@ impl Shared {
         db: PgPool,
         broker: Broker,
         registry: Registry,
+        services: Arc<Services>,
         metrics: WorkerMetrics,
         worker_id: Uuid,
         host: String,
@@ -61,6 +64,7 @@ impl Shared {
             broker,
             ledger,
             registry,
+            services,
             metrics,
             worker_id,
             host,

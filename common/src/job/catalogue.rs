@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::email::Email;
 use super::maintenance::{PurgeJobs, ReapWorkers};
+use super::media::{Scan, ScanAll, Transcode, TranscodeLong};
 use super::sleep::Sleep;
 
 /// A job family: one durable priority queue each.
@@ -127,10 +129,15 @@ fn validate_json<P: JobPayload>(payload: &serde_json::Value) -> Result<(), Strin
     parsed.validate()
 }
 
-static CATALOGUE: [KindSpec; 3] = [
+static CATALOGUE: [KindSpec; 8] = [
     KindSpec::of::<Sleep>(),
     KindSpec::of::<PurgeJobs>(),
     KindSpec::of::<ReapWorkers>(),
+    KindSpec::of::<Scan>(),
+    KindSpec::of::<ScanAll>(),
+    KindSpec::of::<Transcode>(),
+    KindSpec::of::<TranscodeLong>(),
+    KindSpec::of::<Email>(),
 ];
 
 /// Every kind the fleet knows.

@@ -2,8 +2,10 @@
 //! envelope, and the `jobs` rows.
 
 mod catalogue;
+pub mod email;
 mod envelope;
 pub mod maintenance;
+pub mod media;
 mod record;
 pub mod sleep;
 

@@ -48,6 +48,8 @@ struct WorkerView {
     queues: serde_json::Value,
     slots: i32,
     gpus: serde_json::Value,
+    /// Video encoder and hardware decoding chosen at start.
+    capabilities: serde_json::Value,
     started_at: DateTime<Utc>,
     last_seen_at: DateTime<Utc>,
     stopped_at: Option<DateTime<Utc>>,
@@ -57,7 +59,7 @@ struct WorkerView {
 
 async fn list(State(state): State<AppState>, Query(q): Query<ListWorkers>) -> ApiResult<axum::Json<serde_json::Value>> {
     let workers: Vec<WorkerView> = sqlx::query_as(concat!(
-        "SELECT w.id, w.host, w.pid, w.version, w.queues, w.slots, w.gpus, w.started_at, w.last_seen_at, \
+        "SELECT w.id, w.host, w.pid, w.version, w.queues, w.slots, w.gpus, w.capabilities, w.started_at, w.last_seen_at, \
                 w.stopped_at, ",
         online!(),
         " AS online, \

@@ -1,8 +1,14 @@
 //! The registry of job handlers: one module per kind, each registered here.
 
+mod clip;
+mod email;
 mod purge_jobs;
 mod reap_workers;
+mod scan;
+mod scan_all;
 mod sleep;
+mod transcode;
+mod transcode_long;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,6 +34,11 @@ pub enum JobError {
     Cancelled,
 }
 
+/// A database error inside a handler: worth another attempt.
+pub(crate) fn db_error(err: sqlx::Error) -> JobError {
+    JobError::Retryable(format!("database: {err}"))
+}
+
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<Value, JobError>> + Send>>;
 type Handler = Arc<dyn Fn(JobContext, Value) -> HandlerFuture + Send + Sync>;
 
@@ -46,6 +57,11 @@ impl Registry {
         registry.register::<rushes_common::job::sleep::Sleep, _, _>(sleep::run);
         registry.register::<rushes_common::job::maintenance::PurgeJobs, _, _>(purge_jobs::run);
         registry.register::<rushes_common::job::maintenance::ReapWorkers, _, _>(reap_workers::run);
+        registry.register::<rushes_common::job::media::Scan, _, _>(scan::run);
+        registry.register::<rushes_common::job::media::ScanAll, _, _>(scan_all::run);
+        registry.register::<rushes_common::job::media::Transcode, _, _>(transcode::run);
+        registry.register::<rushes_common::job::media::TranscodeLong, _, _>(transcode_long::run);
+        registry.register::<rushes_common::job::email::Email, _, _>(email::run);
         registry
     }
 

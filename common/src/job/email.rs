@@ -1,0 +1,51 @@
+//! `email`: one rendered message to its recipients, over SMTP.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::catalogue::{JobPayload, QueueFamily};
+use crate::mail::Mail;
+
+/// A rendered mail (see [`crate::mail`]) and who receives it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Email {
+    pub to: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+impl Email {
+    pub fn new(to: Vec<String>, mail: Mail) -> Self {
+        Self {
+            to,
+            subject: mail.subject,
+            text: mail.text,
+            html: mail.html,
+        }
+    }
+}
+
+impl JobPayload for Email {
+    const KIND: &'static str = "email";
+    const QUEUE: QueueFamily = QueueFamily::Email;
+    /// With the backoff: retried for about 40 minutes of SMTP trouble.
+    const MAX_ATTEMPTS: i32 = 10;
+    const TIMEOUT: Duration = Duration::from_secs(120);
+    const BACKOFF_BASE: Duration = Duration::from_secs(5);
+
+    fn validate(&self) -> Result<(), String> {
+        if self.to.is_empty() {
+            return Err("to: at least one recipient is needed".into());
+        }
+        if let Some(bad) = self.to.iter().find(|a| !crate::mail::looks_like_address(a)) {
+            return Err(format!("to: `{bad}` is not an email address"));
+        }
+        if self.subject.trim().is_empty() {
+            return Err("subject must not be empty".into());
+        }
+        Ok(())
+    }
+}

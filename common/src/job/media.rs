@@ -1,0 +1,68 @@
+//! Kinds that turn a production's rushes into clips people can stream: scanning,
+//! transcoding and the long-running extras (scrub sprites, waveforms).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::catalogue::{JobPayload, QueueFamily};
+
+/// `scan`: walk one production's folder and reconcile its clips.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scan {
+    pub production_id: Uuid,
+}
+
+impl JobPayload for Scan {
+    const KIND: &'static str = "scan";
+    const QUEUE: QueueFamily = QueueFamily::Scan;
+    const MAX_ATTEMPTS: i32 = 3;
+    const TIMEOUT: Duration = Duration::from_secs(2 * 3600);
+    const BACKOFF_BASE: Duration = Duration::from_secs(30);
+}
+
+/// `scan_all`: enqueue a `scan` for every active, unarchived production.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanAll {}
+
+impl JobPayload for ScanAll {
+    const KIND: &'static str = "scan_all";
+    const QUEUE: QueueFamily = QueueFamily::Scan;
+    const MAX_ATTEMPTS: i32 = 3;
+    const TIMEOUT: Duration = Duration::from_secs(300);
+    const BACKOFF_BASE: Duration = Duration::from_secs(30);
+}
+
+/// `transcode`: proxy, per-track audio, poster and the 16 kHz WAV of one clip.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transcode {
+    pub clip_id: Uuid,
+}
+
+impl JobPayload for Transcode {
+    const KIND: &'static str = "transcode";
+    const QUEUE: QueueFamily = QueueFamily::Transcode;
+    const MAX_ATTEMPTS: i32 = 3;
+    /// The ceiling; each job also gets a limit from its clip's duration.
+    const TIMEOUT: Duration = Duration::from_secs(8 * 3600);
+    const BACKOFF_BASE: Duration = Duration::from_secs(30);
+}
+
+/// `transcode_long`: scrub sprite sheet with its WebVTT index, and a waveform image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscodeLong {
+    pub clip_id: Uuid,
+}
+
+impl JobPayload for TranscodeLong {
+    const KIND: &'static str = "transcode_long";
+    const QUEUE: QueueFamily = QueueFamily::TranscodeLong;
+    const MAX_ATTEMPTS: i32 = 3;
+    const TIMEOUT: Duration = Duration::from_secs(8 * 3600);
+    const BACKOFF_BASE: Duration = Duration::from_secs(60);
+}

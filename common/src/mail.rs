@@ -1,0 +1,123 @@
+//! The mails Rushes sends, rendered from templates into a subject, a plain-text body
+//! and an HTML body. Every sender enqueues an `email` job with one of these.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// A rendered message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mail {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// A cheap shape check (one `@`, something either side, no spaces); SMTP has the last word.
+pub fn looks_like_address(address: &str) -> bool {
+    let address = address.trim();
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !address.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        None => false,
+    }
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// What a scan found, for the production owner.
+#[derive(Debug, Clone, Default)]
+pub struct ScanSummary<'a> {
+    pub production: &'a str,
+    pub new_clips: u64,
+    pub changed_clips: u64,
+    pub missing_clips: u64,
+    /// Some of the new clips' paths (the mail lists at most these).
+    pub examples: &'a [String],
+    /// Where the production's clips are seen (the control plane's URL).
+    pub link: &'a str,
+}
+
+/// Lists at most this many clip names in a scan summary.
+pub const SCAN_SUMMARY_EXAMPLES: usize = 20;
+
+pub fn scan_summary(summary: &ScanSummary<'_>) -> Mail {
+    let subject = format!(
+        "{}: {} new clip{}",
+        summary.production,
+        summary.new_clips,
+        if summary.new_clips == 1 { "" } else { "s" }
+    );
+    let mut text = format!(
+        "A scan of {} found {} new, {} changed and {} missing clips.\n\n",
+        summary.production, summary.new_clips, summary.changed_clips, summary.missing_clips
+    );
+    let mut items = String::new();
+    for path in summary.examples.iter().take(SCAN_SUMMARY_EXAMPLES) {
+        let _ = writeln!(text, "  {path}");
+        let _ = write!(items, "<li>{}</li>", escape_html(path));
+    }
+    let more = summary.new_clips.saturating_sub(summary.examples.len() as u64);
+    if more > 0 {
+        let _ = writeln!(text, "  … and {more} more");
+        let _ = write!(items, "<li>… and {more} more</li>");
+    }
+    let _ = write!(text, "\nThey are being transcoded now: {}\n", summary.link);
+    let html = format!(
+        "<p>A scan of <b>{name}</b> found {new} new, {changed} changed and {missing} missing clips.</p>\
+         <ul>{items}</ul><p>They are being transcoded now: <a href=\"{link}\">{link}</a></p>",
+        name = escape_html(summary.production),
+        new = summary.new_clips,
+        changed = summary.changed_clips,
+        missing = summary.missing_clips,
+        link = escape_html(summary.link),
+    );
+    Mail { subject, text, html }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_shape_checked() {
+        assert!(looks_like_address("owner@example.com"));
+        for bad in ["", "owner", "@example.com", "owner@", "a b@example.com", "a@b@c"] {
+            assert!(!looks_like_address(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn scan_summary_escapes_and_counts() {
+        let examples = vec!["A001/<clip>.mov".to_owned()];
+        let mail = scan_summary(&ScanSummary {
+            production: "Show & Tell",
+            new_clips: 3,
+            examples: &examples,
+            link: "http://rushes/p",
+            ..ScanSummary::default()
+        });
+        assert_eq!(mail.subject, "Show & Tell: 3 new clips");
+        assert!(mail.html.contains("Show &amp; Tell"));
+        assert!(mail.html.contains("A001/&lt;clip&gt;.mov"));
+        assert!(mail.text.contains("and 2 more"));
+    }
+}

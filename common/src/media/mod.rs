@@ -1,0 +1,63 @@
+//! Where media lives: the read-only media roots productions must stay inside, and the
+//! data directory our own outputs (proxies, posters, sprites) go to.
+
+mod roots;
+
+pub use roots::{MediaRoots, PathError};
+
+use std::path::PathBuf;
+
+use clap::Args;
+use uuid::Uuid;
+
+/// Media settings shared by control (path checks, serving outputs) and workers.
+#[derive(Debug, Clone, Args)]
+pub struct MediaConfig {
+    /// Folders productions may point into, comma separated. Rushes under them are only
+    /// ever read. A production path outside every root is refused.
+    #[arg(long, env = "RUSHES_MEDIA_ROOTS", value_delimiter = ',')]
+    pub media_roots: Vec<PathBuf>,
+    /// Folder for what Rushes writes: proxies, posters, sprites, uploads (default /var/lib/rushes).
+    #[arg(long, env = "RUSHES_DATA_DIR", default_value = "/var/lib/rushes")]
+    pub data_dir: PathBuf,
+}
+
+impl MediaConfig {
+    /// The folder holding one clip's outputs.
+    pub fn clip_dir(&self, clip_id: Uuid) -> PathBuf {
+        self.data_dir.join("clips").join(clip_id.to_string())
+    }
+}
+
+/// Names a clip's outputs may have: the only files the API serves from a clip's folder.
+pub fn is_output_name(name: &str) -> bool {
+    const FIXED: [&str; 7] = [
+        "proxy.mp4",
+        "proxy.m4a",
+        "poster.jpg",
+        "audio.wav",
+        "sprite.jpg",
+        "sprite.vtt",
+        "waveform.png",
+    ];
+    FIXED.contains(&name)
+        || name
+            .strip_prefix("track_")
+            .and_then(|rest| rest.strip_suffix(".m4a"))
+            .is_some_and(|n| !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_output_names_are_served() {
+        for ok in ["proxy.mp4", "poster.jpg", "track_2.m4a", "sprite.vtt"] {
+            assert!(is_output_name(ok), "{ok}");
+        }
+        for bad in ["../proxy.mp4", "track_.m4a", "track_x.m4a", "track_1234.m4a", ".tmp", "proxy.mp4/"] {
+            assert!(!is_output_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The ffmpeg command lines of the transcode kinds, planned from what the scan recorded
+//! about a clip. One decode pass makes every output of a kind.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::backend::VideoBackend;
+use super::staging::Staging;
+use crate::config::TranscodeConfig;
+
+/// What the plans need to know about a clip.
+#[derive(Debug, Clone)]
+pub struct ClipFacts {
+    pub has_video: bool,
+    pub width: i32,
+    pub height: i32,
+    pub audio_tracks: usize,
+    pub duration_s: Option<f64>,
+}
+
+/// An ffmpeg argument list and the output names it writes (into the staging folder).
+#[derive(Debug)]
+pub struct Plan {
+    pub args: Vec<OsString>,
+    pub outputs: Vec<String>,
+}
+
+/// `file:` keeps names with `:` or a leading `-` from being read as protocols or options.
+pub fn input_arg(path: &Path) -> OsString {
+    let mut arg = OsString::from("file:");
+    arg.push(path.as_os_str());
+    arg
+}
+
+fn push(args: &mut Vec<OsString>, items: &[&str]) {
+    args.extend(items.iter().map(OsString::from));
+}
+
+/// Proxy (H.264/AAC MP4, faststart; audio-only clips get an M4A), the mix of every
+/// audio track, one AAC file per extra track, a poster frame and a 16 kHz mono WAV.
+pub fn transcode(
+    input: &Path,
+    clip: &ClipFacts,
+    settings: &TranscodeConfig,
+    backend: &VideoBackend,
+    staging: &Staging,
+) -> Plan {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut outputs = Vec::new();
+    if clip.has_video && backend.hw_decode.is_some() {
+        push(&mut args, &["-hwaccel", "cuda"]);
+    }
+    args.push("-i".into());
+    args.push(input_arg(input));
+    let poster_at = clip.duration_s.map_or(0.0, |d| (d * 0.1).min(10.0));
+    if clip.has_video {
+        push(&mut args, &["-ss", &format!("{poster_at:.3}"), "-i"]);
+        args.push(input_arg(input));
+    }
+
+    let mut graph = String::new();
+    let height = settings.proxy_height.max(2);
+    if clip.has_video {
+        let _ = write!(
+            graph,
+            "[0:v:0]scale=w=-2:h='trunc(min({height},ih)/2)*2':flags=bicubic,format=yuv420p[vout];"
+        );
+    }
+    match clip.audio_tracks {
+        0 => {}
+        1 => graph.push_str("[0:a:0]aformat=channel_layouts=mono,asplit=2[amix][awav];"),
+        n => {
+            for i in 0..n {
+                let _ = write!(graph, "[0:a:{i}]aformat=channel_layouts=mono[a{i}];");
+            }
+            for i in 0..n {
+                let _ = write!(graph, "[a{i}]");
+            }
+            let _ = write!(graph, "amix=inputs={n}:duration=longest,asplit=2[amix][awav];");
+        }
+    }
+    let graph = graph.trim_end_matches(';').to_owned();
+    if !graph.is_empty() {
+        args.push("-filter_complex".into());
+        args.push(graph.into());
+    }
+
+    let audio_rate = format!("{}k", settings.audio_bitrate_kbps);
+    let has_audio = clip.audio_tracks > 0;
+    if clip.has_video {
+        let rate = settings.proxy_bitrate_kbps;
+        push(&mut args, &["-map", "[vout]"]);
+        if has_audio {
+            push(&mut args, &["-map", "[amix]", "-c:a", "aac", "-b:a", &audio_rate, "-ac", "2"]);
+        }
+        if backend.is_nvenc() {
+            push(&mut args, &["-c:v", "h264_nvenc", "-preset", "p4", "-rc", "vbr"]);
+        } else {
+            push(&mut args, &["-c:v", "libx264", "-preset", "veryfast"]);
+        }
+        push(
+            &mut args,
+            &[
+                "-profile:v",
+                "high",
+                "-b:v",
+                &format!("{rate}k"),
+                "-maxrate",
+                &format!("{}k", rate * 3 / 2),
+                "-bufsize",
+                &format!("{}k", rate * 2),
+                "-movflags",
+                "+faststart",
+                "-f",
+                "mp4",
+            ],
+        );
+        args.push(staging.path("proxy.mp4").into());
+        outputs.push("proxy.mp4".to_owned());
+    } else if has_audio {
+        push(
+            &mut args,
+            &["-map", "[amix]", "-c:a", "aac", "-b:a", &audio_rate, "-ac", "2", "-movflags", "+faststart", "-f", "mp4"],
+        );
+        args.push(staging.path("proxy.m4a").into());
+        outputs.push("proxy.m4a".to_owned());
+    }
+    for track in 1..clip.audio_tracks {
+        let name = format!("track_{}.m4a", track + 1);
+        push(
+            &mut args,
+            &["-map", &format!("0:a:{track}"), "-c:a", "aac", "-b:a", &audio_rate, "-f", "mp4"],
+        );
+        args.push(staging.path(&name).into());
+        outputs.push(name);
+    }
+    if has_audio {
+        push(
+            &mut args,
+            &["-map", "[awav]", "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", "-f", "wav"],
+        );
+        args.push(staging.path("audio.wav").into());
+        outputs.push("audio.wav".to_owned());
+    }
+    if clip.has_video {
+        push(
+            &mut args,
+            &[
+                "-map",
+                "1:v:0",
+                "-frames:v",
+                "1",
+                "-vf",
+                &format!("scale=w=-2:h='trunc(min({height},ih)/2)*2'"),
+                "-q:v",
+                "3",
+                "-f",
+                "image2",
+                "-update",
+                "1",
+            ],
+        );
+        args.push(staging.path("poster.jpg").into());
+        outputs.push("poster.jpg".to_owned());
+    }
+    Plan { args, outputs }
+}
+
+/// Thumbnails on a scrub sheet: their size, spacing and layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpriteLayout {
+    pub interval_s: f64,
+    pub count: u32,
+    pub columns: u32,
+    pub rows: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Most thumbnails one sheet holds; longer clips space them further apart.
+const MAX_THUMBNAILS: f64 = 200.0;
+const THUMB_WIDTH: u32 = 160;
+const COLUMNS: u32 = 10;
+
+impl SpriteLayout {
+    pub fn new(duration_s: f64, wanted_interval_s: f64, width: i32, height: i32) -> Self {
+        let interval_s = wanted_interval_s.max(duration_s / MAX_THUMBNAILS).max(0.1);
+        let count = ((duration_s / interval_s).ceil() as u32).max(1);
+        let columns = count.min(COLUMNS);
+        let rows = count.div_ceil(columns);
+        let aspect = if width > 0 && height > 0 {
+            f64::from(height) / f64::from(width)
+        } else {
+            9.0 / 16.0
+        };
+        let thumb_height = ((f64::from(THUMB_WIDTH) * aspect / 2.0).round() as u32 * 2).max(2);
+        Self {
+            interval_s,
+            count,
+            columns,
+            rows,
+            width: THUMB_WIDTH,
+            height: thumb_height,
+        }
+    }
+
+    /// The WebVTT index: one cue per thumbnail, pointing at its tile of `sprite.jpg`.
+    pub fn vtt(&self, duration_s: f64) -> String {
+        let mut out = String::from("WEBVTT\n\n");
+        for i in 0..self.count {
+            let start = f64::from(i) * self.interval_s;
+            let end = (start + self.interval_s).min(duration_s.max(start + 0.001));
+            let (x, y) = ((i % self.columns) * self.width, (i / self.columns) * self.height);
+            let _ = write!(
+                out,
+                "{} --> {}\nsprite.jpg#xywh={x},{y},{},{}\n\n",
+                vtt_time(start),
+                vtt_time(end),
+                self.width,
+                self.height
+            );
+        }
+        out
+    }
+}
+
+fn vtt_time(seconds: f64) -> String {
+    let millis = (seconds * 1000.0).round() as u64;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        millis / 3_600_000,
+        millis / 60_000 % 60,
+        millis / 1000 % 60,
+        millis % 1000
+    )
+}
+
+/// Scrub sheet (from the proxy's video) and waveform image (from its audio).
+pub fn transcode_long(proxy: &Path, clip: &ClipFacts, sprite: Option<&SpriteLayout>, staging: &Staging) -> Plan {
+    let mut args: Vec<OsString> = vec!["-i".into(), input_arg(proxy)];
+    let mut outputs = Vec::new();
+    let mut graph = Vec::new();
+    if let Some(layout) = sprite {
+        graph.push(format!(
+            "[0:v:0]fps=1/{:.3},scale={}:{},tile={}x{}[sprite]",
+            layout.interval_s, layout.width, layout.height, layout.columns, layout.rows
+        ));
+    }
+    if clip.audio_tracks > 0 {
+        graph.push("[0:a:0]showwavespic=s=1600x200:colors=0x4a9eff[wave]".to_owned());
+    }
+    args.push("-filter_complex".into());
+    args.push(graph.join(";").into());
+    if sprite.is_some() {
+        push(&mut args, &["-map", "[sprite]", "-frames:v", "1", "-q:v", "4", "-f", "image2", "-update", "1"]);
+        args.push(staging.path("sprite.jpg").into());
+        outputs.push("sprite.jpg".to_owned());
+    }
+    if clip.audio_tracks > 0 {
+        push(&mut args, &["-map", "[wave]", "-frames:v", "1", "-f", "image2", "-update", "1"]);
+        args.push(staging.path("waveform.png").into());
+        outputs.push("waveform.png".to_owned());
+    }
+    Plan { args, outputs }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sprite_layout_caps_thumbnails_and_indexes_tiles() {
+        let short = SpriteLayout::new(12.0, 5.0, 1920, 1080);
+        assert_eq!((short.count, short.columns, short.rows), (3, 3, 1));
+        assert_eq!(short.height, 90);
+        let vtt = short.vtt(12.0);
+        assert!(vtt.starts_with("WEBVTT\n\n00:00:00.000 --> 00:00:05.000\nsprite.jpg#xywh=0,0,160,90\n"));
+        assert!(vtt.contains("00:00:10.000 --> 00:00:12.000\nsprite.jpg#xywh=320,0,160,90"));
+        let long = SpriteLayout::new(4.0 * 3600.0, 5.0, 1920, 1080);
+        assert_eq!(long.count, 200);
+        assert_eq!((long.columns, long.rows), (10, 20));
+    }
+}
