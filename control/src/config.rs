@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
 use rushes_common::config::{BrokerConfig, DatabaseConfig, Secret};
+use rushes_common::media::MediaConfig;
 
 /// The Rushes control plane: HTTP API and migrations.
 #[derive(Debug, Parser)]
@@ -42,4 +43,6 @@ pub struct ControlConfig {
     /// once at start-up.
     #[arg(long, env = "RUSHES_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
+    #[command(flatten)]
+    pub media: MediaConfig,
 }

@@ -74,6 +74,8 @@ pub fn state(config: &ControlConfig) -> anyhow::Result<AppState> {
         publisher: Publisher::new(broker),
         metrics: metrics::ControlMetrics::new().context("cannot register metrics")?,
         admin_token,
+        roots: std::sync::Arc::new(rushes_common::media::MediaRoots::new(&config.media.media_roots)),
+        media: std::sync::Arc::new(config.media.clone()),
     })
 }
 

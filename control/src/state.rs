@@ -1,6 +1,9 @@
 //! The control plane's shared state, passed to every handler through axum's `State`.
 
+use std::sync::Arc;
+
 use rushes_common::config::Secret;
+use rushes_common::media::{MediaConfig, MediaRoots};
 use rushes_common::queue::{Broker, Publisher};
 use sqlx::PgPool;
 
@@ -12,6 +15,8 @@ pub struct AppState {
     pub publisher: Publisher,
     pub metrics: ControlMetrics,
     pub admin_token: Secret,
+    pub media: Arc<MediaConfig>,
+    pub roots: Arc<MediaRoots>,
 }
 
 impl AppState {

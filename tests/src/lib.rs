@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use reqwest::StatusCode;
 use rushes_common::config::{BrokerConfig, DatabaseConfig, LeaseConfig, Secret};
+use rushes_common::media::MediaConfig;
 use rushes_common::queue::{Broker, Outgoing, Publisher};
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
@@ -117,6 +118,11 @@ pub struct TestEnv {
     pub http: reqwest::Client,
     pub publisher: Publisher,
     pub shutdown: CancellationToken,
+    /// This test's media root (rushes go here) and data folder (outputs), both under
+    /// one scratch folder removed on drop.
+    pub media_root: PathBuf,
+    pub data_dir: PathBuf,
+    scratch: PathBuf,
     control: Option<JoinHandle<anyhow::Result<()>>>,
     workers: Vec<InProcessWorker>,
     processes: Vec<Child>,
@@ -157,6 +163,11 @@ impl TestEnv {
         let broker = Broker::new(&Self::broker_config_for(amqp, &prefix), "rushes-tests")?;
         broker.declare_topology().await?;
         let shutdown = CancellationToken::new();
+        let scratch = std::env::temp_dir().join(format!("rushes-test-{}", &id[..16]));
+        let media_root = scratch.join("media");
+        let data_dir = scratch.join("data");
+        std::fs::create_dir_all(&media_root)?;
+        std::fs::create_dir_all(&data_dir)?;
         let mut env = Self {
             db_name,
             amqp: amqp.to_owned(),
@@ -166,6 +177,9 @@ impl TestEnv {
             http: reqwest::Client::new(),
             publisher: Publisher::new(broker),
             shutdown,
+            media_root,
+            data_dir,
+            scratch,
             control: None,
             workers: Vec::new(),
             processes: Vec::new(),
@@ -178,6 +192,7 @@ impl TestEnv {
             broker: Self::broker_config_for(control_amqp, &env.prefix),
             http_addr: addr,
             admin_token: Some(Secret::new(TOKEN)),
+            media: env.media_config(),
         };
         env.control = Some(tokio::spawn(rushes_control::serve(
             config,
@@ -207,6 +222,13 @@ impl TestEnv {
         }
     }
 
+    pub fn media_config(&self) -> MediaConfig {
+        MediaConfig {
+            media_roots: vec![self.media_root.clone()],
+            data_dir: self.data_dir.clone(),
+        }
+    }
+
     pub fn broker_config(&self) -> BrokerConfig {
         Self::broker_config_for(&self.amqp, &self.prefix)
     }
@@ -232,6 +254,7 @@ impl TestEnv {
         config.database = self.database_config();
         config.broker = self.broker_config();
         config.lease = test_lease();
+        config.media = self.media_config();
         Ok(config)
     }
 
@@ -294,6 +317,8 @@ impl TestEnv {
             .env("RUSHES_METRICS_ADDR", "127.0.0.1:0")
             .env("RUSHES_HEARTBEAT_INTERVAL", "0.2")
             .env("RUSHES_STALE_AFTER", "1")
+            .env("RUSHES_MEDIA_ROOTS", &self.media_root)
+            .env("RUSHES_DATA_DIR", &self.data_dir)
             .env(
                 "RUSHES_LOG",
                 std::env::var("RUSHES_TEST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -498,6 +523,7 @@ impl Drop for TestEnv {
         if let Some(control) = &self.control {
             control.abort();
         }
+        let _ = std::fs::remove_dir_all(&self.scratch);
         let db_name = self.db_name.clone();
         let broker_config = self.broker_config();
         // Tear down on a thread of its own: Drop cannot await, and the test's runtime

@@ -1,8 +1,10 @@
 //! The HTTP API: one module per resource, each exposing `router()`.
 
+pub mod clips;
 pub mod dead_letters;
 pub mod jobs;
 pub mod kinds;
+pub mod productions;
 pub mod queues;
 pub mod schedules;
 pub mod system;
@@ -41,6 +43,8 @@ pub fn app(state: AppState) -> Router {
         .merge(dead_letters::router())
         .merge(kinds::router())
         .merge(schedules::router())
+        .merge(productions::router())
+        .merge(clips::router())
         .fallback(|| async { crate::error::ApiError::NotFound("no such API route".into()) })
         .method_not_allowed_fallback(|| async { crate::error::ApiError::MethodNotAllowed })
         .route_layer(middleware::from_fn_with_state(

@@ -10,7 +10,8 @@ use futures_util::StreamExt as _;
 use rushes_common::enqueue::{self, NewJob};
 use rushes_common::job::JobPayload as _;
 use rushes_common::job::email::Email;
-use rushes_common::job::media::{Scan, Transcode};
+use rushes_common::job::media::Scan;
+use rushes_common::media::transcodes;
 use rushes_common::mail::{self, SCAN_SUMMARY_EXAMPLES, ScanSummary};
 use serde_json::{Value, json};
 use sqlx::{Postgres, Transaction};
@@ -174,7 +175,10 @@ pub async fn run(ctx: JobContext, payload: Scan) -> Result<Value, JobError> {
     }
 
     let priority = u8::try_from(production.priority).unwrap_or(rushes_common::job::DEFAULT_PRIORITY);
-    let mut jobs = queue_transcodes(&mut tx, &ctx, &transcodes, priority).await?;
+    let clips: Vec<(Uuid, u8)> = transcodes.iter().map(|id| (*id, priority)).collect();
+    let mut jobs = transcodes::queue(&mut tx, &clips, Some(ctx.job_id), "scan")
+        .await
+        .map_err(|e| JobError::Retryable(format!("cannot queue transcodes: {e}")))?;
     // A digest is kept only when every file was settled; otherwise the next scan looks again.
     let digest = (counts.unresolved == 0).then_some(tree.digest.to_vec());
     sqlx::query("UPDATE productions SET tree_digest = $2, last_scan_at = now() WHERE id = $1")
@@ -396,52 +400,6 @@ async fn record_skips(
         .await
         .map_err(db_error)?;
     }
-    Ok(())
-}
-
-/// Inserts a transcode per clip at the production's priority and points each clip at it.
-async fn queue_transcodes(
-    tx: &mut Transaction<'static, Postgres>,
-    ctx: &JobContext,
-    clips: &[Uuid],
-    priority: u8,
-) -> Result<Vec<rushes_common::job::JobRecord>, JobError> {
-    if clips.is_empty() {
-        return Ok(Vec::new());
-    }
-    let jobs = clips
-        .iter()
-        .map(|clip_id| {
-            let mut job = NewJob::new(Transcode::KIND, json!(Transcode { clip_id: *clip_id }));
-            job.priority = Some(priority);
-            job.parent_id = Some(ctx.job_id);
-            job.requested_by = Some("scan".into());
-            job
-        })
-        .collect();
-    let records = enqueue::insert(&mut **tx, jobs)
-        .await
-        .map_err(|e| JobError::Retryable(format!("cannot queue transcodes: {e}")))?;
-    point_clips_at(tx, clips, &records).await?;
-    Ok(records)
-}
-
-/// Makes each job the current transcode of its clip (`clips[i]` ↔ `records[i]`).
-pub async fn point_clips_at(
-    tx: &mut Transaction<'static, Postgres>,
-    clips: &[Uuid],
-    records: &[rushes_common::job::JobRecord],
-) -> Result<(), JobError> {
-    let job_ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
-    sqlx::query(
-        "UPDATE clips c SET transcode_job_id = u.job_id, transcode_state = 'queued', transcode_error = NULL \
-         FROM unnest($1::uuid[], $2::uuid[]) AS u(clip_id, job_id) WHERE c.id = u.clip_id",
-    )
-    .bind(clips)
-    .bind(job_ids)
-    .execute(&mut **tx)
-    .await
-    .map_err(db_error)?;
     Ok(())
 }
 

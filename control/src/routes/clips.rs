@@ -1,0 +1,460 @@
+//! `/api/v1/clips`: list and search a production's clips, show one with its output
+//! URLs, bulk-edit metadata, find related clips, retranscode, delete (our rows and
+//! outputs only: originals are never touched), and serve outputs with range requests.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use chrono::{DateTime, NaiveDate, Utc};
+use rushes_common::enqueue;
+use rushes_common::media::{is_output_name, transcodes};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::state::AppState;
+
+/// Most clips one bulk request may name.
+const MAX_BULK: usize = 10_000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/clips", get(list).patch(bulk_edit))
+        .route("/clips/retranscode", post(retranscode))
+        .route("/clips/delete", post(delete_many))
+        .route("/clips/{id}", get(show).delete(delete_one))
+        .route("/clips/{id}/related", get(related))
+        .route("/clips/{id}/media/{name}", get(media))
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct ClipRow {
+    id: Uuid,
+    production_id: Uuid,
+    path: String,
+    name: String,
+    card: String,
+    shooter: Option<String>,
+    shoot_date: Option<NaiveDate>,
+    hidden: bool,
+    missing: bool,
+    size_bytes: i64,
+    container: Option<String>,
+    video_codec: Option<String>,
+    audio_codec: Option<String>,
+    width: Option<i32>,
+    height: Option<i32>,
+    duration_s: Option<f64>,
+    frame_rate_num: Option<i32>,
+    frame_rate_den: Option<i32>,
+    start_timecode: Option<String>,
+    audio_tracks: i32,
+    audio_channels: Vec<i32>,
+    created_on: Option<DateTime<Utc>>,
+    transcode_state: String,
+    transcode_job_id: Option<Uuid>,
+    transcode_error: Option<String>,
+    outputs: Value,
+    transcoded_at: Option<DateTime<Utc>>,
+    first_seen_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+macro_rules! clip_columns {
+    () => {
+        "c.id, c.production_id, c.path, c.name, c.card, c.shooter, c.shoot_date, c.hidden, c.missing, c.size_bytes, \
+         c.container, c.video_codec, c.audio_codec, c.width, c.height, c.duration_s, c.frame_rate_num, \
+         c.frame_rate_den, c.start_timecode, c.audio_tracks, c.audio_channels, c.created_on, \
+         c.transcode_state::text AS transcode_state, c.transcode_job_id, c.transcode_error, c.outputs, \
+         c.transcoded_at, c.first_seen_at, c.updated_at"
+    };
+}
+
+#[derive(Debug, Serialize)]
+struct ClipView {
+    id: Uuid,
+    production_id: Uuid,
+    path: String,
+    name: String,
+    card: String,
+    shooter: Option<String>,
+    shoot_date: Option<NaiveDate>,
+    hidden: bool,
+    missing: bool,
+    size_bytes: i64,
+    container: Option<String>,
+    video_codec: Option<String>,
+    audio_codec: Option<String>,
+    width: Option<i32>,
+    height: Option<i32>,
+    duration_s: Option<f64>,
+    /// Frames per second (e.g. 29.97); `frame_rate_rational` keeps the exact value.
+    frame_rate: Option<f64>,
+    frame_rate_rational: Option<String>,
+    start_timecode: Option<String>,
+    audio_tracks: i32,
+    audio_channels: Vec<i32>,
+    created_on: Option<DateTime<Utc>>,
+    transcode_state: String,
+    transcode_job_id: Option<Uuid>,
+    transcode_error: Option<String>,
+    transcoded_at: Option<DateTime<Utc>>,
+    /// URLs of the outputs that exist: proxy, poster, wav, tracks, sprite, sprite_vtt, waveform.
+    outputs: Value,
+    first_seen_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<ClipRow> for ClipView {
+    fn from(row: ClipRow) -> Self {
+        let rate = row.frame_rate_num.zip(row.frame_rate_den).filter(|(_, d)| *d > 0);
+        let url = |name: &str| format!("/api/v1/clips/{}/media/{name}", row.id);
+        let mut outputs = serde_json::Map::new();
+        if let Value::Object(files) = &row.outputs {
+            for (key, value) in files {
+                match value {
+                    Value::String(name) if is_output_name(name) => {
+                        outputs.insert(key.clone(), json!(url(name)));
+                    }
+                    Value::Array(names) => {
+                        let urls: Vec<String> = names
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .filter(|n| is_output_name(n))
+                            .map(url)
+                            .collect();
+                        outputs.insert(key.clone(), json!(urls));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Self {
+            id: row.id,
+            production_id: row.production_id,
+            path: row.path,
+            name: row.name,
+            card: row.card,
+            shooter: row.shooter,
+            shoot_date: row.shoot_date,
+            hidden: row.hidden,
+            missing: row.missing,
+            size_bytes: row.size_bytes,
+            container: row.container,
+            video_codec: row.video_codec,
+            audio_codec: row.audio_codec,
+            width: row.width,
+            height: row.height,
+            duration_s: row.duration_s,
+            frame_rate: rate.map(|(n, d)| (f64::from(n) / f64::from(d) * 1000.0).round() / 1000.0),
+            frame_rate_rational: rate.map(|(n, d)| format!("{n}/{d}")),
+            start_timecode: row.start_timecode,
+            audio_tracks: row.audio_tracks,
+            audio_channels: row.audio_channels,
+            created_on: row.created_on,
+            transcode_state: row.transcode_state,
+            transcode_job_id: row.transcode_job_id,
+            transcode_error: row.transcode_error,
+            transcoded_at: row.transcoded_at,
+            outputs: Value::Object(outputs),
+            first_seen_at: row.first_seen_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+async fn find(state: &AppState, id: Uuid) -> ApiResult<ClipRow> {
+    sqlx::query_as(concat!("SELECT ", clip_columns!(), " FROM clips c WHERE c.id = $1"))
+        .bind(id)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no clip {id}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListClips {
+    production_id: Option<Uuid>,
+    card: Option<String>,
+    shooter: Option<String>,
+    date: Option<NaiveDate>,
+    hidden: Option<bool>,
+    missing: Option<bool>,
+    transcode_state: Option<String>,
+    /// Text in the clip's name (case-insensitive).
+    q: Option<String>,
+    limit: Option<i64>,
+    #[serde(default)]
+    offset: i64,
+}
+
+const STATES: [&str; 6] = ["pending", "queued", "running", "done", "failed", "cancelled"];
+
+async fn list(State(state): State<AppState>, Query(q): Query<ListClips>) -> ApiResult<axum::Json<Value>> {
+    if let Some(s) = q.transcode_state.as_deref().filter(|s| !STATES.contains(s)) {
+        return Err(ApiError::BadRequest(format!(
+            "transcode_state `{s}` is not one of {}",
+            STATES.join(", ")
+        )));
+    }
+    let limit = super::limit(q.limit);
+    let pattern = q.q.as_deref().map(|t| {
+        format!(
+            "%{}%",
+            t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+        )
+    });
+    let rows: Vec<ClipRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        clip_columns!(),
+        " FROM clips c \
+         WHERE ($1::uuid IS NULL OR c.production_id = $1) AND ($2::text IS NULL OR c.card = $2) \
+           AND ($3::text IS NULL OR c.shooter = $3) AND ($4::date IS NULL OR c.shoot_date = $4) \
+           AND ($5::bool IS NULL OR c.hidden = $5) AND ($6::bool IS NULL OR c.missing = $6) \
+           AND ($7::text IS NULL OR c.transcode_state::text = $7) AND ($8::text IS NULL OR c.name ILIKE $8) \
+         ORDER BY c.production_id, c.path LIMIT $9 OFFSET $10"
+    ))
+    .bind(q.production_id)
+    .bind(q.card)
+    .bind(q.shooter)
+    .bind(q.date)
+    .bind(q.hidden)
+    .bind(q.missing)
+    .bind(q.transcode_state)
+    .bind(pattern)
+    .bind(limit)
+    .bind(q.offset.max(0))
+    .fetch_all(&state.db)
+    .await?;
+    let next_offset = (rows.len() as i64 == limit).then_some(q.offset.max(0) + limit);
+    let clips: Vec<ClipView> = rows.into_iter().map(ClipView::from).collect();
+    Ok(axum::Json(json!({ "clips": clips, "next_offset": next_offset })))
+}
+
+async fn show(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<ClipView>> {
+    Ok(axum::Json(find(&state, id).await?.into()))
+}
+
+/// Bulk edit: the named fields are set on every clip in `ids`; an absent, null or
+/// empty field leaves that field unchanged.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkEdit {
+    ids: Vec<Uuid>,
+    card: Option<String>,
+    shoot_date: Option<String>,
+    shooter: Option<String>,
+    hidden: Option<bool>,
+}
+
+fn bulk_ids(ids: &[Uuid]) -> ApiResult<()> {
+    if ids.is_empty() {
+        return Err(ApiError::Unprocessable("ids: name at least one clip".into()));
+    }
+    if ids.len() > MAX_BULK {
+        return Err(ApiError::Unprocessable(format!("ids: at most {MAX_BULK} clips per request")));
+    }
+    Ok(())
+}
+
+async fn bulk_edit(State(state): State<AppState>, Json(body): Json<BulkEdit>) -> ApiResult<axum::Json<Value>> {
+    bulk_ids(&body.ids)?;
+    let given = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let shoot_date = given(body.shoot_date)
+        .map(|d| {
+            d.parse::<NaiveDate>()
+                .map_err(|_| ApiError::Unprocessable(format!("shoot_date: `{d}` is not a date (YYYY-MM-DD)")))
+        })
+        .transpose()?;
+    let updated = sqlx::query(
+        "UPDATE clips SET card = COALESCE($2, card), shoot_date = COALESCE($3, shoot_date), \
+             shooter = COALESCE($4, shooter), hidden = COALESCE($5, hidden), updated_at = now() \
+         WHERE id = ANY($1)",
+    )
+    .bind(&body.ids)
+    .bind(given(body.card))
+    .bind(shoot_date)
+    .bind(given(body.shooter))
+    .bind(body.hidden)
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    Ok(axum::Json(json!({ "updated": updated })))
+}
+
+/// Clips that belong with this one: overlapping timecode on the same day, and the
+/// same shooter's other cards that day.
+async fn related(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<Value>> {
+    let clip = find(&state, id).await?;
+    let overlapping: Vec<ClipRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        clip_columns!(),
+        " FROM clips c JOIN clips me ON me.id = $1 \
+         WHERE c.production_id = me.production_id AND c.id <> me.id AND c.shoot_date = me.shoot_date \
+           AND c.tc_start_s < me.tc_end_s AND c.tc_end_s > me.tc_start_s AND NOT c.missing \
+         ORDER BY c.tc_start_s LIMIT 200"
+    ))
+    .bind(id)
+    .fetch_all(&state.db)
+    .await?;
+    let cards: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT c.card, count(*) FROM clips c JOIN clips me ON me.id = $1 \
+         WHERE c.production_id = me.production_id AND c.shooter = me.shooter AND c.shoot_date = me.shoot_date \
+           AND c.card <> me.card AND NOT c.missing \
+         GROUP BY c.card ORDER BY c.card",
+    )
+    .bind(id)
+    .fetch_all(&state.db)
+    .await?;
+    let overlapping: Vec<ClipView> = overlapping.into_iter().map(ClipView::from).collect();
+    let cards: Vec<Value> = cards
+        .into_iter()
+        .map(|(card, clips)| json!({ "card": card, "clips": clips }))
+        .collect();
+    Ok(axum::Json(json!({
+        "clip_id": clip.id,
+        "overlapping": overlapping,
+        "same_shooter_cards": cards,
+    })))
+}
+
+/// Which clips to act on: explicit ids, or a production (optionally one card of it).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Selection {
+    ids: Option<Vec<Uuid>>,
+    production_id: Option<Uuid>,
+    card: Option<String>,
+}
+
+/// The selected present clips with their production's priority.
+async fn select(state: &AppState, selection: &Selection) -> ApiResult<Vec<(Uuid, u8)>> {
+    match (&selection.ids, selection.production_id) {
+        (Some(ids), None) => bulk_ids(ids)?,
+        (None, Some(_)) => {}
+        _ => {
+            return Err(ApiError::Unprocessable(
+                "name either ids or production_id (with an optional card)".into(),
+            ));
+        }
+    }
+    let rows: Vec<(Uuid, i16)> = sqlx::query_as(
+        "SELECT c.id, p.priority FROM clips c JOIN productions p ON p.id = c.production_id \
+         WHERE NOT c.missing AND (($1::uuid[] IS NOT NULL AND c.id = ANY($1)) \
+            OR ($2::uuid IS NOT NULL AND c.production_id = $2 AND ($3::text IS NULL OR c.card = $3))) \
+         ORDER BY c.path",
+    )
+    .bind(&selection.ids)
+    .bind(selection.production_id)
+    .bind(&selection.card)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, p)| (id, u8::try_from(p).unwrap_or(rushes_common::job::DEFAULT_PRIORITY)))
+        .collect())
+}
+
+/// Queues transcodes (one transaction) and publishes them; returns how many.
+pub(crate) async fn queue_transcodes(
+    state: &AppState,
+    caller: &Caller,
+    clips: impl IntoIterator<Item = (Uuid, u8)>,
+) -> ApiResult<usize> {
+    let clips: Vec<(Uuid, u8)> = clips.into_iter().collect();
+    let mut tx = state.db.begin().await?;
+    let mut jobs = transcodes::queue(&mut tx, &clips, None, &caller.name).await?;
+    tx.commit().await?;
+    if let Err(err) = enqueue::publish(&state.db, &state.publisher, &mut jobs).await {
+        tracing::warn!(error = %err, "transcodes committed but not published; the relay will publish them");
+    }
+    Ok(jobs.len())
+}
+
+async fn retranscode(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(selection): Json<Selection>,
+) -> ApiResult<impl IntoResponse> {
+    let clips = select(&state, &selection).await?;
+    if clips.is_empty() {
+        return Err(ApiError::NotFound("no present clips match".into()));
+    }
+    let queued = queue_transcodes(&state, &caller, clips).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "transcodes": queued }))))
+}
+
+/// Deletes clip rows and their output folders; the originals stay. The productions'
+/// tree digests are reset so that a rescan finds the files again.
+async fn delete_clips(state: &AppState, ids: &[Uuid]) -> ApiResult<Vec<Uuid>> {
+    let mut tx = state.db.begin().await?;
+    let deleted: Vec<(Uuid, Uuid)> =
+        sqlx::query_as("DELETE FROM clips WHERE id = ANY($1) RETURNING id, production_id")
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await?;
+    let productions: Vec<Uuid> = deleted.iter().map(|(_, p)| *p).collect();
+    sqlx::query("UPDATE productions SET tree_digest = NULL WHERE id = ANY($1)")
+        .bind(&productions)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let ids: Vec<Uuid> = deleted.into_iter().map(|(id, _)| id).collect();
+    for id in &ids {
+        let dir = state.media.clip_dir(*id);
+        if let Err(err) = tokio::fs::remove_dir_all(&dir).await
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(clip.id = %id, error = %err, "cannot remove the clip's outputs");
+        }
+    }
+    Ok(ids)
+}
+
+async fn delete_one(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<StatusCode> {
+    if delete_clips(&state, &[id]).await?.is_empty() {
+        return Err(ApiError::NotFound(format!("no clip {id}")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteMany {
+    ids: Vec<Uuid>,
+}
+
+async fn delete_many(State(state): State<AppState>, Json(body): Json<DeleteMany>) -> ApiResult<axum::Json<Value>> {
+    bulk_ids(&body.ids)?;
+    let deleted = delete_clips(&state, &body.ids).await?;
+    Ok(axum::Json(json!({ "deleted": deleted.len() })))
+}
+
+/// Serves one output file with range requests (players seek), from the clip's folder only.
+async fn media(
+    State(state): State<AppState>,
+    Path((id, name)): Path<(Uuid, String)>,
+    request: Request,
+) -> ApiResult<Response> {
+    if !is_output_name(&name) {
+        return Err(ApiError::NotFound(format!("no output called `{name}`")));
+    }
+    let path = state.media.clip_dir(id).join(&name);
+    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        return Err(ApiError::NotFound(format!("clip {id} has no {name}")));
+    }
+    let (parts, _) = request.into_parts();
+    let request = Request::from_parts(parts, Body::empty());
+    let response = tower_http::services::ServeFile::new(path)
+        .oneshot(request)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("cannot serve the file")))?;
+    Ok(response.map(Body::new).into_response())
+}

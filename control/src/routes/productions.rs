@@ -1,0 +1,351 @@
+//! `/api/v1/base-productions` and `/api/v1/productions`: shows and their series, each
+//! a rushes folder inside the media roots; scan now, transcode what is pending.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use chrono::{DateTime, Utc};
+use rushes_common::enqueue::{self, NewJob};
+use rushes_common::job::media::Scan;
+use rushes_common::job::{DEFAULT_PRIORITY, JobPayload as _, MAX_PRIORITY};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/base-productions", post(create_base).get(list_bases))
+        .route("/productions", post(create).get(list))
+        .route("/productions/{id}", get(show).patch(update))
+        .route("/productions/{id}/scan", post(scan))
+        .route("/productions/{id}/transcode-pending", post(transcode_pending))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaseBody {
+    name: String,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct BaseView {
+    id: Uuid,
+    name: String,
+    group_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
+}
+
+/// Creates the base production and its namesake group (reused if one exists).
+async fn create_base(State(state): State<AppState>, Json(body): Json<BaseBody>) -> ApiResult<impl IntoResponse> {
+    let name = body.name.trim();
+    if name.is_empty() {
+        return Err(ApiError::Unprocessable("name: must not be empty".into()));
+    }
+    let mut tx = state.db.begin().await?;
+    let group_id: Uuid = sqlx::query_scalar(
+        "INSERT INTO groups (id, name) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+    )
+    .bind(Uuid::now_v7())
+    .bind(name)
+    .fetch_one(&mut *tx)
+    .await?;
+    let base: BaseView = sqlx::query_as(
+        "INSERT INTO base_productions (id, name, group_id) VALUES ($1, $2, $3) \
+         RETURNING id, name, group_id, created_at",
+    )
+    .bind(Uuid::now_v7())
+    .bind(name)
+    .bind(group_id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| match ApiError::from(e) {
+        ApiError::Conflict(_) => ApiError::Conflict(format!("a base production called `{name}` exists")),
+        other => other,
+    })?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(base)))
+}
+
+async fn list_bases(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    let bases: Vec<BaseView> =
+        sqlx::query_as("SELECT id, name, group_id, created_at FROM base_productions ORDER BY name LIMIT 1000")
+            .fetch_all(&state.db)
+            .await?;
+    Ok(axum::Json(json!({ "base_productions": bases })))
+}
+
+/// Body of create (the first four required) and update (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProductionBody {
+    base_production_id: Option<Uuid>,
+    series: Option<i64>,
+    friendly_name: Option<String>,
+    path: Option<String>,
+    priority: Option<i64>,
+    owner_id: Option<Uuid>,
+    active: Option<bool>,
+    archived: Option<bool>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct ProductionView {
+    id: Uuid,
+    base_production_id: Uuid,
+    base_name: String,
+    /// "Base name Series N".
+    name: String,
+    series: i32,
+    friendly_name: String,
+    path: String,
+    priority: i16,
+    owner_id: Option<Uuid>,
+    active: bool,
+    archived: bool,
+    cover_image: Option<String>,
+    last_scan_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    clips: i64,
+}
+
+macro_rules! production_select {
+    () => {
+        "SELECT p.id, p.base_production_id, b.name AS base_name, b.name || ' Series ' || p.series AS name, \
+                p.series, p.friendly_name, p.path, p.priority, p.owner_id, p.active, p.archived, p.cover_image, \
+                p.last_scan_at, p.created_at, \
+                (SELECT count(*) FROM clips c WHERE c.production_id = p.id AND NOT c.missing) AS clips \
+         FROM productions p JOIN base_productions b ON b.id = p.base_production_id "
+    };
+}
+
+async fn find(state: &AppState, id: Uuid) -> ApiResult<ProductionView> {
+    sqlx::query_as(concat!(production_select!(), "WHERE p.id = $1"))
+        .bind(id)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no production {id}")))
+}
+
+fn check_priority(priority: Option<i64>) -> ApiResult<Option<i16>> {
+    priority
+        .map(|p| {
+            i16::try_from(p)
+                .ok()
+                .filter(|p| (0..=i16::from(MAX_PRIORITY)).contains(p))
+                .ok_or_else(|| ApiError::Unprocessable(format!("priority: must be between 0 and 100, got {p}")))
+        })
+        .transpose()
+}
+
+fn check_series(series: Option<i64>) -> ApiResult<Option<i32>> {
+    series
+        .map(|s| {
+            i32::try_from(s)
+                .ok()
+                .filter(|s| *s >= 0)
+                .ok_or_else(|| ApiError::Unprocessable(format!("series: must be a whole number from 0, got {s}")))
+        })
+        .transpose()
+}
+
+fn check_name(name: Option<String>) -> ApiResult<Option<String>> {
+    match name.map(|n| n.trim().to_owned()) {
+        Some(n) if n.is_empty() => Err(ApiError::Unprocessable("friendly_name: must not be empty".into())),
+        other => Ok(other),
+    }
+}
+
+/// The folder, resolved inside the media roots (stored canonical).
+fn check_path(state: &AppState, path: Option<String>) -> ApiResult<Option<String>> {
+    path.map(|p| {
+        state
+            .roots
+            .resolve_dir(&p)
+            .map(|canonical| canonical.to_string_lossy().into_owned())
+            .map_err(|e| ApiError::Unprocessable(format!("path: {e}")))
+    })
+    .transpose()
+}
+
+/// A foreign key that points nowhere, answered with the field's name.
+fn unknown_reference(err: sqlx::Error) -> ApiError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            let field = if db.message().contains("owner") {
+                "owner_id: no such user"
+            } else {
+                "base_production_id: no such base production"
+            };
+            ApiError::Unprocessable(field.into())
+        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            ApiError::Conflict("that base production already has a production of this series".into())
+        }
+        _ => err.into(),
+    }
+}
+
+async fn create(State(state): State<AppState>, Json(body): Json<ProductionBody>) -> ApiResult<impl IntoResponse> {
+    let (Some(base), Some(series), Some(friendly_name), Some(path)) = (
+        body.base_production_id,
+        check_series(body.series)?,
+        check_name(body.friendly_name)?,
+        body.path,
+    ) else {
+        return Err(ApiError::Unprocessable(
+            "base_production_id, series, friendly_name and path are required".into(),
+        ));
+    };
+    let path = check_path(&state, Some(path))?;
+    let priority = check_priority(body.priority)?.unwrap_or(i16::from(DEFAULT_PRIORITY));
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO productions (id, base_production_id, series, friendly_name, path, priority, owner_id, active, \
+                                  archived) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(id)
+    .bind(base)
+    .bind(series)
+    .bind(friendly_name)
+    .bind(path)
+    .bind(priority)
+    .bind(body.owner_id)
+    .bind(body.active.unwrap_or(true))
+    .bind(body.archived.unwrap_or(false))
+    .execute(&state.db)
+    .await
+    .map_err(unknown_reference)?;
+    Ok((StatusCode::CREATED, axum::Json(find(&state, id).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListProductions {
+    base_production_id: Option<Uuid>,
+    /// Archived productions are hidden unless asked for.
+    #[serde(default)]
+    include_archived: bool,
+    active: Option<bool>,
+}
+
+async fn list(State(state): State<AppState>, Query(q): Query<ListProductions>) -> ApiResult<axum::Json<Value>> {
+    let productions: Vec<ProductionView> = sqlx::query_as(concat!(
+        production_select!(),
+        "WHERE ($1::uuid IS NULL OR p.base_production_id = $1) AND ($2 OR NOT p.archived) \
+           AND ($3::bool IS NULL OR p.active = $3) \
+         ORDER BY b.name, p.series LIMIT 1000"
+    ))
+    .bind(q.base_production_id)
+    .bind(q.include_archived)
+    .bind(q.active)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(axum::Json(json!({ "productions": productions })))
+}
+
+async fn show(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<ProductionView>> {
+    Ok(axum::Json(find(&state, id).await?))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<ProductionBody>,
+) -> ApiResult<axum::Json<ProductionView>> {
+    if body.base_production_id.is_some() {
+        return Err(ApiError::Unprocessable(
+            "base_production_id: a production cannot move to another base production".into(),
+        ));
+    }
+    let series = check_series(body.series)?;
+    let friendly_name = check_name(body.friendly_name)?;
+    let path = check_path(&state, body.path)?;
+    let priority = check_priority(body.priority)?;
+    let updated = sqlx::query(
+        "UPDATE productions SET series = COALESCE($2, series), friendly_name = COALESCE($3, friendly_name), \
+             path = COALESCE($4, path), priority = COALESCE($5, priority), owner_id = COALESCE($6, owner_id), \
+             active = COALESCE($7, active), archived = COALESCE($8, archived), \
+             tree_digest = CASE WHEN $4 IS NULL OR $4 = path THEN tree_digest END \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(series)
+    .bind(friendly_name)
+    .bind(path)
+    .bind(priority)
+    .bind(body.owner_id)
+    .bind(body.active)
+    .bind(body.archived)
+    .execute(&state.db)
+    .await
+    .map_err(unknown_reference)?;
+    if updated.rows_affected() == 0 {
+        return Err(ApiError::NotFound(format!("no production {id}")));
+    }
+    Ok(axum::Json(find(&state, id).await?))
+}
+
+/// Queues a scan of the production at its priority → `202` with the job.
+async fn scan(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<impl IntoResponse> {
+    let production = find(&state, id).await?;
+    if !production.active {
+        return Err(ApiError::Conflict(format!(
+            "production {id} is inactive; activate it before scanning"
+        )));
+    }
+    let mut job = NewJob::new(Scan::KIND, json!(Scan { production_id: id }));
+    job.priority = u8::try_from(production.priority).ok();
+    job.requested_by = Some(caller.name);
+    let mut records = enqueue::enqueue(&state.db, &state.publisher, vec![job]).await?;
+    let job = records
+        .pop()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the scan job was not inserted")))?;
+    Ok((StatusCode::ACCEPTED, axum::Json(job)))
+}
+
+/// Queues a transcode for every present clip not done, queued or running → `202`.
+async fn transcode_pending(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<impl IntoResponse> {
+    let production = find(&state, id).await?;
+    let clips: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM clips WHERE production_id = $1 AND NOT missing \
+            AND transcode_state IN ('pending', 'failed', 'cancelled')",
+    )
+    .bind(id)
+    .fetch_all(&state.db)
+    .await?;
+    let priority = u8::try_from(production.priority).unwrap_or(DEFAULT_PRIORITY);
+    let queued = super::clips::queue_transcodes(&state, &caller, clips.into_iter().map(|c| (c, priority))).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "transcodes": queued }))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_and_series_are_range_checked() {
+        assert!(matches!(check_priority(Some(90)), Ok(Some(90))));
+        assert!(check_priority(Some(101)).is_err());
+        assert!(check_priority(Some(-1)).is_err());
+        assert!(matches!(check_series(Some(1)), Ok(Some(1))));
+        assert!(check_series(Some(-2)).is_err());
+        assert!(check_name(Some("  ".into())).is_err());
+    }
+}
