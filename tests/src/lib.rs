@@ -3,6 +3,7 @@
 //! run in parallel; both are removed when the environment is dropped.
 
 pub mod broker_node;
+pub mod media;
 pub mod proxy;
 
 use std::net::SocketAddr;
@@ -473,6 +474,50 @@ impl TestEnv {
     /// Waits until the job is in `state`.
     pub async fn wait_state(&self, id: Uuid, state: &str, timeout: Duration) -> anyhow::Result<Value> {
         self.wait_job(id, timeout, |j| j["state"] == state).await
+    }
+
+    /// Creates a base production (once per name) and a production over `folder`
+    /// (relative to the media root). Returns the production.
+    pub async fn production(&self, base: &str, series: i64, folder: &str, priority: Option<i64>) -> anyhow::Result<Value> {
+        let (status, body) = self.get("/api/v1/base-productions").await?;
+        anyhow::ensure!(status == StatusCode::OK, "base productions: {status} {body}");
+        let existing = body["base_productions"]
+            .as_array()
+            .and_then(|all| all.iter().find(|b| b["name"] == base).cloned());
+        let base = match existing {
+            Some(b) => b,
+            None => {
+                let (status, b) = self.post("/api/v1/base-productions", json!({ "name": base })).await?;
+                anyhow::ensure!(status == StatusCode::CREATED, "base production: {status} {b}");
+                b
+            }
+        };
+        let mut body = json!({
+            "base_production_id": base["id"], "series": series, "friendly_name": format!("Series {series}"),
+            "path": folder,
+        });
+        if let Some(p) = priority {
+            body["priority"] = json!(p);
+        }
+        let (status, production) = self.post("/api/v1/productions", body).await?;
+        anyhow::ensure!(status == StatusCode::CREATED, "production: {status} {production}");
+        Ok(production)
+    }
+
+    /// Asks for a scan of a production and waits for it to succeed; returns the job.
+    pub async fn scan(&self, production_id: &Value) -> anyhow::Result<Value> {
+        let id = production_id.as_str().context("production id")?;
+        let (status, job) = self.post(&format!("/api/v1/productions/{id}/scan"), json!({})).await?;
+        anyhow::ensure!(status == StatusCode::ACCEPTED, "scan: {status} {job}");
+        self.wait_state(job_id(&job)?, "succeeded", Duration::from_secs(60)).await
+    }
+
+    /// The clips of a production, by path.
+    pub async fn clips(&self, production_id: &Value) -> anyhow::Result<Vec<Value>> {
+        let id = production_id.as_str().context("production id")?;
+        let (status, body) = self.get(&format!("/api/v1/clips?production_id={id}&limit=1000")).await?;
+        anyhow::ensure!(status == StatusCode::OK, "clips: {status} {body}");
+        Ok(body["clips"].as_array().cloned().unwrap_or_default())
     }
 
     /// Publishes raw bytes onto a family's queue, as a foreign producer would.

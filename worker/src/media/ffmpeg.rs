@@ -50,7 +50,8 @@ impl FfmpegRun<'_> {
     pub async fn run(self, cancel: &CancellationToken, progress: Progress) -> Result<(), FfmpegError> {
         let mut command = FfmpegCommand::new_with_path(self.binary);
         command.hide_banner().args(["-nostdin", "-y"]).args(&self.args);
-        command.as_inner_mut().stdin(Stdio::null()).stdout(Stdio::null());
+        // ffmpeg-sidecar insists on piped stdio; `-nostdin` keeps ffmpeg off stdin, and
+        // every output goes to a file, so nothing is written to stdout.
         let mut child = command.spawn().map_err(FfmpegError::Spawn)?;
         let stderr = child.take_stderr();
         let duration = self.duration_s.filter(|d| *d > 0.0);

@@ -243,7 +243,7 @@ pub fn transcode_long(proxy: &Path, clip: &ClipFacts, sprite: Option<&SpriteLayo
     let mut graph = Vec::new();
     if let Some(layout) = sprite {
         graph.push(format!(
-            "[0:v:0]fps=1/{:.3},scale={}:{},tile={}x{}[sprite]",
+            "[0:v:0]select='isnan(prev_selected_t)+gte(t-prev_selected_t,{:.3})',scale={}:{},tile={}x{}[sprite]",
             layout.interval_s, layout.width, layout.height, layout.columns, layout.rows
         ));
     }

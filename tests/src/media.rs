@@ -1,0 +1,184 @@
+//! Test media made with Debian's ffmpeg (test patterns with timecode, tones on several
+//! audio tracks), ffprobe checks of outputs, and a real SMTP server (aiosmtpd).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct Clip {
+    pub seconds: f64,
+    pub width: u32,
+    pub height: u32,
+    pub fps: &'static str,
+    pub timecode: Option<&'static str>,
+    pub audio_tracks: u32,
+    /// `libx264` (small files) or `mpeg4` (fast to make at long durations).
+    pub codec: &'static str,
+}
+
+impl Default for Clip {
+    fn default() -> Self {
+        Self {
+            seconds: 2.0,
+            width: 320,
+            height: 240,
+            fps: "25",
+            timecode: Some("10:00:00:00"),
+            audio_tracks: 2,
+            codec: "libx264",
+        }
+    }
+}
+
+impl Clip {
+    /// Writes the clip to `path` (a `.mov`), creating its folder.
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut args: Vec<String> = vec![
+            "-hide_banner".into(),
+            "-loglevel".into(),
+            "error".into(),
+            "-y".into(),
+            "-f".into(),
+            "lavfi".into(),
+            "-i".into(),
+            format!(
+                "testsrc2=size={}x{}:rate={}:duration={}",
+                self.width, self.height, self.fps, self.seconds
+            ),
+        ];
+        for track in 0..self.audio_tracks {
+            args.extend([
+                "-f".into(),
+                "lavfi".into(),
+                "-i".into(),
+                format!("sine=frequency={}:duration={}", 300 + 200 * track, self.seconds),
+            ]);
+        }
+        args.extend(["-map".into(), "0:v".into()]);
+        for track in 0..self.audio_tracks {
+            args.extend(["-map".into(), format!("{}:a", track + 1)]);
+        }
+        args.extend(["-c:v".into(), self.codec.into()]);
+        if self.codec == "libx264" {
+            args.extend(["-preset".into(), "ultrafast".into()]);
+        } else {
+            args.extend(["-q:v".into(), "20".into()]);
+        }
+        args.extend(["-c:a".into(), "pcm_s16le".into()]);
+        if let Some(tc) = self.timecode {
+            args.extend(["-timecode".into(), tc.into()]);
+        }
+        args.push(path.to_string_lossy().into_owned());
+        run("ffmpeg", &args)
+    }
+}
+
+fn run(program: &str, args: &[String]) -> anyhow::Result<()> {
+    let output = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !output.status.success() {
+        bail!("{program} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(())
+}
+
+/// ffprobe's JSON (format and streams) of a file.
+pub fn ffprobe(path: &Path) -> anyhow::Result<Value> {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"])
+        .arg(path)
+        .output()
+        .context("cannot run ffprobe")?;
+    if !output.status.success() {
+        bail!("ffprobe {}: {}", path.display(), String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+/// A real SMTP server on localhost that keeps what it accepts in a folder.
+pub struct SmtpSink {
+    pub port: u16,
+    pub folder: PathBuf,
+    child: Option<Child>,
+}
+
+/// The Python with Debian's aiosmtpd (`RUSHES_TEST_PYTHON`, default `/usr/bin/python3`).
+fn python() -> String {
+    std::env::var("RUSHES_TEST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".to_owned())
+}
+
+impl SmtpSink {
+    /// Starts a sink on `port` (0: a free one) storing into `folder`.
+    pub async fn start(port: u16, folder: PathBuf) -> anyhow::Result<Self> {
+        let port = if port == 0 { crate::dead_port()?.port() } else { port };
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/smtp_sink.py");
+        let child = Command::new(python())
+            .arg(script)
+            .arg(port.to_string())
+            .arg(&folder)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("cannot start the SMTP sink (apt-get install python3-aiosmtpd)")?;
+        let sink = Self {
+            port,
+            folder,
+            child: Some(child),
+        };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Ok(sink);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        bail!("the SMTP sink did not listen on {port}")
+    }
+
+    /// Every message received so far (`from`, `to`, `data`).
+    pub fn messages(&self) -> anyhow::Result<Vec<Value>> {
+        let mut out = Vec::new();
+        let Ok(listing) = std::fs::read_dir(&self.folder) else {
+            return Ok(out);
+        };
+        for item in listing.flatten() {
+            if item.path().extension().is_some_and(|e| e == "json") {
+                out.push(serde_json::from_str(&std::fs::read_to_string(item.path())?)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Waits until `count` messages have arrived.
+    pub async fn wait_for(&self, count: usize, timeout: Duration) -> anyhow::Result<Vec<Value>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let messages = self.messages()?;
+            if messages.len() >= count {
+                return Ok(messages);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{} of {count} mails arrived within {timeout:?}", messages.len());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
