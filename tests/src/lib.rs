@@ -478,7 +478,13 @@ impl TestEnv {
 
     /// Creates a base production (once per name) and a production over `folder`
     /// (relative to the media root). Returns the production.
-    pub async fn production(&self, base: &str, series: i64, folder: &str, priority: Option<i64>) -> anyhow::Result<Value> {
+    pub async fn production(
+        &self,
+        base: &str,
+        series: i64,
+        folder: &str,
+        priority: Option<i64>,
+    ) -> anyhow::Result<Value> {
         let (status, body) = self.get("/api/v1/base-productions").await?;
         anyhow::ensure!(status == StatusCode::OK, "base productions: {status} {body}");
         let existing = body["base_productions"]
@@ -509,13 +515,16 @@ impl TestEnv {
         let id = production_id.as_str().context("production id")?;
         let (status, job) = self.post(&format!("/api/v1/productions/{id}/scan"), json!({})).await?;
         anyhow::ensure!(status == StatusCode::ACCEPTED, "scan: {status} {job}");
-        self.wait_state(job_id(&job)?, "succeeded", Duration::from_secs(60)).await
+        self.wait_state(job_id(&job)?, "succeeded", Duration::from_secs(60))
+            .await
     }
 
     /// The clips of a production, by path.
     pub async fn clips(&self, production_id: &Value) -> anyhow::Result<Vec<Value>> {
         let id = production_id.as_str().context("production id")?;
-        let (status, body) = self.get(&format!("/api/v1/clips?production_id={id}&limit=1000")).await?;
+        let (status, body) = self
+            .get(&format!("/api/v1/clips?production_id={id}&limit=1000"))
+            .await?;
         anyhow::ensure!(status == StatusCode::OK, "clips: {status} {body}");
         Ok(body["clips"].as_array().cloned().unwrap_or_default())
     }

@@ -101,7 +101,11 @@ pub fn ffprobe(path: &Path) -> anyhow::Result<Value> {
         .output()
         .context("cannot run ffprobe")?;
     if !output.status.success() {
-        bail!("ffprobe {}: {}", path.display(), String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "ffprobe {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     Ok(serde_json::from_slice(&output.stdout)?)
 }

@@ -59,7 +59,10 @@ async fn scan_reads_clips_and_rescans_are_idempotent() -> anyhow::Result<()> {
     std::fs::write(show.join("A001/truncated.mov"), truncated)?;
     std::fs::create_dir_all(env.media_root.join("../elsewhere"))?;
     Clip::default().write(&env.media_root.join("../elsewhere/secret.mov"))?;
-    std::os::unix::fs::symlink(env.media_root.join("../elsewhere/secret.mov"), show.join("A001/leak.mov"))?;
+    std::os::unix::fs::symlink(
+        env.media_root.join("../elsewhere/secret.mov"),
+        show.join("A001/leak.mov"),
+    )?;
 
     let production = env.production("Scan Show", 1, "show", None).await?;
     let job = env.scan(&production["id"]).await?;
@@ -78,7 +81,10 @@ async fn scan_reads_clips_and_rescans_are_idempotent() -> anyhow::Result<()> {
     assert_eq!(first["audio_tracks"], 2);
     assert_eq!(first["audio_channels"], json!([1, 1]));
     assert_eq!(first["width"], 320);
-    assert!((first["duration_s"].as_f64().unwrap_or(0.0) - 2.0).abs() < 0.05, "{first}");
+    assert!(
+        (first["duration_s"].as_f64().unwrap_or(0.0) - 2.0).abs() < 0.05,
+        "{first}"
+    );
     let second = by_path(&clips, "Día 2 card/clip ünï.mov")?;
     assert_eq!(second["card"], "Día 2 card");
     assert_eq!(second["frame_rate"], 29.97);
@@ -88,12 +94,16 @@ async fn scan_reads_clips_and_rescans_are_idempotent() -> anyhow::Result<()> {
 
     wait_transcoded(&env, &production).await?;
     let before: Vec<(String, chrono::DateTime<chrono::Utc>)> =
-        sqlx::query_as("SELECT path, updated_at FROM clips ORDER BY path").fetch_all(&env.db).await?;
+        sqlx::query_as("SELECT path, updated_at FROM clips ORDER BY path")
+            .fetch_all(&env.db)
+            .await?;
     let jobs_before = transcode_jobs(&env).await?;
     let again = env.scan(&production["id"]).await?;
     assert_eq!(again["result"]["unchanged"], true, "{}", again["result"]);
     let after: Vec<(String, chrono::DateTime<chrono::Utc>)> =
-        sqlx::query_as("SELECT path, updated_at FROM clips ORDER BY path").fetch_all(&env.db).await?;
+        sqlx::query_as("SELECT path, updated_at FROM clips ORDER BY path")
+            .fetch_all(&env.db)
+            .await?;
     assert_eq!(before, after, "an unchanged rescan writes nothing");
     assert_eq!(transcode_jobs(&env).await?, jobs_before);
 
@@ -111,7 +121,10 @@ async fn scan_reads_clips_and_rescans_are_idempotent() -> anyhow::Result<()> {
     let clips = env.clips(&production["id"]).await?;
     assert_eq!(by_path(&clips, "Día 2 card/clip ünï.mov")?["missing"], true);
     let changed = by_path(&clips, "A001/A001C001.mov")?;
-    assert!((changed["duration_s"].as_f64().unwrap_or(0.0) - 3.0).abs() < 0.05, "{changed}");
+    assert!(
+        (changed["duration_s"].as_f64().unwrap_or(0.0) - 3.0).abs() < 0.05,
+        "{changed}"
+    );
     wait_transcoded(&env, &production).await?;
     Ok(())
 }
@@ -194,13 +207,17 @@ async fn production_paths_must_stay_inside_the_media_roots() -> anyhow::Result<(
     let (status, _) = env.post("/api/v1/base-productions", json!({ "name": "Roots" })).await?;
     assert_eq!(status, StatusCode::CONFLICT);
     let outside = env.media_root.join("../outside").to_string_lossy().into_owned();
-    let body = |path: &str, series: i64| {
-        json!({ "base_production_id": base["id"], "series": series, "friendly_name": "S", "path": path })
-    };
+    let body = |path: &str, series: i64| json!({ "base_production_id": base["id"], "series": series, "friendly_name": "S", "path": path });
     for bad in ["inside/../inside", outside.as_str(), "escape", "missing-folder", "/etc"] {
         let (status, err) = env.post("/api/v1/productions", body(bad, 1)).await?;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {err}");
-        assert!(err["error"]["message"].as_str().unwrap_or_default().starts_with("path:"), "{err}");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("path:"),
+            "{err}"
+        );
     }
     let (status, ok) = env.post("/api/v1/productions", body("inside", 1)).await?;
     assert_eq!(status, StatusCode::CREATED, "{ok}");
@@ -208,7 +225,8 @@ async fn production_paths_must_stay_inside_the_media_roots() -> anyhow::Result<(
     assert_eq!(ok["priority"], 20);
     let (status, _) = env.post("/api/v1/productions", body("inside", 1)).await?;
     assert_eq!(status, StatusCode::CONFLICT, "one production per series");
-    let unknown_base = json!({ "base_production_id": uuid::Uuid::now_v7(), "series": 2, "friendly_name": "S", "path": "inside" });
+    let unknown_base =
+        json!({ "base_production_id": uuid::Uuid::now_v7(), "series": 2, "friendly_name": "S", "path": "inside" });
     let (status, _) = env.post("/api/v1/productions", unknown_base).await?;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, _) = env
@@ -225,7 +243,9 @@ async fn production_paths_must_stay_inside_the_media_roots() -> anyhow::Result<(
         .await?;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let missing = uuid::Uuid::now_v7();
-    let (status, _) = env.post(&format!("/api/v1/productions/{missing}/scan"), json!({})).await?;
+    let (status, _) = env
+        .post(&format!("/api/v1/productions/{missing}/scan"), json!({}))
+        .await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = env.get(&format!("/api/v1/clips/{missing}")).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -235,7 +255,11 @@ async fn production_paths_must_stay_inside_the_media_roots() -> anyhow::Result<(
     // Archived productions leave the default list; inactive ones are not scanned.
     let id = ok["id"].as_str().unwrap_or_default();
     let (status, _) = env
-        .call(reqwest::Method::PATCH, &format!("/api/v1/productions/{id}"), Some(json!({ "archived": true, "active": false })))
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/productions/{id}"),
+            Some(json!({ "archived": true, "active": false })),
+        )
         .await?;
     assert_eq!(status, StatusCode::OK);
     let (_, list) = env.get("/api/v1/productions").await?;
@@ -262,18 +286,26 @@ async fn corrupt_input_fails_once_with_ffmpegs_reason() -> anyhow::Result<()> {
     env.spawn_worker(worker);
     let clips = env
         .get_until(
-            &format!("/api/v1/clips?production_id={}", production["id"].as_str().unwrap_or_default()),
+            &format!(
+                "/api/v1/clips?production_id={}",
+                production["id"].as_str().unwrap_or_default()
+            ),
             WAIT,
             |b| b["clips"][0]["transcode_state"] == "failed",
         )
         .await?;
     let clip = &clips["clips"][0];
-    let job = env.job(clip["transcode_job_id"].as_str().unwrap_or_default().parse()?).await?;
+    let job = env
+        .job(clip["transcode_job_id"].as_str().unwrap_or_default().parse()?)
+        .await?;
     assert_eq!(job["state"], "failed");
     assert_eq!(job["attempts"], 1, "no retries for bad input");
     let reason = clip["transcode_error"].as_str().unwrap_or_default();
     assert!(reason.starts_with("ffmpeg: "), "{reason}");
-    assert!(reason.contains("Invalid data") || reason.contains("moov"), "ffmpeg's own words: {reason}");
+    assert!(
+        reason.contains("Invalid data") || reason.contains("moov"),
+        "ffmpeg's own words: {reason}"
+    );
     Ok(())
 }
 
@@ -298,15 +330,21 @@ async fn cancelling_a_transcode_kills_ffmpeg_and_leaves_no_partial_file() -> any
     env.scan(&production["id"]).await?;
     let clip = env.clips(&production["id"]).await?.remove(0);
     let job: uuid::Uuid = clip["transcode_job_id"].as_str().unwrap_or_default().parse()?;
-    env.wait_job(job, WAIT, |j| j["state"] == "running" && j["progress"].as_f64().unwrap_or(0.0) > 0.0)
-        .await?;
+    env.wait_job(job, WAIT, |j| {
+        j["state"] == "running" && j["progress"].as_f64().unwrap_or(0.0) > 0.0
+    })
+    .await?;
     let (status, _) = env.post(&format!("/api/v1/jobs/{job}/cancel"), json!({})).await?;
     assert_eq!(status, StatusCode::OK);
     env.wait_state(job, "cancelled", Duration::from_secs(10)).await?;
     let dir = env.data_dir.join("clips").join(clip["id"].as_str().unwrap_or_default());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let left: Vec<String> = std::fs::read_dir(&dir)
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     assert!(left.is_empty(), "nothing half-written stays: {left:?}");
     let clips = env.clips(&production["id"]).await?;
@@ -323,8 +361,10 @@ async fn a_killed_workers_transcode_completes_on_the_next_worker() -> anyhow::Re
     env.scan(&production["id"]).await?;
     let clip = env.clips(&production["id"]).await?.remove(0);
     let job: uuid::Uuid = clip["transcode_job_id"].as_str().unwrap_or_default().parse()?;
-    env.wait_job(job, WAIT, |j| j["state"] == "running" && j["progress"].as_f64().unwrap_or(0.0) > 0.0)
-        .await?;
+    env.wait_job(job, WAIT, |j| {
+        j["state"] == "running" && j["progress"].as_f64().unwrap_or(0.0) > 0.0
+    })
+    .await?;
     env.signal(pid, 9)?;
     let worker = env.worker_config("transcode=1,transcode_long=1")?;
     env.spawn_worker(worker);
@@ -366,11 +406,10 @@ async fn a_high_priority_production_overtakes_a_backlog() -> anyhow::Result<()> 
         b["clips"].as_array().map(Vec::len) == Some(7)
     })
     .await?;
-    let order: Vec<(i16, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-        "SELECT priority, started_at FROM jobs WHERE kind = 'transcode' ORDER BY started_at",
-    )
-    .fetch_all(&env.db)
-    .await?;
+    let order: Vec<(i16, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT priority, started_at FROM jobs WHERE kind = 'transcode' ORDER BY started_at")
+            .fetch_all(&env.db)
+            .await?;
     let urgent_at = order.iter().position(|(p, _)| *p == 90);
     // At most one backlog job can have been delivered before (the one slot's prefetch).
     assert!(urgent_at.is_some_and(|i| i <= 1), "{order:?}");
@@ -413,7 +452,11 @@ async fn mail_retries_while_smtp_is_down_and_rejected_addresses_fail() -> anyhow
     let production = env.production("Mailed Show", 1, "mailed", None).await?;
     let id = production["id"].as_str().unwrap_or_default();
     let (status, _) = env
-        .call(reqwest::Method::PATCH, &format!("/api/v1/productions/{id}"), Some(json!({ "owner_id": owner })))
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/productions/{id}"),
+            Some(json!({ "owner_id": owner })),
+        )
         .await?;
     assert_eq!(status, StatusCode::OK);
     let scan = env.scan(&production["id"]).await?;

@@ -27,15 +27,15 @@ pub async fn register(shared: &Shared) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO workers (id, host, pid, version, queues, slots, capabilities) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-        .bind(shared.worker_id)
-        .bind(&shared.host)
-        .bind(i32::try_from(std::process::id()).unwrap_or(0))
-        .bind(rushes_common::VERSION)
-        .bind(serde_json::Value::Object(queues))
-        .bind(total)
-        .bind(capabilities)
-        .execute(&shared.db)
-        .await?;
+    .bind(shared.worker_id)
+    .bind(&shared.host)
+    .bind(i32::try_from(std::process::id()).unwrap_or(0))
+    .bind(rushes_common::VERSION)
+    .bind(serde_json::Value::Object(queues))
+    .bind(total)
+    .bind(capabilities)
+    .execute(&shared.db)
+    .await?;
     Ok(())
 }
 

@@ -57,7 +57,14 @@ mod tests {
         for ok in ["proxy.mp4", "poster.jpg", "track_2.m4a", "sprite.vtt"] {
             assert!(is_output_name(ok), "{ok}");
         }
-        for bad in ["../proxy.mp4", "track_.m4a", "track_x.m4a", "track_1234.m4a", ".tmp", "proxy.mp4/"] {
+        for bad in [
+            "../proxy.mp4",
+            "track_.m4a",
+            "track_x.m4a",
+            "track_1234.m4a",
+            ".tmp",
+            "proxy.mp4/",
+        ] {
             assert!(!is_output_name(bad), "{bad}");
         }
     }

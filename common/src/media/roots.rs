@@ -115,11 +115,21 @@ mod tests {
         let show = dir.join("root/show").canonicalize()?;
         assert_eq!(roots.resolve_dir("show").as_ref(), Ok(&show));
         assert_eq!(roots.resolve_dir(&show.to_string_lossy()).as_ref(), Ok(&show));
-        assert_eq!(roots.resolve_dir("alias").as_ref(), Ok(&show), "a symlink inside the root is fine");
+        assert_eq!(
+            roots.resolve_dir("alias").as_ref(),
+            Ok(&show),
+            "a symlink inside the root is fine"
+        );
         assert_eq!(roots.resolve_dir("show/../show"), Err(PathError::ParentComponent));
-        assert_eq!(roots.resolve_dir("escape"), Err(PathError::OutsideRoots("escape".into())));
+        assert_eq!(
+            roots.resolve_dir("escape"),
+            Err(PathError::OutsideRoots("escape".into()))
+        );
         let elsewhere = dir.join("elsewhere").to_string_lossy().into_owned();
-        assert_eq!(roots.resolve_dir(&elsewhere), Err(PathError::OutsideRoots(elsewhere.clone())));
+        assert_eq!(
+            roots.resolve_dir(&elsewhere),
+            Err(PathError::OutsideRoots(elsewhere.clone()))
+        );
         assert_eq!(roots.resolve_dir("nope"), Err(PathError::NotFound("nope".into())));
         assert_eq!(roots.resolve_dir(""), Err(PathError::Empty));
         assert_eq!(MediaRoots::new(&[]).resolve_dir("show"), Err(PathError::NoRoots));

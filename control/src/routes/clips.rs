@@ -205,12 +205,9 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListClips>) -> ApiR
         )));
     }
     let limit = super::limit(q.limit);
-    let pattern = q.q.as_deref().map(|t| {
-        format!(
-            "%{}%",
-            t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
-        )
-    });
+    let pattern =
+        q.q.as_deref()
+            .map(|t| format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
     let rows: Vec<ClipRow> = sqlx::query_as(concat!(
         "SELECT ",
         clip_columns!(),
@@ -259,7 +256,9 @@ fn bulk_ids(ids: &[Uuid]) -> ApiResult<()> {
         return Err(ApiError::Unprocessable("ids: name at least one clip".into()));
     }
     if ids.len() > MAX_BULK {
-        return Err(ApiError::Unprocessable(format!("ids: at most {MAX_BULK} clips per request")));
+        return Err(ApiError::Unprocessable(format!(
+            "ids: at most {MAX_BULK} clips per request"
+        )));
     }
     Ok(())
 }
@@ -395,11 +394,10 @@ async fn retranscode(
 /// tree digests are reset so that a rescan finds the files again.
 async fn delete_clips(state: &AppState, ids: &[Uuid]) -> ApiResult<Vec<Uuid>> {
     let mut tx = state.db.begin().await?;
-    let deleted: Vec<(Uuid, Uuid)> =
-        sqlx::query_as("DELETE FROM clips WHERE id = ANY($1) RETURNING id, production_id")
-            .bind(ids)
-            .fetch_all(&mut *tx)
-            .await?;
+    let deleted: Vec<(Uuid, Uuid)> = sqlx::query_as("DELETE FROM clips WHERE id = ANY($1) RETURNING id, production_id")
+        .bind(ids)
+        .fetch_all(&mut *tx)
+        .await?;
     let productions: Vec<Uuid> = deleted.iter().map(|(_, p)| *p).collect();
     sqlx::query("UPDATE productions SET tree_digest = NULL WHERE id = ANY($1)")
         .bind(&productions)

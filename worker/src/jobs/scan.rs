@@ -11,8 +11,8 @@ use rushes_common::enqueue::{self, NewJob};
 use rushes_common::job::JobPayload as _;
 use rushes_common::job::email::Email;
 use rushes_common::job::media::Scan;
-use rushes_common::media::transcodes;
 use rushes_common::mail::{self, SCAN_SUMMARY_EXAMPLES, ScanSummary};
+use rushes_common::media::transcodes;
 use serde_json::{Value, json};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
@@ -108,7 +108,11 @@ pub async fn run(ctx: JobContext, payload: Scan) -> Result<Value, JobError> {
     let candidates: Vec<&Entry> = tree
         .entries
         .iter()
-        .filter(|e| known.get(&e.rel).is_none_or(|k| k.size != e.size || k.mtime_ns != e.mtime_ns))
+        .filter(|e| {
+            known
+                .get(&e.rel)
+                .is_none_or(|k| k.size != e.size || k.mtime_ns != e.mtime_ns)
+        })
         .collect();
     let verdicts = probe_all(&ctx, &candidates).await?;
 

@@ -39,9 +39,12 @@ pub async fn run(ctx: JobContext, payload: Transcode) -> Result<Value, JobError>
         timeout: time_limit(facts.duration_s, services.transcode.timeout_factor),
     };
     let progress_ctx = ctx.clone();
-    run.run(&ctx.cancel_token(), Arc::new(move |f| progress_ctx.set_progress(f * 0.99)))
-        .await
-        .map_err(ffmpeg_failure)?;
+    run.run(
+        &ctx.cancel_token(),
+        Arc::new(move |f| progress_ctx.set_progress(f * 0.99)),
+    )
+    .await
+    .map_err(ffmpeg_failure)?;
     staging
         .commit(&plan.outputs)
         .map_err(|e| JobError::Retryable(format!("cannot publish the outputs: {e}")))?;

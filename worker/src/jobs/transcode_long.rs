@@ -16,7 +16,9 @@ use crate::media::staging::Staging;
 pub async fn run(ctx: JobContext, payload: TranscodeLong) -> Result<Value, JobError> {
     let clip = ClipRow::load(&ctx, payload.clip_id).await?;
     let Some(proxy) = clip.outputs.get("proxy").and_then(Value::as_str) else {
-        return Err(JobError::Permanent("the clip has no proxy yet; transcode it first".into()));
+        return Err(JobError::Permanent(
+            "the clip has no proxy yet; transcode it first".into(),
+        ));
     };
     let out_dir = clip.output_dir(&ctx);
     let proxy = out_dir.join(proxy);
@@ -48,9 +50,12 @@ pub async fn run(ctx: JobContext, payload: TranscodeLong) -> Result<Value, JobEr
         timeout: time_limit(facts.duration_s, services.transcode.timeout_factor),
     };
     let progress_ctx = ctx.clone();
-    run.run(&ctx.cancel_token(), Arc::new(move |f| progress_ctx.set_progress(f * 0.99)))
-        .await
-        .map_err(ffmpeg_failure)?;
+    run.run(
+        &ctx.cancel_token(),
+        Arc::new(move |f| progress_ctx.set_progress(f * 0.99)),
+    )
+    .await
+    .map_err(ffmpeg_failure)?;
     let mut names = plan.outputs.clone();
     let mut added = serde_json::Map::new();
     if layout.is_some() {

@@ -42,15 +42,34 @@ pub async fn detect(config: &TranscodeConfig) -> anyhow::Result<VideoBackend> {
     let nvenc = succeeds(
         ffmpeg,
         &[
-            "-f", "lavfi", "-i", "color=c=black:s=256x144:d=0.1", "-frames:v", "1", "-c:v", "h264_nvenc", "-f",
-            "null", "-",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=black:s=256x144:d=0.1",
+            "-frames:v",
+            "1",
+            "-c:v",
+            "h264_nvenc",
+            "-f",
+            "null",
+            "-",
         ],
     )
     .await;
     let cuda = succeeds(
         ffmpeg,
         &[
-            "-init_hw_device", "cuda=gpu", "-f", "lavfi", "-i", "anullsrc", "-t", "0.01", "-f", "null", "-",
+            "-init_hw_device",
+            "cuda=gpu",
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc",
+            "-t",
+            "0.01",
+            "-f",
+            "null",
+            "-",
         ],
     )
     .await;

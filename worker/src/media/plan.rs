@@ -92,7 +92,10 @@ pub fn transcode(
         let rate = settings.proxy_bitrate_kbps;
         push(&mut args, &["-map", "[vout]"]);
         if has_audio {
-            push(&mut args, &["-map", "[amix]", "-c:a", "aac", "-b:a", &audio_rate, "-ac", "2"]);
+            push(
+                &mut args,
+                &["-map", "[amix]", "-c:a", "aac", "-b:a", &audio_rate, "-ac", "2"],
+            );
         }
         if backend.is_nvenc() {
             push(&mut args, &["-c:v", "h264_nvenc", "-preset", "p4", "-rc", "vbr"]);
@@ -121,7 +124,20 @@ pub fn transcode(
     } else if has_audio {
         push(
             &mut args,
-            &["-map", "[amix]", "-c:a", "aac", "-b:a", &audio_rate, "-ac", "2", "-movflags", "+faststart", "-f", "mp4"],
+            &[
+                "-map",
+                "[amix]",
+                "-c:a",
+                "aac",
+                "-b:a",
+                &audio_rate,
+                "-ac",
+                "2",
+                "-movflags",
+                "+faststart",
+                "-f",
+                "mp4",
+            ],
         );
         args.push(staging.path("proxy.m4a").into());
         outputs.push("proxy.m4a".to_owned());
@@ -130,7 +146,16 @@ pub fn transcode(
         let name = format!("track_{}.m4a", track + 1);
         push(
             &mut args,
-            &["-map", &format!("0:a:{track}"), "-c:a", "aac", "-b:a", &audio_rate, "-f", "mp4"],
+            &[
+                "-map",
+                &format!("0:a:{track}"),
+                "-c:a",
+                "aac",
+                "-b:a",
+                &audio_rate,
+                "-f",
+                "mp4",
+            ],
         );
         args.push(staging.path(&name).into());
         outputs.push(name);
@@ -138,7 +163,18 @@ pub fn transcode(
     if has_audio {
         push(
             &mut args,
-            &["-map", "[awav]", "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", "-f", "wav"],
+            &[
+                "-map",
+                "[awav]",
+                "-ac",
+                "1",
+                "-ar",
+                "16000",
+                "-c:a",
+                "pcm_s16le",
+                "-f",
+                "wav",
+            ],
         );
         args.push(staging.path("audio.wav").into());
         outputs.push("audio.wav".to_owned());
@@ -253,12 +289,29 @@ pub fn transcode_long(proxy: &Path, clip: &ClipFacts, sprite: Option<&SpriteLayo
     args.push("-filter_complex".into());
     args.push(graph.join(";").into());
     if sprite.is_some() {
-        push(&mut args, &["-map", "[sprite]", "-frames:v", "1", "-q:v", "4", "-f", "image2", "-update", "1"]);
+        push(
+            &mut args,
+            &[
+                "-map",
+                "[sprite]",
+                "-frames:v",
+                "1",
+                "-q:v",
+                "4",
+                "-f",
+                "image2",
+                "-update",
+                "1",
+            ],
+        );
         args.push(staging.path("sprite.jpg").into());
         outputs.push("sprite.jpg".to_owned());
     }
     if clip.audio_tracks > 0 {
-        push(&mut args, &["-map", "[wave]", "-frames:v", "1", "-f", "image2", "-update", "1"]);
+        push(
+            &mut args,
+            &["-map", "[wave]", "-frames:v", "1", "-f", "image2", "-update", "1"],
+        );
         args.push(staging.path("waveform.png").into());
         outputs.push("waveform.png".to_owned());
     }

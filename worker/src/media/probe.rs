@@ -133,7 +133,15 @@ pub async fn probe(ffprobe: &Path, path: &Path) -> Result<MediaInfo, ProbeError>
     input.push(path.as_os_str());
     let mut command = tokio::process::Command::new(ffprobe);
     command
-        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams", "-i"])
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+            "-i",
+        ])
         .arg(input)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -142,7 +150,11 @@ pub async fn probe(ffprobe: &Path, path: &Path) -> Result<MediaInfo, ProbeError>
     let output = match tokio::time::timeout(PROBE_TIMEOUT, command.output()).await {
         Ok(Ok(output)) => output,
         Ok(Err(err)) => return Err(ProbeError::Tool(err.to_string())),
-        Err(_) => return Err(ProbeError::NotMedia(format!("ffprobe gave no answer within {PROBE_TIMEOUT:?}"))),
+        Err(_) => {
+            return Err(ProbeError::NotMedia(format!(
+                "ffprobe gave no answer within {PROBE_TIMEOUT:?}"
+            )));
+        }
     };
     if !output.status.success() {
         let reason = String::from_utf8_lossy(&output.stderr);
@@ -212,7 +224,9 @@ pub fn parse(json: &[u8]) -> Result<MediaInfo, ProbeError> {
         .ok_or_else(|| ProbeError::NotMedia("ffprobe found no container".into()))?;
     let container = format.format_name.unwrap_or_default();
     if container == "image2" || container == "tty" || container.ends_with("_pipe") {
-        return Err(ProbeError::NotMedia(format!("a still image or text ({container}), not a clip")));
+        return Err(ProbeError::NotMedia(format!(
+            "a still image or text ({container}), not a clip"
+        )));
     }
     let kind = |s: &Stream, k: &str| s.codec_type.as_deref() == Some(k);
     let video = report
@@ -231,7 +245,11 @@ pub fn parse(json: &[u8]) -> Result<MediaInfo, ProbeError> {
     if video.is_none() && audio.is_empty() {
         return Err(ProbeError::NotMedia("no audio or video streams".into()));
     }
-    let seconds = |v: &Option<String>| v.as_deref().and_then(|d| d.parse::<f64>().ok()).filter(|d| d.is_finite());
+    let seconds = |v: &Option<String>| {
+        v.as_deref()
+            .and_then(|d| d.parse::<f64>().ok())
+            .filter(|d| d.is_finite())
+    };
     let duration_s = seconds(&format.duration).or_else(|| {
         report
             .streams

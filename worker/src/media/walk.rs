@@ -142,7 +142,7 @@ mod tests {
         std::fs::write(dir.join("outside/secret.mov"), b"x")?;
         std::os::unix::fs::symlink(dir.join("outside/secret.mov"), root.join("show/leak.mov"))?;
         std::os::unix::fs::symlink(root.join("show/Card A/clip é.mov"), root.join("show/alias.mov"))?;
-        let roots = MediaRoots::new(&[root.clone()]);
+        let roots = MediaRoots::new(std::slice::from_ref(&root));
         let tree = walk(&root.join("show"), &roots)?;
         let mut found: Vec<&str> = tree.entries.iter().map(|e| e.rel.as_str()).collect();
         found.sort_unstable();
