@@ -10,7 +10,34 @@ cd "$RUSHES_ROOT"
 STATE_DIR="${RUSHES_STATE_DIR:-$HOME/.local/state/rushes}"
 mkdir -p "$STATE_DIR/logs"
 export RUSHES_DATA_DIR="${RUSHES_DATA_DIR:-$STATE_DIR/data}"
-mkdir -p "$RUSHES_DATA_DIR"
+export RUSHES_MEDIA_ROOTS="${RUSHES_MEDIA_ROOTS:-$STATE_DIR/media}"
+MAIL_DIR="$STATE_DIR/mail"
+mkdir -p "$RUSHES_DATA_DIR" "$MAIL_DIR" "${RUSHES_MEDIA_ROOTS%%,*}"
+
+# Demo rushes, made once: timecoded test patterns with two audio tracks (speech from
+# espeak-ng on the first, a tone on the second), in a card folder as cameras write them.
+DEMO_DIR="${RUSHES_MEDIA_ROOTS%%,*}/demo/Demo Series 1"
+if [ ! -d "$DEMO_DIR/DAY01_A001" ]; then
+    say "generating demo rushes in $DEMO_DIR"
+    mkdir -p "$DEMO_DIR/DAY01_A001.partial"
+    n=0
+    for line in "Welcome to Rushes. This clip was scanned, transcoded and indexed automatically." \
+                "Scene four, take two. Camera A is rolling and sound is speeding." \
+                "That's a wrap on day one. Thank you everyone."; do
+        n=$((n + 1))
+        espeak-ng -w "$DEMO_DIR/DAY01_A001.partial/speech.wav" "$line"
+        ffmpeg -hide_banner -loglevel error -y \
+            -f lavfi -i "testsrc2=size=1280x720:rate=25:duration=8" \
+            -i "$DEMO_DIR/DAY01_A001.partial/speech.wav" \
+            -f lavfi -i "sine=frequency=$((300 * n)):duration=8" \
+            -filter_complex "[1:a]apad,atrim=0:8[speech]" \
+            -map 0:v -map "[speech]" -map 2:a -c:v libx264 -preset veryfast -pix_fmt yuv420p \
+            -c:a pcm_s16le -ar 48000 -timecode "10:0$n:00:00" \
+            "$DEMO_DIR/DAY01_A001.partial/A001C00$n.mov"
+    done
+    rm -f "$DEMO_DIR/DAY01_A001.partial/speech.wav"
+    mv "$DEMO_DIR/DAY01_A001.partial" "$DEMO_DIR/DAY01_A001"
+fi
 
 if ! as_root rabbitmqctl -q list_vhosts 2>/dev/null | grep -qx rushes; then
     say "creating the RabbitMQ vhost rushes"
@@ -35,6 +62,11 @@ say "migrating"
 "$BIN/rushes-control" migrate
 
 trap 'trap - INT TERM EXIT; say "stopping"; kill $(jobs -p) 2>/dev/null; wait' INT TERM EXIT
+# A local mail catcher (Debian's aiosmtpd) keeps every mail Rushes sends in a Maildir.
+if ! port_open 1025; then
+    /usr/bin/python3 -m aiosmtpd -n -l 127.0.0.1:1025 -c aiosmtpd.handlers.Mailbox "$MAIL_DIR" \
+        >>"$STATE_DIR/logs/mail.log" 2>&1 &
+fi
 RUSHES_METRICS_ADDR=127.0.0.1:9102 "$BIN/rushes-scheduler" >>"$STATE_DIR/logs/scheduler.log" 2>&1 &
 RUSHES_METRICS_ADDR=127.0.0.1:9101 "$BIN/rushes-worker" >>"$STATE_DIR/logs/worker.log" 2>&1 &
 "$BIN/rushes-control" serve >>"$STATE_DIR/logs/control.log" 2>&1 &
@@ -43,6 +75,25 @@ for _ in $(seq 1 60); do
     curl -fsS "http://$RUSHES_HTTP_ADDR/readyz" >/dev/null 2>&1 && break
     sleep 0.5
 done
+api() { curl -fsS -H "Authorization: Bearer $RUSHES_ADMIN_TOKEN" -H 'Content-Type: application/json' "$@"; }
+json_field() { /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# The demo production, created once; its owner receives the scan summary.
+DEMO_OWNER=$(psql "$RUSHES_DATABASE_URL" -qtAX -c \
+    "INSERT INTO users (id, username, email) VALUES (gen_random_uuid(), 'demo', 'demo@localhost')
+     ON CONFLICT (username) DO UPDATE SET username = EXCLUDED.username RETURNING id")
+BASE_ID=$(api "http://$RUSHES_HTTP_ADDR/api/v1/base-productions" |
+    json_field "next((b['id'] for b in d['base_productions'] if b['name'] == 'Demo'), '')")
+[ -n "$BASE_ID" ] || BASE_ID=$(api -d '{"name":"Demo"}' "http://$RUSHES_HTTP_ADDR/api/v1/base-productions" | json_field "d['id']")
+DEMO_ID=$(api "http://$RUSHES_HTTP_ADDR/api/v1/productions?base_production_id=$BASE_ID&include_archived=true" |
+    json_field "next((p['id'] for p in d['productions'] if p['series'] == 1), '')")
+if [ -z "$DEMO_ID" ]; then
+    DEMO_ID=$(api -d "{\"base_production_id\":\"$BASE_ID\",\"series\":1,\"friendly_name\":\"Demo Series 1\",
+                       \"path\":\"demo/Demo Series 1\",\"owner_id\":\"$DEMO_OWNER\"}" \
+        "http://$RUSHES_HTTP_ADDR/api/v1/productions" | json_field "d['id']")
+fi
+api -X POST "http://$RUSHES_HTTP_ADDR/api/v1/productions/$DEMO_ID/scan" >/dev/null
+
 cat <<MSG
 
   Rushes is up.
@@ -51,8 +102,12 @@ cat <<MSG
     metrics      control http://$RUSHES_HTTP_ADDR/metrics, worker http://127.0.0.1:9101/metrics, scheduler http://127.0.0.1:9102/metrics
     logs         $STATE_DIR/logs/
 
-  Try:  curl -H "Authorization: Bearer $RUSHES_ADMIN_TOKEN" -H 'Content-Type: application/json' \\
-          -d '{"kind":"sleep","payload":{"seconds":2}}' http://$RUSHES_HTTP_ADDR/api/v1/jobs
+  The demo production is being scanned and transcoded now (about a minute):
+    clips        curl -H "Authorization: Bearer $RUSHES_ADMIN_TOKEN" 'http://$RUSHES_HTTP_ADDR/api/v1/clips?production_id=$DEMO_ID'
+    jobs         curl -H "Authorization: Bearer $RUSHES_ADMIN_TOKEN" 'http://$RUSHES_HTTP_ADDR/api/v1/jobs?limit=20'
+    rushes       $DEMO_DIR
+    outputs      $RUSHES_DATA_DIR/clips/
+    mail         $MAIL_DIR/new/   (the owner's scan summary; SMTP catcher on 127.0.0.1:1025)
 
   Ctrl-C stops everything.
 MSG

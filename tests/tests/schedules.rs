@@ -124,15 +124,10 @@ async fn the_api_validates_schedules_and_shows_their_next_fires() -> anyhow::Res
     ] {
         assert!(names.contains(&name), "{name} in {names:?}");
     }
-    let (_, disabled) = env.get("/api/v1/schedules?enabled=false").await?;
-    assert_eq!(disabled["schedules"][0]["name"], "scan-active-productions");
-    let scan = id_of(&disabled["schedules"][0])?;
-    let (status, error) = env.post(&format!("/api/v1/schedules/{scan}/enable"), json!({})).await?;
-    assert_eq!(
-        status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "its kind does not exist yet: {error}"
-    );
+    // The default scan schedule runs now that its kind exists.
+    let (_, enabled) = env.get("/api/v1/schedules?enabled=true&kind=scan_all").await?;
+    assert_eq!(enabled["schedules"][0]["name"], "scan-active-productions", "{enabled}");
+    assert_eq!(enabled["schedules"][0]["interval"], json!({"every": 1, "period": "hours"}));
 
     // Edit, disable, enable, delete.
     let id = id_of(&created)?;
