@@ -470,3 +470,116 @@ async fn mail_retries_while_smtp_is_down_and_rejected_addresses_fail() -> anyhow
     let _ = job_id(&scan)?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clips_are_searched_edited_related_retranscoded_and_deleted() -> anyhow::Result<()> {
+    let env = TestEnv::with_worker("scan=1").await?;
+    let short = Clip {
+        seconds: 1.0,
+        audio_tracks: 0,
+        ..Clip::default()
+    };
+    short.write(&env.media_root.join("edit/A001/A001C001.mov"))?;
+    short.write(&env.media_root.join("edit/B001/B001C001.mov"))?;
+    let production = env.production("Edit Show", 1, "edit", None).await?;
+    let pid = production["id"].as_str().unwrap_or_default().to_owned();
+    env.scan(&production["id"]).await?;
+    let clips = env.clips(&production["id"]).await?;
+    let a = by_path(&clips, "A001/A001C001.mov")?["id"].clone();
+    let b = by_path(&clips, "B001/B001C001.mov")?["id"].clone();
+
+    // Bulk edit: empty fields leave values alone; bad input is refused whole.
+    let patch = |body: Value| env.call(reqwest::Method::PATCH, "/api/v1/clips", Some(body));
+    let (status, edited) =
+        patch(json!({ "ids": [a, b], "shooter": "Ana", "shoot_date": "2026-05-01", "card": "" })).await?;
+    assert_eq!((status, edited["updated"].clone()), (StatusCode::OK, json!(2)));
+    let (status, _) = patch(json!({ "ids": [a], "shoot_date": "yesterday" })).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = patch(json!({ "ids": [] })).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, found) = env
+        .get(&format!("/api/v1/clips?production_id={pid}&shooter=Ana&q=b001c"))
+        .await?;
+    assert_eq!(found["clips"].as_array().map(Vec::len), Some(1), "{found}");
+    assert_eq!(found["clips"][0]["card"], "B001", "an empty card leaves it unchanged");
+
+    // Same day, same timecode range, same shooter on another card: related.
+    let (status, related) = env
+        .get(&format!("/api/v1/clips/{}/related", a.as_str().unwrap_or_default()))
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(related["overlapping"][0]["id"], b, "{related}");
+    assert_eq!(related["same_shooter_cards"], json!([{ "card": "B001", "clips": 1 }]));
+
+    // Retranscode a card, a list, a production; nothing named → 422.
+    let (status, card) = env
+        .post(
+            "/api/v1/clips/retranscode",
+            json!({ "production_id": pid, "card": "A001" }),
+        )
+        .await?;
+    assert_eq!((status, card["transcodes"].clone()), (StatusCode::ACCEPTED, json!(1)));
+    let (_, listed) = env.post("/api/v1/clips/retranscode", json!({ "ids": [a, b] })).await?;
+    assert_eq!(listed["transcodes"], 2);
+    let (status, _) = env.post("/api/v1/clips/retranscode", json!({})).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = env
+        .post("/api/v1/clips/retranscode", json!({ "ids": [uuid::Uuid::now_v7()] }))
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let superseded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs j WHERE j.kind = 'transcode' \
+         AND NOT EXISTS (SELECT 1 FROM clips c WHERE c.transcode_job_id = j.id)",
+    )
+    .fetch_one(&env.db)
+    .await?;
+    assert_eq!(superseded, 3, "each clip points at its newest transcode only");
+
+    // Delete: our rows go, the original stays, and a rescan finds it again.
+    let (status, _) = env
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/clips/{}", a.as_str().unwrap_or_default()),
+            None,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(env.media_root.join("edit/A001/A001C001.mov").is_file());
+    let rescan = env.scan(&production["id"]).await?;
+    assert_eq!(rescan["result"]["new"], 1, "{rescan}");
+    let (status, _) = env
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/clips/{}", uuid::Uuid::now_v7()),
+            None,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_all_scans_active_productions_only() -> anyhow::Result<()> {
+    let env = TestEnv::with_worker("scan=1").await?;
+    std::fs::create_dir_all(env.media_root.join("on"))?;
+    std::fs::create_dir_all(env.media_root.join("off"))?;
+    let on = env.production("Scan All", 1, "on", None).await?;
+    let off = env.production("Scan All", 2, "off", None).await?;
+    let off_id = off["id"].as_str().unwrap_or_default();
+    let (status, _) = env
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/productions/{off_id}"),
+            Some(json!({ "active": false })),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    let job = env.enqueue(json!({ "kind": "scan_all" })).await?;
+    let done = env.wait_state(job, "succeeded", WAIT).await?;
+    assert_eq!(done["result"]["scans"], 1, "{done}");
+    let scanned: Vec<String> = sqlx::query_scalar("SELECT payload->>'production_id' FROM jobs WHERE kind = 'scan'")
+        .fetch_all(&env.db)
+        .await?;
+    assert_eq!(scanned, vec![on["id"].as_str().unwrap_or_default().to_owned()]);
+    Ok(())
+}

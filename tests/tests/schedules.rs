@@ -127,7 +127,10 @@ async fn the_api_validates_schedules_and_shows_their_next_fires() -> anyhow::Res
     // The default scan schedule runs now that its kind exists.
     let (_, enabled) = env.get("/api/v1/schedules?enabled=true&kind=scan_all").await?;
     assert_eq!(enabled["schedules"][0]["name"], "scan-active-productions", "{enabled}");
-    assert_eq!(enabled["schedules"][0]["interval"], json!({"every": 1, "period": "hours"}));
+    assert_eq!(
+        enabled["schedules"][0]["interval"],
+        json!({"every": 1, "period": "hours"})
+    );
 
     // Edit, disable, enable, delete.
     let id = id_of(&created)?;
