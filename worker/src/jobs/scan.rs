@@ -12,7 +12,7 @@ use rushes_common::job::JobPayload as _;
 use rushes_common::job::email::Email;
 use rushes_common::job::media::Scan;
 use rushes_common::mail::{self, SCAN_SUMMARY_EXAMPLES, ScanSummary};
-use rushes_common::media::transcodes;
+use rushes_common::media::{PathError, transcodes};
 use serde_json::{Value, json};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
@@ -25,6 +25,8 @@ use crate::media::walk::{self, Entry};
 const SKIP_BATCH: usize = 5000;
 /// Refused paths listed in the job result.
 const LISTED: usize = 20;
+/// First key of the per-production scan lock (`pg_try_advisory_lock(class, hash)`).
+const SCAN_LOCK_CLASS: i32 = 0x5343;
 
 #[derive(sqlx::FromRow)]
 struct Production {
@@ -75,10 +77,43 @@ pub async fn run(ctx: JobContext, payload: Scan) -> Result<Value, JobError> {
         return Ok(json!({ "skipped": "the production is inactive" }));
     }
     let services = ctx.services.clone();
-    let root = services
-        .roots
-        .resolve_dir(&production.path)
-        .map_err(|e| JobError::Permanent(format!("production folder: {e}")))?;
+    let root = services.roots.resolve_dir(&production.path).map_err(|e| match e {
+        // Storage that is not mounted right now may come back.
+        PathError::NotFound(_) => JobError::Retryable(format!("production folder: {e}")),
+        e => JobError::Permanent(format!("production folder: {e}")),
+    })?;
+    // One scan per production at a time, held on a connection of its own: a worker
+    // that dies releases it with its connection.
+    let mut lock = ctx.db.acquire().await.map_err(db_error)?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
+        .bind(SCAN_LOCK_CLASS)
+        .bind(payload.production_id.to_string())
+        .fetch_one(&mut *lock)
+        .await
+        .map_err(db_error)?;
+    if !locked {
+        return Ok(json!({ "skipped": "another scan of this production is running" }));
+    }
+    let outcome = reconcile(&ctx, &payload, &production, root).await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, hashtext($2))")
+        .bind(SCAN_LOCK_CLASS)
+        .bind(payload.production_id.to_string())
+        .execute(&mut *lock)
+        .await;
+    if unlocked.is_err() {
+        // The lock must not outlive this scan on a pooled connection.
+        lock.close_on_drop();
+    }
+    outcome
+}
+
+async fn reconcile(
+    ctx: &JobContext,
+    payload: &Scan,
+    production: &Production,
+    root: PathBuf,
+) -> Result<Value, JobError> {
+    let services = ctx.services.clone();
 
     let walk_root = root.clone();
     let roots = services.roots.clone();
