@@ -399,6 +399,10 @@ impl TestEnv {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
+    pub async fn patch(&self, path: &str, body: Value) -> anyhow::Result<(StatusCode, Value)> {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
     /// Waits for the control plane to answer `/healthz`.
     async fn ready(&self) -> anyhow::Result<()> {
         for _ in 0..100 {

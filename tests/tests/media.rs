@@ -255,10 +255,9 @@ async fn production_paths_must_stay_inside_the_media_roots() -> anyhow::Result<(
     // Archived productions leave the default list; inactive ones are not scanned.
     let id = ok["id"].as_str().unwrap_or_default();
     let (status, _) = env
-        .call(
-            reqwest::Method::PATCH,
+        .patch(
             &format!("/api/v1/productions/{id}"),
-            Some(json!({ "archived": true, "active": false })),
+            json!({ "archived": true, "active": false }),
         )
         .await?;
     assert_eq!(status, StatusCode::OK);
@@ -452,11 +451,7 @@ async fn mail_retries_while_smtp_is_down_and_rejected_addresses_fail() -> anyhow
     let production = env.production("Mailed Show", 1, "mailed", None).await?;
     let id = production["id"].as_str().unwrap_or_default();
     let (status, _) = env
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/api/v1/productions/{id}"),
-            Some(json!({ "owner_id": owner })),
-        )
+        .patch(&format!("/api/v1/productions/{id}"), json!({ "owner_id": owner }))
         .await?;
     assert_eq!(status, StatusCode::OK);
     let scan = env.scan(&production["id"]).await?;
@@ -489,7 +484,7 @@ async fn clips_are_searched_edited_related_retranscoded_and_deleted() -> anyhow:
     let b = by_path(&clips, "B001/B001C001.mov")?["id"].clone();
 
     // Bulk edit: empty fields leave values alone; bad input is refused whole.
-    let patch = |body: Value| env.call(reqwest::Method::PATCH, "/api/v1/clips", Some(body));
+    let patch = |body: Value| env.patch("/api/v1/clips", body);
     let (status, edited) =
         patch(json!({ "ids": [a, b], "shooter": "Ana", "shoot_date": "2026-05-01", "card": "" })).await?;
     assert_eq!((status, edited["updated"].clone()), (StatusCode::OK, json!(2)));
@@ -567,11 +562,7 @@ async fn scan_all_scans_active_productions_only() -> anyhow::Result<()> {
     let off = env.production("Scan All", 2, "off", None).await?;
     let off_id = off["id"].as_str().unwrap_or_default();
     let (status, _) = env
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/api/v1/productions/{off_id}"),
-            Some(json!({ "active": false })),
-        )
+        .patch(&format!("/api/v1/productions/{off_id}"), json!({ "active": false }))
         .await?;
     assert_eq!(status, StatusCode::OK);
     let job = env.enqueue(json!({ "kind": "scan_all" })).await?;

@@ -34,7 +34,8 @@ pub fn router() -> Router<AppState> {
         .route("/clips/{id}/media/{name}", get(media))
 }
 
-#[derive(Debug, sqlx::FromRow)]
+/// A clip as stored; serialised inside [`ClipView`].
+#[derive(Debug, Serialize, sqlx::FromRow)]
 struct ClipRow {
     id: Uuid,
     production_id: Uuid,
@@ -52,7 +53,9 @@ struct ClipRow {
     width: Option<i32>,
     height: Option<i32>,
     duration_s: Option<f64>,
+    #[serde(skip)]
     frame_rate_num: Option<i32>,
+    #[serde(skip)]
     frame_rate_den: Option<i32>,
     start_timecode: Option<String>,
     audio_tracks: i32,
@@ -61,6 +64,8 @@ struct ClipRow {
     transcode_state: String,
     transcode_job_id: Option<Uuid>,
     transcode_error: Option<String>,
+    /// File names; the view shows URLs instead.
+    #[serde(skip)]
     outputs: Value,
     transcoded_at: Option<DateTime<Utc>>,
     first_seen_at: DateTime<Utc>,
@@ -79,37 +84,13 @@ macro_rules! clip_columns {
 
 #[derive(Debug, Serialize)]
 struct ClipView {
-    id: Uuid,
-    production_id: Uuid,
-    path: String,
-    name: String,
-    card: String,
-    shooter: Option<String>,
-    shoot_date: Option<NaiveDate>,
-    hidden: bool,
-    missing: bool,
-    size_bytes: i64,
-    container: Option<String>,
-    video_codec: Option<String>,
-    audio_codec: Option<String>,
-    width: Option<i32>,
-    height: Option<i32>,
-    duration_s: Option<f64>,
+    #[serde(flatten)]
+    row: ClipRow,
     /// Frames per second (e.g. 29.97); `frame_rate_rational` keeps the exact value.
     frame_rate: Option<f64>,
     frame_rate_rational: Option<String>,
-    start_timecode: Option<String>,
-    audio_tracks: i32,
-    audio_channels: Vec<i32>,
-    created_on: Option<DateTime<Utc>>,
-    transcode_state: String,
-    transcode_job_id: Option<Uuid>,
-    transcode_error: Option<String>,
-    transcoded_at: Option<DateTime<Utc>>,
     /// URLs of the outputs that exist: proxy, poster, wav, tracks, sprite, sprite_vtt, waveform.
     outputs: Value,
-    first_seen_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
 }
 
 impl From<ClipRow> for ClipView {
@@ -137,35 +118,10 @@ impl From<ClipRow> for ClipView {
             }
         }
         Self {
-            id: row.id,
-            production_id: row.production_id,
-            path: row.path,
-            name: row.name,
-            card: row.card,
-            shooter: row.shooter,
-            shoot_date: row.shoot_date,
-            hidden: row.hidden,
-            missing: row.missing,
-            size_bytes: row.size_bytes,
-            container: row.container,
-            video_codec: row.video_codec,
-            audio_codec: row.audio_codec,
-            width: row.width,
-            height: row.height,
-            duration_s: row.duration_s,
             frame_rate: rate.map(|(n, d)| (f64::from(n) / f64::from(d) * 1000.0).round() / 1000.0),
             frame_rate_rational: rate.map(|(n, d)| format!("{n}/{d}")),
-            start_timecode: row.start_timecode,
-            audio_tracks: row.audio_tracks,
-            audio_channels: row.audio_channels,
-            created_on: row.created_on,
-            transcode_state: row.transcode_state,
-            transcode_job_id: row.transcode_job_id,
-            transcode_error: row.transcode_error,
-            transcoded_at: row.transcoded_at,
             outputs: Value::Object(outputs),
-            first_seen_at: row.first_seen_at,
-            updated_at: row.updated_at,
+            row,
         }
     }
 }
@@ -291,7 +247,7 @@ async fn bulk_edit(State(state): State<AppState>, Json(body): Json<BulkEdit>) ->
 /// Clips that belong with this one: overlapping timecode on the same day, and the
 /// same shooter's other cards that day.
 async fn related(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<Value>> {
-    let clip = find(&state, id).await?;
+    find(&state, id).await?;
     let overlapping: Vec<ClipRow> = sqlx::query_as(concat!(
         "SELECT ",
         clip_columns!(),
@@ -318,7 +274,7 @@ async fn related(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResu
         .map(|(card, clips)| json!({ "card": card, "clips": clips }))
         .collect();
     Ok(axum::Json(json!({
-        "clip_id": clip.id,
+        "clip_id": id,
         "overlapping": overlapping,
         "same_shooter_cards": cards,
     })))

@@ -1,13 +1,21 @@
-//! A clip as the transcode kinds read it: its row, its production's folder, and the
-//! checks that its source is still where the scan saw it.
+//! A clip as the transcode kinds handle it: its row, the checks that its source is
+//! still where the scan saw it, and one ffmpeg run from staging to published outputs.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::{JobContext, JobError, db_error};
+use crate::media::ffmpeg::{FfmpegError, FfmpegRun};
 use crate::media::plan::ClipFacts;
+use crate::media::staging::Staging;
+
+/// Every run may take at least this long, whatever its clip's duration.
+const BASE_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(sqlx::FromRow)]
 pub struct ClipRow {
@@ -65,4 +73,48 @@ impl ClipRow {
     pub fn output_dir(&self, ctx: &JobContext) -> PathBuf {
         ctx.services.media.clip_dir(self.id)
     }
+
+    /// A staging folder for this attempt beside the clip's outputs.
+    pub fn staging(&self, ctx: &JobContext) -> Result<Staging, JobError> {
+        Staging::create(&self.output_dir(ctx), ctx.job_id, ctx.attempt)
+            .map_err(|e| JobError::Retryable(format!("cannot prepare the output folder: {e}")))
+    }
+}
+
+/// Runs ffmpeg for the job: progress into the job, killed on cancel, and stopped after
+/// five minutes plus `RUSHES_TRANSCODE_TIMEOUT_FACTOR` times the clip's duration.
+pub async fn run_ffmpeg(ctx: &JobContext, args: Vec<OsString>, duration_s: Option<f64>) -> Result<(), JobError> {
+    let settings = &ctx.services.transcode;
+    let run = FfmpegRun {
+        binary: &settings.ffmpeg,
+        args,
+        duration_s,
+        timeout: time_limit(duration_s, settings.timeout_factor),
+    };
+    let progress = ctx.clone();
+    run.run(&ctx.cancel_token(), Arc::new(move |f| progress.set_progress(f * 0.99)))
+        .await
+        .map_err(|err| match err {
+            // Bad input fails the same way again; a stalled or unstartable run may not.
+            FfmpegError::Failed(reason) => JobError::Permanent(format!("ffmpeg: {reason}")),
+            FfmpegError::Cancelled => JobError::Cancelled,
+            err @ (FfmpegError::TimedOut(_) | FfmpegError::Spawn(_)) => JobError::Retryable(err.to_string()),
+        })
+}
+
+/// Moves the staged outputs into the clip's folder.
+pub fn publish(staging: Staging, names: &[String]) -> Result<(), JobError> {
+    staging
+        .commit(names)
+        .map_err(|e| JobError::Retryable(format!("cannot publish the outputs: {e}")))
+}
+
+/// Five minutes plus `factor` times the clip's duration, within the kind's ceiling.
+fn time_limit(duration_s: Option<f64>, factor: f64) -> Duration {
+    let scaled = duration_s
+        .filter(|d| d.is_finite() && *d > 0.0)
+        .map_or(Duration::from_secs(3600), |d| {
+            Duration::from_secs_f64((d * factor.max(1.0)).min(1e6))
+        });
+    (BASE_TIMEOUT + scaled).min(<rushes_common::job::media::Transcode as rushes_common::job::JobPayload>::TIMEOUT)
 }

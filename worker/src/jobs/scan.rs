@@ -131,7 +131,7 @@ async fn reconcile(
         return Ok(json!({ "files": tree.entries.len(), "unchanged": true, "refused": refused }));
     }
 
-    let known = load_known(&ctx, payload.production_id).await?;
+    let known = load_known(ctx, payload.production_id).await?;
     let live_clips = known.values().filter(|k| matches!(k.clip, Some((_, false)))).count();
     if tree.entries.is_empty() && live_clips > 0 {
         // An unmounted share looks like an empty folder: never mark a whole production missing.
@@ -149,7 +149,7 @@ async fn reconcile(
                 .is_none_or(|k| k.size != e.size || k.mtime_ns != e.mtime_ns)
         })
         .collect();
-    let verdicts = probe_all(&ctx, &candidates).await?;
+    let verdicts = probe_all(ctx, &candidates).await?;
 
     let mut tx = ctx.db.begin().await.map_err(db_error)?;
     let mut counts = Counts::default();
@@ -231,7 +231,7 @@ async fn reconcile(
         tracing::warn!(error = %err, "transcodes committed but not published; the relay will publish them");
     }
 
-    let mailed = notify_owner(&ctx, &production, payload.production_id, &counts).await;
+    let mailed = notify_owner(ctx, production, payload.production_id, &counts).await;
     ctx.set_progress(1.0);
     Ok(json!({
         "files": tree.entries.len(),

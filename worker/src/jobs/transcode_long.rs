@@ -1,17 +1,12 @@
 //! `transcode_long`: the scrub sprite sheet with its WebVTT index and the waveform
 //! image, made from the proxy (smaller and faster to decode than the original).
 
-use std::sync::Arc;
-
 use rushes_common::job::media::TranscodeLong;
 use serde_json::{Value, json};
 
-use super::clip::ClipRow;
-use super::transcode::{ffmpeg_failure, time_limit};
+use super::clip::{ClipRow, publish, run_ffmpeg};
 use super::{JobContext, JobError, db_error};
-use crate::media::ffmpeg::FfmpegRun;
 use crate::media::plan::{self, SpriteLayout};
-use crate::media::staging::Staging;
 
 pub async fn run(ctx: JobContext, payload: TranscodeLong) -> Result<Value, JobError> {
     let clip = ClipRow::load(&ctx, payload.clip_id).await?;
@@ -36,26 +31,13 @@ pub async fn run(ctx: JobContext, payload: TranscodeLong) -> Result<Value, JobEr
     if layout.is_none() && facts.audio_tracks == 0 {
         return Ok(json!({ "skipped": "nothing to draw: no video duration and no audio" }));
     }
-    let staging = Staging::create(&out_dir, ctx.job_id, ctx.attempt)
-        .map_err(|e| JobError::Retryable(format!("cannot prepare the output folder: {e}")))?;
-    let mut plan = plan::transcode_long(&proxy, &facts, layout.as_ref(), &staging);
+    let staging = clip.staging(&ctx)?;
+    let plan = plan::transcode_long(&proxy, &facts, layout.as_ref(), &staging);
     if let Some(layout) = &layout {
         std::fs::write(staging.path("sprite.vtt"), layout.vtt(duration))
             .map_err(|e| JobError::Retryable(format!("cannot write the sprite index: {e}")))?;
     }
-    let run = FfmpegRun {
-        binary: &services.transcode.ffmpeg,
-        args: std::mem::take(&mut plan.args),
-        duration_s: facts.duration_s,
-        timeout: time_limit(facts.duration_s, services.transcode.timeout_factor),
-    };
-    let progress_ctx = ctx.clone();
-    run.run(
-        &ctx.cancel_token(),
-        Arc::new(move |f| progress_ctx.set_progress(f * 0.99)),
-    )
-    .await
-    .map_err(ffmpeg_failure)?;
+    run_ffmpeg(&ctx, plan.args, facts.duration_s).await?;
     let mut names = plan.outputs.clone();
     let mut added = serde_json::Map::new();
     if layout.is_some() {
@@ -66,9 +48,7 @@ pub async fn run(ctx: JobContext, payload: TranscodeLong) -> Result<Value, JobEr
     if plan.outputs.iter().any(|n| n == "waveform.png") {
         added.insert("waveform".into(), json!("waveform.png"));
     }
-    staging
-        .commit(&names)
-        .map_err(|e| JobError::Retryable(format!("cannot publish the outputs: {e}")))?;
+    publish(staging, &names)?;
     let added = Value::Object(added);
     sqlx::query("UPDATE clips SET outputs = outputs || $2, updated_at = now() WHERE id = $1")
         .bind(clip.id)
