@@ -12,7 +12,7 @@ mkdir -p "$STATE_DIR/logs"
 export RUSHES_DATA_DIR="${RUSHES_DATA_DIR:-$STATE_DIR/data}"
 export RUSHES_MEDIA_ROOTS="${RUSHES_MEDIA_ROOTS:-$STATE_DIR/media}"
 MAIL_DIR="$STATE_DIR/mail"
-mkdir -p "$RUSHES_DATA_DIR" "$MAIL_DIR" "${RUSHES_MEDIA_ROOTS%%,*}"
+mkdir -p "$RUSHES_DATA_DIR" "$MAIL_DIR"/cur "$MAIL_DIR"/new "$MAIL_DIR"/tmp "${RUSHES_MEDIA_ROOTS%%,*}"
 
 # Demo rushes, made once: timecoded test patterns with two audio tracks (speech from
 # espeak-ng on the first, a tone on the second), in a card folder as cameras write them.
