@@ -93,6 +93,24 @@ pub fn scan_summary(summary: &ScanSummary<'_>) -> Mail {
     Mail { subject, text, html }
 }
 
+/// A new local account, for its owner (never with the password).
+pub fn account_created(username: &str, email: &str, login_url: &str) -> Mail {
+    Mail {
+        subject: "Your Rushes account".to_owned(),
+        text: format!(
+            "An account was created for you on Rushes.\n\nUsername: {username}\nEmail: {email}\n\n\
+             Sign in at {login_url} with the password your administrator gave you.\n"
+        ),
+        html: format!(
+            "<p>An account was created for you on Rushes.</p><p>Username: <b>{}</b><br>Email: {}</p>\
+             <p>Sign in at <a href=\"{url}\">{url}</a> with the password your administrator gave you.</p>",
+            escape_html(username),
+            escape_html(email),
+            url = escape_html(login_url),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

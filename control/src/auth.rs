@@ -1,24 +1,156 @@
-//! Bearer-token authentication of `/api/v1`. For now the one identity is the bootstrap
-//! admin (`RUSHES_ADMIN_TOKEN`); users, groups and sessions plug in here later.
+//! Who is calling and what they may do. A bearer token is either the bootstrap admin
+//! token (`RUSHES_ADMIN_TOKEN`) or a session / personal API token of a user, stored as a
+//! SHA-256 digest. Every route asks the one [`Caller`] for permission: admin-only
+//! routers through [`require_admin`], production-scoped actions through
+//! [`Caller::require`], lists through [`Caller::scope`].
 
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+
+/// What a role may grant. `view` is also granted by a group's access to a production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    View,
+    DownloadOriginals,
+    Scan,
+    Transcode,
+    Transcribe,
+    EditMetadata,
+    ManageTags,
+    ManageUsers,
+}
+
+impl Policy {
+    pub const ALL: [Policy; 8] = [
+        Self::View,
+        Self::DownloadOriginals,
+        Self::Scan,
+        Self::Transcode,
+        Self::Transcribe,
+        Self::EditMetadata,
+        Self::ManageTags,
+        Self::ManageUsers,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::View => "view",
+            Self::DownloadOriginals => "download_originals",
+            Self::Scan => "scan",
+            Self::Transcode => "transcode",
+            Self::Transcribe => "transcribe",
+            Self::EditMetadata => "edit_metadata",
+            Self::ManageTags => "manage_tags",
+            Self::ManageUsers => "manage_users",
+        }
+    }
+}
 
 /// Who made a request.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// Recorded as `requested_by` on what the caller creates.
+    /// Recorded as `requested_by` and `actor` on what the caller does.
     pub name: String,
+    /// `None` for the bootstrap admin token.
+    pub user_id: Option<Uuid>,
+    /// Admin flag or membership of `hub`; never inherited from an impersonator.
+    pub is_admin: bool,
+    /// The admin acting as this user, when impersonating.
+    pub impersonator_id: Option<Uuid>,
+    /// The token used, so that logout can revoke it.
+    pub token_id: Option<Uuid>,
+    /// Groups the audit entries of one request.
+    pub request_id: Uuid,
 }
 
-/// Rejects requests without the right bearer token; adds the [`Caller`] to the others.
-pub async fn require_token(
+impl Caller {
+    pub fn require_admin(&self) -> ApiResult<()> {
+        if self.is_admin {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("admins only".into()))
+        }
+    }
+
+    /// The user whose grants filter lists, or `None` when the caller sees everything.
+    pub fn scope(&self) -> Option<Uuid> {
+        if self.is_admin { None } else { self.user_id }
+    }
+
+    /// The caller's policies on a production (`None`: global ones).
+    pub async fn policies(&self, state: &AppState, production: Option<Uuid>) -> ApiResult<Vec<String>> {
+        if self.is_admin {
+            return Ok(Policy::ALL.iter().map(|p| p.as_str().to_owned()).collect());
+        }
+        let Some(user) = self.user_id else {
+            return Ok(Vec::new());
+        };
+        Ok(sqlx::query_scalar("SELECT user_policies($1, $2)")
+            .bind(user)
+            .bind(production)
+            .fetch_one(&state.db)
+            .await?)
+    }
+
+    /// Allows `policy` on a production the caller can see; a production they cannot
+    /// see is answered as missing (its existence is not revealed).
+    pub async fn require(&self, state: &AppState, policy: Policy, production: Uuid) -> ApiResult<()> {
+        let held = self.policies(state, Some(production)).await?;
+        if !held.iter().any(|p| p == Policy::View.as_str()) {
+            return Err(ApiError::NotFound(format!("no production {production}")));
+        }
+        if held.iter().any(|p| p == policy.as_str()) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "needs the `{}` policy on this production",
+                policy.as_str()
+            )))
+        }
+    }
+
+    /// Allows a global policy (admins hold them all).
+    pub async fn require_global(&self, state: &AppState, policy: Policy) -> ApiResult<()> {
+        if self.policies(state, None).await?.iter().any(|p| p == policy.as_str()) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!("needs the `{}` policy", policy.as_str())))
+        }
+    }
+}
+
+/// SHA-256 of a bearer token: what the database keeps.
+pub fn token_digest(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// A new random bearer token (48 hex characters).
+pub fn new_token() -> String {
+    let bytes: [u8; 24] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenOwner {
+    token_id: Uuid,
+    user_id: Uuid,
+    username: String,
+    is_admin: bool,
+    impersonator_id: Option<Uuid>,
+}
+
+/// Rejects requests without a valid bearer token; adds the [`Caller`] to the others.
+pub async fn authenticate(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
@@ -29,13 +161,92 @@ pub async fn require_token(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
         .map(str::trim)
+        .filter(|t| !t.is_empty())
         .ok_or(ApiError::Unauthorized)?;
-    let expected = state.admin_token.expose().as_bytes();
-    if !bool::from(presented.as_bytes().ct_eq(expected)) {
-        return Err(ApiError::Unauthorized);
+    let request_id = Uuid::now_v7();
+    let caller = if bool::from(presented.as_bytes().ct_eq(state.admin_token.expose().as_bytes())) {
+        Caller {
+            name: "admin".to_owned(),
+            user_id: None,
+            is_admin: true,
+            impersonator_id: None,
+            token_id: None,
+            request_id,
+        }
+    } else {
+        let owner: TokenOwner = sqlx::query_as(
+            "WITH used AS ( \
+                 UPDATE tokens SET last_used_at = now() \
+                 WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) \
+                 RETURNING id, user_id, impersonator_id), \
+             seen AS ( \
+                 UPDATE users SET last_seen_at = now() FROM used \
+                 WHERE users.id = used.user_id AND users.active AND users.deleted_at IS NULL \
+                 RETURNING users.id, users.username, users.is_admin) \
+             SELECT used.id AS token_id, seen.id AS user_id, seen.username, \
+                    seen.is_admin OR EXISTS (SELECT 1 FROM group_members gm JOIN groups g ON g.id = gm.group_id \
+                                             WHERE gm.user_id = seen.id AND g.name = 'hub') AS is_admin, \
+                    used.impersonator_id \
+             FROM used JOIN seen ON seen.id = used.user_id",
+        )
+        .bind(token_digest(presented))
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+        Caller {
+            name: owner.username,
+            user_id: Some(owner.user_id),
+            is_admin: owner.is_admin,
+            impersonator_id: owner.impersonator_id,
+            token_id: Some(owner.token_id),
+            request_id,
+        }
+    };
+    let impersonation = caller.impersonator_id.zip(caller.user_id);
+    let path = match request.extensions().get::<axum::extract::OriginalUri>() {
+        Some(original) => original.path().to_owned(),
+        None => request.uri().path().to_owned(),
+    };
+    let method = request.method().to_string();
+    request.extensions_mut().insert(caller);
+    let response = next.run(request).await;
+    if let Some((impersonator, user)) = impersonation {
+        crate::audit::impersonated_request(&state, impersonator, user, &method, &path, response.status().as_u16())
+            .await;
     }
-    request.extensions_mut().insert(Caller {
-        name: "admin".to_owned(),
-    });
+    Ok(response)
+}
+
+/// Route layer of the admin-only routers (jobs, queues, workers, schedules, …).
+pub async fn require_admin(request: Request, next: Next) -> Result<Response, ApiError> {
+    match request.extensions().get::<Caller>() {
+        Some(caller) => caller.require_admin()?,
+        None => return Err(ApiError::Unauthorized),
+    }
     Ok(next.run(request).await)
+}
+
+/// Argon2id hash of a password, in PHC string form.
+pub async fn hash_password(password: String) -> ApiResult<String> {
+    tokio::task::spawn_blocking(move || {
+        use argon2::PasswordHasher as _;
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot hash the password: {e}")))
+}
+
+/// Whether `password` matches a stored PHC hash (false for a malformed hash).
+pub async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        use argon2::PasswordVerifier as _;
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), hash.as_str())
+            .is_ok()
+    })
+    .await
+    .unwrap_or(false)
 }

@@ -45,4 +45,7 @@ pub struct ControlConfig {
     pub admin_token: Option<Secret>,
     #[command(flatten)]
     pub media: MediaConfig,
+    /// The API's URL as people reach it, for links in mails.
+    #[arg(long, env = "RUSHES_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
 }

@@ -1,5 +1,6 @@
 //! The Rushes control plane: a thin HTTP API over PostgreSQL and RabbitMQ.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -76,6 +77,7 @@ pub fn state(config: &ControlConfig) -> anyhow::Result<AppState> {
         admin_token,
         roots: std::sync::Arc::new(rushes_common::media::MediaRoots::new(&config.media.media_roots)),
         media: std::sync::Arc::new(config.media.clone()),
+        public_url: config.public_url.trim_end_matches('/').into(),
     })
 }
 
@@ -84,7 +86,8 @@ pub async fn serve(config: ControlConfig, listener: TcpListener, shutdown: Cance
     let state = state(&config)?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "control plane listening");
-    axum::serve(listener, routes::app(state))
+    let app = routes::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .context("HTTP server failed")?;

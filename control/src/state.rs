@@ -17,6 +17,8 @@ pub struct AppState {
     pub admin_token: Secret,
     pub media: Arc<MediaConfig>,
     pub roots: Arc<MediaRoots>,
+    /// The API's URL as people reach it (links in mails).
+    pub public_url: Arc<str>,
 }
 
 impl AppState {

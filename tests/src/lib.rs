@@ -194,6 +194,7 @@ impl TestEnv {
             http_addr: addr,
             admin_token: Some(Secret::new(TOKEN)),
             media: env.media_config(),
+            public_url: "http://rushes.test".to_owned(),
         };
         env.control = Some(tokio::spawn(rushes_control::serve(
             config,

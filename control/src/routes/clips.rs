@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Policy};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
@@ -126,12 +126,33 @@ impl From<ClipRow> for ClipView {
     }
 }
 
-async fn find(state: &AppState, id: Uuid) -> ApiResult<ClipRow> {
-    sqlx::query_as(concat!("SELECT ", clip_columns!(), " FROM clips c WHERE c.id = $1"))
+/// The clip, if the caller may view its production (otherwise it does not exist for them).
+async fn find(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<ClipRow> {
+    let clip: ClipRow = sqlx::query_as(concat!("SELECT ", clip_columns!(), " FROM clips c WHERE c.id = $1"))
         .bind(id)
         .fetch_optional(&state.db)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no clip {id}")))
+        .ok_or_else(|| ApiError::NotFound(format!("no clip {id}")))?;
+    caller
+        .require(state, Policy::View, clip.production_id)
+        .await
+        .map_err(|_| ApiError::NotFound(format!("no clip {id}")))?;
+    Ok(clip)
+}
+
+/// Requires `policy` on the production of every clip in `ids`.
+async fn require_on_clips(state: &AppState, caller: &Caller, policy: Policy, ids: &[Uuid]) -> ApiResult<()> {
+    if caller.is_admin {
+        return Ok(());
+    }
+    let productions: Vec<Uuid> = sqlx::query_scalar("SELECT DISTINCT production_id FROM clips WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(&state.db)
+        .await?;
+    for production in productions {
+        caller.require(state, policy, production).await?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,7 +174,11 @@ struct ListClips {
 
 const STATES: [&str; 6] = ["pending", "queued", "running", "done", "failed", "cancelled"];
 
-async fn list(State(state): State<AppState>, Query(q): Query<ListClips>) -> ApiResult<axum::Json<Value>> {
+async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<ListClips>,
+) -> ApiResult<axum::Json<Value>> {
     if let Some(s) = q.transcode_state.as_deref().filter(|s| !STATES.contains(s)) {
         return Err(ApiError::BadRequest(format!(
             "transcode_state `{s}` is not one of {}",
@@ -172,6 +197,7 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListClips>) -> ApiR
            AND ($3::text IS NULL OR c.shooter = $3) AND ($4::date IS NULL OR c.shoot_date = $4) \
            AND ($5::bool IS NULL OR c.hidden = $5) AND ($6::bool IS NULL OR c.missing = $6) \
            AND ($7::text IS NULL OR c.transcode_state::text = $7) AND ($8::text IS NULL OR c.name ILIKE $8) \
+           AND ($11::uuid IS NULL OR c.production_id IN (SELECT production_id FROM visible_productions($11))) \
          ORDER BY c.production_id, c.path LIMIT $9 OFFSET $10"
     ))
     .bind(q.production_id)
@@ -184,6 +210,7 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListClips>) -> ApiR
     .bind(pattern)
     .bind(limit)
     .bind(q.offset.max(0))
+    .bind(caller.scope())
     .fetch_all(&state.db)
     .await?;
     let next_offset = (rows.len() as i64 == limit).then_some(q.offset.max(0) + limit);
@@ -191,8 +218,12 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListClips>) -> ApiR
     Ok(axum::Json(json!({ "clips": clips, "next_offset": next_offset })))
 }
 
-async fn show(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<ClipView>> {
-    Ok(axum::Json(find(&state, id).await?.into()))
+async fn show(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<ClipView>> {
+    Ok(axum::Json(find(&state, &caller, id).await?.into()))
 }
 
 /// Bulk edit: the named fields are set on every clip in `ids`; an absent, null or
@@ -219,8 +250,13 @@ fn bulk_ids(ids: &[Uuid]) -> ApiResult<()> {
     Ok(())
 }
 
-async fn bulk_edit(State(state): State<AppState>, Json(body): Json<BulkEdit>) -> ApiResult<axum::Json<Value>> {
+async fn bulk_edit(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<BulkEdit>,
+) -> ApiResult<axum::Json<Value>> {
     bulk_ids(&body.ids)?;
+    require_on_clips(&state, &caller, Policy::EditMetadata, &body.ids).await?;
     let given = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     let shoot_date = given(body.shoot_date)
         .map(|d| {
@@ -246,8 +282,12 @@ async fn bulk_edit(State(state): State<AppState>, Json(body): Json<BulkEdit>) ->
 
 /// Clips that belong with this one: overlapping timecode on the same day, and the
 /// same shooter's other cards that day.
-async fn related(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<Value>> {
-    find(&state, id).await?;
+async fn related(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<Value>> {
+    find(&state, &caller, id).await?;
     let overlapping: Vec<ClipRow> = sqlx::query_as(concat!(
         "SELECT ",
         clip_columns!(),
@@ -342,6 +382,8 @@ async fn retranscode(
     if clips.is_empty() {
         return Err(ApiError::NotFound("no present clips match".into()));
     }
+    let ids: Vec<Uuid> = clips.iter().map(|(id, _)| *id).collect();
+    require_on_clips(&state, &caller, Policy::Transcode, &ids).await?;
     let queued = queue_transcodes(&state, &caller, clips).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "transcodes": queued }))))
 }
@@ -372,7 +414,12 @@ async fn delete_clips(state: &AppState, ids: &[Uuid]) -> ApiResult<Vec<Uuid>> {
     Ok(ids)
 }
 
-async fn delete_one(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<StatusCode> {
+async fn delete_one(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
     if delete_clips(&state, &[id]).await?.is_empty() {
         return Err(ApiError::NotFound(format!("no clip {id}")));
     }
@@ -385,7 +432,12 @@ struct DeleteMany {
     ids: Vec<Uuid>,
 }
 
-async fn delete_many(State(state): State<AppState>, Json(body): Json<DeleteMany>) -> ApiResult<axum::Json<Value>> {
+async fn delete_many(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<DeleteMany>,
+) -> ApiResult<axum::Json<Value>> {
+    caller.require_admin()?;
     bulk_ids(&body.ids)?;
     let deleted = delete_clips(&state, &body.ids).await?;
     Ok(axum::Json(json!({ "deleted": deleted.len() })))
@@ -394,12 +446,14 @@ async fn delete_many(State(state): State<AppState>, Json(body): Json<DeleteMany>
 /// Serves one output file with range requests (players seek), from the clip's folder only.
 async fn media(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((id, name)): Path<(Uuid, String)>,
     request: Request,
 ) -> ApiResult<Response> {
     if !is_output_name(&name) {
         return Err(ApiError::NotFound(format!("no output called `{name}`")));
     }
+    find(&state, &caller, id).await?;
     let path = state.media.clip_dir(id).join(&name);
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
         return Err(ApiError::NotFound(format!("clip {id} has no {name}")));

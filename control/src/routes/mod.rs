@@ -1,13 +1,17 @@
 //! The HTTP API: one module per resource, each exposing `router()`.
 
+pub mod audit_log;
 pub mod clips;
 pub mod dead_letters;
+pub mod groups;
 pub mod jobs;
 pub mod kinds;
 pub mod productions;
 pub mod queues;
 pub mod schedules;
+pub mod session;
 pub mod system;
+pub mod users;
 pub mod workers;
 
 use axum::Router;
@@ -34,23 +38,30 @@ pub fn next_before<T>(rows: &[T], limit: i64, id: impl Fn(&T) -> uuid::Uuid) -> 
     }
 }
 
-/// The whole application: public probes and the authenticated `/api/v1`.
+/// The whole application: public probes and login, and the authenticated `/api/v1`
+/// (fleet operations, groups and logs for admins only; productions, clips and users
+/// check the caller's grants and policies themselves).
 pub fn app(state: AppState) -> Router {
-    let api = Router::new()
+    let admin_only = Router::new()
         .merge(jobs::router())
         .merge(queues::router())
         .merge(workers::router())
         .merge(dead_letters::router())
         .merge(kinds::router())
         .merge(schedules::router())
+        .merge(groups::router())
+        .merge(audit_log::router())
+        .route_layer(middleware::from_fn(crate::auth::require_admin));
+    let api = Router::new()
+        .merge(admin_only)
         .merge(productions::router())
         .merge(clips::router())
+        .merge(users::router())
+        .merge(session::router())
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::authenticate))
+        .merge(session::public_router())
         .fallback(|| async { crate::error::ApiError::NotFound("no such API route".into()) })
-        .method_not_allowed_fallback(|| async { crate::error::ApiError::MethodNotAllowed })
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::auth::require_token,
-        ));
+        .method_not_allowed_fallback(|| async { crate::error::ApiError::MethodNotAllowed });
     Router::new()
         .nest("/api/v1", api)
         .merge(system::router())

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::audit::{self, Change};
+use crate::auth::{Caller, Policy};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
@@ -43,7 +44,12 @@ struct BaseView {
 }
 
 /// Creates the base production and its namesake group (reused if one exists).
-async fn create_base(State(state): State<AppState>, Json(body): Json<BaseBody>) -> ApiResult<impl IntoResponse> {
+async fn create_base(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<BaseBody>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require_admin()?;
     let name = body.name.trim();
     if name.is_empty() {
         return Err(ApiError::Unprocessable("name: must not be empty".into()));
@@ -70,15 +76,35 @@ async fn create_base(State(state): State<AppState>, Json(body): Json<BaseBody>) 
         ApiError::Conflict(_) => ApiError::Conflict(format!("a base production called `{name}` exists")),
         other => other,
     })?;
+    audit::record(
+        &mut *tx,
+        &caller,
+        Change {
+            action: "base_production.create",
+            target_type: "base_production",
+            target_id: Some(base.id.to_string()),
+            before: None,
+            after: Some(json!(base)),
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, axum::Json(base)))
 }
 
-async fn list_bases(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
-    let bases: Vec<BaseView> =
-        sqlx::query_as("SELECT id, name, group_id, created_at FROM base_productions ORDER BY name LIMIT 1000")
-            .fetch_all(&state.db)
-            .await?;
+async fn list_bases(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<axum::Json<Value>> {
+    let bases: Vec<BaseView> = sqlx::query_as(
+        "SELECT b.id, b.name, b.group_id, b.created_at FROM base_productions b \
+         WHERE $1::uuid IS NULL OR b.id IN (SELECT p.base_production_id FROM productions p \
+                                            WHERE p.id IN (SELECT production_id FROM visible_productions($1))) \
+         ORDER BY b.name LIMIT 1000",
+    )
+    .bind(caller.scope())
+    .fetch_all(&state.db)
+    .await?;
     Ok(axum::Json(json!({ "base_productions": bases })))
 }
 
@@ -193,7 +219,12 @@ fn unknown_reference(err: sqlx::Error) -> ApiError {
     }
 }
 
-async fn create(State(state): State<AppState>, Json(body): Json<ProductionBody>) -> ApiResult<impl IntoResponse> {
+async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<ProductionBody>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require_admin()?;
     let (Some(base), Some(series), Some(friendly_name), Some(path)) = (
         body.base_production_id,
         check_series(body.series)?,
@@ -224,7 +255,9 @@ async fn create(State(state): State<AppState>, Json(body): Json<ProductionBody>)
     .execute(&state.db)
     .await
     .map_err(unknown_reference)?;
-    Ok((StatusCode::CREATED, axum::Json(find(&state, id).await?)))
+    let created = find(&state, id).await?;
+    audit_production(&state, &caller, "production.create", None, &created).await?;
+    Ok((StatusCode::CREATED, axum::Json(created)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,30 +270,43 @@ struct ListProductions {
     active: Option<bool>,
 }
 
-async fn list(State(state): State<AppState>, Query(q): Query<ListProductions>) -> ApiResult<axum::Json<Value>> {
+async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<ListProductions>,
+) -> ApiResult<axum::Json<Value>> {
     let productions: Vec<ProductionView> = sqlx::query_as(concat!(
         production_select!(),
         "WHERE ($1::uuid IS NULL OR p.base_production_id = $1) AND ($2 OR NOT p.archived) \
            AND ($3::bool IS NULL OR p.active = $3) \
+           AND ($4::uuid IS NULL OR p.id IN (SELECT production_id FROM visible_productions($4))) \
          ORDER BY b.name, p.series LIMIT 1000"
     ))
     .bind(q.base_production_id)
     .bind(q.include_archived)
     .bind(q.active)
+    .bind(caller.scope())
     .fetch_all(&state.db)
     .await?;
     Ok(axum::Json(json!({ "productions": productions })))
 }
 
-async fn show(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<ProductionView>> {
+async fn show(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<ProductionView>> {
+    caller.require(&state, Policy::View, id).await?;
     Ok(axum::Json(find(&state, id).await?))
 }
 
 async fn update(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<Uuid>,
     Json(body): Json<ProductionBody>,
 ) -> ApiResult<axum::Json<ProductionView>> {
+    caller.require_admin()?;
     if body.base_production_id.is_some() {
         return Err(ApiError::Unprocessable(
             "base_production_id: a production cannot move to another base production".into(),
@@ -270,6 +316,7 @@ async fn update(
     let friendly_name = check_name(body.friendly_name)?;
     let path = check_path(&state, body.path)?;
     let priority = check_priority(body.priority)?;
+    let before = find(&state, id).await?;
     let updated = sqlx::query(
         "UPDATE productions SET series = COALESCE($2, series), friendly_name = COALESCE($3, friendly_name), \
              path = COALESCE($4, path), priority = COALESCE($5, priority), owner_id = COALESCE($6, owner_id), \
@@ -291,7 +338,9 @@ async fn update(
     if updated.rows_affected() == 0 {
         return Err(ApiError::NotFound(format!("no production {id}")));
     }
-    Ok(axum::Json(find(&state, id).await?))
+    let after = find(&state, id).await?;
+    audit_production(&state, &caller, "production.update", Some(&before), &after).await?;
+    Ok(axum::Json(after))
 }
 
 /// Queues a scan of the production at its priority → `202` with the job.
@@ -300,6 +349,7 @@ async fn scan(
     Extension(caller): Extension<Caller>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<impl IntoResponse> {
+    caller.require(&state, Policy::Scan, id).await?;
     let production = find(&state, id).await?;
     if !production.active {
         return Err(ApiError::Conflict(format!(
@@ -322,6 +372,7 @@ async fn transcode_pending(
     Extension(caller): Extension<Caller>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<impl IntoResponse> {
+    caller.require(&state, Policy::Transcode, id).await?;
     let production = find(&state, id).await?;
     let clips: Vec<Uuid> = sqlx::query_scalar(
         "SELECT id FROM clips WHERE production_id = $1 AND NOT missing \
@@ -333,6 +384,27 @@ async fn transcode_pending(
     let priority = u8::try_from(production.priority).unwrap_or(DEFAULT_PRIORITY);
     let queued = super::clips::queue_transcodes(&state, &caller, clips.into_iter().map(|c| (c, priority))).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "transcodes": queued }))))
+}
+
+async fn audit_production(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    before: Option<&ProductionView>,
+    after: &ProductionView,
+) -> ApiResult<()> {
+    audit::record(
+        &state.db,
+        caller,
+        Change {
+            action,
+            target_type: "production",
+            target_id: Some(after.id.to_string()),
+            before: before.map(|b| json!(b)),
+            after: Some(json!(after)),
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

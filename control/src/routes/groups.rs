@@ -1,0 +1,395 @@
+//! `/api/v1/groups` and `/api/v1/roles` (admins only): groups, their members, the
+//! productions they grant, and the roles they carry (global or scoped to a base
+//! production or production).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use axum::{Extension, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::audit::{self, Change};
+use crate::auth::{Caller, Policy};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path};
+use crate::state::AppState;
+
+/// The group whose members are admins.
+const HUB: &str = "hub";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/groups", post(create).get(list))
+        .route("/groups/{id}", get(show).delete(remove))
+        .route("/groups/{id}/members", post(add_member))
+        .route("/groups/{id}/members/{user_id}", delete(remove_member))
+        .route("/groups/{id}/productions", post(grant))
+        .route("/groups/{id}/productions/{production_id}", delete(revoke))
+        .route("/groups/{id}/roles", post(add_role))
+        .route("/roles", post(create_role).get(list_roles))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct GroupView {
+    id: Uuid,
+    name: String,
+    created_at: DateTime<Utc>,
+    members: i64,
+    productions: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewGroup {
+    name: String,
+}
+
+/// Records one change in its own statement (the change itself is already committed).
+async fn log(state: &AppState, caller: &Caller, action: &str, target: Uuid, after: Value) -> ApiResult<()> {
+    audit::record(
+        &state.db,
+        caller,
+        Change {
+            action,
+            target_type: "group",
+            target_id: Some(target.to_string()),
+            before: None,
+            after: Some(after),
+        },
+    )
+    .await
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<NewGroup>,
+) -> ApiResult<impl IntoResponse> {
+    let name = body.name.trim();
+    if name.is_empty() {
+        return Err(ApiError::Unprocessable("name: must not be empty".into()));
+    }
+    let id = Uuid::now_v7();
+    sqlx::query("INSERT INTO groups (id, name) VALUES ($1, $2)")
+        .bind(id)
+        .bind(name)
+        .execute(&state.db)
+        .await
+        .map_err(|e| match ApiError::from(e) {
+            ApiError::Conflict(_) => ApiError::Conflict(format!("a group called `{name}` exists")),
+            other => other,
+        })?;
+    log(&state, &caller, "group.create", id, json!({ "name": name })).await?;
+    Ok((StatusCode::CREATED, axum::Json(find(&state, id).await?)))
+}
+
+async fn find(state: &AppState, id: Uuid) -> ApiResult<GroupView> {
+    sqlx::query_as(
+        "SELECT g.id, g.name, g.created_at, \
+                (SELECT count(*) FROM group_members m WHERE m.group_id = g.id) AS members, \
+                (SELECT count(*) FROM group_productions p WHERE p.group_id = g.id) AS productions \
+         FROM groups g WHERE g.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no group {id}")))
+}
+
+async fn list(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    let groups: Vec<GroupView> = sqlx::query_as(
+        "SELECT g.id, g.name, g.created_at, \
+                (SELECT count(*) FROM group_members m WHERE m.group_id = g.id) AS members, \
+                (SELECT count(*) FROM group_productions p WHERE p.group_id = g.id) AS productions \
+         FROM groups g ORDER BY g.name LIMIT 5000",
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(axum::Json(json!({ "groups": groups })))
+}
+
+async fn show(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<Value>> {
+    let group = find(&state, id).await?;
+    let members: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT u.id, u.username FROM group_members m JOIN users u ON u.id = m.user_id \
+         WHERE m.group_id = $1 ORDER BY u.username",
+    )
+    .bind(id)
+    .fetch_all(&state.db)
+    .await?;
+    let productions: Vec<Uuid> =
+        sqlx::query_scalar("SELECT production_id FROM group_productions WHERE group_id = $1 ORDER BY production_id")
+            .bind(id)
+            .fetch_all(&state.db)
+            .await?;
+    let roles: Vec<(Uuid, String, String, Option<Uuid>)> = sqlx::query_as(
+        "SELECT r.id, r.name, gr.scope_type, gr.scope_id FROM group_roles gr JOIN roles r ON r.id = gr.role_id \
+         WHERE gr.group_id = $1 ORDER BY r.name",
+    )
+    .bind(id)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(axum::Json(json!({
+        "group": group,
+        "members": members.into_iter().map(|(id, name)| json!({ "id": id, "username": name })).collect::<Vec<_>>(),
+        "productions": productions,
+        "roles": roles.into_iter().map(|(id, name, scope, scope_id)| json!({
+            "role_id": id, "name": name, "scope_type": scope, "scope_id": scope_id })).collect::<Vec<_>>(),
+    })))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    let group = find(&state, id).await?;
+    if group.name == HUB {
+        return Err(ApiError::Conflict("the hub group cannot be deleted".into()));
+    }
+    sqlx::query("DELETE FROM groups WHERE id = $1")
+        .bind(id)
+        .execute(&state.db)
+        .await?;
+    log(&state, &caller, "group.delete", id, json!({ "name": group.name })).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A foreign key that points nowhere: the named field is unknown.
+fn unknown(field: &'static str) -> impl Fn(sqlx::Error) -> ApiError {
+    move |err| match &err {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            ApiError::Unprocessable(format!("{field}: no such record"))
+        }
+        _ => err.into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Member {
+    user_id: Uuid,
+}
+
+async fn add_member(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<Member>,
+) -> ApiResult<StatusCode> {
+    find(&state, id).await?;
+    sqlx::query("INSERT INTO group_members (group_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(id)
+        .bind(body.user_id)
+        .execute(&state.db)
+        .await
+        .map_err(unknown("user_id"))?;
+    log(
+        &state,
+        &caller,
+        "group.add_member",
+        id,
+        json!({ "user_id": body.user_id }),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, user_id)): Path<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    let removed = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(user_id)
+        .execute(&state.db)
+        .await?;
+    if removed.rows_affected() == 0 {
+        return Err(ApiError::NotFound(format!("user {user_id} is not in group {id}")));
+    }
+    log(
+        &state,
+        &caller,
+        "group.remove_member",
+        id,
+        json!({ "user_id": user_id }),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Grant {
+    production_id: Uuid,
+}
+
+async fn grant(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<Grant>,
+) -> ApiResult<StatusCode> {
+    find(&state, id).await?;
+    sqlx::query("INSERT INTO group_productions (group_id, production_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(id)
+        .bind(body.production_id)
+        .execute(&state.db)
+        .await
+        .map_err(unknown("production_id"))?;
+    log(
+        &state,
+        &caller,
+        "group.grant_production",
+        id,
+        json!({ "production_id": body.production_id }),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, production_id)): Path<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    let removed = sqlx::query("DELETE FROM group_productions WHERE group_id = $1 AND production_id = $2")
+        .bind(id)
+        .bind(production_id)
+        .execute(&state.db)
+        .await?;
+    if removed.rows_affected() == 0 {
+        return Err(ApiError::NotFound(format!(
+            "group {id} does not grant production {production_id}"
+        )));
+    }
+    log(
+        &state,
+        &caller,
+        "group.revoke_production",
+        id,
+        json!({ "production_id": production_id }),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupRole {
+    role_id: Uuid,
+    #[serde(default = "global")]
+    scope_type: String,
+    scope_id: Option<Uuid>,
+}
+
+fn global() -> String {
+    "global".to_owned()
+}
+
+async fn add_role(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<GroupRole>,
+) -> ApiResult<StatusCode> {
+    find(&state, id).await?;
+    let valid = match body.scope_type.as_str() {
+        "global" => body.scope_id.is_none(),
+        "base_production" | "production" => body.scope_id.is_some(),
+        _ => false,
+    };
+    if !valid {
+        return Err(ApiError::Unprocessable(
+            "scope_type: `global` (no scope_id), or `base_production` / `production` with a scope_id".into(),
+        ));
+    }
+    sqlx::query(
+        "INSERT INTO group_roles (group_id, role_id, scope_type, scope_id) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(body.role_id)
+    .bind(&body.scope_type)
+    .bind(body.scope_id)
+    .execute(&state.db)
+    .await
+    .map_err(unknown("role_id"))?;
+    log(
+        &state,
+        &caller,
+        "group.add_role",
+        id,
+        json!({ "role_id": body.role_id, "scope_type": body.scope_type, "scope_id": body.scope_id }),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct RoleView {
+    id: Uuid,
+    name: String,
+    policies: Vec<String>,
+    builtin: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRole {
+    name: String,
+    policies: Vec<String>,
+}
+
+async fn create_role(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<NewRole>,
+) -> ApiResult<impl IntoResponse> {
+    let known: Vec<&str> = Policy::ALL.iter().map(|p| p.as_str()).collect();
+    if let Some(bad) = body.policies.iter().find(|p| !known.contains(&p.as_str())) {
+        return Err(ApiError::Unprocessable(format!(
+            "policies: `{bad}` is not one of {}",
+            known.join(", ")
+        )));
+    }
+    let name = body.name.trim();
+    if name.is_empty() || body.policies.is_empty() {
+        return Err(ApiError::Unprocessable(
+            "name and at least one policy are required".into(),
+        ));
+    }
+    let role: RoleView = sqlx::query_as(
+        "INSERT INTO roles (id, name, policies) VALUES ($1, $2, $3) RETURNING id, name, policies, builtin",
+    )
+    .bind(Uuid::now_v7())
+    .bind(name)
+    .bind(&body.policies)
+    .fetch_one(&state.db)
+    .await?;
+    audit::record(
+        &state.db,
+        &caller,
+        Change {
+            action: "role.create",
+            target_type: "role",
+            target_id: Some(role.id.to_string()),
+            before: None,
+            after: Some(json!({ "name": role.name, "policies": role.policies })),
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(role)))
+}
+
+async fn list_roles(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    let roles: Vec<RoleView> = sqlx::query_as("SELECT id, name, policies, builtin FROM roles ORDER BY name")
+        .fetch_all(&state.db)
+        .await?;
+    Ok(axum::Json(json!({ "roles": roles })))
+}

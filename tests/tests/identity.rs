@@ -1,0 +1,490 @@
+//! Identity and access: users, sessions, groups granting productions, policies,
+//! impersonation and the audit trail, checked through one authorization matrix.
+
+use reqwest::{Method, StatusCode};
+use rushes_tests::TestEnv;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// A caller of the matrix: a bearer token, or none.
+struct Who {
+    name: &'static str,
+    token: Option<String>,
+}
+
+async fn call(
+    env: &TestEnv,
+    who: &Who,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<(StatusCode, Value)> {
+    let mut request = env.http.request(method, env.url(path));
+    if let Some(token) = &who.token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await?;
+    let status = response.status();
+    let text = response.text().await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+async fn user(env: &TestEnv, username: &str, extra: Value) -> anyhow::Result<Uuid> {
+    let mut body =
+        json!({ "username": username, "email": format!("{username}@example.com"), "password": "correct horse" });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    let (status, created) = env.post("/api/v1/users", body).await?;
+    anyhow::ensure!(status == StatusCode::CREATED, "create {username}: {status} {created}");
+    Ok(created["id"].as_str().unwrap_or_default().parse()?)
+}
+
+async fn login(env: &TestEnv, username: &str) -> anyhow::Result<String> {
+    let (status, body) = env
+        .post(
+            "/api/v1/auth/login",
+            json!({ "username": username, "password": "correct horse" }),
+        )
+        .await?;
+    anyhow::ensure!(status == StatusCode::OK, "login {username}: {status} {body}");
+    Ok(body["token"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_each_kind_of_caller_as_the_table_says() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    std::fs::create_dir_all(env.media_root.join("granted"))?;
+    std::fs::create_dir_all(env.media_root.join("hidden"))?;
+    let granted = env.production("Access", 1, "granted", None).await?;
+    let hidden = env.production("Access", 2, "hidden", None).await?;
+    let p1 = granted["id"].as_str().unwrap_or_default().to_owned();
+    let p2 = hidden["id"].as_str().unwrap_or_default().to_owned();
+    let clip = Uuid::now_v7();
+    sqlx::query("INSERT INTO clips (id, production_id, path, name, size_bytes, mtime_ns) VALUES ($1, $2, 'a.mov', 'a.mov', 1, 1)")
+        .bind(clip)
+        .bind(p1.parse::<Uuid>()?)
+        .execute(&env.db)
+        .await?;
+
+    let admin = user(&env, "boss", json!({ "is_admin": true })).await?;
+    let with = user(&env, "with", json!({})).await?;
+    let without = user(&env, "without", json!({})).await?;
+    let gone = user(&env, "gone", json!({})).await?;
+    let (status, group) = env.post("/api/v1/groups", json!({ "name": "crew" })).await?;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    let crew = group["id"].as_str().unwrap_or_default().to_owned();
+    let (_, other) = env.post("/api/v1/groups", json!({ "name": "others" })).await?;
+    let others = other["id"].as_str().unwrap_or_default().to_owned();
+    for (group, member) in [(&crew, with), (&crew, gone), (&others, without)] {
+        let (status, _) = env
+            .post(&format!("/api/v1/groups/{group}/members"), json!({ "user_id": member }))
+            .await?;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let (status, _) = env
+        .post(
+            &format!("/api/v1/groups/{crew}/productions"),
+            json!({ "production_id": p1 }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    let admin_token = login(&env, "boss").await?;
+    let gone_token = login(&env, "gone").await?;
+    let (status, _) = env
+        .patch(&format!("/api/v1/users/{gone}"), json!({ "active": false }))
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    let admin_who = Who {
+        name: "admin",
+        token: Some(admin_token.clone()),
+    };
+    let (status, imp) = call(
+        &env,
+        &admin_who,
+        Method::POST,
+        &format!("/api/v1/users/{with}/impersonate"),
+        None,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::CREATED, "{imp}");
+    let callers = [
+        admin_who,
+        Who {
+            name: "member with access",
+            token: Some(login(&env, "with").await?),
+        },
+        Who {
+            name: "member without access",
+            token: Some(login(&env, "without").await?),
+        },
+        Who {
+            name: "deactivated",
+            token: Some(gone_token),
+        },
+        Who {
+            name: "anonymous",
+            token: None,
+        },
+        Who {
+            name: "impersonating admin",
+            token: imp["token"].as_str().map(str::to_owned),
+        },
+    ];
+
+    use StatusCode as S;
+    const OK: S = S::OK;
+    const NO: S = S::FORBIDDEN;
+    const HIDDEN: S = S::NOT_FOUND;
+    const ANON: S = S::UNAUTHORIZED;
+    let missing = Uuid::now_v7();
+    // method, path, body, expected: admin, with access, without, deactivated, anonymous, impersonating.
+    let table: Vec<(Method, String, Option<Value>, [S; 6])> = vec![
+        (
+            Method::GET,
+            "/api/v1/productions".into(),
+            None,
+            [OK, OK, OK, ANON, ANON, OK],
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/productions/{p1}"),
+            None,
+            [OK, OK, HIDDEN, ANON, ANON, OK],
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/productions/{p2}"),
+            None,
+            [OK, HIDDEN, HIDDEN, ANON, ANON, HIDDEN],
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/productions/{p1}/scan"),
+            None,
+            [S::ACCEPTED, NO, HIDDEN, ANON, ANON, NO],
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/productions/{p1}"),
+            Some(json!({ "priority": 30 })),
+            [OK, NO, NO, ANON, ANON, NO],
+        ),
+        (
+            Method::POST,
+            "/api/v1/productions".into(),
+            Some(json!({})),
+            [S::UNPROCESSABLE_ENTITY, NO, NO, ANON, ANON, NO],
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/clips?production_id={p1}"),
+            None,
+            [OK, OK, OK, ANON, ANON, OK],
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/clips/{clip}"),
+            None,
+            [OK, OK, HIDDEN, ANON, ANON, OK],
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/clips/{clip}/related"),
+            None,
+            [OK, OK, HIDDEN, ANON, ANON, OK],
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/clips".into(),
+            Some(json!({ "ids": [clip], "shooter": "Ana" })),
+            [OK, NO, HIDDEN, ANON, ANON, NO],
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/clips/{missing}"),
+            None,
+            [HIDDEN, NO, NO, ANON, ANON, NO],
+        ),
+        (Method::GET, "/api/v1/jobs".into(), None, [OK, NO, NO, ANON, ANON, NO]),
+        (Method::GET, "/api/v1/queues".into(), None, [OK, NO, NO, ANON, ANON, NO]),
+        (
+            Method::GET,
+            "/api/v1/workers".into(),
+            None,
+            [OK, NO, NO, ANON, ANON, NO],
+        ),
+        (
+            Method::GET,
+            "/api/v1/schedules".into(),
+            None,
+            [OK, NO, NO, ANON, ANON, NO],
+        ),
+        (
+            Method::GET,
+            "/api/v1/dead-letters".into(),
+            None,
+            [OK, NO, NO, ANON, ANON, NO],
+        ),
+        (Method::GET, "/api/v1/users".into(), None, [OK, NO, NO, ANON, ANON, NO]),
+        (
+            Method::GET,
+            format!("/api/v1/users/{with}"),
+            None,
+            [OK, OK, NO, ANON, ANON, OK],
+        ),
+        (
+            Method::POST,
+            "/api/v1/groups".into(),
+            Some(json!({})),
+            [S::UNPROCESSABLE_ENTITY, NO, NO, ANON, ANON, NO],
+        ),
+        (
+            Method::GET,
+            "/api/v1/audit-log".into(),
+            None,
+            [OK, NO, NO, ANON, ANON, NO],
+        ),
+        (Method::GET, "/api/v1/roles".into(), None, [OK, NO, NO, ANON, ANON, NO]),
+        (
+            Method::GET,
+            "/api/v1/auth/me".into(),
+            None,
+            [OK, OK, OK, ANON, ANON, OK],
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (method, path, body, expected) in &table {
+        for (who, want) in callers.iter().zip(expected) {
+            let (got, answer) = call(&env, who, method.clone(), path, body.as_ref()).await?;
+            if got != *want {
+                wrong.push(format!("{method} {path} as {}: {got} (want {want}) {answer}", who.name));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+
+    // Lists show exactly what groups grant.
+    let listed = |token: &Option<String>, path: &str| {
+        let who = Who {
+            name: "",
+            token: token.clone(),
+        };
+        let path = path.to_owned();
+        let env = &env;
+        async move { call(env, &who, Method::GET, &path, None).await }
+    };
+    let (_, mine) = listed(&callers[1].token, "/api/v1/productions").await?;
+    let ids: Vec<&str> = mine["productions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![p1.as_str()]);
+    let (_, none) = listed(&callers[2].token, &format!("/api/v1/clips?production_id={p1}")).await?;
+    assert_eq!(none["clips"].as_array().map(Vec::len), Some(0));
+    let (_, all) = listed(&callers[0].token, "/api/v1/productions").await?;
+    assert_eq!(all["productions"].as_array().map(Vec::len), Some(2));
+
+    // A flag grants scanning on what the user can see, nothing more.
+    let (status, _) = env
+        .patch(&format!("/api/v1/users/{with}"), json!({ "may_scan": true }))
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(
+        &env,
+        &callers[1],
+        Method::POST,
+        &format!("/api/v1/productions/{p1}/scan"),
+        None,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _) = call(
+        &env,
+        &callers[1],
+        Method::POST,
+        &format!("/api/v1/productions/{p2}/scan"),
+        None,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Impersonation is logged; logging out ends it and revokes the token.
+    let (_, log) = call(&env, &callers[0], Method::GET, "/api/v1/impersonation-log", None).await?;
+    let events: Vec<&str> = log["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert!(
+        events.contains(&"start") && events.iter().filter(|e| **e == "request").count() >= table.len(),
+        "{log}"
+    );
+    let (status, _) = call(&env, &callers[5], Method::POST, "/api/v1/auth/logout", None).await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(&env, &callers[5], Method::GET, "/api/v1/auth/me", None).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, log) = call(
+        &env,
+        &callers[0],
+        Method::GET,
+        &format!("/api/v1/impersonation-log?user_id={with}"),
+        None,
+    )
+    .await?;
+    let entries = log["entries"].as_array().cloned().unwrap_or_default();
+    assert_eq!(entries.iter().filter(|e| e["event"] == "stop").count(), 1, "{log}");
+    assert!(entries.iter().any(|e| e["path"] == "/api/v1/auth/logout"), "{log}");
+
+    // Admin changes are audited with before and after.
+    let (_, audit) = env.get("/api/v1/audit-log?target_type=user").await?;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"user.create") && actions.contains(&"user.update"),
+        "{actions:?}"
+    );
+    let deactivation = audit["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["target_id"] == json!(gone.to_string()) && e["action"] == "user.update")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (
+            deactivation["before"]["active"].clone(),
+            deactivation["after"]["active"].clone()
+        ),
+        (json!(true), json!(false))
+    );
+    for (target, action) in [
+        ("group", "group.grant_production"),
+        ("production", "production.update"),
+        ("production", "production.create"),
+    ] {
+        let (_, entries) = env
+            .get(&format!("/api/v1/audit-log?target_type={target}&action={action}"))
+            .await?;
+        assert!(
+            !entries["entries"].as_array().is_none_or(Vec::is_empty),
+            "{action} audited"
+        );
+    }
+    let _ = admin;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_are_logged_rate_limited_and_sessions_revocable() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let id = user(&env, "editor", json!({})).await?;
+    let mailed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'email' AND payload->'to' ? 'editor@example.com'")
+            .fetch_one(&env.db)
+            .await?;
+    assert_eq!(mailed, 1, "the new user is mailed their account details");
+    let (status, _) = env
+        .post(
+            "/api/v1/users",
+            json!({ "username": "editor", "email": "x@example.com", "password": "correct horse" }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = env
+        .post(
+            "/api/v1/users",
+            json!({ "username": "short", "email": "s@example.com", "password": "abc" }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = env
+        .post(
+            "/api/v1/users",
+            json!({ "username": "bad", "email": "nope", "password": "correct horse" }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let token = login(&env, "editor").await?;
+    let me = Who {
+        name: "editor",
+        token: Some(token),
+    };
+    let (status, body) = call(&env, &me, Method::GET, "/api/v1/auth/me", None).await?;
+    assert_eq!((status, body["user_id"].clone()), (StatusCode::OK, json!(id)));
+    let (status, api) = call(
+        &env,
+        &me,
+        Method::POST,
+        &format!("/api/v1/users/{id}/tokens"),
+        Some(&json!({ "name": "script" })),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::CREATED, "{api}");
+    let script = Who {
+        name: "script",
+        token: api["token"].as_str().map(str::to_owned),
+    };
+    assert_eq!(
+        call(&env, &script, Method::GET, "/api/v1/auth/me", None).await?.0,
+        StatusCode::OK
+    );
+    let (status, _) = call(&env, &me, Method::POST, "/api/v1/auth/logout", None).await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        call(&env, &me, Method::GET, "/api/v1/auth/me", None).await?.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Deleting the user revokes every token it had.
+    let (status, _) = env.call(Method::DELETE, &format!("/api/v1/users/{id}"), None).await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        call(&env, &script, Method::GET, "/api/v1/auth/me", None).await?.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    user(&env, "victim", json!({})).await?;
+    for _ in 0..5 {
+        let (status, _) = env
+            .post(
+                "/api/v1/auth/login",
+                json!({ "username": "victim", "password": "guess" }),
+            )
+            .await?;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _) = env
+        .post(
+            "/api/v1/auth/login",
+            json!({ "username": "victim", "password": "correct horse" }),
+        )
+        .await?;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "five failures lock the name for a while"
+    );
+    let (status, _) = env
+        .post("/api/v1/auth/login", json!({ "username": "nobody", "password": "x" }))
+        .await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, log) = env.get("/api/v1/login-log?username=victim&success=false").await?;
+    assert_eq!(log["entries"].as_array().map(Vec::len), Some(6));
+    assert_eq!(log["entries"][0]["reason"], "rate limited");
+    assert_eq!(log["entries"][0]["remote"], "127.0.0.1");
+    let (status, _) = env.post("/api/v1/auth/login", json!({ "username": "victim" })).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    Ok(())
+}
