@@ -160,3 +160,31 @@ LANGUAGE sql STABLE AS $$
         UNION ALL SELECT 'transcode' FROM users u, visible WHERE u.id = uid AND u.may_transcode AND visible.yes
     ) granted
 $$;
+
+-- Single-use, expiring password reset links.
+CREATE TABLE password_resets (
+    id          uuid PRIMARY KEY,
+    user_id     uuid        NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    token_hash  bytea       NOT NULL UNIQUE,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz NOT NULL,
+    used_at     timestamptz
+);
+
+-- Invitations by email: pending until accepted (which creates the user), resendable, revocable.
+CREATE TABLE invitations (
+    id                uuid PRIMARY KEY,
+    email             text        NOT NULL,
+    group_ids         uuid[]      NOT NULL DEFAULT '{}',
+    token_hash        bytea       NOT NULL UNIQUE,
+    invited_by        text        NOT NULL,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    sent_at           timestamptz NOT NULL DEFAULT now(),
+    expires_at        timestamptz NOT NULL,
+    accepted_at       timestamptz,
+    accepted_user_id  uuid REFERENCES users (id) ON DELETE SET NULL,
+    revoked_at        timestamptz
+);
+
+CREATE UNIQUE INDEX invitations_pending_idx ON invitations (lower(email))
+    WHERE accepted_at IS NULL AND revoked_at IS NULL;

@@ -111,6 +111,39 @@ pub fn account_created(username: &str, email: &str, login_url: &str) -> Mail {
     }
 }
 
+/// A password reset link (single use, expiring).
+pub fn password_reset(username: &str, link: &str, valid_minutes: i64) -> Mail {
+    Mail {
+        subject: "Reset your Rushes password".to_owned(),
+        text: format!(
+            "Someone asked to reset the password of {username}.\n\nSet a new one at {link}\n\
+             The link works once, within {valid_minutes} minutes. If this was not you, ignore this mail.\n"
+        ),
+        html: format!(
+            "<p>Someone asked to reset the password of <b>{}</b>.</p><p><a href=\"{link}\">Set a new password</a></p>\
+             <p>The link works once, within {valid_minutes} minutes. If this was not you, ignore this mail.</p>",
+            escape_html(username),
+            link = escape_html(link),
+        ),
+    }
+}
+
+/// An invitation to join Rushes.
+pub fn invitation(inviter: &str, link: &str, valid_days: i64) -> Mail {
+    Mail {
+        subject: "You are invited to Rushes".to_owned(),
+        text: format!(
+            "{inviter} invited you to Rushes.\n\nAccept at {link}\nThe invitation is valid for {valid_days} days.\n"
+        ),
+        html: format!(
+            "<p>{} invited you to Rushes.</p><p><a href=\"{link}\">Accept the invitation</a></p>\
+             <p>It is valid for {valid_days} days.</p>",
+            escape_html(inviter),
+            link = escape_html(link),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod mail;
 pub mod metrics;
 pub mod routes;
 pub mod state;

@@ -488,3 +488,140 @@ async fn logins_are_logged_rate_limited_and_sessions_revocable() -> anyhow::Resu
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     Ok(())
 }
+
+/// The link a queued mail carries (`…?token=…`), from the newest email job to `to`.
+async fn mailed_token(env: &TestEnv, to: &str) -> anyhow::Result<String> {
+    let text: String = sqlx::query_scalar(
+        "SELECT payload->>'text' FROM jobs WHERE kind = 'email' AND payload->'to' ? $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(to)
+    .fetch_one(&env.db)
+    .await?;
+    let token = text
+        .split("token=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .ok_or_else(|| anyhow::anyhow!("no link in {text}"))?;
+    Ok(token.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_resets_and_invitations_work_once() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    user(&env, "forgetful", json!({})).await?;
+    let old_session = Who {
+        name: "forgetful",
+        token: Some(login(&env, "forgetful").await?),
+    };
+    let (status, _) = env
+        .post(
+            "/api/v1/auth/password-reset",
+            json!({ "user": "forgetful@example.com" }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _) = env
+        .post("/api/v1/auth/password-reset", json!({ "user": "nobody" }))
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "the answer does not reveal accounts");
+    let token = mailed_token(&env, "forgetful@example.com").await?;
+    let confirm = json!({ "token": token, "password": "a new secret" });
+    let (status, _) = env.post("/api/v1/auth/password-reset/confirm", confirm.clone()).await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = env.post("/api/v1/auth/password-reset/confirm", confirm).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "single use");
+    assert_eq!(
+        call(&env, &old_session, Method::GET, "/api/v1/auth/me", None).await?.0,
+        StatusCode::UNAUTHORIZED,
+        "a reset ends existing sessions"
+    );
+    let (status, _) = env
+        .post(
+            "/api/v1/auth/login",
+            json!({ "username": "forgetful", "password": "a new secret" }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+
+    let (_, group) = env.post("/api/v1/groups", json!({ "name": "invited crew" })).await?;
+    let (status, invitation) = env
+        .post(
+            "/api/v1/invitations",
+            json!({ "email": "new@example.com", "group_ids": [group["id"]] }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{invitation}");
+    let (status, _) = env
+        .post("/api/v1/invitations", json!({ "email": "new@example.com" }))
+        .await?;
+    assert_eq!(status, StatusCode::CONFLICT, "one pending invitation per address");
+    let (status, _) = env
+        .post("/api/v1/invitations", json!({ "email": "forgetful@example.com" }))
+        .await?;
+    assert_eq!(status, StatusCode::CONFLICT, "members are not invited");
+    let first = mailed_token(&env, "new@example.com").await?;
+    let id = invitation["id"].as_str().unwrap_or_default();
+    let (status, _) = env.post(&format!("/api/v1/invitations/{id}/resend"), json!({})).await?;
+    assert_eq!(status, StatusCode::OK);
+    let second = mailed_token(&env, "new@example.com").await?;
+    assert_ne!(first, second);
+    let accept = |token: &str| json!({ "token": token, "username": "newbie", "password": "welcome aboard" });
+    let (status, _) = env.post("/api/v1/invitations/accept", accept(&first)).await?;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a resent invitation's old link is dead"
+    );
+    let (_, pending) = env.get("/api/v1/invitations").await?;
+    assert_eq!(pending["invitations"].as_array().map(Vec::len), Some(1));
+    let (status, accepted) = env.post("/api/v1/invitations/accept", accept(&second)).await?;
+    assert_eq!(status, StatusCode::CREATED, "{accepted}");
+    let (_, members) = env
+        .get(&format!("/api/v1/groups/{}", group["id"].as_str().unwrap_or_default()))
+        .await?;
+    assert_eq!(members["members"][0]["username"], "newbie");
+    let (_, pending) = env.get("/api/v1/invitations").await?;
+    assert_eq!(pending["invitations"].as_array().map(Vec::len), Some(0));
+    let (_, revoked) = env
+        .post("/api/v1/invitations", json!({ "email": "later@example.com" }))
+        .await?;
+    let rid = revoked["id"].as_str().unwrap_or_default();
+    let (status, _) = env
+        .call(Method::DELETE, &format!("/api/v1/invitations/{rid}"), None)
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = env
+        .post(
+            "/api/v1/invitations/accept",
+            accept(&mailed_token(&env, "later@example.com").await?),
+        )
+        .await?;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a revoked invitation cannot be accepted"
+    );
+
+    // Schedule changes are audited too, one request's changes under one request id.
+    let (_, schedule) = env
+        .post(
+            "/api/v1/schedules",
+            json!({ "name": "audited", "kind": "sleep", "payload": { "seconds": 0 }, "interval": { "every": 1, "period": "hours" } }),
+        )
+        .await?;
+    let sid = schedule["id"].as_str().unwrap_or_default();
+    env.post(&format!("/api/v1/schedules/{sid}/disable"), json!({})).await?;
+    env.call(Method::DELETE, &format!("/api/v1/schedules/{sid}"), None)
+        .await?;
+    let (_, audit) = env
+        .get(&format!("/api/v1/audit-log?target_type=schedule&target_id={sid}"))
+        .await?;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["schedule.delete", "schedule.disable", "schedule.create"]);
+    Ok(())
+}

@@ -4,6 +4,7 @@ pub mod audit_log;
 pub mod clips;
 pub mod dead_letters;
 pub mod groups;
+pub mod invitations;
 pub mod jobs;
 pub mod kinds;
 pub mod productions;
@@ -57,6 +58,7 @@ pub fn app(state: AppState) -> Router {
         .merge(productions::router())
         .merge(clips::router())
         .merge(users::router())
+        .merge(invitations::router())
         .merge(session::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::authenticate))
         .merge(session::public_router())

@@ -255,6 +255,16 @@ async fn create(
     .execute(&state.db)
     .await
     .map_err(unknown_reference)?;
+    // The base production's namesake group sees each of its productions.
+    sqlx::query(
+        "INSERT INTO group_productions (group_id, production_id) \
+         SELECT b.group_id, $1 FROM base_productions b WHERE b.id = $2 AND b.group_id IS NOT NULL \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(base)
+    .execute(&state.db)
+    .await?;
     let created = find(&state, id).await?;
     audit_production(&state, &caller, "production.create", None, &created).await?;
     Ok((StatusCode::CREATED, axum::Json(created)))

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::audit::{self, Change};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
@@ -272,7 +273,13 @@ async fn find(state: &AppState, id: Uuid) -> ApiResult<ScheduleRecord> {
 
 /// Applies `body` to the stored schedule under a row lock, so an edit neither undoes a
 /// fire that commits meanwhile nor brings back a schedule deleted meanwhile.
-async fn edit(state: &AppState, id: Uuid, body: ScheduleBody) -> ApiResult<axum::Json<ScheduleView>> {
+async fn edit(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    body: ScheduleBody,
+    action: &str,
+) -> ApiResult<axum::Json<ScheduleView>> {
     let now = Utc::now();
     let mut tx = state.db.begin().await?;
     let current: ScheduleRecord = sqlx::query_as(concat!(
@@ -284,9 +291,12 @@ async fn edit(state: &AppState, id: Uuid, body: ScheduleBody) -> ApiResult<axum:
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| ApiError::NotFound(format!("no schedule {id}")))?;
+    let before = json!(ScheduleView::new(current.clone(), now));
     let row = save(&mut *tx, &body.apply(current, now)?).await?;
+    let view = ScheduleView::new(row, now);
+    audit_schedule(&mut *tx, caller, action, id, Some(before), Some(json!(view))).await?;
     tx.commit().await?;
-    Ok(axum::Json(ScheduleView::new(row, now)))
+    Ok(axum::Json(view))
 }
 
 /// Writes every editable column of `row` (insert or update by id).
@@ -336,7 +346,33 @@ async fn save<'e>(executor: impl sqlx::PgExecutor<'e>, row: &ScheduleRecord) -> 
     Ok(saved)
 }
 
-async fn create(State(state): State<AppState>, Json(body): Json<ScheduleBody>) -> ApiResult<impl IntoResponse> {
+async fn audit_schedule<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    caller: &Caller,
+    action: &str,
+    id: Uuid,
+    before: Option<Value>,
+    after: Option<Value>,
+) -> ApiResult<()> {
+    audit::record(
+        executor,
+        caller,
+        Change {
+            action,
+            target_type: "schedule",
+            target_id: Some(id.to_string()),
+            before,
+            after,
+        },
+    )
+    .await
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<ScheduleBody>,
+) -> ApiResult<impl IntoResponse> {
     if body.name.is_none() || body.kind.is_none() {
         return Err(ApiError::Unprocessable("name and kind are required".into()));
     }
@@ -369,8 +405,12 @@ async fn create(State(state): State<AppState>, Json(body): Json<ScheduleBody>) -
         created_at: now,
         updated_at: now,
     };
-    let row = save(&state.db, &body.apply(blank, now)?).await?;
-    Ok((StatusCode::CREATED, axum::Json(ScheduleView::new(row, now))))
+    let mut tx = state.db.begin().await?;
+    let row = save(&mut *tx, &body.apply(blank, now)?).await?;
+    let view = ScheduleView::new(row, now);
+    audit_schedule(&mut *tx, &caller, "schedule.create", view.id, None, Some(json!(view))).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(view)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -410,36 +450,58 @@ async fn show(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<
 
 async fn update(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<Uuid>,
     Json(body): Json<ScheduleBody>,
 ) -> ApiResult<axum::Json<ScheduleView>> {
-    edit(&state, id, body).await
+    edit(&state, &caller, id, body, "schedule.update").await
 }
 
-async fn set_enabled(state: &AppState, id: Uuid, enabled: bool) -> ApiResult<axum::Json<ScheduleView>> {
+async fn set_enabled(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    enabled: bool,
+) -> ApiResult<axum::Json<ScheduleView>> {
     let body = ScheduleBody {
         enabled: Some(enabled),
         ..Default::default()
     };
-    edit(state, id, body).await
+    let action = if enabled { "schedule.enable" } else { "schedule.disable" };
+    edit(state, caller, id, body, action).await
 }
 
-async fn enable(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<ScheduleView>> {
-    set_enabled(&state, id, true).await
+async fn enable(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<ScheduleView>> {
+    set_enabled(&state, &caller, id, true).await
 }
 
-async fn disable(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<ScheduleView>> {
-    set_enabled(&state, id, false).await
+async fn disable(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<ScheduleView>> {
+    set_enabled(&state, &caller, id, false).await
 }
 
-async fn remove(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<StatusCode> {
-    let deleted = sqlx::query("DELETE FROM schedules WHERE id = $1")
+async fn remove(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    let mut tx = state.db.begin().await?;
+    let deleted: Option<Uuid> = sqlx::query_scalar("DELETE FROM schedules WHERE id = $1 RETURNING id")
         .bind(id)
-        .execute(&state.db)
+        .fetch_optional(&mut *tx)
         .await?;
-    if deleted.rows_affected() == 0 {
+    if deleted.is_none() {
         return Err(ApiError::NotFound(format!("no schedule {id}")));
     }
+    audit_schedule(&mut *tx, &caller, "schedule.delete", id, None, None).await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -25,7 +25,11 @@ const SESSION_HOURS: i32 = 12;
 
 /// Routes that need no token.
 pub fn public_router() -> Router<AppState> {
-    Router::new().route("/auth/login", post(login))
+    Router::new()
+        .route("/auth/login", post(login))
+        .route("/auth/password-reset", post(request_reset))
+        .route("/auth/password-reset/confirm", post(confirm_reset))
+        .route("/invitations/accept", post(super::invitations::accept))
 }
 
 /// Routes of an authenticated caller.
@@ -167,6 +171,63 @@ async fn logout(State(state): State<AppState>, Extension(caller): Extension<Call
     if let (Some(impersonator), Some(user)) = (caller.impersonator_id, caller.user_id) {
         super::users::impersonation_event(&state, impersonator, user, "stop").await?;
     }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetRequest {
+    /// A username or an email address.
+    user: String,
+}
+
+/// Mails a reset link if the account exists; the answer is the same either way.
+async fn request_reset(State(state): State<AppState>, Json(body): Json<ResetRequest>) -> ApiResult<StatusCode> {
+    let account: Option<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT id, username, email FROM users \
+         WHERE (lower(username) = lower($1) OR lower(email) = lower($1)) AND active AND deleted_at IS NULL LIMIT 1",
+    )
+    .bind(body.user.trim())
+    .fetch_optional(&state.db)
+    .await?;
+    if let Some((id, username, email)) = account {
+        super::users::mail_reset_link(&state, id, &username, &email).await?;
+    }
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetConfirm {
+    token: String,
+    password: String,
+}
+
+/// Sets the new password with a reset token (once), and revokes the user's sessions.
+async fn confirm_reset(State(state): State<AppState>, Json(body): Json<ResetConfirm>) -> ApiResult<StatusCode> {
+    super::users::check_password(&body.password)?;
+    let hash = hash_password(body.password).await?;
+    let mut tx = state.db.begin().await?;
+    let user: Option<Uuid> = sqlx::query_scalar(
+        "UPDATE password_resets SET used_at = now() \
+         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() RETURNING user_id",
+    )
+    .bind(token_digest(&body.token))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(user) = user else {
+        return Err(ApiError::Unprocessable("token: invalid, used or expired".into()));
+    };
+    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+        .bind(user)
+        .bind(hash)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE tokens SET revoked_at = now() WHERE user_id = $1 AND kind = 'session' AND revoked_at IS NULL")
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -8,9 +8,6 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
-use rushes_common::enqueue::{self, NewJob};
-use rushes_common::job::JobPayload as _;
-use rushes_common::job::email::Email;
 use rushes_common::mail;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -32,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/users/{id}", get(show).patch(update).delete(remove))
         .route("/users/{id}/tokens", post(create_token))
         .route("/users/{id}/impersonate", post(impersonate))
+        .route("/users/{id}/password-reset", post(send_reset))
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -86,7 +84,7 @@ struct NewUser {
     like_user_id: Option<Uuid>,
 }
 
-fn check_password(password: &str) -> ApiResult<()> {
+pub(crate) fn check_password(password: &str) -> ApiResult<()> {
     if password.chars().count() < MIN_PASSWORD {
         return Err(ApiError::Unprocessable(format!(
             "password: at least {MIN_PASSWORD} characters"
@@ -95,7 +93,7 @@ fn check_password(password: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn check_email(email: &str) -> ApiResult<()> {
+pub(crate) fn check_email(email: &str) -> ApiResult<()> {
     if mail::looks_like_address(email) {
         Ok(())
     } else {
@@ -106,7 +104,7 @@ fn check_email(email: &str) -> ApiResult<()> {
 }
 
 /// A unique-violation as a 409 that names what is taken.
-fn taken(err: sqlx::Error) -> ApiError {
+pub(crate) fn taken(err: sqlx::Error) -> ApiError {
     match &err {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             ApiError::Conflict("that username or email is already in use".into())
@@ -187,11 +185,12 @@ async fn create(
     )
     .await?;
     tx.commit().await?;
-    let welcome = mail::account_created(&username, &email, &state.public_url);
-    let job = NewJob::new(Email::KIND, json!(Email::new(vec![email.clone()], welcome)));
-    if let Err(err) = enqueue::enqueue(&state.db, &state.publisher, vec![job]).await {
-        tracing::warn!(error = %err, "cannot queue the account mail");
-    }
+    crate::mail::send(
+        &state,
+        &email,
+        mail::account_created(&username, &email, &state.public_url),
+    )
+    .await;
     Ok((StatusCode::CREATED, axum::Json(user)))
 }
 
@@ -401,6 +400,42 @@ async fn create_token(
         StatusCode::CREATED,
         axum::Json(json!({ "id": token_id, "token": token })),
     ))
+}
+
+/// Minutes a password reset link stays valid.
+pub(crate) const RESET_MINUTES: i64 = 60;
+
+/// Creates a single-use reset token for the user and mails them the link.
+pub(crate) async fn mail_reset_link(state: &AppState, user: Uuid, username: &str, email: &str) -> ApiResult<()> {
+    let token = new_token();
+    sqlx::query(
+        "INSERT INTO password_resets (id, user_id, token_hash, expires_at) \
+         VALUES ($1, $2, $3, now() + make_interval(mins => $4))",
+    )
+    .bind(Uuid::now_v7())
+    .bind(user)
+    .bind(token_digest(&token))
+    .bind(i32::try_from(RESET_MINUTES).unwrap_or(60))
+    .execute(&state.db)
+    .await?;
+    let link = format!("{}/reset-password?token={token}", state.public_url);
+    crate::mail::send(state, email, mail::password_reset(username, &link, RESET_MINUTES)).await;
+    Ok(())
+}
+
+/// An admin (or user manager) sends a user a reset link.
+async fn send_reset(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    caller.require_global(&state, Policy::ManageUsers).await?;
+    let user = find(&state, id).await?;
+    if !user.active || user.deleted_at.is_some() {
+        return Err(ApiError::Conflict(format!("user {id} is not active")));
+    }
+    mail_reset_link(&state, id, &user.username, &user.email).await?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// Records an impersonation start or stop.
