@@ -1,7 +1,6 @@
 //! The audit trail: every admin change with who, what, before and after (one request's
 //! changes share its request id), and every request made while impersonating.
 
-use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
@@ -9,34 +8,11 @@ use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
-/// One change to record.
-pub struct Change<'a> {
-    pub action: &'a str,
-    pub target_type: &'a str,
-    pub target_id: Option<String>,
-    pub before: Option<Value>,
-    pub after: Option<Value>,
-}
+pub use rushes_common::audit::Change;
 
-/// Records a change, in the caller's transaction when given one.
+/// Records a change made by `caller`, in the caller's transaction when given one.
 pub async fn record<'e>(executor: impl PgExecutor<'e>, caller: &Caller, change: Change<'_>) -> ApiResult<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (id, request_id, actor_id, actor, impersonator_id, action, target_type, target_id, \
-                                before, after) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(Uuid::now_v7())
-    .bind(caller.request_id)
-    .bind(caller.user_id)
-    .bind(&caller.name)
-    .bind(caller.impersonator_id)
-    .bind(change.action)
-    .bind(change.target_type)
-    .bind(change.target_id)
-    .bind(change.before)
-    .bind(change.after)
-    .execute(executor)
-    .await?;
+    rushes_common::audit::record(executor, &caller.actor(), change).await?;
     Ok(())
 }
 

@@ -74,6 +74,16 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller as the audit trail names them.
+    pub fn actor(&self) -> rushes_common::audit::Actor {
+        rushes_common::audit::Actor {
+            request_id: self.request_id,
+            user_id: self.user_id,
+            name: self.name.clone(),
+            impersonator_id: self.impersonator_id,
+        }
+    }
+
     pub fn require_admin(&self) -> ApiResult<()> {
         if self.is_admin {
             Ok(())

@@ -625,3 +625,177 @@ async fn password_resets_and_invitations_work_once() -> anyhow::Result<()> {
     assert_eq!(actions, ["schedule.delete", "schedule.disable", "schedule.create"]);
     Ok(())
 }
+
+/// Posts a CSV import and waits for its job; returns the job's result.
+async fn import(env: &TestEnv, csv: &str, dry_run: bool) -> anyhow::Result<Value> {
+    let response = env
+        .http
+        .post(env.url(&format!("/api/v1/users/import?dry_run={dry_run}")))
+        .bearer_auth(rushes_tests::TOKEN)
+        .header("content-type", "text/csv")
+        .body(csv.to_owned())
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status() == StatusCode::ACCEPTED,
+        "import: {}",
+        response.status()
+    );
+    let job: Value = response.json().await?;
+    let done = env
+        .wait_state(
+            rushes_tests::job_id(&job)?,
+            "succeeded",
+            std::time::Duration::from_secs(30),
+        )
+        .await?;
+    Ok(done["result"].clone())
+}
+
+async fn count_users(env: &TestEnv) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM users WHERE deleted_at IS NULL")
+            .fetch_one(&env.db)
+            .await?,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_account_tasks_run_as_audited_jobs() -> anyhow::Result<()> {
+    let env = TestEnv::with_worker("maintenance=1").await?;
+    let ana = user(&env, "ana", json!({})).await?;
+    let (_, group) = env.post("/api/v1/groups", json!({ "name": "crew" })).await?;
+    let crew = group["id"].as_str().unwrap_or_default().to_owned();
+    env.post(&format!("/api/v1/groups/{crew}/members"), json!({ "user_id": ana }))
+        .await?;
+
+    let template = env
+        .http
+        .get(env.url("/api/v1/users/import/template"))
+        .bearer_auth(rushes_tests::TOKEN)
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        template.starts_with("username,email,is_admin,active,may_scan,may_transcode,groups,password\n"),
+        "{template}"
+    );
+    assert!(
+        template.contains("ana,ana@example.com,false,true,false,false,crew,"),
+        "{template}"
+    );
+
+    // Errors anywhere: nothing is applied, each bad row is named.
+    let before = count_users(&env).await?;
+    let bad = "username,email,groups\nbea,bea@example.com,crew\ncid,bea@example.com,\ndan,not-an-email,\neve,ana@example.com,\nfay,fay@example.com,nosuchgroup\n";
+    let report = import(&env, bad, false).await?;
+    assert_eq!(report["applied"], false, "{report}");
+    let rows: Vec<u64> = report["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["row"].as_u64())
+        .collect();
+    assert_eq!(rows, [3, 4, 5, 6], "{report}");
+    assert_eq!(count_users(&env).await?, before, "nothing half-applied");
+
+    // A dry run reports, the real run applies, in one audited job.
+    let good = "username,email,may_scan,groups,password\nana,ana@example.com,yes,crew,\nbea,bea@example.com,,crew,long enough pw\n";
+    let dry = import(&env, good, true).await?;
+    assert_eq!(
+        (dry["applied"].clone(), dry["created"][0]["username"].clone()),
+        (json!(false), json!("bea")),
+        "{dry}"
+    );
+    assert_eq!(
+        dry["updated"][0]["changes"]["may_scan"],
+        json!({ "from": false, "to": true }),
+        "{dry}"
+    );
+    assert_eq!(count_users(&env).await?, before);
+    let applied = import(&env, good, false).await?;
+    assert_eq!(applied["applied"], true, "{applied}");
+    assert_eq!(count_users(&env).await?, before + 1);
+    let (status, _) = env
+        .post(
+            "/api/v1/auth/login",
+            json!({ "username": "bea", "password": "long enough pw" }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    let (_, audit) = env.get("/api/v1/audit-log?target_type=user&action=user.create").await?;
+    assert!(
+        audit["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["after"]["username"] == "bea"),
+        "{audit}"
+    );
+
+    // Group-wide disable revokes sessions; enable restores; remove empties the group.
+    let (_, session) = env
+        .post(
+            "/api/v1/auth/login",
+            json!({ "username": "bea", "password": "long enough pw" }),
+        )
+        .await?;
+    let bea_session = Who {
+        name: "bea",
+        token: session["token"].as_str().map(str::to_owned),
+    };
+    let run = |action: &'static str| {
+        let path = format!("/api/v1/groups/{crew}/users/{action}");
+        let env = &env;
+        async move {
+            let (status, job) = env.post(&path, json!({})).await?;
+            anyhow::ensure!(status == StatusCode::ACCEPTED, "{action}: {status} {job}");
+            env.wait_state(
+                rushes_tests::job_id(&job)?,
+                "succeeded",
+                std::time::Duration::from_secs(30),
+            )
+            .await
+        }
+    };
+    assert_eq!(run("disable").await?["result"]["users"], 2);
+    assert_eq!(
+        call(&env, &bea_session, Method::GET, "/api/v1/auth/me", None).await?.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) = env
+        .post(
+            "/api/v1/auth/login",
+            json!({ "username": "bea", "password": "long enough pw" }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(run("enable").await?["result"]["users"], 2);
+    assert_eq!(run("remove").await?["result"]["users"], 2);
+    let (_, shown) = env.get(&format!("/api/v1/groups/{crew}")).await?;
+    assert_eq!(shown["members"].as_array().map(Vec::len), Some(0));
+    let (status, _) = env
+        .post(&format!("/api/v1/groups/{crew}/users/explode"), json!({}))
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Purge deletes soft-deleted users for good.
+    env.call(Method::DELETE, &format!("/api/v1/users/{ana}"), None).await?;
+    let (status, job) = env.post("/api/v1/users/purge-deleted", json!({})).await?;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let done = env
+        .wait_state(
+            rushes_tests::job_id(&job)?,
+            "succeeded",
+            std::time::Duration::from_secs(30),
+        )
+        .await?;
+    assert_eq!(done["result"]["purged"], 1);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE id = $1")
+        .bind(ana)
+        .fetch_one(&env.db)
+        .await?;
+    assert_eq!(left, 0);
+    Ok(())
+}

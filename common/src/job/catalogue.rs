@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::accounts::{GroupUsers, ImportUsers, PurgeUsers};
 use super::email::Email;
 use super::maintenance::{PurgeJobs, ReapWorkers};
 use super::media::{Scan, ScanAll, Transcode, TranscodeLong};
@@ -129,7 +130,7 @@ fn validate_json<P: JobPayload>(payload: &serde_json::Value) -> Result<(), Strin
     parsed.validate()
 }
 
-static CATALOGUE: [KindSpec; 8] = [
+static CATALOGUE: [KindSpec; 11] = [
     KindSpec::of::<Sleep>(),
     KindSpec::of::<PurgeJobs>(),
     KindSpec::of::<ReapWorkers>(),
@@ -138,6 +139,9 @@ static CATALOGUE: [KindSpec; 8] = [
     KindSpec::of::<Transcode>(),
     KindSpec::of::<TranscodeLong>(),
     KindSpec::of::<Email>(),
+    KindSpec::of::<ImportUsers>(),
+    KindSpec::of::<GroupUsers>(),
+    KindSpec::of::<PurgeUsers>(),
 ];
 
 /// Every kind the fleet knows.

@@ -1,6 +1,7 @@
 //! Jobs as every process sees them: states, the catalogue of kinds, the message
 //! envelope, and the `jobs` rows.
 
+pub mod accounts;
 mod catalogue;
 pub mod email;
 mod envelope;

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use rushes_common::job::JobPayload as _;
+use rushes_common::job::accounts::{GroupAction, GroupUsers};
+
 use crate::audit::{self, Change};
 use crate::auth::{Caller, Policy};
 use crate::error::{ApiError, ApiResult};
@@ -30,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/groups/{id}/productions", post(grant))
         .route("/groups/{id}/productions/{production_id}", delete(revoke))
         .route("/groups/{id}/roles", post(add_role))
+        .route("/groups/{id}/users/{action}", post(bulk_users))
         .route("/roles", post(create_role).get(list_roles))
 }
 
@@ -329,6 +333,27 @@ async fn add_role(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Queues enabling, disabling or removing every user of the group → `202` with the job.
+async fn bulk_users(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, action)): Path<(Uuid, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let action = match action.as_str() {
+        "enable" => GroupAction::Enable,
+        "disable" => GroupAction::Disable,
+        "remove" => GroupAction::Remove,
+        other => {
+            return Err(ApiError::NotFound(format!(
+                "no bulk action `{other}` (enable, disable, remove)"
+            )));
+        }
+    };
+    find(&state, id).await?;
+    let payload = json!(GroupUsers { group_id: id, action });
+    super::users::queue_job(&state, &caller, GroupUsers::KIND, payload).await
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]

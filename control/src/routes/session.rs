@@ -130,7 +130,7 @@ async fn login(
                 &remote,
             )
             .await?;
-            return Err(ApiError::Unauthorized);
+            return Err(ApiError::WrongCredentials);
         }
     };
     if !account.active {

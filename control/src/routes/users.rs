@@ -8,6 +8,9 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
+use rushes_common::enqueue::NewJob;
+use rushes_common::job::JobPayload as _;
+use rushes_common::job::accounts::{ImportUsers, PurgeUsers, USER_CSV_COLUMNS};
 use rushes_common::mail;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -30,6 +33,9 @@ pub fn router() -> Router<AppState> {
         .route("/users/{id}/tokens", post(create_token))
         .route("/users/{id}/impersonate", post(impersonate))
         .route("/users/{id}/password-reset", post(send_reset))
+        .route("/users/import/template", get(import_template))
+        .route("/users/import", post(import))
+        .route("/users/purge-deleted", post(purge_deleted))
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -400,6 +406,104 @@ async fn create_token(
         StatusCode::CREATED,
         axum::Json(json!({ "id": token_id, "token": token })),
     ))
+}
+
+/// The users CSV with every current user: edit it and import it back.
+async fn import_template(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require_global(&state, Policy::ManageUsers).await?;
+    let users: Vec<(String, String, bool, bool, bool, bool, Option<String>)> = sqlx::query_as(
+        "SELECT u.username, u.email, u.is_admin, u.active, u.may_scan, u.may_transcode, \
+                (SELECT string_agg(g.name, ';' ORDER BY g.name) FROM group_members m JOIN groups g ON g.id = m.group_id \
+                 WHERE m.user_id = u.id) \
+         FROM users u WHERE u.deleted_at IS NULL ORDER BY u.username",
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let write = |out: &mut csv::Writer<Vec<u8>>, record: &[String]| {
+        out.write_record(record)
+            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("cannot write CSV")))
+    };
+    write(&mut out, &USER_CSV_COLUMNS.map(str::to_owned))?;
+    for (username, email, is_admin, active, may_scan, may_transcode, groups) in users {
+        let flags = [is_admin, active, may_scan, may_transcode].map(|f| f.to_string());
+        let mut record = vec![username, email];
+        record.extend(flags);
+        record.push(groups.unwrap_or_default());
+        record.push(String::new());
+        write(&mut out, &record)?;
+    }
+    let body = out
+        .into_inner()
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot write CSV: {e}")))?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"users.csv\"",
+            ),
+        ],
+        body,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Queues an import of the CSV body (all or nothing; `?dry_run=true` only reports) → `202`.
+async fn import(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<ImportQuery>,
+    body: String,
+) -> ApiResult<impl IntoResponse> {
+    caller.require_global(&state, Policy::ManageUsers).await?;
+    let payload = ImportUsers {
+        csv: body,
+        dry_run: q.dry_run,
+    };
+    queue_job(&state, &caller, ImportUsers::KIND, json!(payload)).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeBody {
+    #[serde(default)]
+    deleted_days_ago: u32,
+}
+
+/// Queues the purge of soft-deleted users → `202`.
+async fn purge_deleted(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<PurgeBody>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require_admin()?;
+    let payload = PurgeUsers {
+        deleted_days_ago: body.deleted_days_ago,
+    };
+    queue_job(&state, &caller, PurgeUsers::KIND, json!(payload)).await
+}
+
+/// Queues a bulk account job in the caller's name → `202` with the job.
+pub(crate) async fn queue_job(
+    state: &AppState,
+    caller: &Caller,
+    kind: &str,
+    payload: Value,
+) -> ApiResult<(StatusCode, axum::Json<rushes_common::job::JobRecord>)> {
+    let mut job = NewJob::new(kind, payload);
+    job.requested_by = Some(caller.name.clone());
+    let job = super::jobs::enqueue_one(state, job).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(job)))
 }
 
 /// Minutes a password reset link stays valid.

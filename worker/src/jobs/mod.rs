@@ -1,8 +1,12 @@
 //! The registry of job handlers: one module per kind, each registered here.
 
+mod accounts;
 mod clip;
 mod email;
+mod group_users;
+mod import_users;
 mod purge_jobs;
+mod purge_users;
 mod reap_workers;
 mod scan;
 mod scan_all;
@@ -62,6 +66,9 @@ impl Registry {
         registry.register::<rushes_common::job::media::Transcode, _, _>(transcode::run);
         registry.register::<rushes_common::job::media::TranscodeLong, _, _>(transcode_long::run);
         registry.register::<rushes_common::job::email::Email, _, _>(email::run);
+        registry.register::<rushes_common::job::accounts::ImportUsers, _, _>(import_users::run);
+        registry.register::<rushes_common::job::accounts::GroupUsers, _, _>(group_users::run);
+        registry.register::<rushes_common::job::accounts::PurgeUsers, _, _>(purge_users::run);
         registry
     }
 
