@@ -408,16 +408,27 @@ async fn create_token(
     ))
 }
 
+#[derive(sqlx::FromRow)]
+struct TemplateRow {
+    username: String,
+    email: String,
+    is_admin: bool,
+    active: bool,
+    may_scan: bool,
+    may_transcode: bool,
+    groups: Option<String>,
+}
+
 /// The users CSV with every current user: edit it and import it back.
 async fn import_template(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require_global(&state, Policy::ManageUsers).await?;
-    let users: Vec<(String, String, bool, bool, bool, bool, Option<String>)> = sqlx::query_as(
+    let users: Vec<TemplateRow> = sqlx::query_as(
         "SELECT u.username, u.email, u.is_admin, u.active, u.may_scan, u.may_transcode, \
                 (SELECT string_agg(g.name, ';' ORDER BY g.name) FROM group_members m JOIN groups g ON g.id = m.group_id \
-                 WHERE m.user_id = u.id) \
+                 WHERE m.user_id = u.id) AS groups \
          FROM users u WHERE u.deleted_at IS NULL ORDER BY u.username",
     )
     .fetch_all(&state.db)
@@ -428,11 +439,11 @@ async fn import_template(
             .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("cannot write CSV")))
     };
     write(&mut out, &USER_CSV_COLUMNS.map(str::to_owned))?;
-    for (username, email, is_admin, active, may_scan, may_transcode, groups) in users {
-        let flags = [is_admin, active, may_scan, may_transcode].map(|f| f.to_string());
-        let mut record = vec![username, email];
+    for user in users {
+        let flags = [user.is_admin, user.active, user.may_scan, user.may_transcode].map(|f| f.to_string());
+        let mut record = vec![user.username, user.email];
         record.extend(flags);
-        record.push(groups.unwrap_or_default());
+        record.push(user.groups.unwrap_or_default());
         record.push(String::new());
         write(&mut out, &record)?;
     }
