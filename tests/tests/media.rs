@@ -321,11 +321,8 @@ fn long_clip(path: &Path) -> anyhow::Result<()> {
     .write(path)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_a_transcode_kills_ffmpeg_and_leaves_no_partial_file() -> anyhow::Result<()> {
-    let env = TestEnv::with_worker("scan=1,transcode=1").await?;
-    long_clip(&env.media_root.join("long/L001.mov"))?;
-    let production = env.production("Cancel Show", 1, "long", None).await?;
+/// Scans the production (one long clip) and waits until its transcode reports progress.
+async fn scan_until_transcoding(env: &TestEnv, production: &Value) -> anyhow::Result<(Value, uuid::Uuid)> {
     env.scan(&production["id"]).await?;
     let clip = env.clips(&production["id"]).await?.remove(0);
     let job: uuid::Uuid = clip["transcode_job_id"].as_str().unwrap_or_default().parse()?;
@@ -333,6 +330,15 @@ async fn cancelling_a_transcode_kills_ffmpeg_and_leaves_no_partial_file() -> any
         j["state"] == "running" && j["progress"].as_f64().unwrap_or(0.0) > 0.0
     })
     .await?;
+    Ok((clip, job))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_transcode_kills_ffmpeg_and_leaves_no_partial_file() -> anyhow::Result<()> {
+    let env = TestEnv::with_worker("scan=1,transcode=1").await?;
+    long_clip(&env.media_root.join("long/L001.mov"))?;
+    let production = env.production("Cancel Show", 1, "long", None).await?;
+    let (clip, job) = scan_until_transcoding(&env, &production).await?;
     let (status, _) = env.post(&format!("/api/v1/jobs/{job}/cancel"), json!({})).await?;
     assert_eq!(status, StatusCode::OK);
     env.wait_state(job, "cancelled", Duration::from_secs(10)).await?;
@@ -357,13 +363,7 @@ async fn a_killed_workers_transcode_completes_on_the_next_worker() -> anyhow::Re
     long_clip(&env.media_root.join("kill/K001.mov"))?;
     let production = env.production("Kill Show", 1, "kill", None).await?;
     let pid = env.spawn_worker_process("transcode=1", &[("RUSHES_VIDEO_HWACCEL", "none")])?;
-    env.scan(&production["id"]).await?;
-    let clip = env.clips(&production["id"]).await?.remove(0);
-    let job: uuid::Uuid = clip["transcode_job_id"].as_str().unwrap_or_default().parse()?;
-    env.wait_job(job, WAIT, |j| {
-        j["state"] == "running" && j["progress"].as_f64().unwrap_or(0.0) > 0.0
-    })
-    .await?;
+    let (clip, job) = scan_until_transcoding(&env, &production).await?;
     env.signal(pid, 9)?;
     let worker = env.worker_config("transcode=1,transcode_long=1")?;
     env.spawn_worker(worker);
