@@ -184,20 +184,26 @@ pub async fn authenticate(
             request_id,
         }
     } else {
+        // Last-used and last-seen stamps are refreshed at most once a minute, so polling
+        // clients do not turn every read into two writes.
         let owner: TokenOwner = sqlx::query_as(
-            "WITH used AS ( \
-                 UPDATE tokens SET last_used_at = now() \
-                 WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) \
-                 RETURNING id, user_id, impersonator_id), \
-             seen AS ( \
-                 UPDATE users SET last_seen_at = now() FROM used \
-                 WHERE users.id = used.user_id AND users.active AND users.deleted_at IS NULL \
-                 RETURNING users.id, users.username, users.is_admin) \
-             SELECT used.id AS token_id, seen.id AS user_id, seen.username, \
-                    seen.is_admin OR EXISTS (SELECT 1 FROM group_members gm JOIN groups g ON g.id = gm.group_id \
-                                             WHERE gm.user_id = seen.id AND g.name = 'hub') AS is_admin, \
-                    used.impersonator_id \
-             FROM used JOIN seen ON seen.id = used.user_id",
+            "WITH t AS ( \
+                 SELECT id, user_id, impersonator_id, last_used_at FROM tokens \
+                 WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())), \
+             u AS ( \
+                 SELECT users.id, users.username, users.is_admin, users.last_seen_at FROM users JOIN t ON t.user_id = users.id \
+                 WHERE users.active AND users.deleted_at IS NULL), \
+             touch_token AS ( \
+                 UPDATE tokens SET last_used_at = now() FROM t, u WHERE tokens.id = t.id \
+                    AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute') RETURNING 1), \
+             touch_user AS ( \
+                 UPDATE users SET last_seen_at = now() FROM u WHERE users.id = u.id \
+                    AND (u.last_seen_at IS NULL OR u.last_seen_at < now() - interval '1 minute') RETURNING 1) \
+             SELECT t.id AS token_id, u.id AS user_id, u.username, \
+                    u.is_admin OR EXISTS (SELECT 1 FROM group_members gm JOIN groups g ON g.id = gm.group_id \
+                                          WHERE gm.user_id = u.id AND g.name = 'hub') AS is_admin, \
+                    t.impersonator_id \
+             FROM t JOIN u ON u.id = t.user_id",
         )
         .bind(token_digest(presented))
         .fetch_optional(&state.db)
