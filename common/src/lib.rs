@@ -11,6 +11,7 @@ pub mod media;
 pub mod metrics;
 pub mod queue;
 pub mod schedule;
+pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -79,6 +80,18 @@ pub fn state(config: &ControlConfig) -> anyhow::Result<AppState> {
         roots: std::sync::Arc::new(rushes_common::media::MediaRoots::new(&config.media.media_roots)),
         media: std::sync::Arc::new(config.media.clone()),
         public_url: config.public_url.trim_end_matches('/').into(),
+        cache: std::sync::Arc::new(cache::Cache::default()),
+        effective_config: std::sync::Arc::new(serde_json::json!({
+            "http_addr": config.http_addr.to_string(),
+            "database_url": routes::system_info::mask_url(config.database.database_url.expose()),
+            "database_max_connections": config.database.database_max_connections,
+            "amqp_url": routes::system_info::mask_url(config.broker.amqp_url.expose()),
+            "queue_prefix": config.broker.queue_prefix,
+            "admin_token": "****",
+            "media_roots": config.media.media_roots,
+            "data_dir": config.media.data_dir,
+            "public_url": config.public_url,
+        })),
     })
 }
 
@@ -87,6 +100,11 @@ pub async fn serve(config: ControlConfig, listener: TcpListener, shutdown: Cance
     let state = state(&config)?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "control plane listening");
+    tokio::spawn(cache::listen(
+        state.db.clone(),
+        state.cache.clone(),
+        shutdown.child_token(),
+    ));
     let app = routes::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })

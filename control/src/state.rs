@@ -19,6 +19,10 @@ pub struct AppState {
     pub roots: Arc<MediaRoots>,
     /// The API's URL as people reach it (links in mails).
     pub public_url: Arc<str>,
+    /// What the API caches; cleared on every replica by NOTIFY.
+    pub cache: Arc<crate::cache::Cache>,
+    /// This process's settings with secrets masked (`GET /system`).
+    pub effective_config: Arc<serde_json::Value>,
 }
 
 impl AppState {

@@ -125,6 +125,7 @@ pub struct TestEnv {
     pub data_dir: PathBuf,
     scratch: PathBuf,
     control: Option<JoinHandle<anyhow::Result<()>>>,
+    replicas: Vec<JoinHandle<anyhow::Result<()>>>,
     workers: Vec<InProcessWorker>,
     processes: Vec<Child>,
 }
@@ -182,27 +183,45 @@ impl TestEnv {
             data_dir,
             scratch,
             control: None,
+            replicas: Vec::new(),
             workers: Vec::new(),
             processes: Vec::new(),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        env.base_url = format!("http://{addr}");
-        let config = rushes_control::ControlConfig {
-            database: env.database_config(),
-            broker: Self::broker_config_for(control_amqp, &env.prefix),
-            http_addr: addr,
-            admin_token: Some(Secret::new(TOKEN)),
-            media: env.media_config(),
-            public_url: "http://rushes.test".to_owned(),
-        };
-        env.control = Some(tokio::spawn(rushes_control::serve(
-            config,
-            listener,
-            env.shutdown.child_token(),
-        )));
+        let (base_url, control) = env.start_control(control_amqp).await?;
+        env.base_url = base_url;
+        env.control = Some(control);
         env.ready().await?;
         Ok(env)
+    }
+
+    /// Starts a control plane on a free port; returns its base URL and task.
+    async fn start_control(&self, amqp: &str) -> anyhow::Result<(String, JoinHandle<anyhow::Result<()>>)> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let config = rushes_control::ControlConfig {
+            database: self.database_config(),
+            broker: Self::broker_config_for(amqp, &self.prefix),
+            http_addr: addr,
+            admin_token: Some(Secret::new(TOKEN)),
+            media: self.media_config(),
+            public_url: "http://rushes.test".to_owned(),
+        };
+        let task = tokio::spawn(rushes_control::serve(config, listener, self.shutdown.child_token()));
+        Ok((format!("http://{addr}"), task))
+    }
+
+    /// A second control replica on the same database and broker; returns its base URL.
+    pub async fn spawn_control_replica(&mut self) -> anyhow::Result<String> {
+        let amqp = self.amqp.clone();
+        let (base_url, task) = self.start_control(&amqp).await?;
+        self.replicas.push(task);
+        for _ in 0..100 {
+            if self.http.get(format!("{base_url}/healthz")).send().await.is_ok() {
+                return Ok(base_url);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!("control replica did not start")
     }
 
     /// A fresh environment with one in-process worker consuming `queues` (`"maintenance=1"`).
@@ -581,6 +600,9 @@ impl Drop for TestEnv {
         }
         if let Some(control) = &self.control {
             control.abort();
+        }
+        for replica in &self.replicas {
+            replica.abort();
         }
         let _ = std::fs::remove_dir_all(&self.scratch);
         let db_name = self.db_name.clone();

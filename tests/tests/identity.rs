@@ -252,6 +252,31 @@ async fn every_route_answers_each_kind_of_caller_as_the_table_says() -> anyhow::
         (Method::GET, "/api/v1/roles".into(), None, [OK, NO, NO, ANON, ANON, NO]),
         (
             Method::GET,
+            "/api/v1/settings".into(),
+            None,
+            [OK, NO, NO, ANON, ANON, NO],
+        ),
+        (
+            Method::GET,
+            "/api/v1/dashboard".into(),
+            None,
+            [OK, NO, NO, ANON, ANON, NO],
+        ),
+        (Method::GET, "/api/v1/system".into(), None, [OK, NO, NO, ANON, ANON, NO]),
+        (
+            Method::PATCH,
+            "/api/v1/settings".into(),
+            Some(json!({})),
+            [S::UNPROCESSABLE_ENTITY, NO, NO, ANON, ANON, NO],
+        ),
+        (
+            Method::POST,
+            "/api/v1/cache/clear".into(),
+            None,
+            [S::NO_CONTENT, NO, NO, ANON, ANON, NO],
+        ),
+        (
+            Method::GET,
             "/api/v1/auth/me".into(),
             None,
             [OK, OK, OK, ANON, ANON, OK],

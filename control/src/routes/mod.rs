@@ -2,6 +2,7 @@
 
 pub mod audit_log;
 pub mod clips;
+pub mod dashboard;
 pub mod dead_letters;
 pub mod groups;
 pub mod invitations;
@@ -11,7 +12,9 @@ pub mod productions;
 pub mod queues;
 pub mod schedules;
 pub mod session;
+pub mod settings;
 pub mod system;
+pub mod system_info;
 pub mod users;
 pub mod workers;
 
@@ -52,6 +55,9 @@ pub fn app(state: AppState) -> Router {
         .merge(schedules::router())
         .merge(groups::router())
         .merge(audit_log::router())
+        .merge(settings::router())
+        .merge(dashboard::router())
+        .merge(system_info::router())
         .route_layer(middleware::from_fn(crate::auth::require_admin));
     let api = Router::new()
         .merge(admin_only)

@@ -18,6 +18,7 @@ macro_rules! online {
         "(w.stopped_at IS NULL AND w.last_seen_at > now() - interval '60 seconds')"
     };
 }
+pub(crate) use online;
 
 /// Online workers by version (for the metrics scrape).
 pub const ONLINE_COUNT_SQL: &str = concat!(

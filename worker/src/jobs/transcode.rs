@@ -22,7 +22,15 @@ pub async fn run(ctx: JobContext, payload: Transcode) -> Result<Value, JobError>
     }
     let services = ctx.services.clone();
     let staging = clip.staging(&ctx)?;
-    let plan = plan::transcode(&source, &facts, &services.transcode, &services.video, &staging);
+    // Admins' settings override the worker's configured proxy size and bitrate.
+    let mut settings = services.transcode.clone();
+    if let Some(height) = stored_setting(&ctx, rushes_common::settings::PROXY_HEIGHT).await? {
+        settings.proxy_height = height;
+    }
+    if let Some(rate) = stored_setting(&ctx, rushes_common::settings::PROXY_BITRATE_KBPS).await? {
+        settings.proxy_bitrate_kbps = rate;
+    }
+    let plan = plan::transcode(&source, &facts, &settings, &services.video, &staging);
     run_ffmpeg(&ctx, plan.args, facts.duration_s).await?;
     publish(staging, &plan.outputs)?;
 
@@ -61,4 +69,11 @@ pub async fn run(ctx: JobContext, payload: Transcode) -> Result<Value, JobError>
     }
     ctx.set_progress(1.0);
     Ok(json!({ "outputs": outputs, "encoder": services.video.encoder, "hw_decode": services.video.hw_decode }))
+}
+
+async fn stored_setting(ctx: &JobContext, key: &str) -> Result<Option<u32>, JobError> {
+    let value = rushes_common::settings::stored_integer(&ctx.db, key)
+        .await
+        .map_err(db_error)?;
+    Ok(value.and_then(|v| u32::try_from(v).ok()))
 }

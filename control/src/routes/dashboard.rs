@@ -1,0 +1,126 @@
+//! `/api/v1/dashboard` (admins): where the fleet's work stands — clips by stage (cached
+//! for `cache_ttl_seconds`), and live: running jobs with their targets, queue depths,
+//! online workers with slots and GPUs, users online.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use rushes_common::settings;
+use serde::Serialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::workers::online;
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+const COUNTS_KEY: &str = "dashboard.counts";
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/dashboard", get(dashboard))
+}
+
+/// Clip counts by stage, one pass over `clips`.
+async fn clip_counts(state: &AppState) -> ApiResult<Value> {
+    let ttl = Duration::from_secs(
+        u64::try_from(settings::integer(&state.db, settings::CACHE_TTL_SECONDS).await?).unwrap_or(0),
+    );
+    if let Some(hit) = state.cache.get(COUNTS_KEY, ttl) {
+        return Ok(hit);
+    }
+    // Until transcripts exist, every transcoded clip with a WAV waits for transcription.
+    let (waiting, transcoded, failed, waiting_transcribe, missing): (i64, i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE transcode_state IN ('pending', 'queued', 'running') AND NOT missing), \
+                count(*) FILTER (WHERE transcode_state = 'done'), \
+                count(*) FILTER (WHERE transcode_state IN ('failed', 'cancelled')), \
+                count(*) FILTER (WHERE transcode_state = 'done' AND outputs ? 'wav'), \
+                count(*) FILTER (WHERE missing) \
+         FROM clips",
+    )
+    .fetch_one(&state.db)
+    .await?;
+    let counts = json!({
+        "clips_waiting_transcode": waiting,
+        "clips_transcoded": transcoded,
+        "clips_failed": failed,
+        "clips_waiting_transcribe": waiting_transcribe,
+        "clips_transcribed": 0,
+        "clips_missing": missing,
+        "counted_at": Utc::now(),
+    });
+    if !ttl.is_zero() {
+        state.cache.put(COUNTS_KEY, counts.clone());
+    }
+    Ok(counts)
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct RunningJob {
+    id: Uuid,
+    kind: String,
+    queue: String,
+    /// The production or clip the job works on, when it has one.
+    target: Option<String>,
+    progress: f32,
+    worker_id: Option<Uuid>,
+    worker_host: Option<String>,
+    started_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct OnlineWorker {
+    id: Uuid,
+    host: String,
+    queues: Value,
+    slots: i32,
+    gpus: Value,
+    capabilities: Value,
+    last_seen_at: DateTime<Utc>,
+}
+
+async fn dashboard(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    let mut body = clip_counts(&state).await?;
+    let running: Vec<RunningJob> = sqlx::query_as(
+        "SELECT j.id, j.kind, j.queue, \
+                COALESCE(j.payload->>'clip_id', j.payload->>'production_id') AS target, \
+                j.progress, j.worker_id, w.host AS worker_host, j.started_at \
+         FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id \
+         WHERE j.state = 'running' ORDER BY j.started_at LIMIT 500",
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let workers: Vec<OnlineWorker> = sqlx::query_as(concat!(
+        "SELECT w.id, w.host, w.queues, w.slots, w.gpus, w.capabilities, w.last_seen_at FROM workers w WHERE ",
+        online!(),
+        " ORDER BY w.host"
+    ))
+    .fetch_all(&state.db)
+    .await?;
+    let window = settings::integer(&state.db, settings::ONLINE_WINDOW_MINUTES).await?;
+    let users_online: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM users WHERE active AND deleted_at IS NULL \
+            AND last_seen_at > now() - make_interval(mins => $1::int)",
+    )
+    .bind(window)
+    .fetch_one(&state.db)
+    .await?;
+    // The broker being down leaves depths unknown rather than failing the dashboard.
+    let queues: Vec<Value> = match state.broker().queue_stats().await {
+        Ok(stats) => stats
+            .iter()
+            .map(|s| json!({ "name": s.family.as_str(), "depth": s.messages, "consumers": s.consumers }))
+            .collect(),
+        Err(_) => rushes_common::job::QueueFamily::ALL
+            .iter()
+            .map(|f| json!({ "name": f.as_str(), "depth": null, "consumers": null }))
+            .collect(),
+    };
+    body["running_jobs"] = json!(running);
+    body["workers_online"] = json!(workers);
+    body["users_online"] = json!(users_online);
+    body["queues"] = json!(queues);
+    Ok(axum::Json(body))
+}
