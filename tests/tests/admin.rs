@@ -174,3 +174,148 @@ async fn system_info_shows_versions_and_masks_secrets() -> anyhow::Result<()> {
     assert!(!info.to_string().contains(rushes_tests::TOKEN));
     Ok(())
 }
+
+/// The fields that must survive an export and import.
+fn clip_facts(clips: &[Value]) -> Vec<Value> {
+    let mut facts: Vec<Value> = clips
+        .iter()
+        .map(|c| {
+            json!([
+                c["path"],
+                c["card"],
+                c["duration_s"],
+                c["frame_rate"],
+                c["start_timecode"],
+                c["audio_tracks"],
+                c["audio_channels"],
+                c["shooter"],
+                c["hidden"]
+            ])
+        })
+        .collect();
+    facts.sort_by_key(|f| f.to_string());
+    facts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_production_exported_deleted_and_imported_elsewhere_keeps_its_clips() -> anyhow::Result<()> {
+    let env = TestEnv::with_worker("scan=1,transcode=1").await?;
+    for name in ["A001/A001C001.mov", "B001/B001C001.mov"] {
+        Clip::default().write(&env.media_root.join("show").join(name))?;
+    }
+    let production = env.production("Travelling Show", 2, "show", Some(70)).await?;
+    let id = production["id"].as_str().unwrap_or_default().to_owned();
+    env.scan(&production["id"]).await?;
+    let clips = env
+        .get_until(
+            &format!("/api/v1/clips?production_id={id}"),
+            Duration::from_secs(90),
+            |b| {
+                b["clips"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().all(|c| c["transcode_state"] == "done"))
+            },
+        )
+        .await?["clips"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let first = clips[0]["id"].as_str().unwrap_or_default().to_owned();
+    env.patch(
+        "/api/v1/clips",
+        json!({ "ids": [first], "shooter": "Ana", "hidden": true }),
+    )
+    .await?;
+    let clips = env.clips(&production["id"]).await?;
+
+    let (status, document) = env.get(&format!("/api/v1/productions/{id}/export")).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (document["format"].clone(), document["version"].clone()),
+        (json!("rushes.production"), json!(1))
+    );
+    assert_eq!(document["clips"].as_array().map(Vec::len), Some(2));
+
+    let (status, _) = env
+        .call(reqwest::Method::DELETE, &format!("/api/v1/productions/{id}"), None)
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(
+        env.media_root.join("show/A001/A001C001.mov").is_file(),
+        "rushes are never touched"
+    );
+    assert!(
+        !env.data_dir.join("clips").join(&first).exists(),
+        "our outputs go with it"
+    );
+    let (status, _) = env.get(&format!("/api/v1/productions/{id}")).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Another instance: its own database, its rushes under another root.
+    let other = TestEnv::new().await?;
+    for name in ["A001/A001C001.mov", "B001/B001C001.mov"] {
+        let to = other.media_root.join("moved/show").join(name);
+        std::fs::create_dir_all(to.parent().unwrap_or(&other.media_root))?;
+        std::fs::copy(env.media_root.join("show").join(name), to)?;
+    }
+    let mut body = document.clone();
+    body["path"] = json!("moved/show");
+    let (status, imported) = other.post("/api/v1/productions/import", body.clone()).await?;
+    assert_eq!(status, StatusCode::CREATED, "{imported}");
+    let (status, _) = other.post("/api/v1/productions/import", body.clone()).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "the series exists now");
+    let (_, shown) = other
+        .get(&format!(
+            "/api/v1/productions/{}",
+            imported["id"].as_str().unwrap_or_default()
+        ))
+        .await?;
+    assert_eq!(
+        (shown["name"].clone(), shown["priority"].clone()),
+        (json!("Travelling Show Series 2"), json!(70))
+    );
+    assert!(
+        shown["path"].as_str().is_some_and(|p| p.ends_with("moved/show")),
+        "{shown}"
+    );
+    let moved = other.clips(&imported["id"]).await?;
+    assert_eq!(clip_facts(&moved), clip_facts(&clips));
+    assert!(
+        moved
+            .iter()
+            .all(|c| c["transcode_state"] == "pending" && c["id"] != clips[0]["id"])
+    );
+
+    for (bad, why) in [
+        (json!({ "format": "other" }), "a foreign document"),
+        (
+            {
+                let mut b = body.clone();
+                b["format"] = json!("something.else");
+                b
+            },
+            "another format",
+        ),
+        (
+            {
+                let mut b = body.clone();
+                b["version"] = json!(99);
+                b
+            },
+            "a newer version",
+        ),
+        (
+            {
+                let mut b = body.clone();
+                b["path"] = json!("/etc");
+                b["production"]["series"] = json!(9);
+                b
+            },
+            "a path outside the roots",
+        ),
+    ] {
+        let (status, error) = other.post("/api/v1/productions/import", bad).await?;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{why}: {error}");
+    }
+    Ok(())
+}

@@ -403,7 +403,13 @@ async fn delete_clips(state: &AppState, ids: &[Uuid]) -> ApiResult<Vec<Uuid>> {
         .await?;
     tx.commit().await?;
     let ids: Vec<Uuid> = deleted.into_iter().map(|(id, _)| id).collect();
-    for id in &ids {
+    remove_outputs(state, &ids).await;
+    Ok(ids)
+}
+
+/// Removes the output folders of deleted clips (never anything under a media root).
+pub(crate) async fn remove_outputs(state: &AppState, clips: &[Uuid]) {
+    for id in clips {
         let dir = state.media.clip_dir(*id);
         if let Err(err) = tokio::fs::remove_dir_all(&dir).await
             && err.kind() != std::io::ErrorKind::NotFound
@@ -411,7 +417,6 @@ async fn delete_clips(state: &AppState, ids: &[Uuid]) -> ApiResult<Vec<Uuid>> {
             tracing::warn!(clip.id = %id, error = %err, "cannot remove the clip's outputs");
         }
     }
-    Ok(ids)
 }
 
 async fn delete_one(

@@ -15,6 +15,7 @@ pub mod session;
 pub mod settings;
 pub mod system;
 pub mod system_info;
+pub mod transfer;
 pub mod users;
 pub mod workers;
 
@@ -62,6 +63,7 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .merge(admin_only)
         .merge(productions::router())
+        .merge(transfer::router())
         .merge(clips::router())
         .merge(users::router())
         .merge(invitations::router())

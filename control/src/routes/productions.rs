@@ -24,7 +24,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/base-productions", post(create_base).get(list_bases))
         .route("/productions", post(create).get(list))
-        .route("/productions/{id}", get(show).patch(update))
+        .route("/productions/{id}", get(show).patch(update).delete(remove))
         .route("/productions/{id}/scan", post(scan))
         .route("/productions/{id}/transcode-pending", post(transcode_pending))
 }
@@ -351,6 +351,41 @@ async fn update(
     let after = find(&state, id).await?;
     audit_production(&state, &caller, "production.update", Some(&before), &after).await?;
     Ok(axum::Json(after))
+}
+
+/// Deletes the production with its clips (database rows and our outputs); the rushes
+/// themselves stay untouched.
+async fn remove(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    let before = find(&state, id).await?;
+    let mut tx = state.db.begin().await?;
+    let clips: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM clips WHERE production_id = $1")
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM productions WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut *tx,
+        &caller,
+        Change {
+            action: "production.delete",
+            target_type: "production",
+            target_id: Some(id.to_string()),
+            before: Some(json!(before)),
+            after: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    super::clips::remove_outputs(&state, &clips).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Queues a scan of the production at its priority → `202` with the job.

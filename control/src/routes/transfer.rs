@@ -1,0 +1,315 @@
+//! Moving a production between instances: `GET /productions/{id}/export` writes a
+//! versioned JSON document of every database row of the production (clips, skipped
+//! files; transcripts, tags and markers as those arrive), and `POST /productions/import`
+//! reads one back with new ids and the rushes folder re-rooted. Outputs are not part of
+//! the document: imported clips are pending, ready for "transcode pending".
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::audit::{self, Change};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path};
+use crate::state::AppState;
+
+/// `format` of the document.
+pub const FORMAT: &str = "rushes.production";
+/// Highest document version this build reads.
+pub const VERSION: u32 = 1;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/productions/{id}/export", get(export))
+        .route("/productions/import", post(import))
+}
+
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
+struct ProductionRow {
+    series: i32,
+    friendly_name: String,
+    path: String,
+    priority: i16,
+    active: bool,
+    archived: bool,
+    cover_image: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
+struct ClipRow {
+    id: Uuid,
+    path: String,
+    name: String,
+    card: String,
+    shooter: Option<String>,
+    shoot_date: Option<NaiveDate>,
+    hidden: bool,
+    size_bytes: i64,
+    mtime_ns: i64,
+    missing: bool,
+    container: Option<String>,
+    video_codec: Option<String>,
+    audio_codec: Option<String>,
+    width: Option<i32>,
+    height: Option<i32>,
+    duration_s: Option<f64>,
+    frame_rate_num: Option<i32>,
+    frame_rate_den: Option<i32>,
+    start_timecode: Option<String>,
+    tc_start_s: Option<f64>,
+    tc_end_s: Option<f64>,
+    audio_tracks: i32,
+    audio_channels: Vec<i32>,
+    created_on: Option<DateTime<Utc>>,
+    first_seen_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
+struct SkipRow {
+    path: String,
+    size_bytes: i64,
+    mtime_ns: i64,
+    reason: String,
+}
+
+/// The document.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    format: String,
+    version: u32,
+    #[serde(default)]
+    exported_at: Option<DateTime<Utc>>,
+    base_production: String,
+    production: ProductionRow,
+    clips: Vec<ClipRow>,
+    #[serde(default)]
+    scan_skips: Vec<SkipRow>,
+    #[serde(default)]
+    transcripts: Vec<Value>,
+    #[serde(default)]
+    tags: Vec<Value>,
+    #[serde(default)]
+    markers: Vec<Value>,
+    /// Import only: the rushes folder on this instance (default: the exported path).
+    #[serde(default, skip_serializing)]
+    path: Option<String>,
+}
+
+async fn export(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require_admin()?;
+    let production: ProductionRow = sqlx::query_as(
+        "SELECT series, friendly_name, path, priority, active, archived, cover_image FROM productions WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no production {id}")))?;
+    let base: String = sqlx::query_scalar(
+        "SELECT b.name FROM base_productions b JOIN productions p ON p.base_production_id = b.id WHERE p.id = $1",
+    )
+    .bind(id)
+    .fetch_one(&state.db)
+    .await?;
+    let clips: Vec<ClipRow> = sqlx::query_as(
+        "SELECT id, path, name, card, shooter, shoot_date, hidden, size_bytes, mtime_ns, missing, container, \
+                video_codec, audio_codec, width, height, duration_s, frame_rate_num, frame_rate_den, start_timecode, \
+                tc_start_s, tc_end_s, audio_tracks, audio_channels, created_on, first_seen_at \
+         FROM clips WHERE production_id = $1 ORDER BY path",
+    )
+    .bind(id)
+    .fetch_all(&state.db)
+    .await?;
+    let scan_skips: Vec<SkipRow> = sqlx::query_as(
+        "SELECT path, size_bytes, mtime_ns, reason FROM scan_skips WHERE production_id = $1 ORDER BY path",
+    )
+    .bind(id)
+    .fetch_all(&state.db)
+    .await?;
+    let document = Document {
+        format: FORMAT.to_owned(),
+        version: VERSION,
+        exported_at: Some(Utc::now()),
+        base_production: base,
+        production,
+        clips,
+        scan_skips,
+        transcripts: Vec::new(),
+        tags: Vec::new(),
+        markers: Vec::new(),
+        path: None,
+    };
+    Ok(axum::Json(document))
+}
+
+async fn import(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(document): Json<Document>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require_admin()?;
+    if document.format != FORMAT {
+        return Err(ApiError::Unprocessable(format!(
+            "format: expected `{FORMAT}`, got `{}`",
+            document.format
+        )));
+    }
+    if document.version == 0 || document.version > VERSION {
+        return Err(ApiError::Unprocessable(format!(
+            "version: this build reads versions 1 to {VERSION}, got {}",
+            document.version
+        )));
+    }
+    let requested = document
+        .path
+        .clone()
+        .unwrap_or_else(|| document.production.path.clone());
+    let path = state
+        .roots
+        .resolve_dir(&requested)
+        .map_err(|e| ApiError::Unprocessable(format!("path: {e}")))?
+        .to_string_lossy()
+        .into_owned();
+    let mut tx = state.db.begin().await?;
+    let group_id: Uuid = sqlx::query_scalar(
+        "INSERT INTO groups (id, name) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name \
+         RETURNING id",
+    )
+    .bind(Uuid::now_v7())
+    .bind(&document.base_production)
+    .fetch_one(&mut *tx)
+    .await?;
+    let base_id: Uuid = sqlx::query_scalar(
+        "INSERT INTO base_productions (id, name, group_id) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+    )
+    .bind(Uuid::now_v7())
+    .bind(&document.base_production)
+    .bind(group_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let production_id = Uuid::now_v7();
+    let p = &document.production;
+    sqlx::query(
+        "INSERT INTO productions (id, base_production_id, series, friendly_name, path, priority, active, archived, \
+                                  cover_image) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(production_id)
+    .bind(base_id)
+    .bind(p.series)
+    .bind(&p.friendly_name)
+    .bind(&path)
+    .bind(p.priority)
+    .bind(p.active)
+    .bind(p.archived)
+    .bind(&p.cover_image)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| match ApiError::from(e) {
+        ApiError::Conflict(_) => ApiError::Conflict(format!(
+            "`{}` already has a series {}",
+            document.base_production, p.series
+        )),
+        other => other,
+    })?;
+    sqlx::query(
+        "INSERT INTO group_productions (group_id, production_id) SELECT b.group_id, $1 FROM base_productions b \
+         WHERE b.id = $2 AND b.group_id IS NOT NULL ON CONFLICT DO NOTHING",
+    )
+    .bind(production_id)
+    .bind(base_id)
+    .execute(&mut *tx)
+    .await?;
+    let mut remapped = serde_json::Map::new();
+    for clip in &document.clips {
+        let new_id = Uuid::now_v7();
+        remapped.insert(clip.id.to_string(), json!(new_id));
+        sqlx::query(
+            "INSERT INTO clips (id, production_id, path, name, card, shooter, shoot_date, hidden, size_bytes, \
+                                mtime_ns, missing, container, video_codec, audio_codec, width, height, duration_s, \
+                                frame_rate_num, frame_rate_den, start_timecode, tc_start_s, tc_end_s, audio_tracks, \
+                                audio_channels, created_on, first_seen_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
+                     $22, $23, $24, $25, $26)",
+        )
+        .bind(new_id)
+        .bind(production_id)
+        .bind(&clip.path)
+        .bind(&clip.name)
+        .bind(&clip.card)
+        .bind(&clip.shooter)
+        .bind(clip.shoot_date)
+        .bind(clip.hidden)
+        .bind(clip.size_bytes)
+        .bind(clip.mtime_ns)
+        .bind(clip.missing)
+        .bind(&clip.container)
+        .bind(&clip.video_codec)
+        .bind(&clip.audio_codec)
+        .bind(clip.width)
+        .bind(clip.height)
+        .bind(clip.duration_s)
+        .bind(clip.frame_rate_num)
+        .bind(clip.frame_rate_den)
+        .bind(&clip.start_timecode)
+        .bind(clip.tc_start_s)
+        .bind(clip.tc_end_s)
+        .bind(clip.audio_tracks)
+        .bind(&clip.audio_channels)
+        .bind(clip.created_on)
+        .bind(clip.first_seen_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match ApiError::from(e) {
+            ApiError::Conflict(_) => ApiError::Unprocessable(format!("clips: `{}` appears twice", clip.path)),
+            other => other,
+        })?;
+    }
+    for skip in &document.scan_skips {
+        sqlx::query(
+            "INSERT INTO scan_skips (production_id, path, size_bytes, mtime_ns, reason) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(production_id)
+        .bind(&skip.path)
+        .bind(skip.size_bytes)
+        .bind(skip.mtime_ns)
+        .bind(&skip.reason)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let change = Change {
+        action: "production.import",
+        target_type: "production",
+        target_id: Some(production_id.to_string()),
+        before: None,
+        after: Some(
+            json!({ "base_production": document.base_production, "series": p.series, "path": path,
+                            "clips": document.clips.len() }),
+        ),
+    };
+    audit::record(&mut *tx, &caller, change).await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "id": production_id,
+            "base_production_id": base_id,
+            "path": path,
+            "clips": document.clips.len(),
+            "clip_ids": remapped,
+        })),
+    ))
+}
