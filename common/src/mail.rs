@@ -93,6 +93,56 @@ pub fn scan_summary(summary: &ScanSummary<'_>) -> Mail {
     Mail { subject, text, html }
 }
 
+/// Plain text of (sanitised) HTML: tags dropped, block ends as line breaks, entities decoded.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut tag = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match (in_tag, c) {
+            (false, '<') => {
+                in_tag = true;
+                tag.clear();
+            }
+            (true, '>') => {
+                in_tag = false;
+                let name = tag
+                    .trim_start_matches('/')
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                if matches!(
+                    name.as_str(),
+                    "p" | "br" | "div" | "li" | "tr" | "h1" | "h2" | "h3" | "h4"
+                ) {
+                    out.push('\n');
+                }
+            }
+            (true, c) => tag.push(c),
+            (false, c) => out.push(c),
+        }
+    }
+    let decoded = out
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    let lines: Vec<&str> = decoded.lines().map(str::trim).collect();
+    lines.join("\n").trim().to_owned()
+}
+
+/// An admin mail-out: the draft's (already sanitised) HTML in the common frame.
+pub fn announcement(subject: &str, html: &str) -> Mail {
+    Mail {
+        subject: subject.to_owned(),
+        text: html_to_text(html),
+        html: format!("<div style=\"font-family: sans-serif\">{html}</div>"),
+    }
+}
+
 /// A new local account, for its owner (never with the password).
 pub fn account_created(username: &str, email: &str, login_url: &str) -> Mail {
     Mail {
@@ -154,6 +204,12 @@ mod tests {
         for bad in ["", "owner", "@example.com", "owner@", "a b@example.com", "a@b@c"] {
             assert!(!looks_like_address(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn html_becomes_readable_text() {
+        let text = html_to_text("<p>Hello <b>crew</b> &amp; cast</p><p>Wrap at 6</p><img src=\"x.png\">");
+        assert_eq!(text, "Hello crew & cast\nWrap at 6");
     }
 
     #[test]

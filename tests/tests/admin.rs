@@ -319,3 +319,105 @@ async fn a_production_exported_deleted_and_imported_elsewhere_keeps_its_clips() 
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_draft_is_previewed_scheduled_and_received_by_its_recipients() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    let sink = rushes_tests::media::SmtpSink::start(0, env.data_dir.join("mail")).await?;
+    let mut worker = env.worker_config("email=2")?;
+    worker.smtp.smtp_port = sink.port;
+    env.spawn_worker(worker);
+    let scheduler = env.scheduler_config()?;
+    let _scheduler = env.spawn_scheduler(scheduler);
+
+    let mut ids = Vec::new();
+    for name in ["cam", "sound", "edit", "outsider"] {
+        let (status, user) = env
+            .post(
+                "/api/v1/users",
+                json!({ "username": name, "email": format!("{name}@example.com"), "password": "correct horse" }),
+            )
+            .await?;
+        anyhow::ensure!(status == StatusCode::CREATED, "{user}");
+        ids.push(user["id"].clone());
+    }
+    let (_, group) = env.post("/api/v1/groups", json!({ "name": "crew" })).await?;
+    for id in &ids[..2] {
+        env.post(
+            &format!("/api/v1/groups/{}/members", group["id"].as_str().unwrap_or_default()),
+            json!({ "user_id": id }),
+        )
+        .await?;
+    }
+    // Account mails went out already; count from here.
+    let before = sink.wait_for(4, Duration::from_secs(60)).await?.len();
+
+    let send_at = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let (status, draft) = env
+        .post(
+            "/api/v1/emails",
+            json!({
+                "subject": "Wrap party",
+                "html": "<p>Friday <b>8pm</b><img src=\"https://example.com/map.png\"><script>alert(1)</script></p>",
+                "recipients": { "user_ids": [ids[2]], "group_ids": [group["id"]] },
+                "send_at": send_at,
+            }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{draft}");
+    assert!(
+        !draft["html"].as_str().unwrap_or_default().contains("script"),
+        "sanitised: {draft}"
+    );
+    let id = draft["id"].as_str().unwrap_or_default().to_owned();
+    let (_, preview) = env.get(&format!("/api/v1/emails/{id}/preview")).await?;
+    assert_eq!(
+        preview["recipients"],
+        json!(["cam@example.com", "edit@example.com", "sound@example.com"])
+    );
+    assert!(
+        preview["text"].as_str().unwrap_or_default().contains("Friday 8pm"),
+        "{preview}"
+    );
+    let (status, sent) = env.post(&format!("/api/v1/emails/{id}/send"), json!({})).await?;
+    assert_eq!(
+        (status, sent["state"].clone()),
+        (StatusCode::ACCEPTED, json!("scheduled"))
+    );
+    let (status, _) = env.post(&format!("/api/v1/emails/{id}/send"), json!({})).await?;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let received = sink.wait_for(before + 3, Duration::from_secs(60)).await?;
+    let mut to: Vec<String> = received
+        .iter()
+        .filter(|m| m["data"].as_str().is_some_and(|d| d.contains("Wrap party")))
+        .filter_map(|m| m["to"][0].as_str().map(str::to_owned))
+        .collect();
+    to.sort();
+    assert_eq!(to, ["cam@example.com", "edit@example.com", "sound@example.com"]);
+    let (_, shown) = env.get(&format!("/api/v1/emails/{id}")).await?;
+    assert_eq!(
+        (shown["state"].clone(), shown["recipients"].clone()),
+        (json!("sent"), json!(3))
+    );
+    let (status, _) = env
+        .call(reqwest::Method::DELETE, &format!("/api/v1/emails/{id}"), None)
+        .await?;
+    assert_eq!(status, StatusCode::CONFLICT, "a sent mail-out stays on record");
+
+    let (status, _) = env
+        .post(
+            "/api/v1/emails",
+            json!({ "subject": "x", "html": "y", "recipients": {} }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = env
+        .post(
+            "/api/v1/emails",
+            json!({ "subject": "x", "html": "y", "recipients": { "user_ids": [Uuid::now_v7()] } }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    Ok(())
+}

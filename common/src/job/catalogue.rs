@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::accounts::{GroupUsers, ImportUsers, PurgeUsers};
-use super::email::Email;
+use super::email::{Email, SendEmailDraft};
 use super::maintenance::{PurgeJobs, ReapWorkers};
 use super::media::{Scan, ScanAll, Transcode, TranscodeLong};
 use super::sleep::Sleep;
@@ -130,7 +130,7 @@ fn validate_json<P: JobPayload>(payload: &serde_json::Value) -> Result<(), Strin
     parsed.validate()
 }
 
-static CATALOGUE: [KindSpec; 11] = [
+static CATALOGUE: [KindSpec; 12] = [
     KindSpec::of::<Sleep>(),
     KindSpec::of::<PurgeJobs>(),
     KindSpec::of::<ReapWorkers>(),
@@ -142,6 +142,7 @@ static CATALOGUE: [KindSpec; 11] = [
     KindSpec::of::<ImportUsers>(),
     KindSpec::of::<GroupUsers>(),
     KindSpec::of::<PurgeUsers>(),
+    KindSpec::of::<SendEmailDraft>(),
 ];
 
 /// Every kind the fleet knows.

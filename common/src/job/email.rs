@@ -49,3 +49,19 @@ impl JobPayload for Email {
         Ok(())
     }
 }
+
+/// `send_email_draft`: expands an admin draft's recipients (users, groups, everyone
+/// active) and queues one `email` per address, so one rejected address blocks no other.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendEmailDraft {
+    pub draft_id: uuid::Uuid,
+}
+
+impl JobPayload for SendEmailDraft {
+    const KIND: &'static str = "send_email_draft";
+    const QUEUE: QueueFamily = QueueFamily::Email;
+    const MAX_ATTEMPTS: i32 = 5;
+    const TIMEOUT: Duration = Duration::from_secs(300);
+    const BACKOFF_BASE: Duration = Duration::from_secs(10);
+}

@@ -4,6 +4,7 @@ pub mod audit_log;
 pub mod clips;
 pub mod dashboard;
 pub mod dead_letters;
+pub mod emails;
 pub mod groups;
 pub mod invitations;
 pub mod jobs;
@@ -57,6 +58,7 @@ pub fn app(state: AppState) -> Router {
         .merge(groups::router())
         .merge(audit_log::router())
         .merge(settings::router())
+        .merge(emails::router())
         .merge(dashboard::router())
         .merge(system_info::router())
         .route_layer(middleware::from_fn(crate::auth::require_admin));

@@ -10,6 +10,7 @@ mod purge_users;
 mod reap_workers;
 mod scan;
 mod scan_all;
+mod send_email_draft;
 mod sleep;
 mod transcode;
 mod transcode_long;
@@ -69,6 +70,7 @@ impl Registry {
         registry.register::<rushes_common::job::accounts::ImportUsers, _, _>(import_users::run);
         registry.register::<rushes_common::job::accounts::GroupUsers, _, _>(group_users::run);
         registry.register::<rushes_common::job::accounts::PurgeUsers, _, _>(purge_users::run);
+        registry.register::<rushes_common::job::email::SendEmailDraft, _, _>(send_email_draft::run);
         registry
     }
 
