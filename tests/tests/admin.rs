@@ -226,6 +226,18 @@ async fn a_production_exported_deleted_and_imported_elsewhere_keeps_its_clips() 
         json!({ "ids": [first], "shooter": "Ana", "hidden": true }),
     )
     .await?;
+    let (_, tag) = env.post("/api/v1/tags", json!({ "name": "Selects" })).await?;
+    let (status, _) = env
+        .post(&format!("/api/v1/clips/{first}/tags"), json!({ "tag_id": tag["id"] }))
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = env
+        .post(
+            &format!("/api/v1/clips/{first}/markers"),
+            json!({ "at_s": 1.0, "label": "clap" }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED);
     let clips = env.clips(&production["id"]).await?;
 
     let (status, document) = env.get(&format!("/api/v1/productions/{id}/export")).await?;
@@ -285,6 +297,19 @@ async fn a_production_exported_deleted_and_imported_elsewhere_keeps_its_clips() 
             .iter()
             .all(|c| c["transcode_state"] == "pending" && c["id"] != clips[0]["id"])
     );
+    let tagged = moved
+        .iter()
+        .find(|c| c["tags"] == json!(["Selects"]))
+        .cloned()
+        .unwrap_or_default();
+    let (_, marks) = other
+        .get(&format!(
+            "/api/v1/clips/{}/markers",
+            tagged["id"].as_str().unwrap_or_default()
+        ))
+        .await?;
+    assert_eq!(marks["markers"][0]["at_s"], json!(1.0), "{marks}");
+    assert_eq!(marks["markers"][0]["label"], json!("clap"));
 
     for (bad, why) in [
         (json!({ "format": "other" }), "a foreign document"),
@@ -419,5 +444,133 @@ async fn an_email_draft_is_previewed_scheduled_and_received_by_its_recipients() 
         )
         .await?;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_need_manage_tags_to_define_but_only_sight_to_apply() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    std::fs::create_dir_all(env.media_root.join("tagged"))?;
+    let production = env.production("Tagged", 1, "tagged", None).await?;
+    let pid: Uuid = production["id"].as_str().unwrap_or_default().parse()?;
+    let clip = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO clips (id, production_id, path, name, size_bytes, mtime_ns, duration_s) \
+         VALUES ($1, $2, 'A001/c.mov', 'c.mov', 1, 1, 10.0)",
+    )
+    .bind(clip)
+    .bind(pid)
+    .execute(&env.db)
+    .await?;
+    let (_, viewer) = env
+        .post(
+            "/api/v1/users",
+            json!({ "username": "viewer", "email": "v@example.com", "password": "correct horse" }),
+        )
+        .await?;
+    let (_, group) = env.post("/api/v1/groups", json!({ "name": "viewers" })).await?;
+    let gid = group["id"].as_str().unwrap_or_default().to_owned();
+    env.post(
+        &format!("/api/v1/groups/{gid}/members"),
+        json!({ "user_id": viewer["id"] }),
+    )
+    .await?;
+    env.post(
+        &format!("/api/v1/groups/{gid}/productions"),
+        json!({ "production_id": pid }),
+    )
+    .await?;
+    let (_, session) = env
+        .post(
+            "/api/v1/auth/login",
+            json!({ "username": "viewer", "password": "correct horse" }),
+        )
+        .await?;
+    let token = session["token"].as_str().unwrap_or_default().to_owned();
+    let as_viewer = |method: reqwest::Method, path: String, body: Value| {
+        let request = env.http.request(method, env.url(&path)).bearer_auth(&token).json(&body);
+        async move { anyhow::Ok(request.send().await?.status()) }
+    };
+
+    let denied = as_viewer(
+        reqwest::Method::POST,
+        "/api/v1/tags".into(),
+        json!({ "name": "b-roll" }),
+    )
+    .await?;
+    assert_eq!(denied, StatusCode::FORBIDDEN);
+    let (status, tag) = env.post("/api/v1/tags", json!({ "name": "B-roll" })).await?;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = env.post("/api/v1/tags", json!({ "name": "b-ROLL" })).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "names are case-insensitive");
+    let tid = tag["id"].as_str().unwrap_or_default().to_owned();
+    let applied = as_viewer(
+        reqwest::Method::POST,
+        format!("/api/v1/clips/{clip}/tags"),
+        json!({ "tag_id": tid }),
+    )
+    .await?;
+    assert_eq!(applied, StatusCode::NO_CONTENT, "applying needs only sight of the clip");
+    let (_, found) = env
+        .get(&format!("/api/v1/clips?production_id={pid}&tag=b-roll"))
+        .await?;
+    assert_eq!(found["clips"][0]["tags"], json!(["B-roll"]));
+    let marked = as_viewer(
+        reqwest::Method::POST,
+        format!("/api/v1/clips/{clip}/markers"),
+        json!({ "at_s": 4.5, "label": "laugh" }),
+    )
+    .await?;
+    assert_eq!(marked, StatusCode::CREATED);
+    let late = as_viewer(
+        reqwest::Method::POST,
+        format!("/api/v1/clips/{clip}/markers"),
+        json!({ "at_s": 11.0 }),
+    )
+    .await?;
+    assert_eq!(late, StatusCode::UNPROCESSABLE_ENTITY, "a marker sits inside the clip");
+    let (status, _) = env
+        .post(
+            &format!("/api/v1/clips/{clip}/tags"),
+            json!({ "tag_id": Uuid::now_v7() }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The editor role (global) brings manage_tags.
+    let (_, roles) = env.get("/api/v1/roles").await?;
+    let editor = roles["roles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["name"] == "editor")
+        .cloned()
+        .unwrap_or_default();
+    env.post(
+        &format!("/api/v1/groups/{gid}/roles"),
+        json!({ "role_id": editor["id"] }),
+    )
+    .await?;
+    let renamed = as_viewer(
+        reqwest::Method::PATCH,
+        format!("/api/v1/tags/{tid}"),
+        json!({ "name": "Cutaways" }),
+    )
+    .await?;
+    assert_eq!(renamed, StatusCode::OK);
+    let (_, shown) = env.get(&format!("/api/v1/clips/{clip}")).await?;
+    assert_eq!(shown["tags"], json!(["Cutaways"]));
+    let (status, _) = env
+        .call(reqwest::Method::DELETE, &format!("/api/v1/tags/{tid}"), None)
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, shown) = env.get(&format!("/api/v1/clips/{clip}")).await?;
+    assert_eq!(shown["tags"], json!([]));
+    let (_, audit) = env.get("/api/v1/audit-log?target_type=tag").await?;
+    assert_eq!(
+        audit["entries"].as_array().map(Vec::len),
+        Some(3),
+        "create, rename, delete"
+    );
     Ok(())
 }

@@ -70,6 +70,7 @@ struct ClipRow {
     transcoded_at: Option<DateTime<Utc>>,
     first_seen_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    tags: Vec<String>,
 }
 
 macro_rules! clip_columns {
@@ -78,7 +79,9 @@ macro_rules! clip_columns {
          c.container, c.video_codec, c.audio_codec, c.width, c.height, c.duration_s, c.frame_rate_num, \
          c.frame_rate_den, c.start_timecode, c.audio_tracks, c.audio_channels, c.created_on, \
          c.transcode_state::text AS transcode_state, c.transcode_job_id, c.transcode_error, c.outputs, \
-         c.transcoded_at, c.first_seen_at, c.updated_at"
+         c.transcoded_at, c.first_seen_at, c.updated_at, \
+         ARRAY(SELECT t.name FROM clip_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.clip_id = c.id \
+               ORDER BY lower(t.name)) AS tags"
     };
 }
 
@@ -167,6 +170,8 @@ struct ListClips {
     transcode_state: Option<String>,
     /// Text in the clip's name (case-insensitive).
     q: Option<String>,
+    /// A tag the clip carries (case-insensitive).
+    tag: Option<String>,
     limit: Option<i64>,
     #[serde(default)]
     offset: i64,
@@ -198,6 +203,8 @@ async fn list(
            AND ($5::bool IS NULL OR c.hidden = $5) AND ($6::bool IS NULL OR c.missing = $6) \
            AND ($7::text IS NULL OR c.transcode_state::text = $7) AND ($8::text IS NULL OR c.name ILIKE $8) \
            AND ($11::uuid IS NULL OR c.production_id IN (SELECT production_id FROM visible_productions($11))) \
+           AND ($12::text IS NULL OR c.id IN (SELECT ct.clip_id FROM clip_tags ct JOIN tags t ON t.id = ct.tag_id \
+                                              WHERE lower(t.name) = lower($12))) \
          ORDER BY c.production_id, c.path LIMIT $9 OFFSET $10"
     ))
     .bind(q.production_id)
@@ -211,6 +218,7 @@ async fn list(
     .bind(limit)
     .bind(q.offset.max(0))
     .bind(caller.scope())
+    .bind(q.tag)
     .fetch_all(&state.db)
     .await?;
     let next_offset = (rows.len() as i64 == limit).then_some(q.offset.max(0) + limit);

@@ -16,6 +16,7 @@ pub mod session;
 pub mod settings;
 pub mod system;
 pub mod system_info;
+pub mod tags;
 pub mod transfer;
 pub mod users;
 pub mod workers;
@@ -67,6 +68,7 @@ pub fn app(state: AppState) -> Router {
         .merge(productions::router())
         .merge(transfer::router())
         .merge(clips::router())
+        .merge(tags::router())
         .merge(users::router())
         .merge(invitations::router())
         .merge(session::router())

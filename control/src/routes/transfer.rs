@@ -71,6 +71,23 @@ struct ClipRow {
     first_seen_at: DateTime<Utc>,
 }
 
+/// A tag on a clip, the clip named by its path.
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
+struct TagRow {
+    clip_path: String,
+    tag: String,
+    tagged_by: String,
+}
+
+/// A marker, the clip named by its path.
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
+struct MarkerRow {
+    clip_path: String,
+    at_s: f64,
+    label: String,
+    created_by: String,
+}
+
 #[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
 struct SkipRow {
     path: String,
@@ -95,9 +112,9 @@ struct Document {
     #[serde(default)]
     transcripts: Vec<Value>,
     #[serde(default)]
-    tags: Vec<Value>,
+    tags: Vec<TagRow>,
     #[serde(default)]
-    markers: Vec<Value>,
+    markers: Vec<MarkerRow>,
     /// Import only: the rushes folder on this instance (default: the exported path).
     #[serde(default, skip_serializing)]
     path: Option<String>,
@@ -137,6 +154,21 @@ async fn export(
     .bind(id)
     .fetch_all(&state.db)
     .await?;
+    let tags: Vec<TagRow> = sqlx::query_as(
+        "SELECT c.path AS clip_path, t.name AS tag, ct.tagged_by FROM clip_tags ct \
+         JOIN clips c ON c.id = ct.clip_id JOIN tags t ON t.id = ct.tag_id \
+         WHERE c.production_id = $1 ORDER BY c.path, t.name",
+    )
+    .bind(id)
+    .fetch_all(&state.db)
+    .await?;
+    let markers: Vec<MarkerRow> = sqlx::query_as(
+        "SELECT c.path AS clip_path, m.at_s, m.label, m.created_by FROM markers m JOIN clips c ON c.id = m.clip_id \
+         WHERE c.production_id = $1 ORDER BY c.path, m.at_s",
+    )
+    .bind(id)
+    .fetch_all(&state.db)
+    .await?;
     let document = Document {
         format: FORMAT.to_owned(),
         version: VERSION,
@@ -146,8 +178,8 @@ async fn export(
         clips,
         scan_skips,
         transcripts: Vec::new(),
-        tags: Vec::new(),
-        markers: Vec::new(),
+        tags,
+        markers,
         path: None,
     };
     Ok(axum::Json(document))
@@ -290,6 +322,42 @@ async fn import(
         .execute(&mut *tx)
         .await?;
     }
+    let new_clip = |path: &str, field: &str| -> ApiResult<Uuid> {
+        remapped
+            .get(&clip_id_of(&document, path))
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<Uuid>().ok())
+            .ok_or_else(|| ApiError::Unprocessable(format!("{field}: no clip `{path}` in the document")))
+    };
+    for tag in &document.tags {
+        let clip = new_clip(&tag.clip_path, "tags")?;
+        let tag_id: Uuid = sqlx::query_scalar(
+            "WITH found AS (SELECT id FROM tags WHERE lower(name) = lower($2)), \
+                  made AS (INSERT INTO tags (id, name) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM found) RETURNING id) \
+             SELECT id FROM found UNION ALL SELECT id FROM made",
+        )
+        .bind(Uuid::now_v7())
+        .bind(&tag.tag)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO clip_tags (clip_id, tag_id, tagged_by) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(clip)
+            .bind(tag_id)
+            .bind(&tag.tagged_by)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for marker in &document.markers {
+        let clip = new_clip(&marker.clip_path, "markers")?;
+        sqlx::query("INSERT INTO markers (id, clip_id, at_s, label, created_by) VALUES ($1, $2, $3, $4, $5)")
+            .bind(Uuid::now_v7())
+            .bind(clip)
+            .bind(marker.at_s)
+            .bind(&marker.label)
+            .bind(&marker.created_by)
+            .execute(&mut *tx)
+            .await?;
+    }
     let change = Change {
         action: "production.import",
         target_type: "production",
@@ -312,4 +380,14 @@ async fn import(
             "clip_ids": remapped,
         })),
     ))
+}
+
+/// The exported id of the clip at `path` (as a map key of the remapping).
+fn clip_id_of(document: &Document, path: &str) -> String {
+    document
+        .clips
+        .iter()
+        .find(|c| c.path == path)
+        .map(|c| c.id.to_string())
+        .unwrap_or_default()
 }
