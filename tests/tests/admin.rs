@@ -574,3 +574,30 @@ async fn tags_need_manage_tags_to_define_but_only_sight_to_apply() -> anyhow::Re
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_are_daily_series() -> anyhow::Result<()> {
+    let env = TestEnv::with_worker("maintenance=1").await?;
+    env.post(
+        "/api/v1/users",
+        json!({ "username": "s1", "email": "s1@example.com", "password": "correct horse" }),
+    )
+    .await?;
+    let job = env.sleep_job(0.0, None).await?;
+    env.wait_state(job, "succeeded", Duration::from_secs(30)).await?;
+    let (status, stats) = env.get("/api/v1/stats").await?;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    let days = stats["days"].as_array().cloned().unwrap_or_default();
+    assert_eq!(days.len(), 30);
+    let today = days.last().cloned().unwrap_or_default();
+    assert_eq!(today["users_added"], 1, "{today}");
+    assert_eq!(today["users_total"], 1);
+    assert!(today["jobs_succeeded"].as_i64().unwrap_or(0) >= 1, "{today}");
+    let (status, _) = env.get("/api/v1/stats?from=2026-01-10&to=2026-01-01").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = env.get("/api/v1/stats?from=2020-01-01&to=2026-01-01").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = env.get("/api/v1/stats?from=yesterday").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    Ok(())
+}

@@ -14,6 +14,7 @@ pub mod queues;
 pub mod schedules;
 pub mod session;
 pub mod settings;
+pub mod stats;
 pub mod system;
 pub mod system_info;
 pub mod tags;
@@ -61,6 +62,7 @@ pub fn app(state: AppState) -> Router {
         .merge(settings::router())
         .merge(emails::router())
         .merge(dashboard::router())
+        .merge(stats::router())
         .merge(system_info::router())
         .route_layer(middleware::from_fn(crate::auth::require_admin));
     let api = Router::new()
