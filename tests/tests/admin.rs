@@ -601,3 +601,90 @@ async fn stats_are_daily_series() -> anyhow::Result<()> {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_links_serve_one_clip_until_they_expire_or_are_revoked() -> anyhow::Result<()> {
+    let env = TestEnv::with_worker("scan=1,transcode=1").await?;
+    Clip::default().write(&env.media_root.join("shared/A001/A001C001.mov"))?;
+    let production = env.production("Shared", 1, "shared", None).await?;
+    env.scan(&production["id"]).await?;
+    let id = production["id"].as_str().unwrap_or_default().to_owned();
+    let clips = env
+        .get_until(
+            &format!("/api/v1/clips?production_id={id}"),
+            Duration::from_secs(90),
+            |b| b["clips"][0]["transcode_state"] == "done",
+        )
+        .await?;
+    let clip = clips["clips"][0]["id"].as_str().unwrap_or_default().to_owned();
+
+    let (status, made) = env
+        .post(
+            &format!("/api/v1/clips/{clip}/share"),
+            json!({ "expires_in_hours": 2, "password": "rushes!" }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let url = made["url"]
+        .as_str()
+        .unwrap_or_default()
+        .replace("http://rushes.test", &env.base_url);
+    let get = |url: String, password: Option<&'static str>| {
+        let mut request = env.http.get(url);
+        if let Some(p) = password {
+            request = request.header("x-share-password", p);
+        }
+        async move { anyhow::Ok(request.send().await?) }
+    };
+    assert_eq!(get(url.clone(), None).await?.status(), StatusCode::FORBIDDEN);
+    assert_eq!(get(url.clone(), Some("guess")).await?.status(), StatusCode::FORBIDDEN);
+    let opened: Value = get(url.clone(), Some("rushes!")).await?.json().await?;
+    let proxy = opened["files"]["proxy"].as_str().unwrap_or_default().to_owned();
+    assert!(proxy.ends_with("/proxy.mp4"), "{opened}");
+    let ranged = env
+        .http
+        .get(env.url(&proxy))
+        .header("x-share-password", "rushes!")
+        .header("Range", "bytes=0-9")
+        .send()
+        .await?;
+    assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
+    for other in ["audio.wav", "..%2Fproxy.mp4", "%2E%2E%2F%2E%2E%2Fetc%2Fpasswd"] {
+        let response = get(format!("{url}/{other}"), Some("rushes!")).await?;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{other}");
+    }
+    assert_eq!(
+        get(format!("{}/share/not-a-token", env.base_url), None).await?.status(),
+        StatusCode::NOT_FOUND
+    );
+    let (_, links) = env.get(&format!("/api/v1/share-links?clip_id={clip}")).await?;
+    assert_eq!(links["share_links"][0]["views"], 1, "{links}");
+
+    let share = made["share"]["id"].as_str().unwrap_or_default().to_owned();
+    let (status, _) = env
+        .call(reqwest::Method::DELETE, &format!("/api/v1/share-links/{share}"), None)
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(get(url.clone(), Some("rushes!")).await?.status(), StatusCode::GONE);
+
+    let (_, open_link) = env.post(&format!("/api/v1/clips/{clip}/share"), json!({})).await?;
+    let open_url = open_link["url"]
+        .as_str()
+        .unwrap_or_default()
+        .replace("http://rushes.test", &env.base_url);
+    assert_eq!(
+        get(open_url.clone(), None).await?.status(),
+        StatusCode::OK,
+        "no password needed"
+    );
+    sqlx::query("UPDATE share_links SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(open_link["share"]["id"].as_str().unwrap_or_default().parse::<Uuid>()?)
+        .execute(&env.db)
+        .await?;
+    assert_eq!(get(open_url, None).await?.status(), StatusCode::GONE);
+    let (status, _) = env
+        .post(&format!("/api/v1/clips/{clip}/share"), json!({ "expires_in_hours": 0 }))
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    Ok(())
+}

@@ -467,7 +467,12 @@ async fn media(
         return Err(ApiError::NotFound(format!("no output called `{name}`")));
     }
     find(&state, &caller, id).await?;
-    let path = state.media.clip_dir(id).join(&name);
+    serve_output(&state, id, &name, request).await
+}
+
+/// Streams one output file of a clip (range requests honoured); `name` is already vetted.
+pub(crate) async fn serve_output(state: &AppState, id: Uuid, name: &str, request: Request) -> ApiResult<Response> {
+    let path = state.media.clip_dir(id).join(name);
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
         return Err(ApiError::NotFound(format!("clip {id} has no {name}")));
     }

@@ -14,6 +14,7 @@ pub mod queues;
 pub mod schedules;
 pub mod session;
 pub mod settings;
+pub mod shares;
 pub mod stats;
 pub mod system;
 pub mod system_info;
@@ -71,6 +72,7 @@ pub fn app(state: AppState) -> Router {
         .merge(transfer::router())
         .merge(clips::router())
         .merge(tags::router())
+        .merge(shares::router())
         .merge(users::router())
         .merge(invitations::router())
         .merge(session::router())
@@ -80,6 +82,7 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { crate::error::ApiError::MethodNotAllowed });
     Router::new()
         .nest("/api/v1", api)
+        .merge(shares::public_router())
         .merge(system::router())
         .layer(middleware::from_fn_with_state(
             state.clone(),
