@@ -130,8 +130,21 @@ pub fn html_to_text(html: &str) -> String {
         .replace("&quot;", "\"")
         .replace("&#39;", "'")
         .replace("&amp;", "&");
-    let lines: Vec<&str> = decoded.lines().map(str::trim).collect();
-    lines.join("\n").trim().to_owned()
+    // Paragraphs stay apart by one blank line, never more.
+    let mut text = String::with_capacity(decoded.len());
+    let mut blank = 0;
+    for line in decoded.lines().map(str::trim) {
+        if line.is_empty() {
+            blank += 1;
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(if blank > 0 { "\n\n" } else { "\n" });
+        }
+        text.push_str(line);
+        blank = 0;
+    }
+    text
 }
 
 /// An admin mail-out: the draft's (already sanitised) HTML in the common frame.
@@ -209,7 +222,8 @@ mod tests {
     #[test]
     fn html_becomes_readable_text() {
         let text = html_to_text("<p>Hello <b>crew</b> &amp; cast</p><p>Wrap at 6</p><img src=\"x.png\">");
-        assert_eq!(text, "Hello crew & cast\nWrap at 6");
+        assert_eq!(text, "Hello crew & cast\n\nWrap at 6");
+        assert_eq!(html_to_text("one<br>two"), "one\ntwo");
     }
 
     #[test]
