@@ -8,63 +8,27 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use rushes_common::config::{BrokerConfig, DatabaseConfig, Secret};
+use rushes_benches::{BenchEnv, env_or, full_run, percentile};
+use rushes_common::config::Secret;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-fn percentile(samples: &mut [f64], p: f64) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples.get(index).copied().unwrap_or(f64::NAN)
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let full = std::env::args().any(|a| a == "--bench");
-    let clips: i64 = if full {
+    let clips: i64 = if full_run() {
         env_or("RUSHES_BENCH_CLIPS", "1000000")
             .parse()
             .context("RUSHES_BENCH_CLIPS")?
     } else {
         10_000
     };
-    let pg = env_or("RUSHES_TEST_PG", "postgres://postgres@127.0.0.1:5432");
-    let amqp = env_or("RUSHES_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2f");
-    let tag = Uuid::new_v4().simple().to_string()[..10].to_owned();
-    let database = DatabaseConfig {
-        database_url: Secret::new(format!("{pg}/rushes_bench_{tag}")),
-        database_max_connections: 10,
-    };
-    let broker = BrokerConfig {
-        amqp_url: Secret::new(amqp),
-        queue_prefix: format!("bench{tag}"),
-    };
-    rushes_common::db::create_if_missing(&database).await?;
-    let db = rushes_common::db::pool(&database)?;
-    rushes_common::db::migrate(&db).await?;
-    let outcome = run(&db, &database, &broker, clips).await;
-    db.close().await;
-    {
-        use sqlx::Connection as _;
-        if let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{pg}/postgres")).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS rushes_bench_{tag} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await;
-        }
-    }
-    if let Ok(b) = rushes_common::queue::Broker::new(&broker, "rushes-bench teardown") {
-        let _ = b.delete_topology().await;
-    }
+    let env = BenchEnv::new().await?;
+    let outcome = run(&env, clips).await;
+    env.teardown().await;
     outcome
 }
 
-async fn run(db: &sqlx::PgPool, database: &DatabaseConfig, broker: &BrokerConfig, clips: i64) -> anyhow::Result<()> {
+async fn run(env: &BenchEnv, clips: i64) -> anyhow::Result<()> {
+    let db = &env.db;
     let started = Instant::now();
     sqlx::query(
         "WITH b AS (INSERT INTO base_productions (id, name) VALUES (gen_random_uuid(), 'Bench') RETURNING id), \
@@ -87,8 +51,8 @@ async fn run(db: &sqlx::PgPool, database: &DatabaseConfig, broker: &BrokerConfig
     let addr = listener.local_addr()?;
     let token = "bench-admin-token";
     let config = rushes_control::ControlConfig {
-        database: database.clone(),
-        broker: broker.clone(),
+        database: env.database.clone(),
+        broker: env.broker_config.clone(),
         http_addr: addr,
         admin_token: Some(Secret::new(token)),
         media: rushes_common::media::MediaConfig {

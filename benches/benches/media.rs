@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use rushes_common::config::{BrokerConfig, DatabaseConfig, Secret};
+use rushes_benches::{BenchEnv, env_or, full_run, percentile};
 use rushes_common::enqueue::{NewJob, enqueue};
-use rushes_common::queue::{Broker, Publisher};
+use rushes_common::queue::Publisher;
 use rushes_worker::media::backend::VideoBackend;
 use rushes_worker::media::ffmpeg::FfmpegRun;
 use rushes_worker::media::plan::{self, ClipFacts};
@@ -29,13 +29,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
 fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+    percentile(&mut values, 0.5)
 }
 
 /// Makes a clip with ffmpeg: test pattern with timecode and `tracks` tone tracks.
@@ -142,7 +137,7 @@ struct Row {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let full = std::env::args().any(|a| a == "--bench");
+    let full = full_run();
     let files: usize = if full {
         env_or("RUSHES_BENCH_FILES", "100000")
             .parse()
@@ -150,40 +145,11 @@ async fn main() -> anyhow::Result<()> {
     } else {
         2000
     };
-    let pg = env_or("RUSHES_TEST_PG", "postgres://postgres@127.0.0.1:5432");
-    let amqp = env_or("RUSHES_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2f");
-    let tag = Uuid::new_v4().simple().to_string()[..10].to_owned();
-    let scratch = std::env::temp_dir().join(format!("rushes-bench-media-{tag}"));
+    let env = BenchEnv::new().await?;
+    let scratch = std::env::temp_dir().join(format!("rushes-bench-media-{}", env.tag));
     std::fs::create_dir_all(&scratch)?;
-    let database = DatabaseConfig {
-        database_url: Secret::new(format!("{pg}/rushes_bench_{tag}")),
-        database_max_connections: 10,
-    };
-    let broker_config = BrokerConfig {
-        amqp_url: Secret::new(amqp),
-        queue_prefix: format!("bench{tag}"),
-    };
-    rushes_common::db::create_if_missing(&database).await?;
-    let db = rushes_common::db::pool(&database)?;
-    rushes_common::db::migrate(&db).await?;
-    let broker = Broker::new(&broker_config, "rushes-bench")?;
-    broker.declare_topology().await?;
-    let publisher = Publisher::new(broker.clone());
-
-    let outcome = run(&db, &publisher, &database, &broker_config, &scratch, files, full).await;
-
-    let _ = broker.delete_topology().await;
-    db.close().await;
-    {
-        use sqlx::Connection as _;
-        if let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{pg}/postgres")).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS rushes_bench_{tag} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await;
-        }
-    }
+    let outcome = run(&env, &scratch, files, full).await;
+    env.teardown().await;
     let _ = std::fs::remove_dir_all(&scratch);
     let rows = outcome?;
     println!("\n| measure | Rushes | reference | reference time | ratio |");
@@ -201,15 +167,8 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(
-    db: &PgPool,
-    publisher: &Publisher,
-    database: &DatabaseConfig,
-    broker: &BrokerConfig,
-    scratch: &Path,
-    files: usize,
-    full: bool,
-) -> anyhow::Result<Vec<Row>> {
+async fn run(env: &BenchEnv, scratch: &Path, files: usize, full: bool) -> anyhow::Result<Vec<Row>> {
+    let (db, publisher) = (&env.db, &env.publisher);
     let media_root = scratch.join("media");
     let data_dir = scratch.join("data");
     std::fs::create_dir_all(&media_root)?;
@@ -240,8 +199,8 @@ async fn run(
         "--metrics-addr".into(),
         "127.0.0.1:0".into(),
     ])?;
-    worker.database = database.clone();
-    worker.broker = broker.clone();
+    worker.database = env.database.clone();
+    worker.broker = env.broker_config.clone();
     worker.media.media_roots = vec![media_root.clone()];
     worker.media.data_dir = data_dir.clone();
     worker.transcode.video_hwaccel = "none".into();
