@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod enqueue;
 pub mod job;
+pub mod logs;
 pub mod mail;
 pub mod media;
 pub mod metrics;

@@ -73,7 +73,7 @@ pub fn state(config: &ControlConfig) -> anyhow::Result<AppState> {
         }
     };
     Ok(AppState {
-        db,
+        db: db.clone(),
         publisher: Publisher::new(broker),
         metrics: metrics::ControlMetrics::new().context("cannot register metrics")?,
         admin_token,
@@ -81,6 +81,7 @@ pub fn state(config: &ControlConfig) -> anyhow::Result<AppState> {
         media: std::sync::Arc::new(config.media.clone()),
         public_url: config.public_url.trim_end_matches('/').into(),
         cache: std::sync::Arc::new(cache::Cache::default()),
+        logs: rushes_common::logs::LogSink::spawn(db.clone(), "control"),
         effective_config: std::sync::Arc::new(serde_json::json!({
             "http_addr": config.http_addr.to_string(),
             "database_url": routes::system_info::mask_url(config.database.database_url.expose()),
@@ -100,6 +101,11 @@ pub async fn serve(config: ControlConfig, listener: TcpListener, shutdown: Cance
     let state = state(&config)?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "control plane listening");
+    state.logs.system(
+        rushes_common::logs::Level::Info,
+        format!("control plane started on {addr}"),
+    );
+    let logs = state.logs.clone();
     tokio::spawn(cache::listen(
         state.db.clone(),
         state.cache.clone(),
@@ -110,6 +116,11 @@ pub async fn serve(config: ControlConfig, listener: TcpListener, shutdown: Cance
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .context("HTTP server failed")?;
+    logs.system(
+        rushes_common::logs::Level::Info,
+        format!("control plane on {addr} stopped"),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     tracing::info!("control plane stopped");
     Ok(())
 }

@@ -78,6 +78,17 @@ pub async fn track_http(State(state): State<AppState>, request: Request, next: N
     m.http_duration
         .with_label_values(&[method.as_str(), route.as_str()])
         .observe(started.elapsed().as_secs_f64());
+    if response.status().is_server_error() {
+        // The cause is in the process log (logged once, by ApiError); the system log
+        // keeps that it happened, where.
+        let fields = serde_json::json!({ "method": method, "route": route, "status": response.status().as_u16() });
+        state.logs.log(
+            rushes_common::logs::Level::Error,
+            None,
+            format!("API error {} on {method} {route}", response.status().as_u16()),
+            fields,
+        );
+    }
     response
 }
 

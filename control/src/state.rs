@@ -21,6 +21,8 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// What the API caches; cleared on every replica by NOTIFY.
     pub cache: Arc<crate::cache::Cache>,
+    /// The stored system log.
+    pub logs: rushes_common::logs::LogSink,
     /// This process's settings with secrets masked (`GET /system`).
     pub effective_config: Arc<serde_json::Value>,
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use chrono::Utc;
 use rushes_common::job::JobRecord;
+use rushes_common::logs::{Level, LogSink};
 use rushes_common::queue::{Backoff, Broker, Publisher};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -45,6 +46,8 @@ struct Scheduler {
     db: PgPool,
     publisher: Publisher,
     metrics: SchedulerMetrics,
+    /// The system log: leadership, schedule fires and failures.
+    logs: LogSink,
     /// Fired jobs on their way to the broker (see [`publish_fired`]).
     outbox: mpsc::Sender<Vec<JobRecord>>,
 }
@@ -66,6 +69,7 @@ pub async fn run(config: SchedulerConfig, shutdown: CancellationToken) -> anyhow
     let (outbox, fired) = mpsc::channel(64);
     tokio::spawn(publish_fired(db.clone(), publisher.clone(), fired));
     let scheduler = Scheduler {
+        logs: LogSink::spawn(db.clone(), "scheduler"),
         publisher,
         metrics: SchedulerMetrics::new().context("cannot register metrics")?,
         db,
@@ -109,9 +113,15 @@ pub async fn run(config: SchedulerConfig, shutdown: CancellationToken) -> anyhow
         backoff.reset();
         if stand_by(&mut candidate, &shutdown).await {
             tracing::info!("leading");
+            scheduler
+                .logs
+                .system(Level::Info, format!("scheduler {} is the leader", std::process::id()));
             scheduler.metrics.set_leader(true);
             if let Err(err) = scheduler.lead(&mut candidate, &shutdown).await {
                 tracing::warn!(error = format!("{err:#}"), "standing down");
+                scheduler
+                    .logs
+                    .system(Level::Warn, format!("scheduler stood down: {err:#}"));
             }
             scheduler.metrics.set_leader(false);
         }
@@ -221,6 +231,18 @@ impl Scheduler {
                     self.metrics.lag.with_label_values(&[] as &[&str]).observe(lag_s);
                     tracing::debug!(schedule = %fire.name, lag_ms = lag_s * 1000.0, "fired");
                 }
+                let level = if fire.outcome == firing::FireOutcome::Invalid {
+                    Level::Error
+                } else {
+                    Level::Info
+                };
+                let fields = serde_json::json!({ "schedule_id": fire.schedule_id, "due": fire.due, "outcome": fire.outcome.as_str() });
+                self.logs.log(
+                    level,
+                    None,
+                    format!("schedule `{}` {}", fire.name, fire.outcome.as_str()),
+                    fields,
+                );
                 self.metrics
                     .fires
                     .with_label_values(&[fire.name.as_str(), fire.outcome.as_str()])

@@ -688,3 +688,68 @@ async fn share_links_serve_one_clip_until_they_expire_or_are_revoked() -> anyhow
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_keep_their_own_log_lines_beside_the_system_log() -> anyhow::Result<()> {
+    let env = TestEnv::with_worker("scan=1,maintenance=1").await?;
+    Clip::default().write(&env.media_root.join("logged/A001/A001C001.mov"))?;
+    let production = env.production("Logged", 1, "logged", None).await?;
+    let scan = env.scan(&production["id"]).await?;
+    let id = scan["id"].as_str().unwrap_or_default().to_owned();
+    let lines = env
+        .get_until(&format!("/api/v1/jobs/{id}/logs"), Duration::from_secs(10), |b| {
+            b["lines"].as_array().map(Vec::len) == Some(2)
+        })
+        .await?;
+    let messages: Vec<&str> = lines["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["message"].as_str())
+        .collect();
+    assert!(
+        messages[0].contains("1 new") && messages[1] == "succeeded",
+        "{messages:?}"
+    );
+    assert_eq!(lines["lines"][1]["fields"]["attempt"], 1);
+
+    let failing = env
+        .enqueue(json!({ "kind": "sleep", "payload": { "seconds": 0, "fail_attempts": 5 }, "max_attempts": 1 }))
+        .await?;
+    env.wait_job(failing, Duration::from_secs(30), |j| {
+        j["state"] == "dead" || j["state"] == "failed"
+    })
+    .await?;
+    let errors = env
+        .get_until("/api/v1/logs?level=warn", Duration::from_secs(10), |b| {
+            b["lines"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|l| l["job_id"] == json!(failing)))
+        })
+        .await?;
+    assert!(
+        errors["lines"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|l| l["level"] != "info"),
+        "{errors}"
+    );
+    let system = env
+        .get_until(
+            "/api/v1/logs?system=true&service=worker",
+            Duration::from_secs(10),
+            |b| b["lines"].as_array().is_some_and(|l| !l.is_empty()),
+        )
+        .await?;
+    assert!(
+        system["lines"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("started"),
+        "{system}"
+    );
+    let (status, _) = env.get("/api/v1/logs?level=loud").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    Ok(())
+}

@@ -47,6 +47,7 @@ pub struct JobContext {
     pub db: PgPool,
     pub publisher: Publisher,
     pub services: Arc<Services>,
+    pub logs: rushes_common::logs::LogSink,
     pub(crate) running: Arc<RunningJob>,
 }
 
@@ -64,6 +65,12 @@ impl JobContext {
     /// Resolves when the job is cancelled (by an admin, a timeout, or shutdown).
     pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
         self.running.cancel.cancelled()
+    }
+
+    /// Stores a line in the job's own log (`GET /api/v1/jobs/{id}/logs`).
+    pub fn log(&self, level: rushes_common::logs::Level, message: impl Into<String>) {
+        let fields = serde_json::json!({ "attempt": self.attempt });
+        self.logs.log(level, Some(self.job_id), message, fields);
     }
 
     /// A token cancelled with the job, for work that outlives a borrow of the context.

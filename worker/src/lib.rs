@@ -107,6 +107,10 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     .await
     .with_context(|| format!("cannot listen on {}", config.metrics_addr))?;
     tracing::info!(worker.id = %worker_id, %metrics_addr, queues = ?queues, "worker started");
+    shared.logs.system(
+        rushes_common::logs::Level::Info,
+        format!("worker {worker_id} started on {} ({queues:?})", shared.host),
+    );
 
     tokio::spawn(presence::heartbeat_loop(shared.clone()));
     tokio::spawn(presence::listen_loop(shared.clone()));
@@ -144,6 +148,11 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     if let Err(err) = presence::deregister(&shared).await {
         tracing::warn!(error = %err, "cannot mark the worker stopped");
     }
+    shared
+        .logs
+        .system(rushes_common::logs::Level::Info, format!("worker {worker_id} stopped"));
+    // Give the log writer a moment to store the last lines.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rushes_common::job::{Envelope, JobRecord, QueueFamily, spec};
+use rushes_common::logs::Level;
 use rushes_common::queue::{Backoff, Incoming, Outgoing, Subscription, Topology};
 use tokio::sync::Notify;
 use tracing::Instrument;
@@ -302,6 +303,7 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
             db: shared.db.clone(),
             publisher: shared.publisher.clone(),
             services: shared.services.clone(),
+            logs: shared.logs.clone(),
             running: running.clone(),
         };
         let result = match shared.registry.start(&job.kind, ctx, job.payload.clone()) {
@@ -350,6 +352,7 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
                 // Cancelled by an admin (the row already says so) or re-claimed elsewhere.
                 finish_metrics(shared, &job, family, "cancelled", started);
                 tracing::info!("job stopped: cancelled or no longer ours");
+                job_line(shared, &job, Level::Info, "stopped: cancelled".to_owned(), started);
                 return settle(incoming.ack().await);
             }
         };
@@ -378,6 +381,13 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
             }
         }
         finish_metrics(shared, &job, family, label, started);
+        let (level, line) = match &outcome {
+            Outcome::Succeeded(_) => (Level::Info, "succeeded".to_owned()),
+            Outcome::Failed(message) => (Level::Error, format!("failed: {message}")),
+            Outcome::Retrying(message, delay_s) => (Level::Warn, format!("failed, retrying in {delay_s} s: {message}")),
+            Outcome::Dead(message, _) => (Level::Error, format!("dead after {} attempts: {message}", job.attempts)),
+        };
+        job_line(shared, &job, level, line, started);
         match outcome {
             Outcome::Succeeded(_) => {
                 tracing::info!(duration_ms = started.elapsed().as_millis() as u64, "job succeeded")
@@ -401,6 +411,17 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
     }
     .instrument(span)
     .await
+}
+
+/// The job's own stored log line for how this attempt ended.
+fn job_line(shared: &Shared, job: &JobRecord, level: Level, message: String, started: Instant) {
+    let fields = serde_json::json!({
+        "attempt": job.attempts,
+        "kind": job.kind,
+        "worker_id": shared.worker_id,
+        "duration_ms": started.elapsed().as_millis() as u64,
+    });
+    shared.logs.log(level, Some(job.id), message, fields);
 }
 
 fn finish_metrics(shared: &Shared, job: &JobRecord, family: QueueFamily, outcome: &str, started: Instant) {

@@ -25,6 +25,7 @@ pub(crate) struct Shared {
     pub ledger: Ledger,
     pub registry: Registry,
     pub services: Arc<Services>,
+    pub logs: rushes_common::logs::LogSink,
     pub metrics: WorkerMetrics,
     pub worker_id: Uuid,
     pub host: String,
@@ -57,6 +58,7 @@ impl Shared {
         stop_taking: CancellationToken,
     ) -> Self {
         let ledger = Ledger::spawn(db.clone(), worker_id, lease.stale_after);
+        let logs = rushes_common::logs::LogSink::spawn(db.clone(), "worker");
         let connected = queues.iter().map(|(f, _)| (*f, AtomicBool::new(false))).collect();
         Self {
             publisher: Publisher::new(broker.clone()),
@@ -65,6 +67,7 @@ impl Shared {
             ledger,
             registry,
             services,
+            logs,
             metrics,
             worker_id,
             host,

@@ -9,6 +9,7 @@ pub mod groups;
 pub mod invitations;
 pub mod jobs;
 pub mod kinds;
+pub mod logs;
 pub mod productions;
 pub mod queues;
 pub mod schedules;
@@ -64,6 +65,7 @@ pub fn app(state: AppState) -> Router {
         .merge(emails::router())
         .merge(dashboard::router())
         .merge(stats::router())
+        .merge(logs::router())
         .merge(system_info::router())
         .route_layer(middleware::from_fn(crate::auth::require_admin));
     let api = Router::new()

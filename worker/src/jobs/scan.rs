@@ -11,6 +11,7 @@ use rushes_common::enqueue::{self, NewJob};
 use rushes_common::job::JobPayload as _;
 use rushes_common::job::email::Email;
 use rushes_common::job::media::Scan;
+use rushes_common::logs::Level;
 use rushes_common::mail::{self, SCAN_SUMMARY_EXAMPLES, ScanSummary};
 use rushes_common::media::{PathError, transcodes};
 use serde_json::{Value, json};
@@ -232,6 +233,18 @@ async fn reconcile(
     }
 
     let mailed = notify_owner(ctx, production, payload.production_id, &counts).await;
+    ctx.log(
+        Level::Info,
+        format!(
+            "{} files: {} new, {} changed, {} missing, {} not media, {} transcodes queued",
+            tree.entries.len(),
+            counts.new.len(),
+            counts.changed,
+            counts.missing,
+            counts.not_media,
+            jobs.len()
+        ),
+    );
     ctx.set_progress(1.0);
     Ok(json!({
         "files": tree.entries.len(),

@@ -31,6 +31,19 @@ pub async fn run(ctx: JobContext, payload: Transcode) -> Result<Value, JobError>
         settings.proxy_bitrate_kbps = rate;
     }
     let plan = plan::transcode(&source, &facts, &settings, &services.video, &staging);
+    ctx.log(
+        rushes_common::logs::Level::Info,
+        format!(
+            "ffmpeg ({}{}): {}",
+            services.video.encoder,
+            services
+                .video
+                .hw_decode
+                .map(|d| format!(", {d} decoding"))
+                .unwrap_or_default(),
+            plan.outputs.join(", ")
+        ),
+    );
     run_ffmpeg(&ctx, plan.args, facts.duration_s).await?;
     publish(staging, &plan.outputs)?;
 
