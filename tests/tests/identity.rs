@@ -466,6 +466,15 @@ async fn logins_are_logged_rate_limited_and_sessions_revocable() -> anyhow::Resu
         call(&env, &script, Method::GET, "/api/v1/auth/me", None).await?.0,
         StatusCode::OK
     );
+    let (_, users) = env.get("/api/v1/users").await?;
+    let editor = users["users"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|u| u["username"] == "editor")
+        .cloned();
+    assert_eq!(editor.map(|u| u["online"].clone()), Some(json!(true)), "{users}");
+    assert_eq!(users["online_window_minutes"], 5);
     let (status, _) = call(&env, &me, Method::POST, "/api/v1/auth/logout", None).await?;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(

@@ -12,6 +12,7 @@ use rushes_common::enqueue::NewJob;
 use rushes_common::job::JobPayload as _;
 use rushes_common::job::accounts::{ImportUsers, PurgeUsers, USER_CSV_COLUMNS};
 use rushes_common::mail;
+use rushes_common::settings;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -22,8 +23,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 
-/// Minutes since a user's last request within which they count as online.
-const ONLINE_MINUTES: i32 = 5;
 const MIN_PASSWORD: usize = 8;
 
 pub fn router() -> Router<AppState> {
@@ -50,24 +49,38 @@ pub(crate) struct UserView {
     deleted_at: Option<DateTime<Utc>>,
     last_login_at: Option<DateTime<Utc>>,
     last_seen_at: Option<DateTime<Utc>>,
+    /// Seen within the `online_window_minutes` setting.
+    #[sqlx(default)]
     online: bool,
     created_at: DateTime<Utc>,
+}
+
+/// Sets `online` from each user's last request and the online-window setting; returns the window.
+async fn mark_online(state: &AppState, users: &mut [UserView]) -> ApiResult<i64> {
+    let window = settings::integer(&state.db, settings::ONLINE_WINDOW_MINUTES).await?;
+    let since = Utc::now() - chrono::Duration::minutes(window);
+    for user in users {
+        user.online = user.last_seen_at.is_some_and(|seen| seen > since);
+    }
+    Ok(window)
 }
 
 macro_rules! user_select {
     () => {
         "SELECT id, username, email, is_admin, active, may_scan, may_transcode, deleted_at, last_login_at, \
-                last_seen_at, COALESCE(last_seen_at > now() - make_interval(mins => 5), false) AS online, created_at \
+                last_seen_at, created_at \
          FROM users "
     };
 }
 
 async fn find(state: &AppState, id: Uuid) -> ApiResult<UserView> {
-    sqlx::query_as(concat!(user_select!(), "WHERE id = $1"))
+    let mut user: UserView = sqlx::query_as(concat!(user_select!(), "WHERE id = $1"))
         .bind(id)
         .fetch_optional(&state.db)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no user {id}")))
+        .ok_or_else(|| ApiError::NotFound(format!("no user {id}")))?;
+    mark_online(state, std::slice::from_mut(&mut user)).await?;
+    Ok(user)
 }
 
 fn snapshot(user: &UserView) -> Value {
@@ -214,7 +227,7 @@ async fn list(
     Query(q): Query<ListUsers>,
 ) -> ApiResult<axum::Json<Value>> {
     caller.require_global(&state, Policy::ManageUsers).await?;
-    let users: Vec<UserView> = sqlx::query_as(concat!(
+    let mut users: Vec<UserView> = sqlx::query_as(concat!(
         user_select!(),
         "WHERE ($1 OR deleted_at IS NULL) AND ($2::bool IS NULL OR active = $2) ORDER BY username LIMIT 5000"
     ))
@@ -222,9 +235,8 @@ async fn list(
     .bind(q.active)
     .fetch_all(&state.db)
     .await?;
-    Ok(axum::Json(
-        json!({ "users": users, "online_window_minutes": ONLINE_MINUTES }),
-    ))
+    let window = mark_online(&state, &mut users).await?;
+    Ok(axum::Json(json!({ "users": users, "online_window_minutes": window })))
 }
 
 /// Oneself, or anyone with `manage_users`.
