@@ -20,68 +20,43 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use rushes_common::config::{BrokerConfig, DatabaseConfig, LeaseConfig, Secret};
+use rushes_benches::{BenchEnv, env_or, full_run};
+use rushes_common::config::{BrokerConfig, DatabaseConfig, LeaseConfig};
 use rushes_common::enqueue::{NewJob, enqueue};
-use rushes_common::queue::{Broker, Publisher};
+use rushes_common::queue::Publisher;
 use serde_json::json;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 const BATCH: usize = 100;
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `cargo test --benches` runs bench targets with `--bench` absent: stay quick then.
-    let n: usize = if std::env::args().any(|a| a == "--bench") {
+    let n: usize = if full_run() {
         env_or("RUSHES_BENCH_N", "10000").parse().context("RUSHES_BENCH_N")?
     } else {
         200
     };
-    let pg = env_or("RUSHES_TEST_PG", "postgres://postgres@127.0.0.1:5432");
-    let amqp = env_or("RUSHES_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2f");
-    let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
-
-    let raw = raw_ceiling(&amqp, &tag, n, BATCH as u16).await?;
-    let raw_slots = raw_ceiling(&amqp, &tag, n, 2).await?;
-
-    let database = DatabaseConfig {
-        database_url: Secret::new(format!("{pg}/rushes_bench_{tag}")),
-        database_max_connections: 10,
-    };
-    let broker_config = BrokerConfig {
-        amqp_url: Secret::new(amqp.clone()),
-        queue_prefix: format!("bench{tag}"),
-    };
-    rushes_common::db::create_if_missing(&database).await?;
-    let db = rushes_common::db::pool(&database)?;
-    rushes_common::db::migrate(&db).await?;
-    let broker = Broker::new(&broker_config, "rushes-bench")?;
-    broker.declare_topology().await?;
-    let publisher = Publisher::new(broker.clone());
+    let env = BenchEnv::new().await?;
+    let raw = raw_ceiling(&env.amqp, &env.tag, n, BATCH as u16).await?;
+    let raw_slots = raw_ceiling(&env.amqp, &env.tag, n, 2).await?;
+    let (db, publisher, database, broker_config) = (&env.db, &env.publisher, &env.database, &env.broker_config);
 
     let outcome = async {
-        let full = with_worker(&database, &broker_config, 2, full_path(&db, &publisher, n)).await?;
-        let wide = with_worker(&database, &broker_config, 16, full_path(&db, &publisher, n)).await?;
+        let full = with_worker(database, broker_config, 2, full_path(db, publisher, n)).await?;
+        let wide = with_worker(database, broker_config, 16, full_path(db, publisher, n)).await?;
         let latency = with_worker(
-            &database,
-            &broker_config,
+            database,
+            broker_config,
             2,
-            latency(&db, &publisher, (n / 20).clamp(50, 500), 50.0),
+            latency(db, publisher, (n / 20).clamp(50, 500), 50.0),
         )
         .await?;
         anyhow::Ok((full, wide, latency))
     }
     .await;
-    // Twice: the scheduler's or worker's last publishes may re-declare it meanwhile.
-    let _ = broker.delete_topology().await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let _ = broker.delete_topology().await;
-    db.close().await;
-    drop_database(&pg, &format!("rushes_bench_{tag}")).await;
+    env.teardown().await;
     let (full, wide, (p50, p99)) = outcome?;
 
     println!();
@@ -248,16 +223,5 @@ async fn wait_drained(db: &PgPool, timeout: Duration) -> anyhow::Result<()> {
         }
         anyhow::ensure!(Instant::now() < deadline, "{active} jobs still active");
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn drop_database(pg: &str, name: &str) {
-    use sqlx::Connection as _;
-    if let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{pg}/postgres")).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut admin)
-        .await;
     }
 }

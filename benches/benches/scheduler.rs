@@ -10,13 +10,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::Utc;
-use rushes_common::config::{BrokerConfig, DatabaseConfig, LeaseConfig, Secret};
-use rushes_common::queue::Broker;
+use rushes_benches::{BenchEnv, env_or, full_run};
+use rushes_common::config::LeaseConfig;
 use tokio_util::sync::CancellationToken;
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
 
 /// User + system CPU seconds of this process so far.
 fn cpu_seconds() -> f64 {
@@ -30,7 +26,7 @@ fn cpu_seconds() -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let full = std::env::args().any(|a| a == "--bench");
+    let full = full_run();
     let count: i64 = if full {
         env_or("RUSHES_BENCH_SCHEDULES", "10000").parse()?
     } else {
@@ -41,22 +37,8 @@ async fn main() -> anyhow::Result<()> {
     } else {
         3
     };
-    let pg = env_or("RUSHES_TEST_PG", "postgres://postgres@127.0.0.1:5432");
-    let amqp = env_or("RUSHES_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2f");
-    let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
-    let database = DatabaseConfig {
-        database_url: Secret::new(format!("{pg}/rushes_sbench_{tag}")),
-        database_max_connections: 10,
-    };
-    let broker_config = BrokerConfig {
-        amqp_url: Secret::new(amqp),
-        queue_prefix: format!("sbench{tag}"),
-    };
-    rushes_common::db::create_if_missing(&database).await?;
-    let db = rushes_common::db::pool(&database)?;
-    rushes_common::db::migrate(&db).await?;
-    let broker = Broker::new(&broker_config, "rushes-bench")?;
-    broker.declare_topology().await?;
+    let env = BenchEnv::new().await?;
+    let (db, database, broker_config) = (&env.db, &env.database, &env.broker_config);
 
     let outcome = async {
         // Half cron (every 5 s at a per-schedule second), half intervals of 2–10 s.
@@ -69,13 +51,13 @@ async fn main() -> anyhow::Result<()> {
              FROM generate_series(1, $1) AS i",
         )
         .bind(count)
-        .execute(&db)
+        .execute(db)
         .await?;
         let edited: uuid::Uuid = sqlx::query_scalar(
             "INSERT INTO schedules (id, name, kind, payload, cron_expr, cron_timezone) \
              VALUES (gen_random_uuid(), 'bench-edited', 'sleep', '{\"seconds\": 0}', '0 0 1 1 *', 'UTC') RETURNING id",
         )
-        .fetch_one(&db)
+        .fetch_one(db)
         .await?;
 
         let mut config: rushes_scheduler::SchedulerConfig = rushes_common::config::parse_from(vec![
@@ -91,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
 
         // Warm up: leadership taken, first due times computed, firing under way.
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM jobs").fetch_one(&db).await? < count / 4 {
+        while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM jobs").fetch_one(db).await? < count / 4 {
             anyhow::ensure!(std::time::Instant::now() < deadline, "the scheduler did not start firing");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -106,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
                     next_run_at = now() + interval '200 milliseconds', updated_at = now() WHERE id = $1",
         )
         .bind(edited)
-        .execute(&db)
+        .execute(db)
         .await?;
         tokio::time::sleep(Duration::from_secs(seconds - seconds / 2)).await;
         let cpu = cpu_seconds() - cpu_before;
@@ -120,28 +102,18 @@ async fn main() -> anyhow::Result<()> {
         )
         .bind(started)
         .bind(ended)
-        .fetch_all(&db)
+        .fetch_all(db)
         .await?;
         anyhow::ensure!(!lags.is_empty(), "nothing fired");
         lags.sort_by(f64::total_cmp);
         let at = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize];
         let edit_fired: Option<chrono::DateTime<Utc>> =
-            sqlx::query_scalar("SELECT enqueued_at FROM jobs WHERE schedule_id = $1").bind(edited).fetch_optional(&db).await?;
+            sqlx::query_scalar("SELECT enqueued_at FROM jobs WHERE schedule_id = $1").bind(edited).fetch_optional(db).await?;
         let edit_ms = edit_fired.map(|t| (t - edit_at).num_milliseconds());
         anyhow::Ok((lags.len(), at(0.5), at(0.99), cpu, edit_ms))
     }
     .await;
-    // Twice: the scheduler's or worker's last publishes may re-declare it meanwhile.
-    let _ = broker.delete_topology().await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let _ = broker.delete_topology().await;
-    db.close().await;
-    {
-        use sqlx::Connection as _;
-        let mut admin = sqlx::PgConnection::connect(&format!("{pg}/postgres")).await?;
-        let drop = format!("DROP DATABASE IF EXISTS rushes_sbench_{tag} WITH (FORCE)");
-        sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await?;
-    }
+    env.teardown().await;
     let (fires, p50, p99, cpu, edit_ms) = outcome.context("scheduler benchmark")?;
 
     println!();
