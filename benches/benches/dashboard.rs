@@ -60,6 +60,7 @@ async fn run(env: &BenchEnv, clips: i64) -> anyhow::Result<()> {
             data_dir: std::env::temp_dir(),
         },
         public_url: format!("http://{addr}"),
+        upload_max_bytes: 1 << 30,
     };
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(rushes_control::serve(config, listener, shutdown.clone()));

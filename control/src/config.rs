@@ -48,4 +48,8 @@ pub struct ControlConfig {
     /// The API's URL as people reach it, for links in mails.
     #[arg(long, env = "RUSHES_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
     pub public_url: String,
+    /// Largest file one upload (review file, audio for transcription) may be, in bytes
+    /// (default 20 GiB).
+    #[arg(long, env = "RUSHES_UPLOAD_MAX_BYTES", default_value_t = 20 << 30)]
+    pub upload_max_bytes: u64,
 }

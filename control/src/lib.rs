@@ -10,6 +10,7 @@ pub mod mail;
 pub mod metrics;
 pub mod routes;
 pub mod state;
+pub mod upload;
 
 use anyhow::Context as _;
 use rushes_common::config::Secret;
@@ -80,6 +81,7 @@ pub fn state(config: &ControlConfig) -> anyhow::Result<AppState> {
         roots: std::sync::Arc::new(rushes_common::media::MediaRoots::new(&config.media.media_roots)),
         media: std::sync::Arc::new(config.media.clone()),
         public_url: config.public_url.trim_end_matches('/').into(),
+        upload_max_bytes: config.upload_max_bytes,
         cache: std::sync::Arc::new(cache::Cache::default()),
         logs: rushes_common::logs::LogSink::spawn(db.clone(), "control"),
         effective_config: std::sync::Arc::new(serde_json::json!({
@@ -92,6 +94,7 @@ pub fn state(config: &ControlConfig) -> anyhow::Result<AppState> {
             "media_roots": config.media.media_roots,
             "data_dir": config.media.data_dir,
             "public_url": config.public_url,
+            "upload_max_bytes": config.upload_max_bytes,
         })),
     })
 }

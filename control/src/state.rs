@@ -19,6 +19,8 @@ pub struct AppState {
     pub roots: Arc<MediaRoots>,
     /// The API's URL as people reach it (links in mails).
     pub public_url: Arc<str>,
+    /// Largest file one upload may be, in bytes.
+    pub upload_max_bytes: u64,
     /// What the API caches; cleared on every replica by NOTIFY.
     pub cache: Arc<crate::cache::Cache>,
     /// The stored system log.

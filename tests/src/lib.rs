@@ -25,6 +25,9 @@ use uuid::Uuid;
 
 pub use rushes_common::job::QueueFamily;
 
+/// The upload limit of the test control plane: 8 MiB.
+pub const UPLOAD_MAX_BYTES: u64 = 8 << 20;
+
 /// PostgreSQL server the tests use (`RUSHES_TEST_PG`), without a database name.
 pub fn pg_server() -> String {
     std::env::var("RUSHES_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
@@ -123,7 +126,7 @@ pub struct TestEnv {
     /// one scratch folder removed on drop.
     pub media_root: PathBuf,
     pub data_dir: PathBuf,
-    scratch: PathBuf,
+    pub scratch: PathBuf,
     control: Option<JoinHandle<anyhow::Result<()>>>,
     replicas: Vec<JoinHandle<anyhow::Result<()>>>,
     workers: Vec<InProcessWorker>,
@@ -205,6 +208,7 @@ impl TestEnv {
             admin_token: Some(Secret::new(TOKEN)),
             media: self.media_config(),
             public_url: "http://rushes.test".to_owned(),
+            upload_max_bytes: UPLOAD_MAX_BYTES,
         };
         let task = tokio::spawn(rushes_control::serve(config, listener, self.shutdown.child_token()));
         Ok((format!("http://{addr}"), task))
@@ -400,6 +404,16 @@ impl TestEnv {
         if let Some(body) = body {
             request = request.json(&body);
         }
+        Self::answer(request).await
+    }
+
+    /// Posts an authenticated multipart form (an upload); returns the status and JSON body.
+    pub async fn upload(&self, path: &str, form: reqwest::multipart::Form) -> anyhow::Result<(StatusCode, Value)> {
+        Self::answer(self.http.post(self.url(path)).bearer_auth(TOKEN).multipart(form)).await
+    }
+
+    /// Sends `request`; returns the status and the JSON body (Null if none, a string if not JSON).
+    pub async fn answer(request: reqwest::RequestBuilder) -> anyhow::Result<(StatusCode, Value)> {
         let response = request.send().await?;
         let status = response.status();
         let text = response.text().await?;

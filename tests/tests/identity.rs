@@ -182,6 +182,18 @@ async fn every_route_answers_each_kind_of_caller_as_the_table_says() -> anyhow::
         ),
         (
             Method::GET,
+            format!("/api/v1/productions/{p1}/review-files"),
+            None,
+            [OK, OK, HIDDEN, ANON, ANON, OK],
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/productions/{p1}/cover"),
+            None,
+            [S::NO_CONTENT, NO, HIDDEN, ANON, ANON, NO],
+        ),
+        (
+            Method::GET,
             format!("/api/v1/clips?production_id={p1}"),
             None,
             [OK, OK, OK, ANON, ANON, OK],

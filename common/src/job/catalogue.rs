@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::accounts::{GroupUsers, ImportUsers, PurgeUsers};
 use super::email::{Email, SendEmailDraft};
 use super::maintenance::{PurgeJobs, ReapWorkers};
-use super::media::{Scan, ScanAll, Transcode, TranscodeLong};
+use super::media::{Scan, ScanAll, Transcode, TranscodeLong, TranscodeUpload};
 use super::sleep::Sleep;
 
 /// A job family: one durable priority queue each.
@@ -130,7 +130,7 @@ fn validate_json<P: JobPayload>(payload: &serde_json::Value) -> Result<(), Strin
     parsed.validate()
 }
 
-static CATALOGUE: [KindSpec; 12] = [
+static CATALOGUE: [KindSpec; 13] = [
     KindSpec::of::<Sleep>(),
     KindSpec::of::<PurgeJobs>(),
     KindSpec::of::<ReapWorkers>(),
@@ -138,6 +138,7 @@ static CATALOGUE: [KindSpec; 12] = [
     KindSpec::of::<ScanAll>(),
     KindSpec::of::<Transcode>(),
     KindSpec::of::<TranscodeLong>(),
+    KindSpec::of::<TranscodeUpload>(),
     KindSpec::of::<Email>(),
     KindSpec::of::<ImportUsers>(),
     KindSpec::of::<GroupUsers>(),

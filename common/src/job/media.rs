@@ -66,3 +66,19 @@ impl JobPayload for TranscodeLong {
     const TIMEOUT: Duration = Duration::from_secs(8 * 3600);
     const BACKOFF_BASE: Duration = Duration::from_secs(60);
 }
+
+/// `transcode_upload`: probe an uploaded file (a review file, or audio/video sent for
+/// transcription) and make its proxy, poster and 16 kHz WAV beside it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscodeUpload {
+    pub upload_id: Uuid,
+}
+
+impl JobPayload for TranscodeUpload {
+    const KIND: &'static str = "transcode_upload";
+    const QUEUE: QueueFamily = QueueFamily::Transcode;
+    const MAX_ATTEMPTS: i32 = 3;
+    const TIMEOUT: Duration = Duration::from_secs(8 * 3600);
+    const BACKOFF_BASE: Duration = Duration::from_secs(30);
+}

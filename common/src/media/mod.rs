@@ -28,7 +28,20 @@ impl MediaConfig {
     pub fn clip_dir(&self, clip_id: Uuid) -> PathBuf {
         self.data_dir.join("clips").join(clip_id.to_string())
     }
+
+    /// The folder holding one upload: its `original` and its outputs.
+    pub fn upload_dir(&self, upload_id: Uuid) -> PathBuf {
+        self.data_dir.join("uploads").join(upload_id.to_string())
+    }
+
+    /// A production's cover thumbnail (JPEG).
+    pub fn cover_path(&self, production_id: Uuid) -> PathBuf {
+        self.data_dir.join("covers").join(format!("{production_id}.jpg"))
+    }
 }
+
+/// The name an upload's original file is stored under, in its folder.
+pub const UPLOAD_ORIGINAL: &str = "original";
 
 /// Names a clip's outputs may have: the only files the API serves from a clip's folder.
 pub fn is_output_name(name: &str) -> bool {

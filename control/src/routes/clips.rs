@@ -472,9 +472,17 @@ async fn media(
 
 /// Streams one output file of a clip (range requests honoured); `name` is already vetted.
 pub(crate) async fn serve_output(state: &AppState, id: Uuid, name: &str, request: Request) -> ApiResult<Response> {
-    let path = state.media.clip_dir(id).join(name);
+    serve_file(state.media.clip_dir(id).join(name), request).await
+}
+
+/// Serves a file of ours (already known to be one the caller may see) with range requests.
+pub(crate) async fn serve_file(path: std::path::PathBuf, request: Request) -> ApiResult<Response> {
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
-        return Err(ApiError::NotFound(format!("clip {id} has no {name}")));
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Err(ApiError::NotFound(format!("no {name} here (yet)")));
     }
     let (parts, _) = request.into_parts();
     let request = Request::from_parts(parts, Body::empty());

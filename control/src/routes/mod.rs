@@ -2,6 +2,7 @@
 
 pub mod audit_log;
 pub mod clips;
+pub mod covers;
 pub mod dashboard;
 pub mod dead_letters;
 pub mod emails;
@@ -12,6 +13,7 @@ pub mod kinds;
 pub mod logs;
 pub mod productions;
 pub mod queues;
+pub mod review_files;
 pub mod schedules;
 pub mod session;
 pub mod settings;
@@ -73,6 +75,8 @@ pub fn app(state: AppState) -> Router {
         .merge(productions::router())
         .merge(transfer::router())
         .merge(clips::router())
+        .merge(covers::router())
+        .merge(review_files::router())
         .merge(tags::router())
         .merge(shares::router())
         .merge(users::router())

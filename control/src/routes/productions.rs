@@ -367,6 +367,10 @@ async fn remove(
         .bind(id)
         .fetch_all(&mut *tx)
         .await?;
+    let uploads: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM uploads WHERE production_id = $1")
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM productions WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -385,6 +389,14 @@ async fn remove(
     .await?;
     tx.commit().await?;
     super::clips::remove_outputs(&state, &clips).await;
+    for upload in uploads {
+        crate::upload::remove_folder(&state, upload).await;
+    }
+    if let Err(err) = tokio::fs::remove_file(state.media.cover_path(id)).await
+        && err.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(production.id = %id, error = %err, "cannot remove the cover image");
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,7 +1,8 @@
-//! Share links: `POST /api/v1/clips/{id}/share` makes an expiring, optionally
-//! password-protected link to one clip's proxy; `/share/{token}` (public) shows the clip
-//! and counts the view; `/share/{token}/{file}` serves only that clip's proxy, poster
-//! or scrub sprite, with range requests. Expired and revoked links answer 410.
+//! Share links: `POST /api/v1/clips/{id}/share` and `POST /api/v1/review-files/{id}/share`
+//! make an expiring, optionally password-protected link to one clip's or one review
+//! file's proxy; `/share/{token}` (public) shows what it names and counts the view;
+//! `/share/{token}/{file}` serves only that proxy, poster or scrub sprite, with range
+//! requests. Expired and revoked links answer 410.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -26,7 +27,8 @@ const MAX_HOURS: i32 = 24 * 30;
 /// Authenticated routes (under `/api/v1`).
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/clips/{id}/share", post(create))
+        .route("/clips/{id}/share", post(share_clip))
+        .route("/review-files/{id}/share", post(share_review_file))
         .route("/share-links", get(list))
         .route("/share-links/{id}", delete(revoke))
 }
@@ -48,7 +50,8 @@ struct NewShare {
 #[derive(Debug, Serialize, sqlx::FromRow)]
 struct ShareView {
     id: Uuid,
-    clip_id: Uuid,
+    clip_id: Option<Uuid>,
+    upload_id: Option<Uuid>,
     expires_at: DateTime<Utc>,
     protected: bool,
     views: i32,
@@ -65,7 +68,14 @@ async fn clip_production(state: &AppState, clip: Uuid) -> ApiResult<Uuid> {
         .ok_or_else(|| ApiError::NotFound(format!("no clip {clip}")))
 }
 
-async fn create(
+/// What a link names.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Clip(Uuid),
+    ReviewFile(Uuid),
+}
+
+async fn share_clip(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<Uuid>,
@@ -76,6 +86,25 @@ async fn create(
         .require(&state, Policy::View, production)
         .await
         .map_err(|_| ApiError::NotFound(format!("no clip {id}")))?;
+    create(&state, &caller, Target::Clip(id), body).await
+}
+
+async fn share_review_file(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<NewShare>,
+) -> ApiResult<impl IntoResponse> {
+    super::review_files::authorised(&state, &caller, id, Policy::View).await?;
+    create(&state, &caller, Target::ReviewFile(id), body).await
+}
+
+async fn create(
+    state: &AppState,
+    caller: &Caller,
+    target: Target,
+    body: NewShare,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     let hours = body.expires_in_hours.unwrap_or(DEFAULT_HOURS);
     if !(1..=MAX_HOURS).contains(&hours) {
         return Err(ApiError::Unprocessable(format!("expires_in_hours: 1 to {MAX_HOURS}")));
@@ -89,13 +118,20 @@ async fn create(
     };
     let token = new_token();
     let share: ShareView = sqlx::query_as(
-        "INSERT INTO share_links (id, clip_id, token_hash, password_hash, expires_at, created_by) \
-         VALUES ($1, $2, $3, $4, now() + make_interval(hours => $5), $6) \
-         RETURNING id, clip_id, expires_at, password_hash IS NOT NULL AS protected, views, revoked_at, created_by, \
-                   created_at",
+        "INSERT INTO share_links (id, clip_id, upload_id, token_hash, password_hash, expires_at, created_by) \
+         VALUES ($1, $2, $3, $4, $5, now() + make_interval(hours => $6), $7) \
+         RETURNING id, clip_id, upload_id, expires_at, password_hash IS NOT NULL AS protected, views, revoked_at, \
+                   created_by, created_at",
     )
     .bind(Uuid::now_v7())
-    .bind(id)
+    .bind(match target {
+        Target::Clip(id) => Some(id),
+        Target::ReviewFile(_) => None,
+    })
+    .bind(match target {
+        Target::ReviewFile(id) => Some(id),
+        Target::Clip(_) => None,
+    })
     .bind(token_digest(&token))
     .bind(password)
     .bind(hours)
@@ -110,6 +146,7 @@ async fn create(
 #[serde(deny_unknown_fields)]
 struct ListShares {
     clip_id: Option<Uuid>,
+    review_file_id: Option<Uuid>,
 }
 
 /// Admins see every link; others the links they made.
@@ -119,14 +156,16 @@ async fn list(
     Query(q): Query<ListShares>,
 ) -> ApiResult<axum::Json<Value>> {
     let shares: Vec<ShareView> = sqlx::query_as(
-        "SELECT id, clip_id, expires_at, password_hash IS NOT NULL AS protected, views, revoked_at, created_by, \
-                created_at \
-         FROM share_links WHERE ($1::uuid IS NULL OR clip_id = $1) AND ($2 OR created_by = $3) \
+        "SELECT id, clip_id, upload_id, expires_at, password_hash IS NOT NULL AS protected, views, revoked_at, \
+                created_by, created_at \
+         FROM share_links WHERE ($1::uuid IS NULL OR clip_id = $1) AND ($4::uuid IS NULL OR upload_id = $4) \
+               AND ($2 OR created_by = $3) \
          ORDER BY id DESC LIMIT 1000",
     )
     .bind(q.clip_id)
     .bind(caller.is_admin)
     .bind(&caller.name)
+    .bind(q.review_file_id)
     .fetch_all(&state.db)
     .await?;
     Ok(axum::Json(json!({ "share_links": shares })))
@@ -155,7 +194,8 @@ async fn revoke(
 #[derive(sqlx::FromRow)]
 struct Link {
     id: Uuid,
-    clip_id: Uuid,
+    clip_id: Option<Uuid>,
+    upload_id: Option<Uuid>,
     password_hash: Option<String>,
     live: bool,
 }
@@ -168,7 +208,7 @@ struct Access {
 /// The link for `token` if it is live and the password (query or `X-Share-Password`) fits.
 async fn resolve(state: &AppState, token: &str, headers: &HeaderMap, access: Access) -> ApiResult<Link> {
     let link: Link = sqlx::query_as(
-        "SELECT id, clip_id, password_hash, (revoked_at IS NULL AND expires_at > now()) AS live \
+        "SELECT id, clip_id, upload_id, password_hash, (revoked_at IS NULL AND expires_at > now()) AS live \
          FROM share_links WHERE token_hash = $1",
     )
     .bind(token_digest(token))
@@ -206,11 +246,14 @@ async fn open(
         .bind(link.id)
         .execute(&state.db)
         .await?;
-    let (name, duration, outputs): (String, Option<f64>, Value) =
-        sqlx::query_as("SELECT name, duration_s, outputs FROM clips WHERE id = $1")
-            .bind(link.clip_id)
-            .fetch_one(&state.db)
-            .await?;
+    let (name, duration, outputs): (String, Option<f64>, Value) = sqlx::query_as(
+        "SELECT name, duration_s, outputs FROM clips WHERE id = $1 \
+         UNION ALL SELECT title, duration_s, outputs FROM uploads WHERE id = $2",
+    )
+    .bind(link.clip_id)
+    .bind(link.upload_id)
+    .fetch_one(&state.db)
+    .await?;
     let mut files = serde_json::Map::new();
     if let Value::Object(map) = outputs {
         for (key, value) in map {
@@ -235,5 +278,9 @@ async fn file(
         return Err(ApiError::NotFound(format!("a share link serves no `{name}`")));
     }
     let link = resolve(&state, &token, &headers, access).await?;
-    super::clips::serve_output(&state, link.clip_id, &name, request).await
+    match (link.clip_id, link.upload_id) {
+        (Some(clip), _) => super::clips::serve_output(&state, clip, &name, request).await,
+        (None, Some(upload)) => crate::upload::serve_output(&state, upload, &name, request).await,
+        (None, None) => Err(ApiError::NotFound("this share link names nothing".into())),
+    }
 }

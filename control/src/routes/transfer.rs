@@ -234,9 +234,10 @@ async fn import(
     let production_id = Uuid::now_v7();
     let p = &document.production;
     sqlx::query(
-        "INSERT INTO productions (id, base_production_id, series, friendly_name, path, priority, active, archived, \
-                                  cover_image) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        // The cover thumbnail is a file of the exporting instance, not a row: the
+        // imported production starts without one.
+        "INSERT INTO productions (id, base_production_id, series, friendly_name, path, priority, active, archived) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(production_id)
     .bind(base_id)
@@ -246,7 +247,6 @@ async fn import(
     .bind(p.priority)
     .bind(p.active)
     .bind(p.archived)
-    .bind(&p.cover_image)
     .execute(&mut *tx)
     .await
     .map_err(|e| match ApiError::from(e) {

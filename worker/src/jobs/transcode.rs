@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::clip::{ClipRow, publish, run_ffmpeg};
 use super::{JobContext, JobError, db_error};
+use crate::config::TranscodeConfig;
 use crate::media::plan;
 
 pub async fn run(ctx: JobContext, payload: Transcode) -> Result<Value, JobError> {
@@ -22,46 +23,13 @@ pub async fn run(ctx: JobContext, payload: Transcode) -> Result<Value, JobError>
     }
     let services = ctx.services.clone();
     let staging = clip.staging(&ctx)?;
-    // Admins' settings override the worker's configured proxy size and bitrate.
-    let mut settings = services.transcode.clone();
-    if let Some(height) = stored_setting(&ctx, rushes_common::settings::PROXY_HEIGHT).await? {
-        settings.proxy_height = height;
-    }
-    if let Some(rate) = stored_setting(&ctx, rushes_common::settings::PROXY_BITRATE_KBPS).await? {
-        settings.proxy_bitrate_kbps = rate;
-    }
+    let settings = proxy_settings(&ctx).await?;
     let plan = plan::transcode(&source, &facts, &settings, &services.video, &staging);
-    ctx.log(
-        rushes_common::logs::Level::Info,
-        format!(
-            "ffmpeg ({}{}): {}",
-            services.video.encoder,
-            services
-                .video
-                .hw_decode
-                .map(|d| format!(", {d} decoding"))
-                .unwrap_or_default(),
-            plan.outputs.join(", ")
-        ),
-    );
+    log_plan(&ctx, &plan);
     run_ffmpeg(&ctx, plan.args, facts.duration_s).await?;
     publish(staging, &plan.outputs)?;
 
-    let mut outputs = serde_json::Map::new();
-    let mut tracks = Vec::new();
-    for name in &plan.outputs {
-        match name.as_str() {
-            "proxy.mp4" | "proxy.m4a" => outputs.insert("proxy".into(), json!(name)),
-            "poster.jpg" => outputs.insert("poster".into(), json!(name)),
-            "audio.wav" => outputs.insert("wav".into(), json!(name)),
-            _ => {
-                tracks.push(name.clone());
-                None
-            }
-        };
-    }
-    outputs.insert("tracks".into(), json!(tracks));
-    let outputs = Value::Object(outputs);
+    let outputs = outputs_json(&plan.outputs);
     sqlx::query(
         "UPDATE clips SET outputs = $2, transcoded_at = now(), updated_at = now() \
          WHERE id = $1 AND transcode_job_id = $3",
@@ -82,6 +50,53 @@ pub async fn run(ctx: JobContext, payload: Transcode) -> Result<Value, JobError>
     }
     ctx.set_progress(1.0);
     Ok(json!({ "outputs": outputs, "encoder": services.video.encoder, "hw_decode": services.video.hw_decode }))
+}
+
+/// The worker's proxy settings, with the admins' stored settings (proxy height and
+/// bitrate) taking precedence.
+pub(super) async fn proxy_settings(ctx: &JobContext) -> Result<TranscodeConfig, JobError> {
+    let mut settings = ctx.services.transcode.clone();
+    if let Some(height) = stored_setting(ctx, rushes_common::settings::PROXY_HEIGHT).await? {
+        settings.proxy_height = height;
+    }
+    if let Some(rate) = stored_setting(ctx, rushes_common::settings::PROXY_BITRATE_KBPS).await? {
+        settings.proxy_bitrate_kbps = rate;
+    }
+    Ok(settings)
+}
+
+/// Names the backend and the outputs in the job's log.
+pub(super) fn log_plan(ctx: &JobContext, plan: &plan::Plan) {
+    let video = &ctx.services.video;
+    ctx.log(
+        rushes_common::logs::Level::Info,
+        format!(
+            "ffmpeg ({}{}): {}",
+            video.encoder,
+            video.hw_decode.map(|d| format!(", {d} decoding")).unwrap_or_default(),
+            plan.outputs.join(", ")
+        ),
+    );
+}
+
+/// `{"proxy", "poster", "wav", "tracks": [..]}` from the files a plan wrote.
+pub(super) fn outputs_json(names: &[String]) -> Value {
+    let mut outputs = serde_json::Map::new();
+    let mut tracks = Vec::new();
+    for name in names {
+        let key = match name.as_str() {
+            "proxy.mp4" | "proxy.m4a" => "proxy",
+            "poster.jpg" => "poster",
+            "audio.wav" => "wav",
+            _ => {
+                tracks.push(name.clone());
+                continue;
+            }
+        };
+        outputs.insert(key.into(), json!(name));
+    }
+    outputs.insert("tracks".into(), json!(tracks));
+    Value::Object(outputs)
 }
 
 async fn stored_setting(ctx: &JobContext, key: &str) -> Result<Option<u32>, JobError> {

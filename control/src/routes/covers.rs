@@ -1,0 +1,158 @@
+//! A production's cover image: `PUT /api/v1/productions/{id}/cover` with a JPEG, PNG
+//! or WebP body (at most 10 MiB, at most 12 000 px a side) stores a JPEG thumbnail of
+//! at most 640×640; `GET` serves it, `DELETE` resets to none. Changing it needs the
+//! `edit_metadata` policy on the production.
+
+use std::io::Cursor;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::put;
+use axum::{Extension, Router};
+use image::ImageReader;
+use image::codecs::jpeg::JpegEncoder;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::audit::{self, Change};
+use crate::auth::{Caller, Policy};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Path;
+use crate::state::AppState;
+
+/// Largest cover image accepted.
+pub const MAX_COVER_BYTES: usize = 10 << 20;
+const MAX_SIDE: u32 = 12_000;
+const THUMBNAIL_SIDE: u32 = 640;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/productions/{id}/cover",
+        put(upload)
+            .get(serve)
+            .delete(reset)
+            .layer(DefaultBodyLimit::max(MAX_COVER_BYTES)),
+    )
+}
+
+/// Decodes the image (format from its bytes, not its name), refusing anything too
+/// large to decode safely, and encodes a thumbnail as JPEG.
+fn thumbnail(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    if reader.format().is_none() {
+        return Err("not a JPEG, PNG or WebP image".into());
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(512 << 20);
+    reader.limits(limits);
+    let image = reader.decode().map_err(|e| e.to_string())?;
+    let thumb = image.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE).into_rgb8();
+    let mut out = Vec::new();
+    JpegEncoder::new_with_quality(&mut out, 85)
+        .encode_image(&thumb)
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    caller.require(&state, Policy::EditMetadata, id).await?;
+    if body.is_empty() {
+        return Err(ApiError::Unprocessable("the body must be the image".into()));
+    }
+    let jpeg = tokio::task::spawn_blocking(move || thumbnail(&body))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("the thumbnail task failed")))?
+        .map_err(|why| ApiError::Unprocessable(format!("not a usable image: {why}")))?;
+    let path = state.media.cover_path(id);
+    let partial = path.with_extension("jpg.part");
+    let write = async {
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        tokio::fs::write(&partial, &jpeg).await?;
+        tokio::fs::rename(&partial, &path).await
+    };
+    write
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("cannot store the cover image")))?;
+    let url = format!(
+        "/api/v1/productions/{id}/cover?v={}",
+        chrono::Utc::now().timestamp_millis()
+    );
+    set_cover(&state, &caller, id, Some(&url)).await?;
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({ "cover_image": url, "bytes": jpeg.len() })),
+    ))
+}
+
+async fn set_cover(state: &AppState, caller: &Caller, id: Uuid, url: Option<&str>) -> ApiResult<()> {
+    let mut tx = state.db.begin().await?;
+    let before: Option<Option<String>> =
+        sqlx::query_scalar("SELECT cover_image FROM productions WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(before) = before else {
+        return Err(ApiError::NotFound(format!("no production {id}")));
+    };
+    sqlx::query("UPDATE productions SET cover_image = $2 WHERE id = $1")
+        .bind(id)
+        .bind(url)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut *tx,
+        caller,
+        Change {
+            action: if url.is_some() {
+                "production.cover_set"
+            } else {
+                "production.cover_reset"
+            },
+            target_type: "production",
+            target_id: Some(id.to_string()),
+            before: Some(json!({ "cover_image": before })),
+            after: Some(json!({ "cover_image": url })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn serve(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+    request: Request,
+) -> ApiResult<Response> {
+    caller.require(&state, Policy::View, id).await?;
+    super::clips::serve_file(state.media.cover_path(id), request).await
+}
+
+async fn reset(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    caller.require(&state, Policy::EditMetadata, id).await?;
+    set_cover(&state, &caller, id, None).await?;
+    if let Err(err) = tokio::fs::remove_file(state.media.cover_path(id)).await
+        && err.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(production.id = %id, error = %err, "cannot remove the cover image");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

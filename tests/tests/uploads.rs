@@ -1,0 +1,266 @@
+//! Uploaded files: review files of a production (streamed upload under a size limit,
+//! transcoded, listed, shared, retranscoded, deleted) and production cover images.
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+use rushes_tests::media::{Clip, ffprobe};
+use rushes_tests::{TestEnv, UPLOAD_MAX_BYTES};
+use serde_json::{Value, json};
+
+fn file_part(path: &Path, name: &str) -> anyhow::Result<Part> {
+    Ok(Part::bytes(std::fs::read(path)?).file_name(name.to_owned()))
+}
+
+fn id(value: &Value) -> String {
+    value.as_str().unwrap_or_default().to_owned()
+}
+
+/// A production whose (empty) folder exists; returns its id.
+async fn production(env: &TestEnv, name: &str) -> anyhow::Result<String> {
+    let folder = name.to_lowercase();
+    std::fs::create_dir_all(env.media_root.join(&folder))?;
+    Ok(id(&env.production(name, 1, &folder, None).await?["id"]))
+}
+
+/// Folders left under the data directory's `uploads/`.
+fn upload_folders(env: &TestEnv) -> usize {
+    std::fs::read_dir(env.data_dir.join("uploads")).map_or(0, |dir| dir.count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_files_are_transcoded_shared_retranscoded_and_deleted() -> anyhow::Result<()> {
+    let env = TestEnv::with_worker("transcode=1").await?;
+    let pid = production(&env, "Review").await?;
+    let cut = env.scratch.join("cut v3.mov");
+    Clip::default().write(&cut)?;
+
+    let form = Form::new()
+        .part("file", file_part(&cut, "../../cut v3.mov")?)
+        .text("title", "Episode 1 — cut 3");
+    let (status, made) = env
+        .upload(&format!("/api/v1/productions/{pid}/review-files"), form)
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let file = id(&made["review_file"]["id"]);
+    assert_eq!(made["review_file"]["title"], "Episode 1 — cut 3");
+    assert_eq!(made["review_file"]["file_name"], "cut v3.mov", "no folder part is kept");
+    assert_eq!(made["review_file"]["size_bytes"], std::fs::metadata(&cut)?.len());
+    env.wait_state(
+        rushes_tests::job_id(&made["job"])?,
+        "succeeded",
+        Duration::from_secs(90),
+    )
+    .await?;
+
+    let (status, shown) = env.get(&format!("/api/v1/review-files/{file}")).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["transcode_state"], "done", "{shown}");
+    assert_eq!(shown["video_codec"], "h264");
+    assert_eq!(shown["audio_tracks"], 2);
+    assert_eq!(shown["start_timecode"], "10:00:00:00");
+    let proxy = id(&shown["media"]["proxy"]);
+    assert!(
+        proxy.ends_with(&format!("/review-files/{file}/media/proxy.mp4")),
+        "{shown}"
+    );
+    let fetched = env
+        .http
+        .get(env.url(&proxy))
+        .bearer_auth(rushes_tests::TOKEN)
+        .send()
+        .await?;
+    assert_eq!(fetched.status(), StatusCode::OK);
+    let local = env.scratch.join("fetched.mp4");
+    std::fs::write(&local, fetched.bytes().await?)?;
+    assert_eq!(ffprobe(&local)?["streams"][0]["codec_name"], "h264");
+    let original = env
+        .http
+        .get(env.url(&format!("/api/v1/review-files/{file}/media/original")))
+        .bearer_auth(rushes_tests::TOKEN)
+        .send()
+        .await?;
+    assert_eq!(original.status(), StatusCode::NOT_FOUND, "only outputs are served");
+
+    let (_, listed) = env.get(&format!("/api/v1/productions/{pid}/review-files")).await?;
+    assert_eq!(listed["review_files"].as_array().map(Vec::len), Some(1), "{listed}");
+
+    // A share link to the review file serves its proxy and nothing else.
+    let (status, share) = env
+        .post(
+            &format!("/api/v1/review-files/{file}/share"),
+            json!({ "expires_in_hours": 1 }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{share}");
+    assert_eq!(share["share"]["upload_id"], json!(file));
+    let url = id(&share["url"]).replace("http://rushes.test", &env.base_url);
+    let opened: Value = env.http.get(&url).send().await?.json().await?;
+    assert_eq!(opened["name"], "Episode 1 — cut 3", "{opened}");
+    let shared_proxy = id(&opened["files"]["proxy"]);
+    assert_eq!(
+        env.http.get(env.url(&shared_proxy)).send().await?.status(),
+        StatusCode::OK
+    );
+    for other in ["original", "audio.wav", "..%2F..%2Fclips", "%2E%2E%2Foriginal"] {
+        let response = env.http.get(format!("{url}/{other}")).send().await?;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{other}");
+    }
+
+    let (status, again) = env
+        .post(&format!("/api/v1/review-files/{file}/retranscode"), json!({}))
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    env.wait_state(
+        rushes_tests::job_id(&again["job"])?,
+        "succeeded",
+        Duration::from_secs(90),
+    )
+    .await?;
+
+    let (status, _) = env
+        .call(reqwest::Method::DELETE, &format!("/api/v1/review-files/{file}"), None)
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(upload_folders(&env), 0, "the folder goes with the row");
+    assert_eq!(env.http.get(&url).send().await?.status(), StatusCode::NOT_FOUND);
+    let (status, _) = env.get(&format!("/api/v1/review-files/{file}")).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_uploads_are_refused_and_leave_nothing_behind() -> anyhow::Result<()> {
+    let env = TestEnv::with_worker("transcode=1").await?;
+    let path = format!("/api/v1/productions/{}/review-files", production(&env, "Refuse").await?);
+
+    // Not multipart at all.
+    let (status, body) = env.post(&path, json!({ "file": "x" })).await?;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    // No file part; an unknown part; an empty file.
+    let (status, body) = env.upload(&path, Form::new().text("title", "t")).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap_or_default().contains("file"),
+        "{body}"
+    );
+    let form = Form::new()
+        .part("file", Part::bytes(vec![1u8; 10]).file_name("a.mov"))
+        .text("colour", "red");
+    let (status, body) = env.upload(&path, form).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let form = Form::new().part("file", Part::bytes(Vec::new()).file_name("a.mov"));
+    let (status, _) = env.upload(&path, form).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Just over the limit: 413, and the partial file is gone.
+    let size = usize::try_from(UPLOAD_MAX_BYTES)? + 1024;
+    let form = Form::new().part("file", Part::bytes(vec![0u8; size]).file_name("big.mov"));
+    let (status, body) = env.upload(&path, form).await?;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    // An unknown production.
+    let form = Form::new().part("file", Part::bytes(vec![1u8; 10]).file_name("a.mov"));
+    let (status, _) = env
+        .upload(
+            &format!("/api/v1/productions/{}/review-files", uuid::Uuid::new_v4()),
+            form,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(upload_folders(&env), 0, "refused uploads leave no folder");
+
+    // Accepted bytes that are not media: the transcode fails once, with ffprobe's reason.
+    let form = Form::new().part(
+        "file",
+        Part::bytes(b"just some text, not a film".to_vec()).file_name("notes.mov"),
+    );
+    let (status, made) = env.upload(&path, form).await?;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let job = env
+        .wait_state(rushes_tests::job_id(&made["job"])?, "failed", Duration::from_secs(60))
+        .await?;
+    assert_eq!(job["attempts"], 1, "{job}");
+    assert!(
+        job["error"].as_str().unwrap_or_default().contains("not a media file"),
+        "{job}"
+    );
+    let (_, shown) = env
+        .get(&format!("/api/v1/review-files/{}", id(&made["review_file"]["id"])))
+        .await?;
+    assert_eq!(shown["transcode_state"], "failed", "{shown}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cover_images_are_validated_thumbnailed_and_reset() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let pid = production(&env, "Covers").await?;
+    let path = format!("/api/v1/productions/{pid}/cover");
+    let png = env.scratch.join("cover.png");
+    let made = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=1600x900",
+            "-frames:v",
+            "1",
+        ])
+        .arg(&png)
+        .status()?;
+    anyhow::ensure!(made.success(), "ffmpeg could not make a PNG");
+
+    let put = |body: Vec<u8>| {
+        let request = env.http.put(env.url(&path)).bearer_auth(rushes_tests::TOKEN).body(body);
+        TestEnv::answer(request)
+    };
+    let (status, body) = put(std::fs::read(&png)?).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let url = id(&body["cover_image"]);
+    assert!(url.starts_with(&path), "{body}");
+    let (_, shown) = env.get(&format!("/api/v1/productions/{pid}")).await?;
+    assert_eq!(shown["cover_image"], json!(url), "{shown}");
+
+    let served = env
+        .http
+        .get(env.url(&url))
+        .bearer_auth(rushes_tests::TOKEN)
+        .send()
+        .await?;
+    assert_eq!(served.status(), StatusCode::OK);
+    let thumb = env.scratch.join("thumb.jpg");
+    std::fs::write(&thumb, served.bytes().await?)?;
+    let probed = ffprobe(&thumb)?;
+    assert_eq!(probed["streams"][0]["codec_name"], "mjpeg", "{probed}");
+    assert_eq!(probed["streams"][0]["width"], 640);
+    assert_eq!(probed["streams"][0]["height"], 360);
+
+    // Not an image, a truncated image, nothing, too large: refused; the cover stays.
+    let bytes = std::fs::read(&png)?;
+    for bad in [
+        b"<html>not an image</html>".to_vec(),
+        bytes[..bytes.len() / 3].to_vec(),
+        Vec::new(),
+    ] {
+        let (status, body) = put(bad).await?;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    }
+    let (status, _) = put(vec![0u8; (10 << 20) + 1]).await?;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (_, shown) = env.get(&format!("/api/v1/productions/{pid}")).await?;
+    assert_eq!(shown["cover_image"], json!(url));
+
+    let (status, _) = env.call(reqwest::Method::DELETE, &path, None).await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, shown) = env.get(&format!("/api/v1/productions/{pid}")).await?;
+    assert_eq!(shown["cover_image"], Value::Null);
+    let (status, _) = env.get(&path).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, audit) = env.get("/api/v1/audit-log?action=production.cover_reset").await?;
+    assert_eq!(audit["entries"].as_array().map(Vec::len), Some(1), "{audit}");
+    Ok(())
+}
