@@ -15,6 +15,8 @@ pub mod schedule;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod timecode;
+pub mod transcripts;
 
 /// The version every Rushes process reports (workers row, `/healthz`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -191,6 +191,23 @@ pub fn password_reset(username: &str, link: &str, valid_minutes: i64) -> Mail {
     }
 }
 
+/// A finished transcript, for whoever asked for it.
+pub fn transcript_ready(name: &str, segments: usize, duration_s: f64, link: &str) -> Mail {
+    let minutes = duration_s / 60.0;
+    Mail {
+        subject: format!("Transcript ready: {name}"),
+        text: format!(
+            "The transcript of {name} ({minutes:.1} min, {segments} segments) is ready.\n\nRead or export it at {link}\n"
+        ),
+        html: format!(
+            "<p>The transcript of <b>{}</b> ({minutes:.1} min, {segments} segments) is ready.</p>\
+             <p><a href=\"{link}\">Read or export it</a></p>",
+            escape_html(name),
+            link = escape_html(link),
+        ),
+    }
+}
+
 /// An invitation to join Rushes.
 pub fn invitation(inviter: &str, link: &str, valid_days: i64) -> Mail {
     Mail {

@@ -10,6 +10,7 @@ pub mod mail;
 pub mod metrics;
 pub mod routes;
 pub mod state;
+pub mod transcript_export;
 pub mod upload;
 
 use anyhow::Context as _;

@@ -196,6 +196,18 @@ pub async fn create(
     requested_by: &str,
 ) -> ApiResult<(UploadView, JobRecord)> {
     let mut tx = state.db.begin().await?;
+    let job = insert(&mut tx, &received, &new, requested_by).await?;
+    tx.commit().await?;
+    finish(state, received, job).await
+}
+
+/// Inserts the upload's row and queues its transcode (in the caller's transaction).
+pub async fn insert(
+    tx: &mut sqlx::PgConnection,
+    received: &Received,
+    new: &NewUpload<'_>,
+    requested_by: &str,
+) -> ApiResult<JobRecord> {
     let (num, den) = new.frame_rate.map_or((None, None), |(n, d)| (Some(n), Some(d)));
     sqlx::query(
         "INSERT INTO uploads (id, purpose, production_id, title, file_name, size_bytes, roll, shooter, shoot_date, \
@@ -219,8 +231,11 @@ pub async fn create(
     .bind(requested_by)
     .execute(&mut *tx)
     .await?;
-    let job = queue_transcode(&mut tx, received.id, new.priority, requested_by).await?;
-    tx.commit().await?;
+    queue_transcode(tx, received.id, new.priority, requested_by).await
+}
+
+/// After the commit: keeps the file, publishes the job, and loads the upload's view.
+pub async fn finish(state: &AppState, received: Received, job: JobRecord) -> ApiResult<(UploadView, JobRecord)> {
     let id = received.id;
     received.keep();
     let job = publish(state, job).await;

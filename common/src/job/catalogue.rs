@@ -13,6 +13,7 @@ use super::email::{Email, SendEmailDraft};
 use super::maintenance::{PurgeJobs, ReapWorkers};
 use super::media::{Scan, ScanAll, Transcode, TranscodeLong, TranscodeUpload};
 use super::sleep::Sleep;
+use super::transcription::Transcribe;
 
 /// A job family: one durable priority queue each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -130,7 +131,7 @@ fn validate_json<P: JobPayload>(payload: &serde_json::Value) -> Result<(), Strin
     parsed.validate()
 }
 
-static CATALOGUE: [KindSpec; 13] = [
+static CATALOGUE: [KindSpec; 14] = [
     KindSpec::of::<Sleep>(),
     KindSpec::of::<PurgeJobs>(),
     KindSpec::of::<ReapWorkers>(),
@@ -139,6 +140,7 @@ static CATALOGUE: [KindSpec; 13] = [
     KindSpec::of::<Transcode>(),
     KindSpec::of::<TranscodeLong>(),
     KindSpec::of::<TranscodeUpload>(),
+    KindSpec::of::<Transcribe>(),
     KindSpec::of::<Email>(),
     KindSpec::of::<ImportUsers>(),
     KindSpec::of::<GroupUsers>(),

@@ -9,6 +9,7 @@ pub mod maintenance;
 pub mod media;
 mod record;
 pub mod sleep;
+pub mod transcription;
 
 pub use catalogue::{JobPayload, KindSpec, QueueFamily, UnknownQueue, catalogue, spec};
 pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError};

@@ -144,7 +144,7 @@ async fn find(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<ClipRow>
 }
 
 /// Requires `policy` on the production of every clip in `ids`.
-async fn require_on_clips(state: &AppState, caller: &Caller, policy: Policy, ids: &[Uuid]) -> ApiResult<()> {
+pub(crate) async fn require_on_clips(state: &AppState, caller: &Caller, policy: Policy, ids: &[Uuid]) -> ApiResult<()> {
     if caller.is_admin {
         return Ok(());
     }
@@ -331,14 +331,14 @@ async fn related(
 /// Which clips to act on: explicit ids, or a production (optionally one card of it).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Selection {
-    ids: Option<Vec<Uuid>>,
-    production_id: Option<Uuid>,
-    card: Option<String>,
+pub(crate) struct Selection {
+    pub ids: Option<Vec<Uuid>>,
+    pub production_id: Option<Uuid>,
+    pub card: Option<String>,
 }
 
 /// The selected present clips with their production's priority.
-async fn select(state: &AppState, selection: &Selection) -> ApiResult<Vec<(Uuid, u8)>> {
+pub(crate) async fn select(state: &AppState, selection: &Selection) -> ApiResult<Vec<(Uuid, u8)>> {
     match (&selection.ids, selection.production_id) {
         (Some(ids), None) => bulk_ids(ids)?,
         (None, Some(_)) => {}

@@ -31,14 +31,19 @@ async fn clip_counts(state: &AppState) -> ApiResult<Value> {
     if let Some(hit) = state.cache.get(COUNTS_KEY, ttl) {
         return Ok(hit);
     }
-    // Until transcripts exist, every transcoded clip with a WAV waits for transcription.
-    let (waiting, transcoded, failed, waiting_transcribe, missing): (i64, i64, i64, i64, i64) = sqlx::query_as(
+    let (waiting, transcoded, failed, missing): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE transcode_state IN ('pending', 'queued', 'running') AND NOT missing), \
                 count(*) FILTER (WHERE transcode_state = 'done'), \
                 count(*) FILTER (WHERE transcode_state IN ('failed', 'cancelled')), \
-                count(*) FILTER (WHERE transcode_state = 'done' AND outputs ? 'wav'), \
                 count(*) FILTER (WHERE missing) \
          FROM clips",
+    )
+    .fetch_one(&state.db)
+    .await?;
+    let (waiting_transcribe, transcribed, transcribe_failed): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE state IN ('queued', 'running')), count(*) FILTER (WHERE state = 'done'), \
+                count(*) FILTER (WHERE state IN ('failed', 'cancelled')) \
+         FROM transcripts WHERE clip_id IS NOT NULL",
     )
     .fetch_one(&state.db)
     .await?;
@@ -47,7 +52,8 @@ async fn clip_counts(state: &AppState) -> ApiResult<Value> {
         "clips_transcoded": transcoded,
         "clips_failed": failed,
         "clips_waiting_transcribe": waiting_transcribe,
-        "clips_transcribed": 0,
+        "clips_transcribed": transcribed,
+        "clips_transcribe_failed": transcribe_failed,
         "clips_missing": missing,
         "counted_at": Utc::now(),
     });

@@ -22,7 +22,9 @@ pub mod stats;
 pub mod system;
 pub mod system_info;
 pub mod tags;
+pub mod transcripts;
 pub mod transfer;
+pub mod uploads;
 pub mod users;
 pub mod workers;
 
@@ -77,6 +79,8 @@ pub fn app(state: AppState) -> Router {
         .merge(clips::router())
         .merge(covers::router())
         .merge(review_files::router())
+        .merge(transcripts::router())
+        .merge(uploads::router())
         .merge(tags::router())
         .merge(shares::router())
         .merge(users::router())

@@ -120,6 +120,7 @@ struct ProductionBody {
     owner_id: Option<Uuid>,
     active: Option<bool>,
     archived: Option<bool>,
+    auto_transcribe: Option<bool>,
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -136,6 +137,8 @@ struct ProductionView {
     owner_id: Option<Uuid>,
     active: bool,
     archived: bool,
+    /// Clips are transcribed after their first transcode.
+    auto_transcribe: bool,
     cover_image: Option<String>,
     last_scan_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
@@ -145,7 +148,8 @@ struct ProductionView {
 macro_rules! production_select {
     () => {
         "SELECT p.id, p.base_production_id, b.name AS base_name, b.name || ' Series ' || p.series AS name, \
-                p.series, p.friendly_name, p.path, p.priority, p.owner_id, p.active, p.archived, p.cover_image, \
+                p.series, p.friendly_name, p.path, p.priority, p.owner_id, p.active, p.archived, p.auto_transcribe, \
+                p.cover_image, \
                 p.last_scan_at, p.created_at, \
                 (SELECT count(*) FROM clips c WHERE c.production_id = p.id AND NOT c.missing) AS clips \
          FROM productions p JOIN base_productions b ON b.id = p.base_production_id "
@@ -240,8 +244,8 @@ async fn create(
     let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO productions (id, base_production_id, series, friendly_name, path, priority, owner_id, active, \
-                                  archived) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                  archived, auto_transcribe) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(id)
     .bind(base)
@@ -252,6 +256,7 @@ async fn create(
     .bind(body.owner_id)
     .bind(body.active.unwrap_or(true))
     .bind(body.archived.unwrap_or(false))
+    .bind(body.auto_transcribe.unwrap_or(true))
     .execute(&state.db)
     .await
     .map_err(unknown_reference)?;
@@ -331,6 +336,7 @@ async fn update(
         "UPDATE productions SET series = COALESCE($2, series), friendly_name = COALESCE($3, friendly_name), \
              path = COALESCE($4, path), priority = COALESCE($5, priority), owner_id = COALESCE($6, owner_id), \
              active = COALESCE($7, active), archived = COALESCE($8, archived), \
+             auto_transcribe = COALESCE($9, auto_transcribe), \
              tree_digest = CASE WHEN $4 IS NULL OR $4 = path THEN tree_digest END \
          WHERE id = $1",
     )
@@ -342,6 +348,7 @@ async fn update(
     .bind(body.owner_id)
     .bind(body.active)
     .bind(body.archived)
+    .bind(body.auto_transcribe)
     .execute(&state.db)
     .await
     .map_err(unknown_reference)?;

@@ -50,7 +50,6 @@ async fn stats(State(state): State<AppState>, Query(range): Query<Range>) -> Api
             "from must not be after to, and the range at most {MAX_DAYS} days"
         )));
     }
-    // Hours transcribed stay 0 until transcripts exist.
     let days: Vec<Day> = sqlx::query_as(
         "WITH days AS (SELECT d::date AS date FROM generate_series($1::date, $2::date, interval '1 day') AS d) \
          SELECT days.date, \
@@ -60,7 +59,9 @@ async fn stats(State(state): State<AppState>, Query(range): Query<Range>) -> Api
                 (SELECT count(*) FROM clips c WHERE (c.first_seen_at AT TIME ZONE 'UTC')::date = days.date) AS clips_found, \
                 COALESCE((SELECT sum(c.duration_s) / 3600 FROM clips c \
                           WHERE (c.transcoded_at AT TIME ZONE 'UTC')::date = days.date), 0)::float8 AS hours_transcoded, \
-                0::float8 AS hours_transcribed, \
+                COALESCE((SELECT sum(t.duration_s) / 3600 FROM transcripts t \
+                          WHERE (t.transcribed_at AT TIME ZONE 'UTC')::date = days.date), 0)::float8 \
+                    AS hours_transcribed, \
                 (SELECT count(*) FROM jobs j WHERE j.state = 'succeeded' \
                     AND (j.finished_at AT TIME ZONE 'UTC')::date = days.date) AS jobs_succeeded, \
                 (SELECT count(*) FROM jobs j WHERE j.state = 'failed' \

@@ -1,6 +1,6 @@
 //! Moving a production between instances: `GET /productions/{id}/export` writes a
 //! versioned JSON document of every database row of the production (clips, skipped
-//! files; transcripts, tags and markers as those arrive), and `POST /productions/import`
+//! files, transcripts with their segments, tags and markers), and `POST /productions/import`
 //! reads one back with new ids and the rushes folder re-rooted. Outputs are not part of
 //! the document: imported clips are pending, ready for "transcode pending".
 
@@ -88,12 +88,132 @@ struct MarkerRow {
     created_by: String,
 }
 
+/// A clip's transcript with its segments, the clip named by its path.
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
+struct TranscriptRow {
+    #[serde(skip)]
+    id: Uuid,
+    clip_path: String,
+    state: String,
+    audio_track: i32,
+    language: Option<String>,
+    task: String,
+    initial_prompt: Option<String>,
+    model: Option<String>,
+    detected_language: Option<String>,
+    language_probability: Option<f32>,
+    duration_s: Option<f64>,
+    requested_by: String,
+    created_at: DateTime<Utc>,
+    transcribed_at: Option<DateTime<Utc>>,
+    edited_at: Option<DateTime<Utc>>,
+    #[sqlx(skip)]
+    segments: Vec<SegmentRow>,
+}
+
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
+struct SegmentRow {
+    #[serde(skip)]
+    transcript_id: Uuid,
+    idx: i32,
+    start_s: f64,
+    end_s: f64,
+    text: String,
+    avg_logprob: Option<f32>,
+    no_speech_prob: Option<f32>,
+    edited: bool,
+}
+
 #[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
 struct SkipRow {
     path: String,
     size_bytes: i64,
     mtime_ns: i64,
     reason: String,
+}
+
+/// Stores an imported transcript and its segments. Without a job here, one that was
+/// not done arrives cancelled (re-transcribe it).
+async fn insert_transcript(
+    tx: &mut sqlx::PgConnection,
+    clip: Uuid,
+    t: &TranscriptRow,
+    caller: &Caller,
+) -> ApiResult<()> {
+    if !rushes_common::transcripts::TASKS.contains(&t.task.as_str()) {
+        return Err(ApiError::Unprocessable(format!(
+            "transcripts: unknown task `{}`",
+            t.task
+        )));
+    }
+    let id = Uuid::now_v7();
+    let done = t.state == "done" && t.transcribed_at.is_some();
+    sqlx::query(
+        "INSERT INTO transcripts (id, clip_id, state, audio_track, language, task, initial_prompt, model, \
+                                  detected_language, language_probability, duration_s, requested_by, created_at, \
+                                  transcribed_at, edited_at) \
+         VALUES ($1, $2, $3::transcode_state, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(id)
+    .bind(clip)
+    .bind(if done { "done" } else { "cancelled" })
+    .bind(t.audio_track)
+    .bind(&t.language)
+    .bind(&t.task)
+    .bind(&t.initial_prompt)
+    .bind(&t.model)
+    .bind(&t.detected_language)
+    .bind(t.language_probability)
+    .bind(t.duration_s)
+    .bind(if t.requested_by.is_empty() {
+        caller.name.as_str()
+    } else {
+        t.requested_by.as_str()
+    })
+    .bind(t.created_at)
+    .bind(t.transcribed_at)
+    .bind(t.edited_at)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| match ApiError::from(e) {
+        ApiError::Conflict(_) => ApiError::Unprocessable(format!("transcripts: `{}` has two", t.clip_path)),
+        other => other,
+    })?;
+    for s in &t.segments {
+        if !(s.start_s.is_finite() && s.end_s.is_finite() && s.end_s >= s.start_s) {
+            return Err(ApiError::Unprocessable(format!(
+                "transcripts: segment {} of `{}` ends before it starts",
+                s.idx, t.clip_path
+            )));
+        }
+    }
+    let idx: Vec<i32> = t.segments.iter().map(|s| s.idx).collect();
+    let start: Vec<f64> = t.segments.iter().map(|s| s.start_s).collect();
+    let end: Vec<f64> = t.segments.iter().map(|s| s.end_s).collect();
+    let text: Vec<&str> = t.segments.iter().map(|s| s.text.as_str()).collect();
+    let logprob: Vec<Option<f32>> = t.segments.iter().map(|s| s.avg_logprob).collect();
+    let no_speech: Vec<Option<f32>> = t.segments.iter().map(|s| s.no_speech_prob).collect();
+    let edited: Vec<bool> = t.segments.iter().map(|s| s.edited).collect();
+    sqlx::query(
+        "INSERT INTO transcript_segments (transcript_id, idx, start_s, end_s, text, avg_logprob, no_speech_prob, edited) \
+         SELECT $1, * FROM unnest($2::int[], $3::float8[], $4::float8[], $5::text[], $6::real[], $7::real[], \
+                                  $8::bool[])",
+    )
+    .bind(id)
+    .bind(idx)
+    .bind(start)
+    .bind(end)
+    .bind(text)
+    .bind(logprob)
+    .bind(no_speech)
+    .bind(edited)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| match ApiError::from(e) {
+        ApiError::Conflict(_) => ApiError::Unprocessable(format!("transcripts: `{}` repeats a segment", t.clip_path)),
+        other => other,
+    })?;
+    Ok(())
 }
 
 /// The document.
@@ -110,7 +230,7 @@ struct Document {
     #[serde(default)]
     scan_skips: Vec<SkipRow>,
     #[serde(default)]
-    transcripts: Vec<Value>,
+    transcripts: Vec<TranscriptRow>,
     #[serde(default)]
     tags: Vec<TagRow>,
     #[serde(default)]
@@ -169,6 +289,30 @@ async fn export(
     .bind(id)
     .fetch_all(&state.db)
     .await?;
+    let mut transcripts: Vec<TranscriptRow> = sqlx::query_as(
+        "SELECT t.id, c.path AS clip_path, t.state::text AS state, t.audio_track, t.language, t.task, t.initial_prompt, \
+                t.model, t.detected_language, t.language_probability, t.duration_s, t.requested_by, t.created_at, \
+                t.transcribed_at, t.edited_at \
+         FROM transcripts t JOIN clips c ON c.id = t.clip_id WHERE c.production_id = $1 ORDER BY c.path",
+    )
+    .bind(id)
+    .fetch_all(&state.db)
+    .await?;
+    let segments: Vec<SegmentRow> = sqlx::query_as(
+        "SELECT s.transcript_id, s.idx, s.start_s, s.end_s, s.text, s.avg_logprob, s.no_speech_prob, s.edited \
+         FROM transcript_segments s JOIN transcripts t ON t.id = s.transcript_id JOIN clips c ON c.id = t.clip_id \
+         WHERE c.production_id = $1 ORDER BY s.transcript_id, s.idx",
+    )
+    .bind(id)
+    .fetch_all(&state.db)
+    .await?;
+    let mut by_transcript: std::collections::HashMap<Uuid, Vec<SegmentRow>> = std::collections::HashMap::new();
+    for segment in segments {
+        by_transcript.entry(segment.transcript_id).or_default().push(segment);
+    }
+    for transcript in &mut transcripts {
+        transcript.segments = by_transcript.remove(&transcript.id).unwrap_or_default();
+    }
     let document = Document {
         format: FORMAT.to_owned(),
         version: VERSION,
@@ -177,7 +321,7 @@ async fn export(
         production,
         clips,
         scan_skips,
-        transcripts: Vec::new(),
+        transcripts,
         tags,
         markers,
         path: None,
@@ -357,6 +501,15 @@ async fn import(
             .bind(&marker.created_by)
             .execute(&mut *tx)
             .await?;
+    }
+    for transcript in &document.transcripts {
+        insert_transcript(
+            &mut tx,
+            new_clip(&transcript.clip_path, "transcripts")?,
+            transcript,
+            &caller,
+        )
+        .await?;
     }
     let change = Change {
         action: "production.import",

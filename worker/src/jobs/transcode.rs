@@ -4,7 +4,9 @@
 use rushes_common::enqueue::{self, NewJob};
 use rushes_common::job::JobPayload as _;
 use rushes_common::job::media::{Transcode, TranscodeLong};
+use rushes_common::transcripts;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use super::clip::{ClipRow, publish, run_ffmpeg};
 use super::{JobContext, JobError, db_error};
@@ -41,6 +43,8 @@ pub async fn run(ctx: JobContext, payload: Transcode) -> Result<Value, JobError>
     .await
     .map_err(db_error)?;
 
+    queue_transcription(&ctx, &clip).await;
+
     let mut long = NewJob::new(TranscodeLong::KIND, json!(TranscodeLong { clip_id: clip.id }));
     long.priority = u8::try_from(clip.priority).ok();
     long.parent_id = Some(ctx.job_id);
@@ -50,6 +54,43 @@ pub async fn run(ctx: JobContext, payload: Transcode) -> Result<Value, JobError>
     }
     ctx.set_progress(1.0);
     Ok(json!({ "outputs": outputs, "encoder": services.video.encoder, "hw_decode": services.video.hw_decode }))
+}
+
+/// Scan → transcode → transcribe: a clip with sound whose production transcribes on
+/// ingest, and that has no transcript yet, gets one queued. A failure here is logged,
+/// not the transcode's: the clip can be transcribed by hand.
+async fn queue_transcription(ctx: &JobContext, clip: &ClipRow) {
+    if clip.audio_tracks == 0 {
+        return;
+    }
+    let queue = async {
+        let mut tx = ctx.db.begin().await?;
+        let wanted: bool = sqlx::query_scalar(
+            "SELECT p.auto_transcribe AND NOT EXISTS (SELECT 1 FROM transcripts t WHERE t.clip_id = c.id) \
+             FROM clips c JOIN productions p ON p.id = c.production_id WHERE c.id = $1",
+        )
+        .bind(clip.id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .unwrap_or(false);
+        if !wanted {
+            return Ok(Vec::new());
+        }
+        let pairs = transcripts::upsert_for_clips(&mut tx, &[clip.id], None, "transcode", None).await?;
+        let priority = u8::try_from(clip.priority).unwrap_or(rushes_common::job::DEFAULT_PRIORITY);
+        let queued: Vec<(Uuid, u8)> = pairs.iter().map(|(_, t)| (*t, priority)).collect();
+        let jobs = transcripts::queue(&mut tx, &queued, Some(ctx.job_id), "transcode").await?;
+        tx.commit().await?;
+        anyhow::Ok(jobs)
+    };
+    match queue.await {
+        Ok(mut jobs) => {
+            if let Err(err) = enqueue::publish(&ctx.db, &ctx.publisher, &mut jobs).await {
+                tracing::warn!(error = %err, "transcription committed but not published; the relay will publish it");
+            }
+        }
+        Err(err) => tracing::warn!(clip.id = %clip.id, error = %err, "cannot queue the clip's transcription"),
+    }
 }
 
 /// The worker's proxy settings, with the admins' stored settings (proxy height and

@@ -2,8 +2,11 @@
 //! transcription) is probed, then gets the same outputs as a clip — proxy, poster,
 //! per-track audio and the 16 kHz WAV — staged and renamed into its folder.
 
+use rushes_common::enqueue;
+use rushes_common::job::DEFAULT_PRIORITY;
 use rushes_common::job::media::TranscodeUpload;
 use rushes_common::media::UPLOAD_ORIGINAL;
+use rushes_common::transcripts;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -70,8 +73,39 @@ pub async fn run(ctx: JobContext, payload: TranscodeUpload) -> Result<Value, Job
         .execute(&ctx.db)
         .await
         .map_err(db_error)?;
+    let transcript = if upload.purpose == "transcription" {
+        queue_transcription(&ctx, id).await?
+    } else {
+        None
+    };
     ctx.set_progress(1.0);
-    Ok(json!({ "upload_id": id, "purpose": upload.purpose, "outputs": outputs }))
+    Ok(json!({ "upload_id": id, "purpose": upload.purpose, "outputs": outputs, "transcript_id": transcript }))
+}
+
+/// Queues the upload's transcription (its transcript row was made with the upload);
+/// returns the transcript's id. A retried transcode does not queue it twice.
+async fn queue_transcription(ctx: &JobContext, upload: Uuid) -> Result<Option<Uuid>, JobError> {
+    let mut tx = ctx.db.begin().await.map_err(db_error)?;
+    let transcript: Option<(Uuid, Option<Uuid>)> =
+        sqlx::query_as("SELECT id, job_id FROM transcripts WHERE upload_id = $1 FOR UPDATE")
+            .bind(upload)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    let Some((transcript, current)) = transcript else {
+        return Ok(None);
+    };
+    let mut jobs = Vec::new();
+    if current.is_none() {
+        jobs = transcripts::queue(&mut tx, &[(transcript, DEFAULT_PRIORITY)], Some(ctx.job_id), "upload")
+            .await
+            .map_err(|e| JobError::Retryable(format!("cannot queue the transcription: {e}")))?;
+    }
+    tx.commit().await.map_err(db_error)?;
+    if let Err(err) = enqueue::publish(&ctx.db, &ctx.publisher, &mut jobs).await {
+        tracing::warn!(error = %err, "transcription committed but not published; the relay will publish it");
+    }
+    Ok(Some(transcript))
 }
 
 /// Stores what ffprobe found; the uploader's frame rate and start timecode win over

@@ -1,0 +1,157 @@
+//! Queueing transcriptions: a clip gets (or keeps) its one transcript row holding the
+//! options, and each transcript gets a new `transcribe` job it points at, in the
+//! caller's transaction; the caller publishes the returned jobs after committing.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::enqueue::{self, EnqueueError, NewJob};
+use crate::job::transcription::Transcribe;
+use crate::job::{JobPayload as _, JobRecord};
+
+/// Whisper's tasks.
+pub const TASKS: [&str; 2] = ["transcribe", "translate"];
+
+/// How to transcribe: which audio, which language, what task.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// 0 = the mix of every track (the clip's WAV); n = that audio track alone.
+    #[serde(default)]
+    pub audio_track: i32,
+    /// An ISO 639-1 code; `None` = detect (multilingual models).
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Translate to English instead of transcribing.
+    #[serde(default)]
+    pub translate: bool,
+    /// Text that primes the decoder (names, spellings).
+    #[serde(default)]
+    pub initial_prompt: Option<String>,
+}
+
+impl Options {
+    /// Checks the options; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0..=64).contains(&self.audio_track) {
+            return Err("audio_track: 0 (the mix) to 64".into());
+        }
+        if let Some(lang) = &self.language
+            && (!(2..=3).contains(&lang.len()) || !lang.bytes().all(|b| b.is_ascii_lowercase()))
+        {
+            return Err(format!("language: a two- or three-letter code like `en`, got `{lang}`"));
+        }
+        if self.initial_prompt.as_ref().is_some_and(|p| p.chars().count() > 2000) {
+            return Err("initial_prompt: at most 2000 characters".into());
+        }
+        Ok(())
+    }
+
+    pub fn task(&self) -> &'static str {
+        if self.translate { "translate" } else { "transcribe" }
+    }
+}
+
+/// Creates the transcript of each clip that has none, or sets new options on the one
+/// it has (when `options` is given); returns `(clip, transcript)` pairs.
+pub async fn upsert_for_clips(
+    tx: &mut PgConnection,
+    clips: &[Uuid],
+    options: Option<&Options>,
+    requested_by: &str,
+    notify_user_id: Option<Uuid>,
+) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+    let ids: Vec<Uuid> = clips.iter().map(|_| Uuid::now_v7()).collect();
+    let defaults = Options::default();
+    let o = options.unwrap_or(&defaults);
+    sqlx::query_as(
+        "INSERT INTO transcripts (id, clip_id, audio_track, language, task, initial_prompt, requested_by, \
+                                  notify_user_id) \
+         SELECT u.id, u.clip_id, $3, $4, $5, $6, $7, $8 FROM unnest($1::uuid[], $2::uuid[]) AS u(id, clip_id) \
+         ON CONFLICT (clip_id) WHERE clip_id IS NOT NULL DO UPDATE SET \
+             audio_track = CASE WHEN $9 THEN EXCLUDED.audio_track ELSE transcripts.audio_track END, \
+             language = CASE WHEN $9 THEN EXCLUDED.language ELSE transcripts.language END, \
+             task = CASE WHEN $9 THEN EXCLUDED.task ELSE transcripts.task END, \
+             initial_prompt = CASE WHEN $9 THEN EXCLUDED.initial_prompt ELSE transcripts.initial_prompt END, \
+             requested_by = EXCLUDED.requested_by, \
+             notify_user_id = EXCLUDED.notify_user_id \
+         RETURNING clip_id, id",
+    )
+    .bind(&ids)
+    .bind(clips)
+    .bind(o.audio_track)
+    .bind(&o.language)
+    .bind(o.task())
+    .bind(&o.initial_prompt)
+    .bind(requested_by)
+    .bind(notify_user_id)
+    .bind(options.is_some())
+    .fetch_all(&mut *tx)
+    .await
+}
+
+/// Inserts one `transcribe` job per `(transcript, priority)` and makes it the
+/// transcript's current one.
+pub async fn queue(
+    tx: &mut PgConnection,
+    transcripts: &[(Uuid, u8)],
+    parent: Option<Uuid>,
+    requested_by: &str,
+) -> Result<Vec<JobRecord>, EnqueueError> {
+    if transcripts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let jobs = transcripts
+        .iter()
+        .map(|(transcript_id, priority)| {
+            let mut job = NewJob::new(
+                Transcribe::KIND,
+                json!(Transcribe {
+                    transcript_id: *transcript_id
+                }),
+            );
+            job.priority = Some(*priority);
+            job.parent_id = parent;
+            job.requested_by = Some(requested_by.to_owned());
+            job
+        })
+        .collect();
+    let records = enqueue::insert(&mut *tx, jobs).await?;
+    let transcript_ids: Vec<Uuid> = transcripts.iter().map(|(id, _)| *id).collect();
+    let job_ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
+    sqlx::query(
+        "UPDATE transcripts t SET job_id = u.job_id, state = 'queued', error = NULL \
+         FROM unnest($1::uuid[], $2::uuid[]) AS u(transcript_id, job_id) WHERE t.id = u.transcript_id",
+    )
+    .bind(transcript_ids)
+    .bind(job_ids)
+    .execute(&mut *tx)
+    .await?;
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_checked() {
+        assert!(Options::default().validate().is_ok());
+        let lang = |l: &str| Options {
+            language: Some(l.into()),
+            ..Options::default()
+        };
+        assert!(lang("en").validate().is_ok());
+        assert!(lang("yue").validate().is_ok());
+        for bad in ["", "e", "EN", "english", "e1"] {
+            assert!(lang(bad).validate().is_err(), "{bad}");
+        }
+        let track = Options {
+            audio_track: 65,
+            ..Options::default()
+        };
+        assert!(track.validate().err().is_some_and(|e| e.contains("audio_track")));
+    }
+}
