@@ -3,6 +3,7 @@
 
 pub mod config;
 mod context;
+pub mod gpu;
 pub mod jobs;
 mod ledger;
 mod mailer;
@@ -12,6 +13,7 @@ mod presence;
 mod runner;
 mod services;
 mod state;
+pub mod whisper;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,487 @@
+//! Whisper speech recognition on candle: model files in Hugging Face or CTranslate2
+//! format, 16 kHz WAV streamed through 30-s windows, OpenAI's decoding (timestamps,
+//! language detection, temperature fallback, no-speech detection, prompts).
+
+pub mod audio;
+pub mod ct2;
+pub mod decode;
+pub mod mel;
+mod model;
+pub mod tokens;
+pub mod weights;
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+
+use self::audio::WavReader;
+use self::decode::{DecodeSetup, Rng, WindowResult};
+use self::mel::{HOP, MelFrontEnd, N_FRAMES};
+use self::model::Model;
+use self::tokens::Tokens;
+pub use self::weights::{Dims, ModelFormat};
+
+/// Recognise speech, or translate it to English.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Task {
+    #[default]
+    Transcribe,
+    Translate,
+}
+
+/// Decoding settings; the default is OpenAI's and faster-whisper's (greedy at
+/// temperature 0, without beam search).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeOptions {
+    /// Language code (`en`, `fr`…); `None` detects it on the first 30 s (multilingual
+    /// models; English-only models always say `en`).
+    pub language: Option<String>,
+    pub task: Task,
+    /// Text given as the "previous text" of the first window (names, spellings).
+    pub initial_prompt: Option<String>,
+    /// Temperatures tried in turn while a window fails the thresholds below.
+    pub temperatures: Vec<f32>,
+    /// A window whose text compresses better than this is repetitive: retried hotter.
+    pub compression_ratio_threshold: Option<f32>,
+    /// A window whose mean token log-probability is below this is retried hotter.
+    pub logprob_threshold: Option<f32>,
+    /// A window whose no-speech probability is above this (and whose log-probability
+    /// is below `logprob_threshold`) is silence: skipped.
+    pub no_speech_threshold: Option<f32>,
+    /// Give each window the previous windows' text as prompt.
+    pub condition_on_previous_text: bool,
+    /// Never start a window's text with a blank or the end of text.
+    pub suppress_blank: bool,
+    /// Tokens never sampled; `None` = the model's list (or OpenAI's non-speech symbols).
+    pub suppress_tokens: Option<Vec<u32>>,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            language: None,
+            task: Task::Transcribe,
+            initial_prompt: None,
+            temperatures: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+            compression_ratio_threshold: Some(2.4),
+            logprob_threshold: Some(-1.0),
+            no_speech_threshold: Some(0.6),
+            condition_on_previous_text: true,
+            suppress_blank: true,
+            suppress_tokens: None,
+        }
+    }
+}
+
+/// One timed piece of text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    /// Seconds from the start of the file.
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+    pub avg_logprob: f32,
+    pub no_speech_prob: f32,
+    pub compression_ratio: f32,
+    /// Temperature the window was decoded at.
+    pub temperature: f32,
+}
+
+/// Reported after each window.
+#[derive(Debug)]
+pub struct Progress<'a> {
+    pub seconds_done: f64,
+    pub duration: f64,
+    pub new_segments: &'a [Segment],
+}
+
+/// The result of [`Whisper::transcribe`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transcription {
+    pub language: String,
+    /// Probability of the detected language; `None` when given or the model is
+    /// English-only.
+    pub language_probability: Option<f32>,
+    /// Seconds of audio.
+    pub duration: f64,
+    pub segments: Vec<Segment>,
+}
+
+/// What a loaded model is.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// Name of the model directory (`tiny.en`, `base`…).
+    pub name: String,
+    pub dir: PathBuf,
+    pub format: ModelFormat,
+    pub n_mels: usize,
+    pub multilingual: bool,
+    pub dims: Dims,
+    /// Compute dtype (f32 on the CPU, f16 on CUDA).
+    pub dtype: DType,
+    pub parameters: u64,
+    /// Bytes the weights take in the compute dtype.
+    pub weight_bytes: u64,
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+}
+
+/// Why a transcription failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WhisperError {
+    /// The audio file is not something we can read (permanent).
+    #[error("audio {path}: {reason}")]
+    Audio { path: PathBuf, reason: String },
+    /// Reading a file failed.
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// The model directory is missing, incomplete or invalid (permanent).
+    #[error("model {dir}: {reason}")]
+    Model { dir: PathBuf, reason: String },
+    /// A language the model does not know (permanent).
+    #[error("unknown language `{0}` for this model")]
+    UnknownLanguage(String),
+    /// The computation failed (out of memory on a GPU, …).
+    #[error("inference failed: {0}")]
+    Inference(#[from] candle_core::Error),
+    /// `on_progress` asked to stop.
+    #[error("transcription cancelled")]
+    Cancelled,
+}
+
+impl WhisperError {
+    /// Whether trying again cannot help.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            WhisperError::Audio { .. } | WhisperError::Model { .. } | WhisperError::UnknownLanguage(_) => true,
+            WhisperError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::InvalidData
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::IsADirectory
+            ),
+            WhisperError::Inference(_) | WhisperError::Cancelled => false,
+        }
+    }
+}
+
+/// A loaded Whisper model, reused across files.
+pub struct Whisper {
+    info: ModelInfo,
+    model: Model,
+    tokens: Tokens,
+    mel: MelFrontEnd,
+    suppress: Vec<u32>,
+    suppress_begin: Vec<u32>,
+}
+
+impl std::fmt::Debug for Whisper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Whisper")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Whisper {
+    /// Loads the model in `dir` (Hugging Face: `config.json`, `tokenizer.json`,
+    /// `model.safetensors`; CTranslate2: `config.json`, `model.bin`, `tokenizer.json`)
+    /// onto `device`.
+    pub fn load(dir: &Path, device: &Device) -> Result<Whisper, WhisperError> {
+        let model_err = |reason: String| WhisperError::Model {
+            dir: dir.to_owned(),
+            reason,
+        };
+        let w = weights::load(dir).map_err(|e| model_err(e.0))?;
+        let dims = w.dims;
+        // OpenAI's rule: English-only models have one token fewer (their tokenizer.json
+        // still lists every language).
+        let tokens = Tokens::from_file(&dir.join("tokenizer.json"), dims.n_vocab >= 51865).map_err(|e| model_err(e.0))?;
+        if tokens.timestamp_begin as usize + 1500 >= dims.n_vocab || tokens.eot as usize >= dims.n_vocab {
+            return Err(model_err(format!(
+                "tokenizer.json does not match the weights: {} tokens in the model, timestamps from {}",
+                dims.n_vocab, tokens.timestamp_begin
+            )));
+        }
+        let dtype = if device.is_cpu() { DType::F32 } else { DType::F16 };
+        let model = Model::new(&w.tensors, dims, dtype, device)?;
+        let parameters: u64 = w.tensors.values().map(|t| t.elem_count() as u64).sum();
+        let mut suppress = w.suppress_ids.clone().unwrap_or_else(|| tokens.default_suppress());
+        suppress.retain(|&id| id != u32::MAX);
+        suppress.extend([tokens.transcribe, tokens.translate, tokens.sot, tokens.sot_prev]);
+        suppress.extend(tokens.sot_lm);
+        suppress.extend(tokens.no_speech);
+        suppress.sort_unstable();
+        suppress.dedup();
+        let suppress_begin = match &w.suppress_ids_begin {
+            Some(ids) => ids.clone(),
+            None => {
+                let mut ids = tokens.encode(" ").map_err(|e| model_err(e.0))?;
+                ids.push(tokens.eot);
+                ids
+            }
+        };
+        let info = ModelInfo {
+            name: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            dir: dir.to_owned(),
+            format: w.format,
+            n_mels: dims.n_mels,
+            multilingual: tokens.multilingual(),
+            dims,
+            dtype,
+            parameters,
+            weight_bytes: parameters * dtype.size_in_bytes() as u64,
+            device: match device.location() {
+                candle_core::DeviceLocation::Cpu => "cpu".to_owned(),
+                candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+                candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+            },
+        };
+        tracing::debug!(model = %info.name, format = ?info.format, parameters, "Whisper model read");
+        Ok(Whisper {
+            info,
+            model,
+            mel: MelFrontEnd::new(dims.n_mels)?,
+            tokens,
+            suppress,
+            suppress_begin,
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The tokenizer and special ids.
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    /// Transcribes a 16 kHz mono WAV (16-bit PCM or 32-bit float), window by window;
+    /// `on_progress` is called after each 30-s window and stops the work by returning
+    /// `Break` (→ [`WhisperError::Cancelled`]).
+    pub fn transcribe(
+        &mut self,
+        wav: &Path,
+        opts: &DecodeOptions,
+        on_progress: &mut dyn FnMut(&Progress<'_>) -> ControlFlow<()>,
+    ) -> Result<Transcription, WhisperError> {
+        let mut wav = WavReader::open(wav)?;
+        let duration = wav.duration();
+        let content_frames = (wav.len() / HOP as u64) as usize;
+        let tokens = &self.tokens;
+
+        let mut encoded: Option<usize> = None;
+        let (language, language_probability) = if !tokens.multilingual() {
+            ("en".to_owned(), None)
+        } else if let Some(lang) = &opts.language {
+            if tokens.language_id(lang).is_none() {
+                return Err(WhisperError::UnknownLanguage(lang.clone()));
+            }
+            (lang.clone(), None)
+        } else if content_frames == 0 {
+            ("en".to_owned(), None)
+        } else {
+            let mel = self.mel.window(&mut wav, 0, content_frames.min(N_FRAMES))?;
+            self.model.set_audio(&mel)?;
+            encoded = Some(0);
+            let (code, p) = detect_language(&mut self.model, tokens)?;
+            (code, Some(p))
+        };
+
+        let mut sot_sequence = vec![tokens.sot];
+        if tokens.multilingual() {
+            sot_sequence.extend(tokens.language_id(&language));
+            sot_sequence.push(if opts.task == Task::Translate {
+                tokens.translate
+            } else {
+                tokens.transcribe
+            });
+        }
+        let mut suppress_begin = Vec::new();
+        if opts.suppress_blank {
+            suppress_begin.extend_from_slice(&self.suppress_begin);
+        }
+        let suppress = match &opts.suppress_tokens {
+            Some(ids) => ids.clone(),
+            None => self.suppress.clone(),
+        };
+        let mut all_tokens: Vec<u32> = match &opts.initial_prompt {
+            Some(p) if !p.trim().is_empty() => {
+                tokens
+                    .encode(&format!(" {}", p.trim()))
+                    .map_err(|e| WhisperError::Model {
+                        dir: self.info.dir.clone(),
+                        reason: e.0,
+                    })?
+            }
+            _ => Vec::new(),
+        };
+        let mut prompt_reset_since = 0;
+        let max_prompt = self.info.dims.n_text_ctx / 2 - 1;
+        let mut setup = DecodeSetup {
+            prompt: Vec::new(),
+            sot_sequence,
+            suppress,
+            suppress_begin,
+            sample_len: self.info.dims.n_text_ctx / 2,
+        };
+        let mut rng = Rng::new(0);
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut seek = 0usize;
+        let mut last_end = 0f64;
+        while seek < content_frames {
+            let size = N_FRAMES.min(content_frames - seek);
+            if encoded != Some(seek) {
+                let mel = self.mel.window(&mut wav, seek, size)?;
+                self.model.set_audio(&mel)?;
+                encoded = Some(seek);
+            }
+            let history = &all_tokens[prompt_reset_since..];
+            setup.prompt = history[history.len().saturating_sub(max_prompt)..].to_vec();
+            let result = decode_with_fallback(&mut self.model, tokens, &setup, opts, &mut rng)?;
+            let offset = seek as f64 * 0.01;
+            let first_new = segments.len();
+            let skip = opts.no_speech_threshold.is_some_and(|t| result.no_speech_prob > t)
+                && !opts.logprob_threshold.is_some_and(|t| result.avg_logprob > t);
+            let advance = if skip {
+                tracing::debug!(
+                    seek,
+                    no_speech_prob = result.no_speech_prob,
+                    "window without speech skipped"
+                );
+                size
+            } else {
+                let (pieces, advance) = decode::split_segments(&result.tokens, tokens.timestamp_begin, size);
+                for piece in pieces {
+                    all_tokens.extend_from_slice(&piece.tokens);
+                    let text = tokens.decode(&piece.tokens).unwrap_or_default().trim().to_owned();
+                    if text.is_empty() {
+                        continue;
+                    }
+                    let start = (offset + piece.start).max(last_end).min(duration);
+                    let end = (offset + piece.end).min(duration).max(start);
+                    last_end = end;
+                    segments.push(Segment {
+                        start,
+                        end,
+                        text,
+                        avg_logprob: result.avg_logprob,
+                        no_speech_prob: result.no_speech_prob,
+                        compression_ratio: result.compression_ratio,
+                        temperature: result.temperature,
+                    });
+                }
+                if !opts.condition_on_previous_text || result.temperature > 0.5 {
+                    prompt_reset_since = all_tokens.len();
+                }
+                advance
+            };
+            seek += advance;
+            let progress = Progress {
+                seconds_done: (seek as f64 * 0.01).min(duration),
+                duration,
+                new_segments: &segments[first_new..],
+            };
+            if on_progress(&progress).is_break() {
+                return Err(WhisperError::Cancelled);
+            }
+        }
+        Ok(Transcription {
+            language,
+            language_probability,
+            duration,
+            segments,
+        })
+    }
+}
+
+/// Decodes the current window at each temperature in turn until the result passes the
+/// compression-ratio and log-probability thresholds (or is silence).
+fn decode_with_fallback(
+    model: &mut Model,
+    tokens: &Tokens,
+    setup: &DecodeSetup,
+    opts: &DecodeOptions,
+    rng: &mut Rng,
+) -> Result<WindowResult, WhisperError> {
+    let temperatures: &[f32] = if opts.temperatures.is_empty() {
+        &[0.0]
+    } else {
+        &opts.temperatures
+    };
+    let mut tried: Vec<WindowResult> = Vec::new();
+    for &t in temperatures {
+        let r = decode::decode_window(model, tokens, setup, t, rng)?;
+        let too_repetitive = opts
+            .compression_ratio_threshold
+            .is_some_and(|c| r.compression_ratio > c);
+        let too_unlikely = opts.logprob_threshold.is_some_and(|l| r.avg_logprob < l);
+        let silent = opts.no_speech_threshold.is_some_and(|n| r.no_speech_prob > n);
+        if silent || (!too_repetitive && !too_unlikely) {
+            return Ok(r);
+        }
+        tracing::debug!(
+            temperature = t,
+            compression_ratio = r.compression_ratio,
+            avg_logprob = r.avg_logprob,
+            "window decoded again hotter"
+        );
+        tried.push(r);
+    }
+    // Every temperature failed: keep the likeliest of the non-repetitive ones (as
+    // faster-whisper does), else the likeliest.
+    let ok_ratio = |r: &WindowResult| {
+        !opts
+            .compression_ratio_threshold
+            .is_some_and(|c| r.compression_ratio > c)
+    };
+    let pick = tried
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| ok_ratio(r))
+        .max_by(|a, b| a.1.avg_logprob.total_cmp(&b.1.avg_logprob))
+        .or_else(|| {
+            tried
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.avg_logprob.total_cmp(&b.1.avg_logprob))
+        })
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    Ok(tried.swap_remove(pick))
+}
+
+impl Whisper {
+    /// Detects the language of `wav`'s first 30 s: `(code, probability)`.
+    pub fn detect_language(&mut self, wav: &Path) -> Result<(String, f32), WhisperError> {
+        let mut wav = WavReader::open(wav)?;
+        let frames = ((wav.len() / HOP as u64) as usize).clamp(1, N_FRAMES);
+        let mel = self.mel.window(&mut wav, 0, frames)?;
+        self.model.set_audio(&mel)?;
+        detect_language(&mut self.model, &self.tokens)
+    }
+}
+
+fn detect_language(model: &mut Model, tokens: &Tokens) -> Result<(String, f32), WhisperError> {
+    if !tokens.multilingual() {
+        return Ok(("en".to_owned(), 1.0));
+    }
+    model.reset();
+    let logits = model.decode(&[tokens.sot], &[0])?.swap_remove(0);
+    model.reset();
+    let scores: Vec<f32> = tokens.languages.iter().map(|&(_, id)| logits[id as usize]).collect();
+    let probs = model::log_softmax(&scores);
+    let (best, lp) = probs
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, &lp)| (i, lp))
+        .unwrap_or((0, 0.0));
+    Ok((tokens.languages[best].0.clone(), lp.exp()))
+}
