@@ -108,6 +108,7 @@ mod imp {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing test should stop right there")]
 mod tests {
     #[test]
     fn discovery_never_panics_and_cpu_is_always_there() {

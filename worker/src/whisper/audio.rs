@@ -81,7 +81,10 @@ impl WavReader {
             pos += 8;
             match &id {
                 b"fmt " => {
-                    if !(16..=1024).contains(&size) || pos + size > len {
+                    if pos + size > len {
+                        return Err(bad(path, "truncated WAV header: the `fmt ` chunk is cut short"));
+                    }
+                    if !(16..=1024).contains(&size) {
                         return Err(bad(path, format!("invalid `fmt ` chunk of {size} bytes")));
                     }
                     let mut fmt = vec![0u8; size as usize];
@@ -267,6 +270,7 @@ pub fn write_wav_pcm16(path: &Path, samples: &[f32]) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing test should stop right there")]
 mod tests {
     use super::*;
 

@@ -269,10 +269,10 @@ pub fn split_segments(tokens: &[u32], ts_begin: u32, segment_frames: usize) -> (
     } else {
         let mut duration = segment_frames as f64 * 0.01;
         let stamps: Vec<u32> = tokens.iter().copied().filter(|&t| is_ts(t)).collect();
-        if let Some(&last) = stamps.last() {
-            if last != ts_begin {
-                duration = time(last);
-            }
+        if let Some(&last) = stamps.last()
+            && last != ts_begin
+        {
+            duration = time(last);
         }
         let start = stamps.first().map_or(0.0, |&t| time(t));
         pieces.push(Piece {

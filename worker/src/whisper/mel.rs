@@ -111,9 +111,10 @@ impl MelFrontEnd {
             // Reflect padding at the start of the file, as `torch.stft(center=True)`.
             let total = wav.len() as usize;
             let ahead = wav.read(0, half as usize + 1)?;
-            for i in 0..(-start) as usize {
-                let src = (-start) as usize - i;
-                samples[i] = if src < total { ahead[src] } else { 0.0 };
+            let lead = (-start) as usize;
+            for (i, sample) in samples.iter_mut().take(lead).enumerate() {
+                let src = lead - i;
+                *sample = if src < total { ahead[src] } else { 0.0 };
             }
         }
         let mut frames = vec![0f32; count * N_FFT];
@@ -147,6 +148,7 @@ impl MelFrontEnd {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing test should stop right there")]
 mod tests {
     use super::*;
 
@@ -191,10 +193,8 @@ mod tests {
         let best = (0..80).max_by(|&a, &b| col[a].total_cmp(&col[b])).unwrap();
         let filters = mel_filters(80);
         assert!(filters[best][25] > 0.0, "band {best} does not cover 1000 Hz (bin 25)");
-        assert!(
-            (col[best] - 1.0).abs() < 1e-5,
-            "the maximum normalises to (max + 4) / 4 relative"
-        );
+        // Nothing lies more than 8 decades (2 after scaling) below the maximum.
+        assert!(col.iter().all(|&v| v >= col[best] - 2.0 - 1e-5), "clamped to max - 8");
     }
 
     #[test]

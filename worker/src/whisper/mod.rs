@@ -198,7 +198,8 @@ impl Whisper {
         let dims = w.dims;
         // OpenAI's rule: English-only models have one token fewer (their tokenizer.json
         // still lists every language).
-        let tokens = Tokens::from_file(&dir.join("tokenizer.json"), dims.n_vocab >= 51865).map_err(|e| model_err(e.0))?;
+        let tokens =
+            Tokens::from_file(&dir.join("tokenizer.json"), dims.n_vocab >= 51865).map_err(|e| model_err(e.0))?;
         if tokens.timestamp_begin as usize + 1500 >= dims.n_vocab || tokens.eot as usize >= dims.n_vocab {
             return Err(model_err(format!(
                 "tokenizer.json does not match the weights: {} tokens in the model, timestamps from {}",
@@ -384,7 +385,11 @@ impl Whisper {
             };
             seek += advance;
             let progress = Progress {
-                seconds_done: (seek as f64 * 0.01).min(duration),
+                seconds_done: if seek >= content_frames {
+                    duration
+                } else {
+                    (seek as f64 * 0.01).min(duration)
+                },
                 duration,
                 new_segments: &segments[first_new..],
             };

@@ -324,4 +324,3 @@ pub fn logsumexp(x: &[f32]) -> f32 {
     }
     max + x.iter().map(|&l| (l - max).exp()).sum::<f32>().ln()
 }
-

@@ -63,7 +63,11 @@ impl Tokens {
                 Some((code, i))
             })
             .collect();
-        let languages = if multilingual { languages } else { languages.into_iter().take(1).collect() };
+        let languages = if multilingual {
+            languages
+        } else {
+            languages.into_iter().take(1).collect()
+        };
         Ok(Tokens {
             eot: need("<|endoftext|>")?,
             sot,
@@ -130,10 +134,10 @@ impl Tokens {
         }
         for s in symbols.iter().map(String::as_str).chain(miscellaneous) {
             for text in [s.to_owned(), format!(" {s}")] {
-                if let Ok(ids) = self.encode(&text) {
-                    if ids.len() == 1 || (miscellaneous.contains(&s) && !ids.is_empty()) {
-                        out.push(ids[0]);
-                    }
+                if let Ok(ids) = self.encode(&text)
+                    && (ids.len() == 1 || (miscellaneous.contains(&s) && !ids.is_empty()))
+                {
+                    out.push(ids[0]);
                 }
             }
         }

@@ -355,7 +355,7 @@ pub fn ct2_to_hf(model: &Ct2Model) -> Result<(Dims, HashMap<String, Tensor>), We
 /// Every tensor the model needs is present with the right shape.
 fn check(w: &Weights) -> Result<(), WeightsError> {
     let d = &w.dims;
-    if d.n_audio_state % d.n_audio_head.max(1) != 0 || d.n_text_state % d.n_text_head.max(1) != 0 {
+    if !d.n_audio_state.is_multiple_of(d.n_audio_head.max(1)) || !d.n_text_state.is_multiple_of(d.n_text_head.max(1)) {
         return Err(WeightsError("head count does not divide the model width".into()));
     }
     let mut want: Vec<(String, Vec<usize>)> = vec![
