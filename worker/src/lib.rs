@@ -13,6 +13,7 @@ mod presence;
 mod runner;
 mod services;
 mod state;
+mod transcriber;
 pub mod whisper;
 
 use std::sync::Arc;
@@ -44,9 +45,11 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     let worker_id = Uuid::now_v7();
     let broker =
         Broker::new(&config.broker, &format!("rushes-worker {worker_id}")).context("invalid broker settings")?;
-    let metrics = metrics::WorkerMetrics::new().context("cannot register metrics")?;
     let host = config.host.clone().unwrap_or_else(host_name);
-    let queues = config.slots_by_queue();
+    let metrics = metrics::WorkerMetrics::new().context("cannot register metrics")?;
+    let services = services::Services::start(&config, &metrics).await?;
+    let gpus = services.transcriber.as_ref().map_or(0, |t| t.gpus().len());
+    let queues = config.slots_by_queue_with_gpus(gpus);
     anyhow::ensure!(!queues.is_empty(), "no queues to consume (--queues)");
     let lease = &config.lease;
     anyhow::ensure!(
@@ -57,7 +60,6 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         lease.stale_after
     );
 
-    let services = services::Services::start(&config).await?;
     let shared = Arc::new(state::Shared::new(
         db,
         broker,

@@ -25,6 +25,10 @@ pub struct WorkerMetrics {
     pub connected: IntGaugeVec,
     /// 1 while the queue is paused by an admin.
     pub paused: IntGaugeVec,
+    /// Whisper's real-time factor (processing seconds per second of audio), by model and device.
+    pub whisper_rtf: HistogramVec,
+    /// GPU memory in bytes, by GPU and kind (total, free), read at start and after each transcription.
+    pub gpu_memory: IntGaugeVec,
 }
 
 impl WorkerMetrics {
@@ -74,6 +78,22 @@ impl WorkerMetrics {
                 "rushes_worker_queue_paused",
                 "1 while the queue is paused",
                 &["queue"],
+            )?,
+            whisper_rtf: {
+                let opts = prometheus::HistogramOpts::new(
+                    "rushes_whisper_real_time_factor",
+                    "Transcription time per second of audio",
+                )
+                .buckets(vec![0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]);
+                let h = HistogramVec::new(opts, &["model", "device"])?;
+                r.register(Box::new(h.clone()))?;
+                h
+            },
+            gpu_memory: gauge(
+                &r,
+                "rushes_gpu_memory_bytes",
+                "GPU memory (total, free)",
+                &["gpu", "name", "kind"],
             )?,
             registry: r,
         })

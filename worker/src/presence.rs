@@ -23,7 +23,10 @@ pub async fn register(shared: &Shared) -> Result<(), sqlx::Error> {
         .map(|(family, slots)| (family.as_str().to_owned(), serde_json::Value::from(*slots)))
         .collect();
     let total: i32 = shared.queues.iter().map(|(_, s)| i32::from(*s)).sum();
-    let capabilities = serde_json::json!({ "video": shared.services.video });
+    let mut capabilities = serde_json::json!({ "video": shared.services.video });
+    if let Some(transcriber) = &shared.services.transcriber {
+        capabilities["transcribe"] = transcriber.describe();
+    }
     sqlx::query(
         "INSERT INTO workers (id, host, pid, version, queues, slots, capabilities) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
@@ -106,7 +109,23 @@ pub async fn reload_pauses(shared: &Shared) -> Result<(), sqlx::Error> {
     let names: Vec<String> = sqlx::query_scalar("SELECT queue FROM queue_pauses")
         .fetch_all(&shared.db)
         .await?;
-    let paused: HashSet<QueueFamily> = names.iter().filter_map(|n| n.parse().ok()).collect();
+    let mut paused: HashSet<QueueFamily> = names.iter().filter_map(|n| n.parse().ok()).collect();
+    // A worker whose GPU cannot hold the configured Whisper model stops taking
+    // `transcribe` (and says why in the workers list) until the setting changes.
+    if let Some(transcriber) = &shared.services.transcriber {
+        let model = transcriber.wanted_model(&shared.db).await?;
+        let before = transcriber.unable();
+        if !transcriber.refresh(&model) {
+            paused.insert(QueueFamily::Transcribe);
+        }
+        if transcriber.unable() != before {
+            sqlx::query("UPDATE workers SET capabilities = jsonb_set(capabilities, '{transcribe}', $2) WHERE id = $1")
+                .bind(shared.worker_id)
+                .bind(transcriber.describe())
+                .execute(&shared.db)
+                .await?;
+        }
+    }
     shared.paused.send_if_modified(|current| {
         let changed = *current != paused;
         *current = paused;

@@ -1,5 +1,6 @@
 //! What job handlers use beyond the database and the broker: media roots and the data
-//! folder, ffmpeg settings and the video backend chosen at start, and the mailer.
+//! folder, ffmpeg settings and the video backend chosen at start, the mailer, and the
+//! Whisper models of the transcription slots.
 
 use std::sync::Arc;
 
@@ -9,6 +10,8 @@ use rushes_common::media::{MediaConfig, MediaRoots};
 use crate::config::{SmtpConfig, TranscodeConfig, WorkerConfig};
 use crate::mailer::Mailer;
 use crate::media::backend::{self, VideoBackend};
+use crate::metrics::WorkerMetrics;
+use crate::transcriber::Transcriber;
 
 pub struct Services {
     pub media: MediaConfig,
@@ -17,11 +20,14 @@ pub struct Services {
     pub video: VideoBackend,
     pub mailer: Mailer,
     pub smtp: SmtpConfig,
+    /// Present when this worker consumes `transcribe`.
+    pub transcriber: Option<Arc<Transcriber>>,
 }
 
 impl Services {
-    /// Builds the services; probes the video hardware only when this worker transcodes.
-    pub async fn start(config: &WorkerConfig) -> anyhow::Result<Arc<Self>> {
+    /// Builds the services; probes the video hardware only when this worker transcodes,
+    /// and looks for GPUs only when it transcribes (`transcribe_slots` > 0).
+    pub async fn start(config: &WorkerConfig, metrics: &WorkerMetrics) -> anyhow::Result<Arc<Self>> {
         let transcodes = config
             .queues
             .iter()
@@ -31,6 +37,29 @@ impl Services {
         } else {
             VideoBackend::software()
         };
+        let transcriber = config
+            .queues
+            .iter()
+            .any(|q| q.family == QueueFamily::Transcribe)
+            .then(|| {
+                let gpus = if config.transcribe.whisper_device == "cpu" {
+                    Vec::new()
+                } else {
+                    crate::gpu::discover()
+                };
+                let slots = config
+                    .slots_by_queue_with_gpus(gpus.len())
+                    .iter()
+                    .find(|(f, _)| *f == QueueFamily::Transcribe)
+                    .map_or(1, |(_, n)| usize::from(*n));
+                Arc::new(Transcriber::new(
+                    &config.transcribe,
+                    &config.media.data_dir,
+                    gpus,
+                    slots,
+                    metrics.clone(),
+                ))
+            });
         Ok(Arc::new(Self {
             roots: MediaRoots::new(&config.media.media_roots),
             media: config.media.clone(),
@@ -38,6 +67,7 @@ impl Services {
             video,
             mailer: Mailer::new(&config.smtp)?,
             smtp: config.smtp.clone(),
+            transcriber,
         }))
     }
 }

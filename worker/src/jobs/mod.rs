@@ -15,6 +15,7 @@ mod sleep;
 mod transcode;
 mod transcode_long;
 mod transcode_upload;
+mod transcribe;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -68,6 +69,7 @@ impl Registry {
         registry.register::<rushes_common::job::media::Transcode, _, _>(transcode::run);
         registry.register::<rushes_common::job::media::TranscodeLong, _, _>(transcode_long::run);
         registry.register::<rushes_common::job::media::TranscodeUpload, _, _>(transcode_upload::run);
+        registry.register::<rushes_common::job::transcription::Transcribe, _, _>(transcribe::run);
         registry.register::<rushes_common::job::email::Email, _, _>(email::run);
         registry.register::<rushes_common::job::accounts::ImportUsers, _, _>(import_users::run);
         registry.register::<rushes_common::job::accounts::GroupUsers, _, _>(group_users::run);

@@ -37,6 +37,58 @@ fn push(args: &mut Vec<OsString>, items: &[&str]) {
     args.extend(items.iter().map(OsString::from));
 }
 
+/// Appends a filter chain (without its output label) that downmixes each of `tracks`
+/// audio tracks of input 0 to mono and mixes them into one.
+fn mono_mix(graph: &mut String, tracks: usize) {
+    if tracks <= 1 {
+        graph.push_str("[0:a:0]aformat=channel_layouts=mono");
+        return;
+    }
+    for i in 0..tracks {
+        let _ = write!(graph, "[0:a:{i}]aformat=channel_layouts=mono[a{i}];");
+    }
+    for i in 0..tracks {
+        let _ = write!(graph, "[a{i}]");
+    }
+    let _ = write!(graph, "amix=inputs={tracks}:duration=longest");
+}
+
+/// The 16 kHz mono WAV Whisper reads, as `speech.wav`: one audio track (`track`, 1-based)
+/// or, with `None`, the mix of all `tracks` — the same mix as a transcode's `audio.wav`.
+pub fn speech_wav(input: &Path, tracks: usize, track: Option<usize>, staging: &Staging) -> Plan {
+    let mut args: Vec<OsString> = vec!["-i".into(), input_arg(input)];
+    let mut graph = String::new();
+    match track {
+        Some(n) => {
+            let _ = write!(graph, "[0:a:{}]aformat=channel_layouts=mono", n.saturating_sub(1));
+        }
+        None => mono_mix(&mut graph, tracks),
+    }
+    graph.push_str("[awav]");
+    args.push("-filter_complex".into());
+    args.push(graph.into());
+    push(
+        &mut args,
+        &[
+            "-map",
+            "[awav]",
+            "-ac",
+            "1",
+            "-ar",
+            "16000",
+            "-c:a",
+            "pcm_s16le",
+            "-f",
+            "wav",
+        ],
+    );
+    args.push(staging.path("speech.wav").into());
+    Plan {
+        args,
+        outputs: vec!["speech.wav".to_owned()],
+    }
+}
+
 /// Proxy (H.264/AAC MP4, faststart; audio-only clips get an M4A), the mix of every
 /// audio track, one AAC file per extra track, a poster frame and a 16 kHz mono WAV.
 pub fn transcode(
@@ -67,18 +119,9 @@ pub fn transcode(
             "[0:v:0]scale=w=-2:h='trunc(min({height},ih)/2)*2':flags=bicubic,format=yuv420p[vout];"
         );
     }
-    match clip.audio_tracks {
-        0 => {}
-        1 => graph.push_str("[0:a:0]aformat=channel_layouts=mono,asplit=2[amix][awav];"),
-        n => {
-            for i in 0..n {
-                let _ = write!(graph, "[0:a:{i}]aformat=channel_layouts=mono[a{i}];");
-            }
-            for i in 0..n {
-                let _ = write!(graph, "[a{i}]");
-            }
-            let _ = write!(graph, "amix=inputs={n}:duration=longest,asplit=2[amix][awav];");
-        }
+    if clip.audio_tracks > 0 {
+        mono_mix(&mut graph, clip.audio_tracks);
+        graph.push_str(",asplit=2[amix][awav];");
     }
     let graph = graph.trim_end_matches(';').to_owned();
     if !graph.is_empty() {

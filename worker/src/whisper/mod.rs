@@ -362,7 +362,10 @@ impl Whisper {
                 for piece in pieces {
                     all_tokens.extend_from_slice(&piece.tokens);
                     let text = tokens.decode(&piece.tokens).unwrap_or_default().trim().to_owned();
-                    if text.is_empty() {
+                    // Punctuation alone is what a decoder makes of noise, and a segment
+                    // that starts where the audio has ended was heard in the padding:
+                    // neither is speech.
+                    if !text.chars().any(char::is_alphanumeric) || offset + piece.start >= duration {
                         continue;
                     }
                     let start = (offset + piece.start).max(last_end).min(duration);

@@ -1,0 +1,268 @@
+//! The Whisper models a worker holds for its `transcribe` slots: one model per slot,
+//! each slot on its own device (one GPU per slot where the node has GPUs, else the
+//! CPU), loaded on first use and kept across jobs, reloaded when the admins'
+//! `whisper_model` setting changes. A model too large for this node's GPU makes the
+//! worker stop taking `transcribe` until the setting changes.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rushes_common::settings;
+use sqlx::PgPool;
+
+use crate::config::TranscribeConfig;
+use crate::gpu::{self, GpuInfo};
+use crate::metrics::WorkerMetrics;
+use crate::whisper::Whisper;
+
+/// Why a model cannot be used here.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Another worker may have it: worth another attempt elsewhere.
+    #[error("{0}")]
+    Unavailable(String),
+    /// This node's GPU is too small for it.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The files are there but unusable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub struct Transcriber {
+    model_dir: PathBuf,
+    default_model: String,
+    gpus: Vec<GpuInfo>,
+    slots: Mutex<Vec<Slot>>,
+    /// Set while the configured model does not fit this node: why.
+    unable: Mutex<Option<String>>,
+    metrics: WorkerMetrics,
+}
+
+struct Slot {
+    gpu: Option<usize>,
+    busy: bool,
+    loaded: Option<Loaded>,
+}
+
+/// A model in memory, with the name it was loaded under.
+pub struct Loaded {
+    pub name: String,
+    pub whisper: Whisper,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Transcriber {
+    /// `slots` transcription slots; with GPUs, slot *i* uses GPU *i mod n*.
+    pub fn new(
+        config: &TranscribeConfig,
+        data_dir: &Path,
+        gpus: Vec<GpuInfo>,
+        slots: usize,
+        metrics: WorkerMetrics,
+    ) -> Self {
+        for g in &gpus {
+            let label = g.index.to_string();
+            metrics
+                .gpu_memory
+                .with_label_values(&[label.as_str(), g.name.as_str(), "total"])
+                .set(i64::try_from(g.total_bytes).unwrap_or(i64::MAX));
+            metrics
+                .gpu_memory
+                .with_label_values(&[label.as_str(), g.name.as_str(), "free"])
+                .set(i64::try_from(g.free_bytes).unwrap_or(i64::MAX));
+        }
+        let slots = (0..slots.max(1))
+            .map(|i| Slot {
+                gpu: (!gpus.is_empty()).then(|| gpus[i % gpus.len()].index),
+                busy: false,
+                loaded: None,
+            })
+            .collect();
+        Self {
+            model_dir: config
+                .whisper_model_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("models")),
+            default_model: config.whisper_model.clone(),
+            gpus,
+            slots: Mutex::new(slots),
+            unable: Mutex::new(None),
+            metrics,
+        }
+    }
+
+    pub fn gpus(&self) -> &[GpuInfo] {
+        &self.gpus
+    }
+
+    /// The models installed in the model folder (sub-folders with a `config.json`).
+    pub fn installed(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.model_dir)
+            .map(|dir| {
+                dir.flatten()
+                    .filter(|e| e.path().join("config.json").is_file())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// What the workers list shows: device, GPUs, the model folder and its models.
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "device": if self.gpus.is_empty() { "cpu" } else { "cuda" },
+            "gpus": self.gpus,
+            "model_dir": self.model_dir,
+            "installed": self.installed(),
+            "default_model": self.default_model,
+            "unable": *lock(&self.unable),
+        })
+    }
+
+    /// The model to use now: the admins' setting if they made one, else this worker's default.
+    pub async fn wanted_model(&self, db: &PgPool) -> Result<String, sqlx::Error> {
+        Ok(settings::stored_text(db, settings::WHISPER_MODEL)
+            .await?
+            .unwrap_or_else(|| self.default_model.clone()))
+    }
+
+    /// Re-checks whether `model` fits this node; returns whether this worker may take
+    /// `transcribe` (the reason is kept for the workers list).
+    pub fn refresh(&self, model: &str) -> bool {
+        let verdict = self.fits(model).err().map(|e| e.to_string());
+        let able = verdict.is_none();
+        let mut unable = lock(&self.unable);
+        if *unable != verdict {
+            match &verdict {
+                Some(why) => {
+                    tracing::error!(model, reason = %why, "this worker cannot transcribe with the configured model")
+                }
+                None => tracing::info!(model, "this worker can transcribe again"),
+            }
+            *unable = verdict;
+        }
+        able
+    }
+
+    pub fn unable(&self) -> Option<String> {
+        lock(&self.unable).clone()
+    }
+
+    /// Whether `model` fits every GPU this worker would load it on (the CPU always can).
+    fn fits(&self, model: &str) -> Result<(), ModelError> {
+        let Some(need_gib) = settings::whisper_vram_gib(model) else {
+            return Ok(());
+        };
+        let need = need_gib << 30;
+        match self.gpus.iter().find(|g| g.total_bytes < need) {
+            Some(g) => Err(ModelError::TooLarge(format!(
+                "model `{model}` needs about {need_gib} GiB of GPU memory; GPU {} ({}) has {:.1} GiB",
+                g.index,
+                g.name,
+                g.total_bytes as f64 / f64::from(1u32 << 30)
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes a free slot (one that already holds `model` if there is one).
+    pub fn acquire(self: &Arc<Self>, model: &str) -> Result<Lease, ModelError> {
+        let mut slots = lock(&self.slots);
+        let free = slots
+            .iter()
+            .position(|s| !s.busy && s.loaded.as_ref().is_some_and(|l| l.name == model))
+            .or_else(|| slots.iter().position(|s| !s.busy))
+            .ok_or_else(|| ModelError::Unavailable("every transcription slot is busy".into()))?;
+        let slot = &mut slots[free];
+        slot.busy = true;
+        Ok(Lease {
+            transcriber: self.clone(),
+            index: free,
+            gpu: slot.gpu,
+            loaded: slot.loaded.take(),
+        })
+    }
+
+    fn release(&self, index: usize, loaded: Option<Loaded>) {
+        let mut slots = lock(&self.slots);
+        if let Some(slot) = slots.get_mut(index) {
+            slot.busy = false;
+            slot.loaded = loaded;
+        }
+    }
+
+    /// Records one transcription's speed.
+    pub fn observe(&self, model: &str, gpu: Option<usize>, real_time_factor: f64) {
+        let device = gpu.map_or_else(|| "cpu".to_owned(), |g| format!("cuda:{g}"));
+        self.metrics
+            .whisper_rtf
+            .with_label_values(&[model, device.as_str()])
+            .observe(real_time_factor);
+    }
+}
+
+/// A slot held by one job; the model goes back to the slot when the lease is dropped.
+pub struct Lease {
+    transcriber: Arc<Transcriber>,
+    index: usize,
+    pub gpu: Option<usize>,
+    loaded: Option<Loaded>,
+}
+
+impl Lease {
+    /// The slot's model, loaded (or swapped) to `model` first when needed.
+    pub async fn model(&mut self, model: &str) -> Result<&mut Loaded, ModelError> {
+        if self.loaded.as_ref().is_none_or(|l| l.name != model) {
+            self.loaded = None;
+            self.transcriber.fits(model)?;
+            let dir = self.transcriber.model_dir.join(model);
+            if !dir.join("config.json").is_file() {
+                return Err(ModelError::Unavailable(format!(
+                    "model `{model}` is not installed on this worker: no {} (installed: {})",
+                    dir.display(),
+                    match self.transcriber.installed() {
+                        names if names.is_empty() => "none".to_owned(),
+                        names => names.join(", "),
+                    }
+                )));
+            }
+            let gpu = self.gpu;
+            let started = std::time::Instant::now();
+            let whisper = tokio::task::spawn_blocking(move || {
+                let device = gpu::device_for(gpu).map_err(|e| ModelError::Unavailable(e.to_string()))?;
+                Whisper::load(&dir, &device).map_err(|e| ModelError::Invalid(format!("model `{}`: {e}", dir.display())))
+            })
+            .await
+            .map_err(|e| ModelError::Unavailable(format!("loading the model stopped: {e}")))??;
+            tracing::info!(model, gpu = ?self.gpu, load_s = started.elapsed().as_secs_f64(), "Whisper model loaded");
+            self.loaded = Some(Loaded {
+                name: model.to_owned(),
+                whisper,
+            });
+        }
+        self.loaded
+            .as_mut()
+            .ok_or_else(|| ModelError::Unavailable("the model was not kept".into()))
+    }
+
+    /// Takes the model out to run it on a blocking thread; give it back with [`Lease::put`].
+    pub fn take(&mut self) -> Option<Loaded> {
+        self.loaded.take()
+    }
+
+    pub fn put(&mut self, loaded: Loaded) {
+        self.loaded = Some(loaded);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.transcriber.release(self.index, self.loaded.take());
+    }
+}
