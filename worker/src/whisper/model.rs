@@ -44,6 +44,9 @@ impl Weights<'_> {
     }
 }
 
+/// Most attention scores computed at once in the encoder (4 Mi values, 16 MiB in f32).
+const ATTENTION_BLOCK: usize = 4 << 20;
+
 struct Attention {
     q: Linear,
     k: Linear,
@@ -56,8 +59,12 @@ struct Attention {
 
 impl Attention {
     fn new(w: &Weights<'_>, prefix: &str, heads: usize) -> Result<Attention> {
+        // Scores are scaled by 1/sqrt(head_dim): folded into the query projection.
+        let q = w.linear(&format!("{prefix}.q_proj"))?;
+        let scale = 1.0 / ((q.weight().dim(0)? / heads) as f64).sqrt();
+        let q = Linear::new((q.weight() * scale)?, q.bias().map(|b| b * scale).transpose()?);
         Ok(Attention {
-            q: w.linear(&format!("{prefix}.q_proj"))?,
+            q,
             k: w.linear(&format!("{prefix}.k_proj"))?,
             v: w.linear(&format!("{prefix}.v_proj"))?,
             out: w.linear(&format!("{prefix}.out_proj"))?,
@@ -76,8 +83,6 @@ impl Attention {
 
     fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, _, t, dh) = q.dims4()?;
-        let scale = 1.0 / (dh as f64).sqrt();
-        let q = (q * scale)?;
         let mut w = q.matmul(&k.t()?)?;
         if let Some(mask) = mask {
             w = w.broadcast_add(mask)?;
@@ -88,12 +93,26 @@ impl Attention {
         self.out.forward(&o)
     }
 
-    /// Full self-attention (encoder).
+    /// Full self-attention (encoder), a block of queries at a time: the score matrix of
+    /// all 1500 frames at once is tens of MB, which the allocator would map and zero
+    /// afresh for every layer; blocks of at most `ATTENTION_BLOCK` scores are reused.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let q = self.split(&self.q.forward(x)?)?;
         let k = self.split(&self.k.forward(x)?)?;
         let v = self.split(&self.v.forward(x)?)?;
-        self.attend(&q, &k, &v, None)
+        let (_, heads, t, _) = q.dims4()?;
+        let rows = (ATTENTION_BLOCK / (heads * t)).max(1);
+        if rows >= t {
+            return self.attend(&q, &k, &v, None);
+        }
+        let mut outs = Vec::with_capacity(t.div_ceil(rows));
+        let mut start = 0;
+        while start < t {
+            let n = rows.min(t - start);
+            outs.push(self.attend(&q.narrow(2, start, n)?, &k, &v, None)?);
+            start += n;
+        }
+        Tensor::cat(&outs, 1)
     }
 
     /// Causal self-attention over the cache plus `x` (decoder).
