@@ -13,7 +13,7 @@ pub mod weights;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
+use candle_core::DType;
 
 use self::audio::WavReader;
 use self::decode::{DecodeSetup, Rng, WindowResult};
@@ -21,6 +21,8 @@ use self::mel::{HOP, MelFrontEnd, N_FRAMES};
 use self::model::Model;
 use self::tokens::Tokens;
 pub use self::weights::{Dims, ModelFormat};
+/// candle's device and dtype, for callers without a candle dependency of their own.
+pub use candle_core::{DType as ComputeDType, Device};
 
 /// Recognise speech, or translate it to English.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
