@@ -1,5 +1,6 @@
 //! Dashboard latency with many clips: `GET /api/v1/dashboard` on a control plane over a
-//! database holding N generated clip rows (default 1 000 000), uncached (TTL 0) and
+//! database holding N generated clip rows (default 1 000 000; every transcoded one with
+//! a transcript), uncached (TTL 0) and
 //! cached, against a bare `SELECT count(*) FROM clips` measured in the same run.
 //!
 //! `cargo bench -p rushes-benches --bench dashboard` (env: RUSHES_BENCH_CLIPS,
@@ -44,8 +45,22 @@ async fn run(env: &BenchEnv, clips: i64) -> anyhow::Result<()> {
     .bind(clips)
     .execute(db)
     .await?;
+    // Every transcoded clip has a transcript, in all the states one can be in.
+    sqlx::query(
+        "INSERT INTO transcripts (id, clip_id, state, requested_by) \
+         SELECT gen_random_uuid(), c.id, \
+                (ARRAY['queued','running','done','done','failed'])[1 + abs(hashtext(c.path)) % 5]::transcode_state, \
+                'bench' \
+         FROM clips c WHERE c.transcode_state = 'done'",
+    )
+    .execute(db)
+    .await?;
     sqlx::query("ANALYZE clips").execute(db).await?;
-    eprintln!("{clips} clip rows in {:.1} s", started.elapsed().as_secs_f64());
+    sqlx::query("ANALYZE transcripts").execute(db).await?;
+    eprintln!(
+        "{clips} clip rows and their transcripts in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

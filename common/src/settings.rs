@@ -94,7 +94,8 @@ pub const CACHE_TTL_SECONDS: &str = "cache_ttl_seconds";
 static DEFINITIONS: [Definition; 6] = [
     Definition {
         key: WHISPER_MODEL,
-        description: "Whisper model transcription workers load",
+        description: "Whisper model transcription workers load (GPU memory: tiny and base ~1 GiB, small ~2, \
+                      medium ~5, turbo ~6, large-v3 ~10; a worker whose GPU is smaller stops taking transcribe)",
         kind: Kind::Choice {
             options: &WHISPER_MODELS,
         },

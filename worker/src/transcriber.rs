@@ -266,3 +266,73 @@ impl Drop for Lease {
         self.transcriber.release(self.index, self.loaded.take());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transcriber(gpus: Vec<GpuInfo>, slots: usize) -> Arc<Transcriber> {
+        let config = TranscribeConfig {
+            whisper_model_dir: Some(PathBuf::from("/nonexistent/models")),
+            whisper_model: "small".into(),
+            whisper_device: "auto".into(),
+        };
+        let metrics = WorkerMetrics::new().unwrap_or_else(|e| panic!("metrics: {e}"));
+        Arc::new(Transcriber::new(&config, Path::new("/tmp"), gpus, slots, metrics))
+    }
+
+    fn gpu(index: usize, gib: u64) -> GpuInfo {
+        GpuInfo {
+            index,
+            name: format!("Test GPU {index}"),
+            total_bytes: gib << 30,
+            free_bytes: gib << 30,
+        }
+    }
+
+    #[test]
+    fn a_model_larger_than_the_gpu_is_refused_with_the_reason() {
+        let small_gpu = transcriber(vec![gpu(0, 4)], 1);
+        assert!(small_gpu.refresh("small"));
+        assert!(!small_gpu.refresh("medium"));
+        let why = small_gpu.unable().unwrap_or_default();
+        assert!(
+            why.contains("`medium` needs about 5 GiB") && why.contains("has 4.0 GiB"),
+            "{why}"
+        );
+        assert_eq!(small_gpu.describe()["unable"], serde_json::json!(why));
+        assert!(small_gpu.refresh("base.en"), "able again once the setting changes");
+        assert_eq!(small_gpu.unable(), None);
+        // The CPU holds anything.
+        assert!(transcriber(Vec::new(), 1).refresh("large-v3"));
+    }
+
+    #[test]
+    fn slots_spread_over_gpus_and_come_back_when_released() {
+        let t = transcriber(vec![gpu(0, 24), gpu(1, 24)], 3);
+        let a = t.acquire("small").unwrap_or_else(|e| panic!("{e}"));
+        let b = t.acquire("small").unwrap_or_else(|e| panic!("{e}"));
+        let c = t.acquire("small").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((a.gpu, b.gpu, c.gpu), (Some(0), Some(1), Some(0)));
+        assert!(t.acquire("small").is_err(), "every slot is busy");
+        drop(b);
+        let again = t.acquire("small").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.gpu, Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_model_that_is_not_installed_names_the_installed_ones() {
+        let t = transcriber(Vec::new(), 1);
+        let mut lease = t.acquire("small").unwrap_or_else(|e| panic!("{e}"));
+        let err = lease
+            .model("small")
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("`small` is not installed") && err.contains("installed: none"),
+            "{err}"
+        );
+    }
+}
