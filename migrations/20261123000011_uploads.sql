@@ -42,17 +42,33 @@ CREATE TABLE uploads (
 CREATE INDEX uploads_production_idx ON uploads (production_id, id DESC) WHERE production_id IS NOT NULL;
 CREATE INDEX uploads_purpose_idx ON uploads (purpose, id DESC);
 
+-- What a job's state means for the thing it makes: one mapping for every table whose
+-- state follows its current job (clips, uploads, transcripts).
+CREATE FUNCTION transcode_state_of(state job_state) RETURNS transcode_state
+    LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE state
+        WHEN 'queued' THEN 'queued'
+        WHEN 'retrying' THEN 'queued'
+        WHEN 'running' THEN 'running'
+        WHEN 'succeeded' THEN 'done'
+        WHEN 'cancelled' THEN 'cancelled'
+        ELSE 'failed' END::transcode_state
+$$;
+
+CREATE OR REPLACE FUNCTION clips_follow_transcode_job() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE clips SET
+        transcode_state = transcode_state_of(NEW.state),
+        transcode_error = CASE WHEN NEW.state IN ('failed', 'dead') THEN NEW.error END
+    WHERE transcode_job_id = NEW.id;
+    RETURN NULL;
+END $$;
+
 -- Like clips, an upload's transcode state is its current job's state, whoever moves it.
 CREATE FUNCTION uploads_follow_transcode_job() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE uploads SET
-        transcode_state = CASE NEW.state
-            WHEN 'queued' THEN 'queued'
-            WHEN 'retrying' THEN 'queued'
-            WHEN 'running' THEN 'running'
-            WHEN 'succeeded' THEN 'done'
-            WHEN 'cancelled' THEN 'cancelled'
-            ELSE 'failed' END::transcode_state,
+        transcode_state = transcode_state_of(NEW.state),
         transcode_error = CASE WHEN NEW.state IN ('failed', 'dead') THEN NEW.error END
     WHERE transcode_job_id = NEW.id;
     RETURN NULL;

@@ -55,13 +55,7 @@ CREATE INDEX transcript_segments_search_idx ON transcript_segments USING gin (se
 CREATE FUNCTION transcripts_follow_transcribe_job() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE transcripts SET
-        state = CASE NEW.state
-            WHEN 'queued' THEN 'queued'
-            WHEN 'retrying' THEN 'queued'
-            WHEN 'running' THEN 'running'
-            WHEN 'succeeded' THEN 'done'
-            WHEN 'cancelled' THEN 'cancelled'
-            ELSE 'failed' END::transcode_state,
+        state = transcode_state_of(NEW.state),
         error = CASE WHEN NEW.state IN ('failed', 'dead') THEN NEW.error END
     WHERE job_id = NEW.id;
     RETURN NULL;
@@ -76,18 +70,12 @@ CREATE TRIGGER jobs_transcribe_state AFTER UPDATE OF state ON jobs
 CREATE OR REPLACE FUNCTION uploads_follow_transcode_job() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE uploads SET
-        transcode_state = CASE NEW.state
-            WHEN 'queued' THEN 'queued'
-            WHEN 'retrying' THEN 'queued'
-            WHEN 'running' THEN 'running'
-            WHEN 'succeeded' THEN 'done'
-            WHEN 'cancelled' THEN 'cancelled'
-            ELSE 'failed' END::transcode_state,
+        transcode_state = transcode_state_of(NEW.state),
         transcode_error = CASE WHEN NEW.state IN ('failed', 'dead') THEN NEW.error END
     WHERE transcode_job_id = NEW.id;
     IF NEW.state IN ('failed', 'dead', 'cancelled') THEN
         UPDATE transcripts t SET
-            state = CASE NEW.state WHEN 'cancelled' THEN 'cancelled' ELSE 'failed' END::transcode_state,
+            state = transcode_state_of(NEW.state),
             error = 'the upload could not be transcoded: ' || coalesce(NEW.error, NEW.state::text)
         FROM uploads u
         WHERE u.transcode_job_id = NEW.id AND t.upload_id = u.id AND t.job_id IS NULL;

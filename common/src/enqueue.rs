@@ -40,6 +40,24 @@ impl NewJob {
             requested_by: None,
         }
     }
+
+    /// One job of kind `P` per `(payload, priority)`, all with the same parent and requester.
+    pub fn batch<P: crate::job::JobPayload>(
+        items: impl IntoIterator<Item = (P, u8)>,
+        parent: Option<Uuid>,
+        requested_by: &str,
+    ) -> Vec<Self> {
+        items
+            .into_iter()
+            .map(|(payload, priority)| {
+                let mut job = Self::new(P::KIND, serde_json::json!(payload));
+                job.priority = Some(priority);
+                job.parent_id = parent;
+                job.requested_by = Some(requested_by.to_owned());
+                job
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

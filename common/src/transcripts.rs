@@ -3,13 +3,12 @@
 //! caller's transaction; the caller publishes the returned jobs after committing.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::enqueue::{self, EnqueueError, NewJob};
+use crate::job::JobRecord;
 use crate::job::transcription::Transcribe;
-use crate::job::{JobPayload as _, JobRecord};
 
 /// Whisper's tasks.
 pub const TASKS: [&str; 2] = ["transcribe", "translate"];
@@ -103,21 +102,18 @@ pub async fn queue(
     if transcripts.is_empty() {
         return Ok(Vec::new());
     }
-    let jobs = transcripts
-        .iter()
-        .map(|(transcript_id, priority)| {
-            let mut job = NewJob::new(
-                Transcribe::KIND,
-                json!(Transcribe {
-                    transcript_id: *transcript_id
-                }),
-            );
-            job.priority = Some(*priority);
-            job.parent_id = parent;
-            job.requested_by = Some(requested_by.to_owned());
-            job
-        })
-        .collect();
+    let jobs = NewJob::batch(
+        transcripts.iter().map(|(transcript_id, priority)| {
+            (
+                Transcribe {
+                    transcript_id: *transcript_id,
+                },
+                *priority,
+            )
+        }),
+        parent,
+        requested_by,
+    );
     let records = enqueue::insert(&mut *tx, jobs).await?;
     let transcript_ids: Vec<Uuid> = transcripts.iter().map(|(id, _)| *id).collect();
     let job_ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
@@ -130,6 +126,48 @@ pub async fn queue(
     .execute(&mut *tx)
     .await?;
     Ok(records)
+}
+
+/// One segment to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSegment<'a> {
+    pub idx: i32,
+    pub start_s: f64,
+    pub end_s: f64,
+    pub text: &'a str,
+    pub avg_logprob: Option<f32>,
+    pub no_speech_prob: Option<f32>,
+    pub edited: bool,
+}
+
+/// Inserts a transcript's segments in one statement (the caller's transaction).
+pub async fn insert_segments(
+    tx: &mut PgConnection,
+    transcript_id: Uuid,
+    segments: &[NewSegment<'_>],
+) -> Result<(), sqlx::Error> {
+    let column = |f: &dyn Fn(&NewSegment<'_>) -> f64| segments.iter().map(f).collect::<Vec<f64>>();
+    let idx: Vec<i32> = segments.iter().map(|s| s.idx).collect();
+    let text: Vec<&str> = segments.iter().map(|s| s.text).collect();
+    let logprob: Vec<Option<f32>> = segments.iter().map(|s| s.avg_logprob).collect();
+    let no_speech: Vec<Option<f32>> = segments.iter().map(|s| s.no_speech_prob).collect();
+    let edited: Vec<bool> = segments.iter().map(|s| s.edited).collect();
+    sqlx::query(
+        "INSERT INTO transcript_segments (transcript_id, idx, start_s, end_s, text, avg_logprob, no_speech_prob, edited) \
+         SELECT $1, * FROM unnest($2::int[], $3::float8[], $4::float8[], $5::text[], $6::real[], $7::real[], \
+                                  $8::bool[])",
+    )
+    .bind(transcript_id)
+    .bind(idx)
+    .bind(column(&|s| s.start_s))
+    .bind(column(&|s| s.end_s))
+    .bind(text)
+    .bind(logprob)
+    .bind(no_speech)
+    .bind(edited)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

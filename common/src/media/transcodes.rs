@@ -2,13 +2,12 @@
 //! caller's transaction; the caller publishes the returned jobs after committing.
 //! An older transcode of the same clip notices it was replaced and does nothing.
 
-use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::enqueue::{self, EnqueueError, NewJob};
+use crate::job::JobRecord;
 use crate::job::media::Transcode;
-use crate::job::{JobPayload as _, JobRecord};
 
 /// Inserts one transcode per `(clip, priority)` and makes it the clip's current one.
 pub async fn queue(
@@ -20,16 +19,13 @@ pub async fn queue(
     if clips.is_empty() {
         return Ok(Vec::new());
     }
-    let jobs = clips
-        .iter()
-        .map(|(clip_id, priority)| {
-            let mut job = NewJob::new(Transcode::KIND, json!(Transcode { clip_id: *clip_id }));
-            job.priority = Some(*priority);
-            job.parent_id = parent;
-            job.requested_by = Some(requested_by.to_owned());
-            job
-        })
-        .collect();
+    let jobs = NewJob::batch(
+        clips
+            .iter()
+            .map(|(clip_id, priority)| (Transcode { clip_id: *clip_id }, *priority)),
+        parent,
+        requested_by,
+    );
     let records = enqueue::insert(&mut *tx, jobs).await?;
     let clip_ids: Vec<Uuid> = clips.iter().map(|(id, _)| *id).collect();
     let job_ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use rushes_common::transcripts::{NewSegment, insert_segments};
+
 use crate::audit::{self, Change};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -187,32 +189,27 @@ async fn insert_transcript(
             )));
         }
     }
-    let idx: Vec<i32> = t.segments.iter().map(|s| s.idx).collect();
-    let start: Vec<f64> = t.segments.iter().map(|s| s.start_s).collect();
-    let end: Vec<f64> = t.segments.iter().map(|s| s.end_s).collect();
-    let text: Vec<&str> = t.segments.iter().map(|s| s.text.as_str()).collect();
-    let logprob: Vec<Option<f32>> = t.segments.iter().map(|s| s.avg_logprob).collect();
-    let no_speech: Vec<Option<f32>> = t.segments.iter().map(|s| s.no_speech_prob).collect();
-    let edited: Vec<bool> = t.segments.iter().map(|s| s.edited).collect();
-    sqlx::query(
-        "INSERT INTO transcript_segments (transcript_id, idx, start_s, end_s, text, avg_logprob, no_speech_prob, edited) \
-         SELECT $1, * FROM unnest($2::int[], $3::float8[], $4::float8[], $5::text[], $6::real[], $7::real[], \
-                                  $8::bool[])",
-    )
-    .bind(id)
-    .bind(idx)
-    .bind(start)
-    .bind(end)
-    .bind(text)
-    .bind(logprob)
-    .bind(no_speech)
-    .bind(edited)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| match ApiError::from(e) {
-        ApiError::Conflict(_) => ApiError::Unprocessable(format!("transcripts: `{}` repeats a segment", t.clip_path)),
-        other => other,
-    })?;
+    let segments: Vec<NewSegment<'_>> = t
+        .segments
+        .iter()
+        .map(|s| NewSegment {
+            idx: s.idx,
+            start_s: s.start_s,
+            end_s: s.end_s,
+            text: &s.text,
+            avg_logprob: s.avg_logprob,
+            no_speech_prob: s.no_speech_prob,
+            edited: s.edited,
+        })
+        .collect();
+    insert_segments(&mut *tx, id, &segments)
+        .await
+        .map_err(|e| match ApiError::from(e) {
+            ApiError::Conflict(_) => {
+                ApiError::Unprocessable(format!("transcripts: `{}` repeats a segment", t.clip_path))
+            }
+            other => other,
+        })?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use rushes_common::job::email::Email;
 use rushes_common::job::transcription::Transcribe;
 use rushes_common::mail;
 use rushes_common::media::UPLOAD_ORIGINAL;
+use rushes_common::transcripts::{NewSegment, insert_segments};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -268,28 +269,20 @@ async fn store(
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-    let idx: Vec<i32> = (0..segments.len())
-        .map(|i| i32::try_from(i).unwrap_or(i32::MAX))
+    let rows: Vec<NewSegment<'_>> = segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| NewSegment {
+            idx: i32::try_from(i).unwrap_or(i32::MAX),
+            start_s: s.start,
+            end_s: s.end.max(s.start),
+            text: s.text.trim(),
+            avg_logprob: Some(s.avg_logprob),
+            no_speech_prob: Some(s.no_speech_prob),
+            edited: false,
+        })
         .collect();
-    let start: Vec<f64> = segments.iter().map(|s| s.start).collect();
-    let end: Vec<f64> = segments.iter().map(|s| s.end.max(s.start)).collect();
-    let text: Vec<&str> = segments.iter().map(|s| s.text.trim()).collect();
-    let logprob: Vec<f32> = segments.iter().map(|s| s.avg_logprob).collect();
-    let no_speech: Vec<f32> = segments.iter().map(|s| s.no_speech_prob).collect();
-    sqlx::query(
-        "INSERT INTO transcript_segments (transcript_id, idx, start_s, end_s, text, avg_logprob, no_speech_prob) \
-         SELECT $1, * FROM unnest($2::int[], $3::float8[], $4::float8[], $5::text[], $6::real[], $7::real[])",
-    )
-    .bind(id)
-    .bind(idx)
-    .bind(start)
-    .bind(end)
-    .bind(text)
-    .bind(logprob)
-    .bind(no_speech)
-    .execute(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    insert_segments(&mut tx, id, &rows).await.map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
     Ok(true)
 }

@@ -37,6 +37,20 @@ fn push(args: &mut Vec<OsString>, items: &[&str]) {
     args.extend(items.iter().map(OsString::from));
 }
 
+/// The `[awav]` graph output as the 16 kHz mono 16-bit WAV Whisper reads.
+const WAV_OUTPUT: [&str; 10] = [
+    "-map",
+    "[awav]",
+    "-ac",
+    "1",
+    "-ar",
+    "16000",
+    "-c:a",
+    "pcm_s16le",
+    "-f",
+    "wav",
+];
+
 /// Appends a filter chain (without its output label) that downmixes each of `tracks`
 /// audio tracks of input 0 to mono and mixes them into one.
 fn mono_mix(graph: &mut String, tracks: usize) {
@@ -67,21 +81,7 @@ pub fn speech_wav(input: &Path, tracks: usize, track: Option<usize>, staging: &S
     graph.push_str("[awav]");
     args.push("-filter_complex".into());
     args.push(graph.into());
-    push(
-        &mut args,
-        &[
-            "-map",
-            "[awav]",
-            "-ac",
-            "1",
-            "-ar",
-            "16000",
-            "-c:a",
-            "pcm_s16le",
-            "-f",
-            "wav",
-        ],
-    );
+    push(&mut args, &WAV_OUTPUT);
     args.push(staging.path("speech.wav").into());
     Plan {
         args,
@@ -204,21 +204,7 @@ pub fn transcode(
         outputs.push(name);
     }
     if has_audio {
-        push(
-            &mut args,
-            &[
-                "-map",
-                "[awav]",
-                "-ac",
-                "1",
-                "-ar",
-                "16000",
-                "-c:a",
-                "pcm_s16le",
-                "-f",
-                "wav",
-            ],
-        );
+        push(&mut args, &WAV_OUTPUT);
         args.push(staging.path("audio.wav").into());
         outputs.push("audio.wav".to_owned());
     }
