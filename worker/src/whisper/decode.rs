@@ -85,11 +85,11 @@ pub fn apply_timestamp_rules(logits: &mut [f32], sampled: &[u32], tokens: Timest
             logits[last_allowed + 1..].fill(f32::NEG_INFINITY);
         }
     }
-    // When timestamps together are likelier than any text token, sample a timestamp.
-    let logprobs = log_softmax(logits);
-    let ts_logprob = logsumexp(&logprobs[ts..]);
-    let max_text = logprobs[..ts].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if ts_logprob > max_text {
+    // When timestamps together are likelier than any text token, sample a timestamp
+    // (compared on logits: the log-softmax normaliser is common to both sides).
+    let ts_mass = logsumexp(&logits[ts..]);
+    let max_text = logits[..ts].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if ts_mass > max_text {
         logits[..ts].fill(f32::NEG_INFINITY);
     }
 }
@@ -200,7 +200,7 @@ pub fn decode_window(
         } else {
             argmax(&logits)
         };
-        let lp = log_softmax(&logits)[next as usize];
+        let lp = logits[next as usize] - logsumexp(&logits);
         if lp.is_finite() {
             sum_logprob += lp;
         }

@@ -7,6 +7,7 @@ pub mod ct2;
 pub mod decode;
 pub mod mel;
 mod model;
+mod ops;
 pub mod tokens;
 pub mod weights;
 
@@ -21,8 +22,8 @@ use self::mel::{HOP, MelFrontEnd, N_FRAMES};
 use self::model::Model;
 use self::tokens::Tokens;
 pub use self::weights::{Dims, ModelFormat};
-/// candle's device and dtype, for callers without a candle dependency of their own.
-pub use candle_core::{DType as ComputeDType, Device};
+/// candle's device, for callers without a candle dependency of their own.
+pub use candle_core::Device;
 
 /// Recognise speech, or translate it to English.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

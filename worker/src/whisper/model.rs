@@ -150,7 +150,7 @@ struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(x)?.gelu_erf()?)
+        self.fc2.forward(&super::ops::gelu_erf(&self.fc1.forward(x)?)?)
     }
 }
 
@@ -258,8 +258,8 @@ impl Model {
     /// clears the decoder cache.
     pub fn set_audio(&mut self, mel: &Tensor) -> Result<()> {
         let mel = mel.to_dtype(self.dtype)?.to_device(&self.device)?.unsqueeze(0)?;
-        let x = self.conv1.forward(&mel)?.gelu_erf()?;
-        let x = self.conv2.forward(&x)?.gelu_erf()?;
+        let x = super::ops::gelu_erf(&self.conv1.forward(&mel)?)?;
+        let x = super::ops::gelu_erf(&self.conv2.forward(&x)?)?;
         let x = x.transpose(1, 2)?; // [1, 1500, d]
         let n = x.dim(1)?;
         let mut x = x.broadcast_add(&self.enc_pos.narrow(0, 0, n)?)?;
