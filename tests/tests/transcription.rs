@@ -264,8 +264,10 @@ async fn clips_are_transcribed_on_ingest_counted_and_carried_by_export_and_impor
         .unwrap_or_default();
     assert!(hours > 0.0, "{stats}");
 
-    // A clip without sound cannot be transcribed.
+    // A clip without sound cannot be transcribed; clips show their transcript's state.
     let clips = env.clips(&production["id"]).await?;
+    let states: Vec<&Value> = clips.iter().map(|c| &c["transcript_state"]).collect();
+    assert_eq!(states, [&json!("done"), &Value::Null], "{clips:?}");
     let silent = clips
         .iter()
         .find(|c| c["name"] == "A001C002.mov")

@@ -71,6 +71,8 @@ struct ClipRow {
     first_seen_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     tags: Vec<String>,
+    transcript_id: Option<Uuid>,
+    transcript_state: Option<String>,
 }
 
 macro_rules! clip_columns {
@@ -81,7 +83,8 @@ macro_rules! clip_columns {
          c.transcode_state::text AS transcode_state, c.transcode_job_id, c.transcode_error, c.outputs, \
          c.transcoded_at, c.first_seen_at, c.updated_at, \
          ARRAY(SELECT t.name FROM clip_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.clip_id = c.id \
-               ORDER BY lower(t.name)) AS tags"
+               ORDER BY lower(t.name)) AS tags, \
+         tr.id AS transcript_id, tr.state::text AS transcript_state"
     };
 }
 
@@ -131,11 +134,15 @@ impl From<ClipRow> for ClipView {
 
 /// The clip, if the caller may view its production (otherwise it does not exist for them).
 async fn find(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<ClipRow> {
-    let clip: ClipRow = sqlx::query_as(concat!("SELECT ", clip_columns!(), " FROM clips c WHERE c.id = $1"))
-        .bind(id)
-        .fetch_optional(&state.db)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no clip {id}")))?;
+    let clip: ClipRow = sqlx::query_as(concat!(
+        "SELECT ",
+        clip_columns!(),
+        " FROM clips c LEFT JOIN transcripts tr ON tr.clip_id = c.id WHERE c.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no clip {id}")))?;
     caller
         .require(state, Policy::View, clip.production_id)
         .await
@@ -197,7 +204,7 @@ async fn list(
     let rows: Vec<ClipRow> = sqlx::query_as(concat!(
         "SELECT ",
         clip_columns!(),
-        " FROM clips c \
+        " FROM clips c LEFT JOIN transcripts tr ON tr.clip_id = c.id \
          WHERE ($1::uuid IS NULL OR c.production_id = $1) AND ($2::text IS NULL OR c.card = $2) \
            AND ($3::text IS NULL OR c.shooter = $3) AND ($4::date IS NULL OR c.shoot_date = $4) \
            AND ($5::bool IS NULL OR c.hidden = $5) AND ($6::bool IS NULL OR c.missing = $6) \
@@ -299,7 +306,7 @@ async fn related(
     let overlapping: Vec<ClipRow> = sqlx::query_as(concat!(
         "SELECT ",
         clip_columns!(),
-        " FROM clips c JOIN clips me ON me.id = $1 \
+        " FROM clips c JOIN clips me ON me.id = $1 LEFT JOIN transcripts tr ON tr.clip_id = c.id \
          WHERE c.production_id = me.production_id AND c.id <> me.id AND c.shoot_date = me.shoot_date \
            AND c.tc_start_s < me.tc_end_s AND c.tc_end_s > me.tc_start_s AND NOT c.missing \
          ORDER BY c.tc_start_s LIMIT 200"
