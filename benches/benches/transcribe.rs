@@ -45,6 +45,9 @@ fn cache_dir(var: &str, sub: &str) -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os(var) {
         return Ok(PathBuf::from(dir));
     }
+    if let Some(cache) = std::env::var_os("RUSHES_CACHE_DIR") {
+        return Ok(PathBuf::from(cache).join(sub));
+    }
     let home = std::env::var_os("HOME").context("HOME is not set")?;
     Ok(PathBuf::from(home).join(".cache/rushes").join(sub))
 }

@@ -15,9 +15,14 @@ use candle_core::{DType, Device};
 use rushes_worker::whisper::audio::write_wav_pcm16;
 use rushes_worker::whisper::{DecodeOptions, ModelFormat, Transcription, Whisper, WhisperError, ct2, weights};
 
+/// `var`, else `$RUSHES_CACHE_DIR/<sub>`, else `$HOME/.cache/rushes/<sub>` (where
+/// `deploy/fetch-models.sh` puts things).
 fn cache_dir(var: &str, sub: &str) -> PathBuf {
     if let Some(dir) = std::env::var_os(var) {
         return PathBuf::from(dir);
+    }
+    if let Some(cache) = std::env::var_os("RUSHES_CACHE_DIR") {
+        return PathBuf::from(cache).join(sub);
     }
     let home = std::env::var_os("HOME").expect("HOME is not set");
     PathBuf::from(home).join(".cache/rushes").join(sub)
@@ -608,4 +613,79 @@ fn special_tokens_are_looked_up_by_name() {
     assert_eq!(multi.language_id("en"), Some(multi.sot + 1));
     assert_eq!(multi.language_code(multi.sot + 3), Some("de"));
     assert_eq!(en.language_id("en"), Some(en.sot + 1));
+}
+
+/// German from espeak-ng (resampled to 16 kHz by ffmpeg), for the multilingual paths.
+fn german(path: &Path) {
+    let wide = path.with_extension("22k.wav");
+    let sentence = "Guten Morgen. Heute ist das Wetter sehr schön, und wir gehen in den Park.";
+    let status = std::process::Command::new("espeak-ng")
+        .args(["-v", "de", "-w"])
+        .arg(&wide)
+        .arg(sentence)
+        .status()
+        .expect("espeak-ng is needed (deploy/bootstrap.sh installs it)");
+    assert!(status.success());
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-i"])
+        .arg(&wide)
+        .args(["-ar", "16000", "-ac", "1", "-c:a", "pcm_s16le"])
+        .arg(path)
+        .status()
+        .expect("ffmpeg is needed");
+    assert!(status.success());
+}
+
+#[test]
+fn base_detects_german_and_translates_it() {
+    use rushes_worker::whisper::Task;
+    let scratch = Scratch::new("german");
+    let wav = scratch.path("de.wav");
+    german(&wav);
+    let mut w = Whisper::load(&model_dir("base"), &Device::Cpu).unwrap();
+    // faster-whisper, same model, greedy: "de" at 0.887; " Guten Morgen, heute ist das
+    // Metternation und wir gehen in den Park." / " Good morning, today's session is
+    // about to begin."
+    let t = transcribe(&mut w, &wav, &DecodeOptions::default());
+    assert_eq!(t.language, "de");
+    assert!(t.language_probability.unwrap() > 0.6, "{:?}", t.language_probability);
+    let heard = normalise(&text(&t));
+    for word in ["guten", "morgen", "heute", "park"] {
+        assert!(heard.iter().any(|w| w == word), "`{word}` not in {heard:?}");
+    }
+    let opts = DecodeOptions {
+        task: Task::Translate,
+        ..DecodeOptions::default()
+    };
+    let t = transcribe(&mut w, &wav, &opts);
+    let heard = normalise(&text(&t));
+    assert!(
+        heard.starts_with(&["good".to_owned(), "morning".to_owned()]),
+        "{heard:?}"
+    );
+
+    let given = DecodeOptions {
+        language: Some("de".into()),
+        ..DecodeOptions::default()
+    };
+    let t = transcribe(&mut w, &wav, &given);
+    assert_eq!((t.language.as_str(), t.language_probability), ("de", None));
+    let unknown = DecodeOptions {
+        language: Some("xx".into()),
+        ..DecodeOptions::default()
+    };
+    let err = w
+        .transcribe(&wav, &unknown, &mut |_| ControlFlow::Continue(()))
+        .unwrap_err();
+    assert!(
+        err.is_permanent() && err.to_string().contains("unknown language `xx`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_engine_can_move_to_a_blocking_thread() {
+    fn is_send<T: Send + 'static>() {}
+    is_send::<Whisper>();
+    is_send::<WhisperError>();
 }
