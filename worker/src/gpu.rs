@@ -41,25 +41,28 @@ mod imp {
 
     use super::{GpuError, GpuInfo};
 
-    fn driver_present() -> bool {
-        // Any driver call panics when libcuda cannot be loaded: look for it first.
-        #[expect(unsafe_code, reason = "cudarc's library probe only tries to dlopen libcuda")]
-        // SAFETY: `is_culib_present` loads and drops the library; it touches no state.
-        let present = unsafe { cudarc::driver::sys::is_culib_present() };
-        present
+    /// Devices the driver reports, `None` without a usable driver. candle's CUDA build
+    /// links libcuda dynamically (cudarc's `dynamic-linking`, so `is_culib_present` is
+    /// not compiled in): the process only starts where the library exists, and without
+    /// a GPU or kernel driver `cuInit` returns an error. Were cudarc built to load the
+    /// library at run time instead, a missing library panics: caught here.
+    fn device_count() -> Option<usize> {
+        match std::panic::catch_unwind(CudaContext::device_count) {
+            Ok(Ok(n)) => Some(usize::try_from(n).unwrap_or(0)),
+            Ok(Err(err)) => {
+                tracing::info!(error = %err, "no usable CUDA driver: running on the CPU");
+                None
+            }
+            Err(_) => {
+                tracing::info!("no CUDA driver library: running on the CPU");
+                None
+            }
+        }
     }
 
     pub fn discover() -> Vec<GpuInfo> {
-        if !driver_present() {
-            tracing::info!("no CUDA driver found: running on the CPU");
+        let Some(count) = device_count() else {
             return Vec::new();
-        }
-        let count = match CudaContext::device_count() {
-            Ok(n) => usize::try_from(n).unwrap_or(0),
-            Err(err) => {
-                tracing::warn!(error = %err, "CUDA driver present but unusable: running on the CPU");
-                return Vec::new();
-            }
         };
         (0..count)
             .filter_map(|index| {
@@ -81,10 +84,10 @@ mod imp {
     }
 
     pub fn device(index: usize) -> Result<candle_core::Device, GpuError> {
-        if !driver_present() {
+        if device_count().is_none_or(|n| index >= n) {
             return Err(GpuError::Device {
                 index,
-                reason: "no CUDA driver on this machine".into(),
+                reason: "no such CUDA device on this machine".into(),
             });
         }
         candle_core::Device::new_cuda(index).map_err(|e| GpuError::Device {
