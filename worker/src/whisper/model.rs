@@ -87,7 +87,7 @@ impl Attention {
         if let Some(mask) = mask {
             w = w.broadcast_add(mask)?;
         }
-        let w = candle_nn::ops::softmax_last_dim(&w)?;
+        let w = super::ops::softmax_last_dim(&w)?;
         let o = w.matmul(v)?; // [b, h, t, dh]
         let o = o.transpose(1, 2)?.reshape((b, t, self.heads * dh))?;
         self.out.forward(&o)

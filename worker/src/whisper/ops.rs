@@ -1,5 +1,7 @@
 //! CPU kernels candle lacks in a fast form: the exact (erf) GELU with a rational erf
-//! that the compiler vectorises (candle's calls libm's scalar `erff` per value).
+//! that the compiler vectorises (candle's calls libm's scalar `erff` per value), and a
+//! softmax for the decoder's small score rows (candle's spreads even a few rows over
+//! its thread pool, which costs more than the arithmetic).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
@@ -56,6 +58,50 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+struct SoftmaxLastDim;
+
+impl CustomOp1 for SoftmaxLastDim {
+    fn name(&self) -> &'static str {
+        "whisper-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(values) = storage else {
+            candle_core::bail!("whisper-softmax: f32 only");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("whisper-softmax: contiguous input only");
+        };
+        let n = layout.shape().dims().last().copied().unwrap_or(1).max(1);
+        let mut out = values[start..end].to_vec();
+        for row in out.chunks_exact_mut(n) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for v in row.iter_mut() {
+                *v = (*v - max).exp();
+                sum += *v;
+            }
+            let inv = 1.0 / sum;
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
+        }
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// Values at which candle's parallel softmax starts to pay.
+const SMALL_SOFTMAX: usize = 1 << 16;
+
+/// Softmax over the last dimension.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && x.elem_count() <= SMALL_SOFTMAX {
+        x.contiguous()?.apply_op1_no_bwd(&SoftmaxLastDim)
+    } else {
+        candle_nn::ops::softmax_last_dim(x)
+    }
+}
+
 #[cfg(test)]
 #[expect(clippy::unwrap_used, reason = "a failing test should stop right there")]
 mod tests {
@@ -92,6 +138,21 @@ mod tests {
             1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / f
         };
         v.copysign(x)
+    }
+
+    #[test]
+    fn small_softmax_matches_candle() {
+        let x = Tensor::randn(0f32, 3.0, (2, 3, 1, 100), &candle_core::Device::Cpu).unwrap();
+        let ours: Vec<f32> = softmax_last_dim(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let theirs: Vec<f32> = candle_nn::ops::softmax_last_dim(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
     }
 
     #[test]
