@@ -16,21 +16,21 @@
 //!
 //! ```text
 //! model    threads  engine                     RTF   peak MB  RTF / fw float32
-//! tiny.en        1  rushes (candle f32)      0.039       264   1.39
-//! tiny.en        1  faster-whisper float32   0.028       386   1.00
-//! tiny.en        1  faster-whisper int8      0.020       285   0.73
-//! tiny.en        2  rushes (candle f32)      0.030       265   1.78
-//! tiny.en        2  faster-whisper float32   0.017       382   1.00
-//! base           1  rushes (candle f32)      0.070       435   1.25
-//! base           1  faster-whisper float32   0.057       531   1.00
-//! base           1  faster-whisper int8      0.041       348   0.72
-//! base           2  rushes (candle f32)      0.052       435   1.58
-//! base           2  faster-whisper float32   0.033       548   1.00
+//! tiny.en        1  rushes (candle f32)      0.034       262   1.32
+//! tiny.en        1  faster-whisper float32   0.026       386   1.00
+//! tiny.en        1  faster-whisper int8      0.019       284   0.73
+//! tiny.en        2  rushes (candle f32)      0.028       266   1.57
+//! tiny.en        2  faster-whisper float32   0.018       382   1.00
+//! base           1  rushes (candle f32)      0.068       438   1.29
+//! base           1  faster-whisper float32   0.053       531   1.00
+//! base           1  faster-whisper int8      0.039       348   0.74
+//! base           2  rushes (candle f32)      0.051       436   1.59
+//! base           2  faster-whisper float32   0.032       538   1.00
 //! ```
 //!
 //! Same text as faster-whisper float32 in every row. Half of our time is the encoder's
-//! f32 matrix products (the `gemm` crate's AVX2 kernels, against CTranslate2's oneDNN
-//! with AVX-512 on this CPU), a sixth the decoder's 51 864-row vocabulary projection
+//! f32 matrix products (the `gemm` crate's kernels, AVX-512 here, against
+//! CTranslate2's oneDNN/MKL), a sixth the decoder's 51 864-row vocabulary projection
 //! per token (memory-bound); the decoder's small per-token products use one thread.
 
 use std::ops::ControlFlow;
