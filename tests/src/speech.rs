@@ -151,8 +151,9 @@ fn number_words(n: u64, out: &mut Vec<String>) {
 }
 
 /// Words for comparison: lower case, punctuation dropped (apostrophes kept inside
-/// words), digits spelled out, hyphens as spaces.
+/// words), digits spelled out, `Mr.`/`Mrs.` spelt out, hyphens as spaces.
 pub fn normalise(text: &str) -> Vec<String> {
+    let text = text.to_lowercase().replace("mr.", "mister").replace("mrs.", "missus");
     let mut words = Vec::new();
     for raw in text.split(|c: char| c.is_whitespace() || c == '-') {
         let word: String = raw
@@ -172,23 +173,28 @@ pub fn normalise(text: &str) -> Vec<String> {
     words
 }
 
-/// Word error rate: (substitutions + deletions + insertions) / reference words.
+/// Word-level Levenshtein distance: substitutions + deletions + insertions.
+pub fn edit_distance(reference: &[String], hypothesis: &[String]) -> usize {
+    let mut previous: Vec<usize> = (0..=hypothesis.len()).collect();
+    for (i, rw) in reference.iter().enumerate() {
+        let mut current = vec![i + 1; hypothesis.len() + 1];
+        for (j, hw) in hypothesis.iter().enumerate() {
+            let substitution = previous[j] + usize::from(rw != hw);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[hypothesis.len()]
+}
+
+/// Word error rate: edits / reference words, both normalised.
 pub fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
     let r = normalise(reference);
     let h = normalise(hypothesis);
     if r.is_empty() {
         return if h.is_empty() { 0.0 } else { 1.0 };
     }
-    let mut previous: Vec<usize> = (0..=h.len()).collect();
-    for (i, rw) in r.iter().enumerate() {
-        let mut current = vec![i + 1; h.len() + 1];
-        for (j, hw) in h.iter().enumerate() {
-            let substitution = previous[j] + usize::from(rw != hw);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        previous = current;
-    }
-    previous[h.len()] as f64 / r.len() as f64
+    edit_distance(&r, &h) as f64 / r.len() as f64
 }
 
 #[cfg(test)]
@@ -198,6 +204,7 @@ mod tests {
     #[test]
     fn normalising_spells_digits_and_drops_punctuation() {
         assert_eq!(normalise("Go forward 10 meters."), ["go", "forward", "ten", "meters"]);
+        assert_eq!(normalise("Mr. Smith"), ["mister", "smith"]);
         assert_eq!(
             normalise("It's 1,234 — well-known!"),
             [

@@ -12,24 +12,12 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
+use rushes_tests::speech::{self, edit_distance, normalise};
 use rushes_worker::whisper::audio::write_wav_pcm16;
 use rushes_worker::whisper::{DecodeOptions, ModelFormat, Transcription, Whisper, WhisperError, ct2, weights};
 
-/// `var`, else `$RUSHES_CACHE_DIR/<sub>`, else `$HOME/.cache/rushes/<sub>` (where
-/// `deploy/fetch-models.sh` puts things).
-fn cache_dir(var: &str, sub: &str) -> PathBuf {
-    if let Some(dir) = std::env::var_os(var) {
-        return PathBuf::from(dir);
-    }
-    if let Some(cache) = std::env::var_os("RUSHES_CACHE_DIR") {
-        return PathBuf::from(cache).join(sub);
-    }
-    let home = std::env::var_os("HOME").expect("HOME is not set");
-    PathBuf::from(home).join(".cache/rushes").join(sub)
-}
-
 fn model_dir(name: &str) -> PathBuf {
-    let dir = cache_dir("RUSHES_TEST_MODEL_DIR", "models").join(name);
+    let dir = speech::model_dir().unwrap().join(name);
     assert!(
         dir.join("model.bin").is_file(),
         "Whisper model {} is missing: run deploy/fetch-models.sh",
@@ -39,13 +27,7 @@ fn model_dir(name: &str) -> PathBuf {
 }
 
 fn speech_dir() -> PathBuf {
-    let dir = cache_dir("RUSHES_TEST_SPEECH_DIR", "speech");
-    assert!(
-        dir.join("goforward.raw").is_file() && dir.join("cards/cards.transcription").is_file(),
-        "test speech in {} is missing: run deploy/fetch-models.sh",
-        dir.display()
-    );
-    dir
+    speech::speech_dir().unwrap()
 }
 
 /// A scratch directory removed on drop.
@@ -121,81 +103,6 @@ fn clips() -> Vec<(String, Vec<f32>, String)> {
     }
     assert_eq!(out.len(), 11, "5 LibriVox clips, go forward, 5 cards");
     out
-}
-
-fn number_words(n: u64) -> String {
-    const ONES: [&str; 20] = [
-        "zero",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-    ];
-    const TENS: [&str; 10] = [
-        "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-    ];
-    match n {
-        0..=19 => ONES[n as usize].to_owned(),
-        20..=99 if n.is_multiple_of(10) => TENS[(n / 10) as usize].to_owned(),
-        20..=99 => format!("{} {}", TENS[(n / 10) as usize], ONES[(n % 10) as usize]),
-        _ => n.to_string(),
-    }
-}
-
-/// Lower case, digits as words, `Mr.` spelt out, punctuation and hyphens as spaces.
-fn normalise(text: &str) -> Vec<String> {
-    let text = text.to_lowercase().replace("mr.", "mister").replace("mrs.", "missus");
-    let mut out = String::new();
-    let mut digits = String::new();
-    for c in text.chars().chain(std::iter::once(' ')) {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        if !digits.is_empty() {
-            out.push(' ');
-            out.push_str(&number_words(digits.parse().unwrap()));
-            out.push(' ');
-            digits.clear();
-        }
-        if c.is_alphabetic() {
-            out.push(c);
-        } else if c != '\'' {
-            out.push(' ');
-        }
-    }
-    out.split_whitespace().map(str::to_owned).collect()
-}
-
-fn edit_distance(a: &[String], b: &[String]) -> usize {
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        let mut prev = row[0];
-        row[0] = i;
-        for j in 1..=b.len() {
-            let cur = row[j];
-            row[j] = (row[j] + 1)
-                .min(row[j - 1] + 1)
-                .min(prev + usize::from(a[i - 1] != b[j - 1]));
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 fn text(t: &Transcription) -> String {
