@@ -100,9 +100,37 @@ impl MelFrontEnd {
     }
 
     /// Log-mel of frames `[first, first + count)` of `wav` (frame *j* is centred on sample
-    /// `j * 160`), padded with zeros to `[n_mels, 3000]` on the CPU in f32.
-    pub fn window(&self, wav: &mut WavReader, first: usize, count: usize) -> Result<Tensor, WhisperError> {
+    /// `j * 160`), padded with zeros to `[n_mels, 3000]` on the CPU in f32. Values below
+    /// `file_max − 8` are raised to it, as OpenAI does over the whole file's log-mel (see
+    /// [`MelFrontEnd::file_max`]); `None` uses this window's own maximum.
+    pub fn window(
+        &self,
+        wav: &mut WavReader,
+        first: usize,
+        count: usize,
+        file_max: Option<f32>,
+    ) -> Result<Tensor, WhisperError> {
         let count = count.min(N_FRAMES);
+        let log = self.log10_mel(wav, first, count)?;
+        normalise(&log, file_max, count)
+    }
+
+    /// The largest log10 mel value over the whole file, streamed window by window (the
+    /// whole file's mel is never held): the floor OpenAI's normalisation uses.
+    pub fn file_max(&self, wav: &mut WavReader) -> Result<f32, WhisperError> {
+        let frames = (wav.len() / HOP as u64) as usize;
+        let mut max = f32::NEG_INFINITY;
+        let mut first = 0;
+        while first < frames {
+            let count = N_FRAMES.min(frames - first);
+            max = max.max(self.log10_mel(wav, first, count)?.max_all()?.to_scalar::<f32>()?);
+            first += count;
+        }
+        Ok(if max.is_finite() { max } else { -10.0 })
+    }
+
+    /// `log10(max(mel power, 1e-10))` of frames `[first, first + count)`, `[count, n_mels]`.
+    fn log10_mel(&self, wav: &mut WavReader, first: usize, count: usize) -> Result<Tensor, WhisperError> {
         let half = (N_FFT / 2) as i64;
         let start = (first * HOP) as i64 - half;
         let span = (count.max(1) - 1) * HOP + N_FFT;
@@ -122,10 +150,11 @@ impl MelFrontEnd {
             frame.copy_from_slice(&samples[j * HOP..j * HOP + N_FFT]);
         }
         let frames = Tensor::from_vec(frames, (count, N_FFT), &Device::Cpu)?;
-        self.log_mel(&frames, count)
+        self.log10_frames(&frames)
     }
 
-    fn log_mel(&self, frames: &Tensor, count: usize) -> Result<Tensor, WhisperError> {
+    /// `log10(max(mel power, 1e-10))` of `[count, 400]` sample frames.
+    fn log10_frames(&self, frames: &Tensor) -> Result<Tensor, WhisperError> {
         let spec = frames.matmul(&self.basis)?;
         let re = spec.narrow(1, 0, N_FREQ)?;
         let im = spec.narrow(1, N_FREQ, N_FREQ)?;
@@ -135,16 +164,30 @@ impl MelFrontEnd {
             .clamp(1e-10f32, f32::INFINITY)?
             .log()?
             .affine(1.0 / std::f64::consts::LN_10, 0.0)?;
-        let max = log.max_all()?.to_scalar::<f32>()?;
-        let log = log.clamp(max - 8.0, f32::INFINITY)?.affine(0.25, 1.0)?;
-        let log = log.t()?;
-        let out = if count < N_FRAMES {
-            log.pad_with_zeros(1, 0, N_FRAMES - count)?
-        } else {
-            log.contiguous()?
-        };
-        Ok(out.to_dtype(DType::F32)?)
+        Ok(log)
     }
+
+    /// The normalised, padded log-mel of `[count, 400]` frames (their own maximum as floor).
+    #[cfg(test)]
+    fn log_mel(&self, frames: &Tensor, count: usize) -> Result<Tensor, WhisperError> {
+        normalise(&self.log10_frames(frames)?, None, count)
+    }
+}
+
+/// OpenAI's scaling of a `[count, n_mels]` log10 mel: floored at `max − 8` (`max` the
+/// file's, else these frames'), `(x + 4) / 4`, transposed and zero-padded to 3000 frames.
+fn normalise(log: &Tensor, max: Option<f32>, count: usize) -> Result<Tensor, WhisperError> {
+    let max = match max {
+        Some(max) => max,
+        None => log.max_all()?.to_scalar::<f32>()?,
+    };
+    let log = log.clamp(max - 8.0, f32::INFINITY)?.affine(0.25, 1.0)?.t()?;
+    let out = if count < N_FRAMES {
+        log.pad_with_zeros(1, 0, N_FRAMES - count)?
+    } else {
+        log.contiguous()?
+    };
+    Ok(out.to_dtype(DType::F32)?)
 }
 
 #[cfg(test)]
@@ -216,11 +259,52 @@ mod tests {
         super::super::audio::write_wav_pcm16(&path, &x).unwrap();
         let mut wav = WavReader::open(&path).unwrap();
         let front = MelFrontEnd::new(80).unwrap();
-        let mel: Vec<Vec<f32>> = front.window(&mut wav, 0, 25).unwrap().to_vec2().unwrap();
+        let mel: Vec<Vec<f32>> = front.window(&mut wav, 0, 25, None).unwrap().to_vec2().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         for (bin, frame, want) in [(3, 0, 1.067_125_1), (40, 5, -0.759_233_1), (70, 24, -0.177_225_5)] {
             let got = mel[bin][frame];
             assert!((got - want).abs() < 2e-3, "mel[{bin}][{frame}] = {got}, numpy {want}");
         }
+    }
+
+    #[test]
+    fn a_long_file_is_floored_at_its_loudest_window() {
+        // 30 s of a quiet tone, then 10 s of a loud one: the first window's floor comes
+        // from the loud part, as with OpenAI's whole-file log-mel.
+        let tone =
+            |i: usize, amplitude: f64| ((i as f64 * 440.0 / 16000.0 * std::f64::consts::TAU).sin() * amplitude) as f32;
+        let x: Vec<f32> = (0..40 * 16000)
+            .map(|i| tone(i, if i < 30 * 16000 { 0.001 } else { 0.5 }))
+            .collect();
+        let dir = std::env::temp_dir().join(format!("rushes-mel-max-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("two-levels.wav");
+        super::super::audio::write_wav_pcm16(&path, &x).unwrap();
+        let mut wav = WavReader::open(&path).unwrap();
+        let front = MelFrontEnd::new(80).unwrap();
+        let file_max = front.file_max(&mut wav).unwrap();
+        let own: Vec<f32> = front
+            .window(&mut wav, 0, N_FRAMES, None)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let floored: Vec<f32> = front
+            .window(&mut wav, 0, N_FRAMES, Some(file_max))
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let top = |v: &[f32]| v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let bottom = |v: &[f32]| v.iter().copied().fold(f32::INFINITY, f32::min);
+        assert!((bottom(&floored) - ((file_max - 8.0) * 0.25 + 1.0)).abs() < 1e-5);
+        assert!(top(&floored) < top(&own) + 1e-6, "the quiet window is not the loudest");
+        assert!(
+            bottom(&floored) > bottom(&own),
+            "its floor is the file's, higher than its own"
+        );
     }
 }

@@ -278,6 +278,13 @@ impl Whisper {
         let mut wav = WavReader::open(wav)?;
         let duration = wav.duration();
         let content_frames = (wav.len() / HOP as u64) as usize;
+        // OpenAI normalises against the whole file's loudest mel value; a file longer than
+        // one window gets a first, streamed pass to find it.
+        let file_max = if content_frames > N_FRAMES {
+            Some(self.mel.file_max(&mut wav)?)
+        } else {
+            None
+        };
         let tokens = &self.tokens;
 
         let mut encoded: Option<usize> = None;
@@ -291,7 +298,7 @@ impl Whisper {
         } else if content_frames == 0 {
             ("en".to_owned(), None)
         } else {
-            let mel = self.mel.window(&mut wav, 0, content_frames.min(N_FRAMES))?;
+            let mel = self.mel.window(&mut wav, 0, content_frames.min(N_FRAMES), file_max)?;
             self.model.set_audio(&mel)?;
             encoded = Some(0);
             let (code, p) = detect_language(&mut self.model, tokens)?;
@@ -342,7 +349,7 @@ impl Whisper {
         while seek < content_frames {
             let size = N_FRAMES.min(content_frames - seek);
             if encoded != Some(seek) {
-                let mel = self.mel.window(&mut wav, seek, size)?;
+                let mel = self.mel.window(&mut wav, seek, size, file_max)?;
                 self.model.set_audio(&mel)?;
                 encoded = Some(seek);
             }
@@ -473,7 +480,12 @@ impl Whisper {
     pub fn detect_language(&mut self, wav: &Path) -> Result<(String, f32), WhisperError> {
         let mut wav = WavReader::open(wav)?;
         let frames = ((wav.len() / HOP as u64) as usize).clamp(1, N_FRAMES);
-        let mel = self.mel.window(&mut wav, 0, frames)?;
+        let file_max = if wav.len() / HOP as u64 > N_FRAMES as u64 {
+            Some(self.mel.file_max(&mut wav)?)
+        } else {
+            None
+        };
+        let mel = self.mel.window(&mut wav, 0, frames, file_max)?;
         self.model.set_audio(&mel)?;
         detect_language(&mut self.model, &self.tokens)
     }
