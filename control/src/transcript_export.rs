@@ -74,6 +74,20 @@ fn cue_text(text: &str) -> String {
         .replace("-->", "→")
 }
 
+/// WebVTT cue text: `&`, `<` and `>` are markup there (tags, entities) and are escaped.
+fn vtt_cue_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in cue_text(text).chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 pub fn srt(lines: &[Line<'_>]) -> String {
     let mut out = String::new();
     for (i, line) in lines.iter().enumerate() {
@@ -103,7 +117,7 @@ pub fn vtt(lines: &[Line<'_>], start: Option<Timecode>) -> String {
             "{id}\n{} --> {}\n{}\n\n",
             clock(line.start, '.'),
             clock(line.end, '.'),
-            cue_text(line.text)
+            vtt_cue_text(line.text)
         );
     }
     out
@@ -214,6 +228,20 @@ mod tests {
         assert!(vtt(&lines(), None).contains("\n\n2\n00:00:03.040 --> "));
         assert!(out.contains("Then → turn left."), "{out}");
         assert_eq!(out.matches("-->").count(), 3);
+    }
+
+    #[test]
+    fn vtt_escapes_markup_in_cue_text() {
+        let text = [Line {
+            start: 0.0,
+            end: 1.0,
+            text: "<c.red>Fish & chips</c> -> 3 > 2",
+        }];
+        let out = vtt(&text, None);
+        assert!(
+            out.ends_with("\n&lt;c.red&gt;Fish &amp; chips&lt;/c&gt; -&gt; 3 &gt; 2\n\n"),
+            "{out}"
+        );
     }
 
     #[test]
