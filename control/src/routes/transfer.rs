@@ -41,7 +41,14 @@ struct ProductionRow {
     priority: i16,
     active: bool,
     archived: bool,
+    /// Absent in documents exported before transcription existed: on, as for a new production.
+    #[serde(default = "transcribe_by_default")]
+    auto_transcribe: bool,
     cover_image: Option<String>,
+}
+
+fn transcribe_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
@@ -244,7 +251,8 @@ async fn export(
 ) -> ApiResult<impl IntoResponse> {
     caller.require_admin()?;
     let production: ProductionRow = sqlx::query_as(
-        "SELECT series, friendly_name, path, priority, active, archived, cover_image FROM productions WHERE id = $1",
+        "SELECT series, friendly_name, path, priority, active, archived, auto_transcribe, cover_image \
+         FROM productions WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&state.db)
@@ -377,8 +385,9 @@ async fn import(
     sqlx::query(
         // The cover thumbnail is a file of the exporting instance, not a row: the
         // imported production starts without one.
-        "INSERT INTO productions (id, base_production_id, series, friendly_name, path, priority, active, archived) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO productions (id, base_production_id, series, friendly_name, path, priority, active, archived, \
+                                  auto_transcribe) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(production_id)
     .bind(base_id)
@@ -388,6 +397,7 @@ async fn import(
     .bind(p.priority)
     .bind(p.active)
     .bind(p.archived)
+    .bind(p.auto_transcribe)
     .execute(&mut *tx)
     .await
     .map_err(|e| match ApiError::from(e) {
