@@ -142,7 +142,13 @@ pub async fn run(ctx: JobContext, payload: Transcribe) -> Result<Value, JobError
     );
     let progress = ctx.clone();
     let started = Instant::now();
-    let (loaded, outcome) = tokio::task::spawn_blocking(move || {
+    let gpu = lease.gpu;
+    // The lease and the work folder travel with the work: if this job is abandoned (a
+    // timeout aborts it), the slot stays taken and the WAV stays until Whisper really
+    // stops, so no second model is loaded beside one still running.
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut lease = lease;
+        let _staging = staging;
         let mut loaded: Loaded = loaded;
         let outcome = loaded.whisper.transcribe(&wav, &options, &mut |p: &Progress<'_>| {
             if p.duration > 0.0 {
@@ -154,14 +160,11 @@ pub async fn run(ctx: JobContext, payload: Transcribe) -> Result<Value, JobError
                 ControlFlow::Continue(())
             }
         });
-        (loaded, outcome)
+        lease.put(loaded);
+        outcome
     })
     .await
     .map_err(|e| JobError::Retryable(format!("the transcription thread stopped: {e}")))?;
-    lease.put(loaded);
-    let gpu = lease.gpu;
-    drop(lease);
-    drop(staging);
     let transcription = outcome.map_err(whisper_error)?;
     let elapsed = started.elapsed().as_secs_f64();
     let rtf = if transcription.duration > 0.0 {
