@@ -33,7 +33,10 @@ CREATE TABLE uploads (
     transcode_error   text,
     outputs           jsonb       NOT NULL DEFAULT '{}'::jsonb,
     transcoded_at     timestamptz,
+    -- Who uploaded it: the name for display, the account for ownership (a user deleted
+    -- and a new one given the same name must not inherit the uploads).
     uploaded_by       text        NOT NULL,
+    uploaded_by_user_id uuid      REFERENCES users (id) ON DELETE SET NULL,
     created_at        timestamptz NOT NULL DEFAULT now(),
     CHECK (purpose = 'transcription' OR production_id IS NOT NULL),
     CHECK ((frame_rate_num IS NULL) = (frame_rate_den IS NULL))
@@ -41,6 +44,7 @@ CREATE TABLE uploads (
 
 CREATE INDEX uploads_production_idx ON uploads (production_id, id DESC) WHERE production_id IS NOT NULL;
 CREATE INDEX uploads_purpose_idx ON uploads (purpose, id DESC);
+CREATE INDEX uploads_uploader_idx ON uploads (uploaded_by_user_id, id DESC) WHERE uploaded_by_user_id IS NOT NULL;
 
 -- What a job's state means for the thing it makes: one mapping for every table whose
 -- state follows its current job (clips, uploads, transcripts).

@@ -91,6 +91,34 @@ pub async fn upsert_for_clips(
     .await
 }
 
+/// Creates the (waiting) transcript of an upload sent for transcription: its job is
+/// queued once the upload is transcoded. Returns its id.
+pub async fn insert_for_upload(
+    tx: &mut PgConnection,
+    upload: Uuid,
+    options: &Options,
+    requested_by: &str,
+    notify_user_id: Option<Uuid>,
+) -> Result<Uuid, sqlx::Error> {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO transcripts (id, upload_id, audio_track, language, task, initial_prompt, requested_by, \
+                                  notify_user_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id)
+    .bind(upload)
+    .bind(options.audio_track)
+    .bind(&options.language)
+    .bind(options.task())
+    .bind(&options.initial_prompt)
+    .bind(requested_by)
+    .bind(notify_user_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(id)
+}
+
 /// Inserts one `transcribe` job per `(transcript, priority)` and makes it the
 /// transcript's current one.
 pub async fn queue(

@@ -14,11 +14,13 @@ use rushes_common::enqueue::{self, NewJob};
 use rushes_common::job::media::TranscodeUpload;
 use rushes_common::job::{JobPayload as _, JobRecord};
 use rushes_common::media::{UPLOAD_ORIGINAL, is_output_name};
+use rushes_common::transcripts::{self, Options};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -173,8 +175,8 @@ fn internal(err: std::io::Error, what: &'static str) -> ApiError {
 }
 
 /// What the uploader says about a new upload.
-pub struct NewUpload<'a> {
-    pub purpose: &'a str,
+pub struct NewUpload {
+    pub purpose: &'static str,
     pub production_id: Option<Uuid>,
     pub title: String,
     pub roll: Option<String>,
@@ -182,37 +184,65 @@ pub struct NewUpload<'a> {
     pub shoot_date: Option<NaiveDate>,
     pub frame_rate: Option<(i32, i32)>,
     pub start_timecode: Option<String>,
-    pub language: Option<String>,
-    pub translate: bool,
+    /// For an upload sent for transcription: how, once it is transcoded.
+    pub transcript: Option<Options>,
     pub priority: u8,
 }
 
-/// Inserts the row and its transcode job in one transaction (the file is kept only
-/// once both are committed), then publishes the job.
-pub async fn create(
-    state: &AppState,
-    received: Received,
-    new: NewUpload<'_>,
-    requested_by: &str,
-) -> ApiResult<(UploadView, JobRecord)> {
-    let mut tx = state.db.begin().await?;
-    let job = insert(&mut tx, &received, &new, requested_by).await?;
-    tx.commit().await?;
-    finish(state, received, job).await
+/// What [`create`] made: the upload, its transcode job, and its transcript (if any).
+pub struct Created {
+    pub upload: UploadView,
+    pub job: JobRecord,
+    pub transcript_id: Option<Uuid>,
+}
+
+/// Inserts the upload's row, its transcode job (and its transcript) in one
+/// transaction, keeps the file once that is committed, then publishes the job.
+///
+/// The database work runs in its own task: a client that hangs up while the commit is
+/// under way cannot cancel it halfway, so a committed upload never loses its file and an
+/// upload that did not commit never leaves one behind.
+pub async fn create(state: &AppState, received: Received, new: NewUpload, caller: &Caller) -> ApiResult<Created> {
+    let db = state.db.clone();
+    let uploader = (caller.name.clone(), caller.user_id);
+    let committed = tokio::spawn(async move {
+        let mut tx = db.begin().await?;
+        let job = insert(&mut tx, &received, &new, &uploader).await?;
+        let transcript_id = match &new.transcript {
+            Some(options) => {
+                Some(transcripts::insert_for_upload(&mut tx, received.id, options, &uploader.0, uploader.1).await?)
+            }
+            None => None,
+        };
+        tx.commit().await?;
+        let id = received.id;
+        received.keep();
+        Ok::<_, ApiError>((id, job, transcript_id))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("the upload's transaction did not finish")))?;
+    let (id, job, transcript_id) = committed?;
+    let job = publish(state, job).await;
+    Ok(Created {
+        upload: load(state, id).await?,
+        job,
+        transcript_id,
+    })
 }
 
 /// Inserts the upload's row and queues its transcode (in the caller's transaction).
-pub async fn insert(
+async fn insert(
     tx: &mut sqlx::PgConnection,
     received: &Received,
-    new: &NewUpload<'_>,
-    requested_by: &str,
+    new: &NewUpload,
+    (name, user_id): &(String, Option<Uuid>),
 ) -> ApiResult<JobRecord> {
     let (num, den) = new.frame_rate.map_or((None, None), |(n, d)| (Some(n), Some(d)));
     sqlx::query(
         "INSERT INTO uploads (id, purpose, production_id, title, file_name, size_bytes, roll, shooter, shoot_date, \
-                              frame_rate_num, frame_rate_den, start_timecode, language, translate, uploaded_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                              frame_rate_num, frame_rate_den, start_timecode, language, translate, uploaded_by, \
+                              uploaded_by_user_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(received.id)
     .bind(new.purpose)
@@ -226,20 +256,13 @@ pub async fn insert(
     .bind(num)
     .bind(den)
     .bind(&new.start_timecode)
-    .bind(&new.language)
-    .bind(new.translate)
-    .bind(requested_by)
+    .bind(new.transcript.as_ref().and_then(|o| o.language.as_deref()))
+    .bind(new.transcript.as_ref().is_some_and(|o| o.translate))
+    .bind(name)
+    .bind(user_id)
     .execute(&mut *tx)
     .await?;
-    queue_transcode(tx, received.id, new.priority, requested_by).await
-}
-
-/// After the commit: keeps the file, publishes the job, and loads the upload's view.
-pub async fn finish(state: &AppState, received: Received, job: JobRecord) -> ApiResult<(UploadView, JobRecord)> {
-    let id = received.id;
-    received.keep();
-    let job = publish(state, job).await;
-    Ok((load(state, id).await?, job))
+    queue_transcode(tx, received.id, new.priority, name).await
 }
 
 /// Makes a new `transcode_upload` job the upload's current one (in the caller's transaction).
@@ -309,6 +332,8 @@ pub struct UploadView {
     pub outputs: Value,
     pub transcoded_at: Option<DateTime<Utc>>,
     pub uploaded_by: String,
+    #[serde(skip)]
+    pub uploaded_by_user_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     #[sqlx(skip)]
     pub frame_rate: Option<String>,
@@ -319,7 +344,7 @@ pub struct UploadView {
 pub const UPLOAD_COLUMNS: &str = "id, purpose, production_id, title, file_name, size_bytes, roll, shooter, shoot_date, \
      frame_rate_num, frame_rate_den, start_timecode, language, translate, container, video_codec, audio_codec, width, \
      height, duration_s, audio_tracks, transcode_state::text AS transcode_state, transcode_job_id, transcode_error, \
-     outputs, transcoded_at, uploaded_by, created_at";
+     outputs, transcoded_at, uploaded_by, uploaded_by_user_id, created_at";
 
 impl UploadView {
     /// Fills the derived fields: the frame rate as `num/den` and output URLs under `base`.

@@ -169,12 +169,18 @@ async fn an_upload_is_transcribed_searched_exported_and_its_uploader_mailed() ->
         env.http
             .patch(env.url(&format!("/api/v1/transcripts/{transcript_id}/segments/0")))
             .bearer_auth(&token)
-            .json(&json!({ "text": "Go forward ten metres, said the robot." })),
+            .json(&json!({ "text": "Go forward ten metres, said the robot <img src=x onerror=alert(1)>." })),
     )
     .await?;
     assert_eq!(status, StatusCode::OK);
     let (_, found) = env.get("/api/v1/transcripts/search?q=robot").await?;
     assert_eq!(found["hits"].as_array().map(Vec::len), Some(1), "{found}");
+    // The snippet is HTML: the text in it is escaped, only the match is markup.
+    let snippet = found["hits"][0]["snippet"].as_str().unwrap_or_default();
+    assert!(
+        snippet.contains("<b>robot</b> &lt;img src=x onerror=alert(1)&gt;"),
+        "{snippet}"
+    );
 
     // The uploader hears about it (after the mail about their new account).
     let mails = sink.wait_for(2, WAIT).await?;
@@ -294,7 +300,15 @@ async fn clips_are_transcribed_on_ingest_counted_and_carried_by_export_and_impor
         .await?;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
 
-    // Export, delete, import into a fresh database: the same transcript.
+    // Export, delete, import into a fresh database: the same transcript, and the same
+    // choice about transcribing new clips.
+    let (status, _) = env
+        .patch(
+            &format!("/api/v1/productions/{pid}"),
+            json!({ "auto_transcribe": false }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK);
     let (_, document) = env.get(&format!("/api/v1/productions/{pid}/export")).await?;
     assert_eq!(document["transcripts"].as_array().map(Vec::len), Some(2), "{document}");
     let (status, _) = env
@@ -308,6 +322,8 @@ async fn clips_are_transcribed_on_ingest_counted_and_carried_by_export_and_impor
     let (status, imported) = fresh.post("/api/v1/productions/import", document).await?;
     assert_eq!(status, StatusCode::CREATED, "{imported}");
     let new_id = imported["id"].as_str().unwrap_or_default();
+    let (_, production) = fresh.get(&format!("/api/v1/productions/{new_id}")).await?;
+    assert_eq!(production["auto_transcribe"], false, "{production}");
     let (_, again) = fresh
         .get(&format!("/api/v1/transcripts?production_id={new_id}&state=done"))
         .await?;

@@ -264,3 +264,146 @@ async fn cover_images_are_validated_thumbnailed_and_reset() -> anyhow::Result<()
     assert_eq!(audit["entries"].as_array().map(Vec::len), Some(1), "{audit}");
     Ok(())
 }
+
+/// A non-admin who may transcribe (a global role through a group); returns its id.
+async fn transcriber(env: &TestEnv, group: &str, name: &str) -> anyhow::Result<String> {
+    let (status, user) = env
+        .post(
+            "/api/v1/users",
+            json!({ "username": name, "email": format!("{name}@example.com"), "password": "correct horse" }),
+        )
+        .await?;
+    anyhow::ensure!(status == StatusCode::CREATED, "{user}");
+    let (status, _) = env
+        .post(
+            &format!("/api/v1/groups/{group}/members"),
+            json!({ "user_id": user["id"] }),
+        )
+        .await?;
+    anyhow::ensure!(status == StatusCode::NO_CONTENT);
+    Ok(id(&user["id"]))
+}
+
+async fn login(env: &TestEnv, name: &str) -> anyhow::Result<String> {
+    let (status, body) = env
+        .post(
+            "/api/v1/auth/login",
+            json!({ "username": name, "password": "correct horse" }),
+        )
+        .await?;
+    anyhow::ensure!(status == StatusCode::OK, "{body}");
+    Ok(id(&body["token"]))
+}
+
+async fn get_as(env: &TestEnv, token: &str, path: &str) -> anyhow::Result<(StatusCode, Value)> {
+    TestEnv::answer(env.http.get(env.url(path)).bearer_auth(token)).await
+}
+
+/// No worker runs here: the uploads' jobs stay queued, so what deleting does to them shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transcription_uploads_belong_to_their_uploaders_account_and_deleting_one_cancels_its_jobs()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let (_, role) = env
+        .post(
+            "/api/v1/roles",
+            json!({ "name": "transcriber", "policies": ["transcribe"] }),
+        )
+        .await?;
+    let (_, group) = env.post("/api/v1/groups", json!({ "name": "transcribers" })).await?;
+    let group = id(&group["id"]);
+    let (status, body) = env
+        .post(
+            &format!("/api/v1/groups/{group}/roles"),
+            json!({ "role_id": role["id"] }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let first = transcriber(&env, &group, "ana").await?;
+    let token = login(&env, "ana").await?;
+
+    let form = || {
+        Form::new().part(
+            "file",
+            Part::bytes(b"RIFF but not really".to_vec()).file_name("take.wav"),
+        )
+    };
+    let (status, made) = TestEnv::answer(
+        env.http
+            .post(env.url("/api/v1/uploads"))
+            .bearer_auth(&token)
+            .multipart(form().text("title", "Interview")),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let upload = id(&made["upload"]["id"]);
+    let transcript = id(&made["transcript_id"]);
+    let job = rushes_tests::job_id(&made["job"])?;
+    let (status, _) = get_as(&env, &token, &format!("/api/v1/uploads/{upload}")).await?;
+    assert_eq!(status, StatusCode::OK);
+    let (_, mine) = get_as(&env, &token, "/api/v1/uploads").await?;
+    assert_eq!(mine["uploads"].as_array().map(Vec::len), Some(1), "{mine}");
+
+    // Ana's account is purged and someone new takes the name: the uploads stay with
+    // the old account, not the name.
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(first.parse::<uuid::Uuid>()?)
+        .execute(&env.db)
+        .await?;
+    transcriber(&env, &group, "ana").await?;
+    let token = login(&env, "ana").await?;
+    for path in [
+        format!("/api/v1/uploads/{upload}"),
+        format!("/api/v1/transcripts/{transcript}"),
+    ] {
+        let (status, body) = get_as(&env, &token, &path).await?;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+    let (_, mine) = get_as(&env, &token, "/api/v1/uploads").await?;
+    assert_eq!(mine["uploads"], json!([]), "{mine}");
+    let (_, theirs) = get_as(&env, &token, "/api/v1/transcripts").await?;
+    assert_eq!(theirs["transcripts"], json!([]), "{theirs}");
+
+    // Retranscribing waits for the transcode, and refuses one that will not come.
+    let (status, body) = env
+        .post(&format!("/api/v1/transcripts/{transcript}/retranscribe"), json!({}))
+        .await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _) = env.post(&format!("/api/v1/jobs/{job}/cancel"), json!({})).await?;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = env
+        .post(&format!("/api/v1/transcripts/{transcript}/retranscribe"), json!({}))
+        .await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("retranscode it first"),
+        "{body}"
+    );
+
+    // Deleting an upload cancels its queued transcode with it: no job is left to fail
+    // on a row that is gone.
+    let (status, made) = env
+        .upload("/api/v1/uploads", form().text("title", "Second take"))
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let job = rushes_tests::job_id(&made["job"])?;
+    let (status, _) = env
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/uploads/{}", id(&made["upload"]["id"])),
+            None,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let job = env.job(job).await?;
+    assert_eq!(job["state"], "cancelled", "{job}");
+    assert_eq!(job["error"], "its upload was deleted", "{job}");
+    let (status, _) = env
+        .get(&format!("/api/v1/transcripts/{}", id(&made["transcript_id"])))
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND, "its transcript went with it");
+    Ok(())
+}

@@ -72,14 +72,13 @@ async fn create(
         shoot_date: None,
         frame_rate: None,
         start_timecode: None,
-        language: None,
-        translate: false,
+        transcript: None,
         priority: u8::try_from(priority).unwrap_or(rushes_common::job::DEFAULT_PRIORITY),
     };
-    let (file, job) = upload::create(&state, received, new, &caller.name).await?;
+    let created = upload::create(&state, received, new, &caller).await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({ "review_file": file, "job": job })),
+        axum::Json(json!({ "review_file": created.upload, "job": created.job })),
     ))
 }
 

@@ -71,7 +71,9 @@ pub struct TranscriptView {
     #[serde(skip)]
     pub frame_rate_den: Option<i32>,
     #[serde(skip)]
-    pub uploaded_by: Option<String>,
+    pub uploaded_by_user_id: Option<Uuid>,
+    #[serde(skip)]
+    pub upload_transcode_state: Option<String>,
 }
 
 pub const TRANSCRIPT_SELECT: &str = "SELECT t.id, t.clip_id, t.upload_id, \
@@ -82,7 +84,8 @@ pub const TRANSCRIPT_SELECT: &str = "SELECT t.id, t.clip_id, t.upload_id, \
         (SELECT count(*) FROM transcript_segments s WHERE s.transcript_id = t.id) AS segment_count, \
         coalesce(c.start_timecode, u.start_timecode) AS start_timecode, \
         coalesce(c.frame_rate_num, u.frame_rate_num) AS frame_rate_num, \
-        coalesce(c.frame_rate_den, u.frame_rate_den) AS frame_rate_den, u.uploaded_by \
+        coalesce(c.frame_rate_den, u.frame_rate_den) AS frame_rate_den, u.uploaded_by_user_id, \
+        u.transcode_state::text AS upload_transcode_state \
      FROM transcripts t LEFT JOIN clips c ON c.id = t.clip_id LEFT JOIN uploads u ON u.id = t.upload_id ";
 
 impl TranscriptView {
@@ -111,7 +114,7 @@ pub async fn authorised(state: &AppState, caller: &Caller, id: Uuid, policy: Pol
                 ApiError::NotFound(_) => not_found(),
                 err => err,
             })?,
-        None if caller.is_admin || transcript.uploaded_by.as_deref() == Some(caller.name.as_str()) => {}
+        None if caller.is_admin || (caller.user_id.is_some() && transcript.uploaded_by_user_id == caller.user_id) => {}
         None => return Err(not_found()),
     }
     Ok(transcript)
@@ -255,7 +258,7 @@ async fn list(
            AND ($4::text IS NULL OR t.state::text = $4) AND ($5::uuid IS NULL OR t.id < $5) \
            AND ($7::uuid IS NULL \
                 OR coalesce(c.production_id, u.production_id) IN (SELECT production_id FROM visible_productions($7)) \
-                OR (coalesce(c.production_id, u.production_id) IS NULL AND u.uploaded_by = $8)) \
+                OR (coalesce(c.production_id, u.production_id) IS NULL AND u.uploaded_by_user_id = $8)) \
          ORDER BY t.id DESC LIMIT $6"
     )))
     .bind(q.production_id)
@@ -265,7 +268,7 @@ async fn list(
     .bind(q.before)
     .bind(limit)
     .bind(caller.scope())
-    .bind(&caller.name)
+    .bind(caller.user_id)
     .fetch_all(&state.db)
     .await?;
     let next = super::next_before(&rows, limit, |t| t.id);
@@ -301,6 +304,11 @@ async fn edit_segment(
     let text = body.text.trim();
     if text.is_empty() || text.chars().count() > 5000 {
         return Err(ApiError::Unprocessable("text: 1 to 5000 characters".into()));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(ApiError::Unprocessable(
+            "text: no control characters (line breaks included)".into(),
+        ));
     }
     let mut tx = state.db.begin().await?;
     let before: Option<String> =
@@ -355,8 +363,14 @@ async fn retranscribe(
     Json(body): Json<Retranscribe>,
 ) -> ApiResult<impl IntoResponse> {
     let transcript = authorised(&state, &caller, id, Policy::Transcribe).await?;
-    if transcript.upload_id.is_some() && transcript.state == "queued" && transcript.job_id.is_none() {
-        return Err(ApiError::Conflict("the upload is still being prepared".into()));
+    match transcript.upload_transcode_state.as_deref() {
+        None | Some("done") => {}
+        Some("queued" | "running") => return Err(ApiError::Conflict("the upload is still being prepared".into())),
+        Some(other) => {
+            return Err(ApiError::Conflict(format!(
+                "the upload has no audio to transcribe (its transcode is {other}): retranscode it first"
+            )));
+        }
     }
     let options = Options {
         audio_track: body.audio_track.unwrap_or(transcript.audio_track),
@@ -402,23 +416,12 @@ async fn remove(
     Extension(caller): Extension<Caller>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    let transcript = authorised(&state, &caller, id, Policy::EditMetadata).await?;
-    let mut tx = state.db.begin().await?;
+    authorised(&state, &caller, id, Policy::EditMetadata).await?;
+    // Its job, queued or running, is cancelled with it (migration 0013's trigger).
     sqlx::query("DELETE FROM transcripts WHERE id = $1")
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&state.db)
         .await?;
-    if let Some(job) = transcript.job_id {
-        // A transcription still under way has nothing left to write to.
-        sqlx::query(
-            "UPDATE jobs SET state = 'cancelled', finished_at = now(), error = 'its transcript was deleted' \
-             WHERE id = $1 AND state IN ('queued', 'retrying')",
-        )
-        .bind(job)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -452,6 +455,41 @@ struct Hit {
     timecode: Option<String>,
 }
 
+/// `ts_headline` marks the matched words with control characters that no text of ours
+/// means, so that the snippet can be HTML-escaped before the marks become `<b>` tags.
+const MARK_START: char = '\u{2}';
+const MARK_END: char = '\u{3}';
+const HEADLINE_OPTIONS: &str = "StartSel=\"\u{2}\", StopSel=\"\u{3}\", MaxWords=30, MinWords=10";
+
+/// A headline as safe HTML: every character escaped, the matches (and only they) in
+/// `<b>`…`</b>`, always balanced.
+fn highlight(headline: &str) -> String {
+    let mut html = String::with_capacity(headline.len() + 16);
+    let mut open = false;
+    for piece in headline.split_inclusive([MARK_START, MARK_END]) {
+        let (text, mark) = match piece.chars().last() {
+            Some(c @ (MARK_START | MARK_END)) => (&piece[..piece.len() - c.len_utf8()], Some(c)),
+            _ => (piece, None),
+        };
+        html.push_str(&rushes_common::mail::escape_html(text));
+        match mark {
+            Some(MARK_START) if !open => {
+                html.push_str("<b>");
+                open = true;
+            }
+            Some(MARK_END) if open => {
+                html.push_str("</b>");
+                open = false;
+            }
+            _ => {}
+        }
+    }
+    if open {
+        html.push_str("</b>");
+    }
+    html
+}
+
 /// Full-text search over every segment the caller may see: each hit names the clip
 /// (or upload), the time and timecode, and a snippet with the words in `<b>`.
 async fn search(
@@ -467,7 +505,7 @@ async fn search(
     let mut hits: Vec<Hit> = sqlx::query_as(
         "SELECT t.id AS transcript_id, t.clip_id, t.upload_id, coalesce(c.production_id, u.production_id) AS production_id, \
                 coalesce(c.name, u.title, '') AS name, s.idx, s.start_s AS start, s.end_s AS end, \
-                ts_headline('simple', s.text, query, 'StartSel=<b>, StopSel=</b>, MaxWords=30, MinWords=10') AS snippet, \
+                ts_headline('simple', s.text, query, $6) AS snippet, \
                 ts_rank(s.search, query) AS rank, coalesce(c.start_timecode, u.start_timecode) AS start_tc, \
                 coalesce(c.frame_rate_num, u.frame_rate_num) AS frame_rate_num, \
                 coalesce(c.frame_rate_den, u.frame_rate_den) AS frame_rate_den \
@@ -477,17 +515,19 @@ async fn search(
            AND ($2::uuid IS NULL OR coalesce(c.production_id, u.production_id) = $2) \
            AND ($3::uuid IS NULL \
                 OR coalesce(c.production_id, u.production_id) IN (SELECT production_id FROM visible_productions($3)) \
-                OR (coalesce(c.production_id, u.production_id) IS NULL AND u.uploaded_by = $4)) \
+                OR (coalesce(c.production_id, u.production_id) IS NULL AND u.uploaded_by_user_id = $4)) \
          ORDER BY rank DESC, t.id, s.idx LIMIT $5",
     )
     .bind(text)
     .bind(q.production_id)
     .bind(caller.scope())
-    .bind(&caller.name)
+    .bind(caller.user_id)
     .bind(limit)
+    .bind(HEADLINE_OPTIONS)
     .fetch_all(&state.db)
     .await?;
     for hit in &mut hits {
+        hit.snippet = highlight(&hit.snippet);
         let rate = hit
             .frame_rate_num
             .zip(hit.frame_rate_den)
@@ -564,4 +604,19 @@ async fn export_file(
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::highlight;
+
+    #[test]
+    fn snippets_escape_the_text_and_bold_only_the_matches() {
+        assert_eq!(
+            highlight("say <script>\u{2}hello\u{3}</script> & \u{2}bye\u{3}"),
+            "say &lt;script&gt;<b>hello</b>&lt;/script&gt; &amp; <b>bye</b>"
+        );
+        assert_eq!(highlight("\u{3}stray\u{2}open"), "stray<b>open</b>");
+        assert_eq!(highlight("plain"), "plain");
+    }
 }

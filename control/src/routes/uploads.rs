@@ -46,7 +46,8 @@ pub fn router() -> Router<AppState> {
 async fn own(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<UploadView> {
     let not_found = || ApiError::NotFound(format!("no upload {id}"));
     let upload = upload::load(state, id).await.map_err(|_| not_found())?;
-    if upload.purpose != "transcription" || !(caller.is_admin || upload.uploaded_by == caller.name) {
+    let mine = caller.user_id.is_some() && upload.uploaded_by_user_id == caller.user_id;
+    if upload.purpose != "transcription" || !(caller.is_admin || mine) {
         return Err(not_found());
     }
     Ok(upload)
@@ -61,7 +62,7 @@ fn flag(value: Option<&str>, name: &str) -> ApiResult<bool> {
 }
 
 /// The uploader's fields, checked; each error names its field.
-fn describe(received: &Received) -> ApiResult<(NewUpload<'static>, Options)> {
+fn describe(received: &Received) -> ApiResult<NewUpload> {
     let text = |name: &str| received.field(name).map(str::to_owned);
     let title = text("title").unwrap_or_else(|| received.file_name.clone());
     if title.chars().count() > 500 {
@@ -110,11 +111,10 @@ fn describe(received: &Received) -> ApiResult<(NewUpload<'static>, Options)> {
         shoot_date,
         frame_rate: rate.map(|r| (r.num, r.den)),
         start_timecode,
-        language: options.language.clone(),
-        translate: options.translate,
+        transcript: Some(options),
         priority: rushes_common::job::DEFAULT_PRIORITY,
     };
-    Ok((new, options))
+    Ok(new)
 }
 
 /// `201` with the upload, its job (whose result names the transcript) and the transcript's id.
@@ -125,27 +125,11 @@ async fn create(
 ) -> ApiResult<impl IntoResponse> {
     caller.require_global(&state, Policy::Transcribe).await?;
     let received = upload::receive(&state, multipart, &FIELDS).await?;
-    let (new, options) = describe(&received)?;
-    let transcript_id = Uuid::now_v7();
-    let mut tx = state.db.begin().await?;
-    let job = upload::insert(&mut tx, &received, &new, &caller.name).await?;
-    sqlx::query(
-        "INSERT INTO transcripts (id, upload_id, language, task, requested_by, notify_user_id) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(transcript_id)
-    .bind(received.id)
-    .bind(&options.language)
-    .bind(options.task())
-    .bind(&caller.name)
-    .bind(caller.user_id)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    let (upload, job) = upload::finish(&state, received, job).await?;
+    let new = describe(&received)?;
+    let created = upload::create(&state, received, new, &caller).await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({ "upload": upload, "job": job, "transcript_id": transcript_id })),
+        axum::Json(json!({ "upload": created.upload, "job": created.job, "transcript_id": created.transcript_id })),
     ))
 }
 
@@ -164,11 +148,11 @@ async fn list(
 ) -> ApiResult<axum::Json<Value>> {
     let limit = super::limit(q.limit);
     let rows: Vec<UploadView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE purpose = 'transcription' AND ($1 OR uploaded_by = $2) \
+        "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE purpose = 'transcription' AND ($1 OR uploaded_by_user_id = $2) \
            AND ($3::uuid IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
     )))
     .bind(caller.is_admin)
-    .bind(&caller.name)
+    .bind(caller.user_id)
     .bind(q.before)
     .bind(limit)
     .fetch_all(&state.db)
