@@ -1,6 +1,7 @@
 //! A transcript as files people take elsewhere: SubRip (`srt`), WebVTT (`vtt`), plain
-//! text with a source timecode every N seconds (`txt`), and Avid ScriptSync text
-//! (`scriptsync`). Pure functions of the segments, so each format is tested on its own.
+//! text with a source timecode every N seconds (`txt`), Avid ScriptSync text
+//! (`scriptsync`) and a Word document (`docx`). Pure functions of the segments, so each
+//! format is tested on its own.
 
 use std::fmt::Write as _;
 
@@ -21,6 +22,7 @@ pub enum Format {
     Vtt,
     Txt,
     ScriptSync,
+    Docx,
 }
 
 impl Format {
@@ -30,6 +32,7 @@ impl Format {
             "vtt" | "webvtt" => Some(Self::Vtt),
             "txt" | "text" => Some(Self::Txt),
             "scriptsync" => Some(Self::ScriptSync),
+            "docx" | "word" => Some(Self::Docx),
             _ => None,
         }
     }
@@ -39,6 +42,7 @@ impl Format {
             Self::Srt => "application/x-subrip; charset=utf-8",
             Self::Vtt => "text/vtt; charset=utf-8",
             Self::Txt | Self::ScriptSync => "text/plain; charset=utf-8",
+            Self::Docx => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         }
     }
 
@@ -48,6 +52,7 @@ impl Format {
             Self::Vtt => "vtt",
             Self::Txt => "txt",
             Self::ScriptSync => "scriptsync.txt",
+            Self::Docx => "docx",
         }
     }
 }
@@ -175,6 +180,37 @@ pub fn scriptsync(title: &str, lines: &[Line<'_>], start: Option<Timecode>) -> S
     out
 }
 
+/// A Word document: the title, then one paragraph per segment, its time (the source
+/// timecode when known) in grey bold, a tab, and the text.
+pub fn docx(title: &str, lines: &[Line<'_>], start: Option<Timecode>) -> std::io::Result<Vec<u8>> {
+    use docx_rs::{Docx, Paragraph, Run};
+
+    // XML has no place for control characters; a tab or line break becomes a space.
+    let clean = |text: &str| -> String {
+        text.split(|c: char| c.is_control())
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut doc =
+        Docx::new().add_paragraph(Paragraph::new().add_run(Run::new().add_text(clean(title)).bold().size(32)));
+    for line in lines {
+        let text = clean(line.text.trim());
+        if text.is_empty() {
+            continue;
+        }
+        let time = Run::new()
+            .add_text(stamp(line.start, start))
+            .bold()
+            .color("666666")
+            .add_tab();
+        doc = doc.add_paragraph(Paragraph::new().add_run(time).add_run(Run::new().add_text(text)));
+    }
+    let mut out = std::io::Cursor::new(Vec::new());
+    doc.pack(&mut out).map_err(std::io::Error::other)?;
+    Ok(out.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use rushes_common::timecode::FrameRate;
@@ -228,6 +264,24 @@ mod tests {
         assert!(vtt(&lines(), None).contains("\n\n2\n00:00:03.040 --> "));
         assert!(out.contains("Then → turn left."), "{out}");
         assert_eq!(out.matches("-->").count(), 3);
+    }
+
+    #[test]
+    fn docx_holds_the_title_and_each_timed_line() {
+        let bytes = docx("A001 <take 2>", &lines(), ten_oclock()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(bytes.starts_with(b"PK"), "a ZIP package");
+        let doc = docx_rs::read_docx(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        let json = doc.json();
+        for wanted in [
+            "A001 <take 2>",
+            "10:00:00:00",
+            "Go forward ten meters.",
+            "10:00:31:05",
+            "Stop. Wait.",
+        ] {
+            let quoted = serde_json::to_string(wanted).unwrap_or_default();
+            assert!(json.contains(&quoted), "{wanted} missing");
+        }
     }
 
     #[test]

@@ -161,7 +161,25 @@ async fn an_upload_is_transcribed_searched_exported_and_its_uploader_mailed() ->
     assert!(txt.starts_with("Robot test\n\n[10:00:0"), "{txt}");
     let (_, script) = export("scriptsync").await?;
     assert!(script.contains("\r\n") && script.contains("\t10:00:0"), "{script:?}");
-    let (status, _) = export("docx").await?;
+    let response = env
+        .http
+        .get(env.url(&format!("/api/v1/transcripts/{transcript_id}/export?format=docx")))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response
+            .headers()
+            .get("content-disposition")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.ends_with(".docx\"")),
+        "{:?}",
+        response.headers()
+    );
+    let word = response.bytes().await?;
+    assert!(word.starts_with(b"PK"), "a Word document is a ZIP package");
+    let (status, _) = export("pdf").await?;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
     // A corrected segment stays corrected and is searchable.

@@ -1,7 +1,7 @@
 //! `/api/v1/transcripts`: what Whisper heard in a clip or an upload, as timed segments
 //! with source timecodes. Transcribe clips, list and read transcripts, correct a
 //! segment's text, re-transcribe, delete, search across every transcript one may see,
-//! and export SRT, WebVTT, text and Avid ScriptSync.
+//! and export SRT, WebVTT, text, Avid ScriptSync and Word.
 //!
 //! A clip's transcript follows its production's policies (`view` to read, `transcribe`
 //! to (re)transcribe, `edit_metadata` to correct or delete); an upload's belongs to its
@@ -554,7 +554,10 @@ async fn export_file(
     Query(q): Query<ExportQuery>,
 ) -> ApiResult<Response> {
     let format = Format::parse(&q.format).ok_or_else(|| {
-        ApiError::Unprocessable(format!("format: one of srt, vtt, txt, scriptsync; got `{}`", q.format))
+        ApiError::Unprocessable(format!(
+            "format: one of srt, vtt, txt, scriptsync, docx; got `{}`",
+            q.format
+        ))
     })?;
     let every = q.every.unwrap_or(30.0);
     if !(0.0..=3600.0).contains(&every) {
@@ -578,10 +581,12 @@ async fn export_file(
         .collect();
     let start = transcript.start();
     let body = match format {
-        Format::Srt => export::srt(&lines),
-        Format::Vtt => export::vtt(&lines, start),
-        Format::Txt => export::txt(&transcript.name, &lines, start, every),
-        Format::ScriptSync => export::scriptsync(&transcript.name, &lines, start),
+        Format::Srt => export::srt(&lines).into_bytes(),
+        Format::Vtt => export::vtt(&lines, start).into_bytes(),
+        Format::Txt => export::txt(&transcript.name, &lines, start, every).into_bytes(),
+        Format::ScriptSync => export::scriptsync(&transcript.name, &lines, start).into_bytes(),
+        Format::Docx => export::docx(&transcript.name, &lines, start)
+            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("cannot write the Word document")))?,
     };
     let stem: String = transcript
         .name
