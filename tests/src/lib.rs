@@ -29,6 +29,9 @@ pub use rushes_common::job::QueueFamily;
 /// The Whisper model test workers use: the smallest real one.
 pub const TEST_MODEL: &str = "tiny.en";
 
+/// The password of every user [`TestEnv::user`] creates.
+pub const PASSWORD: &str = "correct horse";
+
 /// The upload limit of the test control plane: 8 MiB.
 pub const UPLOAD_MAX_BYTES: u64 = 8 << 20;
 
@@ -446,6 +449,35 @@ impl TestEnv {
 
     pub async fn patch(&self, path: &str, body: Value) -> anyhow::Result<(StatusCode, Value)> {
         self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    /// Creates the user `name` (address `name@example.com`, password [`PASSWORD`]) with
+    /// the fields of `extra` (`is_admin`, …) through the API; returns the new user.
+    pub async fn user(&self, name: &str, extra: Value) -> anyhow::Result<Value> {
+        let mut body =
+            serde_json::json!({ "username": name, "email": format!("{name}@example.com"), "password": PASSWORD });
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
+        let (status, user) = self.post("/api/v1/users", body).await?;
+        if status != StatusCode::CREATED {
+            bail!("creating user {name} answered {status}: {user}");
+        }
+        Ok(user)
+    }
+
+    /// Logs `name` in with [`PASSWORD`]; returns the bearer token.
+    pub async fn login(&self, name: &str) -> anyhow::Result<String> {
+        let (status, session) = self
+            .post(
+                "/api/v1/auth/login",
+                serde_json::json!({ "username": name, "password": PASSWORD }),
+            )
+            .await?;
+        if status != StatusCode::OK {
+            bail!("logging {name} in answered {status}: {session}");
+        }
+        Ok(session["token"].as_str().unwrap_or_default().to_owned())
     }
 
     /// Waits for the control plane to answer `/healthz`.

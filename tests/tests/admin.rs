@@ -357,14 +357,7 @@ async fn an_email_draft_is_previewed_scheduled_and_received_by_its_recipients() 
 
     let mut ids = Vec::new();
     for name in ["cam", "sound", "edit", "outsider"] {
-        let (status, user) = env
-            .post(
-                "/api/v1/users",
-                json!({ "username": name, "email": format!("{name}@example.com"), "password": "correct horse" }),
-            )
-            .await?;
-        anyhow::ensure!(status == StatusCode::CREATED, "{user}");
-        ids.push(user["id"].clone());
+        ids.push(env.user(name, json!({})).await?["id"].clone());
     }
     let (_, group) = env.post("/api/v1/groups", json!({ "name": "crew" })).await?;
     for id in &ids[..2] {
@@ -462,12 +455,7 @@ async fn tags_need_manage_tags_to_define_but_only_sight_to_apply() -> anyhow::Re
     .bind(pid)
     .execute(&env.db)
     .await?;
-    let (_, viewer) = env
-        .post(
-            "/api/v1/users",
-            json!({ "username": "viewer", "email": "v@example.com", "password": "correct horse" }),
-        )
-        .await?;
+    let viewer = env.user("viewer", json!({})).await?;
     let (_, group) = env.post("/api/v1/groups", json!({ "name": "viewers" })).await?;
     let gid = group["id"].as_str().unwrap_or_default().to_owned();
     env.post(
@@ -480,13 +468,7 @@ async fn tags_need_manage_tags_to_define_but_only_sight_to_apply() -> anyhow::Re
         json!({ "production_id": pid }),
     )
     .await?;
-    let (_, session) = env
-        .post(
-            "/api/v1/auth/login",
-            json!({ "username": "viewer", "password": "correct horse" }),
-        )
-        .await?;
-    let token = session["token"].as_str().unwrap_or_default().to_owned();
+    let token = env.login("viewer").await?;
     let as_viewer = |method: reqwest::Method, path: String, body: Value| {
         let request = env.http.request(method, env.url(&path)).bearer_auth(&token).json(&body);
         async move { anyhow::Ok(request.send().await?.status()) }
@@ -578,11 +560,7 @@ async fn tags_need_manage_tags_to_define_but_only_sight_to_apply() -> anyhow::Re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_are_daily_series() -> anyhow::Result<()> {
     let env = TestEnv::with_worker("maintenance=1").await?;
-    env.post(
-        "/api/v1/users",
-        json!({ "username": "s1", "email": "s1@example.com", "password": "correct horse" }),
-    )
-    .await?;
+    env.user("s1", json!({})).await?;
     let job = env.sleep_job(0.0, None).await?;
     env.wait_state(job, "succeeded", Duration::from_secs(30)).await?;
     let (status, stats) = env.get("/api/v1/stats").await?;

@@ -33,25 +33,10 @@ async fn call(
 }
 
 async fn user(env: &TestEnv, username: &str, extra: Value) -> anyhow::Result<Uuid> {
-    let mut body =
-        json!({ "username": username, "email": format!("{username}@example.com"), "password": "correct horse" });
-    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
-        body.extend(extra.clone());
-    }
-    let (status, created) = env.post("/api/v1/users", body).await?;
-    anyhow::ensure!(status == StatusCode::CREATED, "create {username}: {status} {created}");
-    Ok(created["id"].as_str().unwrap_or_default().parse()?)
-}
-
-async fn login(env: &TestEnv, username: &str) -> anyhow::Result<String> {
-    let (status, body) = env
-        .post(
-            "/api/v1/auth/login",
-            json!({ "username": username, "password": "correct horse" }),
-        )
-        .await?;
-    anyhow::ensure!(status == StatusCode::OK, "login {username}: {status} {body}");
-    Ok(body["token"].as_str().unwrap_or_default().to_owned())
+    Ok(env.user(username, extra).await?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,8 +78,8 @@ async fn every_route_answers_each_kind_of_caller_as_the_table_says() -> anyhow::
         .await?;
     assert_eq!(status, StatusCode::NO_CONTENT);
 
-    let admin_token = login(&env, "boss").await?;
-    let gone_token = login(&env, "gone").await?;
+    let admin_token = env.login("boss").await?;
+    let gone_token = env.login("gone").await?;
     let (status, _) = env
         .patch(&format!("/api/v1/users/{gone}"), json!({ "active": false }))
         .await?;
@@ -116,11 +101,11 @@ async fn every_route_answers_each_kind_of_caller_as_the_table_says() -> anyhow::
         admin_who,
         Who {
             name: "member with access",
-            token: Some(login(&env, "with").await?),
+            token: Some(env.login("with").await?),
         },
         Who {
             name: "member without access",
-            token: Some(login(&env, "without").await?),
+            token: Some(env.login("without").await?),
         },
         Who {
             name: "deactivated",
@@ -454,7 +439,7 @@ async fn logins_are_logged_rate_limited_and_sessions_revocable() -> anyhow::Resu
         .await?;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
-    let token = login(&env, "editor").await?;
+    let token = env.login("editor").await?;
     let me = Who {
         name: "editor",
         token: Some(token),
@@ -557,7 +542,7 @@ async fn password_resets_and_invitations_work_once() -> anyhow::Result<()> {
     user(&env, "forgetful", json!({})).await?;
     let old_session = Who {
         name: "forgetful",
-        token: Some(login(&env, "forgetful").await?),
+        token: Some(env.login("forgetful").await?),
     };
     let (status, _) = env
         .post(

@@ -49,22 +49,8 @@ async fn upload(env: &TestEnv, path: &Path, title: &str) -> anyhow::Result<Value
 
 /// A user who may transcribe, with an address; returns its bearer token.
 async fn user_with_mail(env: &TestEnv, name: &str) -> anyhow::Result<String> {
-    let (status, created) = env
-        .post(
-            "/api/v1/users",
-            json!({ "username": name, "email": format!("{name}@example.com"), "password": "correct horse",
-                    "is_admin": true }),
-        )
-        .await?;
-    anyhow::ensure!(status == StatusCode::CREATED, "user: {created}");
-    let (status, login) = env
-        .post(
-            "/api/v1/auth/login",
-            json!({ "username": name, "password": "correct horse" }),
-        )
-        .await?;
-    anyhow::ensure!(status == StatusCode::OK, "login: {login}");
-    Ok(login["token"].as_str().unwrap_or_default().to_owned())
+    env.user(name, json!({ "is_admin": true })).await?;
+    env.login(name).await
 }
 
 async fn wait_transcript(env: &TestEnv, id: &str) -> anyhow::Result<Value> {

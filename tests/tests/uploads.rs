@@ -267,13 +267,7 @@ async fn cover_images_are_validated_thumbnailed_and_reset() -> anyhow::Result<()
 
 /// A non-admin who may transcribe (a global role through a group); returns its id.
 async fn transcriber(env: &TestEnv, group: &str, name: &str) -> anyhow::Result<String> {
-    let (status, user) = env
-        .post(
-            "/api/v1/users",
-            json!({ "username": name, "email": format!("{name}@example.com"), "password": "correct horse" }),
-        )
-        .await?;
-    anyhow::ensure!(status == StatusCode::CREATED, "{user}");
+    let user = env.user(name, json!({})).await?;
     let (status, _) = env
         .post(
             &format!("/api/v1/groups/{group}/members"),
@@ -282,17 +276,6 @@ async fn transcriber(env: &TestEnv, group: &str, name: &str) -> anyhow::Result<S
         .await?;
     anyhow::ensure!(status == StatusCode::NO_CONTENT);
     Ok(id(&user["id"]))
-}
-
-async fn login(env: &TestEnv, name: &str) -> anyhow::Result<String> {
-    let (status, body) = env
-        .post(
-            "/api/v1/auth/login",
-            json!({ "username": name, "password": "correct horse" }),
-        )
-        .await?;
-    anyhow::ensure!(status == StatusCode::OK, "{body}");
-    Ok(id(&body["token"]))
 }
 
 async fn get_as(env: &TestEnv, token: &str, path: &str) -> anyhow::Result<(StatusCode, Value)> {
@@ -320,7 +303,7 @@ async fn transcription_uploads_belong_to_their_uploaders_account_and_deleting_on
         .await?;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let first = transcriber(&env, &group, "ana").await?;
-    let token = login(&env, "ana").await?;
+    let token = env.login("ana").await?;
 
     let form = || {
         Form::new().part(
@@ -351,7 +334,7 @@ async fn transcription_uploads_belong_to_their_uploaders_account_and_deleting_on
         .execute(&env.db)
         .await?;
     transcriber(&env, &group, "ana").await?;
-    let token = login(&env, "ana").await?;
+    let token = env.login("ana").await?;
     for path in [
         format!("/api/v1/uploads/{upload}"),
         format!("/api/v1/transcripts/{transcript}"),
