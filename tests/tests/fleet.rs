@@ -9,28 +9,33 @@ use uuid::Uuid;
 
 const T: Duration = Duration::from_secs(20);
 
-fn started_at(job: &Value) -> String {
-    job["started_at"].as_str().unwrap_or_default().to_owned()
+fn started_at(job: &Value) -> anyhow::Result<chrono::DateTime<chrono::FixedOffset>> {
+    let at = job["started_at"].as_str().unwrap_or_default();
+    chrono::DateTime::parse_from_rfc3339(at).map_err(|e| anyhow::anyhow!("started_at {at:?}: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_high_priority_job_overtakes_a_backlog() -> anyhow::Result<()> {
     let env = TestEnv::with_worker("maintenance=1").await?;
 
-    let blocker = env.sleep_job(1.0, Some(20)).await?;
+    // The blocker holds the only slot until the whole backlog and the urgent job are queued,
+    // however slow this machine is at enqueueing; cancelling it frees the slot.
+    let blocker = env.sleep_job(60.0, Some(20)).await?;
     env.wait_state(blocker, "running", T).await?;
     let mut low = Vec::new();
     for _ in 0..50 {
         low.push(env.sleep_job(0.0, Some(0)).await?);
     }
     let high = env.sleep_job(0.0, Some(90)).await?;
+    let (status, cancelled) = env.post(&format!("/api/v1/jobs/{blocker}/cancel"), json!({})).await?;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
 
-    let high_job = env.wait_state(high, "succeeded", T).await?;
+    let high_started = started_at(&env.wait_state(high, "succeeded", T).await?)?;
     for id in &low {
         let job = env.wait_state(*id, "succeeded", T).await?;
         assert!(
-            started_at(&high_job) < started_at(&job),
-            "the priority-90 job ran before every low one"
+            high_started < started_at(&job)?,
+            "the priority-90 job ran before every low one: {job}"
         );
     }
     Ok(())
