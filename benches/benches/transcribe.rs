@@ -12,26 +12,31 @@
 //! pauses (about 51 s). Without `--bench` (as `cargo test --benches` runs it): tiny.en,
 //! one thread, one 7-s clip, one run, faster-whisper only if its Python is there.
 //!
-//! Measured on a 2-core machine of the development kind (2026-11-24, quiet, 51.5 s):
+//! Measured on a 2-core machine of the development kind (2026-12-02, AMD EPYC with AVX2
+//! and FMA, no AVX-512; 51.5 s; a second run the same day within 15 %):
 //!
 //! ```text
 //! model    threads  engine                     RTF   peak MB  RTF / fw float32
-//! tiny.en        1  rushes (candle f32)      0.034       262   1.32
-//! tiny.en        1  faster-whisper float32   0.026       386   1.00
-//! tiny.en        1  faster-whisper int8      0.019       284   0.73
-//! tiny.en        2  rushes (candle f32)      0.028       266   1.57
-//! tiny.en        2  faster-whisper float32   0.018       382   1.00
-//! base           1  rushes (candle f32)      0.068       438   1.29
-//! base           1  faster-whisper float32   0.053       531   1.00
-//! base           1  faster-whisper int8      0.039       348   0.74
-//! base           2  rushes (candle f32)      0.051       436   1.59
-//! base           2  faster-whisper float32   0.032       538   1.00
+//! tiny.en        1  rushes (candle f32)      0.072       323   0.91
+//! tiny.en        1  faster-whisper float32   0.080       375   1.00
+//! tiny.en        1  faster-whisper int8      0.072       274   0.90
+//! tiny.en        2  rushes (candle f32)      0.060       323   1.02
+//! tiny.en        2  faster-whisper float32   0.059       382   1.00
+//! base           1  rushes (candle f32)      0.178       495   1.03
+//! base           1  faster-whisper float32   0.172       532   1.00
+//! base           1  faster-whisper int8      0.121       339   0.70
+//! base           2  rushes (candle f32)      0.126       495   1.35
+//! base           2  faster-whisper float32   0.094       536   1.00
 //! ```
 //!
-//! Same text as faster-whisper float32 in every row. Half of our time is the encoder's
-//! f32 matrix products (the `gemm` crate's kernels, AVX-512 here, against
-//! CTranslate2's oneDNN/MKL), a sixth the decoder's 51 864-row vocabulary projection
-//! per token (memory-bound); the decoder's small per-token products use one thread.
+//! Same text as faster-whisper float32 in every row. On one thread we match it; on two,
+//! the encoder's f32 matrix products (the `gemm` crate against CTranslate2's oneDNN)
+//! scale less well, and the decoder's small per-token products use one thread.
+//! (faster-whisper int8 on two threads swung to 4-5× slower in both runs; left out.)
+
+/// The worker's allocator (see `worker/src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,8 @@
 //! suppression, OpenAI's timestamp rules), greedy or sampled tokens, and the window's
 //! token sequence split into timed segments.
 
-use super::model::{Model, log_softmax, logsumexp};
+use super::model::Model;
+use super::ops::{log_softmax, logsumexp};
 use super::tokens::Tokens;
 
 /// Timestamps allowed for the first token: up to 1 s into the window.

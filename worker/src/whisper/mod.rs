@@ -499,7 +499,7 @@ fn detect_language(model: &mut Model, tokens: &Tokens) -> Result<(String, f32), 
     let logits = model.decode(&[tokens.sot], &[0])?.swap_remove(0);
     model.reset();
     let scores: Vec<f32> = tokens.languages.iter().map(|&(_, id)| logits[id as usize]).collect();
-    let probs = model::log_softmax(&scores);
+    let probs = ops::log_softmax(&scores);
     let (best, lp) = probs
         .iter()
         .enumerate()

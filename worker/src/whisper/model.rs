@@ -326,20 +326,3 @@ impl Model {
         logits.to_device(&Device::Cpu)?.to_vec2::<f32>()
     }
 }
-
-/// `log_softmax` of a row of logits.
-pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
-    let lse = max + sum.ln();
-    logits.iter().map(|&l| l - lse).collect()
-}
-
-/// `log(sum(exp(x)))`.
-pub fn logsumexp(x: &[f32]) -> f32 {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
-        return max;
-    }
-    max + x.iter().map(|&l| (l - max).exp()).sum::<f32>().ln()
-}

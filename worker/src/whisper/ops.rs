@@ -1,9 +1,14 @@
-//! CPU kernels candle lacks in a fast form: the exact (erf) GELU with a rational erf
-//! that the compiler vectorises (candle's calls libm's scalar `erff` per value), and a
-//! softmax for the decoder's small score rows (candle's spreads even a few rows over
-//! its thread pool, which costs more than the arithmetic).
+//! CPU kernels candle lacks in a fast form: the exact (erf) GELU with a rational erf,
+//! a softmax with a vectorisable `exp` (candle's and Rust's call libm's scalar `expf`
+//! per value, a tenth of a transcription's time), and `logsumexp` for the decoder's
+//! 51 864 logits per token.
+//!
+//! Each loop runs under `pulp`'s runtime dispatch: the compiler vectorises it for the
+//! CPU at hand (AVX2 and FMA on x86-64, AVX-512 where present) without `unsafe`, and
+//! plain SSE2 code remains for older CPUs.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 /// `erf(x)` for f32 to within a few ulp: Eigen's rational approximation
 /// (`generic_fast_erf_float`), branch-free so that loops over it vectorise.
@@ -25,9 +30,62 @@ pub fn erf(x: f32) -> f32 {
     p / q
 }
 
+/// `e^x` for f32 within 2 ulp of libm (Cephes' `expf`: reduction by ln 2 in two parts,
+/// a degree-5 polynomial, the power of two built in the exponent bits); 0 below
+/// e^-87 (the smallest normal), including −∞; inputs above 88 are taken as 88.
+/// Branch-free, so that loops over it vectorise.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let tiny = x < -87.0;
+    let x = x.clamp(-87.0, 88.0);
+    // n = round(x / ln 2), with a floor that is one conversion and one select.
+    let t = x * LOG2E + 0.5;
+    let truncated = t as i32;
+    let n = if (truncated as f32) > t {
+        truncated - 1
+    } else {
+        truncated
+    };
+    let nf = n as f32;
+    let r = x - nf * LN2_HI - nf * LN2_LO;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    let scale = f32::from_bits(((n + 127) as u32) << 23);
+    if tiny { 0.0 } else { e * scale }
+}
+
 #[inline(always)]
 fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// Runs a loop body compiled for the best instruction set of this CPU.
+fn vectorised<Op: pulp::WithSimd>(op: Op) -> Op::Output {
+    pulp::Arch::new().dispatch(op)
+}
+
+/// Values per parallel task in the large kernels.
+const PER_TASK: usize = 1 << 16;
+
+struct GeluInPlace<'a>(&'a mut [f32]);
+
+impl pulp::WithSimd for GeluInPlace<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        for v in self.0.iter_mut() {
+            *v = gelu(*v);
+        }
+    }
 }
 
 struct GeluErf;
@@ -44,7 +102,9 @@ impl CustomOp1 for GeluErf {
         let Some((start, end)) = layout.contiguous_offsets() else {
             candle_core::bail!("whisper-gelu-erf: contiguous input only");
         };
-        let out: Vec<f32> = values[start..end].iter().map(|&x| gelu(x)).collect();
+        let mut out = values[start..end].to_vec();
+        out.par_chunks_mut(PER_TASK)
+            .for_each(|chunk| vectorised(GeluInPlace(chunk)));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
@@ -55,6 +115,59 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
         x.contiguous()?.apply_op1_no_bwd(&GeluErf)
     } else {
         x.gelu_erf()
+    }
+}
+
+/// Independent partial results per reduction: vector lanes the compiler may fill
+/// (a single running sum or maximum is one long dependency chain it must keep).
+const LANES: usize = 8;
+
+#[inline(always)]
+fn max_of(x: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut blocks = x.chunks_exact(LANES);
+    for block in &mut blocks {
+        for (m, &v) in lanes.iter_mut().zip(block) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let tail = blocks.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    lanes.iter().copied().fold(tail, f32::max)
+}
+
+#[inline(always)]
+fn sum_of(x: &[f32]) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let mut blocks = x.chunks_exact(LANES);
+    for block in &mut blocks {
+        for (s, &v) in lanes.iter_mut().zip(block) {
+            *s += v;
+        }
+    }
+    lanes.iter().sum::<f32>() + blocks.remainder().iter().sum::<f32>()
+}
+
+/// Softmax of each `n`-value row of a block, in place.
+struct SoftmaxRows<'a> {
+    values: &'a mut [f32],
+    n: usize,
+}
+
+impl pulp::WithSimd for SoftmaxRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        for row in self.values.chunks_exact_mut(self.n) {
+            let max = max_of(row);
+            for v in row.iter_mut() {
+                *v = exp(*v - max);
+            }
+            let inv = 1.0 / sum_of(row);
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
+        }
     }
 }
 
@@ -74,32 +187,55 @@ impl CustomOp1 for SoftmaxLastDim {
         };
         let n = layout.shape().dims().last().copied().unwrap_or(1).max(1);
         let mut out = values[start..end].to_vec();
-        for row in out.chunks_exact_mut(n) {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for v in row.iter_mut() {
-                *v = (*v - max).exp();
-                sum += *v;
-            }
-            let inv = 1.0 / sum;
-            for v in row.iter_mut() {
-                *v *= inv;
-            }
-        }
+        // Whole rows per task; small inputs (the decoder's) in one.
+        let rows_per_task = (PER_TASK / n).max(1);
+        out.par_chunks_mut(rows_per_task * n)
+            .for_each(|values| vectorised(SoftmaxRows { values, n }));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
 
-/// Values at which candle's parallel softmax starts to pay.
-const SMALL_SOFTMAX: usize = 1 << 16;
-
-/// Softmax over the last dimension.
+/// Softmax over the last dimension: the vectorised kernel for f32 on the CPU.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && x.elem_count() <= SMALL_SOFTMAX {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
         x.contiguous()?.apply_op1_no_bwd(&SoftmaxLastDim)
     } else {
         candle_nn::ops::softmax_last_dim(x)
     }
+}
+
+struct LogSumExp<'a>(&'a [f32]);
+
+impl pulp::WithSimd for LogSumExp<'_> {
+    type Output = f32;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> f32 {
+        let max = max_of(self.0);
+        if max == f32::NEG_INFINITY {
+            return max;
+        }
+        let mut lanes = [0f32; LANES];
+        let mut blocks = self.0.chunks_exact(LANES);
+        for block in &mut blocks {
+            for (s, &v) in lanes.iter_mut().zip(block) {
+                *s += exp(v - max);
+            }
+        }
+        let tail: f32 = blocks.remainder().iter().map(|&v| exp(v - max)).sum();
+        max + (lanes.iter().sum::<f32>() + tail).ln()
+    }
+}
+
+/// `log(Σ e^x)`; −∞ when every value is −∞.
+pub fn logsumexp(x: &[f32]) -> f32 {
+    vectorised(LogSumExp(x))
+}
+
+/// `log_softmax` of a row of logits.
+pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let lse = logsumexp(logits);
+    logits.iter().map(|&l| l - lse).collect()
 }
 
 #[cfg(test)]
@@ -138,6 +274,57 @@ mod tests {
             1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / f
         };
         v.copysign(x)
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp_of_libm() {
+        let mut worst = 0f32;
+        for i in -870_000..=880_000 {
+            let x = i as f32 / 10_000.0;
+            let exact = f64::from(x).exp();
+            let ulp = (exact as f32).to_bits();
+            let got = exp(x).to_bits();
+            if exact > f64::from(f32::MIN_POSITIVE) {
+                worst = worst.max(got.abs_diff(ulp) as f32);
+            }
+        }
+        assert!(worst <= 2.0, "{worst} ulp");
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp(-100.0), 0.0);
+        assert_eq!(exp(0.0), 1.0);
+    }
+
+    #[test]
+    fn logsumexp_and_log_softmax_match_the_definition() {
+        let x: Vec<f32> = (0..51_867).map(|i| ((i * 37) % 1001) as f32 / 50.0 - 10.0).collect();
+        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exact = f64::from(max) + x.iter().map(|&v| f64::from(v - max).exp()).sum::<f64>().ln();
+        assert!(
+            (f64::from(logsumexp(&x)) - exact).abs() < 1e-4,
+            "{} vs {exact}",
+            logsumexp(&x)
+        );
+        assert_eq!(logsumexp(&[f32::NEG_INFINITY; 3]), f32::NEG_INFINITY);
+        let mut masked = x.clone();
+        masked[..100].fill(f32::NEG_INFINITY);
+        let probs: f64 = log_softmax(&masked).iter().map(|&l| f64::from(l).exp()).sum();
+        assert!((probs - 1.0).abs() < 1e-4, "{probs}");
+    }
+
+    #[test]
+    fn large_softmax_matches_candle() {
+        let x = Tensor::randn(0f32, 3.0, (6, 300, 1500), &candle_core::Device::Cpu).unwrap();
+        let ours: Vec<f32> = softmax_last_dim(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let theirs: Vec<f32> = candle_nn::ops::softmax_last_dim(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        // Rows of 1500: the sums differ in the order of their additions.
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-3), "{a} vs {b}");
+        }
     }
 
     #[test]
