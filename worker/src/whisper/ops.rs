@@ -135,16 +135,17 @@ fn max_of(x: &[f32]) -> f32 {
     lanes.iter().copied().fold(tail, f32::max)
 }
 
+/// `Σ f(v)` over `x`, in `LANES` independent partial sums.
 #[inline(always)]
-fn sum_of(x: &[f32]) -> f32 {
+fn sum_of(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut lanes = [0f32; LANES];
     let mut blocks = x.chunks_exact(LANES);
     for block in &mut blocks {
         for (s, &v) in lanes.iter_mut().zip(block) {
-            *s += v;
+            *s += f(v);
         }
     }
-    lanes.iter().sum::<f32>() + blocks.remainder().iter().sum::<f32>()
+    lanes.iter().sum::<f32>() + blocks.remainder().iter().map(|&v| f(v)).sum::<f32>()
 }
 
 /// Softmax of each `n`-value row of a block, in place.
@@ -163,7 +164,7 @@ impl pulp::WithSimd for SoftmaxRows<'_> {
             for v in row.iter_mut() {
                 *v = exp(*v - max);
             }
-            let inv = 1.0 / sum_of(row);
+            let inv = 1.0 / sum_of(row, |v| v);
             for v in row.iter_mut() {
                 *v *= inv;
             }
@@ -215,15 +216,7 @@ impl pulp::WithSimd for LogSumExp<'_> {
         if max == f32::NEG_INFINITY {
             return max;
         }
-        let mut lanes = [0f32; LANES];
-        let mut blocks = self.0.chunks_exact(LANES);
-        for block in &mut blocks {
-            for (s, &v) in lanes.iter_mut().zip(block) {
-                *s += exp(v - max);
-            }
-        }
-        let tail: f32 = blocks.remainder().iter().map(|&v| exp(v - max)).sum();
-        max + (lanes.iter().sum::<f32>() + tail).ln()
+        max + sum_of(self.0, |v| exp(v - max)).ln()
     }
 }
 
