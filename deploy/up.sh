@@ -49,7 +49,8 @@ export RUSHES_DATABASE_URL="${RUSHES_DATABASE_URL:-$RUSHES_TEST_PG/rushes}"
 export RUSHES_AMQP_URL="${RUSHES_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/rushes}"
 export RUSHES_HTTP_ADDR="${RUSHES_HTTP_ADDR:-127.0.0.1:8080}"
 if [ -z "${RUSHES_ADMIN_TOKEN:-}" ]; then
-    [ -s "$STATE_DIR/admin-token" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$STATE_DIR/admin-token"
+    [ -s "$STATE_DIR/admin-token" ] || (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$STATE_DIR/admin-token")
+    chmod 600 "$STATE_DIR/admin-token"
     RUSHES_ADMIN_TOKEN="$(cat "$STATE_DIR/admin-token")"
     export RUSHES_ADMIN_TOKEN
 fi
@@ -99,7 +100,8 @@ api() { curl -fsS -H "Authorization: Bearer $RUSHES_ADMIN_TOKEN" -H 'Content-Typ
 json_field() { /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 # An admin user for people (the bootstrap token is for scripts), created once.
-[ -s "$STATE_DIR/admin-password" ] || head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$STATE_DIR/admin-password"
+[ -s "$STATE_DIR/admin-password" ] || (umask 077 && head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$STATE_DIR/admin-password")
+chmod 600 "$STATE_DIR/admin-password"
 ADMIN_PASSWORD="$(cat "$STATE_DIR/admin-password")"
 api -o /dev/null -d "{\"username\":\"admin\",\"email\":\"admin@localhost\",\"password\":\"$ADMIN_PASSWORD\",\"is_admin\":true}" \
     "http://$RUSHES_HTTP_ADDR/api/v1/users" 2>/dev/null || true

@@ -16,6 +16,7 @@ pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 pub mod timecode;
+pub mod tokens;
 pub mod transcripts;
 
 /// The version every Rushes process reports (workers row, `/healthz`).

@@ -9,7 +9,6 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
@@ -84,6 +83,15 @@ impl Caller {
         }
     }
 
+    /// The caller as an account job's requester (re-checked by the worker).
+    pub fn requester(&self) -> rushes_common::job::accounts::Requester {
+        use rushes_common::job::accounts::Requester;
+        match self.user_id {
+            Some(id) => Requester::User(id),
+            None => Requester::BootstrapAdmin,
+        }
+    }
+
     pub fn require_admin(&self) -> ApiResult<()> {
         if self.is_admin {
             Ok(())
@@ -129,6 +137,62 @@ impl Caller {
         }
     }
 
+    /// Allows a change to user `target`'s account (its credentials, flags, tokens,
+    /// deletion) by someone who is not the user: `manage_users`, and an admin when the
+    /// target is an admin (the flag or `hub`).
+    pub async fn require_may_change_user(&self, state: &AppState, target: Uuid) -> ApiResult<()> {
+        if self.is_admin {
+            return Ok(());
+        }
+        self.require_global(state, Policy::ManageUsers).await?;
+        let target_is_admin: bool = sqlx::query_scalar("SELECT user_is_admin($1)")
+            .bind(target)
+            .fetch_one(&state.db)
+            .await?;
+        if target_is_admin {
+            return Err(ApiError::Forbidden("only an admin may change an admin account".into()));
+        }
+        Ok(())
+    }
+
+    /// Allows adding someone to each of `groups`: admins may add to any group, others
+    /// not to `hub` nor to a group granting more than they hold themselves.
+    pub async fn require_may_grant(&self, state: &AppState, groups: &[Uuid]) -> ApiResult<()> {
+        if self.is_admin || groups.is_empty() {
+            return Ok(());
+        }
+        let refused: Vec<String> = sqlx::query_scalar(
+            "SELECT g.name FROM groups g WHERE g.id = ANY($2) AND NOT may_grant_group($1, g.id) ORDER BY g.name",
+        )
+        .bind(self.user_id)
+        .bind(groups)
+        .fetch_all(&state.db)
+        .await?;
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "only an admin may add users to {}: it grants more than you hold",
+                refused
+                    .iter()
+                    .map(|g| format!("group `{g}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    }
+
+    /// Refuses credential changes (password, email, new tokens) in an impersonation
+    /// session: the impersonated user's credentials are theirs alone.
+    pub fn require_not_impersonating(&self, what: &str) -> ApiResult<()> {
+        if self.impersonator_id.is_some() {
+            return Err(ApiError::Forbidden(format!(
+                "{what} is not allowed while impersonating"
+            )));
+        }
+        Ok(())
+    }
+
     /// Allows a global policy (admins hold them all).
     pub async fn require_global(&self, state: &AppState, policy: Policy) -> ApiResult<()> {
         if self.policies(state, None).await?.iter().any(|p| p == policy.as_str()) {
@@ -139,16 +203,7 @@ impl Caller {
     }
 }
 
-/// SHA-256 of a bearer token: what the database keeps.
-pub fn token_digest(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
-}
-
-/// A new random bearer token (48 hex characters).
-pub fn new_token() -> String {
-    let bytes: [u8; 24] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use rushes_common::tokens::{new_token, token_digest};
 
 #[derive(sqlx::FromRow)]
 struct TokenOwner {
@@ -189,7 +244,10 @@ pub async fn authenticate(
         let owner: TokenOwner = sqlx::query_as(
             "WITH t AS ( \
                  SELECT id, user_id, impersonator_id, last_used_at FROM tokens \
-                 WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())), \
+                 WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) \
+                   AND (impersonator_id IS NULL OR ( \
+                        user_is_admin(impersonator_id) AND EXISTS ( \
+                            SELECT 1 FROM users i WHERE i.id = impersonator_id AND i.active AND i.deleted_at IS NULL)))), \
              u AS ( \
                  SELECT users.id, users.username, users.is_admin, users.last_seen_at FROM users JOIN t ON t.user_id = users.id \
                  WHERE users.active AND users.deleted_at IS NULL), \
@@ -200,8 +258,7 @@ pub async fn authenticate(
                  UPDATE users SET last_seen_at = now() FROM u WHERE users.id = u.id \
                     AND (u.last_seen_at IS NULL OR u.last_seen_at < now() - interval '1 minute') RETURNING 1) \
              SELECT t.id AS token_id, u.id AS user_id, u.username, \
-                    u.is_admin OR EXISTS (SELECT 1 FROM group_members gm JOIN groups g ON g.id = gm.group_id \
-                                          WHERE gm.user_id = u.id AND g.name = 'hub') AS is_admin, \
+                    user_is_admin(u.id) AS is_admin, \
                     t.impersonator_id \
              FROM t JOIN u ON u.id = t.user_id",
         )

@@ -67,9 +67,13 @@ pub fn state(config: &ControlConfig) -> anyhow::Result<AppState> {
         Some(token) if !token.expose().trim().is_empty() => token.clone(),
         _ => {
             let token = generate_token();
+            let file = config.media.data_dir.join("bootstrap-admin-token");
+            write_secret_file(&file, token.expose())
+                .with_context(|| format!("cannot write the generated admin token to {}", file.display()))?;
             tracing::warn!(
-                admin_token = token.expose(),
-                "RUSHES_ADMIN_TOKEN is not set; generated a bootstrap admin token for this run"
+                file = %file.display(),
+                "RUSHES_ADMIN_TOKEN is not set; generated a bootstrap admin token for this run (readable only by \
+                 this account, in the file named here)"
             );
             token
         }
@@ -132,4 +136,46 @@ pub async fn serve(config: ControlConfig, listener: TcpListener, shutdown: Cance
 fn generate_token() -> Secret {
     let bytes: [u8; 24] = rand::random();
     Secret::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// Writes `secret` to `path`, readable and writable by this account only (0600), the
+/// folder made if missing.
+fn write_secret_file(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An older file keeps its mode on open: narrow it too.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_files_are_private() -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("rushes-secret-{}", uuid::Uuid::now_v7()));
+        let path = dir.join("nested").join("token");
+        std::fs::create_dir_all(path.parent().unwrap_or(&dir))?;
+        std::fs::write(&path, "old")?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        write_secret_file(&path, "s3cret")?;
+        let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+        let text = std::fs::read_to_string(&path)?;
+        std::fs::remove_dir_all(&dir)?;
+        assert_eq!(mode, 0o600);
+        assert_eq!(text, "s3cret\n");
+        Ok(())
+    }
 }

@@ -178,6 +178,46 @@ impl SmtpSink {
     }
 }
 
+/// The token of the first `token=<48 hex>` link in a raw mail (quoted-printable undone).
+pub fn link_token(raw: &str) -> Option<String> {
+    let text = raw.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+    text.match_indices("token=").find_map(|(at, _)| {
+        let token: String = text[at + 6..].chars().take_while(char::is_ascii_hexdigit).collect();
+        (token.len() == 48).then_some(token)
+    })
+}
+
+impl SmtpSink {
+    /// The link tokens of the mails received for `to`, oldest first.
+    pub fn link_tokens(&self, to: &str) -> anyhow::Result<Vec<String>> {
+        let mut mails: Vec<Value> = self
+            .messages()?
+            .into_iter()
+            .filter(|m| m["to"].as_array().is_some_and(|a| a.iter().any(|t| t == to)))
+            .collect();
+        mails.sort_by_key(|m| m["received_ns"].as_u64().unwrap_or(0));
+        Ok(mails
+            .iter()
+            .filter_map(|m| link_token(m["data"].as_str().unwrap_or_default()))
+            .collect())
+    }
+
+    /// Waits for the `count`-th link mailed to `to`; returns it.
+    pub async fn wait_link(&self, to: &str, count: usize, timeout: Duration) -> anyhow::Result<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let tokens = self.link_tokens(to)?;
+            if let Some(token) = tokens.get(count.saturating_sub(1)) {
+                return Ok(token.clone());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{} of {count} links to {to} arrived within {timeout:?}", tokens.len());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 impl Drop for SmtpSink {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {

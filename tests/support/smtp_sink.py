@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 import uuid
 
 from aiosmtpd.controller import Controller
@@ -29,6 +30,7 @@ class Sink:
             "from": envelope.mail_from,
             "to": envelope.rcpt_tos,
             "data": envelope.content.decode("utf-8", "replace"),
+            "received_ns": time.time_ns(),
         }
         name = os.path.join(self.folder, uuid.uuid4().hex)
         with open(name + ".tmp", "w") as f:

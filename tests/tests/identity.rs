@@ -520,25 +520,15 @@ async fn logins_are_logged_rate_limited_and_sessions_revocable() -> anyhow::Resu
     Ok(())
 }
 
-/// The link a queued mail carries (`…?token=…`), from the newest email job to `to`.
-async fn mailed_token(env: &TestEnv, to: &str) -> anyhow::Result<String> {
-    let text: String = sqlx::query_scalar(
-        "SELECT payload->>'text' FROM jobs WHERE kind = 'email' AND payload->'to' ? $1 ORDER BY id DESC LIMIT 1",
-    )
-    .bind(to)
-    .fetch_one(&env.db)
-    .await?;
-    let token = text
-        .split("token=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .ok_or_else(|| anyhow::anyhow!("no link in {text}"))?;
-    Ok(token.to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_resets_and_invitations_work_once() -> anyhow::Result<()> {
-    let env = TestEnv::new().await?;
+    let mut env = TestEnv::new().await?;
+    // Links are minted by the worker and exist only in the mail it sends.
+    let sink = rushes_tests::media::SmtpSink::start(0, env.data_dir.join("mail")).await?;
+    let mut worker = env.worker_config("email=2")?;
+    worker.smtp.smtp_port = sink.port;
+    env.spawn_worker(worker);
+    let wait = std::time::Duration::from_secs(30);
     user(&env, "forgetful", json!({})).await?;
     let old_session = Who {
         name: "forgetful",
@@ -555,7 +545,7 @@ async fn password_resets_and_invitations_work_once() -> anyhow::Result<()> {
         .post("/api/v1/auth/password-reset", json!({ "user": "nobody" }))
         .await?;
     assert_eq!(status, StatusCode::ACCEPTED, "the answer does not reveal accounts");
-    let token = mailed_token(&env, "forgetful@example.com").await?;
+    let token = sink.wait_link("forgetful@example.com", 1, wait).await?;
     let confirm = json!({ "token": token, "password": "a new secret" });
     let (status, _) = env.post("/api/v1/auth/password-reset/confirm", confirm.clone()).await?;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -590,11 +580,11 @@ async fn password_resets_and_invitations_work_once() -> anyhow::Result<()> {
         .post("/api/v1/invitations", json!({ "email": "forgetful@example.com" }))
         .await?;
     assert_eq!(status, StatusCode::CONFLICT, "members are not invited");
-    let first = mailed_token(&env, "new@example.com").await?;
+    let first = sink.wait_link("new@example.com", 1, wait).await?;
     let id = invitation["id"].as_str().unwrap_or_default();
     let (status, _) = env.post(&format!("/api/v1/invitations/{id}/resend"), json!({})).await?;
     assert_eq!(status, StatusCode::OK);
-    let second = mailed_token(&env, "new@example.com").await?;
+    let second = sink.wait_link("new@example.com", 2, wait).await?;
     assert_ne!(first, second);
     let accept = |token: &str| json!({ "token": token, "username": "newbie", "password": "welcome aboard" });
     let (status, _) = env.post("/api/v1/invitations/accept", accept(&first)).await?;
@@ -617,16 +607,12 @@ async fn password_resets_and_invitations_work_once() -> anyhow::Result<()> {
         .post("/api/v1/invitations", json!({ "email": "later@example.com" }))
         .await?;
     let rid = revoked["id"].as_str().unwrap_or_default();
+    let later = sink.wait_link("later@example.com", 1, wait).await?;
     let (status, _) = env
         .call(Method::DELETE, &format!("/api/v1/invitations/{rid}"), None)
         .await?;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = env
-        .post(
-            "/api/v1/invitations/accept",
-            accept(&mailed_token(&env, "later@example.com").await?),
-        )
-        .await?;
+    let (status, _) = env.post("/api/v1/invitations/accept", accept(&later)).await?;
     assert_eq!(
         status,
         StatusCode::UNPROCESSABLE_ENTITY,

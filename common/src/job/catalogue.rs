@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::accounts::{GroupUsers, ImportUsers, PurgeUsers};
+use super::accounts::{AccountLink, GroupUsers, ImportUsers, PurgeUsers};
 use super::email::{Email, SendEmailDraft};
 use super::maintenance::{PurgeJobs, ReapWorkers};
 use super::media::{Scan, ScanAll, Transcode, TranscodeLong, TranscodeUpload};
@@ -131,7 +131,7 @@ fn validate_json<P: JobPayload>(payload: &serde_json::Value) -> Result<(), Strin
     parsed.validate()
 }
 
-static CATALOGUE: [KindSpec; 14] = [
+static CATALOGUE: [KindSpec; 15] = [
     KindSpec::of::<Sleep>(),
     KindSpec::of::<PurgeJobs>(),
     KindSpec::of::<ReapWorkers>(),
@@ -146,6 +146,7 @@ static CATALOGUE: [KindSpec; 14] = [
     KindSpec::of::<GroupUsers>(),
     KindSpec::of::<PurgeUsers>(),
     KindSpec::of::<SendEmailDraft>(),
+    KindSpec::of::<AccountLink>(),
 ];
 
 /// Every kind the fleet knows.

@@ -8,6 +8,7 @@ mod envelope;
 pub mod maintenance;
 pub mod media;
 mod record;
+pub mod redact;
 pub mod sleep;
 pub mod transcription;
 

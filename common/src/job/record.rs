@@ -70,6 +70,8 @@ pub struct JobRecord {
     pub id: Uuid,
     pub kind: String,
     pub queue: String,
+    /// Shown with secret-bearing fields redacted ([`super::redact`]).
+    #[serde(serialize_with = "super::redact::serialize")]
     pub payload: serde_json::Value,
     pub priority: i16,
     pub state: JobState,

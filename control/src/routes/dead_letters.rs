@@ -61,8 +61,10 @@ struct DeadLetterView {
 
 impl From<DeadLetterRow> for DeadLetterView {
     fn from(row: DeadLetterRow) -> Self {
-        let body = serde_json::from_slice(&row.body)
-            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&row.body).into_owned()));
+        let body = serde_json::from_slice(&row.body).map_or_else(
+            |_| serde_json::Value::String(String::from_utf8_lossy(&row.body).into_owned()),
+            |json| rushes_common::job::redact::secrets(&json),
+        );
         Self {
             id: row.id,
             queue: row.queue,

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
-use rushes_common::mail;
+use rushes_common::job::accounts::{AccountLink, INVITATION_DAYS};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -20,7 +20,7 @@ use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 
 /// Days an invitation link stays valid.
-const VALID_DAYS: i64 = 14;
+const VALID_DAYS: i64 = INVITATION_DAYS;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -45,11 +45,6 @@ struct InvitationView {
 
 const COLUMNS: &str = "id, email, group_ids, invited_by, created_at, sent_at, expires_at, accepted_at, \
                        accepted_user_id, revoked_at";
-
-async fn mail_link(state: &AppState, caller: &Caller, email: &str, token: &str) {
-    let link = format!("{}/accept-invitation?token={token}", state.public_url);
-    crate::mail::send(state, email, mail::invitation(&caller.name, &link, VALID_DAYS)).await;
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +77,8 @@ async fn create(
     if usize::try_from(known).unwrap_or(0) != body.group_ids.len() {
         return Err(ApiError::Unprocessable("group_ids: unknown group".into()));
     }
+    caller.require_may_grant(&state, &body.group_ids).await?;
+    // A placeholder digest of a token nobody holds: the worker mints the link it mails.
     let token = new_token();
     let invitation: InvitationView = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO invitations (id, email, group_ids, token_hash, invited_by, expires_at) \
@@ -111,7 +108,13 @@ async fn create(
         },
     )
     .await?;
-    mail_link(&state, &caller, &email, &token).await;
+    crate::mail::send_link(
+        &state,
+        AccountLink::Invitation {
+            invitation_id: invitation.id,
+        },
+    )
+    .await?;
     Ok((StatusCode::CREATED, axum::Json(invitation)))
 }
 
@@ -154,6 +157,7 @@ async fn resend(
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<InvitationView>> {
     caller.require_global(&state, Policy::ManageUsers).await?;
+    // The old link stops working now; the worker mints and mails the new one.
     let token = new_token();
     let invitation: InvitationView = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE invitations SET token_hash = $2, sent_at = now(), expires_at = now() + make_interval(days => $3) \
@@ -165,7 +169,8 @@ async fn resend(
     .fetch_optional(&state.db)
     .await?
     .ok_or_else(|| ApiError::NotFound(format!("no pending invitation {id}")))?;
-    mail_link(&state, &caller, &invitation.email, &token).await;
+    caller.require_may_grant(&state, &invitation.group_ids).await?;
+    crate::mail::send_link(&state, AccountLink::Invitation { invitation_id: id }).await?;
     Ok(axum::Json(invitation))
 }
 
@@ -212,12 +217,7 @@ pub(crate) struct Accept {
 /// with the invitation's email and groups.
 pub(crate) async fn accept(State(state): State<AppState>, Json(body): Json<Accept>) -> ApiResult<impl IntoResponse> {
     super::users::check_password(&body.password)?;
-    let username = body.username.trim().to_owned();
-    if username.is_empty() || username.chars().any(char::is_whitespace) {
-        return Err(ApiError::Unprocessable(
-            "username: must be non-empty, without spaces".into(),
-        ));
-    }
+    let username = super::users::check_username(&body.username)?;
     let hash = hash_password(body.password).await?;
     let mut tx = state.db.begin().await?;
     let invitation: Option<(Uuid, String, Vec<Uuid>)> = sqlx::query_as(

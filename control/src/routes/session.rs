@@ -12,6 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use rushes_common::job::accounts::AccountLink;
+
 use crate::auth::{Caller, hash_password, new_token, token_digest, verify_password};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
@@ -183,15 +185,15 @@ struct ResetRequest {
 
 /// Mails a reset link if the account exists; the answer is the same either way.
 async fn request_reset(State(state): State<AppState>, Json(body): Json<ResetRequest>) -> ApiResult<StatusCode> {
-    let account: Option<(Uuid, String, String)> = sqlx::query_as(
-        "SELECT id, username, email FROM users \
+    let account: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM users \
          WHERE (lower(username) = lower($1) OR lower(email) = lower($1)) AND active AND deleted_at IS NULL LIMIT 1",
     )
     .bind(body.user.trim())
     .fetch_optional(&state.db)
     .await?;
-    if let Some((id, username, email)) = account {
-        super::users::mail_reset_link(&state, id, &username, &email).await?;
+    if let Some(id) = account {
+        crate::mail::send_link(&state, AccountLink::PasswordReset { user_id: id }).await?;
     }
     Ok(StatusCode::ACCEPTED)
 }
@@ -223,10 +225,8 @@ async fn confirm_reset(State(state): State<AppState>, Json(body): Json<ResetConf
         .bind(hash)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("UPDATE tokens SET revoked_at = now() WHERE user_id = $1 AND kind = 'session' AND revoked_at IS NULL")
-        .bind(user)
-        .execute(&mut *tx)
-        .await?;
+    // Whoever held the old password may hold tokens too: every one of them ends.
+    super::users::revoke_tokens(&mut *tx, user, None).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,7 +10,7 @@ use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use rushes_common::enqueue::NewJob;
 use rushes_common::job::JobPayload as _;
-use rushes_common::job::accounts::{ImportUsers, PurgeUsers, USER_CSV_COLUMNS};
+use rushes_common::job::accounts::{AccountLink, ImportUsers, PurgeUsers, USER_CSV_COLUMNS, split_passwords};
 use rushes_common::mail;
 use rushes_common::settings;
 use serde::{Deserialize, Serialize};
@@ -29,7 +29,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/users", post(create).get(list))
         .route("/users/{id}", get(show).patch(update).delete(remove))
-        .route("/users/{id}/tokens", post(create_token))
+        .route("/users/{id}/tokens", post(create_token).get(list_tokens))
+        .route("/users/{id}/tokens/{token_id}", axum::routing::delete(revoke_token))
         .route("/users/{id}/impersonate", post(impersonate))
         .route("/users/{id}/password-reset", post(send_reset))
         .route("/users/import/template", get(import_template))
@@ -103,6 +104,23 @@ struct NewUser {
     like_user_id: Option<Uuid>,
 }
 
+/// Longest username.
+const MAX_USERNAME: usize = 64;
+
+/// A username as stored: trimmed, 1 to 64 of letters, digits, `.`, `_`, `-` and `@`
+/// (an email address works), starting with a letter or digit.
+pub(crate) fn check_username(username: &str) -> ApiResult<String> {
+    let username = username.trim();
+    let allowed = |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@');
+    let starts_well = username.chars().next().is_some_and(char::is_alphanumeric);
+    if !starts_well || username.chars().count() > MAX_USERNAME || !username.chars().all(allowed) {
+        return Err(ApiError::Unprocessable(format!(
+            "username: 1 to {MAX_USERNAME} letters, digits, `.`, `_`, `-` or `@`, starting with a letter or digit"
+        )));
+    }
+    Ok(username.to_owned())
+}
+
 pub(crate) fn check_password(password: &str) -> ApiResult<()> {
     if password.chars().count() < MIN_PASSWORD {
         return Err(ApiError::Unprocessable(format!(
@@ -141,11 +159,13 @@ async fn create(
     if body.is_admin {
         caller.require_admin()?;
     }
-    let username = body.username.trim().to_owned();
-    if username.is_empty() || username.chars().any(char::is_whitespace) {
-        return Err(ApiError::Unprocessable(
-            "username: must be non-empty, without spaces".into(),
-        ));
+    let username = check_username(&body.username)?;
+    if let Some(like) = body.like_user_id {
+        let groups: Vec<Uuid> = sqlx::query_scalar("SELECT group_id FROM group_members WHERE user_id = $1")
+            .bind(like)
+            .fetch_all(&state.db)
+            .await?;
+        caller.require_may_grant(&state, &groups).await?;
     }
     let email = body.email.trim().to_owned();
     check_email(&email)?;
@@ -239,12 +259,20 @@ async fn list(
     Ok(axum::Json(json!({ "users": users, "online_window_minutes": window })))
 }
 
-/// Oneself, or anyone with `manage_users`.
-async fn may_manage(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<()> {
+/// Seeing an account: oneself, or anyone with `manage_users`.
+async fn may_view(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<()> {
     if caller.user_id == Some(id) {
         return Ok(());
     }
     caller.require_global(state, Policy::ManageUsers).await
+}
+
+/// Changing an account: oneself, or a user manager (an admin for an admin's account).
+async fn may_change(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<()> {
+    if caller.user_id == Some(id) {
+        return Ok(());
+    }
+    caller.require_may_change_user(state, id).await
 }
 
 async fn show(
@@ -252,7 +280,7 @@ async fn show(
     Extension(caller): Extension<Caller>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<UserView>> {
-    may_manage(&state, &caller, id).await?;
+    may_view(&state, &caller, id).await?;
     Ok(axum::Json(find(&state, id).await?))
 }
 
@@ -261,18 +289,52 @@ async fn show(
 struct UserUpdate {
     email: Option<String>,
     password: Option<String>,
+    /// Required to change one's own password or email.
+    current_password: Option<String>,
     is_admin: Option<bool>,
     active: Option<bool>,
     may_scan: Option<bool>,
     may_transcode: Option<bool>,
 }
 
-async fn revoke_tokens<'e>(executor: impl sqlx::PgExecutor<'e>, user: Uuid) -> ApiResult<()> {
-    sqlx::query("UPDATE tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL")
-        .bind(user)
-        .execute(executor)
-        .await?;
+/// Revokes every token of `user` (sessions and API tokens) but `keep`.
+pub(crate) async fn revoke_tokens<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    user: Uuid,
+    keep: Option<Uuid>,
+) -> ApiResult<()> {
+    sqlx::query(
+        "UPDATE tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL \
+            AND id IS DISTINCT FROM $2",
+    )
+    .bind(user)
+    .bind(keep)
+    .execute(executor)
+    .await?;
     Ok(())
+}
+
+/// Checks the caller's current password before they change their own credentials.
+async fn require_current_password(state: &AppState, user: Uuid, current: Option<String>) -> ApiResult<()> {
+    let Some(current) = current else {
+        return Err(ApiError::Unprocessable(
+            "current_password: required to change your own password or email".into(),
+        ));
+    };
+    let hash: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+        .bind(user)
+        .fetch_optional(&state.db)
+        .await?
+        .flatten();
+    let matches = match hash {
+        Some(hash) => crate::auth::verify_password(current, hash).await,
+        None => false,
+    };
+    if matches {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("current_password: does not match".into()))
+    }
 }
 
 async fn update(
@@ -281,14 +343,21 @@ async fn update(
     Path(id): Path<Uuid>,
     Json(body): Json<UserUpdate>,
 ) -> ApiResult<axum::Json<UserView>> {
-    may_manage(&state, &caller, id).await?;
+    may_change(&state, &caller, id).await?;
     let self_service =
         body.is_admin.is_none() && body.active.is_none() && body.may_scan.is_none() && body.may_transcode.is_none();
     if !self_service {
-        caller.require_global(&state, Policy::ManageUsers).await?;
+        caller.require_may_change_user(&state, id).await?;
     }
     if body.is_admin.is_some() {
         caller.require_admin()?;
+    }
+    let credentials = body.email.is_some() || body.password.is_some();
+    if credentials {
+        caller.require_not_impersonating("changing a password or email")?;
+        if caller.user_id == Some(id) {
+            require_current_password(&state, id, body.current_password.clone()).await?;
+        }
     }
     if let Some(email) = &body.email {
         check_email(email.trim())?;
@@ -319,7 +388,11 @@ async fn update(
     .await
     .map_err(taken)?;
     if body.active == Some(false) {
-        revoke_tokens(&mut *tx, id).await?;
+        revoke_tokens(&mut *tx, id, None).await?;
+    } else if hash.is_some() {
+        // A new password ends every other session and API token of the account.
+        let keep = caller.token_id.filter(|_| caller.user_id == Some(id));
+        revoke_tokens(&mut *tx, id, keep).await?;
     }
     let after: UserView = sqlx::query_as(concat!(user_select!(), "WHERE id = $1"))
         .bind(id)
@@ -352,7 +425,7 @@ async fn remove(
     Extension(caller): Extension<Caller>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    caller.require_global(&state, Policy::ManageUsers).await?;
+    caller.require_may_change_user(&state, id).await?;
     let before = find(&state, id).await?;
     if before.deleted_at.is_some() {
         return Err(ApiError::NotFound(format!("user {id} is already deleted")));
@@ -362,7 +435,7 @@ async fn remove(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    revoke_tokens(&mut *tx, id).await?;
+    revoke_tokens(&mut *tx, id, None).await?;
     audit::record(
         &mut *tx,
         &caller,
@@ -383,41 +456,157 @@ async fn remove(
 #[serde(deny_unknown_fields)]
 struct NewToken {
     name: String,
+    /// Days until it expires (1 to 3650; default 90).
     expires_in_days: Option<i32>,
 }
 
-/// A personal API token for scripts; shown once.
+/// Days a personal API token lives unless asked otherwise.
+const DEFAULT_TOKEN_DAYS: i32 = 90;
+
+/// A personal API token for scripts; shown once. Only for oneself, or by an admin; never
+/// while impersonating.
 async fn create_token(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<Uuid>,
     Json(body): Json<NewToken>,
 ) -> ApiResult<impl IntoResponse> {
-    may_manage(&state, &caller, id).await?;
+    caller.require_not_impersonating("creating an API token")?;
+    if caller.user_id != Some(id) {
+        caller
+            .require_admin()
+            .map_err(|_| ApiError::Forbidden("only an admin may create tokens for someone else".into()))?;
+    }
     let user = find(&state, id).await?;
     if !user.active || user.deleted_at.is_some() {
         return Err(ApiError::Conflict(format!("user {id} is not active")));
     }
-    if body.expires_in_days.is_some_and(|d| !(1..=3650).contains(&d)) {
+    let days = body.expires_in_days.unwrap_or(DEFAULT_TOKEN_DAYS);
+    if !(1..=3650).contains(&days) {
         return Err(ApiError::Unprocessable("expires_in_days: between 1 and 3650".into()));
     }
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::Unprocessable("name: 1 to 100 characters".into()));
+    }
     let token = new_token();
-    let token_id = Uuid::now_v7();
-    sqlx::query(
+    let mut tx = state.db.begin().await?;
+    let view: TokenView = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO tokens (id, user_id, kind, name, token_hash, expires_at) \
-         VALUES ($1, $2, 'api', $3, $4, now() + make_interval(days => $5))",
+         VALUES ($1, $2, 'api', $3, $4, now() + make_interval(days => $5)) RETURNING {TOKEN_COLUMNS}"
+    )))
+    .bind(Uuid::now_v7())
+    .bind(id)
+    .bind(name)
+    .bind(token_digest(&token))
+    .bind(days)
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::record(
+        &mut *tx,
+        &caller,
+        Change {
+            action: "token.create",
+            target_type: "user",
+            target_id: Some(id.to_string()),
+            before: None,
+            after: Some(json!(view)),
+        },
     )
+    .await?;
+    tx.commit().await?;
+    let mut shown = json!(view);
+    shown["token"] = json!(token);
+    Ok((StatusCode::CREATED, axum::Json(shown)))
+}
+
+/// A token as lists show it: never its secret.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct TokenView {
+    id: Uuid,
+    kind: String,
+    name: Option<String>,
+    impersonator_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+const TOKEN_COLUMNS: &str = "id, kind, name, impersonator_id, created_at, expires_at, last_used_at, revoked_at";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListTokens {
+    /// Also revoked and expired tokens.
+    #[serde(default)]
+    all: bool,
+}
+
+/// The user's tokens (sessions and API tokens), newest first.
+async fn list_tokens(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+    Query(q): Query<ListTokens>,
+) -> ApiResult<axum::Json<Value>> {
+    may_change(&state, &caller, id).await?;
+    find(&state, id).await?;
+    let tokens: Vec<TokenView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = $1 \
+           AND ($2 OR (revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()))) \
+         ORDER BY created_at DESC LIMIT 1000"
+    )))
+    .bind(id)
+    .bind(q.all)
+    .fetch_all(&state.db)
+    .await?;
+    let current = caller.token_id;
+    let tokens: Vec<Value> = tokens
+        .into_iter()
+        .map(|t| {
+            let is_current = current == Some(t.id);
+            let mut v = json!(t);
+            v["current"] = json!(is_current);
+            v
+        })
+        .collect();
+    Ok(axum::Json(json!({ "tokens": tokens })))
+}
+
+/// Revokes one of the user's tokens.
+async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, token_id)): Path<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    may_change(&state, &caller, id).await?;
+    let mut tx = state.db.begin().await?;
+    let revoked: Option<TokenView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE tokens SET revoked_at = now() WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL \
+         RETURNING {TOKEN_COLUMNS}"
+    )))
     .bind(token_id)
     .bind(id)
-    .bind(body.name.trim())
-    .bind(token_digest(&token))
-    .bind(body.expires_in_days)
-    .execute(&state.db)
+    .fetch_optional(&mut *tx)
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({ "id": token_id, "token": token })),
-    ))
+    let Some(revoked) = revoked else {
+        return Err(ApiError::NotFound(format!("user {id} has no active token {token_id}")));
+    };
+    audit::record(
+        &mut *tx,
+        &caller,
+        Change {
+            action: "token.revoke",
+            target_type: "user",
+            target_id: Some(id.to_string()),
+            before: Some(json!(revoked)),
+            after: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(sqlx::FromRow)]
@@ -457,6 +646,7 @@ async fn import_template(
         record.extend(flags);
         record.push(user.groups.unwrap_or_default());
         record.push(String::new());
+        let record: Vec<String> = record.iter().map(|cell| spreadsheet_safe(cell)).collect();
         write(&mut out, &record)?;
     }
     let body = out
@@ -489,9 +679,18 @@ async fn import(
     body: String,
 ) -> ApiResult<impl IntoResponse> {
     caller.require_global(&state, Policy::ManageUsers).await?;
+    let (csv, passwords) = split_passwords(&body).map_err(|errors| ApiError::Unprocessable(errors.join("; ")))?;
+    let mut password_hashes = std::collections::BTreeMap::new();
+    if !q.dry_run {
+        for row in passwords {
+            password_hashes.insert(row.username, hash_password(row.password).await?);
+        }
+    }
     let payload = ImportUsers {
-        csv: body,
+        csv,
         dry_run: q.dry_run,
+        requester: caller.requester(),
+        password_hashes,
     };
     queue_job(&state, &caller, ImportUsers::KIND, json!(payload)).await
 }
@@ -529,39 +728,30 @@ pub(crate) async fn queue_job(
     Ok((StatusCode::ACCEPTED, axum::Json(job)))
 }
 
-/// Minutes a password reset link stays valid.
-pub(crate) const RESET_MINUTES: i64 = 60;
-
-/// Creates a single-use reset token for the user and mails them the link.
-pub(crate) async fn mail_reset_link(state: &AppState, user: Uuid, username: &str, email: &str) -> ApiResult<()> {
-    let token = new_token();
-    sqlx::query(
-        "INSERT INTO password_resets (id, user_id, token_hash, expires_at) \
-         VALUES ($1, $2, $3, now() + make_interval(mins => $4))",
-    )
-    .bind(Uuid::now_v7())
-    .bind(user)
-    .bind(token_digest(&token))
-    .bind(i32::try_from(RESET_MINUTES).unwrap_or(60))
-    .execute(&state.db)
-    .await?;
-    let link = format!("{}/reset-password?token={token}", state.public_url);
-    crate::mail::send(state, email, mail::password_reset(username, &link, RESET_MINUTES)).await;
-    Ok(())
-}
-
 /// An admin (or user manager) sends a user a reset link.
 async fn send_reset(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    caller.require_global(&state, Policy::ManageUsers).await?;
+    caller.require_may_change_user(&state, id).await?;
     let user = find(&state, id).await?;
     if !user.active || user.deleted_at.is_some() {
         return Err(ApiError::Conflict(format!("user {id} is not active")));
     }
-    mail_reset_link(&state, id, &user.username, &user.email).await?;
+    crate::mail::send_link(&state, AccountLink::PasswordReset { user_id: id }).await?;
+    audit::record(
+        &state.db,
+        &caller,
+        Change {
+            action: "user.password_reset_sent",
+            target_type: "user",
+            target_id: Some(id.to_string()),
+            before: None,
+            after: None,
+        },
+    )
+    .await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -615,4 +805,50 @@ async fn impersonate(
         StatusCode::CREATED,
         axum::Json(json!({ "token": token, "user_id": id })),
     ))
+}
+
+/// A CSV cell a spreadsheet will not run as a formula: cells starting with `=`, `+`, `-`,
+/// `@` (or a tab or carriage return) get a leading `'`.
+pub(crate) fn spreadsheet_safe(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_follow_the_rules() {
+        assert_eq!(
+            check_username("  ana.b-c_d@example.com ").ok().as_deref(),
+            Some("ana.b-c_d@example.com")
+        );
+        assert!(check_username("Zoë").is_ok());
+        for bad in [
+            "",
+            " ",
+            "two words",
+            "-dash",
+            ".dot",
+            "semi;colon",
+            "tab\there",
+            &"x".repeat(65),
+        ] {
+            assert!(check_username(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn formula_cells_are_neutralised() {
+        assert_eq!(spreadsheet_safe("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(spreadsheet_safe("+1"), "'+1");
+        assert_eq!(spreadsheet_safe("@SUM"), "'@SUM");
+        assert_eq!(spreadsheet_safe("-2"), "'-2");
+        assert_eq!(spreadsheet_safe("ana"), "ana");
+        assert_eq!(spreadsheet_safe(""), "");
+    }
 }

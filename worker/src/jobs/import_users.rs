@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use rushes_common::audit::{self, Change};
-use rushes_common::job::accounts::{ImportUsers, USER_CSV_COLUMNS};
+use rushes_common::job::accounts::{ImportUsers, Requester, USER_CSV_COLUMNS};
 use rushes_common::mail;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -25,7 +25,6 @@ struct Row {
     may_scan: bool,
     may_transcode: bool,
     groups: Vec<String>,
-    password: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -37,6 +36,8 @@ struct Existing {
     active: bool,
     may_scan: bool,
     may_transcode: bool,
+    /// The admin flag or membership of `hub`.
+    admin: bool,
 }
 
 fn flag(value: &str, default: bool) -> Result<bool, String> {
@@ -109,9 +110,12 @@ fn parse(csv_text: &str) -> (Vec<Row>, Vec<Value>) {
             read_flag("may_scan", false),
             read_flag("may_transcode", false),
         );
-        let password = Some(get("password")).filter(|p| !p.is_empty());
-        if password.as_ref().is_some_and(|p| p.chars().count() < 8) {
-            problems.push("password: at least 8 characters".to_owned());
+        if !get("password").is_empty() {
+            problems.push(
+                "password: plain-text passwords are taken only by `POST /api/v1/users/import`, which hashes them \
+                 before queueing"
+                    .to_owned(),
+            );
         }
         let groups = get("groups")
             .split(';')
@@ -129,7 +133,6 @@ fn parse(csv_text: &str) -> (Vec<Row>, Vec<Value>) {
                 may_scan,
                 may_transcode,
                 groups,
-                password,
             });
         } else {
             errors.push(json!({ "row": line, "error": problems.join("; ") }));
@@ -138,10 +141,61 @@ fn parse(csv_text: &str) -> (Vec<Row>, Vec<Value>) {
     (rows, errors)
 }
 
+/// What the requester may do, re-checked when the job runs (their rights may have
+/// changed since they queued it).
+struct Rights {
+    requester: Option<Uuid>,
+    admin: bool,
+}
+
+async fn rights(ctx: &JobContext, requester: Requester) -> Result<Rights, JobError> {
+    let Some(user) = requester.user_id() else {
+        return Ok(Rights {
+            requester: None,
+            admin: true,
+        });
+    };
+    let (admin, manages): (bool, bool) = sqlx::query_as(
+        "SELECT user_is_admin(u.id), 'manage_users' = ANY(user_policies(u.id, NULL)) \
+         FROM users u WHERE u.id = $1 AND u.active AND u.deleted_at IS NULL",
+    )
+    .bind(user)
+    .fetch_optional(&ctx.db)
+    .await
+    .map_err(db_error)?
+    .unwrap_or((false, false));
+    if !admin && !manages {
+        return Err(JobError::Permanent(
+            "the requester is no longer an active admin or user manager".into(),
+        ));
+    }
+    Ok(Rights {
+        requester: Some(user),
+        admin,
+    })
+}
+
 pub async fn run(ctx: JobContext, payload: ImportUsers) -> Result<Value, JobError> {
+    let rights = rights(&ctx, payload.requester).await?;
     let (rows, mut errors) = parse(&payload.csv);
+    let deleted: HashSet<String> =
+        sqlx::query_scalar::<_, String>("SELECT lower(username) FROM users WHERE deleted_at IS NOT NULL")
+            .fetch_all(&ctx.db)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .collect();
+    let grantable: HashSet<String> =
+        sqlx::query_scalar::<_, String>("SELECT name FROM groups WHERE may_grant_group($1, id)")
+            .bind(rights.requester)
+            .fetch_all(&ctx.db)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .collect();
     let existing: Vec<Existing> = sqlx::query_as(
-        "SELECT id, username, email, is_admin, active, may_scan, may_transcode FROM users WHERE deleted_at IS NULL",
+        "SELECT id, username, email, is_admin, active, may_scan, may_transcode, user_is_admin(id) AS admin \
+         FROM users WHERE deleted_at IS NULL",
     )
     .fetch_all(&ctx.db)
     .await
@@ -171,6 +225,32 @@ pub async fn run(ctx: JobContext, payload: ImportUsers) -> Result<Value, JobErro
         }
         if let Some(unknown) = row.groups.iter().find(|g| !groups.contains_key(*g)) {
             problems.push(format!("no group called `{unknown}`"));
+        } else if let Some(refused) = row.groups.iter().find(|g| !grantable.contains(*g)) {
+            problems.push(format!(
+                "group `{refused}`: only an admin may add users to it (it grants more than the requester holds)"
+            ));
+        }
+        if payload
+            .password_hashes
+            .get(&row.username.to_lowercase())
+            .is_some_and(|h| !h.starts_with("$argon2id$"))
+        {
+            problems.push("password: not an argon2id hash".to_owned());
+        }
+        if deleted.contains(&row.username.to_lowercase()) {
+            problems.push(format!(
+                "username `{}` belongs to a deleted account: purge deleted users first or choose another name",
+                row.username
+            ));
+        }
+        if !rights.admin {
+            let target_is_admin = by_name.get(&row.username.to_lowercase()).is_some_and(|u| u.admin);
+            if row.is_admin || target_is_admin {
+                problems.push(format!(
+                    "user `{}`: only an admin may create, change or grant an admin account",
+                    row.username
+                ));
+            }
         }
         if !problems.is_empty() {
             errors.push(json!({ "row": row.line, "error": problems.join("; ") }));
@@ -225,10 +305,7 @@ pub async fn run(ctx: JobContext, payload: ImportUsers) -> Result<Value, JobErro
     let mut tx = ctx.db.begin().await.map_err(db_error)?;
     let mut welcome = Vec::new();
     for row in &rows {
-        let hash = match row.password.clone() {
-            Some(password) => Some(hash_password(password).await?),
-            None => None,
-        };
+        let hash = payload.password_hashes.get(&row.username.to_lowercase());
         let before = by_name.get(&row.username.to_lowercase()).copied();
         let id: Uuid = sqlx::query_scalar(
             "INSERT INTO users (id, username, email, password_hash, is_admin, active, may_scan, may_transcode) \
@@ -305,18 +382,6 @@ pub async fn run(ctx: JobContext, payload: ImportUsers) -> Result<Value, JobErro
     Ok(report(true, &[]))
 }
 
-async fn hash_password(password: String) -> Result<String, JobError> {
-    tokio::task::spawn_blocking(move || {
-        use argon2::PasswordHasher as _;
-        argon2::Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-    })
-    .await
-    .map_err(|e| JobError::Retryable(format!("password hashing stopped: {e}")))?
-    .map_err(|e| JobError::Permanent(format!("cannot hash a password: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,13 +392,14 @@ mod tests {
             "username,email,is_admin,groups,password\n\
              ana,ana@example.com,yes,crew;hub,\n\
              bad name,nope,maybe,,short\n\
-             \"bo\",bo@example.com,,crew,long enough\n",
+             \"bo\",bo@example.com,,crew,\n\
+             cy,cy@example.com,,,plain text\n",
         );
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].groups, ["crew", "hub"]);
         assert!(rows[0].is_admin && rows[0].active);
-        assert_eq!(rows[1].password.as_deref(), Some("long enough"));
-        assert_eq!(errors.len(), 1);
+        assert_eq!(errors.len(), 2);
+        assert!(errors[1]["error"].as_str().unwrap_or_default().contains("plain-text"));
         assert_eq!(errors[0]["row"], 3);
         let message = errors[0]["error"].as_str().unwrap_or_default();
         assert!(message.contains("username") && message.contains("email") && message.contains("is_admin"));

@@ -1,5 +1,6 @@
 //! The registry of job handlers: one module per kind, each registered here.
 
+mod account_link;
 mod accounts;
 mod clip;
 mod email;
@@ -75,6 +76,7 @@ impl Registry {
         registry.register::<rushes_common::job::accounts::GroupUsers, _, _>(group_users::run);
         registry.register::<rushes_common::job::accounts::PurgeUsers, _, _>(purge_users::run);
         registry.register::<rushes_common::job::email::SendEmailDraft, _, _>(send_email_draft::run);
+        registry.register::<rushes_common::job::accounts::AccountLink, _, _>(account_link::run);
         registry
     }
 
