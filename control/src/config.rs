@@ -48,8 +48,16 @@ pub struct ControlConfig {
     /// The API's URL as people reach it, for links in mails.
     #[arg(long, env = "RUSHES_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
     pub public_url: String,
+    /// Serve `/metrics` on this address instead of the API's (keeps the scrape endpoint
+    /// off a public listener). Unset: `/metrics` is on `RUSHES_HTTP_ADDR`.
+    #[arg(long, env = "RUSHES_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// Largest file one upload (review file, audio for transcription) may be, in bytes
     /// (default 20 GiB).
     #[arg(long, env = "RUSHES_UPLOAD_MAX_BYTES", default_value_t = 20 << 30)]
     pub upload_max_bytes: u64,
+    /// Most bytes of uploads one account may keep, in bytes (default 200 GiB; 0: no
+    /// quota). The bootstrap token has none.
+    #[arg(long, env = "RUSHES_UPLOAD_QUOTA_BYTES", default_value_t = 200 << 30)]
+    pub upload_quota_bytes: u64,
 }

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod headers;
 pub mod mail;
 pub mod metrics;
 pub mod routes;
@@ -87,8 +88,10 @@ pub fn state(config: &ControlConfig) -> anyhow::Result<AppState> {
         media: std::sync::Arc::new(config.media.clone()),
         public_url: config.public_url.trim_end_matches('/').into(),
         upload_max_bytes: config.upload_max_bytes,
+        upload_quota_bytes: config.upload_quota_bytes,
         cache: std::sync::Arc::new(cache::Cache::default()),
         logs: rushes_common::logs::LogSink::spawn(db.clone(), "control"),
+        image_decodes: std::sync::Arc::new(tokio::sync::Semaphore::new(routes::covers::DECODES_AT_ONCE)),
         effective_config: std::sync::Arc::new(serde_json::json!({
             "http_addr": config.http_addr.to_string(),
             "database_url": routes::system_info::mask_url(config.database.database_url.expose()),
@@ -100,6 +103,7 @@ pub fn state(config: &ControlConfig) -> anyhow::Result<AppState> {
             "data_dir": config.media.data_dir,
             "public_url": config.public_url,
             "upload_max_bytes": config.upload_max_bytes,
+            "upload_quota_bytes": config.upload_quota_bytes,
         })),
     })
 }
@@ -119,7 +123,24 @@ pub async fn serve(config: ControlConfig, listener: TcpListener, shutdown: Cance
         state.cache.clone(),
         shutdown.child_token(),
     ));
-    let app = routes::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    if let Some(metrics_addr) = config.metrics_addr {
+        let metrics = TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_addr} (RUSHES_METRICS_ADDR)"))?;
+        tracing::info!(addr = %metrics.local_addr()?, "metrics listening");
+        let app = routes::metrics_app(state.clone());
+        let stop = shutdown.child_token();
+        tokio::spawn(async move {
+            let served = axum::serve(metrics, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "metrics listener failed");
+            }
+        });
+    }
+    let app =
+        routes::app(state, config.metrics_addr.is_some()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

@@ -21,12 +21,16 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// Largest file one upload may be, in bytes.
     pub upload_max_bytes: u64,
+    /// Most bytes of uploads one account may keep (0: unlimited).
+    pub upload_quota_bytes: u64,
     /// What the API caches; cleared on every replica by NOTIFY.
     pub cache: Arc<crate::cache::Cache>,
     /// The stored system log.
     pub logs: rushes_common::logs::LogSink,
     /// This process's settings with secrets masked (`GET /system`).
     pub effective_config: Arc<serde_json::Value>,
+    /// Image decodes (cover uploads) running at once: each may hold hundreds of MB.
+    pub image_decodes: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {

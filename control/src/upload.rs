@@ -52,7 +52,13 @@ impl Received {
 impl Drop for Received {
     fn drop(&mut self) {
         if let Some(dir) = self.dir.take() {
-            remove_dir(dir);
+            // A folder of many gigabytes takes a while to unlink: never on an async thread.
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn_blocking(move || remove_dir(dir));
+                }
+                Err(_) => remove_dir(dir),
+            }
         }
     }
 }
@@ -69,11 +75,13 @@ fn remove_dir(dir: PathBuf) {
 /// configured upload size) and text parts named in `fields`; any other part is refused.
 pub async fn receive(
     state: &AppState,
+    caller: &Caller,
     multipart: Result<Multipart, MultipartRejection>,
     fields: &[&str],
 ) -> ApiResult<Received> {
     let mut multipart =
         multipart.map_err(|e| ApiError::UnsupportedMediaType(format!("expected multipart/form-data: {e}")))?;
+    let limit = size_limit(state, caller).await?;
     let id = Uuid::now_v7();
     let dir = state.media.upload_dir(id);
     tokio::fs::create_dir_all(&dir)
@@ -95,7 +103,7 @@ pub async fn receive(
             }
             have_file = true;
             received.file_name = display_name(field.file_name());
-            received.size = save_file(state, field, &dir.join(UPLOAD_ORIGINAL)).await?;
+            received.size = save_file(&limit, field, &dir.join(UPLOAD_ORIGINAL)).await?;
         } else if fields.contains(&name.as_str()) {
             let text = read_text(field, &name).await?;
             received.fields.insert(name, text);
@@ -117,18 +125,50 @@ pub async fn receive(
     Ok(received)
 }
 
-async fn save_file(state: &AppState, mut field: Field<'_>, path: &std::path::Path) -> ApiResult<u64> {
+/// How large this caller's next file may be: the upload limit, or what is left of
+/// their quota if that is less.
+struct SizeLimit {
+    bytes: u64,
+    why: String,
+}
+
+async fn size_limit(state: &AppState, caller: &Caller) -> ApiResult<SizeLimit> {
+    let limit = SizeLimit {
+        bytes: state.upload_max_bytes,
+        why: format!("the upload limit of {} bytes", state.upload_max_bytes),
+    };
+    let (Some(user), quota @ 1..) = (caller.user_id, state.upload_quota_bytes) else {
+        return Ok(limit);
+    };
+    let used: i64 =
+        sqlx::query_scalar("SELECT COALESCE(sum(size_bytes), 0)::bigint FROM uploads WHERE uploaded_by_user_id = $1")
+            .bind(user)
+            .fetch_one(&state.db)
+            .await?;
+    let left = quota.saturating_sub(u64::try_from(used).unwrap_or(0));
+    if left == 0 {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "your uploads use your whole quota of {quota} bytes: delete some first"
+        )));
+    }
+    if left < limit.bytes {
+        return Ok(SizeLimit {
+            bytes: left,
+            why: format!("what is left of your upload quota ({left} of {quota} bytes)"),
+        });
+    }
+    Ok(limit)
+}
+
+async fn save_file(limit: &SizeLimit, mut field: Field<'_>, path: &std::path::Path) -> ApiResult<u64> {
     let mut out = tokio::fs::File::create(path)
         .await
         .map_err(|e| internal(e, "cannot create the upload file"))?;
     let mut size: u64 = 0;
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
         size += chunk.len() as u64;
-        if size > state.upload_max_bytes {
-            return Err(ApiError::PayloadTooLarge(format!(
-                "file: larger than the upload limit of {} bytes",
-                state.upload_max_bytes
-            )));
+        if size > limit.bytes {
+            return Err(ApiError::PayloadTooLarge(format!("file: larger than {}", limit.why)));
         }
         out.write_all(&chunk)
             .await

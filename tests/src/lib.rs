@@ -206,9 +206,18 @@ impl TestEnv {
 
     /// Starts a control plane on a free port; returns its base URL and task.
     async fn start_control(&self, amqp: &str) -> anyhow::Result<(String, JoinHandle<anyhow::Result<()>>)> {
+        self.start_control_with(amqp, |_| ()).await
+    }
+
+    /// Starts a control plane with the test settings changed by `edit`.
+    async fn start_control_with(
+        &self,
+        amqp: &str,
+        edit: impl FnOnce(&mut rushes_control::ControlConfig),
+    ) -> anyhow::Result<(String, JoinHandle<anyhow::Result<()>>)> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let config = rushes_control::ControlConfig {
+        let mut config = rushes_control::ControlConfig {
             database: self.database_config(),
             broker: Self::broker_config_for(amqp, &self.prefix),
             http_addr: addr,
@@ -216,9 +225,35 @@ impl TestEnv {
             media: self.media_config(),
             public_url: "http://rushes.test".to_owned(),
             upload_max_bytes: UPLOAD_MAX_BYTES,
+            upload_quota_bytes: 0,
+            metrics_addr: None,
         };
+        edit(&mut config);
         let task = tokio::spawn(rushes_control::serve(config, listener, self.shutdown.child_token()));
         Ok((format!("http://{addr}"), task))
+    }
+
+    /// Another control replica with its settings changed by `edit`; returns its base URL
+    /// once it answers `/healthz`.
+    pub async fn spawn_control_with(
+        &mut self,
+        edit: impl FnOnce(&mut rushes_control::ControlConfig),
+    ) -> anyhow::Result<String> {
+        let amqp = self.amqp.clone();
+        let (base_url, task) = self.start_control_with(&amqp, edit).await?;
+        self.replicas.push(task);
+        self.wait_healthy(&base_url).await?;
+        Ok(base_url)
+    }
+
+    async fn wait_healthy(&self, base_url: &str) -> anyhow::Result<()> {
+        for _ in 0..200 {
+            if self.http.get(format!("{base_url}/healthz")).send().await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!("control plane at {base_url} did not start")
     }
 
     /// A second control replica on the same database and broker; returns its base URL.
@@ -226,13 +261,8 @@ impl TestEnv {
         let amqp = self.amqp.clone();
         let (base_url, task) = self.start_control(&amqp).await?;
         self.replicas.push(task);
-        for _ in 0..100 {
-            if self.http.get(format!("{base_url}/healthz")).send().await.is_ok() {
-                return Ok(base_url);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        bail!("control replica did not start")
+        self.wait_healthy(&base_url).await?;
+        Ok(base_url)
     }
 
     /// A fresh environment with one in-process worker consuming `queues` (`"maintenance=1"`).

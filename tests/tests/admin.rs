@@ -493,6 +493,31 @@ async fn tags_need_manage_tags_to_define_but_only_sight_to_apply() -> anyhow::Re
     )
     .await?;
     assert_eq!(applied, StatusCode::NO_CONTENT, "applying needs only sight of the clip");
+    // A clip the viewer cannot see carries the tag too: their count leaves it out.
+    std::fs::create_dir_all(env.media_root.join("secret"))?;
+    let secret = env.production("Secret", 1, "secret", None).await?;
+    let hidden = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO clips (id, production_id, path, name, size_bytes, mtime_ns, duration_s) \
+         VALUES ($1, $2, 'A001/h.mov', 'h.mov', 1, 1, 10.0)",
+    )
+    .bind(hidden)
+    .bind(secret["id"].as_str().unwrap_or_default().parse::<Uuid>()?)
+    .execute(&env.db)
+    .await?;
+    env.post(&format!("/api/v1/clips/{hidden}/tags"), json!({ "tag_id": tid }))
+        .await?;
+    let (_, everyone) = env.get("/api/v1/tags").await?;
+    assert_eq!(everyone["tags"][0]["clips"], 2, "{everyone}");
+    let seen: Value = env
+        .http
+        .get(env.url("/api/v1/tags"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(seen["tags"][0]["clips"], 1, "counts only what the viewer sees: {seen}");
     let (_, found) = env
         .get(&format!("/api/v1/clips?production_id={pid}&tag=b-roll"))
         .await?;

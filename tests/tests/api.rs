@@ -68,6 +68,39 @@ async fn refuses_missing_or_wrong_tokens() -> anyhow::Result<()> {
         let response = env.http.get(env.url(path)).send().await?;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
+    // Every answer, files included, is what its type says and runs nothing.
+    for path in ["/openapi.json", "/api/v1/jobs", "/share/nosuchtoken/proxy.mp4"] {
+        let response = env.http.get(env.url(path)).bearer_auth(TOKEN).send().await?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert!(
+            header("content-security-policy").contains("default-src 'none'"),
+            "{path}"
+        );
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+    }
+    Ok(())
+}
+
+/// `RUSHES_METRICS_ADDR` moves `/metrics` off the API's listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_have_a_listener_of_their_own() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    let metrics = rushes_tests::dead_port()?;
+    let api = env.spawn_control_with(|c| c.metrics_addr = Some(metrics)).await?;
+    let scrape = env.http.get(format!("http://{metrics}/metrics")).send().await?;
+    assert_eq!(scrape.status(), StatusCode::OK, "metrics on their own listener");
+    let on_api = env.http.get(format!("{api}/metrics")).send().await?;
+    assert_eq!(on_api.status(), StatusCode::NOT_FOUND, "and not on the API's");
+    let healthz = env.http.get(format!("{api}/healthz")).send().await?;
+    assert_eq!(healthz.status(), StatusCode::OK);
     Ok(())
 }
 

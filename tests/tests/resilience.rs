@@ -98,6 +98,12 @@ async fn an_enqueue_while_the_broker_is_down_runs_once_it_is_back() -> anyhow::R
         StatusCode::SERVICE_UNAVAILABLE,
         "unready while the broker is unreachable"
     );
+    let body: serde_json::Value = ready.json().await?;
+    assert_eq!(
+        (body["database"].as_str(), body["broker"].as_str()),
+        (Some("ok"), Some("unreachable")),
+        "the unauthenticated probe names what is down, not the error text: {body}"
+    );
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(

@@ -390,3 +390,57 @@ async fn transcription_uploads_belong_to_their_uploaders_account_and_deleting_on
     assert_eq!(status, StatusCode::NOT_FOUND, "its transcript went with it");
     Ok(())
 }
+
+/// An account's uploads are held to `RUSHES_UPLOAD_QUOTA_BYTES`; the bootstrap token is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_held_to_a_quota_per_account() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    let limited = env.spawn_control_with(|c| c.upload_quota_bytes = 1000).await?;
+    let (_, role) = env
+        .post(
+            "/api/v1/roles",
+            json!({ "name": "transcriber", "policies": ["transcribe"] }),
+        )
+        .await?;
+    let (_, group) = env.post("/api/v1/groups", json!({ "name": "transcribers" })).await?;
+    let group = id(&group["id"]);
+    env.post(
+        &format!("/api/v1/groups/{group}/roles"),
+        json!({ "role_id": role["id"] }),
+    )
+    .await?;
+    transcriber(&env, &group, "ana").await?;
+    let token = env.login("ana").await?;
+    let send = |bytes: usize, bearer: &str| {
+        let form = Form::new().part("file", Part::bytes(vec![7u8; bytes]).file_name("take.wav"));
+        TestEnv::answer(
+            env.http
+                .post(format!("{limited}/api/v1/uploads"))
+                .bearer_auth(bearer)
+                .multipart(form),
+        )
+    };
+    let (status, first) = send(600, &token).await?;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, over) = send(600, &token).await?;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{over}");
+    assert!(
+        over["error"]["message"].as_str().unwrap_or_default().contains("quota"),
+        "{over}"
+    );
+    let (status, fits) = send(400, &token).await?;
+    assert_eq!(status, StatusCode::CREATED, "what is left still fits: {fits}");
+    let (status, _) = send(1, &token).await?;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "the quota is used up");
+    let (status, _) = send(600, rushes_tests::TOKEN).await?;
+    assert_eq!(status, StatusCode::CREATED, "the bootstrap token has no quota");
+    // The refused upload left no folder behind (removed off the async threads).
+    for _ in 0..100 {
+        if upload_folders(&env) == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(upload_folders(&env), 3);
+    Ok(())
+}

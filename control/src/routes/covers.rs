@@ -24,6 +24,11 @@ use crate::state::AppState;
 
 /// Largest cover image accepted.
 pub const MAX_COVER_BYTES: usize = 10 << 20;
+/// Most memory one decode may allocate (a 12 000 × 12 000 RGBA image is ~576 MB: refused
+/// by this before it is allocated).
+const MAX_DECODE_BYTES: u64 = 256 << 20;
+/// Cover images decoded at once per control process.
+pub const DECODES_AT_ONCE: usize = 2;
 const MAX_SIDE: u32 = 12_000;
 const THUMBNAIL_SIDE: u32 = 640;
 
@@ -49,7 +54,7 @@ fn thumbnail(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(512 << 20);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
     let image = reader.decode().map_err(|e| e.to_string())?;
     let thumb = image.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE).into_rgb8();
@@ -70,6 +75,13 @@ async fn upload(
     if body.is_empty() {
         return Err(ApiError::Unprocessable("the body must be the image".into()));
     }
+    // Bounded: a burst of large images queues here instead of exhausting memory.
+    let _slot = state
+        .image_decodes
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("image decoding is shut")))?;
     let jpeg = tokio::task::spawn_blocking(move || thumbnail(&body))
         .await
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("the thumbnail task failed")))?
@@ -155,4 +167,52 @@ async fn reset(
         tracing::warn!(production.id = %id, error = %err, "cannot remove the cover image");
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CRC-32 (IEEE) of a PNG chunk's type and data.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffff_u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    /// A valid 1×1 PNG whose header then claims `side`×`side` pixels.
+    fn png_claiming(side: u32) -> Vec<u8> {
+        let mut png = Vec::new();
+        let pixel = image::RgbaImage::new(1, 1);
+        if image::DynamicImage::ImageRgba8(pixel)
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .is_err()
+        {
+            return Vec::new();
+        }
+        // Signature (8), length (4), "IHDR" at 12, width at 16, height at 20, CRC at 29.
+        png[16..20].copy_from_slice(&side.to_be_bytes());
+        png[20..24].copy_from_slice(&side.to_be_bytes());
+        let crc = crc32(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        png
+    }
+
+    #[test]
+    fn images_too_large_to_decode_are_refused_before_allocating() {
+        assert!(thumbnail(&png_claiming(1)).is_ok());
+        let huge = thumbnail(&png_claiming(11_000));
+        assert!(huge.is_err(), "an 11 000 px square RGBA needs 484 MB");
+        assert!(thumbnail(&png_claiming(20_000)).is_err(), "beyond the side limit");
+        assert!(thumbnail(b"not an image").is_err());
+    }
 }

@@ -54,8 +54,9 @@ pub fn next_before<T>(rows: &[T], limit: i64, id: impl Fn(&T) -> uuid::Uuid) -> 
 
 /// The whole application: public probes and login, and the authenticated `/api/v1`
 /// (fleet operations, groups and logs for admins only; productions, clips and users
-/// check the caller's grants and policies themselves).
-pub fn app(state: AppState) -> Router {
+/// check the caller's grants and policies themselves). `/metrics` is served here unless
+/// `metrics_apart` (then [`metrics_app`] serves it on its own listener).
+pub fn app(state: AppState, metrics_apart: bool) -> Router {
     let admin_only = Router::new()
         .merge(jobs::router())
         .merge(queues::router())
@@ -93,10 +94,18 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(shares::public_router())
-        .merge(system::router())
+        .merge(system::router(!metrics_apart))
+        .layer(middleware::from_fn(crate::headers::security_headers))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track_http,
         ))
+        .with_state(state)
+}
+
+/// `/metrics` alone, for a listener of its own (`RUSHES_METRICS_ADDR`).
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(crate::metrics::scrape))
         .with_state(state)
 }

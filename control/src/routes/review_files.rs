@@ -61,7 +61,7 @@ async fn create(
         .fetch_optional(&state.db)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no production {production}")))?;
-    let received = upload::receive(&state, multipart, &["title"]).await?;
+    let received = upload::receive(&state, &caller, multipart, &["title"]).await?;
     let title = received.field("title").unwrap_or(&received.file_name).to_owned();
     let new = NewUpload {
         purpose: "review",

@@ -14,18 +14,23 @@ use crate::state::AppState;
 /// The API description, maintained beside the routes it describes.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// The probes and documents; `/metrics` too unless it has a listener of its own.
+pub fn router(with_metrics: bool) -> Router<AppState> {
+    let router = Router::new()
         .route(
             "/healthz",
             get(|| async { axum::Json(json!({ "status": "ok", "version": rushes_common::VERSION })) }),
         )
         .route("/readyz", get(ready))
-        .route("/metrics", get(crate::metrics::scrape))
         .route(
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
-        )
+        );
+    if with_metrics {
+        router.route("/metrics", get(crate::metrics::scrape))
+    } else {
+        router
+    }
 }
 
 /// Ready when both PostgreSQL and RabbitMQ answer.
@@ -42,16 +47,20 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let show = |r: &Result<(), String>| match r {
+    // The probe is unauthenticated: the cause goes to the log, the answer says only which.
+    let show = |what: &str, r: &Result<(), String>| match r {
         Ok(()) => json!("ok"),
-        Err(e) => json!(e),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: {what} unreachable");
+            json!("unreachable")
+        }
     };
     (
         status,
         axum::Json(json!({
             "status": if status == StatusCode::OK { "ready" } else { "unready" },
-            "database": show(&db),
-            "broker": show(&broker),
+            "database": show("database", &db),
+            "broker": show("broker", &broker),
         })),
     )
 }

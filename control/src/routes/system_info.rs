@@ -17,18 +17,37 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/system", get(info))
 }
 
-/// `scheme://user:secret@host/…` → `scheme://user:****@host/…`.
-pub fn mask_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+/// Query parameters whose values are secrets (`?password=…`, `?sslpassword=…`).
+fn secret_parameter(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "secret", "token", "key"].iter().any(|s| name.contains(s))
+}
+
+/// A connection URL fit to show: the password (and secret query parameters) as `****`.
+/// Parsed as a URL, so a password holding `@` or `:` is masked whole; text that does not
+/// parse is not shown at all.
+pub fn mask_url(text: &str) -> String {
+    let Ok(mut url) = url::Url::parse(text) else {
+        return "**** (not a URL)".to_owned();
     };
-    match rest.split_once('@') {
-        Some((credentials, host)) => match credentials.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:****@{host}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
+    if url.password().is_some() && url.set_password(Some("****")).is_err() {
+        return "**** (a URL without a host)".to_owned();
     }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret_parameter(&k) {
+                    "****".to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 /// First line of `ffmpeg -version` on this host, if it has one.
@@ -74,6 +93,10 @@ mod tests {
             mask_url("postgres://postgres@127.0.0.1/rushes"),
             "postgres://postgres@127.0.0.1/rushes"
         );
-        assert_eq!(mask_url("not a url"), "not a url");
+        assert_eq!(
+            mask_url("postgres://app:p@ss:w0rd@db.example:5432/rushes?sslmode=require&sslpassword=x"),
+            "postgres://app:****@db.example:5432/rushes?sslmode=require&sslpassword=****"
+        );
+        assert!(!mask_url("not a url").contains("not a url"));
     }
 }

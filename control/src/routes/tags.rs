@@ -93,11 +93,19 @@ async fn create(
     Ok((StatusCode::CREATED, axum::Json(json!({ "id": id, "name": name }))))
 }
 
-async fn list(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+/// Every tag, each with the number of clips it is on that the caller can see (a count
+/// over productions they cannot see would tell them about those).
+async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> ApiResult<axum::Json<Value>> {
     let tags: Vec<TagView> = sqlx::query_as(
-        "SELECT t.id, t.name, (SELECT count(*) FROM clip_tags ct WHERE ct.tag_id = t.id) AS clips, t.created_at \
+        "SELECT t.id, t.name, \
+                (SELECT count(*) FROM clip_tags ct JOIN clips c ON c.id = ct.clip_id \
+                 WHERE ct.tag_id = t.id \
+                   AND ($1::uuid IS NULL OR c.production_id IN (SELECT production_id FROM visible_productions($1)))) \
+                AS clips, \
+                t.created_at \
          FROM tags t ORDER BY lower(t.name) LIMIT 5000",
     )
+    .bind(caller.scope())
     .fetch_all(&state.db)
     .await?;
     Ok(axum::Json(json!({ "tags": tags })))

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
 use rushes_common::transcripts::{NewSegment, insert_segments};
@@ -27,10 +27,15 @@ pub const FORMAT: &str = "rushes.production";
 /// Highest document version this build reads.
 pub const VERSION: u32 = 1;
 
+/// Largest production document an import takes (a production's every clip,
+/// transcript and segment: far beyond the API's default body limit).
+pub const IMPORT_MAX_BYTES: usize = 512 << 20;
+
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/productions/{id}/export", get(export))
-        .route("/productions/import", post(import))
+    Router::new().route("/productions/{id}/export", get(export)).route(
+        "/productions/import",
+        post(import).layer(axum::extract::DefaultBodyLimit::max(IMPORT_MAX_BYTES)),
+    )
 }
 
 #[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
@@ -416,9 +421,12 @@ async fn import(
     .execute(&mut *tx)
     .await?;
     let mut remapped = serde_json::Map::new();
+    let mut by_path: std::collections::HashMap<&str, Uuid> =
+        std::collections::HashMap::with_capacity(document.clips.len());
     for clip in &document.clips {
         let new_id = Uuid::now_v7();
         remapped.insert(clip.id.to_string(), json!(new_id));
+        by_path.insert(clip.path.as_str(), new_id);
         sqlx::query(
             "INSERT INTO clips (id, production_id, path, name, card, shooter, shoot_date, hidden, size_bytes, \
                                 mtime_ns, missing, container, video_codec, audio_codec, width, height, duration_s, \
@@ -474,10 +482,9 @@ async fn import(
         .await?;
     }
     let new_clip = |path: &str, field: &str| -> ApiResult<Uuid> {
-        remapped
-            .get(&clip_id_of(&document, path))
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse::<Uuid>().ok())
+        by_path
+            .get(path)
+            .copied()
             .ok_or_else(|| ApiError::Unprocessable(format!("{field}: no clip `{path}` in the document")))
     };
     for tag in &document.tags {
@@ -540,14 +547,4 @@ async fn import(
             "clip_ids": remapped,
         })),
     ))
-}
-
-/// The exported id of the clip at `path` (as a map key of the remapping).
-fn clip_id_of(document: &Document, path: &str) -> String {
-    document
-        .clips
-        .iter()
-        .find(|c| c.path == path)
-        .map(|c| c.id.to_string())
-        .unwrap_or_default()
 }

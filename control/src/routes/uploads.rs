@@ -124,7 +124,7 @@ async fn create(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require_global(&state, Policy::Transcribe).await?;
-    let received = upload::receive(&state, multipart, &FIELDS).await?;
+    let received = upload::receive(&state, &caller, multipart, &FIELDS).await?;
     let new = describe(&received)?;
     let created = upload::create(&state, received, new, &caller).await?;
     Ok((
