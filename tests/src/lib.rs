@@ -321,6 +321,9 @@ impl TestEnv {
         config.transcribe.whisper_model_dir = Some(speech::models_path());
         config.transcribe.whisper_model = TEST_MODEL.to_owned();
         config.transcribe.whisper_device = "cpu".to_owned();
+        // Never the machine's own mail catcher (the quick start's, on 1025): a test that
+        // sends mail starts its own sink and sets this port.
+        config.smtp.smtp_port = dead_port()?.port();
         Ok(config)
     }
 
@@ -381,6 +384,7 @@ impl TestEnv {
             .env("RUSHES_AMQP_URL", &self.amqp)
             .env("RUSHES_QUEUE_PREFIX", &self.prefix)
             .env("RUSHES_METRICS_ADDR", "127.0.0.1:0")
+            .env("RUSHES_SMTP_PORT", dead_port()?.port().to_string())
             .env("RUSHES_HEARTBEAT_INTERVAL", "0.2")
             .env("RUSHES_STALE_AFTER", "1")
             .env("RUSHES_MEDIA_ROOTS", &self.media_root)
