@@ -81,6 +81,58 @@ impl Clip {
     }
 }
 
+/// A playlist format ffmpeg follows into other files, whatever the playlist is named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Playlist {
+    /// `#EXTM3U`: HTTP Live Streaming.
+    Hls,
+    /// An MPD manifest: MPEG-DASH.
+    Dash,
+}
+
+impl Playlist {
+    /// The demuxer ffprobe names for it.
+    pub fn format(self) -> &'static str {
+        match self {
+            Self::Hls => "hls",
+            Self::Dash => "dash",
+        }
+    }
+
+    /// A playlist whose only segment is `target` (an absolute path): an ffmpeg without
+    /// a format allowlist reads `target` through it.
+    pub fn naming(self, target: &Path) -> String {
+        let target = target.display();
+        match self {
+            Self::Hls => format!("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:2,\n{target}\n#EXT-X-ENDLIST\n"),
+            Self::Dash => format!(
+                "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
+                 <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-on-demand:2011\" \
+                 type=\"static\" mediaPresentationDuration=\"PT2S\" minBufferTime=\"PT1S\">\n\
+                 <Period><AdaptationSet mimeType=\"video/mp4\"><Representation id=\"1\" bandwidth=\"100000\">\
+                 <BaseURL>file://{target}</BaseURL></Representation></AdaptationSet></Period>\n</MPD>\n"
+            ),
+        }
+    }
+}
+
+/// Writes a short `.mov` with `tracks` silent mono audio tracks (and no video) to `path`.
+pub fn write_audio_tracks(path: &Path, tracks: u32) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"]
+        .map(String::from)
+        .to_vec();
+    args.push("anullsrc=r=8000:cl=mono:d=0.2".into());
+    for _ in 0..tracks {
+        args.extend(["-map".into(), "0:a".into()]);
+    }
+    args.extend(["-c:a".into(), "pcm_s16le".into()]);
+    args.push(path.to_string_lossy().into_owned());
+    run("ffmpeg", &args)
+}
+
 fn run(program: &str, args: &[String]) -> anyhow::Result<()> {
     let output = Command::new(program)
         .args(args)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rushes_common::job::{Envelope, JobRecord, QueueFamily, spec};
 use rushes_common::logs::Level;
-use rushes_common::queue::{Backoff, Incoming, Outgoing, Subscription, Topology};
+use rushes_common::queue::{Backoff, Incoming, Outgoing, Subscription, Topology, printable};
 use tokio::sync::Notify;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -187,12 +187,19 @@ async fn serve(
 
 /// The life of one delivery. Every path settles it (ack, requeue, or park then ack).
 async fn handle_delivery(shared: &Arc<Shared>, family: QueueFamily, incoming: Incoming) {
+    if let Some(content_type) = incoming.content_type.as_deref()
+        && !is_json(content_type)
+    {
+        let reason = format!("unsupported content type `{content_type}` (job messages are application/json)");
+        return park(shared, family, &incoming, None, None, "content_type", &reason).await;
+    }
     let envelope = match Envelope::from_bytes(&incoming.body) {
         Ok(envelope) => envelope,
         Err(err) => return park(shared, family, &incoming, None, None, "malformed", &err.to_string()).await,
     };
     if spec(&envelope.kind).is_none() || !shared.registry.knows(&envelope.kind) {
-        let reason = format!("unknown job kind `{}` (not in this worker's build)", envelope.kind);
+        let kind = printable(&envelope.kind, KIND_CHARS);
+        let reason = format!("unknown job kind `{kind}` (not in this worker's build)");
         // A job of ours that this build cannot run (a newer control plane, an older
         // worker) fails with its letter, so it is not left queued; retrying it from the
         // dead letters once the fleet knows the kind runs it.
@@ -454,8 +461,23 @@ async fn requeue_on_stop(shared: &Shared, family: QueueFamily, incoming: Incomin
     settle(incoming.requeue().await);
 }
 
+/// `application/json`, with or without parameters (`; charset=utf-8`).
+fn is_json(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Longest kind (characters) kept from a message we cannot run.
+const KIND_CHARS: usize = 200;
+/// Longest reason (characters) recorded for a parked message.
+const REASON_CHARS: usize = 1000;
+
 /// Parks a message we cannot run: recorded in `dead_letters` — failing `job`, its row,
 /// in the same statement if it is still waiting — then forwarded (see [`forward_letter`]).
+/// The kind and reason may come from a foreign message: they are made storable first
+/// (a NUL would fail the insert forever, and the message would never leave its queue).
 async fn park(
     shared: &Shared,
     family: QueueFamily,
@@ -465,6 +487,9 @@ async fn park(
     reason_label: &str,
     reason: &str,
 ) {
+    let kind = kind.map(|k| printable(k, KIND_CHARS));
+    let reason = printable(reason, REASON_CHARS);
+    let reason = reason.as_str();
     tracing::warn!(queue = family.as_str(), message_id = ?incoming.message_id, reason, "dead-lettering message");
     let recorded = sqlx::query(
         "WITH failed AS ( \

@@ -1,5 +1,6 @@
 //! Confinement of paths to the media roots: no `..`, nothing outside a root, no symlink
-//! that leads out of one.
+//! that leads out of one — and, for a file of a production, none that leads out of that
+//! production's own folder.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -18,6 +19,8 @@ pub enum PathError {
     OutsideRoots(String),
     #[error("`{0}` is not a folder")]
     NotADirectory(String),
+    #[error("`{0}` leads outside its production's folder")]
+    OutsideFolder(String),
 }
 
 /// The configured media roots, canonicalised once.
@@ -58,6 +61,31 @@ impl MediaRoots {
         let canonical = self.resolve(path)?;
         if !canonical.is_dir() {
             return Err(PathError::NotADirectory(path.to_owned()));
+        }
+        Ok(canonical)
+    }
+
+    /// Resolves `rel`, a path relative to the production folder `folder`, to a canonical
+    /// path that (after symlinks) is still inside that folder: a symlink into another
+    /// production's folder is refused like one out of the roots.
+    pub fn resolve_inside(&self, folder: &str, rel: &str) -> Result<PathBuf, PathError> {
+        let base = self.resolve_dir(folder)?;
+        let given = Path::new(rel);
+        if given.components().any(|c| matches!(c, Component::ParentDir)) {
+            return Err(PathError::ParentComponent);
+        }
+        if rel.trim().is_empty() || given.is_absolute() {
+            return Err(PathError::OutsideFolder(rel.to_owned()));
+        }
+        let canonical = base
+            .join(given)
+            .canonicalize()
+            .map_err(|_| PathError::NotFound(rel.to_owned()))?;
+        if !self.contains(&canonical) {
+            return Err(PathError::OutsideRoots(rel.to_owned()));
+        }
+        if !canonical.starts_with(&base) {
+            return Err(PathError::OutsideFolder(rel.to_owned()));
         }
         Ok(canonical)
     }
@@ -133,6 +161,39 @@ mod tests {
         assert_eq!(roots.resolve_dir("nope"), Err(PathError::NotFound("nope".into())));
         assert_eq!(roots.resolve_dir(""), Err(PathError::Empty));
         assert_eq!(MediaRoots::new(&[]).resolve_dir("show"), Err(PathError::NoRoots));
+        std::fs::remove_dir_all(&dir)
+    }
+
+    #[test]
+    fn a_productions_files_stay_inside_its_folder() -> std::io::Result<()> {
+        let dir = scratch("inside")?;
+        std::fs::create_dir_all(dir.join("root/other"))?;
+        std::fs::write(dir.join("root/show/day1/c1.mov"), b"x")?;
+        std::fs::write(dir.join("root/other/secret.mov"), b"x")?;
+        std::fs::write(dir.join("elsewhere/far.mov"), b"x")?;
+        std::os::unix::fs::symlink(dir.join("root/show/day1/c1.mov"), dir.join("root/show/own.mov"))?;
+        std::os::unix::fs::symlink(dir.join("root/other/secret.mov"), dir.join("root/show/peek.mov"))?;
+        std::os::unix::fs::symlink(dir.join("elsewhere/far.mov"), dir.join("root/show/far.mov"))?;
+        let roots = MediaRoots::new(&[dir.join("root")]);
+        let c1 = dir.join("root/show/day1/c1.mov").canonicalize()?;
+        assert_eq!(roots.resolve_inside("show", "day1/c1.mov").as_ref(), Ok(&c1));
+        assert_eq!(roots.resolve_inside("alias", "own.mov").as_ref(), Ok(&c1));
+        assert_eq!(
+            roots.resolve_inside("show", "peek.mov"),
+            Err(PathError::OutsideFolder("peek.mov".into()))
+        );
+        assert_eq!(
+            roots.resolve_inside("show", "far.mov"),
+            Err(PathError::OutsideRoots("far.mov".into()))
+        );
+        assert_eq!(
+            roots.resolve_inside("show", "../other/secret.mov"),
+            Err(PathError::ParentComponent)
+        );
+        assert_eq!(
+            roots.resolve_inside("show", "/etc/passwd"),
+            Err(PathError::OutsideFolder("/etc/passwd".into()))
+        );
         std::fs::remove_dir_all(&dir)
     }
 }

@@ -27,6 +27,8 @@ pub struct Incoming {
     pub message_id: Option<String>,
     pub redelivered: bool,
     pub priority: Option<u8>,
+    /// The message's `content_type` property, when it has one.
+    pub content_type: Option<String>,
     pub headers: serde_json::Value,
     acker: Acker,
 }
@@ -140,6 +142,11 @@ impl Subscription {
                     .map(|id| id.as_str().to_owned()),
                 redelivered: delivery.redelivered,
                 priority: *delivery.properties.priority(),
+                content_type: delivery
+                    .properties
+                    .content_type()
+                    .as_ref()
+                    .map(|t| t.as_str().to_owned()),
                 body: delivery.data,
                 acker: delivery.acker,
             })),

@@ -121,24 +121,64 @@ pub(crate) fn long_string(s: &str) -> AMQPValue {
     AMQPValue::LongString(s.as_bytes().to_vec().into())
 }
 
-/// Headers of a delivery as JSON (strings and numbers; other values as their debug form).
+/// Longest header value kept from a foreign message, in characters.
+const HEADER_CHARS: usize = 1000;
+
+/// Headers of a delivery as JSON (strings and numbers; other values as their debug
+/// form), storable whatever a foreign producer put in them: no NUL, bounded length.
 pub(crate) fn headers_json(properties: &BasicProperties) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     if let Some(headers) = properties.headers() {
         for (key, value) in headers.inner() {
+            let text = |s: &str| serde_json::Value::String(printable(s, HEADER_CHARS));
             let json = match value {
-                AMQPValue::LongString(s) => {
-                    serde_json::Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned())
-                }
-                AMQPValue::ShortString(s) => serde_json::Value::String(s.as_str().to_owned()),
+                AMQPValue::LongString(s) => text(&String::from_utf8_lossy(s.as_bytes())),
+                AMQPValue::ShortString(s) => text(s.as_str()),
                 AMQPValue::Boolean(b) => serde_json::Value::Bool(*b),
                 AMQPValue::LongLongInt(i) => serde_json::Value::from(*i),
                 AMQPValue::LongInt(i) => serde_json::Value::from(*i),
                 AMQPValue::LongUInt(i) => serde_json::Value::from(*i),
-                other => serde_json::Value::String(format!("{other:?}")),
+                other => text(&format!("{other:?}")),
             };
-            map.insert(key.as_str().to_owned(), json);
+            map.insert(printable(key.as_str(), HEADER_CHARS), json);
         }
     }
     serde_json::Value::Object(map)
+}
+
+/// `text` as PostgreSQL can store it and a log can show it: control characters (NUL
+/// above all, which `text` and `jsonb` refuse) become U+FFFD, and anything past
+/// `max_chars` characters becomes `…`. For text that comes from a message.
+pub fn printable(text: &str, max_chars: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .take(max_chars)
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if text.chars().nth(max_chars).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_text_becomes_storable() {
+        assert_eq!(printable("sleep", 10), "sleep");
+        assert_eq!(printable("a\0b\u{1b}c\nd", 10), "a\u{fffd}b\u{fffd}c\nd");
+        assert_eq!(printable("ééééé", 3), "ééé…");
+        let mut headers = FieldTable::default();
+        headers.insert("x-\0key".into(), long_string("nul\0inside"));
+        let json = headers_json(&BasicProperties::default().with_headers(headers));
+        assert_eq!(json, serde_json::json!({ "x-\u{fffd}key": "nul\u{fffd}inside" }));
+    }
 }

@@ -9,6 +9,6 @@ pub mod topology;
 
 pub use broker::{Broker, BrokerError, QueueStats};
 pub use consume::{Backoff, Incoming, Subscription};
-pub use message::{Outgoing, REASON_HEADER, SOURCE_QUEUE_HEADER};
+pub use message::{Outgoing, REASON_HEADER, SOURCE_QUEUE_HEADER, printable};
 pub use publish::{PublishError, Publisher};
 pub use topology::Topology;

@@ -56,16 +56,15 @@ impl ClipRow {
         }
     }
 
-    /// The original file, re-checked against the media roots (a symlink may have
-    /// changed since the scan).
+    /// The original file, re-checked against its production's folder (a symlink may
+    /// have changed since the scan).
     pub fn source(&self, ctx: &JobContext) -> Result<PathBuf, JobError> {
         if self.missing {
             return Err(JobError::Permanent(format!("source file {} is missing", self.path)));
         }
-        let full = format!("{}/{}", self.production_path.trim_end_matches('/'), self.path);
         ctx.services
             .roots
-            .resolve(&full)
+            .resolve_inside(&self.production_path, &self.path)
             .map_err(|e| JobError::Permanent(format!("source file: {e}")))
     }
 
@@ -97,6 +96,7 @@ pub async fn run_ffmpeg(ctx: &JobContext, args: Vec<OsString>, duration_s: Optio
         .map_err(|err| match err {
             // Bad input fails the same way again; a stalled or unstartable run may not.
             FfmpegError::Failed(reason) => JobError::Permanent(format!("ffmpeg: {reason}")),
+            FfmpegError::Refused(why) => JobError::Permanent(why),
             FfmpegError::Cancelled => JobError::Cancelled,
             err @ (FfmpegError::TimedOut(_) | FfmpegError::Spawn(_)) => JobError::Retryable(err.to_string()),
         })

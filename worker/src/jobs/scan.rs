@@ -24,7 +24,7 @@ use crate::media::walk::{self, Entry};
 
 /// Rows per statement when recording skipped files.
 const SKIP_BATCH: usize = 5000;
-/// Refused paths listed in the job result.
+/// Refused and skipped paths listed in the job result.
 const LISTED: usize = 20;
 /// First key of the per-production scan lock (`pg_try_advisory_lock(class, hash)`).
 const SCAN_LOCK_CLASS: i32 = 0x5343;
@@ -187,6 +187,11 @@ async fn reconcile(
         }
     }
     record_skips(&mut tx, payload.production_id, &skips).await?;
+    let skipped: Vec<Value> = skips
+        .iter()
+        .take(LISTED)
+        .map(|(entry, reason)| json!({ "path": entry.rel, "reason": reason }))
+        .collect();
 
     let present: HashMap<&str, &Entry> = tree.entries.iter().map(|e| (e.rel.as_str(), e)).collect();
     let mut vanished = Vec::new();
@@ -258,6 +263,7 @@ async fn reconcile(
         "transcodes": jobs.len(),
         "owner_notified": mailed,
         "refused": refused,
+        "skipped": skipped,
     }))
 }
 
@@ -337,7 +343,7 @@ async fn verdict(ffprobe: &Path, path: &Path) -> Verdict {
     }
     match probe::probe(ffprobe, path).await {
         Ok(info) => Verdict::Media(Box::new(info)),
-        Err(ProbeError::NotMedia(reason)) => Verdict::NotMedia(reason),
+        Err(ProbeError::NotMedia(reason) | ProbeError::Refused(reason)) => Verdict::NotMedia(reason),
         Err(err @ ProbeError::Tool(_)) => {
             tracing::warn!(path = %path.display(), error = %err, "cannot probe");
             Verdict::Unresolved(err.to_string())

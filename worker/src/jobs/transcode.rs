@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::clip::{ClipRow, publish, run_ffmpeg};
 use super::{JobContext, JobError, db_error};
 use crate::config::TranscodeConfig;
+use crate::media::formats::{self, MAX_AUDIO_TRACKS};
 use crate::media::plan;
 
 pub async fn run(ctx: JobContext, payload: Transcode) -> Result<Value, JobError> {
@@ -22,6 +23,9 @@ pub async fn run(ctx: JobContext, payload: Transcode) -> Result<Value, JobError>
     let facts = clip.facts();
     if !facts.has_video && facts.audio_tracks == 0 {
         return Err(JobError::Permanent("the clip has neither video nor audio".into()));
+    }
+    if facts.audio_tracks > MAX_AUDIO_TRACKS {
+        return Err(JobError::Permanent(formats::too_many_tracks(facts.audio_tracks)));
     }
     let services = ctx.services.clone();
     let staging = clip.staging(&ctx)?;

@@ -43,6 +43,7 @@ pub async fn run(ctx: JobContext, payload: TranscodeUpload) -> Result<Value, Job
         .await
         .map_err(|err| match err {
             ProbeError::NotMedia(why) => JobError::Permanent(format!("not a media file: {why}")),
+            ProbeError::Refused(why) => JobError::Permanent(why),
             err @ ProbeError::Tool(_) => JobError::Retryable(err.to_string()),
         })?;
     if info.video.is_none() && info.audio.is_empty() {

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::clip::run_ffmpeg;
 use super::{JobContext, JobError, db_error};
+use crate::media::formats::{self, MAX_AUDIO_TRACKS};
 use crate::media::plan;
 use crate::media::staging::Staging;
 use crate::transcriber::{Loaded, ModelError};
@@ -102,6 +103,9 @@ pub async fn run(ctx: JobContext, payload: Transcribe) -> Result<Value, JobError
     } else {
         let track = usize::try_from(row.audio_track).ok().filter(|t| *t > 0);
         let tracks = usize::try_from(row.audio_tracks).unwrap_or(1);
+        if track.is_none() && tracks > MAX_AUDIO_TRACKS {
+            return Err(JobError::Permanent(formats::too_many_tracks(tracks)));
+        }
         let plan = plan::speech_wav(&source.original, tracks, track, &staging);
         ctx.log(
             rushes_common::logs::Level::Info,
@@ -197,15 +201,13 @@ fn source(ctx: &JobContext, row: &TranscriptRow) -> Result<Source, JobError> {
             if row.missing {
                 return Err(JobError::Permanent("the clip's file is missing".into()));
             }
-            let full = format!(
-                "{}/{}",
-                row.production_path.as_deref().unwrap_or_default().trim_end_matches('/'),
-                row.clip_path.as_deref().unwrap_or_default()
-            );
             let original = ctx
                 .services
                 .roots
-                .resolve(&full)
+                .resolve_inside(
+                    row.production_path.as_deref().unwrap_or_default(),
+                    row.clip_path.as_deref().unwrap_or_default(),
+                )
                 .map_err(|e| JobError::Permanent(format!("source file: {e}")))?;
             Ok(Source {
                 original,

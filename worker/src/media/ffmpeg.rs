@@ -14,6 +14,8 @@ use ffmpeg_sidecar::ffmpeg_time_duration::FfmpegTimeDuration;
 use ffmpeg_sidecar::log_parser::FfmpegLogParser;
 use tokio_util::sync::CancellationToken;
 
+use super::formats;
+
 /// Error lines of ffmpeg's log kept to explain a failure.
 const REASON_LINES: usize = 6;
 /// How often the process is checked for exit, cancellation and time.
@@ -27,6 +29,9 @@ pub enum FfmpegError {
     /// ffmpeg exited non-zero; the text is its own error lines.
     #[error("{0}")]
     Failed(String),
+    /// An input's container format is not on the allowlist; the text names it.
+    #[error("{0}")]
+    Refused(String),
     #[error("cancelled")]
     Cancelled,
     #[error("ffmpeg ran longer than {0:?} and was stopped")]
@@ -58,8 +63,9 @@ impl FfmpegRun<'_> {
         // The log is read on a thread of its own: the parser is blocking.
         let reader = tokio::task::spawn_blocking(move || {
             let mut reasons: VecDeque<String> = VecDeque::with_capacity(REASON_LINES);
+            let mut refused = None;
             let Some(stderr) = stderr else {
-                return reasons;
+                return (reasons, refused);
             };
             let mut parser = FfmpegLogParser::new(stderr);
             loop {
@@ -70,12 +76,15 @@ impl FfmpegRun<'_> {
                         }
                     }
                     Ok(FfmpegEvent::Log(LogLevel::Error | LogLevel::Fatal, line)) => {
+                        if refused.is_none() {
+                            refused = formats::refused_in([line.as_str()]);
+                        }
                         if reasons.len() == REASON_LINES {
                             reasons.pop_front();
                         }
                         reasons.push_back(line.replace("[error] ", "").replace("[fatal] ", "").trim().to_owned());
                     }
-                    Ok(FfmpegEvent::LogEOF) | Err(_) => return reasons,
+                    Ok(FfmpegEvent::LogEOF) | Err(_) => return (reasons, refused),
                     Ok(_) => {}
                 }
             }
@@ -107,9 +116,12 @@ impl FfmpegRun<'_> {
                 return Err(err);
             }
         };
-        let reasons = reader.await.unwrap_or_default();
+        let (reasons, refused) = reader.await.unwrap_or_default();
         if status.success() {
             return Ok(());
+        }
+        if let Some(format) = refused {
+            return Err(FfmpegError::Refused(formats::refusal(&format)));
         }
         let reason = if reasons.is_empty() {
             format!("ffmpeg exited with {status}")

@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod ffmpeg;
+pub mod formats;
 pub mod plan;
 pub mod probe;
 pub mod staging;

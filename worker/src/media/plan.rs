@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::backend::VideoBackend;
+use super::formats;
 use super::staging::Staging;
 use crate::config::TranscodeConfig;
 
@@ -24,13 +25,6 @@ pub struct ClipFacts {
 pub struct Plan {
     pub args: Vec<OsString>,
     pub outputs: Vec<String>,
-}
-
-/// `file:` keeps names with `:` or a leading `-` from being read as protocols or options.
-pub fn input_arg(path: &Path) -> OsString {
-    let mut arg = OsString::from("file:");
-    arg.push(path.as_os_str());
-    arg
 }
 
 fn push(args: &mut Vec<OsString>, items: &[&str]) {
@@ -70,7 +64,7 @@ fn mono_mix(graph: &mut String, tracks: usize) {
 /// The 16 kHz mono WAV Whisper reads, as `speech.wav`: one audio track (`track`, 1-based)
 /// or, with `None`, the mix of all `tracks` — the same mix as a transcode's `audio.wav`.
 pub fn speech_wav(input: &Path, tracks: usize, track: Option<usize>, staging: &Staging) -> Plan {
-    let mut args: Vec<OsString> = vec!["-i".into(), input_arg(input)];
+    let mut args: Vec<OsString> = formats::input_args(input).into();
     let mut graph = String::new();
     match track {
         Some(n) => {
@@ -103,12 +97,11 @@ pub fn transcode(
     if clip.has_video && backend.hw_decode.is_some() {
         push(&mut args, &["-hwaccel", "cuda"]);
     }
-    args.push("-i".into());
-    args.push(input_arg(input));
+    args.extend(formats::input_args(input));
     let poster_at = clip.duration_s.map_or(0.0, |d| (d * 0.1).min(10.0));
     if clip.has_video {
-        push(&mut args, &["-ss", &format!("{poster_at:.3}"), "-i"]);
-        args.push(input_arg(input));
+        push(&mut args, &["-ss", &format!("{poster_at:.3}")]);
+        args.extend(formats::input_args(input));
     }
 
     let mut graph = String::new();
@@ -303,7 +296,7 @@ fn vtt_time(seconds: f64) -> String {
 
 /// Scrub sheet (from the proxy's video) and waveform image (from its audio).
 pub fn transcode_long(proxy: &Path, clip: &ClipFacts, sprite: Option<&SpriteLayout>, staging: &Staging) -> Plan {
-    let mut args: Vec<OsString> = vec!["-i".into(), input_arg(proxy)];
+    let mut args: Vec<OsString> = formats::input_args(proxy).into();
     let mut outputs = Vec::new();
     let mut graph = Vec::new();
     if let Some(layout) = sprite {
@@ -350,6 +343,67 @@ pub fn transcode_long(proxy: &Path, clip: &ClipFacts, sprite: Option<&SpriteLayo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every `-i` of `args` reads through the allowlist: `-format_whitelist <list>` just before it.
+    fn assert_allowlisted(args: &[OsString]) {
+        let inputs: Vec<usize> = args
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| *a == "-i")
+            .map(|(i, _)| i)
+            .collect();
+        assert!(!inputs.is_empty(), "{args:?}");
+        for i in inputs {
+            assert!(i >= 2, "{args:?}");
+            assert_eq!(args[i - 2], "-format_whitelist", "{args:?}");
+            assert_eq!(args[i - 1], OsString::from(formats::whitelist()), "{args:?}");
+            assert!(args[i + 1].to_string_lossy().starts_with("file:"), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn every_plan_reads_its_inputs_through_the_allowlist() -> std::io::Result<()> {
+        let dir = std::env::temp_dir().join(format!("rushes-plan-{}", std::process::id()));
+        let staging = Staging::create(&dir, uuid::Uuid::nil(), 1)?;
+        let settings = TranscodeConfig {
+            ffmpeg: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
+            proxy_height: 540,
+            proxy_bitrate_kbps: 2500,
+            audio_bitrate_kbps: 128,
+            video_hwaccel: "none".into(),
+            sprite_interval: std::time::Duration::from_secs(5),
+            timeout_factor: 10.0,
+            probe_concurrency: 4,
+        };
+        let clip = ClipFacts {
+            has_video: true,
+            width: 1920,
+            height: 1080,
+            audio_tracks: 3,
+            duration_s: Some(12.0),
+        };
+        let source = Path::new("/media/show/A001.mov");
+        let cuda = VideoBackend {
+            encoder: "h264_nvenc",
+            hw_decode: Some("cuda"),
+        };
+        for backend in [VideoBackend::software(), cuda] {
+            let plan = transcode(source, &clip, &settings, &backend, &staging);
+            assert_eq!(
+                plan.args.iter().filter(|a| *a == "-i").count(),
+                2,
+                "the clip and its poster"
+            );
+            assert_allowlisted(&plan.args);
+        }
+        assert_allowlisted(&speech_wav(source, 3, None, &staging).args);
+        assert_allowlisted(&speech_wav(source, 3, Some(2), &staging).args);
+        let layout = SpriteLayout::new(12.0, 5.0, 1920, 1080);
+        assert_allowlisted(&transcode_long(Path::new("/data/proxy.mp4"), &clip, Some(&layout), &staging).args);
+        drop(staging);
+        std::fs::remove_dir_all(&dir)
+    }
 
     #[test]
     fn sprite_layout_caps_thumbnails_and_indexes_tiles() {

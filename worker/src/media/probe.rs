@@ -9,6 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::formats::{self, MAX_AUDIO_TRACKS};
+
 /// Longest ffprobe may take over one file.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -122,27 +124,21 @@ pub enum ProbeError {
     /// The file is not usable media; the text says why (ffprobe's words where it had some).
     #[error("{0}")]
     NotMedia(String),
+    /// The file is media Rushes refuses to read: a container format off the allowlist
+    /// (a playlist, say) or more audio tracks than accepted. The text says which.
+    #[error("{0}")]
+    Refused(String),
     /// ffprobe itself could not run: worth trying again.
     #[error("cannot run ffprobe: {0}")]
     Tool(String),
 }
 
-/// Runs ffprobe over `path`.
+/// Runs ffprobe over `path`, reading only the container formats of the allowlist.
 pub async fn probe(ffprobe: &Path, path: &Path) -> Result<MediaInfo, ProbeError> {
-    let mut input = std::ffi::OsString::from("file:");
-    input.push(path.as_os_str());
     let mut command = tokio::process::Command::new(ffprobe);
     command
-        .args([
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-            "-i",
-        ])
-        .arg(input)
+        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"])
+        .args(formats::input_args(path))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -158,6 +154,9 @@ pub async fn probe(ffprobe: &Path, path: &Path) -> Result<MediaInfo, ProbeError>
     };
     if !output.status.success() {
         let reason = String::from_utf8_lossy(&output.stderr);
+        if let Some(format) = formats::refused_in(reason.lines()) {
+            return Err(ProbeError::Refused(formats::refusal(&format)));
+        }
         let reason = reason.lines().last().unwrap_or("ffprobe failed").trim();
         return Err(ProbeError::NotMedia(strip_context(reason).to_owned()));
     }
@@ -223,10 +222,9 @@ pub fn parse(json: &[u8]) -> Result<MediaInfo, ProbeError> {
         .format
         .ok_or_else(|| ProbeError::NotMedia("ffprobe found no container".into()))?;
     let container = format.format_name.unwrap_or_default();
-    if container == "image2" || container == "tty" || container.ends_with("_pipe") {
-        return Err(ProbeError::NotMedia(format!(
-            "a still image or text ({container}), not a clip"
-        )));
+    // ffprobe ran with the allowlist; this holds whoever made the report.
+    if !formats::is_allowed(&container) {
+        return Err(ProbeError::Refused(formats::refusal(&container)));
     }
     let kind = |s: &Stream, k: &str| s.codec_type.as_deref() == Some(k);
     let video = report
@@ -244,6 +242,9 @@ pub fn parse(json: &[u8]) -> Result<MediaInfo, ProbeError> {
         .collect();
     if video.is_none() && audio.is_empty() {
         return Err(ProbeError::NotMedia("no audio or video streams".into()));
+    }
+    if audio.len() > MAX_AUDIO_TRACKS {
+        return Err(ProbeError::Refused(formats::too_many_tracks(audio.len())));
     }
     let seconds = |v: &Option<String>| {
         v.as_deref()
@@ -333,9 +334,31 @@ mod tests {
         assert_eq!(info.timecode_start_s(), Some(36_000.0));
         assert!(info.created_on.is_some());
         let image = br#"{"streams":[{"codec_type":"video","codec_name":"mjpeg"}],"format":{"format_name":"image2"}}"#;
-        assert!(matches!(parse(image), Err(ProbeError::NotMedia(_))));
+        assert!(matches!(parse(image), Err(ProbeError::Refused(why)) if why.contains("still image")));
+        let playlist = br#"{"streams":[{"codec_type":"video","codec_name":"h264"}],"format":{"format_name":"hls"}}"#;
+        assert!(matches!(parse(playlist), Err(ProbeError::Refused(why)) if why.contains("`hls`")));
         let empty = br#"{"streams":[],"format":{"format_name":"mov,mp4,m4a,3gp,3g2,mj2"}}"#;
         assert!(matches!(parse(empty), Err(ProbeError::NotMedia(_))));
+        Ok(())
+    }
+
+    /// ffprobe's report of a file with `tracks` mono PCM audio streams.
+    fn report_with_audio(tracks: usize) -> Vec<u8> {
+        let audio = serde_json::json!({"codec_type": "audio", "codec_name": "pcm_s24le", "channels": 1});
+        let report = serde_json::json!({
+            "streams": vec![audio; tracks],
+            "format": {"format_name": "mxf", "duration": "1.0"},
+        });
+        serde_json::to_vec(&report).unwrap_or_default()
+    }
+
+    #[test]
+    fn at_most_64_audio_tracks_are_accepted() -> Result<(), ProbeError> {
+        assert_eq!(parse(&report_with_audio(MAX_AUDIO_TRACKS))?.audio.len(), 64);
+        match parse(&report_with_audio(MAX_AUDIO_TRACKS + 1)) {
+            Err(ProbeError::Refused(why)) => assert!(why.contains("65 audio tracks"), "{why}"),
+            other => panic!("65 tracks accepted: {other:?}"),
+        }
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
 //! Walking a production's folder: every file with its size and modification time,
-//! symlinks that leave the media roots refused, and a digest of the whole listing.
+//! symlinks that leave the production's folder refused, and a digest of the whole listing.
 
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -26,10 +26,12 @@ pub struct Tree {
     pub digest: [u8; 16],
 }
 
-/// Lists `root` recursively. Hidden names (`.DS_Store`, `._*` resource forks) are
-/// skipped; symlinked files are followed only when their target stays inside `roots`;
-/// symlinked folders are not followed (no loops, no escapes).
+/// Lists `root` (a production's folder) recursively. Hidden names (`.DS_Store`, `._*`
+/// resource forks) are skipped; symlinked files are followed only when their target
+/// stays inside `root` itself — not another production's folder, not elsewhere in
+/// `roots`; symlinked folders are not followed (no loops, no escapes).
 pub fn walk(root: &Path, roots: &MediaRoots) -> std::io::Result<Tree> {
+    let base = root.canonicalize()?;
     let mut tree = Tree::default();
     let mut sums = [0u64; 2];
     let mut pending: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
@@ -66,6 +68,11 @@ pub fn walk(root: &Path, roots: &MediaRoots) -> std::io::Result<Tree> {
                 match path.canonicalize() {
                     Ok(target) if !roots.contains(&target) => {
                         tree.refused.push((rel, "symlink leads outside the media roots".into()));
+                        continue;
+                    }
+                    Ok(target) if !target.starts_with(&base) => {
+                        tree.refused
+                            .push((rel, "symlink leads outside the production's folder".into()));
                         continue;
                     }
                     Ok(target) if target.is_dir() => {
@@ -129,6 +136,35 @@ fn entry_hash(seed: u64, rel: &str, size: i64, mtime_ns: i64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn symlinks_stay_inside_their_production() -> std::io::Result<()> {
+        let dir = std::env::temp_dir().join(format!("rushes-walk-own-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let root = dir.join("root");
+        std::fs::create_dir_all(root.join("a/day1"))?;
+        std::fs::create_dir_all(root.join("b"))?;
+        std::fs::write(root.join("a/day1/c1.mov"), b"x")?;
+        std::fs::write(root.join("b/secret.mov"), b"x")?;
+        std::os::unix::fs::symlink(root.join("b/secret.mov"), root.join("a/peek.mov"))?;
+        std::os::unix::fs::symlink("../b/secret.mov", root.join("a/relative.mov"))?;
+        std::os::unix::fs::symlink(root.join("a/day1/c1.mov"), root.join("a/own.mov"))?;
+        let roots = MediaRoots::new(std::slice::from_ref(&root));
+        let tree = walk(&root.join("a"), &roots)?;
+        let mut found: Vec<&str> = tree.entries.iter().map(|e| e.rel.as_str()).collect();
+        found.sort_unstable();
+        assert_eq!(found, ["day1/c1.mov", "own.mov"]);
+        let mut refused: Vec<(&str, &str)> = tree.refused.iter().map(|(p, r)| (p.as_str(), r.as_str())).collect();
+        refused.sort_unstable();
+        assert_eq!(
+            refused,
+            [
+                ("peek.mov", "symlink leads outside the production's folder"),
+                ("relative.mov", "symlink leads outside the production's folder"),
+            ]
+        );
+        std::fs::remove_dir_all(&dir)
+    }
 
     #[test]
     fn walk_lists_files_refuses_escapes_and_digests() -> std::io::Result<()> {
