@@ -99,11 +99,12 @@ done
 api() { curl -fsS -H "Authorization: Bearer $RUSHES_ADMIN_TOKEN" -H 'Content-Type: application/json' "$@"; }
 json_field() { /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
-# An admin user for people (the bootstrap token is for scripts), created once.
+# An admin user for people (the bootstrap token is for scripts, and the name `admin` is
+# reserved for it), created once.
 [ -s "$STATE_DIR/admin-password" ] || (umask 077 && head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$STATE_DIR/admin-password")
 chmod 600 "$STATE_DIR/admin-password"
 ADMIN_PASSWORD="$(cat "$STATE_DIR/admin-password")"
-api -o /dev/null -d "{\"username\":\"admin\",\"email\":\"admin@localhost\",\"password\":\"$ADMIN_PASSWORD\",\"is_admin\":true}" \
+api -o /dev/null -d "{\"username\":\"sysadmin\",\"email\":\"sysadmin@localhost\",\"password\":\"$ADMIN_PASSWORD\",\"is_admin\":true}" \
     "http://$RUSHES_HTTP_ADDR/api/v1/users" 2>/dev/null || true
 
 # The demo production, created once; its owner receives the scan summary.
@@ -126,7 +127,7 @@ cat <<MSG
 
   Rushes is up.
     API          http://$RUSHES_HTTP_ADDR/api/v1/   (OpenAPI: http://$RUSHES_HTTP_ADDR/openapi.json)
-    admin user   admin / $ADMIN_PASSWORD   (POST /api/v1/auth/login for a session token)
+    admin user   sysadmin / $ADMIN_PASSWORD   (POST /api/v1/auth/login for a session token)
     admin token  $RUSHES_ADMIN_TOKEN   (bootstrap token for scripts)
     metrics      control http://$RUSHES_HTTP_ADDR/metrics, worker http://127.0.0.1:9101/metrics, scheduler http://127.0.0.1:9102/metrics
     logs         $STATE_DIR/logs/

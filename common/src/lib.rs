@@ -1,6 +1,7 @@
 //! Shared pieces of Rushes: configuration, telemetry, shutdown, database, the job
 //! catalogue, the RabbitMQ topology and publishing, and metrics helpers.
 
+pub mod accounts;
 pub mod audit;
 pub mod config;
 pub mod db;

@@ -23,8 +23,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 
-const MIN_PASSWORD: usize = 8;
-
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/users", post(create).get(list))
@@ -108,7 +106,8 @@ struct NewUser {
 const MAX_USERNAME: usize = 64;
 
 /// A username as stored: trimmed, 1 to 64 of letters, digits, `.`, `_`, `-` and `@`
-/// (an email address works), starting with a letter or digit.
+/// (an email address works), starting with a letter or digit, and not a reserved name
+/// (`admin`, in any case: the bootstrap token's).
 pub(crate) fn check_username(username: &str) -> ApiResult<String> {
     let username = username.trim();
     let allowed = |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@');
@@ -118,16 +117,18 @@ pub(crate) fn check_username(username: &str) -> ApiResult<String> {
             "username: 1 to {MAX_USERNAME} letters, digits, `.`, `_`, `-` or `@`, starting with a letter or digit"
         )));
     }
+    if let Some(problem) = rushes_common::accounts::reserved_problem(username) {
+        return Err(ApiError::Unprocessable(problem));
+    }
     Ok(username.to_owned())
 }
 
+/// A new password: 8 to 1024 characters.
 pub(crate) fn check_password(password: &str) -> ApiResult<()> {
-    if password.chars().count() < MIN_PASSWORD {
-        return Err(ApiError::Unprocessable(format!(
-            "password: at least {MIN_PASSWORD} characters"
-        )));
+    match rushes_common::accounts::password_problem(password) {
+        Some(problem) => Err(ApiError::Unprocessable(problem)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 pub(crate) fn check_email(email: &str) -> ApiResult<()> {
@@ -837,6 +838,8 @@ mod tests {
             "semi;colon",
             "tab\there",
             &"x".repeat(65),
+            "admin",
+            " Admin ",
         ] {
             assert!(check_username(bad).is_err(), "{bad:?} should be refused");
         }

@@ -212,6 +212,11 @@ pub async fn run(ctx: JobContext, payload: ImportUsers) -> Result<Value, JobErro
     let (mut seen_names, mut seen_emails) = (HashSet::new(), HashSet::new());
     for row in &rows {
         let mut problems = Vec::new();
+        if !by_name.contains_key(&row.username.to_lowercase())
+            && let Some(problem) = rushes_common::accounts::reserved_problem(&row.username)
+        {
+            problems.push(problem);
+        }
         if !seen_names.insert(row.username.to_lowercase()) {
             problems.push(format!("username `{}` appears twice in the file", row.username));
         }
