@@ -78,6 +78,8 @@ async fn run(env: &BenchEnv, clips: i64) -> anyhow::Result<()> {
         upload_max_bytes: 1 << 30,
         upload_quota_bytes: 0,
         metrics_addr: None,
+        trusted_proxies: Vec::new(),
+        share_secret: None,
     };
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(rushes_control::serve(config, listener, shutdown.clone()));

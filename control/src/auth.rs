@@ -299,27 +299,13 @@ pub async fn require_admin(request: Request, next: Next) -> Result<Response, Api
     Ok(next.run(request).await)
 }
 
-/// Argon2id hash of a password, in PHC string form.
+/// Argon2id hash of a password, in PHC string form (on the bounded pool of [`crate::passwords`]).
 pub async fn hash_password(password: String) -> ApiResult<String> {
-    tokio::task::spawn_blocking(move || {
-        use argon2::PasswordHasher as _;
-        argon2::Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-    })
-    .await
-    .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?
-    .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot hash the password: {e}")))
+    crate::passwords::hash(password).await
 }
 
-/// Whether `password` matches a stored PHC hash (false for a malformed hash).
-pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        use argon2::PasswordVerifier as _;
-        argon2::Argon2::default()
-            .verify_password(password.as_bytes(), hash.as_str())
-            .is_ok()
-    })
-    .await
-    .unwrap_or(false)
+/// Whether `password` matches a stored PHC hash (false for a malformed hash); 503 when
+/// too many checks wait already.
+pub async fn verify_password(password: String, hash: String) -> ApiResult<bool> {
+    crate::passwords::verify(password, hash).await
 }

@@ -60,4 +60,12 @@ pub struct ControlConfig {
     /// quota). The bootstrap token has none.
     #[arg(long, env = "RUSHES_UPLOAD_QUOTA_BYTES", default_value_t = 200 << 30)]
     pub upload_quota_bytes: u64,
+    /// Proxies whose `X-Forwarded-For` names the client (login limits and the login
+    /// log): IP addresses or CIDR ranges, comma separated. Empty: the peer is the client.
+    #[arg(long, env = "RUSHES_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// Key of the grants a share link's password buys (the same on every replica).
+    /// When unset, a random key per process: a restart asks for the password again.
+    #[arg(long, env = "RUSHES_SHARE_SECRET", hide_env_values = true)]
+    pub share_secret: Option<Secret>,
 }

@@ -3,14 +3,18 @@
 pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod client_addr;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod headers;
 pub mod mail;
 pub mod metrics;
+pub mod passwords;
 pub mod routes;
+pub mod share_grant;
 pub mod state;
+pub mod throttle;
 pub mod transcript_export;
 pub mod upload;
 
@@ -79,6 +83,10 @@ pub fn state(config: &ControlConfig) -> anyhow::Result<AppState> {
             token
         }
     };
+    let trusted_proxies = client_addr::TrustedProxies::parse(&config.trusted_proxies).map_err(anyhow::Error::msg)?;
+    if config.share_secret.is_none() {
+        tracing::info!("RUSHES_SHARE_SECRET is not set; share-link grants hold only on this process");
+    }
     Ok(AppState {
         db: db.clone(),
         publisher: Publisher::new(broker),
@@ -104,7 +112,13 @@ pub fn state(config: &ControlConfig) -> anyhow::Result<AppState> {
             "public_url": config.public_url,
             "upload_max_bytes": config.upload_max_bytes,
             "upload_quota_bytes": config.upload_quota_bytes,
+            "trusted_proxies": config.trusted_proxies,
+            "share_secret": config.share_secret.as_ref().map(|_| "****"),
         })),
+        trusted_proxies: std::sync::Arc::new(trusted_proxies),
+        share_grants: std::sync::Arc::new(
+            share_grant::GrantKey::new(config.share_secret.as_ref()).context("cannot key share-link grants")?,
+        ),
     })
 }
 
@@ -118,6 +132,8 @@ pub async fn serve(config: ControlConfig, listener: TcpListener, shutdown: Cance
         format!("control plane started on {addr}"),
     );
     let logs = state.logs.clone();
+    // The hash unknown usernames are checked against, made once before the first login.
+    tokio::spawn(passwords::warm_up());
     tokio::spawn(cache::listen(
         state.db.clone(),
         state.cache.clone(),

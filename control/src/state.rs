@@ -31,6 +31,10 @@ pub struct AppState {
     pub effective_config: Arc<serde_json::Value>,
     /// Image decodes (cover uploads) running at once: each may hold hundreds of MB.
     pub image_decodes: Arc<tokio::sync::Semaphore>,
+    /// Whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<crate::client_addr::TrustedProxies>,
+    /// Signs the grants a share link's password buys.
+    pub share_grants: Arc<crate::share_grant::GrantKey>,
 }
 
 impl AppState {

@@ -227,6 +227,8 @@ impl TestEnv {
             upload_max_bytes: UPLOAD_MAX_BYTES,
             upload_quota_bytes: 0,
             metrics_addr: None,
+            trusted_proxies: Vec::new(),
+            share_secret: None,
         };
         edit(&mut config);
         let task = tokio::spawn(rushes_control::serve(config, listener, self.shutdown.child_token()));

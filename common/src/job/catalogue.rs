@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::{AccountLink, GroupUsers, ImportUsers, PurgeUsers};
 use super::email::{Email, SendEmailDraft};
-use super::maintenance::{PurgeJobs, ReapWorkers};
+use super::maintenance::{PurgeJobs, PurgeLogins, ReapWorkers};
 use super::media::{Scan, ScanAll, Transcode, TranscodeLong, TranscodeUpload};
 use super::sleep::Sleep;
 use super::transcription::Transcribe;
@@ -131,10 +131,11 @@ fn validate_json<P: JobPayload>(payload: &serde_json::Value) -> Result<(), Strin
     parsed.validate()
 }
 
-static CATALOGUE: [KindSpec; 15] = [
+static CATALOGUE: [KindSpec; 16] = [
     KindSpec::of::<Sleep>(),
     KindSpec::of::<PurgeJobs>(),
     KindSpec::of::<ReapWorkers>(),
+    KindSpec::of::<PurgeLogins>(),
     KindSpec::of::<Scan>(),
     KindSpec::of::<ScanAll>(),
     KindSpec::of::<Transcode>(),

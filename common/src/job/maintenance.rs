@@ -49,3 +49,40 @@ impl JobPayload for ReapWorkers {
         Ok(())
     }
 }
+
+/// `purge_logins`: delete login-log rows older than N days, password resets used or
+/// expired more than M days ago, and login counters idle long enough to be forgotten.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeLogins {
+    #[serde(default = "default_login_log_days")]
+    pub login_log_days: u32,
+    #[serde(default = "default_resets_days")]
+    pub resets_days: u32,
+}
+
+fn default_login_log_days() -> u32 {
+    90
+}
+
+fn default_resets_days() -> u32 {
+    7
+}
+
+impl JobPayload for PurgeLogins {
+    const KIND: &'static str = "purge_logins";
+    const QUEUE: QueueFamily = QueueFamily::Maintenance;
+    const MAX_ATTEMPTS: i32 = 3;
+    const TIMEOUT: Duration = Duration::from_secs(3600);
+    const BACKOFF_BASE: Duration = Duration::from_secs(60);
+
+    fn validate(&self) -> Result<(), String> {
+        if self.login_log_days == 0 {
+            return Err("login_log_days must be at least 1".into());
+        }
+        if self.resets_days == 0 {
+            return Err("resets_days must be at least 1".into());
+        }
+        Ok(())
+    }
+}

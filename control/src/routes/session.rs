@@ -1,5 +1,7 @@
-//! `/api/v1/auth`: log in (a session bearer token), log out (revoke it), who am I.
-//! Failed logins are logged and rate limited per username.
+//! `/api/v1/auth`: log in (a session bearer token), log out (revoke it), who am I,
+//! and password resets. Every login is logged with the client's address; failed logins
+//! are limited per username and per address (see [`crate::throttle`]), and so are
+//! reset requests.
 
 use std::net::SocketAddr;
 
@@ -8,20 +10,24 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
+use rushes_common::accounts;
+use rushes_common::job::accounts::AccountLink;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use rushes_common::job::accounts::AccountLink;
-
-use crate::auth::{Caller, hash_password, new_token, token_digest, verify_password};
+use crate::auth::{Caller, hash_password, new_token, token_digest};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
 use crate::state::AppState;
+use crate::throttle;
 
-/// Failed logins of one username within [`FAILURE_WINDOW_MIN`] minutes before it is refused.
-const MAX_FAILURES: i64 = 5;
-const FAILURE_WINDOW_MIN: i32 = 15;
+/// Longest username a login takes (new ones are at most 64 characters; this leaves room
+/// for older ones).
+const MAX_LOGIN_USERNAME: usize = 150;
+/// Longest email address (RFC 5321).
+const MAX_EMAIL: usize = 254;
+
 /// Hours a login session lasts.
 const SESSION_HOURS: i32 = 12;
 
@@ -55,15 +61,15 @@ struct Account {
     active: bool,
 }
 
-/// The client's address: the first `X-Forwarded-For` hop behind a proxy, else the peer.
-fn remote(headers: &HeaderMap, peer: SocketAddr) -> String {
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| peer.ip().to_string())
+/// The client's address (see [`crate::client_addr`]).
+pub(crate) fn client(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> String {
+    state.trusted_proxies.client(headers, peer.ip()).to_string()
+}
+
+/// A 429 that says when to try again.
+fn limited(what: &str, limit: throttle::Limited) -> ApiError {
+    let seconds = limit.seconds(Utc::now());
+    ApiError::TooManyRequests(format!("too many {what}; try again in {seconds} s"))
 }
 
 async fn log_attempt(
@@ -93,21 +99,33 @@ async fn login(
     headers: HeaderMap,
     Json(body): Json<Login>,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
-    let remote = remote(&headers, peer);
     let username = body.username.trim();
-    let failures: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM login_log WHERE lower(username) = lower($1) AND NOT success \
-            AND at > now() - make_interval(mins => $2)",
-    )
-    .bind(username)
-    .bind(FAILURE_WINDOW_MIN)
-    .fetch_one(&state.db)
-    .await?;
-    if failures >= MAX_FAILURES {
-        log_attempt(&state, username, None, Some("rate limited"), &remote).await?;
-        return Err(ApiError::TooManyRequests(format!(
-            "too many failed logins for `{username}`; try again in {FAILURE_WINDOW_MIN} minutes"
+    if username.is_empty() {
+        return Err(ApiError::Unprocessable("username: must not be empty".into()));
+    }
+    if username.chars().count() > MAX_LOGIN_USERNAME {
+        return Err(ApiError::Unprocessable(format!(
+            "username: at most {} characters",
+            MAX_LOGIN_USERNAME
         )));
+    }
+    if body.password.chars().count() > accounts::MAX_PASSWORD {
+        return Err(ApiError::Unprocessable(format!(
+            "password: at most {} characters",
+            accounts::MAX_PASSWORD
+        )));
+    }
+    let remote = client(&state, &headers, peer);
+    let account_key = format!("login:account:{}", username.to_lowercase());
+    let address_key = format!("login:address:{remote}");
+    // Counted before the check, so concurrent guesses are counted one by one.
+    let keys = [
+        (account_key.clone(), throttle::LOGIN_ACCOUNT),
+        (address_key.clone(), throttle::LOGIN_ADDRESS),
+    ];
+    if let Err(limit) = throttle::attempt(&state.db, &keys, Utc::now()).await? {
+        log_attempt(&state, username, None, Some("rate limited"), &remote).await?;
+        return Err(limited("failed logins for this account or from this address", limit));
     }
     let account: Option<Account> = sqlx::query_as(
         "SELECT id, password_hash, active FROM users WHERE lower(username) = lower($1) AND deleted_at IS NULL",
@@ -115,12 +133,17 @@ async fn login(
     .bind(username)
     .fetch_optional(&state.db)
     .await?;
-    // A missing account still costs a hash check, so timing does not tell names apart.
-    let hash = match account.as_ref().and_then(|a| a.password_hash.clone()) {
-        Some(hash) => hash,
-        None => hash_password("not a password".into()).await?,
+    // A missing account is checked against the dummy hash: timing does not tell names apart.
+    let stored = account.as_ref().and_then(|a| a.password_hash.clone());
+    let matches = match crate::passwords::verify_or_dummy(body.password, stored).await {
+        Ok(matches) => matches,
+        Err(err) => {
+            // Not checked (too busy): the attempt does not count.
+            throttle::refund(&state.db, &account_key).await?;
+            throttle::refund(&state.db, &address_key).await?;
+            return Err(err);
+        }
     };
-    let matches = verify_password(body.password, hash).await;
     let account = match account {
         Some(account) if matches => account,
         other => {
@@ -135,6 +158,9 @@ async fn login(
             return Err(ApiError::WrongCredentials);
         }
     };
+    // The password was right: the account's count starts again; the address gets this one back.
+    throttle::clear(&state.db, &account_key).await?;
+    throttle::refund(&state.db, &address_key).await?;
     if !account.active {
         log_attempt(&state, username, Some(account.id), Some("deactivated"), &remote).await?;
         return Err(ApiError::Forbidden("this account is deactivated".into()));
@@ -183,17 +209,41 @@ struct ResetRequest {
     user: String,
 }
 
-/// Mails a reset link if the account exists; the answer is the same either way.
-async fn request_reset(State(state): State<AppState>, Json(body): Json<ResetRequest>) -> ApiResult<StatusCode> {
+/// Mails a reset link if the account exists; the answer is the same either way. Requests
+/// are limited per client address (429); mails per account are limited silently, so the
+/// answer never tells whether an account exists.
+async fn request_reset(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(body): Json<ResetRequest>,
+) -> ApiResult<StatusCode> {
+    let user = body.user.trim();
+    if user.chars().count() > MAX_LOGIN_USERNAME.max(MAX_EMAIL) {
+        return Err(ApiError::Unprocessable(format!(
+            "user: at most {} characters",
+            MAX_LOGIN_USERNAME.max(MAX_EMAIL)
+        )));
+    }
+    let remote = client(&state, &headers, peer);
+    let now = Utc::now();
+    let address = [(format!("reset:address:{remote}"), throttle::RESET_ADDRESS)];
+    if let Err(limit) = throttle::attempt(&state.db, &address, now).await? {
+        return Err(limited("password-reset requests from this address", limit));
+    }
     let account: Option<Uuid> = sqlx::query_scalar(
         "SELECT id FROM users \
          WHERE (lower(username) = lower($1) OR lower(email) = lower($1)) AND active AND deleted_at IS NULL LIMIT 1",
     )
-    .bind(body.user.trim())
+    .bind(user)
     .fetch_optional(&state.db)
     .await?;
     if let Some(id) = account {
-        crate::mail::send_link(&state, AccountLink::PasswordReset { user_id: id }).await?;
+        let account = [(format!("reset:account:{id}"), throttle::RESET_ACCOUNT)];
+        match throttle::attempt(&state.db, &account, now).await? {
+            Ok(()) => crate::mail::send_link(&state, AccountLink::PasswordReset { user_id: id }).await?,
+            Err(_) => tracing::info!(user_id = %id, "password reset not mailed: too many for this account"),
+        }
     }
     Ok(StatusCode::ACCEPTED)
 }

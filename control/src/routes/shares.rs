@@ -228,7 +228,7 @@ async fn resolve(state: &AppState, token: &str, headers: &HeaderMap, access: Acc
                     .map(str::to_owned)
             })
             .unwrap_or_default();
-        if given.is_empty() || !verify_password(given, hash.clone()).await {
+        if given.is_empty() || !verify_password(given, hash.clone()).await? {
             return Err(ApiError::Forbidden("this share link needs its password".into()));
         }
     }

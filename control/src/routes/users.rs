@@ -328,7 +328,7 @@ async fn require_current_password(state: &AppState, user: Uuid, current: Option<
         .await?
         .flatten();
     let matches = match hash {
-        Some(hash) => crate::auth::verify_password(current, hash).await,
+        Some(hash) => crate::auth::verify_password(current, hash).await?,
         None => false,
     };
     if matches {

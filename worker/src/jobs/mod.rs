@@ -7,6 +7,7 @@ mod email;
 mod group_users;
 mod import_users;
 mod purge_jobs;
+mod purge_logins;
 mod purge_users;
 mod reap_workers;
 mod scan;
@@ -65,6 +66,7 @@ impl Registry {
         registry.register::<rushes_common::job::sleep::Sleep, _, _>(sleep::run);
         registry.register::<rushes_common::job::maintenance::PurgeJobs, _, _>(purge_jobs::run);
         registry.register::<rushes_common::job::maintenance::ReapWorkers, _, _>(reap_workers::run);
+        registry.register::<rushes_common::job::maintenance::PurgeLogins, _, _>(purge_logins::run);
         registry.register::<rushes_common::job::media::Scan, _, _>(scan::run);
         registry.register::<rushes_common::job::media::ScanAll, _, _>(scan_all::run);
         registry.register::<rushes_common::job::media::Transcode, _, _>(transcode::run);

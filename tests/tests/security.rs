@@ -1,0 +1,364 @@
+//! Login abuse: counted login and reset limits with a backoff, the client address
+//! behind trusted proxies only, the login records' retention, the reserved `admin` name.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+use rushes_tests::{PASSWORD, TestEnv};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn id(value: &Value) -> anyhow::Result<Uuid> {
+    Ok(value.as_str().unwrap_or_default().parse()?)
+}
+
+/// Logs in at `base` (a control plane's URL) as `username`, claiming `forwarded` as the
+/// client address; returns the status and body.
+async fn login_at(
+    env: &TestEnv,
+    base: &str,
+    username: &str,
+    password: &str,
+    forwarded: Option<&str>,
+) -> anyhow::Result<(StatusCode, Value)> {
+    let mut request = env
+        .http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({ "username": username, "password": password }));
+    if let Some(address) = forwarded {
+        request = request.header("x-forwarded-for", address);
+    }
+    TestEnv::answer(request).await
+}
+
+async fn throttle(env: &TestEnv, key: &str) -> anyhow::Result<Option<(i32, chrono::DateTime<chrono::Utc>)>> {
+    Ok(sqlx::query_as("SELECT attempts, last_at FROM throttles WHERE key = $1")
+        .bind(key)
+        .fetch_optional(&env.db)
+        .await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_guesses_are_counted_one_by_one_and_back_off_without_extending() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    env.user("victim", json!({})).await?;
+    let base = env.base_url.clone();
+
+    // Twelve guesses at once: each is counted before it is checked, so exactly the five
+    // free ones are checked (401) and the rest are refused (429) however they interleave.
+    let guesses = (0..12).map(|_| login_at(&env, &base, "victim", "wrong guess", None));
+    let mut statuses: Vec<StatusCode> = Vec::new();
+    for answer in join_all(guesses).await {
+        statuses.push(answer?.0);
+    }
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((checked, refused), (5, 7), "{statuses:?}");
+
+    // The right password waits too, and waiting does not push the wait further.
+    let before = throttle(&env, "login:account:victim").await?;
+    let (status, body) = login_at(&env, &base, "VICTIM", PASSWORD, None).await?;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("try again in"),
+        "{body}"
+    );
+    assert_eq!(
+        throttle(&env, "login:account:victim").await?,
+        before,
+        "a refused attempt changes nothing"
+    );
+    assert_eq!(before.map(|b| b.0), Some(5));
+
+    // Once the first wait (30 s) is over, the right password gets in and the count is forgotten.
+    sqlx::query("UPDATE throttles SET last_at = last_at - interval '31 seconds' WHERE key = 'login:account:victim'")
+        .execute(&env.db)
+        .await?;
+    let (status, body) = login_at(&env, &base, "victim", PASSWORD, None).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(throttle(&env, "login:account:victim").await?, None);
+
+    // Unknown names cost a check and are counted like known ones.
+    let (status, _) = login_at(&env, &base, "nobody", "whatever it is", None).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(throttle(&env, "login:account:nobody").await?.map(|t| t.0), Some(1));
+
+    // Oversized fields are refused by name before any work.
+    for (username, password, field) in [
+        ("u".repeat(151), "x".to_owned(), "username"),
+        ("victim".to_owned(), "p".repeat(1025), "password"),
+    ] {
+        let (status, body) = login_at(&env, &base, &username, &password, None).await?;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap_or_default().starts_with(field),
+            "{body}"
+        );
+    }
+    let (_, log) = env.get("/api/v1/login-log?username=victim&success=false").await?;
+    let reasons: Vec<&str> = log["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons.iter().filter(|r| **r == "rate limited").count(),
+        8,
+        "{reasons:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_counts_only_behind_trusted_proxies_and_addresses_are_limited() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    env.user("walker", json!({})).await?;
+    let behind_proxy = env
+        .spawn_control_with(|config| config.trusted_proxies = vec!["127.0.0.0/8".into()])
+        .await?;
+    let direct = env.base_url.clone();
+
+    // Straight to the control plane: a claimed address is ignored.
+    login_at(&env, &direct, "walker", "wrong guess", Some("203.0.113.7")).await?;
+    // Through a trusted proxy: the forwarded client is the address.
+    login_at(&env, &behind_proxy, "walker", "wrong guess", Some("203.0.113.7")).await?;
+    let (_, log) = env.get("/api/v1/login-log?username=walker").await?;
+    let remotes: Vec<&str> = log["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["remote"].as_str())
+        .collect();
+    assert_eq!(remotes, ["203.0.113.7", "127.0.0.1"], "newest first: {log}");
+
+    // Twenty failures from one address, each for another name, then that address waits
+    // whatever the name; another address does not.
+    for n in 0..18 {
+        let (status, _) = login_at(
+            &env,
+            &behind_proxy,
+            &format!("guess{n}"),
+            "wrong guess",
+            Some("198.51.100.9"),
+        )
+        .await?;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    // A success from that address is not counted against it.
+    let (status, _) = login_at(&env, &behind_proxy, "walker", PASSWORD, Some("198.51.100.9")).await?;
+    assert_eq!(status, StatusCode::OK);
+    for n in 18..20 {
+        let (status, _) = login_at(
+            &env,
+            &behind_proxy,
+            &format!("guess{n}"),
+            "wrong guess",
+            Some("198.51.100.9"),
+        )
+        .await?;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _) = login_at(&env, &behind_proxy, "walker", PASSWORD, Some("198.51.100.9")).await?;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "the address waits");
+    let (status, _) = login_at(&env, &behind_proxy, "walker", PASSWORD, Some("198.51.100.10")).await?;
+    assert_eq!(status, StatusCode::OK, "another address does not");
+    assert_eq!(
+        throttle(&env, "login:address:198.51.100.9").await?.map(|t| t.0),
+        Some(20),
+        "refused attempts are not counted"
+    );
+    // The forged header straight to the control plane was counted against the peer.
+    assert_eq!(throttle(&env, "login:address:127.0.0.1").await?.map(|t| t.0), Some(1));
+    assert_eq!(throttle(&env, "login:address:203.0.113.7").await?.map(|t| t.0), Some(1));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_reset_requests_are_limited_per_address_and_per_account() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let forgetful = id(&env.user("forgetful", json!({})).await?["id"])?;
+    let mails = || async {
+        anyhow::Ok(
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM jobs WHERE kind = 'account_link' AND payload->>'user_id' = $1",
+            )
+            .bind(forgetful.to_string())
+            .fetch_one(&env.db)
+            .await?,
+        )
+    };
+    // Five requests from one address: all answered alike, but the account gets three mails.
+    for _ in 0..5 {
+        let (status, _) = env
+            .post("/api/v1/auth/password-reset", json!({ "user": "forgetful" }))
+            .await?;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    assert_eq!(mails().await?, 3, "mails to one account are limited silently");
+    let (status, body) = env
+        .post("/api/v1/auth/password-reset", json!({ "user": "someone else" }))
+        .await?;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let (status, _) = env
+        .post("/api/v1/auth/password-reset", json!({ "user": "x".repeat(300) }))
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_logins_keeps_only_recent_login_records() -> anyhow::Result<()> {
+    let env = TestEnv::with_worker("maintenance=1").await?;
+    let user = id(&env.user("kept", json!({})).await?["id"])?;
+    for (username, age_days) in [("old", 91), ("recent", 89)] {
+        sqlx::query(
+            "INSERT INTO login_log (id, username, success, remote, at) \
+             VALUES ($1, $2, false, '127.0.0.1', now() - make_interval(days => $3))",
+        )
+        .bind(Uuid::now_v7())
+        .bind(username)
+        .bind(age_days)
+        .execute(&env.db)
+        .await?;
+    }
+    // Used 8 days ago, expired 8 days ago, used yesterday, still valid.
+    for (name, used, expires) in [
+        ("used-old", Some(8), -7),
+        ("expired-old", None, -8),
+        ("used-recent", Some(1), 0),
+        ("valid", None, 1),
+    ] {
+        sqlx::query(
+            "INSERT INTO password_resets (id, user_id, token_hash, created_at, expires_at, used_at) \
+             VALUES ($1, $2, $3, now() - interval '9 days', now() + make_interval(days => $4), \
+                     now() - make_interval(days => $5))",
+        )
+        .bind(Uuid::now_v7())
+        .bind(user)
+        .bind(name.as_bytes())
+        .bind(expires)
+        .bind(used)
+        .execute(&env.db)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO throttles (key, attempts, last_at) VALUES \
+         ('login:account:idle', 3, now() - interval '2 days'), ('login:account:busy', 3, now())",
+    )
+    .execute(&env.db)
+    .await?;
+
+    // The default schedule runs it daily.
+    let (_, schedules) = env.get("/api/v1/schedules?kind=purge_logins").await?;
+    assert_eq!(schedules["schedules"][0]["name"], "purge-login-records", "{schedules}");
+    assert_eq!(schedules["schedules"][0]["enabled"], true);
+
+    let job = env
+        .enqueue(json!({ "kind": "purge_logins", "payload": { "login_log_days": 90, "resets_days": 7 } }))
+        .await?;
+    let done = env.wait_state(job, "succeeded", Duration::from_secs(20)).await?;
+    assert_eq!(
+        done["result"],
+        json!({ "login_log": 1, "password_resets": 2, "counters": 1 }),
+        "{done}"
+    );
+    let left: Vec<String> = sqlx::query_scalar("SELECT username FROM login_log ORDER BY username")
+        .fetch_all(&env.db)
+        .await?;
+    assert_eq!(left, ["recent"]);
+    let resets: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM password_resets ORDER BY token_hash")
+        .fetch_all(&env.db)
+        .await?;
+    assert_eq!(resets, [b"used-recent".to_vec(), b"valid".to_vec()]);
+    let (status, _) = env
+        .post(
+            "/api/v1/jobs",
+            json!({ "kind": "purge_logins", "payload": { "login_log_days": 0 } }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_may_be_called_admin() -> anyhow::Result<()> {
+    let env = TestEnv::with_worker("maintenance=1").await?;
+    for name in ["admin", "Admin", "ADMIN"] {
+        let (status, body) = env
+            .post(
+                "/api/v1/users",
+                json!({ "username": name, "email": "a@example.com", "password": PASSWORD }),
+            )
+            .await?;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("reserved"),
+            "{body}"
+        );
+    }
+    let (status, _) = env
+        .post(
+            "/api/v1/users",
+            json!({ "username": "u".repeat(151), "email": "long@example.com", "password": PASSWORD }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (status, invitation) = env
+        .post("/api/v1/invitations", json!({ "email": "invited@example.com" }))
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{invitation}");
+    // The worker mints the link it mails; this test sets a token of its own instead.
+    let token = "an invitation token of the test's";
+    sqlx::query("UPDATE invitations SET token_hash = $1 WHERE id = $2")
+        .bind(rushes_common::tokens::token_digest(token))
+        .bind(id(&invitation["id"])?)
+        .execute(&env.db)
+        .await?;
+    let (status, body) = env
+        .post(
+            "/api/v1/invitations/accept",
+            json!({ "token": token, "username": "aDmIn", "password": PASSWORD }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _) = env
+        .post(
+            "/api/v1/invitations/accept",
+            json!({ "token": token, "username": "invited", "password": PASSWORD }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "the invitation is still good");
+
+    let import = env
+        .http
+        .post(env.url("/api/v1/users/import"))
+        .bearer_auth(rushes_tests::TOKEN)
+        .body("username,email\nAdmin,imported@example.com\nfine,fine@example.com\n");
+    let (status, job) = TestEnv::answer(import).await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let done = env
+        .wait_state(rushes_tests::job_id(&job)?, "succeeded", Duration::from_secs(30))
+        .await?;
+    assert_eq!(done["result"]["applied"], false, "{done}");
+    assert!(
+        done["result"]["errors"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("reserved"),
+        "{done}"
+    );
+    let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE lower(username) = 'admin'")
+        .fetch_one(&env.db)
+        .await?;
+    assert_eq!(admins, 0);
+    Ok(())
+}
