@@ -27,10 +27,12 @@ pub enum Policy {
     EditMetadata,
     ManageTags,
     ManageUsers,
+    /// Make public share links to the production's clips and review files.
+    Share,
 }
 
 impl Policy {
-    pub const ALL: [Policy; 8] = [
+    pub const ALL: [Policy; 9] = [
         Self::View,
         Self::DownloadOriginals,
         Self::Scan,
@@ -39,6 +41,7 @@ impl Policy {
         Self::EditMetadata,
         Self::ManageTags,
         Self::ManageUsers,
+        Self::Share,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +54,7 @@ impl Policy {
             Self::EditMetadata => "edit_metadata",
             Self::ManageTags => "manage_tags",
             Self::ManageUsers => "manage_users",
+            Self::Share => "share",
         }
     }
 }

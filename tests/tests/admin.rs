@@ -624,7 +624,7 @@ async fn share_links_serve_one_clip_until_they_expire_or_are_revoked() -> anyhow
     let (status, made) = env
         .post(
             &format!("/api/v1/clips/{clip}/share"),
-            json!({ "expires_in_hours": 2, "password": "rushes!" }),
+            json!({ "expires_in_hours": 2, "password": "rushes!!" }),
         )
         .await?;
     assert_eq!(status, StatusCode::CREATED, "{made}");
@@ -641,19 +641,19 @@ async fn share_links_serve_one_clip_until_they_expire_or_are_revoked() -> anyhow
     };
     assert_eq!(get(url.clone(), None).await?.status(), StatusCode::FORBIDDEN);
     assert_eq!(get(url.clone(), Some("guess")).await?.status(), StatusCode::FORBIDDEN);
-    let opened: Value = get(url.clone(), Some("rushes!")).await?.json().await?;
+    let opened: Value = get(url.clone(), Some("rushes!!")).await?.json().await?;
     let proxy = opened["files"]["proxy"].as_str().unwrap_or_default().to_owned();
     assert!(proxy.ends_with("/proxy.mp4"), "{opened}");
     let ranged = env
         .http
         .get(env.url(&proxy))
-        .header("x-share-password", "rushes!")
+        .header("x-share-password", "rushes!!")
         .header("Range", "bytes=0-9")
         .send()
         .await?;
     assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
     for other in ["audio.wav", "..%2Fproxy.mp4", "%2E%2E%2F%2E%2E%2Fetc%2Fpasswd"] {
-        let response = get(format!("{url}/{other}"), Some("rushes!")).await?;
+        let response = get(format!("{url}/{other}"), Some("rushes!!")).await?;
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{other}");
     }
     assert_eq!(
@@ -668,7 +668,7 @@ async fn share_links_serve_one_clip_until_they_expire_or_are_revoked() -> anyhow
         .call(reqwest::Method::DELETE, &format!("/api/v1/share-links/{share}"), None)
         .await?;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(get(url.clone(), Some("rushes!")).await?.status(), StatusCode::GONE);
+    assert_eq!(get(url.clone(), Some("rushes!!")).await?.status(), StatusCode::GONE);
 
     let (_, open_link) = env.post(&format!("/api/v1/clips/{clip}/share"), json!({})).await?;
     let open_url = open_link["url"]

@@ -1,5 +1,8 @@
-//! Login abuse: counted login and reset limits with a backoff, the client address
-//! behind trusted proxies only, the login records' retention, the reserved `admin` name.
+//! Login abuse and share links under control: counted login and reset limits with a
+//! backoff, the client address behind trusted proxies only, the login records'
+//! retention, the reserved `admin` name, and share links that need the `share` policy,
+//! are audited, take no password in the URL, limit wrong passwords, hand out grants,
+//! and stop when their maker loses access.
 
 use std::time::Duration;
 
@@ -8,6 +11,9 @@ use reqwest::StatusCode;
 use rushes_tests::{PASSWORD, TestEnv};
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+/// The built-in editor role (carries `share`).
+const EDITOR_ROLE: &str = "00000000-0000-7000-8000-0000000000a2";
 
 fn id(value: &Value) -> anyhow::Result<Uuid> {
     Ok(value.as_str().unwrap_or_default().parse()?)
@@ -360,5 +366,307 @@ async fn nobody_may_be_called_admin() -> anyhow::Result<()> {
         .fetch_one(&env.db)
         .await?;
     assert_eq!(admins, 0);
+    Ok(())
+}
+
+/// A production with one clip whose proxy is a 4 KiB file; returns (production, clip).
+async fn clip_with_proxy(env: &TestEnv) -> anyhow::Result<(Uuid, Uuid)> {
+    std::fs::create_dir_all(env.media_root.join("shared"))?;
+    let production = id(&env.production("Shared", 1, "shared", None).await?["id"])?;
+    let clip = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO clips (id, production_id, path, name, size_bytes, mtime_ns, outputs) \
+         VALUES ($1, $2, 'A001C001.mov', 'A001C001.mov', 1, 1, '{\"proxy\": \"proxy.mp4\"}')",
+    )
+    .bind(clip)
+    .bind(production)
+    .execute(&env.db)
+    .await?;
+    let dir = env.data_dir.join("clips").join(clip.to_string());
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("proxy.mp4"), vec![7u8; 4096])?;
+    Ok((production, clip))
+}
+
+/// A group granted `production`, with these members and, if given, the role on it.
+async fn group(
+    env: &TestEnv,
+    name: &str,
+    production: Uuid,
+    role: Option<&str>,
+    members: &[Uuid],
+) -> anyhow::Result<Uuid> {
+    let (status, group) = env.post("/api/v1/groups", json!({ "name": name })).await?;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    let group = id(&group["id"])?;
+    let (status, _) = env
+        .post(
+            &format!("/api/v1/groups/{group}/productions"),
+            json!({ "production_id": production }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    if let Some(role) = role {
+        let (status, body) = env
+            .post(
+                &format!("/api/v1/groups/{group}/roles"),
+                json!({ "role_id": role, "scope_type": "production", "scope_id": production }),
+            )
+            .await?;
+        assert!(status.is_success(), "{status} {body}");
+    }
+    for member in members {
+        let (status, _) = env
+            .post(&format!("/api/v1/groups/{group}/members"), json!({ "user_id": member }))
+            .await?;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    Ok(group)
+}
+
+/// `POST /clips/{clip}/share` as the holder of `token`.
+async fn share(env: &TestEnv, token: &str, clip: Uuid, body: Value) -> anyhow::Result<(StatusCode, Value)> {
+    TestEnv::answer(
+        env.http
+            .post(env.url(&format!("/api/v1/clips/{clip}/share")))
+            .bearer_auth(token)
+            .json(&body),
+    )
+    .await
+}
+
+/// A share URL on this test's control plane.
+fn local(env: &TestEnv, made: &Value) -> String {
+    made["url"]
+        .as_str()
+        .unwrap_or_default()
+        .replace("http://rushes.test", &env.base_url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_links_need_the_share_policy_and_die_with_their_makers_access() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let (production, clip) = clip_with_proxy(&env).await?;
+    let mut users = Vec::new();
+    for name in ["looker", "leaver", "sleeper", "goner"] {
+        users.push(id(&env.user(name, json!({})).await?["id"])?);
+    }
+    let (looker, leaver, sleeper, goner) = (users[0], users[1], users[2], users[3]);
+    group(&env, "lookers", production, None, &[looker]).await?;
+    let editors = group(
+        &env,
+        "editors",
+        production,
+        Some(EDITOR_ROLE),
+        &[leaver, sleeper, goner],
+    )
+    .await?;
+
+    // Seeing a clip is not enough to publish it.
+    let looker_token = env.login("looker").await?;
+    let (status, body) = share(&env, &looker_token, clip, json!({})).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap_or_default().contains("share"),
+        "{body}"
+    );
+
+    // The editor role carries `share`: made, owned by the account, audited.
+    let mut links = Vec::new();
+    for name in ["leaver", "sleeper", "goner"] {
+        let token = env.login(name).await?;
+        let (status, made) = share(&env, &token, clip, json!({})).await?;
+        assert_eq!(status, StatusCode::CREATED, "{made}");
+        links.push((made["share"]["id"].clone(), local(&env, &made)));
+    }
+    let (_, audit) = env
+        .get("/api/v1/audit-log?target_type=share_link&action=share_link.create")
+        .await?;
+    let entries = audit["entries"].as_array().cloned().unwrap_or_default();
+    assert_eq!(entries.len(), 3, "{audit}");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["actor"] == "leaver" && e["after"]["created_by_id"] == json!(leaver))
+    );
+    for (_, url) in &links {
+        let response = env.http.get(format!("{url}/proxy.mp4")).send().await?;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    // Admins list links by production and by maker.
+    let (_, listed) = env
+        .get(&format!(
+            "/api/v1/share-links?production_id={production}&created_by=leaver"
+        ))
+        .await?;
+    let listed = listed["share_links"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0]["created_by_id"].clone(), listed[0]["active"].clone()),
+        (json!(leaver), json!(true))
+    );
+    let (_, listed) = env.get(&format!("/api/v1/share-links?created_by_id={sleeper}")).await?;
+    assert_eq!(listed["share_links"].as_array().map(Vec::len), Some(1));
+    let (_, listed) = env
+        .get(&format!("/api/v1/share-links?production_id={}", Uuid::now_v7()))
+        .await?;
+    assert_eq!(listed["share_links"].as_array().map(Vec::len), Some(0));
+
+    // Leaving the group, deactivation and deletion each take the maker's link down.
+    let (status, _) = env
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/groups/{editors}/members/{leaver}"),
+            None,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = env
+        .patch(&format!("/api/v1/users/{sleeper}"), json!({ "active": false }))
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = env
+        .call(reqwest::Method::DELETE, &format!("/api/v1/users/{goner}"), None)
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for (_, url) in &links {
+        assert_eq!(env.http.get(url).send().await?.status(), StatusCode::GONE, "{url}");
+        let response = env.http.get(format!("{url}/proxy.mp4")).send().await?;
+        assert_eq!(response.status(), StatusCode::GONE, "{url}: no file");
+    }
+    let (_, listed) = env
+        .get(&format!("/api/v1/share-links?production_id={production}"))
+        .await?;
+    let listed = listed["share_links"].as_array().cloned().unwrap_or_default();
+    assert!(listed.iter().all(|l| l["active"] == false), "{listed:?}");
+    let revoked: Vec<&Value> = listed.iter().filter(|l| !l["revoked_at"].is_null()).collect();
+    assert_eq!(
+        revoked.len(),
+        2,
+        "deactivation and deletion revoke the rows: {listed:?}"
+    );
+
+    // Revoking is audited too.
+    let (status, _) = env
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/share-links/{}", id(&links[0].0)?),
+            None,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, audit) = env
+        .get("/api/v1/audit-log?target_type=share_link&action=share_link.revoke")
+        .await?;
+    assert_eq!(audit["entries"].as_array().map(Vec::len), Some(1), "{audit}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_passwords_stay_out_of_urls_are_limited_and_buy_a_grant() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let (_, clip) = clip_with_proxy(&env).await?;
+    let (status, body) = env
+        .post(&format!("/api/v1/clips/{clip}/share"), json!({ "password": "seven!!" }))
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let secret = "a long secret";
+    let mut urls = Vec::new();
+    for _ in 0..2 {
+        let (status, made) = env
+            .post(&format!("/api/v1/clips/{clip}/share"), json!({ "password": secret }))
+            .await?;
+        assert_eq!(status, StatusCode::CREATED, "{made}");
+        urls.push(local(&env, &made));
+    }
+    let (guessed, granted) = (&urls[0], &urls[1]);
+
+    // Never in the URL.
+    for url in [guessed.clone(), format!("{guessed}/proxy.mp4")] {
+        let (status, body) = TestEnv::answer(env.http.get(format!("{url}?password={secret}"))).await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("X-Share-Password")
+        );
+    }
+    // Ten wrong passwords, then even the right one waits.
+    for _ in 0..10 {
+        let response = env
+            .http
+            .get(guessed)
+            .header("x-share-password", "not the secret")
+            .send()
+            .await?;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    }
+    let response = env.http.get(guessed).header("x-share-password", secret).send().await?;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another link has its own count.
+    assert_eq!(env.http.get(granted).send().await?.status(), StatusCode::FORBIDDEN);
+
+    // The right password in a POST body buys a grant: in the body and as a cookie.
+    let response = env
+        .http
+        .post(granted)
+        .json(&json!({ "password": secret }))
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookie = response
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let opened: Value = response.json().await?;
+    let grant = opened["grant"]["token"].as_str().unwrap_or_default().to_owned();
+    assert!(!grant.is_empty(), "{opened}");
+    let path = granted.replace(&env.base_url, "");
+    assert!(
+        cookie.starts_with(&format!("rushes_share_grant={grant};")) && cookie.contains(&format!("Path={path}")),
+        "{cookie}"
+    );
+    assert!(cookie.contains("HttpOnly"));
+    let proxy = env.url(opened["files"]["proxy"].as_str().unwrap_or_default());
+
+    // Range requests with the grant (header or cookie) need no password.
+    let ranged = env
+        .http
+        .get(&proxy)
+        .header("x-share-grant", &grant)
+        .header("range", "bytes=0-9")
+        .send()
+        .await?;
+    assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(ranged.bytes().await?.len(), 10);
+    let ranged = env
+        .http
+        .get(&proxy)
+        .header("cookie", format!("rushes_share_grant={grant}"))
+        .header("range", "bytes=100-199")
+        .send()
+        .await?;
+    assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
+    // A grant opens only its own link, and only as signed.
+    let guessed_proxy = format!("{guessed}/proxy.mp4");
+    let other = env
+        .http
+        .get(&guessed_proxy)
+        .header("x-share-grant", &grant)
+        .send()
+        .await?;
+    assert_eq!(other.status(), StatusCode::FORBIDDEN);
+    let forged = format!("{}0", &grant[..grant.len() - 1]);
+    let forged = if forged == grant {
+        format!("{}1", &grant[..grant.len() - 1])
+    } else {
+        forged
+    };
+    let response = env.http.get(&proxy).header("x-share-grant", forged).send().await?;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
     Ok(())
 }

@@ -2,10 +2,24 @@
 //! make an expiring, optionally password-protected link to one clip's or one review
 //! file's proxy; `/share/{token}` (public) shows what it names and counts the view;
 //! `/share/{token}/{file}` serves only that proxy, poster or scrub sprite, with range
-//! requests. Expired and revoked links answer 410.
+//! requests.
+//!
+//! Making a link needs the `share` policy on the production; making and revoking are
+//! audited. A link is served only while its maker still may share that production
+//! (active, not deleted, still holding `share`): a maker who leaves the group, is
+//! deactivated or is deleted takes their links down with them. Expired, revoked and
+//! such orphaned links answer 410.
+//!
+//! A password (at least 8 characters) is given in the `X-Share-Password` header or a
+//! POST body, never in the URL; wrong ones are limited per link ([`throttle::SHARE_LINK`]).
+//! A right one buys a short-lived signed grant ([`crate::share_grant`]), sent back as a
+//! cookie scoped to the link and in the body, which stands in for the password (a
+//! player's range requests pay no Argon2 check each).
+
+use std::collections::HashMap;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Router};
@@ -14,15 +28,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::audit::{self, Change};
 use crate::auth::{Caller, Policy, hash_password, new_token, token_digest, verify_password};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
+use crate::{share_grant, throttle};
 
 /// Files a share link serves.
 const SHARED_FILES: [&str; 5] = ["proxy.mp4", "proxy.m4a", "poster.jpg", "sprite.jpg", "sprite.vtt"];
 const DEFAULT_HOURS: i32 = 72;
 const MAX_HOURS: i32 = 24 * 30;
+/// Shortest and longest link password, in characters.
+const MIN_PASSWORD: usize = 8;
+const MAX_PASSWORD: usize = rushes_common::accounts::MAX_PASSWORD;
 
 /// Authenticated routes (under `/api/v1`).
 pub fn router() -> Router<AppState> {
@@ -36,7 +55,7 @@ pub fn router() -> Router<AppState> {
 /// Public routes (outside `/api/v1`).
 pub fn public_router() -> Router<AppState> {
     Router::new()
-        .route("/share/{token}", get(open))
+        .route("/share/{token}", get(open).post(open_with_body))
         .route("/share/{token}/{name}", get(file))
 }
 
@@ -47,17 +66,52 @@ struct NewShare {
     password: Option<String>,
 }
 
+/// Whether the link's maker may still share what it names (SQL over `l`, `c`, `u`): the
+/// bootstrap token (no account, named `admin`, a name no user may take) always may.
+macro_rules! maker_may_share {
+    () => {
+        "((l.created_by_id IS NULL AND l.created_by = 'admin') \
+          OR may_share(l.created_by_id, COALESCE(c.production_id, u.production_id)))"
+    };
+}
+
+/// The links and what they name.
+macro_rules! links_from {
+    () => {
+        " FROM share_links l LEFT JOIN clips c ON c.id = l.clip_id LEFT JOIN uploads u ON u.id = l.upload_id "
+    };
+}
+
+macro_rules! share_select {
+    () => {
+        concat!(
+            "SELECT l.id, l.clip_id, l.upload_id, COALESCE(c.production_id, u.production_id) AS production_id, \
+                    l.expires_at, l.password_hash IS NOT NULL AS protected, l.views, l.revoked_at, l.created_by, \
+                    l.created_by_id, l.created_at, \
+                    (l.revoked_at IS NULL AND l.expires_at > now() AND ",
+            maker_may_share!(),
+            ") AS active",
+            links_from!()
+        )
+    };
+}
+
 #[derive(Debug, Serialize, sqlx::FromRow)]
 struct ShareView {
     id: Uuid,
     clip_id: Option<Uuid>,
     upload_id: Option<Uuid>,
+    production_id: Option<Uuid>,
     expires_at: DateTime<Utc>,
     protected: bool,
     views: i32,
     revoked_at: Option<DateTime<Utc>>,
+    /// The maker's name, for display; `created_by_id` is the account (none: the bootstrap token).
     created_by: String,
+    created_by_id: Option<Uuid>,
     created_at: DateTime<Utc>,
+    /// Served now: not revoked, not expired, and its maker still may share it.
+    active: bool,
 }
 
 async fn clip_production(state: &AppState, clip: Uuid) -> ApiResult<Uuid> {
@@ -83,9 +137,12 @@ async fn share_clip(
 ) -> ApiResult<impl IntoResponse> {
     let production = clip_production(&state, id).await?;
     caller
-        .require(&state, Policy::View, production)
+        .require(&state, Policy::Share, production)
         .await
-        .map_err(|_| ApiError::NotFound(format!("no clip {id}")))?;
+        .map_err(|err| match err {
+            ApiError::NotFound(_) => ApiError::NotFound(format!("no clip {id}")),
+            err => err,
+        })?;
     create(&state, &caller, Target::Clip(id), body).await
 }
 
@@ -95,7 +152,7 @@ async fn share_review_file(
     Path(id): Path<Uuid>,
     Json(body): Json<NewShare>,
 ) -> ApiResult<impl IntoResponse> {
-    super::review_files::authorised(&state, &caller, id, Policy::View).await?;
+    super::review_files::authorised(&state, &caller, id, Policy::Share).await?;
     create(&state, &caller, Target::ReviewFile(id), body).await
 }
 
@@ -110,20 +167,28 @@ async fn create(
         return Err(ApiError::Unprocessable(format!("expires_in_hours: 1 to {MAX_HOURS}")));
     }
     let password = match body.password.filter(|p| !p.is_empty()) {
-        Some(p) if p.chars().count() < 4 => {
-            return Err(ApiError::Unprocessable("password: at least 4 characters".into()));
+        Some(p) if p.chars().count() < MIN_PASSWORD => {
+            return Err(ApiError::Unprocessable(format!(
+                "password: at least {MIN_PASSWORD} characters"
+            )));
+        }
+        Some(p) if p.chars().count() > MAX_PASSWORD => {
+            return Err(ApiError::Unprocessable(format!(
+                "password: at most {MAX_PASSWORD} characters"
+            )));
         }
         Some(p) => Some(hash_password(p).await?),
         None => None,
     };
     let token = new_token();
-    let share: ShareView = sqlx::query_as(
-        "INSERT INTO share_links (id, clip_id, upload_id, token_hash, password_hash, expires_at, created_by) \
-         VALUES ($1, $2, $3, $4, $5, now() + make_interval(hours => $6), $7) \
-         RETURNING id, clip_id, upload_id, expires_at, password_hash IS NOT NULL AS protected, views, revoked_at, \
-                   created_by, created_at",
+    let id = Uuid::now_v7();
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "INSERT INTO share_links (id, clip_id, upload_id, token_hash, password_hash, expires_at, created_by, \
+                                  created_by_id) \
+         VALUES ($1, $2, $3, $4, $5, now() + make_interval(hours => $6), $7, $8)",
     )
-    .bind(Uuid::now_v7())
+    .bind(id)
     .bind(match target {
         Target::Clip(id) => Some(id),
         Target::ReviewFile(_) => None,
@@ -136,8 +201,26 @@ async fn create(
     .bind(password)
     .bind(hours)
     .bind(&caller.name)
-    .fetch_one(&state.db)
+    .bind(caller.user_id)
+    .execute(&mut *tx)
     .await?;
+    let share: ShareView = sqlx::query_as(concat!(share_select!(), "WHERE l.id = $1"))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    audit::record(
+        &mut *tx,
+        caller,
+        Change {
+            action: "share_link.create",
+            target_type: "share_link",
+            target_id: Some(id.to_string()),
+            before: None,
+            after: Some(serde_json::to_value(&share).unwrap_or(Value::Null)),
+        },
+    )
+    .await?;
+    tx.commit().await?;
     let url = format!("{}/share/{token}", state.public_url);
     Ok((StatusCode::CREATED, axum::Json(json!({ "share": share, "url": url }))))
 }
@@ -147,6 +230,10 @@ async fn create(
 struct ListShares {
     clip_id: Option<Uuid>,
     review_file_id: Option<Uuid>,
+    production_id: Option<Uuid>,
+    /// The maker's username (case-insensitive).
+    created_by: Option<String>,
+    created_by_id: Option<Uuid>,
 }
 
 /// Admins see every link; others the links they made.
@@ -155,17 +242,22 @@ async fn list(
     Extension(caller): Extension<Caller>,
     Query(q): Query<ListShares>,
 ) -> ApiResult<axum::Json<Value>> {
-    let shares: Vec<ShareView> = sqlx::query_as(
-        "SELECT id, clip_id, upload_id, expires_at, password_hash IS NOT NULL AS protected, views, revoked_at, \
-                created_by, created_at \
-         FROM share_links WHERE ($1::uuid IS NULL OR clip_id = $1) AND ($4::uuid IS NULL OR upload_id = $4) \
-               AND ($2 OR created_by = $3) \
-         ORDER BY id DESC LIMIT 1000",
-    )
+    let shares: Vec<ShareView> = sqlx::query_as(concat!(
+        share_select!(),
+        "WHERE ($1::uuid IS NULL OR l.clip_id = $1) AND ($2::uuid IS NULL OR l.upload_id = $2) \
+           AND ($3::uuid IS NULL OR COALESCE(c.production_id, u.production_id) = $3) \
+           AND ($4::text IS NULL OR lower(l.created_by) = lower($4)) \
+           AND ($5::uuid IS NULL OR l.created_by_id = $5) \
+           AND ($6 OR l.created_by_id = $7) \
+         ORDER BY l.id DESC LIMIT 1000"
+    ))
     .bind(q.clip_id)
-    .bind(caller.is_admin)
-    .bind(&caller.name)
     .bind(q.review_file_id)
+    .bind(q.production_id)
+    .bind(q.created_by.as_deref().map(str::trim))
+    .bind(q.created_by_id)
+    .bind(caller.is_admin)
+    .bind(caller.user_id)
     .fetch_all(&state.db)
     .await?;
     Ok(axum::Json(json!({ "share_links": shares })))
@@ -176,19 +268,44 @@ async fn revoke(
     Extension(caller): Extension<Caller>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
+    let mut tx = state.db.begin().await?;
     let revoked: Option<Uuid> = sqlx::query_scalar(
         "UPDATE share_links SET revoked_at = now() \
-         WHERE id = $1 AND revoked_at IS NULL AND ($2 OR created_by = $3) RETURNING id",
+         WHERE id = $1 AND revoked_at IS NULL AND ($2 OR created_by_id = $3) RETURNING id",
     )
     .bind(id)
     .bind(caller.is_admin)
-    .bind(&caller.name)
-    .fetch_optional(&state.db)
+    .bind(caller.user_id)
+    .fetch_optional(&mut *tx)
     .await?;
-    match revoked {
-        Some(_) => Ok(StatusCode::NO_CONTENT),
-        None => Err(ApiError::NotFound(format!("no active share link {id} of yours"))),
+    if revoked.is_none() {
+        return Err(ApiError::NotFound(format!("no active share link {id} of yours")));
     }
+    audit::record(
+        &mut *tx,
+        &caller,
+        Change {
+            action: "share_link.revoke",
+            target_type: "share_link",
+            target_id: Some(id.to_string()),
+            before: None,
+            after: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes every live link `user` made (the user is being deactivated or deleted).
+pub(crate) async fn revoke_all_of<'e>(executor: impl sqlx::PgExecutor<'e>, user: Uuid) -> ApiResult<u64> {
+    Ok(
+        sqlx::query("UPDATE share_links SET revoked_at = now() WHERE created_by_id = $1 AND revoked_at IS NULL")
+            .bind(user)
+            .execute(executor)
+            .await?
+            .rows_affected(),
+    )
 }
 
 #[derive(sqlx::FromRow)]
@@ -197,20 +314,45 @@ struct Link {
     clip_id: Option<Uuid>,
     upload_id: Option<Uuid>,
     password_hash: Option<String>,
+    expires_at: DateTime<Utc>,
     live: bool,
 }
 
-#[derive(Debug, Deserialize)]
-struct Access {
-    password: Option<String>,
+/// A grant handed out for a right password.
+struct Grant {
+    token: String,
+    expires_at: DateTime<Utc>,
 }
 
-/// The link for `token` if it is live and the password (query or `X-Share-Password`) fits.
-async fn resolve(state: &AppState, token: &str, headers: &HeaderMap, access: Access) -> ApiResult<Link> {
-    let link: Link = sqlx::query_as(
-        "SELECT id, clip_id, upload_id, password_hash, (revoked_at IS NULL AND expires_at > now()) AS live \
-         FROM share_links WHERE token_hash = $1",
-    )
+/// Refuses a password in the query string (it would end up in logs and histories).
+fn refuse_query_password(query: &HashMap<String, String>) -> ApiResult<()> {
+    if query.contains_key("password") {
+        return Err(ApiError::BadRequest(
+            "a share link's password never goes in the URL: send it in the X-Share-Password header \
+             or as {\"password\": …} in a POST body"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The link for `token` if it is live and the caller holds a grant for it or gives its
+/// password (`password`, else the `X-Share-Password` header); with a new grant when the
+/// password was checked.
+async fn resolve(
+    state: &AppState,
+    token: &str,
+    headers: &HeaderMap,
+    password: Option<String>,
+) -> ApiResult<(Link, Option<Grant>)> {
+    let link: Link = sqlx::query_as(concat!(
+        "SELECT l.id, l.clip_id, l.upload_id, l.password_hash, l.expires_at, \
+                (l.revoked_at IS NULL AND l.expires_at > now() AND ",
+        maker_may_share!(),
+        ") AS live",
+        links_from!(),
+        "WHERE l.token_hash = $1"
+    ))
     .bind(token_digest(token))
     .fetch_optional(&state.db)
     .await?
@@ -218,30 +360,108 @@ async fn resolve(state: &AppState, token: &str, headers: &HeaderMap, access: Acc
     if !link.live {
         return Err(ApiError::Gone("this share link has expired or was revoked".into()));
     }
-    if let Some(hash) = &link.password_hash {
-        let given = access
-            .password
-            .or_else(|| {
-                headers
-                    .get("x-share-password")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_default();
-        if given.is_empty() || !verify_password(given, hash.clone()).await? {
-            return Err(ApiError::Forbidden("this share link needs its password".into()));
+    let Some(hash) = link.password_hash.clone() else {
+        return Ok((link, None));
+    };
+    let now = Utc::now();
+    if share_grant::presented(headers)
+        .iter()
+        .any(|grant| state.share_grants.check(grant, link.id, now))
+    {
+        return Ok((link, None));
+    }
+    let given = password
+        .or_else(|| {
+            headers
+                .get("x-share-password")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| {
+            ApiError::Forbidden(
+                "this share link needs its password: send it in the X-Share-Password header or as \
+                 {\"password\": …} in a POST body"
+                    .into(),
+            )
+        })?;
+    if given.chars().count() > MAX_PASSWORD {
+        return Err(ApiError::Forbidden("wrong password for this share link".into()));
+    }
+    let key = format!("share:{}", link.id);
+    if let Err(limit) = throttle::attempt(&state.db, &[(key.clone(), throttle::SHARE_LINK)], now).await? {
+        return Err(ApiError::TooManyRequests(format!(
+            "too many wrong passwords for this share link; try again in {} s",
+            limit.seconds(now)
+        )));
+    }
+    let right = match verify_password(given, hash).await {
+        Ok(right) => right,
+        Err(err) => {
+            throttle::refund(&state.db, &key).await?;
+            return Err(err);
+        }
+    };
+    if !right {
+        return Err(ApiError::Forbidden("wrong password for this share link".into()));
+    }
+    throttle::refund(&state.db, &key).await?;
+    let expires_at = (now + share_grant::GRANT_LIFETIME).min(link.expires_at);
+    let grant = Grant {
+        token: state.share_grants.sign(link.id, expires_at),
+        expires_at,
+    };
+    Ok((link, Some(grant)))
+}
+
+/// Adds the grant's cookie (scoped to the link) to a response.
+fn with_grant(state: &AppState, token: &str, grant: Option<&Grant>, mut response: Response) -> Response {
+    if let Some(grant) = grant {
+        let cookie = share_grant::cookie(
+            &grant.token,
+            &format!("/share/{token}"),
+            state.public_url.starts_with("https://"),
+            grant.expires_at - Utc::now(),
+        );
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
         }
     }
-    Ok(link)
+    response
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenBody {
+    password: Option<String>,
 }
 
 async fn open(
     State(state): State<AppState>,
     Path(token): Path<String>,
     headers: HeaderMap,
-    Query(access): Query<Access>,
-) -> ApiResult<axum::Json<Value>> {
-    let link = resolve(&state, &token, &headers, access).await?;
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    refuse_query_password(&query)?;
+    show(&state, &token, &headers, None).await
+}
+
+/// `POST /share/{token}` with `{"password"}`: what `GET` shows, for clients that would
+/// rather not put the password in a header.
+async fn open_with_body(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    Json(body): Json<OpenBody>,
+) -> ApiResult<Response> {
+    refuse_query_password(&query)?;
+    show(&state, &token, &headers, body.password).await
+}
+
+/// What the link names and where its files are; counts the view.
+async fn show(state: &AppState, token: &str, headers: &HeaderMap, password: Option<String>) -> ApiResult<Response> {
+    let (link, grant) = resolve(state, token, headers, password).await?;
     sqlx::query("UPDATE share_links SET views = views + 1 WHERE id = $1")
         .bind(link.id)
         .execute(&state.db)
@@ -262,8 +482,15 @@ async fn open(
             }
         }
     }
-    Ok(axum::Json(
-        json!({ "name": name, "duration_s": duration, "files": files }),
+    let mut body = json!({ "name": name, "duration_s": duration, "files": files });
+    if let Some(grant) = &grant {
+        body["grant"] = json!({ "token": grant.token, "expires_at": grant.expires_at });
+    }
+    Ok(with_grant(
+        state,
+        token,
+        grant.as_ref(),
+        axum::Json(body).into_response(),
     ))
 }
 
@@ -271,16 +498,18 @@ async fn file(
     State(state): State<AppState>,
     Path((token, name)): Path<(String, String)>,
     headers: HeaderMap,
-    Query(access): Query<Access>,
+    Query(query): Query<HashMap<String, String>>,
     request: Request,
 ) -> ApiResult<Response> {
+    refuse_query_password(&query)?;
     if !SHARED_FILES.contains(&name.as_str()) {
         return Err(ApiError::NotFound(format!("a share link serves no `{name}`")));
     }
-    let link = resolve(&state, &token, &headers, access).await?;
-    match (link.clip_id, link.upload_id) {
-        (Some(clip), _) => super::clips::serve_output(&state, clip, &name, request).await,
-        (None, Some(upload)) => crate::upload::serve_output(&state, upload, &name, request).await,
-        (None, None) => Err(ApiError::NotFound("this share link names nothing".into())),
-    }
+    let (link, grant) = resolve(&state, &token, &headers, None).await?;
+    let response = match (link.clip_id, link.upload_id) {
+        (Some(clip), _) => super::clips::serve_output(&state, clip, &name, request).await?,
+        (None, Some(upload)) => crate::upload::serve_output(&state, upload, &name, request).await?,
+        (None, None) => return Err(ApiError::NotFound("this share link names nothing".into())),
+    };
+    Ok(with_grant(&state, &token, grant.as_ref(), response))
 }

@@ -390,6 +390,7 @@ async fn update(
     .map_err(taken)?;
     if body.active == Some(false) {
         revoke_tokens(&mut *tx, id, None).await?;
+        super::shares::revoke_all_of(&mut *tx, id).await?;
     } else if hash.is_some() {
         // A new password ends every other session and API token of the account.
         let keep = caller.token_id.filter(|_| caller.user_id == Some(id));
@@ -419,8 +420,8 @@ async fn update(
     Ok(axum::Json(after))
 }
 
-/// Soft delete: the account can no longer log in and its tokens are revoked; its
-/// history stays.
+/// Soft delete: the account can no longer log in and its tokens and share links are
+/// revoked; its history stays.
 async fn remove(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -437,6 +438,7 @@ async fn remove(
         .execute(&mut *tx)
         .await?;
     revoke_tokens(&mut *tx, id, None).await?;
+    super::shares::revoke_all_of(&mut *tx, id).await?;
     audit::record(
         &mut *tx,
         &caller,

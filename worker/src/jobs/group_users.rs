@@ -39,6 +39,14 @@ pub async fn run(ctx: JobContext, payload: GroupUsers) -> Result<Value, JobError
                     .execute(&mut *tx)
                     .await
                     .map_err(db_error)?;
+                // Their share links stop too (they would answer 410 anyway: see control's shares).
+                sqlx::query(
+                    "UPDATE share_links SET revoked_at = now() WHERE created_by_id = ANY($1) AND revoked_at IS NULL",
+                )
+                .bind(&users)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
             }
             (if active { "user.enable" } else { "user.disable" }, users)
         }

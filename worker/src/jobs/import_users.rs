@@ -346,6 +346,11 @@ pub async fn run(ctx: JobContext, payload: ImportUsers) -> Result<Value, JobErro
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
+            sqlx::query("UPDATE share_links SET revoked_at = now() WHERE created_by_id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
         }
         let after = json!({
             "username": row.username, "email": row.email, "is_admin": row.is_admin, "active": row.active,
