@@ -19,7 +19,7 @@ pub enum Command {
     /// Apply pending database migrations and declare the broker topology, then exit.
     Migrate(MigrateConfig),
     /// Serve the HTTP API.
-    Serve(ControlConfig),
+    Serve(Box<ControlConfig>),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -38,7 +38,7 @@ pub fn main_entry() -> anyhow::Result<()> {
                 let listener = TcpListener::bind(config.http_addr)
                     .await
                     .with_context(|| format!("cannot listen on {}", config.http_addr))?;
-                serve(config, listener, shutdown).await
+                serve(*config, listener, shutdown).await
             }
         }
     })
