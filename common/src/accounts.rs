@@ -1,5 +1,5 @@
 //! Rules every account follows wherever it is made or used (the API, an invitation, a
-//! CSV import, a login): reserved names and password lengths.
+//! CSV import, a login): the shape of usernames, reserved names and password lengths.
 
 use crate::job::accounts::MIN_PASSWORD_CHARS;
 
@@ -9,6 +9,20 @@ pub const MAX_PASSWORD: usize = 1024;
 /// Names no user may take (case-insensitively): `admin` is the bootstrap token's name
 /// in the audit trail, so a user called that could pass for it.
 pub const RESERVED_USERNAMES: [&str; 1] = ["admin"];
+
+/// Longest username, in characters.
+pub const MAX_USERNAME: usize = 64;
+
+/// What is wrong with the shape of a username (already trimmed), if anything: 1 to
+/// [`MAX_USERNAME`] letters, digits, `.`, `_`, `-` or `@` (an email address works),
+/// starting with a letter or digit.
+pub fn username_problem(username: &str) -> Option<String> {
+    let allowed = |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@');
+    let starts_well = username.chars().next().is_some_and(char::is_alphanumeric);
+    (!starts_well || username.chars().count() > MAX_USERNAME || !username.chars().all(allowed)).then(|| {
+        format!("username: 1 to {MAX_USERNAME} letters, digits, `.`, `_`, `-` or `@`, starting with a letter or digit")
+    })
+}
 
 /// Whether no new account may be called `username` (already trimmed).
 pub fn is_reserved(username: &str) -> bool {
@@ -35,6 +49,24 @@ pub fn password_problem(password: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usernames_follow_the_rules() {
+        for good in ["ana.b-c_d@example.com", "Zoë", "a", &"x".repeat(MAX_USERNAME)] {
+            assert!(username_problem(good).is_none(), "{good:?}");
+        }
+        for bad in [
+            "",
+            "two words",
+            "-dash",
+            ".dot",
+            "semi;colon",
+            "tab\there",
+            &"x".repeat(MAX_USERNAME + 1),
+        ] {
+            assert!(username_problem(bad).is_some(), "{bad:?} should be refused");
+        }
+    }
 
     #[test]
     fn admin_is_reserved_in_any_case() {

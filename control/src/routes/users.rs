@@ -102,25 +102,17 @@ struct NewUser {
     like_user_id: Option<Uuid>,
 }
 
-/// Longest username.
-const MAX_USERNAME: usize = 64;
-
 /// A username as stored: trimmed, 1 to 64 of letters, digits, `.`, `_`, `-` and `@`
 /// (an email address works), starting with a letter or digit, and not a reserved name
 /// (`admin`, in any case: the bootstrap token's).
 pub(crate) fn check_username(username: &str) -> ApiResult<String> {
     let username = username.trim();
-    let allowed = |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@');
-    let starts_well = username.chars().next().is_some_and(char::is_alphanumeric);
-    if !starts_well || username.chars().count() > MAX_USERNAME || !username.chars().all(allowed) {
-        return Err(ApiError::Unprocessable(format!(
-            "username: 1 to {MAX_USERNAME} letters, digits, `.`, `_`, `-` or `@`, starting with a letter or digit"
-        )));
+    let problem = rushes_common::accounts::username_problem(username)
+        .or_else(|| rushes_common::accounts::reserved_problem(username));
+    match problem {
+        Some(problem) => Err(ApiError::Unprocessable(problem)),
+        None => Ok(username.to_owned()),
     }
-    if let Some(problem) = rushes_common::accounts::reserved_problem(username) {
-        return Err(ApiError::Unprocessable(problem));
-    }
-    Ok(username.to_owned())
 }
 
 /// A new password: 8 to 1024 characters.
@@ -825,26 +817,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn usernames_follow_the_rules() {
+    fn usernames_are_trimmed_shaped_and_not_reserved() {
         assert_eq!(
-            check_username("  ana.b-c_d@example.com ").ok().as_deref(),
-            Some("ana.b-c_d@example.com")
+            check_username("  ana@example.com ").ok().as_deref(),
+            Some("ana@example.com")
         );
-        assert!(check_username("Zoë").is_ok());
-        for bad in [
-            "",
-            " ",
-            "two words",
-            "-dash",
-            ".dot",
-            "semi;colon",
-            "tab\there",
-            &"x".repeat(65),
-            "admin",
-            " Admin ",
-        ] {
-            assert!(check_username(bad).is_err(), "{bad:?} should be refused");
-        }
+        assert!(check_username("two words").is_err());
+        assert!(check_username("Admin").is_err());
     }
 
     #[test]

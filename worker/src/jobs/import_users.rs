@@ -91,8 +91,8 @@ fn parse(csv_text: &str) -> (Vec<Row>, Vec<Value>) {
         let get = |name: &str| column(name).and_then(|i| record.get(i)).unwrap_or("").to_owned();
         let mut problems = Vec::new();
         let username = get("username");
-        if username.is_empty() || username.chars().any(char::is_whitespace) {
-            problems.push("username: must be non-empty, without spaces".to_owned());
+        if let Some(problem) = rushes_common::accounts::username_problem(&username) {
+            problems.push(problem);
         }
         let email = get("email");
         if !mail::looks_like_address(&email) {
