@@ -67,8 +67,11 @@ async fn drop_database(admin: &mut PgConnection, name: &str) -> Result<(), sqlx:
     sqlx::query(sqlx::AssertSqlSafe(sql)).execute(admin).await.map(|_| ())
 }
 
-/// The migrated template database, created once per migration set.
-async fn template() -> anyhow::Result<String> {
+/// Creates the database `db_name` as a copy of the migrated template (made once per
+/// migration set). The copy is made under the same lock as templates are made and
+/// dropped, so a run of another checkout (another migration set) cannot drop the
+/// template between its check and the copy.
+async fn create_from_template(db_name: &str) -> anyhow::Result<()> {
     let digest: u64 = rushes_common::db::MIGRATOR
         .iter()
         .flat_map(|m| m.checksum.iter().copied())
@@ -108,14 +111,19 @@ async fn template() -> anyhow::Result<String> {
             .execute(&mut admin)
             .await?;
         }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {db_name} TEMPLATE {name}"
+        )))
+        .execute(&mut admin)
+        .await
+        .context("cannot create the test database")?;
         anyhow::Ok(())
     }
     .await;
     sqlx::query("SELECT pg_advisory_unlock(4242)")
         .execute(&mut admin)
         .await?;
-    outcome?;
-    Ok(name)
+    outcome
 }
 
 /// One test's world: database, queue prefix, control plane, workers.
@@ -156,18 +164,10 @@ impl TestEnv {
     /// broker at `control_amqp` (a proxy that can be switched off, say).
     pub async fn on_broker(amqp: &str, control_amqp: &str) -> anyhow::Result<Self> {
         init_tracing();
-        let template = template().await?;
         let id = Uuid::new_v4().simple().to_string();
         let db_name = format!("rushes_test_{}", &id[..16]);
         let prefix = format!("t{}", &id[..12]);
-        let mut admin = PgConnection::connect(&format!("{}/postgres", pg_server())).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "CREATE DATABASE {db_name} TEMPLATE {template}"
-        )))
-        .execute(&mut admin)
-        .await
-        .context("cannot create the test database")?;
-        admin.close().await?;
+        create_from_template(&db_name).await?;
         let db = PgPoolOptions::new()
             .max_connections(5)
             .connect(&format!("{}/{db_name}", pg_server()))
