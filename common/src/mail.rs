@@ -52,43 +52,93 @@ pub struct ScanSummary<'a> {
     pub missing_clips: u64,
     /// Some of the new clips' paths (the mail lists at most these).
     pub examples: &'a [String],
-    /// Where the production's clips are seen (the control plane's URL).
+    /// Files that look like media but cannot be read, found by this scan.
+    pub broken_files: u64,
+    /// Some of them: path and reason (the mail lists at most these).
+    pub broken: &'a [(String, String)],
+    /// The production's page (see [`production_page`]): opens in a browser, no token.
     pub link: &'a str,
 }
 
 /// Lists at most this many clip names in a scan summary.
 pub const SCAN_SUMMARY_EXAMPLES: usize = 20;
+/// Lists at most this many broken files in a scan summary.
+pub const SCAN_SUMMARY_BROKEN: usize = 20;
+
+/// The page of a production the control plane serves at `public_url`, opened in a browser
+/// without a token (mails link here, never to a bearer-token API route).
+pub fn production_page(public_url: &str, production_id: uuid::Uuid) -> String {
+    format!("{}/productions/{production_id}", public_url.trim_end_matches('/'))
+}
+
+/// The page of a transcript, as [`production_page`].
+pub fn transcript_page(public_url: &str, transcript_id: uuid::Uuid) -> String {
+    format!("{}/transcripts/{transcript_id}", public_url.trim_end_matches('/'))
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
 
 pub fn scan_summary(summary: &ScanSummary<'_>) -> Mail {
-    let subject = format!(
-        "{}: {} new clip{}",
-        summary.production,
-        summary.new_clips,
-        if summary.new_clips == 1 { "" } else { "s" }
-    );
+    let mut found = Vec::new();
+    if summary.new_clips > 0 || summary.broken_files == 0 {
+        found.push(plural(summary.new_clips, "new clip", "new clips"));
+    }
+    if summary.broken_files > 0 {
+        found.push(plural(summary.broken_files, "broken file", "broken files"));
+    }
+    let subject = format!("{}: {}", summary.production, found.join(", "));
     let mut text = format!(
-        "A scan of {} found {} new, {} changed and {} missing clips.\n\n",
+        "A scan of {} found {} new, {} changed and {} missing clips.\n",
         summary.production, summary.new_clips, summary.changed_clips, summary.missing_clips
     );
-    let mut items = String::new();
-    for path in summary.examples.iter().take(SCAN_SUMMARY_EXAMPLES) {
-        let _ = writeln!(text, "  {path}");
-        let _ = write!(items, "<li>{}</li>", escape_html(path));
+    let mut html = format!(
+        "<p>A scan of <b>{}</b> found {} new, {} changed and {} missing clips.</p>",
+        escape_html(summary.production),
+        summary.new_clips,
+        summary.changed_clips,
+        summary.missing_clips
+    );
+    if summary.new_clips > 0 {
+        text.push('\n');
+        let mut items = String::new();
+        for path in summary.examples.iter().take(SCAN_SUMMARY_EXAMPLES) {
+            let _ = writeln!(text, "  {path}");
+            let _ = write!(items, "<li>{}</li>", escape_html(path));
+        }
+        let more = summary.new_clips.saturating_sub(summary.examples.len() as u64);
+        if more > 0 {
+            let _ = writeln!(text, "  … and {more} more");
+            let _ = write!(items, "<li>… and {more} more</li>");
+        }
+        text.push_str("\nThey are being transcoded now.\n");
+        let _ = write!(html, "<ul>{items}</ul><p>They are being transcoded now.</p>");
     }
-    let more = summary.new_clips.saturating_sub(summary.examples.len() as u64);
-    if more > 0 {
-        let _ = writeln!(text, "  … and {more} more");
-        let _ = write!(items, "<li>… and {more} more</li>");
+    if summary.broken_files > 0 {
+        let intro = format!(
+            "{} like media but cannot be read (skipped until {} change):",
+            plural(summary.broken_files, "file looks", "files look"),
+            if summary.broken_files == 1 { "it" } else { "they" }
+        );
+        let _ = write!(text, "\n{intro}\n");
+        let mut items = String::new();
+        for (path, reason) in summary.broken.iter().take(SCAN_SUMMARY_BROKEN) {
+            let _ = writeln!(text, "  {path}: {reason}");
+            let _ = write!(items, "<li>{}: {}</li>", escape_html(path), escape_html(reason));
+        }
+        let more = summary.broken_files.saturating_sub(summary.broken.len() as u64);
+        if more > 0 {
+            let _ = writeln!(text, "  … and {more} more");
+            let _ = write!(items, "<li>… and {more} more</li>");
+        }
+        let _ = write!(html, "<p>{}</p><ul>{items}</ul>", escape_html(&intro));
     }
-    let _ = write!(text, "\nThey are being transcoded now: {}\n", summary.link);
-    let html = format!(
-        "<p>A scan of <b>{name}</b> found {new} new, {changed} changed and {missing} missing clips.</p>\
-         <ul>{items}</ul><p>They are being transcoded now: <a href=\"{link}\">{link}</a></p>",
-        name = escape_html(summary.production),
-        new = summary.new_clips,
-        changed = summary.changed_clips,
-        missing = summary.missing_clips,
-        link = escape_html(summary.link),
+    let _ = write!(text, "\nThe production: {}\n", summary.link);
+    let _ = write!(
+        html,
+        "<p>The production: <a href=\"{link}\">{link}</a></p>",
+        link = escape_html(summary.link)
     );
     Mail { subject, text, html }
 }
@@ -257,5 +307,44 @@ mod tests {
         assert!(mail.html.contains("Show &amp; Tell"));
         assert!(mail.html.contains("A001/&lt;clip&gt;.mov"));
         assert!(mail.text.contains("and 2 more"));
+        assert!(!mail.text.contains("broken"), "{}", mail.text);
+    }
+
+    #[test]
+    fn scan_summary_names_broken_files_with_their_reasons() {
+        let broken = vec![("B001/B001C099.mov".to_owned(), "moov atom <not> found".to_owned())];
+        let mail = scan_summary(&ScanSummary {
+            production: "Show",
+            broken_files: 2,
+            broken: &broken,
+            link: "http://rushes/productions/1",
+            ..ScanSummary::default()
+        });
+        assert_eq!(mail.subject, "Show: 2 broken files");
+        assert!(
+            mail.text.contains("B001/B001C099.mov: moov atom <not> found"),
+            "{}",
+            mail.text
+        );
+        assert!(mail.text.contains("and 1 more"), "{}", mail.text);
+        assert!(!mail.text.contains("transcoded"), "{}", mail.text);
+        assert!(mail.html.contains("moov atom &lt;not&gt; found"), "{}", mail.html);
+        let both = scan_summary(&ScanSummary {
+            production: "Show",
+            new_clips: 1,
+            broken_files: 1,
+            broken: &broken,
+            link: "http://rushes/productions/1",
+            ..ScanSummary::default()
+        });
+        assert_eq!(both.subject, "Show: 1 new clip, 1 broken file");
+    }
+
+    #[test]
+    fn mail_links_are_pages_not_api_routes() {
+        let id = uuid::Uuid::nil();
+        let page = production_page("http://rushes.example/", id);
+        assert_eq!(page, format!("http://rushes.example/productions/{id}"));
+        assert!(!transcript_page("http://rushes.example", id).contains("/api/"));
     }
 }

@@ -326,7 +326,8 @@ async fn every_route_answers_each_kind_of_caller_as_the_table_says() -> anyhow::
         None,
     )
     .await?;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    // Allowed; the scan the admin asked for above is still queued, so it is the answer.
+    assert_eq!(status, StatusCode::OK);
     let (status, _) = call(
         &env,
         &callers[1],

@@ -68,7 +68,8 @@ async fn scan_reads_clips_and_rescans_are_idempotent() -> anyhow::Result<()> {
     let job = env.scan(&production["id"]).await?;
     let result = &job["result"];
     assert_eq!(result["new"], 2, "{result}");
-    assert_eq!(result["not_media"], 3, "notes, fake and truncated: {result}");
+    assert_eq!(result["not_media"], 1, "the notes: {result}");
+    assert_eq!(result["broken"], 2, "fake and truncated look like media: {result}");
     assert_eq!(result["refused"][0]["path"], "A001/leak.mov", "{result}");
     assert_eq!(result["transcodes"], 2);
 

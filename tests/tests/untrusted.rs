@@ -169,7 +169,8 @@ async fn playlists_in_a_production_folder_are_skipped_naming_their_format() -> a
     let job = env.scan(&production["id"]).await?;
     let result = &job["result"];
     assert_eq!(result["new"], 1, "only the real clip: {result}");
-    assert_eq!(result["not_media"], 2, "{result}");
+    assert_eq!(result["broken"], 2, "named like media, refused: {result}");
+    assert_eq!(result["not_media"], 0, "{result}");
     assert_eq!(result["transcodes"], 1, "{result}");
     let skipped = result["skipped"].as_array().cloned().unwrap_or_default();
     for (path, format) in [("A001/A001C002.mov", "hls"), ("A001/A001C003.mp4", "dash")] {

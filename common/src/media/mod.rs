@@ -2,6 +2,7 @@
 //! data directory our own outputs (proxies, posters, sprites) go to.
 
 mod roots;
+pub mod skips;
 pub mod transcodes;
 
 pub use roots::{MediaRoots, PathError};

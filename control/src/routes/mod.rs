@@ -11,6 +11,7 @@ pub mod invitations;
 pub mod jobs;
 pub mod kinds;
 pub mod logs;
+pub mod pages;
 pub mod productions;
 pub mod queues;
 pub mod review_files;
@@ -94,6 +95,7 @@ pub fn app(state: AppState, metrics_apart: bool) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(shares::public_router())
+        .merge(pages::router())
         .merge(system::router(!metrics_apart))
         .layer(middleware::from_fn(crate::headers::security_headers))
         .layer(middleware::from_fn_with_state(

@@ -1,5 +1,7 @@
 //! `/api/v1/base-productions` and `/api/v1/productions`: shows and their series, each
-//! a rushes folder inside the media roots; scan now, transcode what is pending.
+//! a rushes folder inside the media roots that no other production's folder is inside
+//! or around; scan now (one scan at a time), transcode what is pending, list the files
+//! scans skipped.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,7 +11,8 @@ use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use rushes_common::enqueue::{self, NewJob};
 use rushes_common::job::media::Scan;
-use rushes_common::job::{DEFAULT_PRIORITY, JobPayload as _, MAX_PRIORITY};
+use rushes_common::job::{DEFAULT_PRIORITY, JobPayload as _, JobRecord, MAX_PRIORITY};
+use rushes_common::media::skips::SkipKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -27,7 +30,14 @@ pub fn router() -> Router<AppState> {
         .route("/productions/{id}", get(show).patch(update).delete(remove))
         .route("/productions/{id}/scan", post(scan))
         .route("/productions/{id}/transcode-pending", post(transcode_pending))
+        .route("/productions/{id}/skipped", get(skipped))
 }
+
+/// Key of the transaction lock that serialises changes of production folders (create,
+/// update, import), so two overlapping folders cannot both be checked clean at once.
+const PATH_LOCK: i64 = 0x5052_4f44_5041_5448;
+/// First key of the lock that serialises scan requests of one production.
+const SCAN_REQUEST_LOCK: i32 = 0x5352;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -205,6 +215,50 @@ fn check_path(state: &AppState, path: Option<String>) -> ApiResult<Option<String
     .transpose()
 }
 
+/// Takes the lock that serialises changes of production folders, until the transaction ends.
+pub(crate) async fn lock_paths(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) -> ApiResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(PATH_LOCK)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Refuses (422, naming it) another production whose folder is the folder of production
+/// `id`, inside it or around it: one file belongs to one production. Call it inside the
+/// transaction that wrote the path, after [`lock_paths`].
+pub(crate) async fn refuse_overlap(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, id: Uuid) -> ApiResult<()> {
+    let other: Option<(Uuid, String, String, String)> = sqlx::query_as(
+        "SELECT o.id, b.name || ' Series ' || o.series, o.path, \
+                CASE WHEN o.path = p.path THEN 'is' \
+                     WHEN starts_with(p.path, rtrim(o.path, '/') || '/') THEN 'is inside' \
+                     ELSE 'holds' END \
+         FROM productions p JOIN productions o ON o.id <> p.id \
+              JOIN base_productions b ON b.id = o.base_production_id \
+         WHERE p.id = $1 \
+           AND (o.path = p.path OR starts_with(p.path, rtrim(o.path, '/') || '/') \
+                OR starts_with(o.path, rtrim(p.path, '/') || '/')) \
+         ORDER BY o.path LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match other {
+        None => Ok(()),
+        Some((other_id, name, other_path, relation)) => {
+            let relation = match relation.as_str() {
+                "is" => "is the folder of",
+                "is inside" => "is inside the folder of",
+                _ => "holds the folder of",
+            };
+            Err(ApiError::Unprocessable(format!(
+                "path: this folder {relation} production `{name}` ({other_id}, `{other_path}`); \
+                 a folder belongs to one production: choose a folder neither inside nor around another's"
+            )))
+        }
+    }
+}
+
 /// A foreign key that points nowhere, answered with the field's name.
 fn unknown_reference(err: sqlx::Error) -> ApiError {
     match &err {
@@ -242,6 +296,8 @@ async fn create(
     let path = check_path(&state, Some(path))?;
     let priority = check_priority(body.priority)?.unwrap_or(i16::from(DEFAULT_PRIORITY));
     let id = Uuid::now_v7();
+    let mut tx = state.db.begin().await?;
+    lock_paths(&mut tx).await?;
     sqlx::query(
         "INSERT INTO productions (id, base_production_id, series, friendly_name, path, priority, owner_id, active, \
                                   archived, auto_transcribe) \
@@ -257,9 +313,10 @@ async fn create(
     .bind(body.active.unwrap_or(true))
     .bind(body.archived.unwrap_or(false))
     .bind(body.auto_transcribe.unwrap_or(true))
-    .execute(&state.db)
+    .execute(&mut *tx)
     .await
     .map_err(unknown_reference)?;
+    refuse_overlap(&mut tx, id).await?;
     // The base production's namesake group sees each of its productions.
     sqlx::query(
         "INSERT INTO group_productions (group_id, production_id) \
@@ -268,8 +325,9 @@ async fn create(
     )
     .bind(id)
     .bind(base)
-    .execute(&state.db)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     let created = find(&state, id).await?;
     audit_production(&state, &caller, "production.create", None, &created).await?;
     Ok((StatusCode::CREATED, axum::Json(created)))
@@ -332,6 +390,8 @@ async fn update(
     let path = check_path(&state, body.path)?;
     let priority = check_priority(body.priority)?;
     let before = find(&state, id).await?;
+    let mut tx = state.db.begin().await?;
+    lock_paths(&mut tx).await?;
     let updated = sqlx::query(
         "UPDATE productions SET series = COALESCE($2, series), friendly_name = COALESCE($3, friendly_name), \
              path = COALESCE($4, path), priority = COALESCE($5, priority), owner_id = COALESCE($6, owner_id), \
@@ -349,12 +409,14 @@ async fn update(
     .bind(body.active)
     .bind(body.archived)
     .bind(body.auto_transcribe)
-    .execute(&state.db)
+    .execute(&mut *tx)
     .await
     .map_err(unknown_reference)?;
     if updated.rows_affected() == 0 {
         return Err(ApiError::NotFound(format!("no production {id}")));
     }
+    refuse_overlap(&mut tx, id).await?;
+    tx.commit().await?;
     let after = find(&state, id).await?;
     audit_production(&state, &caller, "production.update", Some(&before), &after).await?;
     Ok(axum::Json(after))
@@ -420,14 +482,86 @@ async fn scan(
             "production {id} is inactive; activate it before scanning"
         )));
     }
+    // One scan per production at a time: a scan already queued or running is the answer
+    // (200) rather than a second one behind it (202 for a new one).
+    let mut tx = state.db.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(SCAN_REQUEST_LOCK)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    let pending: Option<JobRecord> = sqlx::query_as(concat!(
+        "SELECT ",
+        rushes_common::job_columns!(),
+        " FROM jobs WHERE kind = 'scan' AND state IN ('queued', 'running', 'retrying') \
+           AND payload->>'production_id' = $1 ORDER BY enqueued_at LIMIT 1"
+    ))
+    .bind(id.to_string())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(job) = pending {
+        return Ok((StatusCode::OK, axum::Json(job)));
+    }
     let mut job = NewJob::new(Scan::KIND, json!(Scan { production_id: id }));
     job.priority = u8::try_from(production.priority).ok();
     job.requested_by = Some(caller.name);
-    let mut records = enqueue::enqueue(&state.db, &state.publisher, vec![job]).await?;
+    let mut records = enqueue::insert(&mut *tx, vec![job]).await?;
+    tx.commit().await?;
+    if let Err(err) = enqueue::publish(&state.db, &state.publisher, &mut records).await {
+        tracing::warn!(error = %err, "scan committed but not published; the relay will publish it");
+    }
     let job = records
         .pop()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the scan job was not inserted")))?;
     Ok((StatusCode::ACCEPTED, axum::Json(job)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListSkipped {
+    /// `broken` or `not_media`; both when absent.
+    kind: Option<SkipKind>,
+    limit: Option<i64>,
+    /// The last path of the previous page.
+    after: Option<String>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct SkippedView {
+    /// Relative to the production's folder.
+    path: String,
+    reason: String,
+    kind: String,
+}
+
+/// The files scans skipped (broken ones and others that are not media), by path, a
+/// page at a time → `{"skipped", "next_after"}`.
+async fn skipped(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+    Query(q): Query<ListSkipped>,
+) -> ApiResult<axum::Json<Value>> {
+    caller.require(&state, Policy::View, id).await?;
+    if q.after.as_deref().is_some_and(|a| a.contains('\0')) {
+        return Err(ApiError::BadRequest("after: a path never holds a NUL character".into()));
+    }
+    let limit = super::limit(q.limit);
+    let rows: Vec<SkippedView> = sqlx::query_as(
+        "SELECT path, reason, kind FROM scan_skips \
+         WHERE production_id = $1 AND ($2::text IS NULL OR kind = $2) AND ($3::text IS NULL OR path > $3) \
+         ORDER BY path LIMIT $4",
+    )
+    .bind(id)
+    .bind(q.kind.map(SkipKind::as_str))
+    .bind(q.after)
+    .bind(limit)
+    .fetch_all(&state.db)
+    .await?;
+    let next_after = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.path.clone()))
+        .flatten();
+    Ok(axum::Json(json!({ "skipped": rows, "next_after": next_after })))
 }
 
 /// Queues a transcode for every present clip not done, queued or running → `202`.

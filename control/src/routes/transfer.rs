@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
+use rushes_common::media::skips::SkipKind;
 use rushes_common::transcripts::{NewSegment, insert_segments};
 
 use crate::audit::{self, Change};
@@ -144,6 +145,10 @@ struct SkipRow {
     size_bytes: i64,
     mtime_ns: i64,
     reason: String,
+    /// `broken` or `not_media`; documents made before kinds existed have none (it is
+    /// told from the reason).
+    #[serde(default)]
+    kind: Option<SkipKind>,
 }
 
 /// Stores an imported transcript and its segments. Without a job here, one that was
@@ -279,7 +284,7 @@ async fn export(
     .fetch_all(&state.db)
     .await?;
     let scan_skips: Vec<SkipRow> = sqlx::query_as(
-        "SELECT path, size_bytes, mtime_ns, reason FROM scan_skips WHERE production_id = $1 ORDER BY path",
+        "SELECT path, size_bytes, mtime_ns, reason, kind FROM scan_skips WHERE production_id = $1 ORDER BY path",
     )
     .bind(id)
     .fetch_all(&state.db)
@@ -368,6 +373,7 @@ async fn import(
         .to_string_lossy()
         .into_owned();
     let mut tx = state.db.begin().await?;
+    super::productions::lock_paths(&mut tx).await?;
     let group_id: Uuid = sqlx::query_scalar(
         "INSERT INTO groups (id, name) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name \
          RETURNING id",
@@ -412,6 +418,7 @@ async fn import(
         )),
         other => other,
     })?;
+    super::productions::refuse_overlap(&mut tx, production_id).await?;
     sqlx::query(
         "INSERT INTO group_productions (group_id, production_id) SELECT b.group_id, $1 FROM base_productions b \
          WHERE b.id = $2 AND b.group_id IS NOT NULL ON CONFLICT DO NOTHING",
@@ -470,14 +477,15 @@ async fn import(
     }
     for skip in &document.scan_skips {
         sqlx::query(
-            "INSERT INTO scan_skips (production_id, path, size_bytes, mtime_ns, reason) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO scan_skips (production_id, path, size_bytes, mtime_ns, reason, kind) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         )
         .bind(production_id)
         .bind(&skip.path)
         .bind(skip.size_bytes)
         .bind(skip.mtime_ns)
         .bind(&skip.reason)
+        .bind(skip.kind.unwrap_or_else(|| SkipKind::of_reason(&skip.reason)).as_str())
         .execute(&mut *tx)
         .await?;
     }

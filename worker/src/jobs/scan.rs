@@ -1,6 +1,8 @@
 //! `scan`: reconciles one production's clips with its folder. New and changed files are
 //! probed and queued for transcoding, vanished ones marked missing; an unchanged tree
-//! (same digest as the last scan) writes nothing. The owner hears about new clips.
+//! (same digest as the last scan) writes nothing but the time of the scan. Skipped files
+//! are `broken` (looks like media, does not probe or is refused) or `not_media`. The
+//! owner hears about new clips and newly broken files.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +14,8 @@ use rushes_common::job::JobPayload as _;
 use rushes_common::job::email::Email;
 use rushes_common::job::media::Scan;
 use rushes_common::logs::Level;
-use rushes_common::mail::{self, SCAN_SUMMARY_EXAMPLES, ScanSummary};
+use rushes_common::mail::{self, SCAN_SUMMARY_BROKEN, SCAN_SUMMARY_EXAMPLES, ScanSummary};
+use rushes_common::media::skips::{NOT_MEDIA_REASON, SkipKind};
 use rushes_common::media::{PathError, transcodes};
 use serde_json::{Value, json};
 use sqlx::{Postgres, Transaction};
@@ -49,7 +52,8 @@ struct Known {
 /// What probing decided about a new or changed file.
 enum Verdict {
     Media(Box<MediaInfo>),
-    NotMedia(String),
+    /// Skipped: `broken` when it looked like media, `not_media` when it was never probed.
+    Skipped(SkipKind, String),
     /// ffprobe could not run: left for the next scan.
     Unresolved(String),
 }
@@ -61,6 +65,8 @@ struct Counts {
     missing: u64,
     reappeared: u64,
     not_media: u64,
+    /// Paths and reasons of the broken files found (the mail lists some).
+    broken: Vec<(String, String)>,
     unresolved: u64,
 }
 
@@ -129,6 +135,12 @@ async fn reconcile(
         .map(|(path, reason)| json!({ "path": path, "reason": reason }))
         .collect();
     if production.tree_digest.as_deref() == Some(tree.digest.as_slice()) {
+        // Nothing to reconcile, but the scan happened: `last_scan_at` says when.
+        sqlx::query("UPDATE productions SET last_scan_at = now() WHERE id = $1")
+            .bind(payload.production_id)
+            .execute(&ctx.db)
+            .await
+            .map_err(db_error)?;
         return Ok(json!({ "files": tree.entries.len(), "unchanged": true, "refused": refused }));
     }
 
@@ -155,7 +167,7 @@ async fn reconcile(
     let mut tx = ctx.db.begin().await.map_err(db_error)?;
     let mut counts = Counts::default();
     let mut transcodes = Vec::new();
-    let mut skips: Vec<(&Entry, String)> = Vec::new();
+    let mut skips: Vec<(&Entry, SkipKind, String)> = Vec::new();
     for (entry, verdict) in candidates.iter().zip(verdicts) {
         let previous = known.get(&entry.rel);
         match verdict {
@@ -170,13 +182,16 @@ async fn reconcile(
                 }
                 transcodes.push(id);
             }
-            Verdict::NotMedia(reason) => {
-                counts.not_media += 1;
+            Verdict::Skipped(kind, reason) => {
+                match kind {
+                    SkipKind::Broken => counts.broken.push((entry.rel.clone(), reason.clone())),
+                    SkipKind::NotMedia => counts.not_media += 1,
+                }
                 if let Some((id, false)) = previous.and_then(|k| k.clip) {
                     set_missing(&mut tx, &[id], true).await?;
                     counts.missing += 1;
                 }
-                skips.push((*entry, reason));
+                skips.push((*entry, kind, reason));
             }
             Verdict::Unresolved(reason) => {
                 counts.unresolved += 1;
@@ -187,10 +202,13 @@ async fn reconcile(
         }
     }
     record_skips(&mut tx, payload.production_id, &skips).await?;
+    // Broken files first: they are the ones somebody needs to look at.
     let skipped: Vec<Value> = skips
         .iter()
+        .filter(|(_, kind, _)| *kind == SkipKind::Broken)
+        .chain(skips.iter().filter(|(_, kind, _)| *kind == SkipKind::NotMedia))
         .take(LISTED)
-        .map(|(entry, reason)| json!({ "path": entry.rel, "reason": reason }))
+        .map(|(entry, kind, reason)| json!({ "path": entry.rel, "reason": reason, "kind": kind }))
         .collect();
 
     let present: HashMap<&str, &Entry> = tree.entries.iter().map(|e| (e.rel.as_str(), e)).collect();
@@ -241,11 +259,12 @@ async fn reconcile(
     ctx.log(
         Level::Info,
         format!(
-            "{} files: {} new, {} changed, {} missing, {} not media, {} transcodes queued",
+            "{} files: {} new, {} changed, {} missing, {} broken, {} not media, {} transcodes queued",
             tree.entries.len(),
             counts.new.len(),
             counts.changed,
             counts.missing,
+            counts.broken.len(),
             counts.not_media,
             jobs.len()
         ),
@@ -258,6 +277,7 @@ async fn reconcile(
         "changed": counts.changed,
         "missing": counts.missing,
         "reappeared": counts.reappeared,
+        "broken": counts.broken.len(),
         "not_media": counts.not_media,
         "unresolved": counts.unresolved,
         "transcodes": jobs.len(),
@@ -339,11 +359,13 @@ async fn verdict(ffprobe: &Path, path: &Path) -> Verdict {
         .await
         .unwrap_or(true);
     if !worth {
-        return Verdict::NotMedia("not a media file".into());
+        return Verdict::Skipped(SkipKind::NotMedia, NOT_MEDIA_REASON.into());
     }
+    // It looked like media: whatever keeps it from being a clip makes it broken, a
+    // refused container (a playlist named `.mov`) included.
     match probe::probe(ffprobe, path).await {
         Ok(info) => Verdict::Media(Box::new(info)),
-        Err(ProbeError::NotMedia(reason) | ProbeError::Refused(reason)) => Verdict::NotMedia(reason),
+        Err(ProbeError::NotMedia(reason) | ProbeError::Refused(reason)) => Verdict::Skipped(SkipKind::Broken, reason),
         Err(err @ ProbeError::Tool(_)) => {
             tracing::warn!(path = %path.display(), error = %err, "cannot probe");
             Verdict::Unresolved(err.to_string())
@@ -436,24 +458,26 @@ async fn set_missing(tx: &mut Transaction<'static, Postgres>, ids: &[Uuid], miss
 async fn record_skips(
     tx: &mut Transaction<'static, Postgres>,
     production_id: Uuid,
-    skips: &[(&Entry, String)],
+    skips: &[(&Entry, SkipKind, String)],
 ) -> Result<(), JobError> {
     for chunk in skips.chunks(SKIP_BATCH) {
-        let paths: Vec<&str> = chunk.iter().map(|(e, _)| e.rel.as_str()).collect();
-        let sizes: Vec<i64> = chunk.iter().map(|(e, _)| e.size).collect();
-        let mtimes: Vec<i64> = chunk.iter().map(|(e, _)| e.mtime_ns).collect();
-        let reasons: Vec<&str> = chunk.iter().map(|(_, r)| r.as_str()).collect();
+        let paths: Vec<&str> = chunk.iter().map(|(e, _, _)| e.rel.as_str()).collect();
+        let sizes: Vec<i64> = chunk.iter().map(|(e, _, _)| e.size).collect();
+        let mtimes: Vec<i64> = chunk.iter().map(|(e, _, _)| e.mtime_ns).collect();
+        let reasons: Vec<&str> = chunk.iter().map(|(_, _, r)| r.as_str()).collect();
+        let kinds: Vec<&str> = chunk.iter().map(|(_, k, _)| k.as_str()).collect();
         sqlx::query(
-            "INSERT INTO scan_skips (production_id, path, size_bytes, mtime_ns, reason) \
-             SELECT $1, * FROM unnest($2::text[], $3::int8[], $4::int8[], $5::text[]) \
+            "INSERT INTO scan_skips (production_id, path, size_bytes, mtime_ns, reason, kind) \
+             SELECT $1, * FROM unnest($2::text[], $3::int8[], $4::int8[], $5::text[], $6::text[]) \
              ON CONFLICT (production_id, path) DO UPDATE SET size_bytes = EXCLUDED.size_bytes, \
-                 mtime_ns = EXCLUDED.mtime_ns, reason = EXCLUDED.reason",
+                 mtime_ns = EXCLUDED.mtime_ns, reason = EXCLUDED.reason, kind = EXCLUDED.kind",
         )
         .bind(production_id)
         .bind(paths)
         .bind(sizes)
         .bind(mtimes)
         .bind(reasons)
+        .bind(kinds)
         .execute(&mut **tx)
         .await
         .map_err(db_error)?;
@@ -461,22 +485,25 @@ async fn record_skips(
     Ok(())
 }
 
-/// Mails the owner a summary when the scan found new clips. Returns whether a mail was queued.
+/// Mails the owner a summary when the scan found new clips or broken files. Returns
+/// whether a mail was queued.
 async fn notify_owner(ctx: &JobContext, production: &Production, production_id: Uuid, counts: &Counts) -> bool {
-    let Some(owner) = production.owner_email.as_deref().filter(|_| !counts.new.is_empty()) else {
+    let worth_telling = !counts.new.is_empty() || !counts.broken.is_empty();
+    let Some(owner) = production.owner_email.as_deref().filter(|_| worth_telling) else {
         return false;
     };
     let examples: Vec<String> = counts.new.iter().take(SCAN_SUMMARY_EXAMPLES).cloned().collect();
-    let link = format!(
-        "{}/api/v1/clips?production_id={production_id}",
-        ctx.services.smtp.public_url.trim_end_matches('/')
-    );
+    let broken: Vec<(String, String)> = counts.broken.iter().take(SCAN_SUMMARY_BROKEN).cloned().collect();
+    // A page a person can open without a token (the control plane serves it).
+    let link = mail::production_page(&ctx.services.smtp.public_url, production_id);
     let mail = mail::scan_summary(&ScanSummary {
         production: &production.friendly_name,
         new_clips: counts.new.len() as u64,
         changed_clips: counts.changed,
         missing_clips: counts.missing,
         examples: &examples,
+        broken_files: counts.broken.len() as u64,
+        broken: &broken,
         link: &link,
     });
     let mut job = NewJob::new(Email::KIND, json!(Email::new(vec![owner.to_owned()], mail)));
