@@ -1,6 +1,7 @@
 //! Typed settings admins edit at run time, stored in the `settings` table: each key's
 //! type, range and default live here, so control validates edits and every process
-//! reads them the same way. A key without a row has its default.
+//! reads them the same way. A key without a row has its default; `whisper_model` has
+//! none: unset, each worker uses its own `RUSHES_WHISPER_MODEL`.
 
 use std::collections::HashMap;
 
@@ -58,14 +59,16 @@ pub struct Definition {
 #[derive(Debug, Clone, Copy)]
 enum DefaultValue {
     Integer(i64),
-    Text(&'static str),
+    /// No fleet-wide default: each worker's own configuration decides.
+    PerWorker,
 }
 
 impl Definition {
+    /// The value without a row (`null` where each worker's configuration decides).
     pub fn default_value(&self) -> Value {
         match self.default {
             DefaultValue::Integer(n) => Value::from(n),
-            DefaultValue::Text(s) => Value::from(s),
+            DefaultValue::PerWorker => Value::Null,
         }
     }
 
@@ -94,12 +97,14 @@ pub const CACHE_TTL_SECONDS: &str = "cache_ttl_seconds";
 static DEFINITIONS: [Definition; 6] = [
     Definition {
         key: WHISPER_MODEL,
-        description: "Whisper model transcription workers load (GPU memory: tiny and base ~1 GiB, small ~2, \
-                      medium ~5, turbo ~6, large-v3 ~10; a worker whose GPU is smaller stops taking transcribe)",
+        description: "Whisper model transcription workers load; unset (null), each worker uses its \
+                      RUSHES_WHISPER_MODEL. Only a model an online worker has installed is accepted (or with \
+                      \"force\": true). GPU memory: tiny and base ~1 GiB, small ~2, medium ~5, turbo ~6, \
+                      large-v3 ~10; a worker that lacks the model or whose GPU is smaller stops taking transcribe",
         kind: Kind::Choice {
             options: &WHISPER_MODELS,
         },
-        default: DefaultValue::Text("small"),
+        default: DefaultValue::PerWorker,
     },
     Definition {
         key: PROXY_HEIGHT,
@@ -207,7 +212,7 @@ mod tests {
         let Some(model) = definition(WHISPER_MODEL) else {
             panic!("whisper_model is defined");
         };
-        assert_eq!(model.default_value(), json!("small"));
+        assert_eq!(model.default_value(), Value::Null, "each worker's own model");
         assert!(model.validate(&json!("large-v3")).is_ok());
         assert!(model.validate(&json!("huge")).is_err_and(|e| e.contains("turbo")));
     }

@@ -10,10 +10,14 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 fn setting<'a>(settings: &'a Value, key: &str) -> &'a Value {
+    field(settings, key, "value")
+}
+
+fn field<'a>(settings: &'a Value, key: &str, name: &str) -> &'a Value {
     settings["settings"]
         .as_array()
         .and_then(|all| all.iter().find(|s| s["key"] == key))
-        .map_or(&Value::Null, |s| &s["value"])
+        .map_or(&Value::Null, |s| &s[name])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,7 +25,10 @@ async fn settings_are_typed_validated_and_audited() -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
     let (status, settings) = env.get("/api/v1/settings").await?;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(setting(&settings, "whisper_model"), "small", "{settings}");
+    // No worker transcribes and no admin chose: no model is claimed.
+    assert_eq!(setting(&settings, "whisper_model"), &Value::Null, "{settings}");
+    assert_eq!(field(&settings, "whisper_model", "in_use"), &json!([]), "{settings}");
+    assert_eq!(field(&settings, "whisper_model", "set"), false, "{settings}");
     assert_eq!(setting(&settings, "cache_ttl_seconds"), 600);
 
     let (status, updated) = env
@@ -55,6 +62,56 @@ async fn settings_are_typed_validated_and_audited() -> anyhow::Result<()> {
         .await?;
     assert_eq!(audit["entries"][0]["before"], 540);
     assert_eq!(audit["entries"][0]["after"], 720);
+    assert_eq!(field(&after, "proxy_height", "set"), true);
+
+    // A Whisper model no online worker has is refused, unless forced (with a warning).
+    let (status, error) = env
+        .patch("/api/v1/settings", json!({ "whisper_model": "base" }))
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no online worker has `base`") && message.contains("\"force\": true"),
+        "{message}"
+    );
+    let (status, _) = env
+        .patch("/api/v1/settings", json!({ "whisper_model": "base", "force": "yes" }))
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, forced) = env
+        .patch("/api/v1/settings", json!({ "whisper_model": "base", "force": true }))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{forced}");
+    assert_eq!(setting(&forced, "whisper_model"), "base");
+    assert!(
+        forced["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("no online worker has `base`")),
+        "{forced}"
+    );
+
+    // `null` puts a setting back to its default.
+    let (status, reset) = env
+        .patch(
+            "/api/v1/settings",
+            json!({ "whisper_model": null, "proxy_height": null, "scan_interval_minutes": null }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{reset}");
+    assert_eq!(setting(&reset, "whisper_model"), &Value::Null, "{reset}");
+    assert_eq!(setting(&reset, "proxy_height"), 540, "{reset}");
+    assert_eq!(field(&reset, "proxy_height", "set"), false, "{reset}");
+    assert!(reset.get("warnings").is_none(), "{reset}");
+    let (_, schedules) = env.get("/api/v1/schedules?kind=scan_all").await?;
+    assert_eq!(
+        schedules["schedules"][0]["interval"],
+        json!({ "every": 60, "period": "minutes" })
+    );
+    let (_, audit) = env
+        .get("/api/v1/audit-log?target_type=setting&target_id=proxy_height")
+        .await?;
+    assert_eq!(audit["entries"][0]["action"], "setting.reset", "{audit}");
+    assert_eq!(audit["entries"][0]["after"], 540, "{audit}");
     Ok(())
 }
 
@@ -167,7 +224,12 @@ async fn system_info_shows_versions_and_masks_secrets() -> anyhow::Result<()> {
     assert_eq!(info["rushes"], env!("CARGO_PKG_VERSION"));
     assert!(info["postgresql"].as_str().is_some_and(|v| !v.is_empty()));
     assert_eq!(info["rabbitmq"]["reachable"], true);
-    assert_eq!(info["whisper_model"], "small");
+    assert_eq!(
+        info["whisper_model"],
+        Value::Null,
+        "no worker transcribes, none chosen: {info}"
+    );
+    assert_eq!(info["whisper_models_in_use"], json!([]), "{info}");
     assert_eq!(info["config"]["admin_token"], "****");
     let amqp = info["config"]["amqp_url"].as_str().unwrap_or_default();
     assert!(amqp.contains(":****@") && !amqp.contains("guest@"), "{amqp}");

@@ -198,6 +198,15 @@ async fn an_upload_is_transcribed_searched_exported_and_its_uploader_mailed() ->
         })
         .ok_or_else(|| anyhow::anyhow!("no transcript mail in {mails:?}"))?;
     assert_eq!(ready["to"], json!(["editor@example.com"]));
+    let text = ready["data"]
+        .as_str()
+        .unwrap_or_default()
+        .replace("=\r\n", "")
+        .replace("=\n", "");
+    assert!(
+        text.contains(&format!("/transcripts/{transcript_id}")) && !text.contains("/api/v1/"),
+        "a page a person opens, not a bearer-token API route: {text}"
+    );
 
     // Someone else's upload is invisible to a non-admin; the admin token sees it.
     let (status, _) = env.get(&format!("/api/v1/transcripts/{transcript_id}")).await?;
@@ -402,36 +411,96 @@ async fn silence_and_noise_give_no_words_and_cancel_stops_a_long_transcription()
     Ok(())
 }
 
+/// The first online worker's `capabilities.transcribe` once `pred` holds for it.
+async fn wait_transcribe_capability(env: &TestEnv, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    let workers = env
+        .get_until("/api/v1/workers", WAIT, |w| {
+            pred(&w["workers"][0]["capabilities"]["transcribe"])
+        })
+        .await?;
+    Ok(workers["workers"][0]["capabilities"]["transcribe"].clone())
+}
+
+fn whisper_setting(settings: &Value) -> Value {
+    settings["settings"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["key"] == "whisper_model"))
+        .cloned()
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_model_that_is_not_installed_fails_with_a_clear_message() -> anyhow::Result<()> {
+async fn the_whisper_model_shown_is_the_one_used_and_a_missing_one_stops_nothing() -> anyhow::Result<()> {
     let env = TestEnv::with_worker("transcode=1,transcribe=1").await?;
-    let (status, _) = env
+    let model = rushes_tests::TEST_MODEL;
+    // The worker says which model it uses (its RUSHES_WHISPER_MODEL) and which it has.
+    let transcribe = wait_transcribe_capability(&env, |t| t["model"] == model).await?;
+    assert!(
+        transcribe["usable"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m == model)),
+        "{transcribe}"
+    );
+    assert_eq!(transcribe["unable"], Value::Null, "{transcribe}");
+    // Settings and system information say so too, not a default nobody uses.
+    let (_, settings) = env.get("/api/v1/settings").await?;
+    let whisper = whisper_setting(&settings);
+    assert_eq!(whisper["value"], model, "{whisper}");
+    assert_eq!(whisper["in_use"], json!([model]), "{whisper}");
+    assert_eq!(whisper["set"], false, "{whisper}");
+    let (_, system) = env.get("/api/v1/system").await?;
+    assert_eq!(system["whisper_model"], model, "{system}");
+
+    // A model no worker has is refused, naming what the workers have.
+    let (status, error) = env
         .patch("/api/v1/settings", json!({ "whisper_model": "medium" }))
         .await?;
-    assert_eq!(status, StatusCode::OK);
-    let recording = speech::go_forward(&env.scratch.join("gf.wav"))?;
-    let (status, made) = env
-        .upload("/api/v1/uploads", upload_form(&recording.wav, "No model")?)
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("`medium`") && message.contains(model), "{message}");
+    // Forced, the worker says it cannot and takes no transcription.
+    let (status, forced) = env
+        .patch("/api/v1/settings", json!({ "whisper_model": "medium", "force": true }))
         .await?;
-    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert_eq!(status, StatusCode::OK, "{forced}");
+    assert!(forced["warnings"].as_array().is_some_and(|w| !w.is_empty()), "{forced}");
+    let transcribe = wait_transcribe_capability(&env, |t| t["model"] == "medium" && t["unable"].is_string()).await?;
+    let why = transcribe["unable"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("`medium` is not installed") && why.contains(model),
+        "{why}"
+    );
+    let (_, system) = env.get("/api/v1/system").await?;
+    assert_eq!(system["whisper_model"], "medium", "{system}");
+    assert_eq!(
+        system["whisper_models_in_use"],
+        json!([]),
+        "nothing transcribes now: {system}"
+    );
+
+    let recording = speech::go_forward(&env.scratch.join("gf.wav"))?;
+    let made = upload(&env, &recording.wav, "Waits for a model").await?;
     let id = made["transcript_id"].as_str().unwrap_or_default().to_owned();
     let transcript = env
         .get_until(&format!("/api/v1/transcripts/{id}"), WAIT, |t| t["job_id"].is_string())
         .await?;
     let job = transcript["job_id"].as_str().unwrap_or_default().parse()?;
-    let retrying = env.wait_job(job, WAIT, |j| j["state"] == "retrying").await?;
-    let error = retrying["error"].as_str().unwrap_or_default();
-    assert!(
-        error.contains("`medium` is not installed") && error.contains(rushes_tests::TEST_MODEL),
-        "{error}"
+    let waiting = env.job(job).await?;
+    assert_eq!(waiting["state"], "queued", "{waiting}");
+
+    // Back to each worker's own model (`null`): the waiting transcription runs, its
+    // first attempt the only one.
+    let (status, reset) = env.patch("/api/v1/settings", json!({ "whisper_model": null })).await?;
+    assert_eq!(status, StatusCode::OK, "{reset}");
+    assert_eq!(whisper_setting(&reset)["set"], false, "{reset}");
+    let done = env.wait_state(job, "succeeded", WAIT).await?;
+    assert_eq!(
+        done["attempts"], 1,
+        "no attempt was spent while no worker could: {done}"
     );
-    let (_, workers) = env.get("/api/v1/workers").await?;
-    let installed = &workers["workers"][0]["capabilities"]["transcribe"]["installed"];
-    assert!(
-        installed
-            .as_array()
-            .is_some_and(|m| m.iter().any(|m| m == rushes_tests::TEST_MODEL)),
-        "{workers}"
-    );
+    let transcript = wait_transcript(&env, &id).await?;
+    assert_eq!(transcript["model"], model, "{transcript}");
+    let (_, settings) = env.get("/api/v1/settings").await?;
+    assert_eq!(whisper_setting(&settings)["value"], model, "{settings}");
     Ok(())
 }

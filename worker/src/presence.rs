@@ -110,20 +110,27 @@ pub async fn reload_pauses(shared: &Shared) -> Result<(), sqlx::Error> {
         .fetch_all(&shared.db)
         .await?;
     let mut paused: HashSet<QueueFamily> = names.iter().filter_map(|n| n.parse().ok()).collect();
-    // A worker whose GPU cannot hold the configured Whisper model stops taking
-    // `transcribe` (and says why in the workers list) until the setting changes.
+    // A worker that lacks the configured Whisper model, or whose GPU cannot hold it,
+    // stops taking `transcribe` (and says why in the workers list, with the model it
+    // uses and the ones it has) until the setting or its model folder changes.
     if let Some(transcriber) = &shared.services.transcriber {
         let model = transcriber.wanted_model(&shared.db).await?;
-        let before = transcriber.unable();
         if !transcriber.refresh(&model) {
             paused.insert(QueueFamily::Transcribe);
         }
-        if transcriber.unable() != before {
-            sqlx::query("UPDATE workers SET capabilities = jsonb_set(capabilities, '{transcribe}', $2) WHERE id = $1")
-                .bind(shared.worker_id)
-                .bind(transcriber.describe())
-                .execute(&shared.db)
-                .await?;
+        if let Some(description) = transcriber.changed_description() {
+            let written = sqlx::query(
+                "UPDATE workers SET capabilities = jsonb_set(capabilities, '{transcribe}', $2) WHERE id = $1",
+            )
+            .bind(shared.worker_id)
+            .bind(description)
+            .execute(&shared.db)
+            .await;
+            if let Err(err) = written {
+                // Written again at the next look.
+                transcriber.forget_description();
+                return Err(err);
+            }
         }
     }
     shared.paused.send_if_modified(|current| {

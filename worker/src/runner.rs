@@ -355,6 +355,9 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
             Err(JobError::Cancelled) if running.requeue_on_stop.load(Ordering::SeqCst) => {
                 return requeue_on_stop(shared, family, incoming, &job).await;
             }
+            Err(JobError::Unable(reason)) => {
+                return hand_back(shared, family, incoming, &job, &reason, started).await;
+            }
             Err(JobError::Cancelled) => {
                 // Cancelled by an admin (the row already says so) or re-claimed elsewhere.
                 finish_metrics(shared, &job, family, "cancelled", started);
@@ -459,6 +462,45 @@ async fn requeue_on_stop(shared: &Shared, family: QueueFamily, incoming: Incomin
         .with_label_values(&[job.kind.as_str(), family.as_str(), "requeued"])
         .inc();
     settle(incoming.requeue().await);
+}
+
+/// Seconds a job this worker could not run waits before it is offered again.
+const HAND_BACK_DELAY: Duration = Duration::from_secs(5);
+
+/// This worker cannot run the job now (another may): it re-reads what it may take (so
+/// it stops taking the queue when its abilities say so), puts the job back to `queued`
+/// without counting the attempt, and offers it again after a short delay.
+async fn hand_back(
+    shared: &Arc<Shared>,
+    family: QueueFamily,
+    incoming: Incoming,
+    job: &JobRecord,
+    reason: &str,
+    started: Instant,
+) {
+    tracing::warn!(reason, "this worker cannot run the job; handing it back");
+    if let Err(err) = crate::presence::reload_pauses(shared).await {
+        tracing::warn!(error = %err, "cannot re-read what this worker may take");
+    }
+    if let Err(err) = release(&shared.db, shared.worker_id, Some(&[job.id])).await {
+        tracing::warn!(error = %err, "cannot release the job; it will be re-claimed once its heartbeat is stale");
+    }
+    finish_metrics(shared, job, family, "handed_back", started);
+    job_line(
+        shared,
+        job,
+        Level::Warn,
+        format!("handed back, attempt not counted: {reason}"),
+        started,
+    );
+    let again = Outgoing::delayed(shared.broker.topology(), job, Topology::delay_level(HAND_BACK_DELAY));
+    match shared.publisher.publish(&[again]).await {
+        Ok(()) => settle(incoming.ack().await),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot publish the delayed copy; returning the message");
+            settle(incoming.requeue().await);
+        }
+    }
 }
 
 /// `application/json`, with or without parameters (`; charset=utf-8`).

@@ -1,8 +1,9 @@
 //! The Whisper models a worker holds for its `transcribe` slots: one model per slot,
 //! each slot on its own device (one GPU per slot where the node has GPUs, else the
 //! CPU), loaded on first use and kept across jobs, reloaded when the admins'
-//! `whisper_model` setting changes. A model too large for this node's GPU makes the
-//! worker stop taking `transcribe` until the setting changes.
+//! `whisper_model` setting changes. A model this worker has not installed, or one too
+//! large for its GPU, makes the worker `unable`: it stops taking `transcribe` (and says
+//! why in the workers list) until the setting or the model folder changes.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,6 +22,9 @@ pub enum ModelError {
     /// Another worker may have it: worth another attempt elsewhere.
     #[error("{0}")]
     Unavailable(String),
+    /// Not in this worker's model folder.
+    #[error("{0}")]
+    NotInstalled(String),
     /// This node's GPU is too small for it.
     #[error("{0}")]
     TooLarge(String),
@@ -34,8 +38,12 @@ pub struct Transcriber {
     default_model: String,
     gpus: Vec<GpuInfo>,
     slots: Mutex<Vec<Slot>>,
-    /// Set while the configured model does not fit this node: why.
+    /// The model asked for now (the setting, else `default_model`).
+    current: Mutex<String>,
+    /// Set while the model asked for cannot be used here: why.
     unable: Mutex<Option<String>>,
+    /// What the workers row last said (see [`Transcriber::changed_description`]).
+    described: Mutex<Option<serde_json::Value>>,
     metrics: WorkerMetrics,
 }
 
@@ -90,7 +98,9 @@ impl Transcriber {
             default_model: config.whisper_model.clone(),
             gpus,
             slots: Mutex::new(slots),
+            current: Mutex::new(config.whisper_model.clone()),
             unable: Mutex::new(None),
+            described: Mutex::new(None),
             metrics,
         }
     }
@@ -113,16 +123,42 @@ impl Transcriber {
         names
     }
 
-    /// What the workers list shows: device, GPUs, the model folder and its models.
+    /// The installed models this worker can load (each fits its GPUs).
+    pub fn usable(&self) -> Vec<String> {
+        self.installed().into_iter().filter(|m| self.fits(m).is_ok()).collect()
+    }
+
+    /// What the workers list shows: device, GPUs, the model folder, its models (`installed`,
+    /// and `usable`: those that fit), the model used now (`model`; `default_model` is
+    /// `RUSHES_WHISPER_MODEL`) and why it cannot be used (`unable`).
     pub fn describe(&self) -> serde_json::Value {
-        serde_json::json!({
+        let installed = self.installed();
+        let usable: Vec<&String> = installed.iter().filter(|m| self.fits(m).is_ok()).collect();
+        let description = serde_json::json!({
             "device": if self.gpus.is_empty() { "cpu" } else { "cuda" },
             "gpus": self.gpus,
             "model_dir": self.model_dir,
-            "installed": self.installed(),
+            "installed": installed,
+            "usable": usable,
             "default_model": self.default_model,
+            "model": *lock(&self.current),
             "unable": *lock(&self.unable),
-        })
+        });
+        *lock(&self.described) = Some(description.clone());
+        description
+    }
+
+    /// The description, when it differs from what [`Transcriber::describe`] last gave
+    /// (the workers row is rewritten only then).
+    pub fn changed_description(&self) -> Option<serde_json::Value> {
+        let before = lock(&self.described).clone();
+        let now = self.describe();
+        (before.as_ref() != Some(&now)).then_some(now)
+    }
+
+    /// Makes the next [`Transcriber::changed_description`] answer (its write failed).
+    pub fn forget_description(&self) {
+        *lock(&self.described) = None;
     }
 
     /// The model to use now: the admins' setting if they made one, else this worker's default.
@@ -132,10 +168,15 @@ impl Transcriber {
             .unwrap_or_else(|| self.default_model.clone()))
     }
 
-    /// Re-checks whether `model` fits this node; returns whether this worker may take
-    /// `transcribe` (the reason is kept for the workers list).
+    /// Re-checks whether `model` is installed here and fits this node; returns whether
+    /// this worker may take `transcribe` (the reason is kept for the workers list).
     pub fn refresh(&self, model: &str) -> bool {
-        let verdict = self.fits(model).err().map(|e| e.to_string());
+        model.clone_into(&mut lock(&self.current));
+        let verdict = self
+            .fits(model)
+            .and_then(|()| self.check_installed(model))
+            .err()
+            .map(|e| e.to_string());
         let able = verdict.is_none();
         let mut unable = lock(&self.unable);
         if *unable != verdict {
@@ -152,6 +193,22 @@ impl Transcriber {
 
     pub fn unable(&self) -> Option<String> {
         lock(&self.unable).clone()
+    }
+
+    /// Whether `model` is in the model folder; the error names the installed ones.
+    fn check_installed(&self, model: &str) -> Result<(), ModelError> {
+        let dir = self.model_dir.join(model);
+        if dir.join("config.json").is_file() {
+            return Ok(());
+        }
+        Err(ModelError::NotInstalled(format!(
+            "model `{model}` is not installed on this worker: no {} (installed: {})",
+            dir.display(),
+            match self.installed() {
+                names if names.is_empty() => "none".to_owned(),
+                names => names.join(", "),
+            }
+        )))
     }
 
     /// Whether `model` fits every GPU this worker would load it on (the CPU always can).
@@ -221,17 +278,8 @@ impl Lease {
         if self.loaded.as_ref().is_none_or(|l| l.name != model) {
             self.loaded = None;
             self.transcriber.fits(model)?;
+            self.transcriber.check_installed(model)?;
             let dir = self.transcriber.model_dir.join(model);
-            if !dir.join("config.json").is_file() {
-                return Err(ModelError::Unavailable(format!(
-                    "model `{model}` is not installed on this worker: no {} (installed: {})",
-                    dir.display(),
-                    match self.transcriber.installed() {
-                        names if names.is_empty() => "none".to_owned(),
-                        names => names.join(", "),
-                    }
-                )));
-            }
             let gpu = self.gpu;
             let started = std::time::Instant::now();
             let whisper = tokio::task::spawn_blocking(move || {
@@ -272,13 +320,37 @@ mod tests {
     use super::*;
 
     fn transcriber(gpus: Vec<GpuInfo>, slots: usize) -> Arc<Transcriber> {
+        transcriber_in(PathBuf::from("/nonexistent/models"), gpus, slots)
+    }
+
+    fn transcriber_in(dir: PathBuf, gpus: Vec<GpuInfo>, slots: usize) -> Arc<Transcriber> {
         let config = TranscribeConfig {
-            whisper_model_dir: Some(PathBuf::from("/nonexistent/models")),
+            whisper_model_dir: Some(dir),
             whisper_model: "small".into(),
             whisper_device: "auto".into(),
         };
         let metrics = WorkerMetrics::new().unwrap_or_else(|e| panic!("metrics: {e}"));
         Arc::new(Transcriber::new(&config, Path::new("/tmp"), gpus, slots, metrics))
+    }
+
+    /// A model folder holding (empty) `models`, removed on drop.
+    struct Models(PathBuf);
+
+    impl Models {
+        fn new(models: &[&str]) -> Self {
+            let dir = std::env::temp_dir().join(format!("rushes-models-{}", uuid::Uuid::new_v4()));
+            for m in models {
+                std::fs::create_dir_all(dir.join(m)).unwrap_or_else(|e| panic!("{e}"));
+                std::fs::write(dir.join(m).join("config.json"), "{}").unwrap_or_else(|e| panic!("{e}"));
+            }
+            Self(dir)
+        }
+    }
+
+    impl Drop for Models {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 
     fn gpu(index: usize, gib: u64) -> GpuInfo {
@@ -292,7 +364,8 @@ mod tests {
 
     #[test]
     fn a_model_larger_than_the_gpu_is_refused_with_the_reason() {
-        let small_gpu = transcriber(vec![gpu(0, 4)], 1);
+        let models = Models::new(&["small", "medium", "base.en", "large-v3"]);
+        let small_gpu = transcriber_in(models.0.clone(), vec![gpu(0, 4)], 1);
         assert!(small_gpu.refresh("small"));
         assert!(!small_gpu.refresh("medium"));
         let why = small_gpu.unable().unwrap_or_default();
@@ -303,8 +376,37 @@ mod tests {
         assert_eq!(small_gpu.describe()["unable"], serde_json::json!(why));
         assert!(small_gpu.refresh("base.en"), "able again once the setting changes");
         assert_eq!(small_gpu.unable(), None);
+        assert_eq!(
+            small_gpu.usable(),
+            ["base.en", "small"],
+            "medium and large-v3 do not fit"
+        );
         // The CPU holds anything.
-        assert!(transcriber(Vec::new(), 1).refresh("large-v3"));
+        assert!(transcriber_in(models.0.clone(), Vec::new(), 1).refresh("large-v3"));
+    }
+
+    #[test]
+    fn a_model_that_is_not_installed_makes_the_worker_unable_and_says_so() {
+        let models = Models::new(&["base", "tiny.en"]);
+        let t = transcriber_in(models.0.clone(), Vec::new(), 1);
+        let first = t.describe();
+        assert_eq!(first["model"], "small");
+        assert!(!t.refresh("medium"));
+        let why = t.unable().unwrap_or_default();
+        assert!(
+            why.contains("`medium` is not installed") && why.contains("installed: base, tiny.en"),
+            "{why}"
+        );
+        let described = t.changed_description().unwrap_or_default();
+        assert_eq!(described["model"], "medium");
+        assert_eq!(described["unable"], serde_json::json!(why));
+        assert_eq!(described["usable"], serde_json::json!(["base", "tiny.en"]));
+        assert_eq!(t.changed_description(), None, "unchanged: nothing to write");
+        assert!(t.refresh("base"));
+        assert_eq!(
+            t.changed_description().map(|d| d["unable"].clone()),
+            Some(serde_json::Value::Null)
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `/api/v1/system` (admins): versions of Rushes, ffmpeg and PostgreSQL, RabbitMQ's reachability, the
-//! Whisper model setting, and this control process's effective configuration with
-//! secrets masked.
+//! Whisper model in effect (the setting, else what the online workers use) and the models
+//! in use, and this control process's effective configuration with secrets masked.
 
 use std::time::Duration;
 
@@ -67,13 +67,17 @@ async fn ffmpeg_version() -> Option<String> {
 async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
     let postgres: String = sqlx::query_scalar("SHOW server_version").fetch_one(&state.db).await?;
     let broker_reachable = state.broker().ping().await.is_ok();
-    let current = settings::load(&state.db).await?;
+    let mut current = settings::load(&state.db).await?;
+    let fleet = super::settings::whisper_fleet(&state).await?;
+    let whisper_model = super::settings::effective_whisper_model(current.get(settings::WHISPER_MODEL), &fleet);
+    current.insert(settings::WHISPER_MODEL, whisper_model.clone());
     Ok(axum::Json(json!({
         "rushes": rushes_common::VERSION,
         "ffmpeg": ffmpeg_version().await,
         "postgresql": postgres,
         "rabbitmq": { "reachable": broker_reachable },
-        "whisper_model": current.get(settings::WHISPER_MODEL),
+        "whisper_model": whisper_model,
+        "whisper_models_in_use": fleet.in_use,
         "settings": current,
         "config": state.effective_config,
     })))

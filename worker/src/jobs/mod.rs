@@ -41,6 +41,10 @@ pub enum JobError {
     /// The job saw its cancellation and stopped.
     #[error("cancelled")]
     Cancelled,
+    /// This worker cannot run the job now (it lacks the Whisper model asked for, say);
+    /// another worker may. The job goes back to the queue, the attempt not counted.
+    #[error("{0}")]
+    Unable(String),
 }
 
 /// A database error inside a handler: worth another attempt.

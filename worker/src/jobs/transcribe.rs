@@ -86,11 +86,11 @@ pub async fn run(ctx: JobContext, payload: Transcribe) -> Result<Value, JobError
         .services
         .transcriber
         .clone()
-        .ok_or_else(|| JobError::Retryable("this worker has no transcription slots".into()))?;
+        .ok_or_else(|| JobError::Unable("this worker has no transcription slots".into()))?;
     let model_name = transcriber.wanted_model(&ctx.db).await.map_err(db_error)?;
     if !transcriber.refresh(&model_name) {
         let why = transcriber.unable().unwrap_or_default();
-        return Err(JobError::Retryable(format!("{why}; another worker may take it")));
+        return Err(JobError::Unable(format!("{why}; another worker may take it")));
     }
 
     // The WAV: the transcode's mix when it exists and the mix is wanted, else made now.
@@ -228,7 +228,8 @@ fn source(ctx: &JobContext, row: &TranscriptRow) -> Result<Source, JobError> {
 fn model_error(err: ModelError) -> JobError {
     match err {
         ModelError::Invalid(why) => JobError::Permanent(why),
-        err @ (ModelError::Unavailable(_) | ModelError::TooLarge(_)) => JobError::Retryable(err.to_string()),
+        err @ (ModelError::NotInstalled(_) | ModelError::TooLarge(_)) => JobError::Unable(err.to_string()),
+        err @ ModelError::Unavailable(_) => JobError::Retryable(err.to_string()),
     }
 }
 
@@ -312,10 +313,8 @@ async fn notify(ctx: &JobContext, row: &TranscriptRow, id: Uuid, transcription: 
     let Some(address) = address.filter(|a| mail::looks_like_address(a)) else {
         return;
     };
-    let link = format!(
-        "{}/api/v1/transcripts/{id}",
-        ctx.services.smtp.public_url.trim_end_matches('/')
-    );
+    // A page a person can open without a token (the control plane serves it).
+    let link = mail::transcript_page(&ctx.services.smtp.public_url, id);
     let message = mail::transcript_ready(&row.name, transcription.segments.len(), transcription.duration, &link);
     let mut job = NewJob::new(Email::KIND, json!(Email::new(vec![address], message)));
     job.parent_id = Some(ctx.job_id);
