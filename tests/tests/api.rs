@@ -286,6 +286,7 @@ async fn lists_filter_and_page() -> anyhow::Result<()> {
         "/api/v1/jobs/{id}/cancel",
         "/api/v1/queues/{name}/pause",
         "/api/v1/dead-letters/{id}/requeue",
+        "/api/v1/dead-letters/{id}/discard",
     ] {
         assert!(openapi["paths"][path].is_object(), "openapi documents {path}");
     }

@@ -70,6 +70,15 @@ impl ActiveCounts {
     }
 }
 
+/// A row of `queue_pauses`.
+#[derive(sqlx::FromRow)]
+struct PauseRow {
+    queue: String,
+    paused_at: DateTime<Utc>,
+    paused_by: Option<String>,
+    reason: Option<String>,
+}
+
 /// Every queue (or `only` one) as it stands now: broker depth and consumers, jobs by
 /// state, pause.
 pub(crate) async fn views(state: &AppState, only: Option<QueueFamily>) -> ApiResult<Vec<QueueView>> {
@@ -81,16 +90,15 @@ pub(crate) async fn views(state: &AppState, only: Option<QueueFamily>) -> ApiRes
         }
     };
     let counts = ActiveCounts::read(&state.db).await?;
-    let pauses: Vec<(String, DateTime<Utc>, Option<String>, Option<String>)> =
-        sqlx::query_as("SELECT queue, paused_at, paused_by, reason FROM queue_pauses")
-            .fetch_all(&state.db)
-            .await?;
+    let pauses: Vec<PauseRow> = sqlx::query_as("SELECT queue, paused_at, paused_by, reason FROM queue_pauses")
+        .fetch_all(&state.db)
+        .await?;
     Ok(QueueFamily::ALL
         .into_iter()
         .filter(|f| only.is_none_or(|o| o == *f))
         .map(|family| {
             let broker = stats.as_ref().and_then(|s| s.iter().find(|s| s.family == family));
-            let pause = pauses.iter().find(|(q, ..)| q == family.as_str());
+            let pause = pauses.iter().find(|p| p.queue == family.as_str());
             QueueView {
                 name: family.as_str(),
                 broker_queue: state.broker().topology().queue(family),
@@ -100,9 +108,9 @@ pub(crate) async fn views(state: &AppState, only: Option<QueueFamily>) -> ApiRes
                 queued: counts.get(family, "queued"),
                 retrying: counts.get(family, "retrying"),
                 paused: pause.is_some(),
-                paused_at: pause.map(|p| p.1),
-                paused_by: pause.and_then(|p| p.2.clone()),
-                pause_reason: pause.and_then(|p| p.3.clone()),
+                paused_at: pause.map(|p| p.paused_at),
+                paused_by: pause.and_then(|p| p.paused_by.clone()),
+                pause_reason: pause.and_then(|p| p.reason.clone()),
             }
         })
         .collect())
