@@ -14,6 +14,28 @@ pub struct Actor {
     pub user_id: Option<Uuid>,
     pub name: String,
     pub impersonator_id: Option<Uuid>,
+    pub kind: ActorKind,
+}
+
+/// What sort of actor made a change (`audit_log.actor_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorKind {
+    /// A user account (`user_id` set).
+    User,
+    /// The bootstrap admin token: named `admin`, a name no user may take.
+    BootstrapToken,
+    /// A job acting for its requester (the job id is the request id).
+    Job,
+}
+
+impl ActorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::BootstrapToken => "bootstrap_token",
+            Self::Job => "job",
+        }
+    }
 }
 
 /// One change to record.
@@ -29,8 +51,8 @@ pub struct Change<'a> {
 pub async fn record<'e>(executor: impl PgExecutor<'e>, actor: &Actor, change: Change<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO audit_log (id, request_id, actor_id, actor, impersonator_id, action, target_type, target_id, \
-                                before, after) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                                before, after, actor_type) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(Uuid::now_v7())
     .bind(actor.request_id)
@@ -42,6 +64,7 @@ pub async fn record<'e>(executor: impl PgExecutor<'e>, actor: &Actor, change: Ch
     .bind(change.target_id)
     .bind(change.before)
     .bind(change.after)
+    .bind(actor.kind.as_str())
     .execute(executor)
     .await?;
     Ok(())

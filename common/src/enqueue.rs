@@ -70,6 +70,18 @@ pub enum EnqueueError {
     Priority(u8),
     #[error("max_attempts must be between 1 and 100, got {0}")]
     MaxAttempts(i32),
+    #[error("queue: `{kind}` jobs run on the `{expected}` queue, not `{queue}`")]
+    WrongQueue {
+        kind: String,
+        queue: QueueFamily,
+        expected: QueueFamily,
+    },
+    #[error("payload: {field} `{id}` names no {noun}")]
+    MissingTarget {
+        field: &'static str,
+        noun: &'static str,
+        id: String,
+    },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -100,7 +112,70 @@ pub fn validate(job: &NewJob) -> Result<(&'static KindSpec, i32), EnqueueError> 
     if !(1..=100).contains(&max_attempts) {
         return Err(EnqueueError::MaxAttempts(max_attempts));
     }
+    if let Some(queue) = job.queue.filter(|q| *q != kind.queue && !kind.any_queue) {
+        return Err(EnqueueError::WrongQueue {
+            kind: job.kind.clone(),
+            queue,
+            expected: kind.queue,
+        });
+    }
     Ok((kind, max_attempts))
+}
+
+/// Checks that the row a job works on ([`crate::job::Target`]) exists, so that a job
+/// that could only fail is refused when it is enqueued rather than dead later.
+pub async fn check_target<'e>(executor: impl PgExecutor<'e>, job: &NewJob) -> Result<(), EnqueueError> {
+    let Some(target) = spec(&job.kind).and_then(|k| k.target) else {
+        return Ok(());
+    };
+    let Some(id) = job.payload.get(target.field).and_then(Value::as_str) else {
+        return Ok(());
+    };
+    let missing = || EnqueueError::MissingTarget {
+        field: target.field,
+        noun: target.noun,
+        id: id.to_owned(),
+    };
+    let id: Uuid = id.parse().map_err(|_| missing())?;
+    // The table name comes from the catalogue, never from a request.
+    let sql = format!("SELECT EXISTS (SELECT 1 FROM {} WHERE id = $1)", target.table);
+    let exists: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_one(executor)
+        .await?;
+    if exists { Ok(()) } else { Err(missing()) }
+}
+
+/// Makes each job the current one of the row it works on, where that row follows its
+/// current job ([`crate::job::Follows`]): a transcode enqueued on its own then runs
+/// (an older one notices it was replaced) and the clip shows its state. Bulk paths
+/// ([`crate::media::transcodes`], [`crate::transcripts`]) do the same in one statement.
+pub async fn adopt(tx: &mut sqlx::PgConnection, records: &[JobRecord]) -> Result<(), sqlx::Error> {
+    for job in records {
+        let Some(target) = spec(&job.kind).and_then(|k| k.target) else {
+            continue;
+        };
+        let (Some(follows), Some(id)) = (
+            target.follows,
+            job.payload
+                .get(target.field)
+                .and_then(Value::as_str)
+                .and_then(|id| id.parse::<Uuid>().ok()),
+        ) else {
+            continue;
+        };
+        // Table and column names come from the catalogue, never from a request.
+        let sql = format!(
+            "UPDATE {} SET {} = $2, {} = 'queued', {} = NULL WHERE id = $1",
+            target.table, follows.job, follows.state, follows.error
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(job.id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Inserts the rows (one statement, so one transaction unless `executor` is already one).
@@ -179,4 +254,25 @@ pub async fn publish(db: &PgPool, publisher: &Publisher, records: &mut [JobRecor
         Err(err) => tracing::warn!(error = %err, "published but could not record published_at"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kind_runs_on_its_own_queue_unless_it_may_run_anywhere() {
+        let mut transcode = NewJob::new("transcode", serde_json::json!({ "clip_id": Uuid::now_v7() }));
+        transcode.queue = Some(QueueFamily::Email);
+        let err = validate(&transcode).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("queue: `transcode` jobs run on the `transcode` queue, not `email`")
+        );
+        transcode.queue = Some(QueueFamily::Transcode);
+        assert!(validate(&transcode).is_ok());
+        let mut probe = NewJob::new("sleep", serde_json::json!({ "seconds": 0 }));
+        probe.queue = Some(QueueFamily::Transcribe);
+        assert!(validate(&probe).is_ok(), "a sleep probes any queue");
+    }
 }

@@ -84,6 +84,11 @@ impl Caller {
             user_id: self.user_id,
             name: self.name.clone(),
             impersonator_id: self.impersonator_id,
+            kind: if self.user_id.is_some() {
+                rushes_common::audit::ActorKind::User
+            } else {
+                rushes_common::audit::ActorKind::BootstrapToken
+            },
         }
     }
 

@@ -51,6 +51,8 @@ impl FireOutcome {
 pub struct Fire {
     pub schedule_id: Uuid,
     pub name: String,
+    /// The job kind it fires.
+    pub kind: String,
     pub due: DateTime<Utc>,
     pub outcome: FireOutcome,
     pub next: Option<DateTime<Utc>>,
@@ -124,6 +126,7 @@ pub async fn fire_due(db: &PgPool, now: DateTime<Utc>, grace: Duration) -> anyho
                 fires.push(Fire {
                     schedule_id: schedule.id,
                     name: schedule.name.clone(),
+                    kind: schedule.kind.clone(),
                     due: due_at,
                     outcome: FireOutcome::Invalid,
                     next: None,
@@ -163,6 +166,7 @@ pub async fn fire_due(db: &PgPool, now: DateTime<Utc>, grace: Duration) -> anyho
         fires.push(Fire {
             schedule_id: schedule.id,
             name: schedule.name.clone(),
+            kind: schedule.kind.clone(),
             due: due_at,
             outcome,
             next,

@@ -231,10 +231,12 @@ impl Scheduler {
                     self.metrics.lag.with_label_values(&[] as &[&str]).observe(lag_s);
                     tracing::debug!(schedule = %fire.name, lag_ms = lag_s * 1000.0, "fired");
                 }
-                let level = if fire.outcome == firing::FireOutcome::Invalid {
-                    Level::Error
-                } else {
-                    Level::Info
+                // A housekeeping schedule (the reaper, every minute) firing is routine.
+                let routine = rushes_common::job::spec(&fire.kind).is_some_and(|k| k.housekeeping);
+                let level = match fire.outcome {
+                    firing::FireOutcome::Invalid => Level::Error,
+                    firing::FireOutcome::Fired if routine => Level::Debug,
+                    _ => Level::Info,
                 };
                 let fields = serde_json::json!({ "schedule_id": fire.schedule_id, "due": fire.due, "outcome": fire.outcome.as_str() });
                 self.logs.log(

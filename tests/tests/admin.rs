@@ -138,6 +138,12 @@ async fn clearing_the_cache_on_one_replica_clears_every_replica() -> anyhow::Res
     std::fs::create_dir_all(env.media_root.join("cached"))?;
     let production = env.production("Cached", 1, "cached", None).await?;
     let id: Uuid = production["id"].as_str().unwrap_or_default().parse()?;
+    // Rows written with triggers off (as a bulk restore might) do not announce
+    // themselves: the cached counts stay until a clear.
+    let mut tx = env.db.begin().await?;
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await?;
     for i in 0..3 {
         sqlx::query(
             "INSERT INTO clips (id, production_id, path, name, size_bytes, mtime_ns, transcode_state) \
@@ -146,9 +152,10 @@ async fn clearing_the_cache_on_one_replica_clears_every_replica() -> anyhow::Res
         .bind(Uuid::now_v7())
         .bind(id)
         .bind(format!("c{i}.mov"))
-        .execute(&env.db)
+        .execute(&mut *tx)
         .await?;
     }
+    tx.commit().await?;
     assert_eq!(
         dashboard(replica.clone()).await?["clips_transcoded"],
         0,
@@ -170,6 +177,28 @@ async fn clearing_the_cache_on_one_replica_clears_every_replica() -> anyhow::Res
     }
     let (_, audit) = env.get("/api/v1/audit-log?action=cache.clear").await?;
     assert_eq!(audit["entries"].as_array().map(Vec::len), Some(1));
+
+    // An ordinary change drops the cached counts on every replica by itself.
+    sqlx::query(
+        "INSERT INTO clips (id, production_id, path, name, size_bytes, mtime_ns, transcode_state) \
+         VALUES ($1, $2, 'c3.mov', 'c3.mov', 1, 1, 'done')",
+    )
+    .bind(Uuid::now_v7())
+    .bind(id)
+    .execute(&env.db)
+    .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = dashboard(replica.clone()).await?;
+        if now["clips_transcoded"] == 4 {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the counts stayed cached after a change: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     Ok(())
 }
 

@@ -210,7 +210,7 @@ async fn bad_input_gets_a_clear_error_and_creates_nothing() -> anyhow::Result<()
         .await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = env.get("/api/v1/jobs?state=exploded").await?;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, _) = env.get("/api/v1/jobs?limit=many").await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, body) = env.get("/api/v1/nothing-here").await?;
@@ -286,6 +286,7 @@ async fn lists_filter_and_page() -> anyhow::Result<()> {
         "/api/v1/jobs/{id}/cancel",
         "/api/v1/queues/{name}/pause",
         "/api/v1/dead-letters/{id}/requeue",
+        "/api/v1/dead-letters/{id}/discard",
     ] {
         assert!(openapi["paths"][path].is_object(), "openapi documents {path}");
     }

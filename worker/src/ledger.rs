@@ -38,7 +38,8 @@ pub enum Outcome {
     Dead(String, Letter),
 }
 
-/// The message of a dead job, as recorded in `dead_letters`.
+/// The message of a dead job, as recorded in `dead_letters` (with the attempt that
+/// died: the job's `attempts`).
 #[derive(Debug, Clone)]
 pub struct Letter {
     pub queue: &'static str,
@@ -149,7 +150,7 @@ async fn claim_batch(
     let stale_s = stale_after.as_secs_f64();
     let claimed: Vec<JobRecord> = sqlx::query_as(concat!(
         "UPDATE jobs SET state = 'running', worker_id = $2, attempts = attempts + 1, progress = 0, \
-                started_at = now(), heartbeat_at = now(), error = NULL \
+                started_at = now(), heartbeat_at = now(), error = NULL, retry_at = NULL \
          WHERE id = ANY($1) AND (state IN ('queued', 'retrying') \
                OR (state = 'running' AND heartbeat_at < now() - make_interval(secs => $3))) \
          RETURNING ",
@@ -222,13 +223,13 @@ async fn record_batch(
     let mut tx = db.begin().await?;
     let updated = apply_outcomes(&mut *tx, worker_id, &columns).await?;
     // A dead job and its parked letter commit together.
-    for (id, _, outcome) in &outcomes {
+    for (id, attempt, outcome) in &outcomes {
         if let Outcome::Dead(error, letter) = outcome
             && updated.contains(id)
         {
             sqlx::query(
-                "INSERT INTO dead_letters (id, queue, job_id, kind, reason, body, headers) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO dead_letters (id, queue, job_id, kind, reason, body, headers, attempt) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(Uuid::now_v7())
             .bind(letter.queue)
@@ -237,6 +238,7 @@ async fn record_batch(
             .bind(error)
             .bind(&letter.body)
             .bind(&letter.headers)
+            .bind(attempt)
             .execute(&mut *tx)
             .await?;
         }
@@ -256,6 +258,8 @@ struct OutcomeColumns<'a> {
 }
 
 /// Updates the rows still ours and running the recorded attempt; returns their ids.
+/// An attempt that ended in an error also goes into the job's history (the next claim
+/// clears `error`; the history keeps every attempt's).
 async fn apply_outcomes<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     worker_id: Uuid,
@@ -266,7 +270,9 @@ async fn apply_outcomes<'e>(
                 progress = CASE WHEN u.state = 'succeeded' THEN 1 ELSE j.progress END, \
                 finished_at = CASE WHEN u.state = 'retrying' THEN NULL ELSE now() END, \
                 retry_at = now() + make_interval(secs => u.delay_s), \
-                heartbeat_at = NULL \
+                heartbeat_at = NULL, \
+                history = CASE WHEN u.error IS NULL THEN j.history ELSE j.history || jsonb_build_array( \
+                    jsonb_build_object('at', now(), 'event', u.state, 'attempt', u.attempt, 'error', u.error)) END \
          FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::int4[], $6::float8[]) \
               AS u(id, state, result, error, attempt, delay_s) \
          WHERE j.id = u.id AND j.state = 'running' AND j.worker_id = $7 AND j.attempts = u.attempt \

@@ -391,14 +391,19 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
             }
         }
         finish_metrics(shared, &job, family, label, started);
+        // Routine upkeep (a reaper every minute) succeeding is not news.
+        let success_level = if kind.housekeeping { Level::Debug } else { Level::Info };
         let (level, line) = match &outcome {
-            Outcome::Succeeded(_) => (Level::Info, "succeeded".to_owned()),
+            Outcome::Succeeded(_) => (success_level, "succeeded".to_owned()),
             Outcome::Failed(message) => (Level::Error, format!("failed: {message}")),
             Outcome::Retrying(message, delay_s) => (Level::Warn, format!("failed, retrying in {delay_s} s: {message}")),
             Outcome::Dead(message, _) => (Level::Error, format!("dead after {} attempts: {message}", job.attempts)),
         };
         job_line(shared, &job, level, line, started);
         match outcome {
+            Outcome::Succeeded(_) if kind.housekeeping => {
+                tracing::debug!(duration_ms = started.elapsed().as_millis() as u64, "job succeeded")
+            }
             Outcome::Succeeded(_) => {
                 tracing::info!(duration_ms = started.elapsed().as_millis() as u64, "job succeeded")
             }
@@ -535,10 +540,12 @@ async fn park(
     tracing::warn!(queue = family.as_str(), message_id = ?incoming.message_id, reason, "dead-lettering message");
     let recorded = sqlx::query(
         "WITH failed AS ( \
-             UPDATE jobs SET state = 'failed', error = $5, finished_at = now() \
-             WHERE id = $3 AND state IN ('queued', 'retrying') RETURNING id) \
-         INSERT INTO dead_letters (id, queue, job_id, kind, reason, body, headers) \
-         VALUES ($1, $2, (SELECT id FROM failed), $4, $5, $6, $7)",
+             UPDATE jobs SET state = 'failed', error = $5, finished_at = now(), retry_at = NULL, \
+                    history = history || jsonb_build_array(jsonb_build_object( \
+                        'at', now(), 'event', 'failed', 'attempt', attempts, 'error', $5)) \
+             WHERE id = $3 AND state IN ('queued', 'retrying') RETURNING id, attempts) \
+         INSERT INTO dead_letters (id, queue, job_id, kind, reason, body, headers, attempt) \
+         VALUES ($1, $2, (SELECT id FROM failed), $4, $5, $6, $7, (SELECT attempts FROM failed))",
     )
     .bind(Uuid::now_v7())
     .bind(family.as_str())

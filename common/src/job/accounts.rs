@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::catalogue::{JobPayload, QueueFamily};
+use super::catalogue::{JobPayload, QueueFamily, Target};
 
 /// Columns of the users CSV, in order (the template download has them as its header).
 /// `groups` is `;`-separated group names; `password` only sets a new user's password.
@@ -151,6 +151,36 @@ impl JobPayload for ImportUsers {
     const TIMEOUT: Duration = Duration::from_secs(600);
     const BACKOFF_BASE: Duration = Duration::from_secs(10);
 
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        let requester = serde_json::json!({
+            "description": "who asked (re-checked when the job runs)",
+            "oneOf": [
+                { "type": "string", "enum": ["bootstrap_admin"] },
+                object(&[("user", uuid("the requesting user"), true)]),
+            ],
+        });
+        let hashes = serde_json::json!({
+            "type": "object",
+            "description": "Argon2 hashes of the passwords taken out of the CSV, by lower-case username",
+            "additionalProperties": { "type": "string" },
+        });
+        object(&[
+            (
+                "csv",
+                string("the users CSV (`GET /users/import/template` has the columns), at most 1 MiB"),
+                true,
+            ),
+            (
+                "dry_run",
+                boolean("report what would change without changing it"),
+                false,
+            ),
+            ("requester", requester, true),
+            ("password_hashes", hashes, false),
+        ])
+    }
+
     fn validate(&self) -> Result<(), String> {
         if self.csv.trim().is_empty() {
             return Err("csv: empty".into());
@@ -185,6 +215,24 @@ impl JobPayload for GroupUsers {
     const MAX_ATTEMPTS: i32 = 3;
     const TIMEOUT: Duration = Duration::from_secs(600);
     const BACKOFF_BASE: Duration = Duration::from_secs(10);
+    const TARGET: Option<Target> = Some(Target {
+        field: "group_id",
+        table: "groups",
+        noun: "group",
+        follows: None,
+    });
+
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        object(&[
+            ("group_id", uuid("the group whose users to change"), true),
+            (
+                "action",
+                one_of_strings("what to do to each member", &["enable", "disable", "remove"]),
+                true,
+            ),
+        ])
+    }
 }
 
 /// `purge_users`: delete for good the users soft-deleted at least N days ago.
@@ -201,6 +249,19 @@ impl JobPayload for PurgeUsers {
     const MAX_ATTEMPTS: i32 = 3;
     const TIMEOUT: Duration = Duration::from_secs(600);
     const BACKOFF_BASE: Duration = Duration::from_secs(10);
+
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        object(&[(
+            "deleted_days_ago",
+            integer(
+                "purge users soft-deleted at least this many days ago (default 0)",
+                0,
+                Some(i64::from(u32::MAX)),
+            ),
+            false,
+        )])
+    }
 }
 
 /// Minutes a password reset link stays valid.
@@ -226,6 +287,20 @@ impl JobPayload for AccountLink {
     const MAX_ATTEMPTS: i32 = 8;
     const TIMEOUT: Duration = Duration::from_secs(120);
     const BACKOFF_BASE: Duration = Duration::from_secs(10);
+
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        let variant = |link: &str, field: &str, what: &str| {
+            object(&[
+                ("link", one_of_strings("which link", &[link]), true),
+                (field, uuid(what), true),
+            ])
+        };
+        serde_json::json!({ "oneOf": [
+            variant("password_reset", "user_id", "the user to mail a reset link"),
+            variant("invitation", "invitation_id", "the pending invitation to mail a link for"),
+        ] })
+    }
 }
 
 #[cfg(test)]

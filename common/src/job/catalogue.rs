@@ -82,11 +82,47 @@ pub trait JobPayload: Serialize + DeserializeOwned + Send + 'static {
     const TIMEOUT: Duration = Duration::from_secs(3600);
     /// First retry delay; each later one doubles.
     const BACKOFF_BASE: Duration = Duration::from_secs(5);
+    /// Routine upkeep the scheduler runs (every minute, every night): left out of job
+    /// lists unless asked for, and its successes logged at debug, not info.
+    const HOUSEKEEPING: bool = false;
+    /// May be sent to any queue (a `sleep` probing GPU nodes); other kinds run only on
+    /// their own.
+    const ANY_QUEUE: bool = false;
+    /// The row the job works on, when its payload names one.
+    const TARGET: Option<Target> = None;
 
     /// Checks beyond the payload's shape (ranges, consistency).
     fn validate(&self) -> Result<(), String> {
         Ok(())
     }
+
+    /// The payload's JSON Schema (`GET /kinds`).
+    fn schema() -> serde_json::Value;
+}
+
+/// The row a job works on, named by a UUID field of its payload: an enqueue naming a
+/// row that does not exist is refused, and where the row follows its current job
+/// ([`Follows`]) a job enqueued on its own (by hand, by a schedule) becomes that current
+/// job, so that it runs and the row shows its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    /// The payload field holding the row's id.
+    pub field: &'static str,
+    pub table: &'static str,
+    /// What the row is, in messages ("clip").
+    pub noun: &'static str,
+    pub follows: Option<Follows>,
+}
+
+/// The columns of a row that follows its current job of one kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Follows {
+    /// Holds the current job's id.
+    pub job: &'static str,
+    /// Its `transcode_state`.
+    pub state: &'static str,
+    /// Its last error.
+    pub error: &'static str,
 }
 
 /// What the fleet knows about one kind, without its payload type.
@@ -97,7 +133,11 @@ pub struct KindSpec {
     pub max_attempts: i32,
     pub timeout: Duration,
     pub backoff_base: Duration,
+    pub housekeeping: bool,
+    pub any_queue: bool,
+    pub target: Option<Target>,
     validate: fn(&serde_json::Value) -> Result<(), String>,
+    schema: fn() -> serde_json::Value,
 }
 
 impl KindSpec {
@@ -108,8 +148,17 @@ impl KindSpec {
             max_attempts: P::MAX_ATTEMPTS,
             timeout: P::TIMEOUT,
             backoff_base: P::BACKOFF_BASE,
+            housekeeping: P::HOUSEKEEPING,
+            any_queue: P::ANY_QUEUE,
+            target: P::TARGET,
             validate: validate_json::<P>,
+            schema: P::schema,
         }
+    }
+
+    /// The payload's JSON Schema.
+    pub fn schema(&self) -> serde_json::Value {
+        (self.schema)()
     }
 
     /// Checks that `payload` decodes into this kind's payload and passes its checks.
@@ -160,6 +209,11 @@ pub fn spec(name: &str) -> Option<&'static KindSpec> {
     CATALOGUE.iter().find(|k| k.name == name)
 }
 
+/// The names of the housekeeping kinds ([`JobPayload::HOUSEKEEPING`]).
+pub fn housekeeping_kinds() -> Vec<&'static str> {
+    CATALOGUE.iter().filter(|k| k.housekeeping).map(|k| k.name).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +248,39 @@ mod tests {
         assert!(err.is_some_and(|e| e.contains("invalid type")));
         let err = sleep.validate(&serde_json::json!({"seconds": -1.0})).err();
         assert!(err.is_some_and(|e| e.contains("seconds")));
+    }
+
+    #[test]
+    fn schemas_agree_with_the_payload_types() {
+        for kind in catalogue() {
+            let schema = kind.schema();
+            let variants = match schema.get("oneOf").and_then(serde_json::Value::as_array) {
+                Some(variants) => variants.clone(),
+                None => vec![schema.clone()],
+            };
+            for variant in &variants {
+                assert_eq!(variant["type"], "object", "{}: {schema}", kind.name);
+                assert_eq!(variant["additionalProperties"], false, "{}: {schema}", kind.name);
+            }
+            let required = schema["required"].as_array().map_or(0, Vec::len);
+            // A payload without its required fields does not decode; one with none decodes.
+            assert_eq!(
+                kind.validate(&serde_json::json!({})).is_err(),
+                required > 0 || schema.get("oneOf").is_some(),
+                "{}: {schema}",
+                kind.name
+            );
+            let properties = schema["properties"].as_object().map(|p| p.len()).unwrap_or(0);
+            assert!(properties >= required, "{}: {schema}", kind.name);
+            if let Some(target) = kind.target {
+                assert!(schema["properties"].get(target.field).is_some(), "{}", kind.name);
+                assert!(
+                    schema["required"]
+                        .as_array()
+                        .is_some_and(|r| r.contains(&target.field.into()))
+                );
+            }
+        }
+        assert_eq!(housekeeping_kinds(), ["purge_jobs", "reap_workers", "purge_logins"]);
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::catalogue::{JobPayload, QueueFamily};
+use super::catalogue::{JobPayload, QueueFamily, Target};
 use crate::mail::Mail;
 
 /// A rendered mail (see [`crate::mail`]) and who receives it.
@@ -36,6 +36,20 @@ impl JobPayload for Email {
     const TIMEOUT: Duration = Duration::from_secs(120);
     const BACKOFF_BASE: Duration = Duration::from_secs(5);
 
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        object(&[
+            (
+                "to",
+                array("recipients' addresses (at least one)", string("an address")),
+                true,
+            ),
+            ("subject", string("not empty"), true),
+            ("text", string("the plain-text body"), true),
+            ("html", string("the HTML body"), true),
+        ])
+    }
+
     fn validate(&self) -> Result<(), String> {
         if self.to.is_empty() {
             return Err("to: at least one recipient is needed".into());
@@ -64,4 +78,15 @@ impl JobPayload for SendEmailDraft {
     const MAX_ATTEMPTS: i32 = 5;
     const TIMEOUT: Duration = Duration::from_secs(300);
     const BACKOFF_BASE: Duration = Duration::from_secs(10);
+    const TARGET: Option<Target> = Some(Target {
+        field: "draft_id",
+        table: "email_drafts",
+        noun: "mail draft",
+        follows: None,
+    });
+
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        object(&[("draft_id", uuid("the mail-out draft to send"), true)])
+    }
 }

@@ -19,6 +19,20 @@ impl JobPayload for PurgeJobs {
     const MAX_ATTEMPTS: i32 = 3;
     const TIMEOUT: Duration = Duration::from_secs(3600);
     const BACKOFF_BASE: Duration = Duration::from_secs(60);
+    const HOUSEKEEPING: bool = true;
+
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        object(&[(
+            "older_than_days",
+            integer(
+                "delete finished jobs finished this many days ago",
+                1,
+                Some(i64::from(u32::MAX)),
+            ),
+            true,
+        )])
+    }
 
     fn validate(&self) -> Result<(), String> {
         if self.older_than_days == 0 {
@@ -41,6 +55,16 @@ impl JobPayload for ReapWorkers {
     const MAX_ATTEMPTS: i32 = 2;
     const TIMEOUT: Duration = Duration::from_secs(300);
     const BACKOFF_BASE: Duration = Duration::from_secs(10);
+    const HOUSEKEEPING: bool = true;
+
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        object(&[(
+            "silent_for_s",
+            integer("mark gone the workers silent this many seconds", 10, None),
+            true,
+        )])
+    }
 
     fn validate(&self) -> Result<(), String> {
         if self.silent_for_s < 10 {
@@ -75,6 +99,24 @@ impl JobPayload for PurgeLogins {
     const MAX_ATTEMPTS: i32 = 3;
     const TIMEOUT: Duration = Duration::from_secs(3600);
     const BACKOFF_BASE: Duration = Duration::from_secs(60);
+    const HOUSEKEEPING: bool = true;
+
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        let days = |what| integer(what, 1, Some(i64::from(u32::MAX)));
+        object(&[
+            (
+                "login_log_days",
+                days("keep login-log rows this many days (default 90)"),
+                false,
+            ),
+            (
+                "resets_days",
+                days("keep used or expired password resets this many days (default 7)"),
+                false,
+            ),
+        ])
+    }
 
     fn validate(&self) -> Result<(), String> {
         if self.login_log_days == 0 {

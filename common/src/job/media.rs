@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::catalogue::{JobPayload, QueueFamily};
+use super::catalogue::{Follows, JobPayload, QueueFamily, Target};
 
 /// `scan`: walk one production's folder and reconcile its clips.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -21,6 +21,17 @@ impl JobPayload for Scan {
     const MAX_ATTEMPTS: i32 = 3;
     const TIMEOUT: Duration = Duration::from_secs(2 * 3600);
     const BACKOFF_BASE: Duration = Duration::from_secs(30);
+    const TARGET: Option<Target> = Some(Target {
+        field: "production_id",
+        table: "productions",
+        noun: "production",
+        follows: None,
+    });
+
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        object(&[("production_id", uuid("the production to scan"), true)])
+    }
 }
 
 /// `scan_all`: enqueue a `scan` for every active, unarchived production.
@@ -34,6 +45,11 @@ impl JobPayload for ScanAll {
     const MAX_ATTEMPTS: i32 = 3;
     const TIMEOUT: Duration = Duration::from_secs(300);
     const BACKOFF_BASE: Duration = Duration::from_secs(30);
+
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        object(&[])
+    }
 }
 
 /// `transcode`: proxy, per-track audio, poster and the 16 kHz WAV of one clip.
@@ -50,6 +66,21 @@ impl JobPayload for Transcode {
     /// The ceiling; each job also gets a limit from its clip's duration.
     const TIMEOUT: Duration = Duration::from_secs(8 * 3600);
     const BACKOFF_BASE: Duration = Duration::from_secs(30);
+    const TARGET: Option<Target> = Some(Target {
+        field: "clip_id",
+        table: "clips",
+        noun: "clip",
+        follows: Some(Follows {
+            job: "transcode_job_id",
+            state: "transcode_state",
+            error: "transcode_error",
+        }),
+    });
+
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        object(&[("clip_id", uuid("the clip to transcode"), true)])
+    }
 }
 
 /// `transcode_long`: scrub sprite sheet with its WebVTT index, and a waveform image.
@@ -65,6 +96,17 @@ impl JobPayload for TranscodeLong {
     const MAX_ATTEMPTS: i32 = 3;
     const TIMEOUT: Duration = Duration::from_secs(8 * 3600);
     const BACKOFF_BASE: Duration = Duration::from_secs(60);
+    const TARGET: Option<Target> = Some(Target {
+        field: "clip_id",
+        table: "clips",
+        noun: "clip",
+        follows: None,
+    });
+
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        object(&[("clip_id", uuid("the clip whose sprite and waveform to draw"), true)])
+    }
 }
 
 /// `transcode_upload`: probe an uploaded file (a review file, or audio/video sent for
@@ -81,4 +123,19 @@ impl JobPayload for TranscodeUpload {
     const MAX_ATTEMPTS: i32 = 3;
     const TIMEOUT: Duration = Duration::from_secs(8 * 3600);
     const BACKOFF_BASE: Duration = Duration::from_secs(30);
+    const TARGET: Option<Target> = Some(Target {
+        field: "upload_id",
+        table: "uploads",
+        noun: "upload",
+        follows: Some(Follows {
+            job: "transcode_job_id",
+            state: "transcode_state",
+            error: "transcode_error",
+        }),
+    });
+
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        object(&[("upload_id", uuid("the upload (review file or audio) to prepare"), true)])
+    }
 }

@@ -9,10 +9,13 @@ pub mod maintenance;
 pub mod media;
 mod record;
 pub mod redact;
+pub mod schema;
 pub mod sleep;
 pub mod transcription;
 
-pub use catalogue::{JobPayload, KindSpec, QueueFamily, UnknownQueue, catalogue, spec};
+pub use catalogue::{
+    Follows, JobPayload, KindSpec, QueueFamily, Target, UnknownQueue, catalogue, housekeeping_kinds, spec,
+};
 pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError};
 pub use record::{JOB_COLUMNS, JobRecord, JobState};
 

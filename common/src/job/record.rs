@@ -91,6 +91,23 @@ pub struct JobRecord {
     pub scheduled_for: Option<DateTime<Utc>>,
     pub parent_id: Option<Uuid>,
     pub requested_by: Option<String>,
+    /// When a `retrying` job's next attempt is due (null in every other state).
+    pub retry_at: Option<DateTime<Utc>>,
+    pub cancelled_by: Option<String>,
+    /// Who last retried the job (or requeued its dead letter).
+    pub retried_by: Option<String>,
+    /// Each attempt that ended in an error and each admin action, oldest first:
+    /// `{"at", "event", "attempt", "error"?, "by"?, "state"?}`.
+    pub history: serde_json::Value,
+    /// Why a `queued` or `retrying` job is not running yet (computed by the API that
+    /// shows it; absent where it was not computed).
+    #[sqlx(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_reason: Option<String>,
+    /// Jobs of its queue that a `queued` job waits behind (computed like `wait_reason`).
+    #[sqlx(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jobs_ahead: Option<i64>,
 }
 
 /// The column list matching [`JobRecord`] as a literal, for `concat!` into static SQL.
@@ -99,7 +116,7 @@ macro_rules! job_columns {
     () => {
         "id, kind, queue, payload, priority, state, attempts, max_attempts, progress, error, result, \
          worker_id, heartbeat_at, enqueued_at, published_at, started_at, finished_at, schedule_id, \
-         scheduled_for, parent_id, requested_by"
+         scheduled_for, parent_id, requested_by, retry_at, cancelled_by, retried_by, history"
     };
 }
 

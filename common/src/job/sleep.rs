@@ -30,11 +30,30 @@ impl JobPayload for Sleep {
     const MAX_ATTEMPTS: i32 = 3;
     const TIMEOUT: Duration = Duration::from_secs(86_400 + 60);
     const BACKOFF_BASE: Duration = Duration::from_secs(1);
+    const ANY_QUEUE: bool = true;
 
     fn validate(&self) -> Result<(), String> {
         if !self.seconds.is_finite() || !(0.0..=86_400.0).contains(&self.seconds) {
             return Err(format!("seconds must be between 0 and 86400, got {}", self.seconds));
         }
         Ok(())
+    }
+
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        object(&[
+            ("seconds", number("how long to sleep", 0.0, 86_400.0), true),
+            (
+                "fail_attempts",
+                integer("fail (retryably) this many first attempts", 0, None),
+                false,
+            ),
+            (
+                "fail_until",
+                instant("fail (retryably) every attempt before this instant"),
+                false,
+            ),
+            ("panic", boolean("panic instead of sleeping"), false),
+        ])
     }
 }

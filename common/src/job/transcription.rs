@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::catalogue::{JobPayload, QueueFamily};
+use super::catalogue::{Follows, JobPayload, QueueFamily, Target};
 
 /// `transcribe`: run Whisper over one transcript's audio (a clip's or an upload's) with
 /// the options stored on the transcript, and store its segments.
@@ -22,4 +22,23 @@ impl JobPayload for Transcribe {
     /// Hours of audio on a CPU node take a while; a lease keeps the job owned meanwhile.
     const TIMEOUT: Duration = Duration::from_secs(12 * 3600);
     const BACKOFF_BASE: Duration = Duration::from_secs(60);
+    const TARGET: Option<Target> = Some(Target {
+        field: "transcript_id",
+        table: "transcripts",
+        noun: "transcript",
+        follows: Some(Follows {
+            job: "job_id",
+            state: "state",
+            error: "error",
+        }),
+    });
+
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        object(&[(
+            "transcript_id",
+            uuid("the transcript to (re)make, with the options stored on it"),
+            true,
+        )])
+    }
 }

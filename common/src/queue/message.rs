@@ -123,27 +123,74 @@ pub(crate) fn long_string(s: &str) -> AMQPValue {
 
 /// Longest header value kept from a foreign message, in characters.
 const HEADER_CHARS: usize = 1000;
+/// Most entries kept from one header table or array (RabbitMQ's `x-death` holds one
+/// per queue a message died in).
+const HEADER_ENTRIES: usize = 100;
+/// Deepest nesting of tables and arrays kept; deeper values become `"…"`.
+const HEADER_DEPTH: usize = 8;
 
-/// Headers of a delivery as JSON (strings and numbers; other values as their debug
-/// form), storable whatever a foreign producer put in them: no NUL, bounded length.
+/// Headers of a delivery as readable JSON — tables as objects, arrays as arrays,
+/// timestamps as RFC 3339 instants, numbers as numbers, byte arrays as text (lossy
+/// UTF-8) — storable whatever a foreign producer put in them: no NUL, bounded length,
+/// entries and depth.
 pub(crate) fn headers_json(properties: &BasicProperties) -> serde_json::Value {
-    let mut map = serde_json::Map::new();
-    if let Some(headers) = properties.headers() {
-        for (key, value) in headers.inner() {
-            let text = |s: &str| serde_json::Value::String(printable(s, HEADER_CHARS));
-            let json = match value {
-                AMQPValue::LongString(s) => text(&String::from_utf8_lossy(s.as_bytes())),
-                AMQPValue::ShortString(s) => text(s.as_str()),
-                AMQPValue::Boolean(b) => serde_json::Value::Bool(*b),
-                AMQPValue::LongLongInt(i) => serde_json::Value::from(*i),
-                AMQPValue::LongInt(i) => serde_json::Value::from(*i),
-                AMQPValue::LongUInt(i) => serde_json::Value::from(*i),
-                other => text(&format!("{other:?}")),
-            };
-            map.insert(printable(key.as_str(), HEADER_CHARS), json);
-        }
-    }
+    properties.headers().as_ref().map_or_else(
+        || serde_json::Value::Object(serde_json::Map::new()),
+        |h| table_json(h, 0),
+    )
+}
+
+fn table_json(table: &FieldTable, depth: usize) -> serde_json::Value {
+    let map = table
+        .inner()
+        .iter()
+        .take(HEADER_ENTRIES)
+        .map(|(key, value)| (printable(key.as_str(), HEADER_CHARS), value_json(value, depth + 1)))
+        .collect();
     serde_json::Value::Object(map)
+}
+
+fn value_json(value: &AMQPValue, depth: usize) -> serde_json::Value {
+    use serde_json::Value;
+    let text = |s: &str| Value::String(printable(s, HEADER_CHARS));
+    if depth > HEADER_DEPTH {
+        return text("…");
+    }
+    match value {
+        AMQPValue::Boolean(b) => Value::Bool(*b),
+        AMQPValue::ShortShortInt(i) => Value::from(*i),
+        AMQPValue::ShortShortUInt(i) => Value::from(*i),
+        AMQPValue::ShortInt(i) => Value::from(*i),
+        AMQPValue::ShortUInt(i) => Value::from(*i),
+        AMQPValue::LongInt(i) => Value::from(*i),
+        AMQPValue::LongUInt(i) => Value::from(*i),
+        AMQPValue::LongLongInt(i) => Value::from(*i),
+        // Not finite (NaN, ∞): JSON has no number for it.
+        AMQPValue::Float(f) => serde_json::Number::from_f64(f64::from(*f)).map_or(Value::Null, Value::Number),
+        AMQPValue::Double(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        AMQPValue::DecimalValue(d) => {
+            let scaled = f64::from(d.value) / 10f64.powi(i32::from(d.scale));
+            serde_json::Number::from_f64(scaled).map_or(Value::Null, Value::Number)
+        }
+        AMQPValue::ShortString(s) => text(s.as_str()),
+        AMQPValue::LongString(s) => text(&String::from_utf8_lossy(s.as_bytes())),
+        AMQPValue::ByteArray(b) => text(&String::from_utf8_lossy(b.as_slice())),
+        AMQPValue::FieldArray(items) => Value::Array(
+            items
+                .as_slice()
+                .iter()
+                .take(HEADER_ENTRIES)
+                .map(|item| value_json(item, depth + 1))
+                .collect(),
+        ),
+        AMQPValue::FieldTable(table) => table_json(table, depth),
+        // Seconds since the epoch (AMQP 0-9-1); out of range, the number itself.
+        AMQPValue::Timestamp(seconds) => i64::try_from(*seconds)
+            .ok()
+            .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+            .map_or_else(|| Value::from(*seconds), |at| Value::String(at.to_rfc3339())),
+        AMQPValue::Void => Value::Null,
+    }
 }
 
 /// `text` as PostgreSQL can store it and a log can show it: control characters (NUL
@@ -180,5 +227,75 @@ mod tests {
         headers.insert("x-\0key".into(), long_string("nul\0inside"));
         let json = headers_json(&BasicProperties::default().with_headers(headers));
         assert_eq!(json, serde_json::json!({ "x-\u{fffd}key": "nul\u{fffd}inside" }));
+    }
+
+    #[test]
+    fn rabbitmq_death_records_become_readable_json() {
+        use lapin::types::FieldArray;
+        // As RabbitMQ writes `x-death` when a message dead-letters out of a delay queue.
+        let mut death = FieldTable::default();
+        death.insert("count".into(), AMQPValue::LongLongInt(2));
+        death.insert("reason".into(), long_string("expired"));
+        death.insert("queue".into(), long_string("rushes.retry.5s"));
+        death.insert("time".into(), AMQPValue::Timestamp(1_764_662_400));
+        death.insert(
+            "routing-keys".into(),
+            AMQPValue::FieldArray(FieldArray::from(vec![long_string("maintenance")])),
+        );
+        death.insert("original-expiration".into(), AMQPValue::Void);
+        death.insert("ratio".into(), AMQPValue::Double(f64::NAN));
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-death".into(),
+            AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(death)])),
+        );
+        headers.insert("x-first-death-reason".into(), AMQPValue::ShortString("expired".into()));
+        headers.insert("flag".into(), AMQPValue::ShortShortUInt(7));
+        headers.insert(
+            "price".into(),
+            AMQPValue::DecimalValue(lapin::types::DecimalValue { scale: 2, value: 1250 }),
+        );
+        let json = headers_json(&BasicProperties::default().with_headers(headers));
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "x-death": [{
+                    "count": 2,
+                    "reason": "expired",
+                    "queue": "rushes.retry.5s",
+                    "time": "2025-12-02T08:00:00+00:00",
+                    "routing-keys": ["maintenance"],
+                    "original-expiration": null,
+                    "ratio": null,
+                }],
+                "x-first-death-reason": "expired",
+                "flag": 7,
+                "price": 12.5,
+            })
+        );
+    }
+
+    #[test]
+    fn deep_or_long_headers_are_bounded() {
+        let mut value = long_string("bottom");
+        for _ in 0..20 {
+            let mut table = FieldTable::default();
+            table.insert("in".into(), value);
+            value = AMQPValue::FieldTable(table);
+        }
+        let mut headers = FieldTable::default();
+        headers.insert("deep".into(), value);
+        let items: Vec<AMQPValue> = (0..500).map(AMQPValue::LongInt).collect();
+        headers.insert("long".into(), AMQPValue::FieldArray(items.into()));
+        let json = headers_json(&BasicProperties::default().with_headers(headers));
+        assert_eq!(json["long"].as_array().map(Vec::len), Some(HEADER_ENTRIES));
+        let mut node = &json["deep"];
+        let mut depth = 1;
+        while let Some(inner) = node.get("in") {
+            node = inner;
+            depth += 1;
+        }
+        assert_eq!(node, "…");
+        assert!(depth <= HEADER_DEPTH + 1, "{depth}");
     }
 }

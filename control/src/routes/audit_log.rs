@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
 use crate::state::AppState;
 
@@ -26,10 +26,16 @@ struct LogQuery {
     target_id: Option<String>,
     action: Option<String>,
     actor_id: Option<Uuid>,
+    /// The actor's name, whatever its case (`admin` is the bootstrap token).
+    actor: Option<String>,
+    /// `user`, `bootstrap_token` or `job`.
+    actor_type: Option<String>,
     request_id: Option<Uuid>,
     limit: Option<i64>,
     before: Option<Uuid>,
 }
+
+const ACTOR_TYPES: [&str; 3] = ["user", "bootstrap_token", "job"];
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
 struct AuditEntry {
@@ -37,6 +43,9 @@ struct AuditEntry {
     request_id: Uuid,
     actor_id: Option<Uuid>,
     actor: String,
+    /// `user`, `bootstrap_token` (actor `admin`, no `actor_id`) or `job` (a bulk job
+    /// acting for its requester).
+    actor_type: String,
     impersonator_id: Option<Uuid>,
     action: String,
     target_type: String,
@@ -47,13 +56,21 @@ struct AuditEntry {
 }
 
 async fn audit_log(State(state): State<AppState>, Query(q): Query<LogQuery>) -> ApiResult<axum::Json<Value>> {
+    if let Some(kind) = q.actor_type.as_deref().filter(|k| !ACTOR_TYPES.contains(k)) {
+        return Err(ApiError::Unprocessable(format!(
+            "actor_type: `{kind}` is not one of {}",
+            ACTOR_TYPES.join(", ")
+        )));
+    }
     let limit = super::limit(q.limit);
     let entries: Vec<AuditEntry> = sqlx::query_as(
-        "SELECT id, request_id, actor_id, actor, impersonator_id, action, target_type, target_id, before, after, at \
+        "SELECT id, request_id, actor_id, actor, actor_type, impersonator_id, action, target_type, target_id, \
+                before, after, at \
          FROM audit_log \
          WHERE ($1::text IS NULL OR target_type = $1) AND ($2::text IS NULL OR target_id = $2) \
            AND ($3::text IS NULL OR action = $3) AND ($4::uuid IS NULL OR actor_id = $4) \
            AND ($5::uuid IS NULL OR request_id = $5) AND ($6::uuid IS NULL OR id < $6) \
+           AND ($8::text IS NULL OR lower(actor) = lower($8)) AND ($9::text IS NULL OR actor_type = $9) \
          ORDER BY id DESC LIMIT $7",
     )
     .bind(q.target_type)
@@ -63,6 +80,8 @@ async fn audit_log(State(state): State<AppState>, Query(q): Query<LogQuery>) -> 
     .bind(q.request_id)
     .bind(q.before)
     .bind(limit)
+    .bind(q.actor)
+    .bind(q.actor_type)
     .fetch_all(&state.db)
     .await?;
     let next = super::next_before(&entries, limit, |e| e.id);

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use uuid::Uuid;
 
+use crate::audit::{self, Change};
 use crate::auth::{Caller, Policy};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
@@ -372,20 +373,51 @@ pub(crate) async fn select(state: &AppState, selection: &Selection) -> ApiResult
         .collect())
 }
 
-/// Queues transcodes (one transaction) and publishes them; returns how many.
+/// How a batch of transcodes is audited: what was asked, on what.
+pub(crate) struct TranscodeRequest<'a> {
+    pub action: &'a str,
+    pub target_type: &'a str,
+    pub target_id: Option<String>,
+    /// What was asked for (the selection), recorded with the jobs started.
+    pub asked: Value,
+}
+
+/// Most job ids an audit entry lists (the count is always there).
+const AUDITED_IDS: usize = 100;
+
+/// Queues transcodes and audits the request (one transaction), then publishes them;
+/// returns the jobs' ids.
 pub(crate) async fn queue_transcodes(
     state: &AppState,
     caller: &Caller,
     clips: impl IntoIterator<Item = (Uuid, u8)>,
-) -> ApiResult<usize> {
+    request: TranscodeRequest<'_>,
+) -> ApiResult<Vec<Uuid>> {
     let clips: Vec<(Uuid, u8)> = clips.into_iter().collect();
     let mut tx = state.db.begin().await?;
     let mut jobs = transcodes::queue(&mut tx, &clips, None, &caller.name).await?;
+    let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+    audit::record(
+        &mut *tx,
+        caller,
+        Change {
+            action: request.action,
+            target_type: request.target_type,
+            target_id: request.target_id,
+            before: None,
+            after: Some(json!({
+                "asked": request.asked,
+                "transcodes": ids.len(),
+                "job_ids": &ids[..ids.len().min(AUDITED_IDS)],
+            })),
+        },
+    )
+    .await?;
     tx.commit().await?;
     if let Err(err) = enqueue::publish(&state.db, &state.publisher, &mut jobs).await {
         tracing::warn!(error = %err, "transcodes committed but not published; the relay will publish them");
     }
-    Ok(jobs.len())
+    Ok(ids)
 }
 
 async fn retranscode(
@@ -399,8 +431,24 @@ async fn retranscode(
     }
     let ids: Vec<Uuid> = clips.iter().map(|(id, _)| *id).collect();
     require_on_clips(&state, &caller, Policy::Transcode, &ids).await?;
-    let queued = queue_transcodes(&state, &caller, clips).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "transcodes": queued }))))
+    let request = TranscodeRequest {
+        action: "clip.retranscode",
+        target_type: match selection.production_id {
+            Some(_) => "production",
+            None => "clip",
+        },
+        target_id: match (selection.production_id, ids.as_slice()) {
+            (Some(production), _) => Some(production.to_string()),
+            (None, [one]) => Some(one.to_string()),
+            (None, _) => None,
+        },
+        asked: json!({ "ids": selection.ids, "production_id": selection.production_id, "card": selection.card }),
+    };
+    let jobs = queue_transcodes(&state, &caller, clips, request).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "transcodes": jobs.len(), "job_ids": jobs })),
+    ))
 }
 
 /// Deletes clip rows and their output folders; the originals stay. The productions'

@@ -1,6 +1,12 @@
-//! `/api/v1/dashboard` (admins): where the fleet's work stands — clips by stage (cached
-//! for `cache_ttl_seconds`), and live: running jobs with their targets, queue depths,
-//! online workers with slots and GPUs, users online.
+//! `/api/v1/dashboard` (admins): where the fleet's work stands — clips by stage, and
+//! live: running jobs with their targets, queues (depths, jobs by state, paused, by
+//! whom and why), online workers with slots and GPUs, users online.
+//!
+//! Freshness: the clip counts (the one expensive part, a pass over `clips` and
+//! `transcripts`) are cached for at most `cache_ttl_seconds`, and dropped on every
+//! replica as soon as a statement changes either table (a trigger's NOTIFY), so they
+//! lag a committed change only by the notification's delivery (milliseconds);
+//! `counted_at` says when they were counted. Everything else is read on every request.
 
 use std::time::Duration;
 
@@ -17,7 +23,7 @@ use super::workers::online;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
-const COUNTS_KEY: &str = "dashboard.counts";
+const COUNTS_KEY: &str = "counts.dashboard";
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/dashboard", get(dashboard))
@@ -31,6 +37,7 @@ async fn clip_counts(state: &AppState) -> ApiResult<Value> {
     if let Some(hit) = state.cache.get(COUNTS_KEY, ttl) {
         return Ok(hit);
     }
+    let generation = state.cache.generation();
     let (waiting, transcoded, failed, missing): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE transcode_state IN ('pending', 'queued', 'running') AND NOT missing), \
                 count(*) FILTER (WHERE transcode_state = 'done'), \
@@ -58,7 +65,7 @@ async fn clip_counts(state: &AppState) -> ApiResult<Value> {
         "counted_at": Utc::now(),
     });
     if !ttl.is_zero() {
-        state.cache.put(COUNTS_KEY, counts.clone());
+        state.cache.put_unless_dropped(COUNTS_KEY, counts.clone(), generation);
     }
     Ok(counts)
 }
@@ -113,17 +120,8 @@ async fn dashboard(State(state): State<AppState>) -> ApiResult<axum::Json<Value>
     .bind(window)
     .fetch_one(&state.db)
     .await?;
-    // The broker being down leaves depths unknown rather than failing the dashboard.
-    let queues: Vec<Value> = match state.broker().queue_stats().await {
-        Ok(stats) => stats
-            .iter()
-            .map(|s| json!({ "name": s.family.as_str(), "depth": s.messages, "consumers": s.consumers }))
-            .collect(),
-        Err(_) => rushes_common::job::QueueFamily::ALL
-            .iter()
-            .map(|f| json!({ "name": f.as_str(), "depth": null, "consumers": null }))
-            .collect(),
-    };
+    // As `GET /queues` shows them (depths null while the broker is unreachable).
+    let queues = super::queues::views(&state, None).await?;
     body["running_jobs"] = json!(running);
     body["workers_online"] = json!(workers);
     body["users_online"] = json!(users_online);

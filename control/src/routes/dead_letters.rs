@@ -1,15 +1,19 @@
 //! `/api/v1/dead-letters`: messages parked because they could not run (malformed,
-//! unknown kind or job, out of attempts), and requeueing them.
+//! unknown kind or job, out of attempts); requeueing them, or discarding them (resolved
+//! without a re-run). Both audited.
 
-use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use rushes_common::job::QueueFamily;
 use rushes_common::queue::Outgoing;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use uuid::Uuid;
 
+use crate::audit::{self, Change};
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Path, Query};
 use crate::state::AppState;
@@ -19,13 +23,14 @@ pub fn router() -> Router<AppState> {
         .route("/dead-letters", get(list))
         .route("/dead-letters/{id}", get(show))
         .route("/dead-letters/{id}/requeue", post(requeue))
+        .route("/dead-letters/{id}/discard", post(discard))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListDeadLetters {
     queue: Option<String>,
-    /// Include letters already requeued.
+    /// Include letters already resolved (requeued or discarded).
     #[serde(default)]
     all: bool,
     before: Option<Uuid>,
@@ -43,6 +48,10 @@ struct DeadLetterRow {
     headers: serde_json::Value,
     dead_at: DateTime<Utc>,
     requeued_at: Option<DateTime<Utc>>,
+    attempt: Option<i32>,
+    requeued_by: Option<String>,
+    discarded_at: Option<DateTime<Utc>>,
+    discarded_by: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -54,9 +63,16 @@ struct DeadLetterView {
     reason: String,
     /// The message body: JSON when it parses, else its text (lossy UTF-8).
     body: serde_json::Value,
+    /// The attempt that died (the job's `attempts` then); null for a foreign message.
+    attempt: Option<i32>,
     headers: serde_json::Value,
     dead_at: DateTime<Utc>,
     requeued_at: Option<DateTime<Utc>>,
+    requeued_by: Option<String>,
+    /// Resolved without a re-run: the job stays dead.
+    discarded: bool,
+    discarded_at: Option<DateTime<Utc>>,
+    discarded_by: Option<String>,
 }
 
 impl From<DeadLetterRow> for DeadLetterView {
@@ -72,14 +88,19 @@ impl From<DeadLetterRow> for DeadLetterView {
             kind: row.kind,
             reason: row.reason,
             body,
+            attempt: row.attempt,
             headers: row.headers,
             dead_at: row.dead_at,
             requeued_at: row.requeued_at,
+            requeued_by: row.requeued_by,
+            discarded: row.discarded_at.is_some(),
+            discarded_at: row.discarded_at,
+            discarded_by: row.discarded_by,
         }
     }
 }
 
-const COLUMNS: &str = "id, queue, job_id, kind, reason, body, headers, dead_at, requeued_at";
+const COLUMNS: &str = "id, queue, job_id, kind, reason, body, headers, dead_at, requeued_at, attempt, requeued_by, discarded_at, discarded_by";
 
 async fn list(
     State(state): State<AppState>,
@@ -88,7 +109,8 @@ async fn list(
     let limit = super::limit(q.limit);
     let rows: Vec<DeadLetterRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM dead_letters \
-         WHERE ($1::text IS NULL OR queue = $1) AND ($2 OR requeued_at IS NULL) AND ($3::uuid IS NULL OR id < $3) \
+         WHERE ($1::text IS NULL OR queue = $1) AND ($2 OR (requeued_at IS NULL AND discarded_at IS NULL)) \
+           AND ($3::uuid IS NULL OR id < $3) \
          ORDER BY id DESC LIMIT $4"
     )))
     .bind(q.queue)
@@ -118,17 +140,74 @@ async fn show(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<
     Ok(axum::Json(find(&state, id).await?.into()))
 }
 
+/// Refuses to act on a letter already resolved.
+fn require_open(letter: &DeadLetterRow) -> ApiResult<()> {
+    if letter.requeued_at.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "dead letter {} was already requeued",
+            letter.id
+        )));
+    }
+    if letter.discarded_at.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "dead letter {} was already discarded",
+            letter.id
+        )));
+    }
+    Ok(())
+}
+
+async fn audit_letter<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    caller: &Caller,
+    action: &str,
+    letter: &DeadLetterRow,
+) -> ApiResult<()> {
+    audit::record(
+        executor,
+        caller,
+        Change {
+            action,
+            target_type: "dead_letter",
+            target_id: Some(letter.id.to_string()),
+            before: None,
+            after: Some(json!({
+                "queue": letter.queue,
+                "job_id": letter.job_id,
+                "kind": letter.kind,
+                "reason": letter.reason,
+            })),
+        },
+    )
+    .await
+}
+
 /// A job's letter: the job runs again from its first attempt. A foreign letter
 /// (malformed, unknown kind): its bytes go back to their queue as they were, for
 /// when a fix has been deployed.
-async fn requeue(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<DeadLetterView>> {
+async fn requeue(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<DeadLetterView>> {
     let letter = find(&state, id).await?;
-    if letter.requeued_at.is_some() {
-        return Err(ApiError::Conflict(format!("dead letter {id} was already requeued")));
-    }
+    require_open(&letter)?;
     match letter.job_id {
         Some(job_id) => {
-            super::jobs::requeue(&state, job_id).await?;
+            let mut tx = state.db.begin().await?;
+            let job = super::jobs::requeue(&mut tx, &state, &caller, job_id).await?;
+            // The job's open letter is resolved with it; this one too if it was not it.
+            sqlx::query(
+                "UPDATE dead_letters SET requeued_at = now(), requeued_by = $2 \
+                 WHERE id = $1 AND requeued_at IS NULL AND discarded_at IS NULL",
+            )
+            .bind(id)
+            .bind(&caller.name)
+            .execute(&mut *tx)
+            .await?;
+            audit_letter(&mut *tx, &caller, "dead_letter.requeue", &letter).await?;
+            tx.commit().await?;
+            super::jobs::publish_requeued(&state, job).await;
         }
         None => {
             let family: QueueFamily = letter
@@ -141,11 +220,45 @@ async fn requeue(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResu
                 .publish(&[message])
                 .await
                 .map_err(|e| ApiError::Unavailable(format!("cannot publish: {e}")))?;
-            sqlx::query("UPDATE dead_letters SET requeued_at = now() WHERE id = $1")
+            let mut tx = state.db.begin().await?;
+            sqlx::query("UPDATE dead_letters SET requeued_at = now(), requeued_by = $2 WHERE id = $1")
                 .bind(id)
-                .execute(&state.db)
+                .bind(&caller.name)
+                .execute(&mut *tx)
                 .await?;
+            audit_letter(&mut *tx, &caller, "dead_letter.requeue", &letter).await?;
+            tx.commit().await?;
         }
     }
+    Ok(axum::Json(find(&state, id).await?.into()))
+}
+
+/// Resolves a letter without running anything again: it leaves the open list, its job
+/// (if any) stays dead. The broker's parked copy is left where it is.
+async fn discard(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<DeadLetterView>> {
+    let letter = find(&state, id).await?;
+    require_open(&letter)?;
+    let mut tx = state.db.begin().await?;
+    let discarded = sqlx::query(
+        "UPDATE dead_letters SET discarded_at = now(), discarded_by = $2 \
+         WHERE id = $1 AND requeued_at IS NULL AND discarded_at IS NULL",
+    )
+    .bind(id)
+    .bind(&caller.name)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if discarded == 0 {
+        // Resolved by someone else meanwhile.
+        drop(tx);
+        require_open(&find(&state, id).await?)?;
+        return Err(ApiError::Conflict(format!("dead letter {id} was resolved meanwhile")));
+    }
+    audit_letter(&mut *tx, &caller, "dead_letter.discard", &letter).await?;
+    tx.commit().await?;
     Ok(axum::Json(find(&state, id).await?.into()))
 }

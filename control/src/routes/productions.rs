@@ -504,8 +504,24 @@ async fn scan(
     }
     let mut job = NewJob::new(Scan::KIND, json!(Scan { production_id: id }));
     job.priority = u8::try_from(production.priority).ok();
-    job.requested_by = Some(caller.name);
+    job.requested_by = Some(caller.name.clone());
     let mut records = enqueue::insert(&mut *tx, vec![job]).await?;
+    let job_id = records
+        .first()
+        .map(|j| j.id)
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the scan job was not inserted")))?;
+    audit::record(
+        &mut *tx,
+        &caller,
+        Change {
+            action: "production.scan",
+            target_type: "production",
+            target_id: Some(id.to_string()),
+            before: None,
+            after: Some(json!({ "job_id": job_id })),
+        },
+    )
+    .await?;
     tx.commit().await?;
     if let Err(err) = enqueue::publish(&state.db, &state.publisher, &mut records).await {
         tracing::warn!(error = %err, "scan committed but not published; the relay will publish it");
@@ -580,8 +596,18 @@ async fn transcode_pending(
     .fetch_all(&state.db)
     .await?;
     let priority = u8::try_from(production.priority).unwrap_or(DEFAULT_PRIORITY);
-    let queued = super::clips::queue_transcodes(&state, &caller, clips.into_iter().map(|c| (c, priority))).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "transcodes": queued }))))
+    let request = super::clips::TranscodeRequest {
+        action: "production.transcode_pending",
+        target_type: "production",
+        target_id: Some(id.to_string()),
+        asked: json!({ "pending": clips.len() }),
+    };
+    let jobs =
+        super::clips::queue_transcodes(&state, &caller, clips.into_iter().map(|c| (c, priority)), request).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "transcodes": jobs.len(), "job_ids": jobs })),
+    ))
 }
 
 async fn audit_production(

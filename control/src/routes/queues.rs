@@ -1,4 +1,5 @@
-//! `/api/v1/queues`: depth, consumers and in-flight jobs per queue; pause and resume.
+//! `/api/v1/queues`: depth, consumers and in-flight jobs per queue; pause (with who,
+//! when and why) and resume, both audited.
 
 use axum::Extension;
 use axum::Router;
@@ -7,11 +8,13 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use rushes_common::db::PAUSE_CHANNEL;
 use rushes_common::job::QueueFamily;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
+use crate::audit::{self, Change};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Path;
+use crate::extract::{Json, Path};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -23,7 +26,7 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Debug, Serialize)]
-struct QueueView {
+pub(crate) struct QueueView {
     name: &'static str,
     /// The RabbitMQ queue behind it (with the deployment's prefix).
     broker_queue: String,
@@ -38,6 +41,8 @@ struct QueueView {
     paused: bool,
     paused_at: Option<DateTime<Utc>>,
     paused_by: Option<String>,
+    /// Why, in the pauser's words.
+    pause_reason: Option<String>,
 }
 
 /// Jobs queued, running and retrying per queue (the partial index on active states
@@ -65,7 +70,18 @@ impl ActiveCounts {
     }
 }
 
-async fn views(state: &AppState, only: Option<QueueFamily>) -> ApiResult<Vec<QueueView>> {
+/// A row of `queue_pauses`.
+#[derive(sqlx::FromRow)]
+struct PauseRow {
+    queue: String,
+    paused_at: DateTime<Utc>,
+    paused_by: Option<String>,
+    reason: Option<String>,
+}
+
+/// Every queue (or `only` one) as it stands now: broker depth and consumers, jobs by
+/// state, pause.
+pub(crate) async fn views(state: &AppState, only: Option<QueueFamily>) -> ApiResult<Vec<QueueView>> {
     let stats = match state.broker().queue_stats().await {
         Ok(stats) => Some(stats),
         Err(err) => {
@@ -74,16 +90,15 @@ async fn views(state: &AppState, only: Option<QueueFamily>) -> ApiResult<Vec<Que
         }
     };
     let counts = ActiveCounts::read(&state.db).await?;
-    let pauses: Vec<(String, DateTime<Utc>, Option<String>)> =
-        sqlx::query_as("SELECT queue, paused_at, paused_by FROM queue_pauses")
-            .fetch_all(&state.db)
-            .await?;
+    let pauses: Vec<PauseRow> = sqlx::query_as("SELECT queue, paused_at, paused_by, reason FROM queue_pauses")
+        .fetch_all(&state.db)
+        .await?;
     Ok(QueueFamily::ALL
         .into_iter()
         .filter(|f| only.is_none_or(|o| o == *f))
         .map(|family| {
             let broker = stats.as_ref().and_then(|s| s.iter().find(|s| s.family == family));
-            let pause = pauses.iter().find(|(q, _, _)| q == family.as_str());
+            let pause = pauses.iter().find(|p| p.queue == family.as_str());
             QueueView {
                 name: family.as_str(),
                 broker_queue: state.broker().topology().queue(family),
@@ -93,8 +108,9 @@ async fn views(state: &AppState, only: Option<QueueFamily>) -> ApiResult<Vec<Que
                 queued: counts.get(family, "queued"),
                 retrying: counts.get(family, "retrying"),
                 paused: pause.is_some(),
-                paused_at: pause.map(|p| p.1),
-                paused_by: pause.and_then(|p| p.2.clone()),
+                paused_at: pause.map(|p| p.paused_at),
+                paused_by: pause.and_then(|p| p.paused_by.clone()),
+                pause_reason: pause.and_then(|p| p.reason.clone()),
             }
         })
         .collect())
@@ -121,46 +137,98 @@ async fn show(State(state): State<AppState>, Path(name): Path<String>) -> ApiRes
     show_one(&state, family(&name)?).await
 }
 
+/// `POST /queues/{name}/pause`: an optional body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Pause {
+    reason: Option<String>,
+}
+
+/// Longest pause reason, in characters.
+const REASON_CHARS: usize = 500;
+
 /// Workers stop taking from the queue (in-flight jobs finish); stored in PostgreSQL so
-/// every worker, including ones started later, honours it.
+/// every worker, including ones started later, honours it. Pausing a paused queue
+/// changes nothing (the first pause's who, when and why stay).
 async fn pause(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Json(body): Json<Pause>,
+) -> ApiResult<axum::Json<QueueView>> {
+    let family = family(&name)?;
+    let reason = body.reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
+    if let Some(reason) = &reason {
+        if reason.chars().count() > REASON_CHARS {
+            return Err(ApiError::Unprocessable(format!(
+                "reason: at most {REASON_CHARS} characters"
+            )));
+        }
+        if reason.contains('\0') {
+            return Err(ApiError::Unprocessable(
+                "reason: must not contain NUL characters".into(),
+            ));
+        }
+    }
+    set_paused(&state, &caller, family, true, reason.as_deref()).await?;
+    show_one(&state, family).await
+}
+
+async fn resume(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<QueueView>> {
     let family = family(&name)?;
-    set_paused(&state, family, Some(&caller.name)).await?;
+    set_paused(&state, &caller, family, false, None).await?;
     show_one(&state, family).await
 }
 
-async fn resume(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<axum::Json<QueueView>> {
-    let family = family(&name)?;
-    set_paused(&state, family, None).await?;
-    show_one(&state, family).await
-}
-
-async fn set_paused(state: &AppState, family: QueueFamily, by: Option<&str>) -> ApiResult<()> {
+/// Pauses or resumes; an actual change is announced to the workers and audited.
+async fn set_paused(
+    state: &AppState,
+    caller: &Caller,
+    family: QueueFamily,
+    paused: bool,
+    reason: Option<&str>,
+) -> ApiResult<()> {
     let mut tx = state.db.begin().await?;
-    match by {
-        Some(by) => {
-            sqlx::query("INSERT INTO queue_pauses (queue, paused_by) VALUES ($1, $2) ON CONFLICT (queue) DO NOTHING")
-                .bind(family.as_str())
-                .bind(by)
-                .execute(&mut *tx)
-                .await?
-        }
-        None => {
-            sqlx::query("DELETE FROM queue_pauses WHERE queue = $1")
-                .bind(family.as_str())
-                .execute(&mut *tx)
-                .await?
-        }
-    };
+    let changed = if paused {
+        sqlx::query(
+            "INSERT INTO queue_pauses (queue, paused_by, reason) VALUES ($1, $2, $3) ON CONFLICT (queue) DO NOTHING",
+        )
+        .bind(family.as_str())
+        .bind(&caller.name)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?
+    } else {
+        sqlx::query("DELETE FROM queue_pauses WHERE queue = $1")
+            .bind(family.as_str())
+            .execute(&mut *tx)
+            .await?
+    }
+    .rows_affected();
+    if changed == 0 {
+        return Ok(());
+    }
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(PAUSE_CHANNEL)
         .bind(family.as_str())
         .execute(&mut *tx)
         .await?;
+    audit::record(
+        &mut *tx,
+        caller,
+        Change {
+            action: if paused { "queue.pause" } else { "queue.resume" },
+            target_type: "queue",
+            target_id: Some(family.as_str().to_owned()),
+            before: None,
+            after: Some(json!({ "paused": paused, "reason": reason })),
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

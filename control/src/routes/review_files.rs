@@ -124,6 +124,18 @@ async fn retranscode(
     authorised(&state, &caller, id, Policy::Transcode).await?;
     let mut tx = state.db.begin().await?;
     let job = upload::queue_transcode(&mut tx, id, rushes_common::job::DEFAULT_PRIORITY, &caller.name).await?;
+    crate::audit::record(
+        &mut *tx,
+        &caller,
+        crate::audit::Change {
+            action: "review_file.retranscode",
+            target_type: "review_file",
+            target_id: Some(id.to_string()),
+            before: None,
+            after: Some(json!({ "job_id": job.id })),
+        },
+    )
+    .await?;
     tx.commit().await?;
     let job = upload::publish(&state, job).await;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "job": job }))))

@@ -515,10 +515,10 @@ async fn run_now(
     let job = NewJob {
         priority: schedule.priority.and_then(|p| u8::try_from(p).ok()),
         schedule_id: Some(schedule.id),
-        requested_by: Some(caller.name),
+        requested_by: Some(caller.name.clone()),
         ..NewJob::new(schedule.kind.clone(), schedule.payload.clone())
     };
-    let job = super::jobs::enqueue_one(&state, job).await?;
+    let job = super::jobs::enqueue_audited(&state, &caller, job, "schedule.run").await?;
     sqlx::query("UPDATE schedules SET last_run_at = now(), total_run_count = total_run_count + 1 WHERE id = $1")
         .bind(id)
         .execute(&state.db)

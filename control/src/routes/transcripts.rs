@@ -222,6 +222,26 @@ async fn transcribe_clips(
         })
         .collect();
     let mut jobs = transcripts::queue(&mut tx, &queued, None, &caller.name).await?;
+    crate::audit::record(
+        &mut *tx,
+        &caller,
+        crate::audit::Change {
+            action: "clip.transcribe",
+            target_type: if body.production_id.is_some() {
+                "production"
+            } else {
+                "clip"
+            },
+            target_id: body.production_id.map(|p| p.to_string()),
+            before: None,
+            after: Some(json!({
+                "asked": { "ids": body.ids, "production_id": body.production_id, "card": body.card },
+                "transcriptions": jobs.len(),
+                "job_ids": jobs.iter().take(100).map(|j| j.id).collect::<Vec<_>>(),
+            })),
+        },
+    )
+    .await?;
     tx.commit().await?;
     if let Err(err) = enqueue::publish(&state.db, &state.publisher, &mut jobs).await {
         tracing::warn!(error = %err, "transcriptions committed but not published; the relay will publish them");
@@ -402,6 +422,18 @@ async fn retranscribe(
         &[(id, rushes_common::job::DEFAULT_PRIORITY)],
         None,
         &caller.name,
+    )
+    .await?;
+    crate::audit::record(
+        &mut *tx,
+        &caller,
+        crate::audit::Change {
+            action: "transcript.retranscribe",
+            target_type: "transcript",
+            target_id: Some(id.to_string()),
+            before: None,
+            after: Some(json!({ "job_id": jobs.first().map(|j| j.id) })),
+        },
     )
     .await?;
     tx.commit().await?;

@@ -1,6 +1,6 @@
 //! Shared by the bulk account kinds: the job's requester as the audit trail's actor.
 
-use rushes_common::audit::Actor;
+use rushes_common::audit::{Actor, ActorKind};
 
 use super::{JobContext, JobError, db_error};
 
@@ -17,5 +17,6 @@ pub async fn actor(ctx: &JobContext) -> Result<Actor, JobError> {
         user_id: None,
         name: requested_by.unwrap_or_else(|| "job".to_owned()),
         impersonator_id: None,
+        kind: ActorKind::Job,
     })
 }

@@ -16,7 +16,7 @@ use crate::media::plan;
 
 pub async fn run(ctx: JobContext, payload: Transcode) -> Result<Value, JobError> {
     let clip = ClipRow::load(&ctx, payload.clip_id).await?;
-    if clip.transcode_job_id != Some(ctx.job_id) {
+    if clip.transcode_job_id != Some(ctx.job_id) && !take_over(&ctx, clip.id).await? {
         return Ok(json!({ "skipped": "a newer transcode of this clip replaced this one" }));
     }
     let source = clip.source(&ctx)?;
@@ -58,6 +58,24 @@ pub async fn run(ctx: JobContext, payload: Transcode) -> Result<Value, JobError>
     }
     ctx.set_progress(1.0);
     Ok(json!({ "outputs": outputs, "encoder": services.video.encoder, "hw_decode": services.video.hw_decode }))
+}
+
+/// Makes this job the clip's current transcode unless a newer one is (job ids are
+/// time-ordered): a transcode queued on its own — by a schedule, or before the API made
+/// hand-enqueued ones current — runs rather than skipping for a replacement that does
+/// not exist. Whether the job is now the current one.
+async fn take_over(ctx: &JobContext, clip: Uuid) -> Result<bool, JobError> {
+    let taken = sqlx::query(
+        "UPDATE clips SET transcode_job_id = $2, transcode_state = 'running', transcode_error = NULL \
+         WHERE id = $1 AND (transcode_job_id IS NULL OR transcode_job_id < $2)",
+    )
+    .bind(clip)
+    .bind(ctx.job_id)
+    .execute(&ctx.db)
+    .await
+    .map_err(db_error)?
+    .rows_affected();
+    Ok(taken == 1)
 }
 
 /// Scan → transcode → transcribe: a clip with sound whose production transcribes on
