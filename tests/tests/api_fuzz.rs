@@ -28,6 +28,8 @@ const DEFAULT_EXAMPLES: &str = "12";
 const DEFAULT_SEED: &str = "20261202";
 /// How often a generated value is taken from the records made for the run.
 const KNOWN_VALUE_PROBABILITY: f64 = 0.6;
+/// How often a text or date field of a body or query takes a hostile value instead.
+const HOSTILE_PROBABILITY: f64 = 0.15;
 
 /// Every check schemathesis has, except the two that demand the document encode every
 /// business rule of the handlers as JSON Schema (`positive_data_acceptance`: a
@@ -262,8 +264,81 @@ async fn seed(env: &TestEnv) -> anyhow::Result<Known> {
     known.add("group_action", "remove");
     known.add("segment", 0);
     known.add("segment", 1);
+    hostile(&mut known);
     Ok(known)
 }
+
+/// Values that broke APIs before, offered now and then in place of generated ones so that
+/// a short run meets them: text PostgreSQL cannot store, dates it cannot hold, numbers
+/// past 32 and 64 bits, path tricks.
+fn hostile(known: &mut Known) {
+    for text in [
+        "\0",
+        "take\0one",
+        "%00",
+        "-5000-01-01",
+        "../../../../etc/passwd",
+        "'; DROP TABLE users; --",
+        "\u{202e}4pm.exe",
+        "\u{1f3ac}",
+    ] {
+        known.add("hostile_text", text);
+    }
+    for date in [
+        "-5000-01-01",
+        "-5000-01-01T00:00:00Z",
+        "0000-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "+275760-09-13T00:00:00Z",
+    ] {
+        known.add("hostile_date", date);
+    }
+    for number in [
+        "2147483648",
+        "-2147483649",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "18446744073709551616",
+        "1e308",
+        "-1",
+    ] {
+        known.add("hostile_number", number);
+    }
+}
+
+/// Type-wide: any string, integer or number parameter (path, query, header) not bound
+/// below, now and then.
+const TYPE_BINDINGS: &[(&str, &str, f64)] = &[
+    ("string", "hostile_text", 0.1),
+    ("integer", "hostile_number", 0.1),
+    ("number", "hostile_number", 0.1),
+];
+
+/// Text and date fields of JSON bodies and queries that reach the database.
+const HOSTILE_FIELDS: &[(&str, &str)] = &[
+    ("body.name", "hostile_text"),
+    ("body.description", "hostile_text"),
+    ("body.friendly_name", "hostile_text"),
+    ("body.subject", "hostile_text"),
+    ("body.html", "hostile_text"),
+    ("body.email", "hostile_text"),
+    ("body.username", "hostile_text"),
+    ("body.password", "hostile_text"),
+    ("body.label", "hostile_text"),
+    ("body.text", "hostile_text"),
+    ("body.path", "hostile_text"),
+    ("body.kind", "hostile_text"),
+    ("body.shoot_date", "hostile_date"),
+    ("body.send_at", "hostile_date"),
+    ("body.start_time", "hostile_date"),
+    ("body.expires", "hostile_date"),
+    ("query.q", "hostile_text"),
+    ("query.date", "hostile_date"),
+    ("query.from", "hostile_date"),
+    ("query.to", "hostile_date"),
+    ("query.since", "hostile_date"),
+    ("query.until", "hostile_date"),
+];
 
 /// Parameters of any operation (query strings and JSON bodies) and their dictionaries.
 const GLOBAL_BINDINGS: &[(&str, &str)] = &[
@@ -349,9 +424,25 @@ fn config(known: &Known, document: &Value) -> anyhow::Result<String> {
         let values: Vec<String> = values.iter().map(|v| toml_string(v)).collect();
         let _ = writeln!(out, "{name} = {{ values = [{}] }}", values.join(", "));
     }
+    out.push_str("\n[generation.dictionaries]\n");
+    for (ty, dictionary, probability) in TYPE_BINDINGS {
+        let _ = writeln!(
+            out,
+            "{ty} = {{ dictionary = {}, probability = {probability} }}",
+            toml_string(dictionary)
+        );
+    }
     out.push_str("\n[parameters]\n");
     for (key, dictionary) in GLOBAL_BINDINGS {
         let _ = writeln!(out, "{}", binding(key, dictionary));
+    }
+    for (key, dictionary) in HOSTILE_FIELDS {
+        let _ = writeln!(
+            out,
+            "{} = {{ dictionary = {}, probability = {HOSTILE_PROBABILITY} }}",
+            toml_string(key),
+            toml_string(dictionary)
+        );
     }
     for (path, item) in document["paths"].as_object().context("paths")? {
         let mut params: Vec<&str> = path
