@@ -284,6 +284,9 @@ fn hostile(known: &mut Known) {
     ] {
         known.add("hostile_text", text);
     }
+    for text in ["wrong horse battery staple", "not-a-grant", ""] {
+        known.add("header_text", text);
+    }
     for date in [
         "-5000-01-01",
         "-5000-01-01T00:00:00Z",
@@ -443,6 +446,29 @@ fn config(known: &Known, document: &Value) -> anyhow::Result<String> {
             toml_string(key),
             toml_string(dictionary)
         );
+    }
+    // Header parameters never take the hostile text: a NUL or a control character is
+    // not HTTP, and the server's parser answers 400 before any route.
+    let mut headers: Vec<&str> = document["paths"]
+        .as_object()
+        .context("paths")?
+        .values()
+        .filter_map(Value::as_object)
+        .flat_map(|item| {
+            let shared = item.get("parameters").and_then(Value::as_array).into_iter().flatten();
+            let own = item
+                .values()
+                .filter_map(|op| op.get("parameters").and_then(Value::as_array))
+                .flatten();
+            shared.chain(own)
+        })
+        .filter(|p| p["in"] == "header")
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    headers.sort_unstable();
+    headers.dedup();
+    for name in headers {
+        let _ = writeln!(out, "{}", binding(&format!("header.{name}"), "header_text"));
     }
     for (path, item) in document["paths"].as_object().context("paths")? {
         let mut params: Vec<&str> = path
