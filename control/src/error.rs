@@ -3,7 +3,7 @@
 //! answered as an opaque 500.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rushes_common::enqueue::EnqueueError;
@@ -88,6 +88,11 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::Database(db) if db.is_foreign_key_violation() || db.is_check_violation() => {
                 Self::Unprocessable(db.message().to_owned())
             }
+            // Class 22, data exception: a value PostgreSQL cannot take (a date before
+            // 4713 BC, a number out of range, a NUL character) came from the request.
+            sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("22")) => {
+                Self::Unprocessable(format!("a value cannot be stored or compared: {}", db.message()))
+            }
             _ => Self::Internal(anyhow::Error::new(err).context("database query failed")),
         }
     }
@@ -112,6 +117,16 @@ impl From<JsonRejection> for ApiError {
                 Self::PayloadTooLarge(e.body_text())
             }
             other => Self::BadRequest(other.body_text()),
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::PayloadTooLarge(rejection.body_text())
+        } else {
+            Self::BadRequest(rejection.body_text())
         }
     }
 }

@@ -1,15 +1,21 @@
-//! Extractors whose rejections answer with [`ApiError`]'s JSON body instead of axum's plain text.
+//! Extractors whose rejections answer with [`ApiError`]'s JSON body instead of axum's
+//! plain text, and which refuse NUL characters in any text they hand on: PostgreSQL
+//! cannot store one in a `text` or `jsonb` value, so it is the caller's mistake (a 4xx),
+//! not a failed query (a 500).
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// JSON body; malformed → 400, wrong shape → 422, wrong content type → 415. No body at
-/// all (or only whitespace), whatever the content type, reads as `{}`: body-less
-/// actions and bodies whose fields all have defaults need none, and a body that does
-/// need fields answers 422 naming the first one missing.
+/// JSON body; malformed → 400, wrong shape or a NUL character in a string → 422,
+/// wrong content type → 415, larger than the route's body limit → 413. No body at all
+/// (or only whitespace), whatever the content type, reads as `{}`: body-less actions and
+/// bodies whose fields all have defaults need none, and a body that does need fields
+/// answers 422 naming the first one missing.
 #[derive(Debug)]
 pub struct Json<T>(pub T);
 
@@ -21,26 +27,154 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let (parts, body) = req.into_parts();
-        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
-            .await
-            .map_err(axum::extract::rejection::JsonRejection::from)?;
+        let has_json_type = json_content_type(req.headers());
+        let bytes = Bytes::from_request(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             let axum::Json(value) = axum::Json::<T>::from_bytes(b"{}")?;
             return Ok(Self(value));
         }
-        let req = Request::from_parts(parts, Body::from(bytes));
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        if !has_json_type {
+            return Err(ApiError::UnsupportedMediaType(
+                "Expected request with `Content-Type: application/json`".into(),
+            ));
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        if has_nul_escape(&bytes) {
+            return Err(ApiError::Unprocessable(
+                "text must not contain NUL characters (\\u0000)".into(),
+            ));
+        }
         Ok(Self(value))
     }
 }
 
-/// Query string; invalid → 400.
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+/// `application/json` or any `application/*+json`, parameters ignored (as axum's `Json`).
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some((kind, sub)) => kind == "application" && (sub == "json" || sub.ends_with("+json")),
+        None => false,
+    }
+}
+
+/// Whether a well-formed JSON text has a NUL character in a string. Outside strings a
+/// backslash cannot appear, and a raw NUL byte is not well-formed, so the only way is
+/// the escape `\u0000` that is not itself an escaped backslash followed by `u0000`.
+fn has_nul_escape(json: &[u8]) -> bool {
+    let mut i = 0;
+    while i < json.len() {
+        if json[i] == b'\\' {
+            if json.get(i + 1..i + 6) == Some(b"u0000".as_slice()) {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+/// Query string; invalid or with a NUL character (`%00`) → 400.
+#[derive(Debug)]
 pub struct Query<T>(pub T);
 
-/// Path parameters; invalid (e.g. not a UUID) → 400.
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.query().is_some_and(has_encoded_nul) {
+            return Err(ApiError::BadRequest(
+                "the query string must not contain NUL characters (%00)".into(),
+            ));
+        }
+        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// Path parameters; invalid (e.g. not a UUID) or with a NUL character (`%00`) → 400.
+#[derive(Debug)]
 pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if has_encoded_nul(parts.uri.path()) {
+            return Err(ApiError::BadRequest(
+                "the path must not contain NUL characters (%00)".into(),
+            ));
+        }
+        let axum::extract::Path(value) = axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// Whether percent-decoding `raw` (a URI's path or query) yields a NUL character.
+fn has_encoded_nul(raw: &str) -> bool {
+    raw.contains("%00")
+}
+
+/// A UTF-8 text body (a CSV, say); not UTF-8 or with a NUL character → 400, larger
+/// than the route's body limit → 413.
+#[derive(Debug)]
+pub struct Text(pub String);
+
+impl<S> FromRequest<S> for Text
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await?;
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|_| ApiError::BadRequest("the body must be UTF-8 text".into()))?;
+        if text.contains('\0') {
+            return Err(ApiError::BadRequest("the body must not contain NUL characters".into()));
+        }
+        Ok(Self(text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_escaped_nul_only_in_strings() {
+        assert!(has_nul_escape(br#"{"a":"x\u0000y"}"#));
+        assert!(has_nul_escape(br#"{"\u0000":1}"#));
+        assert!(has_nul_escape(br#"["\\\u0000"]"#));
+        assert!(!has_nul_escape(br#"{"a":"\\u0000"}"#));
+        assert!(!has_nul_escape(br#"{"a":"\u0001 u0000"}"#));
+        assert!(!has_nul_escape(br#"{"a":"\\"}"#));
+    }
+
+    #[test]
+    fn json_content_types() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(value));
+            json_content_type(&headers)
+        };
+        assert!(with("application/json"));
+        assert!(with("Application/JSON; charset=utf-8"));
+        assert!(with("application/problem+json"));
+        assert!(!with("text/json"));
+        assert!(!with("application/jsonx"));
+        assert!(!json_content_type(&HeaderMap::new()));
+    }
+}

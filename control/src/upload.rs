@@ -190,7 +190,13 @@ async fn read_text(mut field: Field<'_>, name: &str) -> ApiResult<String> {
             )));
         }
     }
-    String::from_utf8(bytes).map_err(|_| ApiError::Unprocessable(format!("{name}: not UTF-8 text")))
+    let text = String::from_utf8(bytes).map_err(|_| ApiError::Unprocessable(format!("{name}: not UTF-8 text")))?;
+    if text.contains('\0') {
+        return Err(ApiError::Unprocessable(format!(
+            "{name}: must not contain NUL characters"
+        )));
+    }
+    Ok(text)
 }
 
 /// The uploaded name without any folder part, for display only (never a path).

@@ -229,7 +229,7 @@ async fn list(
     .bind(q.tag)
     .fetch_all(&state.db)
     .await?;
-    let next_offset = (rows.len() as i64 == limit).then_some(q.offset.max(0) + limit);
+    let next_offset = (rows.len() as i64 == limit).then_some(q.offset.max(0).saturating_add(limit));
     let clips: Vec<ClipView> = rows.into_iter().map(ClipView::from).collect();
     Ok(axum::Json(json!({ "clips": clips, "next_offset": next_offset })))
 }

@@ -6,6 +6,7 @@
 use std::io::Cursor;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -69,9 +70,18 @@ async fn upload(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<Uuid>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     caller.require(&state, Policy::EditMetadata, id).await?;
+    // Admins pass `require` for any id: no file is written for a production that is not there.
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM productions WHERE id = $1)")
+        .bind(id)
+        .fetch_one(&state.db)
+        .await?;
+    if !exists {
+        return Err(ApiError::NotFound(format!("no production {id}")));
+    }
+    let body = body?;
     if body.is_empty() {
         return Err(ApiError::Unprocessable("the body must be the image".into()));
     }

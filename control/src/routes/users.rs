@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::audit::{self, Change};
 use crate::auth::{Caller, Policy, hash_password, new_token, token_digest};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Path, Query};
+use crate::extract::{Json, Path, Query, Text};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -671,7 +671,7 @@ async fn import(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Query(q): Query<ImportQuery>,
-    body: String,
+    Text(body): Text,
 ) -> ApiResult<impl IntoResponse> {
     caller.require_global(&state, Policy::ManageUsers).await?;
     let (csv, passwords) = split_passwords(&body).map_err(|errors| ApiError::Unprocessable(errors.join("; ")))?;
@@ -690,6 +690,9 @@ async fn import(
     queue_job(&state, &caller, ImportUsers::KIND, json!(payload)).await
 }
 
+/// Oldest deletion a purge may look back to (a hundred years), within PostgreSQL's intervals.
+const MAX_PURGE_DAYS: u32 = 36_500;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PurgeBody {
@@ -704,6 +707,11 @@ async fn purge_deleted(
     Json(body): Json<PurgeBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require_admin()?;
+    if body.deleted_days_ago > MAX_PURGE_DAYS {
+        return Err(ApiError::Unprocessable(format!(
+            "deleted_days_ago: 0 to {MAX_PURGE_DAYS}"
+        )));
+    }
     let payload = PurgeUsers {
         deleted_days_ago: body.deleted_days_ago,
     };
