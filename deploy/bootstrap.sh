@@ -24,6 +24,7 @@ command -v curl >/dev/null 2>&1 || need_packages+=(curl ca-certificates)
 python3 -m pip --version >/dev/null 2>&1 || need_packages+=(python3-pip)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_packages+=(python3-venv)
 command -v cc >/dev/null 2>&1 || need_packages+=(build-essential pkg-config)
+[ -x /usr/bin/chromium ] || need_packages+=(chromium)
 if [ ${#need_packages[@]} -gt 0 ]; then
     say "installing ${need_packages[*]}"
     as_root apt-get update -qq
@@ -95,3 +96,11 @@ if ! "$schemathesis_venv/bin/st" --version 2>/dev/null | grep -qF "$SCHEMATHESIS
     "$schemathesis_venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 export RUSHES_TEST_SCHEMATHESIS="${RUSHES_TEST_SCHEMATHESIS:-$schemathesis_venv/bin/st}"
+# Playwright for Python drives Debian's chromium in the tests of the pages the control
+# plane serves (never `playwright install`: the browser is Debian's).
+PLAYWRIGHT_VERSION=1.65.0
+if ! "$schemathesis_venv/bin/python" -c "import importlib.metadata as m; assert m.version('playwright') == '$PLAYWRIGHT_VERSION'" 2>/dev/null; then
+    say "installing playwright $PLAYWRIGHT_VERSION"
+    "$schemathesis_venv/bin/pip" install --quiet --disable-pip-version-check "playwright==$PLAYWRIGHT_VERSION"
+fi
+export RUSHES_TEST_BROWSER_PYTHON="${RUSHES_TEST_BROWSER_PYTHON:-$schemathesis_venv/bin/python}"

@@ -3,6 +3,7 @@
 //! run in parallel; both are removed when the environment is dropped.
 
 pub mod broker_node;
+pub mod browser;
 pub mod media;
 pub mod proxy;
 pub mod speech;

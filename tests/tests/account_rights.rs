@@ -465,3 +465,65 @@ async fn reset_and_invitation_links_exist_only_in_the_mail() -> anyhow::Result<(
     assert_eq!(status, StatusCode::CREATED, "{created}");
     Ok(())
 }
+
+/// The links of the reset and invitation mails open forms that work in a real browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailed_links_open_forms_that_work_in_a_browser() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    let sink = rushes_tests::media::SmtpSink::start(0, env.data_dir.join("mail")).await?;
+    let mut worker = env.worker_config("email=2")?;
+    worker.smtp.smtp_port = sink.port;
+    env.spawn_worker(worker);
+    env.user("ana", json!({})).await?;
+    env.post("/api/v1/auth/password-reset", json!({ "user": "ana" }))
+        .await?;
+    env.post("/api/v1/invitations", json!({ "email": "new@example.com" }))
+        .await?;
+    let wait = Duration::from_secs(30);
+    let reset = sink.wait_link("ana@example.com", 1, wait).await?;
+    let invitation = sink.wait_link("new@example.com", 1, wait).await?;
+    let home = rushes_tests::browser::fill_form(&env.url("/"), &[]).await?;
+    assert_eq!(home["title"], "Rushes is running", "{home}");
+
+    // The new password is set through the form; the used link then says so on the form.
+    let reset_page = env.url(&format!("/reset-password?token={reset}"));
+    let shown = rushes_tests::browser::fill_form(&reset_page, &[("password", "a new secret")]).await?;
+    assert_eq!(shown["title"], "Rushes: password changed", "{shown}");
+    assert_eq!(shown["csp_blocked"], json!([]), "{shown}");
+    let (status, _) = env
+        .post(
+            "/api/v1/auth/login",
+            json!({ "username": "ana", "password": "a new secret" }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    let again = rushes_tests::browser::fill_form(&reset_page, &[("password", "another secret")]).await?;
+    assert!(
+        again["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("invalid, used or expired"),
+        "{again}"
+    );
+
+    let accept_page = env.url(&format!("/accept-invitation?token={invitation}"));
+    let shown =
+        rushes_tests::browser::fill_form(&accept_page, &[("username", "admin"), ("password", "welcome aboard")])
+            .await?;
+    assert!(
+        shown["text"].as_str().unwrap_or_default().contains("reserved"),
+        "{shown}"
+    );
+    let shown =
+        rushes_tests::browser::fill_form(&accept_page, &[("username", "newbie"), ("password", "welcome aboard")])
+            .await?;
+    assert_eq!(shown["title"], "Rushes: welcome", "{shown}");
+    let (status, _) = env
+        .post(
+            "/api/v1/auth/login",
+            json!({ "username": "newbie", "password": "welcome aboard" }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    Ok(())
+}

@@ -216,15 +216,30 @@ pub(crate) struct Accept {
 /// Public: the invited person picks a username and password; the account is created
 /// with the invitation's email and groups.
 pub(crate) async fn accept(State(state): State<AppState>, Json(body): Json<Accept>) -> ApiResult<impl IntoResponse> {
-    super::users::check_password(&body.password)?;
-    let username = super::users::check_username(&body.username)?;
-    let hash = hash_password(body.password).await?;
+    let (user, username) = accept_invitation(&state, &body.token, &body.username, body.password).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "user_id": user, "username": username })),
+    ))
+}
+
+/// Creates the invited account with the invitation's email and groups (the API and
+/// the invitation page); its id and username.
+pub(crate) async fn accept_invitation(
+    state: &AppState,
+    token: &str,
+    username: &str,
+    password: String,
+) -> ApiResult<(Uuid, String)> {
+    super::users::check_password(&password)?;
+    let username = super::users::check_username(username)?;
+    let hash = hash_password(password).await?;
     let mut tx = state.db.begin().await?;
     let invitation: Option<(Uuid, String, Vec<Uuid>)> = sqlx::query_as(
         "SELECT id, email, group_ids FROM invitations \
          WHERE token_hash = $1 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now() FOR UPDATE",
     )
-    .bind(token_digest(&body.token))
+    .bind(token_digest(token))
     .fetch_optional(&mut *tx)
     .await?;
     let Some((invitation, email, groups)) = invitation else {
@@ -252,8 +267,5 @@ pub(crate) async fn accept(State(state): State<AppState>, Json(body): Json<Accep
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({ "user_id": user, "username": username })),
-    ))
+    Ok((user, username))
 }

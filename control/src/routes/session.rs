@@ -257,14 +257,20 @@ struct ResetConfirm {
 
 /// Sets the new password with a reset token (once), and revokes the user's sessions.
 async fn confirm_reset(State(state): State<AppState>, Json(body): Json<ResetConfirm>) -> ApiResult<StatusCode> {
-    super::users::check_password(&body.password)?;
-    let hash = hash_password(body.password).await?;
+    reset_password(&state, &body.token, body.password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets a new password with a reset token, once (the API and the reset page).
+pub(crate) async fn reset_password(state: &AppState, token: &str, password: String) -> ApiResult<()> {
+    super::users::check_password(&password)?;
+    let hash = hash_password(password).await?;
     let mut tx = state.db.begin().await?;
     let user: Option<Uuid> = sqlx::query_scalar(
         "UPDATE password_resets SET used_at = now() \
          WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() RETURNING user_id",
     )
-    .bind(token_digest(&body.token))
+    .bind(token_digest(token))
     .fetch_optional(&mut *tx)
     .await?;
     let Some(user) = user else {
@@ -278,7 +284,7 @@ async fn confirm_reset(State(state): State<AppState>, Json(body): Json<ResetConf
     // Whoever held the old password may hold tokens too: every one of them ends.
     super::users::revoke_tokens(&mut *tx, user, None).await?;
     tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 async fn me(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> ApiResult<axum::Json<Value>> {
