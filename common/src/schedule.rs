@@ -13,7 +13,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
@@ -98,16 +98,54 @@ pub enum Compiled {
     Clocked(DateTime<Utc>),
 }
 
-/// Parses an RFC 3339 instant that must carry its zone (`Z` or an offset).
+/// Parses an RFC 3339 instant that must carry its zone (`Z` or an offset); a date alone
+/// (`2026-12-01`) is midnight UTC that day.
 pub fn parse_instant(field: &'static str, text: &str) -> Result<DateTime<Utc>, ScheduleError> {
-    DateTime::parse_from_rfc3339(text)
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+        return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
+        .map_err(|_| {
             ScheduleError::new(
                 field,
-                format!("`{text}` is not an RFC 3339 instant with a time zone (e.g. 2026-12-01T09:00:00+00:00): {e}"),
+                format!(
+                    "`{text}` is not a date and time with a zone: write e.g. 2026-12-01T09:00:00Z, \
+                     2026-12-01T09:00:00+01:00, or a date alone (2026-12-01, midnight UTC)"
+                ),
             )
         })
+}
+
+/// The cron fields in order (with seconds first when there are six) and their ranges.
+const CRON_FIELDS: [(&str, u32, u32); 6] = [
+    ("second", 0, 59),
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("weekday", 0, 7),
+];
+
+/// The first number out of its field's range in a cron expression, said plainly
+/// ("minute must be 0–59, got 61").
+fn cron_range_error(expr: &str) -> Option<String> {
+    let parts: Vec<&str> = expr.split_whitespace().collect();
+    let fields = if parts.len() == 6 { &CRON_FIELDS[..] } else { &CRON_FIELDS[1..] };
+    for (part, (name, low, high)) in parts.iter().zip(fields) {
+        for item in part.split(',') {
+            // The step after `/` is a count, not a value of the field.
+            let values = item.split('/').next().unwrap_or_default();
+            for value in values.split('-') {
+                if let Ok(n) = value.parse::<u32>()
+                    && !(*low..=*high).contains(&n)
+                {
+                    return Some(format!("{name} must be {low}–{high}, got {n}"));
+                }
+            }
+        }
+    }
+    None
 }
 
 impl Timing {
@@ -128,7 +166,10 @@ impl Timing {
                     .seconds(Seconds::Optional)
                     .build()
                     .parse(expr)
-                    .map_err(|e| ScheduleError::new("cron.expr", format!("`{expr}` does not parse: {e}")))?;
+                    .map_err(|e| {
+                        let why = cron_range_error(expr).unwrap_or_else(|| e.to_string());
+                        ScheduleError::new("cron.expr", format!("`{expr}`: {why}"))
+                    })?;
                 let tz = Tz::from_str(timezone).map_err(|_| {
                     ScheduleError::new(
                         "cron.timezone",
@@ -347,6 +388,16 @@ mod tests {
     }
 
     #[test]
+    fn cron_ranges_and_bare_dates_read_plainly() {
+        assert_eq!(cron_range_error("61 * * * *").as_deref(), Some("minute must be 0–59, got 61"));
+        assert_eq!(cron_range_error("0 0 25 * * *").as_deref(), Some("hour must be 0–23, got 25"));
+        assert_eq!(cron_range_error("*/90 * 1-32 * *").as_deref(), Some("day of month must be 1–31, got 32"));
+        assert_eq!(cron_range_error("0 0 * * 1-5"), None);
+        assert_eq!(parse_instant("at", "2026-12-01").ok(), Some(at("2026-12-01T00:00:00Z")));
+        assert!(parse_instant("at", "2026-12-01T09:00").is_err());
+    }
+
+    #[test]
     fn invalid_timings_name_their_field() {
         let err = |t: Timing| t.compile().err().map(|e| e.field);
         assert_eq!(
@@ -486,7 +537,8 @@ impl ScheduleRecord {
         Window {
             start_time: self.start_time,
             expires: self.expires,
-            anchor: self.start_time.unwrap_or(self.created_at),
+            // Whole seconds: an interval fires at :00.000, not at the creation's millisecond.
+            anchor: self.start_time.unwrap_or(self.created_at).trunc_subsecs(0),
         }
     }
 

@@ -4,12 +4,15 @@
 //! not a failed query (a 500).
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::readable;
 
 /// JSON body; malformed → 400, wrong shape or a NUL character in a string → 422,
 /// wrong content type → 415, larger than the route's body limit → 413. No body at all
@@ -30,21 +33,42 @@ where
         let has_json_type = json_content_type(req.headers());
         let bytes = Bytes::from_request(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            let axum::Json(value) = axum::Json::<T>::from_bytes(b"{}")?;
-            return Ok(Self(value));
+            return Ok(Self(from_json(b"{}")?));
         }
         if !has_json_type {
             return Err(ApiError::UnsupportedMediaType(
                 "Expected request with `Content-Type: application/json`".into(),
             ));
         }
-        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        let value = from_json(&bytes)?;
         if has_nul_escape(&bytes) {
             return Err(ApiError::Unprocessable(
                 "text must not contain NUL characters (\\u0000)".into(),
             ));
         }
         Ok(Self(value))
+    }
+}
+
+/// Parses a JSON body: not JSON → 400, the wrong shape → 422, both worded for the
+/// caller (the field's path and what it expects, never a line and column).
+fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        json_error(&path, &inner)
+    })?;
+    de.end().map_err(|err| json_error("", &err))?;
+    Ok(value)
+}
+
+fn json_error(path: &str, err: &serde_json::Error) -> ApiError {
+    let message = readable::without_position(err);
+    match err.classify() {
+        serde_json::error::Category::Data => ApiError::Unprocessable(readable::field_error(path, &message)),
+        serde_json::error::Category::Eof => ApiError::BadRequest("the body is not valid JSON: it ends too early".into()),
+        _ => ApiError::BadRequest(format!("the body is not valid JSON: {message}")),
     }
 }
 
@@ -89,13 +113,21 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         if parts.uri.query().is_some_and(has_encoded_nul) {
             return Err(ApiError::BadRequest(
                 "the query string must not contain NUL characters (%00)".into(),
             ));
         }
-        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
+        let value = serde_path_to_error::deserialize::<_, T>(de).map_err(|err| {
+            let path = err.path().to_string();
+            ApiError::BadRequest(format!(
+                "query string: {}",
+                readable::field_error(&path, &err.into_inner().to_string())
+            ))
+        })?;
         Ok(Self(value))
     }
 }
@@ -117,9 +149,47 @@ where
                 "the path must not contain NUL characters (%00)".into(),
             ));
         }
-        let axum::extract::Path(value) = axum::extract::Path::<T>::from_request_parts(parts, state).await?;
-        Ok(Self(value))
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let names = RawPathParams::from_request_parts(parts, state)
+                    .await
+                    .map(|raw| raw.iter().map(|(name, _)| name.to_owned()).collect::<Vec<_>>())
+                    .unwrap_or_default();
+                Err(path_error(&rejection, &names))
+            }
+        }
     }
+}
+
+/// A path rejection in the caller's words, naming the parameter.
+fn path_error(rejection: &PathRejection, names: &[String]) -> ApiError {
+    let PathRejection::FailedToDeserializePathParams(err) = rejection else {
+        return ApiError::BadRequest("the path is not valid for this route".into());
+    };
+    let message = match err.kind() {
+        ErrorKind::ParseErrorAtKey { key, value, expected_type } => {
+            format!("`{key}` in the path: expected {}, got `{value}`", readable::expected_words(expected_type))
+        }
+        ErrorKind::ParseErrorAtIndex { index, value, expected_type } => {
+            let name = names.get(*index).map_or("a parameter", String::as_str);
+            format!("`{name}` in the path: expected {}, got `{value}`", readable::expected_words(expected_type))
+        }
+        ErrorKind::ParseError { value, expected_type } => {
+            let name = names.first().map_or("a parameter", String::as_str);
+            format!("`{name}` in the path: expected {}, got `{value}`", readable::expected_words(expected_type))
+        }
+        ErrorKind::DeserializeError { key, message, .. } => {
+            format!("`{key}` in the path: {}", readable::humanize(message))
+        }
+        ErrorKind::InvalidUtf8InPathParam { key } => format!("`{key}` in the path is not valid UTF-8"),
+        ErrorKind::Message(message) => {
+            let name = names.first().map_or("a parameter", String::as_str);
+            format!("`{name}` in the path: {}", readable::humanize(message))
+        }
+        _ => "the path is not valid for this route".into(),
+    };
+    ApiError::BadRequest(message)
 }
 
 /// Whether percent-decoding `raw` (a URI's path or query) yields a NUL character.

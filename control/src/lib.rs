@@ -11,6 +11,7 @@ pub mod headers;
 pub mod mail;
 pub mod metrics;
 pub mod passwords;
+pub mod readable;
 pub mod routes;
 pub mod share_grant;
 pub mod state;

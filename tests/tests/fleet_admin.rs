@@ -303,7 +303,7 @@ async fn every_fleet_action_is_audited_and_the_token_is_told_apart_from_users() 
     assert!(
         body["error"]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("missing field `kind`")),
+            .is_some_and(|m| m.contains("field `kind` is required")),
         "{body}"
     );
     Ok(())

@@ -7,10 +7,13 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
 use rushes_common::enqueue::{self, NewJob};
 use rushes_common::job::MAX_PRIORITY;
-use rushes_common::schedule::{Missed, Period, ScheduleError, ScheduleRecord, Timing, parse_instant};
+use rushes_common::schedule::{
+    Compiled, Missed, Period, ScheduleError, ScheduleRecord, Timing, Window, parse_instant,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -36,13 +39,16 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CronBody {
-    expr: String,
-    #[serde(default = "utc")]
-    timezone: String,
+    /// Required on create; on update, absent keeps the stored expression (so a time
+    /// zone can change alone).
+    expr: Option<String>,
+    /// Absent: the stored zone on update, else UTC.
+    timezone: Option<String>,
 }
 
-fn utc() -> String {
-    "UTC".to_owned()
+/// A field that may be absent (keep), `null` (clear) or a value (set).
+fn present<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(de).map(Some)
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,8 +78,10 @@ struct ScheduleBody {
     clocked: Option<ClockedBody>,
     enabled: Option<bool>,
     one_off: Option<bool>,
-    start_time: Option<String>,
-    expires: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    start_time: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    expires: Option<Option<String>>,
     missed: Option<String>,
 }
 
@@ -82,8 +90,9 @@ fn invalid(err: ScheduleError) -> ApiError {
 }
 
 impl ScheduleBody {
-    /// The timing this body sets, if it sets one; more than one is refused.
-    fn timing(&self) -> ApiResult<Option<Timing>> {
+    /// The timing this body sets, if it sets one, completed from the stored `row` (a
+    /// cron body without `expr` keeps the stored expression); more than one is refused.
+    fn timing(&self, row: &ScheduleRecord) -> ApiResult<Option<Timing>> {
         let given = [self.cron.is_some(), self.interval.is_some(), self.clocked.is_some()];
         if given.iter().filter(|g| **g).count() > 1 {
             return Err(ApiError::Unprocessable(
@@ -91,9 +100,13 @@ impl ScheduleBody {
             ));
         }
         if let Some(cron) = &self.cron {
+            let expr = cron.expr.as_deref().or(row.cron_expr.as_deref()).ok_or_else(|| {
+                ApiError::Unprocessable("cron.expr: required, e.g. \"30 1 * * *\" (minute hour day month weekday)".into())
+            })?;
+            let timezone = cron.timezone.as_deref().or(row.cron_timezone.as_deref()).unwrap_or("UTC");
             return Ok(Some(Timing::Cron {
-                expr: cron.expr.trim().to_owned(),
-                timezone: cron.timezone.clone(),
+                expr: expr.trim().to_owned(),
+                timezone: timezone.trim().to_owned(),
             }));
         }
         if let Some(interval) = &self.interval {
@@ -115,8 +128,11 @@ impl ScheduleBody {
     /// the result as a whole.
     fn apply(self, mut row: ScheduleRecord, now: DateTime<Utc>) -> ApiResult<ScheduleRecord> {
         let job_given = self.kind.is_some() || self.payload.is_some() || self.priority.is_some();
-        if let Some(timing) = self.timing()? {
-            timing.compile().map_err(invalid)?;
+        let timing_given = self.cron.is_some() || self.interval.is_some() || self.clocked.is_some();
+        let window_given = self.start_time.is_some() || self.expires.is_some();
+        if let Some(timing) = self.timing(&row)? {
+            let compiled = timing.compile().map_err(invalid)?;
+            refuse_never_firing(&timing, &compiled, now)?;
             (
                 row.cron_expr,
                 row.cron_timezone,
@@ -161,10 +177,30 @@ impl ScheduleBody {
             row.one_off = one_off;
         }
         if let Some(start) = self.start_time {
-            row.start_time = Some(parse_instant("start_time", &start).map_err(invalid)?);
+            row.start_time = start
+                .map(|start| parse_instant("start_time", &start))
+                .transpose()
+                .map_err(invalid)?;
         }
         if let Some(expires) = self.expires {
-            row.expires = Some(parse_instant("expires", &expires).map_err(invalid)?);
+            row.expires = expires
+                .map(|expires| parse_instant("expires", &expires))
+                .transpose()
+                .map_err(invalid)?;
+            if let Some(expires) = row.expires
+                && expires <= now
+            {
+                return Err(ApiError::Unprocessable(format!(
+                    "expires: {expires} is already past; give a later time, or null for never"
+                )));
+            }
+        }
+        if let (Some(start), Some(expires)) = (row.start_time, row.expires)
+            && expires <= start
+        {
+            return Err(ApiError::Unprocessable(format!(
+                "expires: {expires} is not after start_time {start}; the schedule could never fire"
+            )));
         }
         if let Some(missed) = self.missed {
             row.missed = missed.parse::<Missed>().map_err(invalid)?.as_str().to_owned();
@@ -183,8 +219,33 @@ impl ScheduleBody {
         // fire again for a time it already fired for.
         let after = row.last_run_at.map_or(now, |last| last.max(now));
         row.next_run_at = row.first_due_after(after).map_err(invalid)?;
+        if row.enabled && row.next_run_at.is_none() && (timing_given || window_given) {
+            let field = if row.expires.is_some() { "expires" } else { "timing" };
+            return Err(ApiError::Unprocessable(format!(
+                "{field}: the schedule would never fire (no due time before it expires)"
+            )));
+        }
         row.updated_at = now;
         Ok(row)
+    }
+}
+
+/// Refuses a timing that can never fire: a clocked time already past, a cron that
+/// matches no date (30 February) in the years ahead.
+fn refuse_never_firing(timing: &Timing, compiled: &Compiled, now: DateTime<Utc>) -> ApiResult<()> {
+    let open = Window {
+        start_time: None,
+        expires: None,
+        anchor: now,
+    };
+    match timing {
+        Timing::Clocked { at } if *at <= now => Err(ApiError::Unprocessable(format!(
+            "clocked.at: {at} is in the past; give a future time"
+        ))),
+        Timing::Cron { expr, .. } if compiled.next_after(now, &open).is_none() => Err(ApiError::Unprocessable(format!(
+            "cron.expr: `{expr}` matches no date in the years ahead (e.g. 30 February), so it would never fire"
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -213,6 +274,8 @@ struct ScheduleView {
     next_run_at: Option<DateTime<Utc>>,
     /// The next fire times from now (the first is `next_run_at`).
     next_fire_times: Vec<DateTime<Utc>>,
+    /// The same times in the schedule's zone (the cron's zone; UTC for the others).
+    next_fire_times_local: Vec<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -229,6 +292,11 @@ impl ScheduleView {
         if row.one_off {
             next_fire_times.truncate(1);
         }
+        let zone: Tz = row.cron_timezone.as_deref().and_then(|tz| tz.parse().ok()).unwrap_or(Tz::UTC);
+        let next_fire_times_local = next_fire_times
+            .iter()
+            .map(|t| t.with_timezone(&zone).to_rfc3339_opts(SecondsFormat::AutoSi, true))
+            .collect();
         Self {
             cron: row
                 .cron_expr
@@ -253,6 +321,7 @@ impl ScheduleView {
             total_run_count: row.total_run_count,
             next_run_at: row.next_run_at,
             next_fire_times,
+            next_fire_times_local,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
@@ -382,6 +451,9 @@ async fn create(
         ));
     }
     let now = Utc::now();
+    // A hand-made clocked schedule is a one-off that still fires if the scheduler was
+    // down at its time (as an email's is), unless the body says otherwise.
+    let clocked = body.clocked.is_some();
     let blank = ScheduleRecord {
         id: Uuid::now_v7(),
         name: String::new(),
@@ -395,10 +467,10 @@ async fn create(
         interval_period: None,
         clocked_at: None,
         enabled: true,
-        one_off: false,
+        one_off: clocked,
         start_time: None,
         expires: None,
-        missed: Missed::Skip.as_str().to_owned(),
+        missed: if clocked { Missed::RunOnce } else { Missed::Skip }.as_str().to_owned(),
         last_run_at: None,
         total_run_count: 0,
         next_run_at: None,

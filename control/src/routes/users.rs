@@ -783,11 +783,16 @@ async fn impersonate(
     Path(id): Path<Uuid>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require_admin()?;
-    let (Some(admin), None) = (caller.user_id, caller.impersonator_id) else {
-        return Err(ApiError::Conflict(
-            "impersonate as a logged-in admin user, not with the bootstrap token or while impersonating".into(),
+    let Some(admin) = caller.user_id else {
+        return Err(ApiError::Forbidden(
+            "the bootstrap token cannot impersonate: log in as an admin user to impersonate".into(),
         ));
     };
+    if caller.impersonator_id.is_some() {
+        return Err(ApiError::Conflict(
+            "you are already impersonating: stop that session before impersonating someone else".into(),
+        ));
+    }
     let user = find(&state, id).await?;
     if !user.active || user.deleted_at.is_some() {
         return Err(ApiError::Conflict(format!("user {id} is not active")));

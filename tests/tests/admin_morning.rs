@@ -1,0 +1,150 @@
+//! An admin's first morning, the rest: readable errors, paging with strict limits,
+//! schedules that can never fire refused, and roles and base productions kept tidy.
+
+use reqwest::StatusCode;
+use rushes_tests::TestEnv;
+use serde_json::{Value, json};
+
+fn message(body: &Value) -> String {
+    body["error"]["message"].as_str().unwrap_or_default().to_owned()
+}
+
+/// No serde or Rust internals in a 4xx message.
+fn assert_readable(body: &Value, field: &str) {
+    let text = message(body);
+    for internal in ["line 1", "column", "i32", "i64", "u32", "index", "Failed to deserialize", "struct "] {
+        assert!(!text.contains(internal), "{internal:?} leaks in {text:?}");
+    }
+    assert!(text.contains(field), "{text:?} should name {field:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_speak_the_callers_words() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    // A body field of the wrong type, well into the body.
+    let (status, body) = env
+        .post(
+            "/api/v1/jobs",
+            json!({"kind": "sleep", "payload": {"seconds": 0}, "priority": "very high, please, thank you"}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_readable(&body, "field `priority`");
+    // A query value of the wrong type.
+    let (status, body) = env.get("/api/v1/jobs?limit=ten").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_readable(&body, "`limit`");
+    assert!(message(&body).contains("integer"), "{body}");
+    // A path parameter that is not a UUID names the parameter.
+    let (status, body) = env.get("/api/v1/jobs/not-a-uuid").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_readable(&body, "in the path");
+    // Not JSON at all: 400 without a position.
+    let (status, body) = TestEnv::answer(
+        env.http
+            .post(env.url("/api/v1/jobs"))
+            .bearer_auth(rushes_tests::TOKEN)
+            .header("content-type", "application/json")
+            .body("{\"kind\": \"sleep\",, }"),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_readable(&body, "not valid JSON");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_token_may_not_impersonate() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let user = env.user("imp-target", json!({})).await?;
+    let id = user["id"].as_str().unwrap_or_default();
+    let (status, body) = env.post(&format!("/api/v1/users/{id}/impersonate"), json!({})).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(message(&body).contains("bootstrap token"), "{body}");
+    Ok(())
+}
+
+async fn schedule(env: &TestEnv, body: Value) -> anyhow::Result<(StatusCode, Value)> {
+    env.post("/api/v1/schedules", body).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_that_can_never_fire_are_refused() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let job = |extra: Value| {
+        let mut body = json!({"name": "s", "kind": "sleep", "payload": {"seconds": 0}});
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
+        body
+    };
+    let refused = [
+        (json!({"clocked": {"at": "2020-01-01T09:00:00Z"}}), "clocked.at"),
+        (json!({"cron": {"expr": "0 0 30 2 *"}}), "cron.expr"),
+        (json!({"cron": {"expr": "61 * * * *"}}), "minute must be 0–59"),
+        (
+            json!({"interval": {"every": 1, "period": "hours"}, "expires": "2020-01-01T00:00:00Z"}),
+            "expires",
+        ),
+        (
+            json!({"interval": {"every": 1, "period": "hours"}, "start_time": "2031-01-02T00:00:00Z", "expires": "2031-01-01T00:00:00Z"}),
+            "expires",
+        ),
+        (json!({"cron": {"expr": "0 0 1 1 *"}, "expires": "2031-01-01T00:00:00Z", "start_time": "2030-01-02T00:00:00Z"}), "expires"),
+        (json!({"interval": {"every": 1, "period": "hours"}, "start_time": "soon"}), "start_time"),
+    ];
+    for (extra, field) in refused {
+        let (status, body) = schedule(&env, job(extra.clone())).await?;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{extra}: {body}");
+        assert!(message(&body).contains(field), "{extra}: {body}");
+    }
+
+    // A clocked schedule by hand: a date alone is midnight UTC, and it is a one-off
+    // that still fires if the scheduler was down at its time.
+    let (status, clocked) = schedule(&env, job(json!({"name": "once", "clocked": {"at": "2031-03-01"}}))).await?;
+    assert_eq!(status, StatusCode::CREATED, "{clocked}");
+    assert_eq!(clocked["clocked"]["at"], "2031-03-01T00:00:00Z");
+    assert_eq!(clocked["one_off"], true);
+    assert_eq!(clocked["missed"], "run_once");
+
+    // A cron in its zone: next fires in UTC and in the zone; the zone changes alone.
+    let (status, cron) = schedule(
+        &env,
+        job(json!({"name": "nightly", "cron": {"expr": "30 1 * * *", "timezone": "Asia/Tokyo"},
+                   "start_time": "2031-01-01T00:00:00Z", "expires": "2032-01-01T00:00:00Z"})),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::CREATED, "{cron}");
+    assert_eq!(cron["next_fire_times"][0], "2031-01-01T16:30:00Z", "{cron}");
+    assert_eq!(cron["next_fire_times_local"][0], "2031-01-02T01:30:00+09:00", "{cron}");
+    let id = cron["id"].as_str().unwrap_or_default();
+    let (status, moved) = env
+        .patch(&format!("/api/v1/schedules/{id}"), json!({"cron": {"timezone": "UTC"}}))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(moved["cron"], json!({"expr": "30 1 * * *", "timezone": "UTC"}));
+    assert_eq!(moved["next_fire_times"][0], "2031-01-01T01:30:00Z", "{moved}");
+    // null clears the window; an absent field keeps it.
+    let (status, cleared) = env
+        .patch(&format!("/api/v1/schedules/{id}"), json!({"expires": null}))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{cleared}");
+    assert_eq!(cleared["expires"], Value::Null);
+    assert_eq!(cleared["start_time"], "2031-01-01T00:00:00Z");
+    let (status, cleared) = env
+        .patch(&format!("/api/v1/schedules/{id}"), json!({"start_time": null}))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{cleared}");
+    assert_eq!(cleared["start_time"], Value::Null);
+
+    // Intervals fire on whole seconds.
+    let (status, every) = schedule(&env, job(json!({"name": "often", "interval": {"every": 7, "period": "seconds"}}))).await?;
+    assert_eq!(status, StatusCode::CREATED, "{every}");
+    let times = every["next_fire_times"].as_array().cloned().unwrap_or_default();
+    assert!(!times.is_empty(), "{every}");
+    for t in times {
+        let t: chrono::DateTime<chrono::Utc> = t.as_str().unwrap_or_default().parse()?;
+        assert_eq!(chrono::Timelike::nanosecond(&t), 0, "{every}");
+    }
+    Ok(())
+}
