@@ -148,3 +148,81 @@ async fn schedules_that_can_never_fire_are_refused() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Walks a list by `next_before`, `limit` at a time; returns every id seen.
+async fn walk(env: &TestEnv, path: &str, key: &str, limit: usize) -> anyhow::Result<Vec<String>> {
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..50 {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = match &cursor {
+            Some(before) => format!("{path}{sep}limit={limit}&before={before}"),
+            None => format!("{path}{sep}limit={limit}"),
+        };
+        let (status, page) = env.get(&url).await?;
+        anyhow::ensure!(status == StatusCode::OK, "{url}: {status} {page}");
+        let rows = page[key].as_array().cloned().unwrap_or_default();
+        anyhow::ensure!(rows.len() <= limit, "{url}: more than {limit}");
+        seen.extend(rows.iter().filter_map(|r| r["id"].as_str().map(str::to_owned)));
+        match page["next_before"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(seen),
+        }
+    }
+    anyhow::bail!("{path} did not end")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_page_and_refuse_limits_out_of_range() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    for name in ["pa", "pb", "pc", "pd", "pe"] {
+        env.user(name, json!({})).await?;
+        let (status, body) = env.post("/api/v1/groups", json!({ "name": name })).await?;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = env
+            .post("/api/v1/emails", json!({ "subject": name, "html": "<p>hi</p>", "recipients": { "everyone": true } }))
+            .await?;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    for (path, key) in [
+        ("/api/v1/users", "users"),
+        ("/api/v1/groups", "groups"),
+        ("/api/v1/emails", "emails"),
+        ("/api/v1/share-links", "share_links"),
+    ] {
+        let (_, all) = env.get(&format!("{path}?limit=1000")).await?;
+        let mut every: Vec<String> = all[key]
+            .as_array()
+            .map(|rows| rows.iter().filter_map(|r| r["id"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let mut paged = walk(&env, path, key, 2).await?;
+        assert_eq!(paged, every, "{path}: pages in the same order as one page");
+        every.sort();
+        paged.sort();
+        paged.dedup();
+        assert_eq!(paged, every, "{path}: no row twice or missed");
+        for bad in ["0", "1001", "-3"] {
+            let (status, body) = env.get(&format!("{path}?limit={bad}")).await?;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}?limit={bad}: {body}");
+            assert!(message(&body).contains("limit"), "{body}");
+        }
+    }
+    let (status, body) = env.get("/api/v1/jobs?limit=5000").await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_is_one_object_from_post_and_get() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let (status, created) = env.post("/api/v1/groups", json!({ "name": "same" })).await?;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap_or_default();
+    let (status, shown) = env.get(&format!("/api/v1/groups/{id}")).await?;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(created, shown);
+    for key in ["members", "productions", "roles"] {
+        assert!(shown[key].is_array(), "{key}: {shown}");
+    }
+    Ok(())
+}

@@ -62,7 +62,7 @@ async fn audit_log(State(state): State<AppState>, Query(q): Query<LogQuery>) -> 
             ACTOR_TYPES.join(", ")
         )));
     }
-    let limit = super::limit(q.limit);
+    let limit = super::limit(q.limit)?;
     let entries: Vec<AuditEntry> = sqlx::query_as(
         "SELECT id, request_id, actor_id, actor, actor_type, impersonator_id, action, target_type, target_id, \
                 before, after, at \
@@ -109,7 +109,7 @@ struct LoginEntry {
 }
 
 async fn login_log(State(state): State<AppState>, Query(q): Query<SimpleQuery>) -> ApiResult<axum::Json<Value>> {
-    let limit = super::limit(q.limit);
+    let limit = super::limit(q.limit)?;
     let entries: Vec<LoginEntry> = sqlx::query_as(
         "SELECT id, username, user_id, success, reason, remote, at FROM login_log \
          WHERE ($1::text IS NULL OR lower(username) = lower($1)) AND ($2::bool IS NULL OR success = $2) \
@@ -151,7 +151,7 @@ async fn impersonation_log(
     State(state): State<AppState>,
     Query(q): Query<ImpersonationQuery>,
 ) -> ApiResult<axum::Json<Value>> {
-    let limit = super::limit(q.limit);
+    let limit = super::limit(q.limit)?;
     let entries: Vec<ImpersonationEntry> = sqlx::query_as(
         "SELECT id, impersonator_id, user_id, event, method, path, status, at FROM impersonation_log \
          WHERE ($1::uuid IS NULL OR impersonator_id = $1) AND ($2::uuid IS NULL OR user_id = $2) \

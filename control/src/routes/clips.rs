@@ -198,7 +198,7 @@ async fn list(
             STATES.join(", ")
         )));
     }
-    let limit = super::limit(q.limit);
+    let limit = super::limit(q.limit)?;
     let pattern =
         q.q.as_deref()
             .map(|t| format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));

@@ -106,7 +106,7 @@ async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListDeadLetters>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    let limit = super::limit(q.limit);
+    let limit = super::limit(q.limit)?;
     let rows: Vec<DeadLetterRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM dead_letters \
          WHERE ($1::text IS NULL OR queue = $1) AND ($2 OR (requeued_at IS NULL AND discarded_at IS NULL)) \

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::audit::{self, Change};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -139,13 +139,25 @@ async fn create(
     Ok((StatusCode::CREATED, axum::Json(draft)))
 }
 
-async fn list(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListEmails {
+    limit: Option<i64>,
+    before: Option<Uuid>,
+}
+
+/// Drafts newest first, a page at a time.
+async fn list(State(state): State<AppState>, Query(q): Query<ListEmails>) -> ApiResult<axum::Json<Value>> {
+    let limit = super::limit(q.limit)?;
     let drafts: Vec<DraftView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM email_drafts ORDER BY id DESC LIMIT 1000"
+        "SELECT {COLUMNS} FROM email_drafts WHERE ($1::uuid IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
     )))
+    .bind(q.before)
+    .bind(limit)
     .fetch_all(&state.db)
     .await?;
-    Ok(axum::Json(json!({ "emails": drafts })))
+    let next_before = super::next_before(&drafts, limit, |d| d.id);
+    Ok(axum::Json(json!({ "emails": drafts, "next_before": next_before })))
 }
 
 async fn show(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<DraftView>> {

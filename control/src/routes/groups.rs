@@ -18,7 +18,7 @@ use rushes_common::job::accounts::{GroupAction, GroupUsers};
 use crate::audit::{self, Change};
 use crate::auth::{Caller, Policy};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 
 /// The group whose members are admins.
@@ -42,8 +42,8 @@ struct GroupView {
     id: Uuid,
     name: String,
     created_at: DateTime<Utc>,
-    members: i64,
-    productions: i64,
+    member_count: i64,
+    production_count: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,14 +88,14 @@ async fn create(
             other => other,
         })?;
     log(&state, &caller, "group.create", id, json!({ "name": name })).await?;
-    Ok((StatusCode::CREATED, axum::Json(find(&state, id).await?)))
+    Ok((StatusCode::CREATED, axum::Json(group_object(&state, id).await?)))
 }
 
 async fn find(state: &AppState, id: Uuid) -> ApiResult<GroupView> {
     sqlx::query_as(
         "SELECT g.id, g.name, g.created_at, \
-                (SELECT count(*) FROM group_members m WHERE m.group_id = g.id) AS members, \
-                (SELECT count(*) FROM group_productions p WHERE p.group_id = g.id) AS productions \
+                (SELECT count(*) FROM group_members m WHERE m.group_id = g.id) AS member_count, \
+                (SELECT count(*) FROM group_productions p WHERE p.group_id = g.id) AS production_count \
          FROM groups g WHERE g.id = $1",
     )
     .bind(id)
@@ -104,20 +104,41 @@ async fn find(state: &AppState, id: Uuid) -> ApiResult<GroupView> {
     .ok_or_else(|| ApiError::NotFound(format!("no group {id}")))
 }
 
-async fn list(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListGroups {
+    limit: Option<i64>,
+    /// The `next_before` of the previous page: groups after that one, by name.
+    before: Option<Uuid>,
+}
+
+/// Groups by name, a page at a time (each with its member and production counts).
+async fn list(State(state): State<AppState>, Query(q): Query<ListGroups>) -> ApiResult<axum::Json<Value>> {
+    let limit = super::limit(q.limit)?;
     let groups: Vec<GroupView> = sqlx::query_as(
         "SELECT g.id, g.name, g.created_at, \
-                (SELECT count(*) FROM group_members m WHERE m.group_id = g.id) AS members, \
-                (SELECT count(*) FROM group_productions p WHERE p.group_id = g.id) AS productions \
-         FROM groups g ORDER BY g.name LIMIT 5000",
+                (SELECT count(*) FROM group_members m WHERE m.group_id = g.id) AS member_count, \
+                (SELECT count(*) FROM group_productions p WHERE p.group_id = g.id) AS production_count \
+         FROM groups g \
+         WHERE $1::uuid IS NULL OR (g.name, g.id) > (SELECT c.name, c.id FROM groups c WHERE c.id = $1) \
+         ORDER BY g.name, g.id LIMIT $2",
     )
+    .bind(q.before)
+    .bind(limit)
     .fetch_all(&state.db)
     .await?;
-    Ok(axum::Json(json!({ "groups": groups })))
+    let next_before = super::next_before(&groups, limit, |g| g.id);
+    Ok(axum::Json(json!({ "groups": groups, "next_before": next_before })))
 }
 
 async fn show(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<axum::Json<Value>> {
-    let group = find(&state, id).await?;
+    Ok(axum::Json(group_object(&state, id).await?))
+}
+
+/// A group as `POST /groups` and `GET /groups/{id}` both show it: the group, its
+/// members and productions (as objects) and its roles.
+async fn group_object(state: &AppState, id: Uuid) -> ApiResult<Value> {
+    let group = find(state, id).await?;
     let members: Vec<(Uuid, String)> = sqlx::query_as(
         "SELECT u.id, u.username FROM group_members m JOIN users u ON u.id = m.user_id \
          WHERE m.group_id = $1 ORDER BY u.username",
@@ -125,11 +146,14 @@ async fn show(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<
     .bind(id)
     .fetch_all(&state.db)
     .await?;
-    let productions: Vec<Uuid> =
-        sqlx::query_scalar("SELECT production_id FROM group_productions WHERE group_id = $1 ORDER BY production_id")
-            .bind(id)
-            .fetch_all(&state.db)
-            .await?;
+    let productions: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT p.id, b.name || ' Series ' || p.series FROM group_productions gp \
+         JOIN productions p ON p.id = gp.production_id JOIN base_productions b ON b.id = p.base_production_id \
+         WHERE gp.group_id = $1 ORDER BY b.name, p.series",
+    )
+    .bind(id)
+    .fetch_all(&state.db)
+    .await?;
     let roles: Vec<(Uuid, String, String, Option<Uuid>)> = sqlx::query_as(
         "SELECT r.id, r.name, gr.scope_type, gr.scope_id FROM group_roles gr JOIN roles r ON r.id = gr.role_id \
          WHERE gr.group_id = $1 ORDER BY r.name",
@@ -137,13 +161,17 @@ async fn show(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<
     .bind(id)
     .fetch_all(&state.db)
     .await?;
-    Ok(axum::Json(json!({
-        "group": group,
+    Ok(json!({
+        "id": group.id,
+        "name": group.name,
+        "created_at": group.created_at,
+        "member_count": group.member_count,
+        "production_count": group.production_count,
         "members": members.into_iter().map(|(id, name)| json!({ "id": id, "username": name })).collect::<Vec<_>>(),
-        "productions": productions,
+        "productions": productions.into_iter().map(|(id, name)| json!({ "id": id, "name": name })).collect::<Vec<_>>(),
         "roles": roles.into_iter().map(|(id, name, scope, scope_id)| json!({
             "role_id": id, "name": name, "scope_type": scope, "scope_id": scope_id })).collect::<Vec<_>>(),
-    })))
+    }))
 }
 
 async fn remove(

@@ -184,7 +184,7 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListJobs>) -> ApiRe
             .map_err(|e| ApiError::Unprocessable(format!("queue: {e}")))?;
     }
     let housekeeping = q.housekeeping.unwrap_or(q.kind.is_some() || q.schedule_id.is_some());
-    let limit = super::limit(q.limit);
+    let limit = super::limit(q.limit)?;
     let mut jobs: Vec<JobRecord> = sqlx::query_as(concat!(
         "SELECT ",
         rushes_common::job_columns!(),

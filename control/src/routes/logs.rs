@@ -63,7 +63,7 @@ async fn list(State(state): State<AppState>, Query(q): Query<LogQuery>) -> ApiRe
             }
         },
     };
-    let limit = super::limit(q.limit);
+    let limit = super::limit(q.limit)?;
     let lines: Vec<LogLine> = sqlx::query_as(
         "SELECT id, at, level, service, job_id, message, fields FROM logs \
          WHERE level = ANY($1) AND ($2::text IS NULL OR service = $2) AND ($3::uuid IS NULL OR job_id = $3) \

@@ -39,9 +39,16 @@ pub const MAX_LIMIT: i64 = 1000;
 /// Rows a list returns when the caller does not say.
 pub const DEFAULT_LIMIT: i64 = 50;
 
-/// Clamps a caller's `limit` to 1..=[`MAX_LIMIT`].
-pub fn limit(requested: Option<i64>) -> i64 {
-    requested.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+/// A caller's `limit`: [`DEFAULT_LIMIT`] when absent, refused (422) outside
+/// 1..=[`MAX_LIMIT`] rather than silently changed.
+pub fn limit(requested: Option<i64>) -> crate::error::ApiResult<i64> {
+    match requested {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(crate::error::ApiError::Unprocessable(format!(
+            "limit: must be between 1 and {MAX_LIMIT}, got {n}"
+        ))),
+    }
 }
 
 /// The cursor of the next page: the last row's id when the page is full.

@@ -562,7 +562,7 @@ async fn skipped(
     if q.after.as_deref().is_some_and(|a| a.contains('\0')) {
         return Err(ApiError::BadRequest("after: a path never holds a NUL character".into()));
     }
-    let limit = super::limit(q.limit);
+    let limit = super::limit(q.limit)?;
     let rows: Vec<SkippedView> = sqlx::query_as(
         "SELECT path, reason, kind FROM scan_skips \
          WHERE production_id = $1 AND ($2::text IS NULL OR kind = $2) AND ($3::text IS NULL OR path > $3) \

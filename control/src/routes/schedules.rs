@@ -495,7 +495,7 @@ struct ListSchedules {
 }
 
 async fn list(State(state): State<AppState>, Query(q): Query<ListSchedules>) -> ApiResult<axum::Json<Value>> {
-    let limit = super::limit(q.limit);
+    let limit = super::limit(q.limit)?;
     let rows: Vec<ScheduleRecord> = sqlx::query_as(concat!(
         "SELECT ",
         rushes_common::schedule_columns!(),

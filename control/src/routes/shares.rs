@@ -234,6 +234,8 @@ struct ListShares {
     /// The maker's username (case-insensitive).
     created_by: Option<String>,
     created_by_id: Option<Uuid>,
+    limit: Option<i64>,
+    before: Option<Uuid>,
 }
 
 /// Admins see every link; others the links they made.
@@ -242,6 +244,7 @@ async fn list(
     Extension(caller): Extension<Caller>,
     Query(q): Query<ListShares>,
 ) -> ApiResult<axum::Json<Value>> {
+    let limit = super::limit(q.limit)?;
     let shares: Vec<ShareView> = sqlx::query_as(concat!(
         share_select!(),
         "WHERE ($1::uuid IS NULL OR l.clip_id = $1) AND ($2::uuid IS NULL OR l.upload_id = $2) \
@@ -249,7 +252,8 @@ async fn list(
            AND ($4::text IS NULL OR lower(l.created_by) = lower($4)) \
            AND ($5::uuid IS NULL OR l.created_by_id = $5) \
            AND ($6 OR l.created_by_id = $7) \
-         ORDER BY l.id DESC LIMIT 1000"
+           AND ($8::uuid IS NULL OR l.id < $8) \
+         ORDER BY l.id DESC LIMIT $9"
     ))
     .bind(q.clip_id)
     .bind(q.review_file_id)
@@ -258,9 +262,12 @@ async fn list(
     .bind(q.created_by_id)
     .bind(caller.is_admin)
     .bind(caller.user_id)
+    .bind(q.before)
+    .bind(limit)
     .fetch_all(&state.db)
     .await?;
-    Ok(axum::Json(json!({ "share_links": shares })))
+    let next_before = super::next_before(&shares, limit, |s| s.id);
+    Ok(axum::Json(json!({ "share_links": shares, "next_before": next_before })))
 }
 
 async fn revoke(

@@ -270,7 +270,7 @@ async fn list(
     Extension(caller): Extension<Caller>,
     Query(q): Query<ListTranscripts>,
 ) -> ApiResult<axum::Json<Value>> {
-    let limit = super::limit(q.limit);
+    let limit = super::limit(q.limit)?;
     let rows: Vec<TranscriptView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{TRANSCRIPT_SELECT} \
          WHERE ($1::uuid IS NULL OR coalesce(c.production_id, u.production_id) = $1) \
@@ -533,7 +533,7 @@ async fn search(
     if text.is_empty() {
         return Err(ApiError::Unprocessable("q: the words to look for".into()));
     }
-    let limit = super::limit(q.limit);
+    let limit = super::limit(q.limit)?;
     let mut hits: Vec<Hit> = sqlx::query_as(
         "SELECT t.id AS transcript_id, t.clip_id, t.upload_id, coalesce(c.production_id, u.production_id) AS production_id, \
                 coalesce(c.name, u.title, '') AS name, s.idx, s.start_s AS start, s.end_s AS end, \

@@ -146,7 +146,7 @@ async fn list(
     Extension(caller): Extension<Caller>,
     Query(q): Query<ListUploads>,
 ) -> ApiResult<axum::Json<Value>> {
-    let limit = super::limit(q.limit);
+    let limit = super::limit(q.limit)?;
     let rows: Vec<UploadView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE purpose = 'transcription' AND ($1 OR uploaded_by_user_id = $2) \
            AND ($3::uuid IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"

@@ -232,6 +232,9 @@ struct ListUsers {
     #[serde(default)]
     include_deleted: bool,
     active: Option<bool>,
+    limit: Option<i64>,
+    /// The `next_before` of the previous page: users after that one, by username.
+    before: Option<Uuid>,
 }
 
 async fn list(
@@ -240,16 +243,24 @@ async fn list(
     Query(q): Query<ListUsers>,
 ) -> ApiResult<axum::Json<Value>> {
     caller.require_global(&state, Policy::ManageUsers).await?;
+    let limit = super::limit(q.limit)?;
     let mut users: Vec<UserView> = sqlx::query_as(concat!(
         user_select!(),
-        "WHERE ($1 OR deleted_at IS NULL) AND ($2::bool IS NULL OR active = $2) ORDER BY username LIMIT 5000"
+        "WHERE ($1 OR deleted_at IS NULL) AND ($2::bool IS NULL OR active = $2) \
+           AND ($3::uuid IS NULL OR (username, id) > (SELECT c.username, c.id FROM users c WHERE c.id = $3)) \
+         ORDER BY username, id LIMIT $4"
     ))
     .bind(q.include_deleted)
     .bind(q.active)
+    .bind(q.before)
+    .bind(limit)
     .fetch_all(&state.db)
     .await?;
+    let next_before = super::next_before(&users, limit, |u| u.id);
     let window = mark_online(&state, &mut users).await?;
-    Ok(axum::Json(json!({ "users": users, "online_window_minutes": window })))
+    Ok(axum::Json(
+        json!({ "users": users, "online_window_minutes": window, "next_before": next_before }),
+    ))
 }
 
 /// Seeing an account: oneself, or anyone with `manage_users`.

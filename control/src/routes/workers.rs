@@ -70,7 +70,7 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListWorkers>) -> Ap
         " ORDER BY w.started_at DESC LIMIT $2"
     ))
     .bind(q.all)
-    .bind(super::limit(q.limit))
+    .bind(super::limit(q.limit)?)
     .fetch_all(&state.db)
     .await?;
     Ok(axum::Json(serde_json::json!({ "workers": workers })))
