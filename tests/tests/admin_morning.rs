@@ -226,3 +226,91 @@ async fn a_group_is_one_object_from_post_and_get() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_come_off_and_base_productions_rename_and_go() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    std::fs::create_dir_all(env.media_root.join("seen"))?;
+    let production = env.production("Morning", 1, "seen", None).await?;
+    let pid = production["id"].as_str().unwrap_or_default().to_owned();
+    let base = production["base_production_id"].as_str().unwrap_or_default().to_owned();
+    let (_, bases) = env.get("/api/v1/base-productions").await?;
+    let group = bases["base_productions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|b| b["id"] == base.as_str()))
+        .map(|b| b["group_id"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    let (status, role) = env.post("/api/v1/roles", json!({ "name": "uploader", "policies": ["view", "share"] })).await?;
+    assert_eq!(status, StatusCode::CREATED, "{role}");
+    let role = role["id"].as_str().unwrap_or_default().to_owned();
+
+    // A scope id must name an object of its type.
+    let (status, body) = env
+        .post(
+            &format!("/api/v1/groups/{group}/roles"),
+            json!({ "role_id": role, "scope_type": "production", "scope_id": base }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(message(&body).contains("scope_id"), "{body}");
+    let (status, body) = env
+        .post(
+            &format!("/api/v1/groups/{group}/roles"),
+            json!({ "role_id": role, "scope_type": "production", "scope_id": pid }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+
+    // A member sees the production and their rights on it in /auth/me.
+    let member = env.user("morning-member", json!({})).await?;
+    let (status, body) = env
+        .post(&format!("/api/v1/groups/{group}/members"), json!({ "user_id": member["id"] }))
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let token = env.login("morning-member").await?;
+    let (status, me) = TestEnv::answer(env.http.get(env.url("/api/v1/auth/me")).bearer_auth(&token)).await?;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    let mine = me["productions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["id"] == pid.as_str()).cloned())
+        .unwrap_or_default();
+    assert_eq!(mine["name"], "Morning Series 1", "{me}");
+    let held: Vec<&str> = mine["policies"].as_array().map(|p| p.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    assert!(held.contains(&"share"), "{me}");
+
+    // The role comes off in its scope, named in the query string.
+    let path = format!("/api/v1/groups/{group}/roles/{role}?scope_type=production&scope_id={pid}");
+    let (status, body) = env.call(reqwest::Method::DELETE, &path, None).await?;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = env.call(reqwest::Method::DELETE, &path, None).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (_, shown) = env.get(&format!("/api/v1/groups/{group}")).await?;
+    assert_eq!(shown["roles"], json!([]), "{shown}");
+
+    // Rename: the base and its namesake group; the namesake cannot go while the base is.
+    let (status, renamed) = env
+        .patch(&format!("/api/v1/base-productions/{base}"), json!({ "name": "Evening" }))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{renamed}");
+    assert_eq!(renamed["name"], "Evening");
+    let (_, shown) = env.get(&format!("/api/v1/groups/{group}")).await?;
+    assert_eq!(shown["name"], "Evening", "{shown}");
+    let (status, body) = env.call(reqwest::Method::DELETE, &format!("/api/v1/groups/{group}"), None).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // A base with a production stays; an empty one goes, and then its group may.
+    let (status, body) = env
+        .call(reqwest::Method::DELETE, &format!("/api/v1/base-productions/{base}"), None)
+        .await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    sqlx::query("DELETE FROM productions WHERE id = $1")
+        .bind(pid.parse::<uuid::Uuid>()?)
+        .execute(&env.db)
+        .await?;
+    let (status, body) = env
+        .call(reqwest::Method::DELETE, &format!("/api/v1/base-productions/{base}"), None)
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = env.call(reqwest::Method::DELETE, &format!("/api/v1/groups/{group}"), None).await?;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    Ok(())
+}

@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/groups/{id}/productions", post(grant))
         .route("/groups/{id}/productions/{production_id}", delete(revoke))
         .route("/groups/{id}/roles", post(add_role))
+        .route("/groups/{id}/roles/{role_id}", delete(remove_role))
         .route("/groups/{id}/users/{action}", post(bulk_users))
         .route("/roles", post(create_role).get(list_roles))
 }
@@ -182,6 +183,16 @@ async fn remove(
     let group = find(&state, id).await?;
     if group.name == HUB {
         return Err(ApiError::Conflict("the hub group cannot be deleted".into()));
+    }
+    let base: Option<String> = sqlx::query_scalar("SELECT name FROM base_productions WHERE group_id = $1 LIMIT 1")
+        .bind(id)
+        .fetch_optional(&state.db)
+        .await?;
+    if let Some(base) = base {
+        return Err(ApiError::Conflict(format!(
+            "group `{}` is the namesake group of base production `{base}`: delete the base production first",
+            group.name
+        )));
     }
     sqlx::query("DELETE FROM groups WHERE id = $1")
         .bind(id)
@@ -341,6 +352,25 @@ async fn add_role(
             "scope_type: `global` (no scope_id), or `base_production` / `production` with a scope_id".into(),
         ));
     }
+    if let Some(scope_id) = body.scope_id {
+        let (table, what) = if body.scope_type == "production" {
+            ("productions", "production")
+        } else {
+            ("base_productions", "base production")
+        };
+        let exists: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1)"
+        )))
+        .bind(scope_id)
+        .fetch_one(&state.db)
+        .await?;
+        if !exists {
+            return Err(ApiError::Unprocessable(format!(
+                "scope_id: there is no {what} {scope_id} (scope_type `{}`)",
+                body.scope_type
+            )));
+        }
+    }
     sqlx::query(
         "INSERT INTO group_roles (group_id, role_id, scope_type, scope_id) VALUES ($1, $2, $3, $4) \
          ON CONFLICT DO NOTHING",
@@ -358,6 +388,53 @@ async fn add_role(
         "group.add_role",
         id,
         json!({ "role_id": body.role_id, "scope_type": body.scope_type, "scope_id": body.scope_id }),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Which assignment of a role to take away: its scope, in the query string
+/// (`?scope_type=production&scope_id=…`; global when absent).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleScope {
+    #[serde(default = "global")]
+    scope_type: String,
+    scope_id: Option<Uuid>,
+}
+
+/// Takes a role (in one scope) away from a group → `204`; `404` when the group does
+/// not carry it in that scope.
+async fn remove_role(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, role_id)): Path<(Uuid, Uuid)>,
+    Query(scope): Query<RoleScope>,
+) -> ApiResult<StatusCode> {
+    find(&state, id).await?;
+    let removed = sqlx::query(
+        "DELETE FROM group_roles WHERE group_id = $1 AND role_id = $2 AND scope_type = $3 \
+           AND scope_id IS NOT DISTINCT FROM $4",
+    )
+    .bind(id)
+    .bind(role_id)
+    .bind(&scope.scope_type)
+    .bind(scope.scope_id)
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    if removed == 0 {
+        let scope_text = scope.scope_id.map_or_else(|| scope.scope_type.clone(), |s| format!("{} {s}", scope.scope_type));
+        return Err(ApiError::NotFound(format!(
+            "group {id} does not carry role {role_id} in scope {scope_text}"
+        )));
+    }
+    log(
+        &state,
+        &caller,
+        "group.remove_role",
+        id,
+        json!({ "role_id": role_id, "scope_type": scope.scope_type, "scope_id": scope.scope_id }),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use rushes_common::enqueue::{self, NewJob};
@@ -26,6 +26,7 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/base-productions", post(create_base).get(list_bases))
+        .route("/base-productions/{id}", patch(rename_base).delete(remove_base))
         .route("/productions", post(create).get(list))
         .route("/productions/{id}", get(show).patch(update).delete(remove))
         .route("/productions/{id}/scan", post(scan))
@@ -100,6 +101,121 @@ async fn create_base(
     .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, axum::Json(base)))
+}
+
+/// Renames a base production (its productions' names follow) and its namesake group
+/// when that still bears the old name; a name taken by another base or group → `409`.
+async fn rename_base(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<BaseBody>,
+) -> ApiResult<axum::Json<BaseView>> {
+    caller.require_admin()?;
+    let name = body.name.trim();
+    if name.is_empty() {
+        return Err(ApiError::Unprocessable("name: must not be empty".into()));
+    }
+    let mut tx = state.db.begin().await?;
+    let before: BaseView = sqlx::query_as(
+        "SELECT id, name, group_id, created_at FROM base_productions WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no base production {id}")))?;
+    let taken = |what: &'static str| {
+        move |e: sqlx::Error| match ApiError::from(e) {
+            ApiError::Conflict(_) => ApiError::Conflict(format!("a {what} called `{name}` exists")),
+            other => other,
+        }
+    };
+    sqlx::query("UPDATE groups SET name = $2 WHERE id = $1 AND name = $3")
+        .bind(before.group_id)
+        .bind(name)
+        .bind(&before.name)
+        .execute(&mut *tx)
+        .await
+        .map_err(taken("group"))?;
+    let after: BaseView = sqlx::query_as(
+        "UPDATE base_productions SET name = $2 WHERE id = $1 RETURNING id, name, group_id, created_at",
+    )
+    .bind(id)
+    .bind(name)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(taken("base production"))?;
+    audit::record(
+        &mut *tx,
+        &caller,
+        Change {
+            action: "base_production.update",
+            target_type: "base_production",
+            target_id: Some(id.to_string()),
+            before: Some(json!(before)),
+            after: Some(json!(after)),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(after))
+}
+
+/// Deletes a base production that has no productions (`409` otherwise); its namesake
+/// group stays, and may then be deleted.
+async fn remove_base(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    let mut tx = state.db.begin().await?;
+    let before: BaseView = sqlx::query_as(
+        "SELECT id, name, group_id, created_at FROM base_productions WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no base production {id}")))?;
+    let productions: i64 = sqlx::query_scalar("SELECT count(*) FROM productions WHERE base_production_id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if productions > 0 {
+        return Err(ApiError::Conflict(format!(
+            "base production `{}` still has {productions} production(s): delete them first",
+            before.name
+        )));
+    }
+    // Roles scoped to it would scope nothing (and a new base could never reuse them).
+    sqlx::query("DELETE FROM group_roles WHERE scope_type = 'base_production' AND scope_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM base_productions WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match ApiError::from(e) {
+            ApiError::Unprocessable(_) => {
+                ApiError::Conflict(format!("base production `{}` is still in use", before.name))
+            }
+            other => other,
+        })?;
+    audit::record(
+        &mut *tx,
+        &caller,
+        Change {
+            action: "base_production.delete",
+            target_type: "base_production",
+            target_id: Some(id.to_string()),
+            before: Some(json!(before)),
+            after: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_bases(

@@ -289,11 +289,28 @@ pub(crate) async fn reset_password(state: &AppState, token: &str, password: Stri
 
 async fn me(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> ApiResult<axum::Json<Value>> {
     let policies = caller.policies(&state, None).await?;
+    // The productions the caller can see, with what they may do on each (an admin
+    // sees every one and may do everything).
+    let productions: Vec<(Uuid, String, Option<Vec<String>>)> = sqlx::query_as(
+        "SELECT p.id, b.name || ' Series ' || p.series, \
+                CASE WHEN $1::uuid IS NULL THEN NULL ELSE user_policies($1, p.id) END \
+         FROM productions p JOIN base_productions b ON b.id = p.base_production_id \
+         WHERE $1::uuid IS NULL OR p.id IN (SELECT production_id FROM visible_productions($1)) \
+         ORDER BY b.name, p.series LIMIT 1000",
+    )
+    .bind(caller.scope())
+    .fetch_all(&state.db)
+    .await?;
+    let productions: Vec<Value> = productions
+        .into_iter()
+        .map(|(id, name, held)| json!({ "id": id, "name": name, "policies": held.unwrap_or_else(|| policies.clone()) }))
+        .collect();
     Ok(axum::Json(json!({
         "name": caller.name,
         "user_id": caller.user_id,
         "is_admin": caller.is_admin,
         "impersonator_id": caller.impersonator_id,
         "global_policies": policies,
+        "productions": productions,
     })))
 }
