@@ -131,7 +131,11 @@ const CRON_FIELDS: [(&str, u32, u32); 6] = [
 /// ("minute must be 0–59, got 61").
 fn cron_range_error(expr: &str) -> Option<String> {
     let parts: Vec<&str> = expr.split_whitespace().collect();
-    let fields = if parts.len() == 6 { &CRON_FIELDS[..] } else { &CRON_FIELDS[1..] };
+    let fields = if parts.len() == 6 {
+        &CRON_FIELDS[..]
+    } else {
+        &CRON_FIELDS[1..]
+    };
     for (part, (name, low, high)) in parts.iter().zip(fields) {
         for item in part.split(',') {
             // The step after `/` is a count, not a value of the field.
@@ -389,9 +393,18 @@ mod tests {
 
     #[test]
     fn cron_ranges_and_bare_dates_read_plainly() {
-        assert_eq!(cron_range_error("61 * * * *").as_deref(), Some("minute must be 0–59, got 61"));
-        assert_eq!(cron_range_error("0 0 25 * * *").as_deref(), Some("hour must be 0–23, got 25"));
-        assert_eq!(cron_range_error("*/90 * 1-32 * *").as_deref(), Some("day of month must be 1–31, got 32"));
+        assert_eq!(
+            cron_range_error("61 * * * *").as_deref(),
+            Some("minute must be 0–59, got 61")
+        );
+        assert_eq!(
+            cron_range_error("0 0 25 * * *").as_deref(),
+            Some("hour must be 0–23, got 25")
+        );
+        assert_eq!(
+            cron_range_error("*/90 * 1-32 * *").as_deref(),
+            Some("day of month must be 1–31, got 32")
+        );
         assert_eq!(cron_range_error("0 0 * * 1-5"), None);
         assert_eq!(parse_instant("at", "2026-12-01").ok(), Some(at("2026-12-01T00:00:00Z")));
         assert!(parse_instant("at", "2026-12-01T09:00").is_err());

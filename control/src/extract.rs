@@ -67,7 +67,9 @@ fn json_error(path: &str, err: &serde_json::Error) -> ApiError {
     let message = readable::without_position(err);
     match err.classify() {
         serde_json::error::Category::Data => ApiError::Unprocessable(readable::field_error(path, &message)),
-        serde_json::error::Category::Eof => ApiError::BadRequest("the body is not valid JSON: it ends too early".into()),
+        serde_json::error::Category::Eof => {
+            ApiError::BadRequest("the body is not valid JSON: it ends too early".into())
+        }
         _ => ApiError::BadRequest(format!("the body is not valid JSON: {message}")),
     }
 }
@@ -168,16 +170,33 @@ fn path_error(rejection: &PathRejection, names: &[String]) -> ApiError {
         return ApiError::BadRequest("the path is not valid for this route".into());
     };
     let message = match err.kind() {
-        ErrorKind::ParseErrorAtKey { key, value, expected_type } => {
-            format!("`{key}` in the path: expected {}, got `{value}`", readable::expected_words(expected_type))
+        ErrorKind::ParseErrorAtKey {
+            key,
+            value,
+            expected_type,
+        } => {
+            format!(
+                "`{key}` in the path: expected {}, got `{value}`",
+                readable::expected_words(expected_type)
+            )
         }
-        ErrorKind::ParseErrorAtIndex { index, value, expected_type } => {
+        ErrorKind::ParseErrorAtIndex {
+            index,
+            value,
+            expected_type,
+        } => {
             let name = names.get(*index).map_or("a parameter", String::as_str);
-            format!("`{name}` in the path: expected {}, got `{value}`", readable::expected_words(expected_type))
+            format!(
+                "`{name}` in the path: expected {}, got `{value}`",
+                readable::expected_words(expected_type)
+            )
         }
         ErrorKind::ParseError { value, expected_type } => {
             let name = names.first().map_or("a parameter", String::as_str);
-            format!("`{name}` in the path: expected {}, got `{value}`", readable::expected_words(expected_type))
+            format!(
+                "`{name}` in the path: expected {}, got `{value}`",
+                readable::expected_words(expected_type)
+            )
         }
         ErrorKind::DeserializeError { key, message, .. } => {
             format!("`{key}` in the path: {}", readable::humanize(message))

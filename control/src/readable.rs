@@ -8,11 +8,19 @@ pub fn field_error(path: &str, message: &str) -> String {
     let path = path.trim_matches('.');
     if let Some(rest) = message.strip_prefix("missing field `") {
         let name = rest.trim_end_matches('`');
-        let full = if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
+        let full = if path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        };
         return format!("field `{full}` is required");
     }
     let what = humanize(message);
-    if path.is_empty() { what } else { format!("field `{path}`: {what}") }
+    if path.is_empty() {
+        what
+    } else {
+        format!("field `{path}`: {what}")
+    }
 }
 
 /// A serde_json message without its " at line L column C" tail.
@@ -32,9 +40,7 @@ pub fn humanize(message: &str) -> String {
         }
     }
     match message {
-        "invalid digit found in string" | "cannot parse integer from empty string" => {
-            "expected an integer".into()
-        }
+        "invalid digit found in string" | "cannot parse integer from empty string" => "expected an integer".into(),
         "number too large to fit in target type" | "number too small to fit in target type" => {
             "the number is out of range".into()
         }
@@ -51,8 +57,7 @@ pub fn humanize(message: &str) -> String {
     }
 }
 
-const DATE_TIME: &str =
-    "expected a date and time such as 2026-03-01T09:00:00Z (RFC 3339: a date, a time and a zone)";
+const DATE_TIME: &str = "expected a date and time such as 2026-03-01T09:00:00Z (RFC 3339: a date, a time and a zone)";
 const UUID: &str = "expected a UUID such as 0190a3c2-6f1e-7c3a-9d2b-1a2b3c4d5e6f";
 
 /// What a Rust type or serde "expected ..." clause means to a caller.
@@ -71,7 +76,9 @@ pub fn expected_words(expected: &str) -> String {
             "a date and time such as 2026-03-01T09:00:00Z".into()
         }
         other if other.starts_with("struct ") => "an object".into(),
-        other if other.starts_with("variant identifier") || other.starts_with("enum ") => "one of the allowed values".into(),
+        other if other.starts_with("variant identifier") || other.starts_with("enum ") => {
+            "one of the allowed values".into()
+        }
         other => other.to_owned(),
     }
 }
@@ -115,7 +122,10 @@ mod tests {
         );
         assert_eq!(field_error("", "missing field `name`"), "field `name` is required");
         assert_eq!(field_error("a", "missing field `b`"), "field `a.b` is required");
-        assert_eq!(field_error("limit", "invalid digit found in string"), "field `limit`: expected an integer");
+        assert_eq!(
+            field_error("limit", "invalid digit found in string"),
+            "field `limit`: expected an integer"
+        );
         assert!(field_error("at", "premature end of input").contains("2026-03-01T09:00:00Z"));
         assert_eq!(
             field_error("x", "invalid value: integer `-1`, expected u32"),

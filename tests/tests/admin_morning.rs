@@ -12,7 +12,16 @@ fn message(body: &Value) -> String {
 /// No serde or Rust internals in a 4xx message.
 fn assert_readable(body: &Value, field: &str) {
     let text = message(body);
-    for internal in ["line 1", "column", "i32", "i64", "u32", "index", "Failed to deserialize", "struct "] {
+    for internal in [
+        "line 1",
+        "column",
+        "i32",
+        "i64",
+        "u32",
+        "index",
+        "Failed to deserialize",
+        "struct ",
+    ] {
         assert!(!text.contains(internal), "{internal:?} leaks in {text:?}");
     }
     assert!(text.contains(field), "{text:?} should name {field:?}");
@@ -90,8 +99,14 @@ async fn schedules_that_can_never_fire_are_refused() -> anyhow::Result<()> {
             json!({"interval": {"every": 1, "period": "hours"}, "start_time": "2031-01-02T00:00:00Z", "expires": "2031-01-01T00:00:00Z"}),
             "expires",
         ),
-        (json!({"cron": {"expr": "0 0 1 1 *"}, "expires": "2031-01-01T00:00:00Z", "start_time": "2030-01-02T00:00:00Z"}), "expires"),
-        (json!({"interval": {"every": 1, "period": "hours"}, "start_time": "soon"}), "start_time"),
+        (
+            json!({"cron": {"expr": "0 0 1 1 *"}, "expires": "2031-01-01T00:00:00Z", "start_time": "2030-01-02T00:00:00Z"}),
+            "expires",
+        ),
+        (
+            json!({"interval": {"every": 1, "period": "hours"}, "start_time": "soon"}),
+            "start_time",
+        ),
     ];
     for (extra, field) in refused {
         let (status, body) = schedule(&env, job(extra.clone())).await?;
@@ -110,8 +125,10 @@ async fn schedules_that_can_never_fire_are_refused() -> anyhow::Result<()> {
     // A cron in its zone: next fires in UTC and in the zone; the zone changes alone.
     let (status, cron) = schedule(
         &env,
-        job(json!({"name": "nightly", "cron": {"expr": "30 1 * * *", "timezone": "Asia/Tokyo"},
-                   "start_time": "2031-01-01T00:00:00Z", "expires": "2032-01-01T00:00:00Z"})),
+        job(
+            json!({"name": "nightly", "cron": {"expr": "30 1 * * *", "timezone": "Asia/Tokyo"},
+                   "start_time": "2031-01-01T00:00:00Z", "expires": "2032-01-01T00:00:00Z"}),
+        ),
     )
     .await?;
     assert_eq!(status, StatusCode::CREATED, "{cron}");
@@ -138,7 +155,11 @@ async fn schedules_that_can_never_fire_are_refused() -> anyhow::Result<()> {
     assert_eq!(cleared["start_time"], Value::Null);
 
     // Intervals fire on whole seconds.
-    let (status, every) = schedule(&env, job(json!({"name": "often", "interval": {"every": 7, "period": "seconds"}}))).await?;
+    let (status, every) = schedule(
+        &env,
+        job(json!({"name": "often", "interval": {"every": 7, "period": "seconds"}})),
+    )
+    .await?;
     assert_eq!(status, StatusCode::CREATED, "{every}");
     let times = every["next_fire_times"].as_array().cloned().unwrap_or_default();
     assert!(!times.is_empty(), "{every}");
@@ -180,7 +201,10 @@ async fn lists_page_and_refuse_limits_out_of_range() -> anyhow::Result<()> {
         let (status, body) = env.post("/api/v1/groups", json!({ "name": name })).await?;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let (status, body) = env
-            .post("/api/v1/emails", json!({ "subject": name, "html": "<p>hi</p>", "recipients": { "everyone": true } }))
+            .post(
+                "/api/v1/emails",
+                json!({ "subject": name, "html": "<p>hi</p>", "recipients": { "everyone": true } }),
+            )
             .await?;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
@@ -193,7 +217,11 @@ async fn lists_page_and_refuse_limits_out_of_range() -> anyhow::Result<()> {
         let (_, all) = env.get(&format!("{path}?limit=1000")).await?;
         let mut every: Vec<String> = all[key]
             .as_array()
-            .map(|rows| rows.iter().filter_map(|r| r["id"].as_str().map(str::to_owned)).collect())
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| r["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut paged = walk(&env, path, key, 2).await?;
         assert_eq!(paged, every, "{path}: pages in the same order as one page");
@@ -240,7 +268,12 @@ async fn roles_come_off_and_base_productions_rename_and_go() -> anyhow::Result<(
         .and_then(|all| all.iter().find(|b| b["id"] == base.as_str()))
         .map(|b| b["group_id"].as_str().unwrap_or_default().to_owned())
         .unwrap_or_default();
-    let (status, role) = env.post("/api/v1/roles", json!({ "name": "uploader", "policies": ["view", "share"] })).await?;
+    let (status, role) = env
+        .post(
+            "/api/v1/roles",
+            json!({ "name": "uploader", "policies": ["view", "share"] }),
+        )
+        .await?;
     assert_eq!(status, StatusCode::CREATED, "{role}");
     let role = role["id"].as_str().unwrap_or_default().to_owned();
 
@@ -264,7 +297,10 @@ async fn roles_come_off_and_base_productions_rename_and_go() -> anyhow::Result<(
     // A member sees the production and their rights on it in /auth/me.
     let member = env.user("morning-member", json!({})).await?;
     let (status, body) = env
-        .post(&format!("/api/v1/groups/{group}/members"), json!({ "user_id": member["id"] }))
+        .post(
+            &format!("/api/v1/groups/{group}/members"),
+            json!({ "user_id": member["id"] }),
+        )
         .await?;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let token = env.login("morning-member").await?;
@@ -275,7 +311,10 @@ async fn roles_come_off_and_base_productions_rename_and_go() -> anyhow::Result<(
         .and_then(|all| all.iter().find(|p| p["id"] == pid.as_str()).cloned())
         .unwrap_or_default();
     assert_eq!(mine["name"], "Morning Series 1", "{me}");
-    let held: Vec<&str> = mine["policies"].as_array().map(|p| p.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let held: Vec<&str> = mine["policies"]
+        .as_array()
+        .map(|p| p.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     assert!(held.contains(&"share"), "{me}");
 
     // The role comes off in its scope, named in the query string.
@@ -289,17 +328,26 @@ async fn roles_come_off_and_base_productions_rename_and_go() -> anyhow::Result<(
 
     // Rename: the base and its namesake group; the namesake cannot go while the base is.
     let (status, renamed) = env
-        .patch(&format!("/api/v1/base-productions/{base}"), json!({ "name": "Evening" }))
+        .patch(
+            &format!("/api/v1/base-productions/{base}"),
+            json!({ "name": "Evening" }),
+        )
         .await?;
     assert_eq!(status, StatusCode::OK, "{renamed}");
     assert_eq!(renamed["name"], "Evening");
     let (_, shown) = env.get(&format!("/api/v1/groups/{group}")).await?;
     assert_eq!(shown["name"], "Evening", "{shown}");
-    let (status, body) = env.call(reqwest::Method::DELETE, &format!("/api/v1/groups/{group}"), None).await?;
+    let (status, body) = env
+        .call(reqwest::Method::DELETE, &format!("/api/v1/groups/{group}"), None)
+        .await?;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     // A base with a production stays; an empty one goes, and then its group may.
     let (status, body) = env
-        .call(reqwest::Method::DELETE, &format!("/api/v1/base-productions/{base}"), None)
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/base-productions/{base}"),
+            None,
+        )
         .await?;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     sqlx::query("DELETE FROM productions WHERE id = $1")
@@ -307,10 +355,16 @@ async fn roles_come_off_and_base_productions_rename_and_go() -> anyhow::Result<(
         .execute(&env.db)
         .await?;
     let (status, body) = env
-        .call(reqwest::Method::DELETE, &format!("/api/v1/base-productions/{base}"), None)
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/base-productions/{base}"),
+            None,
+        )
         .await?;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    let (status, body) = env.call(reqwest::Method::DELETE, &format!("/api/v1/groups/{group}"), None).await?;
+    let (status, body) = env
+        .call(reqwest::Method::DELETE, &format!("/api/v1/groups/{group}"), None)
+        .await?;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     Ok(())
 }

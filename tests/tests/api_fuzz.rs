@@ -148,6 +148,10 @@ async fn seed(env: &TestEnv) -> anyhow::Result<Known> {
     known.add("production", production);
     known.add("production_spare", id_at(&productions[1], "/id")?);
     known.add("base_production", id_at(&productions[0], "/base_production_id")?);
+    known.add(
+        "base_production_spare",
+        make(env, "/api/v1/base-productions", json!({ "name": "Spare" }), "/id").await?,
+    );
 
     let (clip_id, transcript) = clip(env, production, "A001C001.mov").await?;
     known.add("clip", clip_id);
@@ -350,6 +354,7 @@ const GLOBAL_BINDINGS: &[(&str, &str)] = &[
     ("query.upload_id", "upload"),
     ("query.review_file_id", "review_file"),
     ("query.base_production_id", "base_production"),
+    ("query.scope_id", "production"),
     ("body.production_id", "production"),
     ("body.base_production_id", "base_production"),
     ("body.user_id", "user"),
@@ -364,6 +369,7 @@ const GLOBAL_BINDINGS: &[(&str, &str)] = &[
 fn kind_of(family: &str) -> Option<&'static str> {
     Some(match family {
         "productions" => "production",
+        "base-productions" => "base_production",
         "clips" => "clip",
         "users" => "user",
         "groups" => "group",
@@ -393,6 +399,7 @@ fn path_dictionary(method: &str, path: &str, param: &str) -> Option<String> {
         ("users", "token_id") => "token",
         ("groups", "user_id") => "user",
         ("groups", "production_id") => "production",
+        ("groups", "role_id") => "role",
         ("groups", "action") => "group_action",
         ("transcripts", "idx") => "segment",
         ("share", "token") => "share_token",

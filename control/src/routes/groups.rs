@@ -424,7 +424,9 @@ async fn remove_role(
     .await?
     .rows_affected();
     if removed == 0 {
-        let scope_text = scope.scope_id.map_or_else(|| scope.scope_type.clone(), |s| format!("{} {s}", scope.scope_type));
+        let scope_text = scope
+            .scope_id
+            .map_or_else(|| scope.scope_type.clone(), |s| format!("{} {s}", scope.scope_type));
         return Err(ApiError::NotFound(format!(
             "group {id} does not carry role {role_id} in scope {scope_text}"
         )));

@@ -117,13 +117,12 @@ async fn rename_base(
         return Err(ApiError::Unprocessable("name: must not be empty".into()));
     }
     let mut tx = state.db.begin().await?;
-    let before: BaseView = sqlx::query_as(
-        "SELECT id, name, group_id, created_at FROM base_productions WHERE id = $1 FOR UPDATE",
-    )
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| ApiError::NotFound(format!("no base production {id}")))?;
+    let before: BaseView =
+        sqlx::query_as("SELECT id, name, group_id, created_at FROM base_productions WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no base production {id}")))?;
     let taken = |what: &'static str| {
         move |e: sqlx::Error| match ApiError::from(e) {
             ApiError::Conflict(_) => ApiError::Conflict(format!("a {what} called `{name}` exists")),
@@ -137,14 +136,13 @@ async fn rename_base(
         .execute(&mut *tx)
         .await
         .map_err(taken("group"))?;
-    let after: BaseView = sqlx::query_as(
-        "UPDATE base_productions SET name = $2 WHERE id = $1 RETURNING id, name, group_id, created_at",
-    )
-    .bind(id)
-    .bind(name)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(taken("base production"))?;
+    let after: BaseView =
+        sqlx::query_as("UPDATE base_productions SET name = $2 WHERE id = $1 RETURNING id, name, group_id, created_at")
+            .bind(id)
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(taken("base production"))?;
     audit::record(
         &mut *tx,
         &caller,
@@ -170,13 +168,12 @@ async fn remove_base(
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
     let mut tx = state.db.begin().await?;
-    let before: BaseView = sqlx::query_as(
-        "SELECT id, name, group_id, created_at FROM base_productions WHERE id = $1 FOR UPDATE",
-    )
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| ApiError::NotFound(format!("no base production {id}")))?;
+    let before: BaseView =
+        sqlx::query_as("SELECT id, name, group_id, created_at FROM base_productions WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no base production {id}")))?;
     let productions: i64 = sqlx::query_scalar("SELECT count(*) FROM productions WHERE base_production_id = $1")
         .bind(id)
         .fetch_one(&mut *tx)

@@ -11,9 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use rushes_common::enqueue::{self, NewJob};
 use rushes_common::job::MAX_PRIORITY;
-use rushes_common::schedule::{
-    Compiled, Missed, Period, ScheduleError, ScheduleRecord, Timing, Window, parse_instant,
-};
+use rushes_common::schedule::{Compiled, Missed, Period, ScheduleError, ScheduleRecord, Timing, Window, parse_instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -101,9 +99,15 @@ impl ScheduleBody {
         }
         if let Some(cron) = &self.cron {
             let expr = cron.expr.as_deref().or(row.cron_expr.as_deref()).ok_or_else(|| {
-                ApiError::Unprocessable("cron.expr: required, e.g. \"30 1 * * *\" (minute hour day month weekday)".into())
+                ApiError::Unprocessable(
+                    "cron.expr: required, e.g. \"30 1 * * *\" (minute hour day month weekday)".into(),
+                )
             })?;
-            let timezone = cron.timezone.as_deref().or(row.cron_timezone.as_deref()).unwrap_or("UTC");
+            let timezone = cron
+                .timezone
+                .as_deref()
+                .or(row.cron_timezone.as_deref())
+                .unwrap_or("UTC");
             return Ok(Some(Timing::Cron {
                 expr: expr.trim().to_owned(),
                 timezone: timezone.trim().to_owned(),
@@ -242,9 +246,11 @@ fn refuse_never_firing(timing: &Timing, compiled: &Compiled, now: DateTime<Utc>)
         Timing::Clocked { at } if *at <= now => Err(ApiError::Unprocessable(format!(
             "clocked.at: {at} is in the past; give a future time"
         ))),
-        Timing::Cron { expr, .. } if compiled.next_after(now, &open).is_none() => Err(ApiError::Unprocessable(format!(
-            "cron.expr: `{expr}` matches no date in the years ahead (e.g. 30 February), so it would never fire"
-        ))),
+        Timing::Cron { expr, .. } if compiled.next_after(now, &open).is_none() => {
+            Err(ApiError::Unprocessable(format!(
+                "cron.expr: `{expr}` matches no date in the years ahead (e.g. 30 February), so it would never fire"
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -292,7 +298,11 @@ impl ScheduleView {
         if row.one_off {
             next_fire_times.truncate(1);
         }
-        let zone: Tz = row.cron_timezone.as_deref().and_then(|tz| tz.parse().ok()).unwrap_or(Tz::UTC);
+        let zone: Tz = row
+            .cron_timezone
+            .as_deref()
+            .and_then(|tz| tz.parse().ok())
+            .unwrap_or(Tz::UTC);
         let next_fire_times_local = next_fire_times
             .iter()
             .map(|t| t.with_timezone(&zone).to_rfc3339_opts(SecondsFormat::AutoSi, true))
