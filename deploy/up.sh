@@ -101,9 +101,15 @@ json_field() { /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); pri
 
 # An admin user for people (the bootstrap token is for scripts, and the name `admin` is
 # reserved for it), created once.
-[ -s "$STATE_DIR/admin-password" ] || (umask 077 && head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$STATE_DIR/admin-password")
+first_run_password=false
+if [ ! -s "$STATE_DIR/admin-password" ]; then
+    (umask 077 && head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$STATE_DIR/admin-password")
+    first_run_password=true
+fi
 chmod 600 "$STATE_DIR/admin-password"
 ADMIN_PASSWORD="$(cat "$STATE_DIR/admin-password")"
+# The password is shown once, on the run that made it; later runs say where it is kept.
+if $first_run_password; then ADMIN_SHOWN="$ADMIN_PASSWORD"; else ADMIN_SHOWN="(password in $STATE_DIR/admin-password)"; fi
 api -o /dev/null -d "{\"username\":\"sysadmin\",\"email\":\"sysadmin@localhost\",\"password\":\"$ADMIN_PASSWORD\",\"is_admin\":true}" \
     "http://$RUSHES_HTTP_ADDR/api/v1/users" 2>/dev/null || true
 
@@ -127,7 +133,7 @@ cat <<MSG
 
   Rushes is up.
     API          http://$RUSHES_HTTP_ADDR/api/v1/   (OpenAPI: http://$RUSHES_HTTP_ADDR/openapi.json)
-    admin user   sysadmin / $ADMIN_PASSWORD   (POST /api/v1/auth/login for a session token)
+    admin user   sysadmin / $ADMIN_SHOWN   (POST /api/v1/auth/login for a session token)
     admin token  $RUSHES_ADMIN_TOKEN   (bootstrap token for scripts)
     metrics      control http://$RUSHES_HTTP_ADDR/metrics, worker http://127.0.0.1:9101/metrics, scheduler http://127.0.0.1:9102/metrics
     logs         $STATE_DIR/logs/

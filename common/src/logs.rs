@@ -96,12 +96,53 @@ impl LogSink {
     }
 }
 
+/// A stretch of time the database refused the log's writes.
+struct Outage {
+    since: chrono::DateTime<chrono::Utc>,
+    lost: usize,
+    error: String,
+}
+
+impl Outage {
+    /// The line that records it once the database is back.
+    fn line(&self) -> Line {
+        let until = chrono::Utc::now();
+        Line {
+            id: Uuid::now_v7(),
+            at: until,
+            level: Level::Warn,
+            job_id: None,
+            message: format!(
+                "the database was unreachable from {} to {} ({} log lines could not be stored)",
+                self.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                self.lost
+            ),
+            fields: serde_json::json!({ "outage": "database", "since": self.since, "until": until,
+                                        "lost_lines": self.lost, "error": self.error }),
+        }
+    }
+}
+
 async fn write_loop(db: PgPool, service: &'static str, mut rx: mpsc::Receiver<Line>) {
     let mut batch = Vec::with_capacity(BATCH);
+    // The database cannot take a line while it is down: the outage is recorded as one
+    // line when it is back.
+    let mut outage: Option<Outage> = None;
     loop {
-        let first = match rx.recv().await {
-            Some(line) => line,
-            None => return,
+        // During an outage, try again every few seconds even when nothing new is logged.
+        let next = match &outage {
+            None => rx.recv().await,
+            Some(_) => match tokio::time::timeout(OUTAGE_RETRY, rx.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    write_batch(&db, service, &mut batch, &mut outage).await;
+                    continue;
+                }
+            },
+        };
+        let Some(first) = next else {
+            return;
         };
         batch.push(first);
         let deadline = tokio::time::sleep(FLUSH_EVERY);
@@ -115,11 +156,35 @@ async fn write_loop(db: PgPool, service: &'static str, mut rx: mpsc::Receiver<Li
                 _ = &mut deadline => break,
             }
         }
-        if let Err(err) = write(&db, service, &batch).await {
-            tracing::warn!(error = %err, lines = batch.len(), "cannot store log lines");
-        }
-        batch.clear();
+        write_batch(&db, service, &mut batch, &mut outage).await;
     }
+}
+
+/// How often a log whose database is down tries again.
+const OUTAGE_RETRY: Duration = Duration::from_secs(5);
+
+/// Writes `batch` (led by the line of an outage that has ended) and empties it; a failure
+/// starts or extends the outage.
+async fn write_batch(db: &PgPool, service: &str, batch: &mut Vec<Line>, outage: &mut Option<Outage>) {
+    if let Some(down) = outage.as_ref() {
+        batch.insert(0, down.line());
+    }
+    match write(db, service, batch).await {
+        Ok(()) => *outage = None,
+        Err(err) => {
+            if outage.is_some() {
+                batch.remove(0);
+            }
+            tracing::warn!(error = %err, lines = batch.len(), "cannot store log lines");
+            let down = outage.get_or_insert_with(|| Outage {
+                since: batch.first().map_or_else(chrono::Utc::now, |l| l.at),
+                lost: 0,
+                error: err.to_string(),
+            });
+            down.lost += batch.len();
+        }
+    }
+    batch.clear();
 }
 
 async fn write(db: &PgPool, service: &str, lines: &[Line]) -> Result<(), sqlx::Error> {

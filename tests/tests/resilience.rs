@@ -221,5 +221,36 @@ async fn a_worker_reconnects_after_a_broker_outage() -> anyhow::Result<()> {
         assert!(tokio::time::Instant::now() < deadline, "ready again once reconnected");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The stored system log has the outage and the reconnection, in that order.
+    let logs = env
+        .get_until("/api/v1/logs?service=worker&system=true&limit=100", T, |body| {
+            body.to_string().contains("lost the broker")
+                && body["lines"].as_array().is_some_and(|l| {
+                    l.iter()
+                        .filter(|line| {
+                            line["message"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .contains("connected to the broker")
+                        })
+                        .count()
+                        >= 2
+                })
+        })
+        .await?;
+    let messages: Vec<&str> = logs["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["message"].as_str())
+        .filter(|m| m.contains("broker"))
+        .collect();
+    // Newest first: connected (again), lost, connected (at start).
+    assert!(
+        messages.len() >= 3
+            && messages[0].contains("connected to the broker")
+            && messages[1].contains("lost the broker"),
+        "{messages:?}"
+    );
     Ok(())
 }

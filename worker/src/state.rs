@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rushes_common::config::LeaseConfig;
 use rushes_common::job::QueueFamily;
+use rushes_common::logs::Level;
 use rushes_common::queue::{Broker, Publisher};
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -121,9 +122,23 @@ impl Shared {
             .collect()
     }
 
+    /// Records whether the consumer of `family` holds a broker channel; a change either
+    /// way is also a line in the stored system log (an outage, a reconnection).
     pub fn set_connected(&self, family: QueueFamily, up: bool) {
         if let Some(flag) = self.connected.get(&family) {
-            flag.store(up, Ordering::Relaxed);
+            let was = flag.swap(up, Ordering::Relaxed);
+            // Stopping closes every consumer on purpose: no outage to record then.
+            if was != up && !self.stop_taking.is_cancelled() {
+                let (level, message) = if up {
+                    (Level::Info, format!("consumer of `{family}` connected to the broker"))
+                } else {
+                    (
+                        Level::Warn,
+                        format!("consumer of `{family}` lost the broker; reconnecting"),
+                    )
+                };
+                self.logs.system(level, message);
+            }
         }
         self.metrics
             .connected
