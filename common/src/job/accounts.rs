@@ -119,10 +119,9 @@ pub fn split_passwords(csv_text: &str) -> Result<(String, Vec<CsvPassword>), Vec
         let line = record.position().map_or(0, |p| p.line());
         let password = record.get(password_at).unwrap_or("");
         if !password.is_empty() {
-            if password.chars().count() < MIN_PASSWORD_CHARS {
-                errors.push(format!(
-                    "line {line}: password: at least {MIN_PASSWORD_CHARS} characters"
-                ));
+            // The same rule as every other way of setting a password (8 to 1024 characters).
+            if let Some(problem) = crate::accounts::password_problem(password) {
+                errors.push(format!("line {line}: {problem}"));
             }
             let username = username_at.and_then(|i| record.get(i)).unwrap_or("").to_lowercase();
             passwords.push(CsvPassword {
@@ -325,6 +324,9 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(errors[0].contains("line 2") && errors[0].contains("8"), "{errors:?}");
+        let long = format!("username,password\nana,{}\n", "p".repeat(1025));
+        let errors = split_passwords(&long).err().unwrap_or_default();
+        assert!(errors[0].contains("line 2") && errors[0].contains("1024"), "{errors:?}");
         let (same, none) = split_passwords("username,email\nana,a@b.c\n").unwrap_or_default();
         assert_eq!(same, "username,email\nana,a@b.c\n");
         assert!(none.is_empty());
