@@ -5,11 +5,15 @@
 //!     100, consumed at once with manual acks (prefetch 100);
 //! (b) N `sleep 0` jobs through the whole path (rows committed, confirmed publish,
 //!     claim, run, outcome recorded, ack) with one worker of 2 slots;
-//! (c) enqueue → start latency at a low fixed rate.
+//! drains: N jobs enqueued before the workers start (what Celery's figure measures),
+//!     with 1 × 2 slots, 1 × 16 slots and 4 workers × 2 slots;
+//! PostgreSQL commits and AMQP ack frames per job, enqueue → start latency at 50 jobs/s,
+//! and the start latency of priority-100 jobs while a 10 000-job backlog drains.
 //!
 //! `cargo bench -p rushes-benches --bench fleet` (env: RUSHES_BENCH_N, RUSHES_TEST_PG,
 //! RUSHES_TEST_AMQP).
 
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -20,61 +24,97 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use rushes_benches::{BenchEnv, env_or, full_run};
+use rushes_benches::{BenchEnv, env_or, full_run, percentile};
 use rushes_common::config::{BrokerConfig, DatabaseConfig, LeaseConfig};
 use rushes_common::enqueue::{NewJob, enqueue};
 use rushes_common::queue::Publisher;
 use serde_json::json;
 use sqlx::PgPool;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 const BATCH: usize = 100;
+/// Longest PostgreSQL takes to publish a backend's statistics (PGSTAT_IDLE_INTERVAL + 1 s).
+const STATS_SETTLE: Duration = Duration::from_secs(11);
+/// Celery 5, one worker, prefork 2, acks_late, on the same broker and cores (issue figure).
+const CELERY_DRAIN: f64 = 2500.0;
+
+/// What one run of jobs measured.
+struct Run {
+    rate: f64,
+    commits_per_job: Option<f64>,
+    acks_per_job: f64,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `cargo test --benches` runs bench targets with `--bench` absent: stay quick then.
-    let n: usize = if full_run() {
+    let full = full_run();
+    let n: usize = if full {
         env_or("RUSHES_BENCH_N", "10000").parse().context("RUSHES_BENCH_N")?
     } else {
         200
     };
+    let backlog = if full { 10_000 } else { 300 };
     let env = BenchEnv::new().await?;
     let raw = raw_ceiling(&env.amqp, &env.tag, n, BATCH as u16).await?;
     let raw_slots = raw_ceiling(&env.amqp, &env.tag, n, 2).await?;
-    let (db, publisher, database, broker_config) = (&env.db, &env.publisher, &env.database, &env.broker_config);
-
+    let bench = Bench {
+        db: &env.db,
+        publisher: &env.publisher,
+        database: &env.database,
+        broker: &env.broker_config,
+        measure_commits: full,
+    };
     let outcome = async {
-        let full = with_worker(database, broker_config, 2, full_path(db, publisher, n)).await?;
-        let wide = with_worker(database, broker_config, 16, full_path(db, publisher, n)).await?;
-        let latency = with_worker(
-            database,
-            broker_config,
-            2,
-            latency(db, publisher, (n / 20).clamp(50, 500), 50.0),
-        )
-        .await?;
-        anyhow::Ok((full, wide, latency))
+        let path = bench.full_path(n).await?;
+        let drain2 = bench.drain(n, 1, 2).await?;
+        let drain16 = bench.drain(n, 1, 16).await?;
+        let drain4 = bench.drain(n, 4, 2).await?;
+        let latency = bench.latency((n / 20).clamp(50, 500), 50.0).await?;
+        let urgent = bench
+            .urgent_under_backlog(backlog, 20, Duration::from_millis(30))
+            .await?;
+        anyhow::Ok((path, drain2, drain16, drain4, latency, urgent))
     }
     .await;
     env.teardown().await;
-    let (full, wide, (p50, p99)) = outcome?;
+    let (path, drain2, drain16, drain4, (p50, p99), (u50, u99, left)) = outcome?;
 
+    let per_job = |run: &Run| {
+        let commits = run.commits_per_job.map_or("–".to_owned(), |c| format!("{c:.3}"));
+        format!("{commits} commits/job, {:.3} ack frames/job", run.acks_per_job)
+    };
     println!();
     println!("| measure (N = {n}, this machine, same broker) | value |");
     println!("| --- | --- |");
     println!("| (a) raw lapin: confirmed publish (every {BATCH}) + consume/ack (prefetch {BATCH}) | {raw:.0} msg/s |");
-    println!("| (a2) raw lapin as (a) but prefetch 2 (= the worker's 2 slots) | {raw_slots:.0} msg/s |");
-    println!("| (b) Rushes full path, `sleep 0`, 1 worker × 2 slots | {full:.0} jobs/s |");
-    println!("| (b)/(a) | {:.0} % (aim ≥ 60 %) |", 100.0 * full / raw);
-    println!("| (b)/(a2) | {:.0} % |", 100.0 * full / raw_slots);
+    println!("| (a2) raw lapin as (a) but prefetch 2 | {raw_slots:.0} msg/s |");
     println!(
-        "| (b16) as (b) with 1 worker × 16 slots (claims and outcomes batch) | {wide:.0} jobs/s ({:.0} % of (a)) |",
-        100.0 * wide / raw
+        "| (b) Rushes full path, `sleep 0`, 1 worker × 2 slots | {:.0} jobs/s ({}) |",
+        path.rate,
+        per_job(&path)
     );
-    println!("| (c) enqueue → start latency at 50 jobs/s, p50 / p99 | {p50:.1} ms / {p99:.1} ms |");
+    println!("| (b)/(a) | {:.0} % (goal ≥ 60 %) |", 100.0 * path.rate / raw);
     println!(
-        "| reference (issue): Celery 5 prefork 2 ≈ 2 000 tasks/s; raw ≈ 6–7 k msg/s | (b)/Celery ≈ {:.1}× |",
-        full / 2000.0
+        "| drain of {n} queued jobs, 1 worker × 2 slots | {:.0} jobs/s = {:.1}× Celery's {CELERY_DRAIN:.0}/s (goal ≥ 3×; {}) |",
+        drain2.rate,
+        drain2.rate / CELERY_DRAIN,
+        per_job(&drain2)
+    );
+    println!(
+        "| drain, 1 worker × 16 slots | {:.0} jobs/s ({}) |",
+        drain16.rate,
+        per_job(&drain16)
+    );
+    println!(
+        "| drain, 4 workers × 2 slots (one process) | {:.0} jobs/s ({}) |",
+        drain4.rate,
+        per_job(&drain4)
+    );
+    println!("| enqueue → start at 50 jobs/s, p50 / p99 | {p50:.1} ms / {p99:.1} ms (Celery p99 9.9 ms) |");
+    println!(
+        "| priority-100 start latency during a {backlog}-job drain, p50 / p99 of 20 | {u50:.1} ms / {u99:.1} ms (goal p99 ≤ 50 ms; {left} backlog jobs still waiting at the last) |"
     );
     Ok(())
 }
@@ -145,68 +185,209 @@ async fn raw_ceiling(amqp: &str, tag: &str, n: usize, prefetch: u16) -> anyhow::
     Ok(rate)
 }
 
-/// Runs `work` while one in-process worker consumes `maintenance` with `slots` slots.
-async fn with_worker<T>(
-    database: &DatabaseConfig,
-    broker: &BrokerConfig,
-    slots: u16,
-    work: impl Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
-    let shutdown = CancellationToken::new();
-    let mut worker: rushes_worker::WorkerConfig = rushes_common::config::parse_from(vec![
-        "rushes-worker".into(),
-        "--queues".into(),
-        format!("maintenance={slots}").into(),
-        "--metrics-addr".into(),
-        "127.0.0.1:0".into(),
-    ])?;
-    worker.database = database.clone();
-    worker.broker = broker.clone();
-    worker.lease = LeaseConfig {
-        heartbeat_interval: Duration::from_secs(2),
-        stale_after: Duration::from_secs(15),
-    };
-    let handle = tokio::spawn(rushes_worker::run(worker, shutdown.clone()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let result = work.await;
-    shutdown.cancel();
-    handle.await??;
-    result
+/// In-process workers consuming `maintenance`, each with its own pools and metrics port.
+struct Workers {
+    shutdown: CancellationToken,
+    handles: Vec<JoinHandle<anyhow::Result<()>>>,
+    metrics: Vec<String>,
 }
 
-async fn full_path(db: &PgPool, publisher: &Publisher, n: usize) -> anyhow::Result<f64> {
-    let started = Instant::now();
-    let mut left = n;
-    while left > 0 {
-        let batch = left.min(BATCH);
-        let jobs = (0..batch)
-            .map(|_| NewJob::new("sleep", json!({"seconds": 0})))
-            .collect();
-        enqueue(db, publisher, jobs).await?;
-        left -= batch;
+impl Workers {
+    async fn start(database: &DatabaseConfig, broker: &BrokerConfig, count: usize, slots: u16) -> anyhow::Result<Self> {
+        let shutdown = CancellationToken::new();
+        let (mut handles, mut metrics) = (Vec::new(), Vec::new());
+        for _ in 0..count {
+            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let mut worker: rushes_worker::WorkerConfig = rushes_common::config::parse_from(vec![
+                "rushes-worker".into(),
+                "--queues".into(),
+                format!("maintenance={slots}").into(),
+                "--metrics-addr".into(),
+                format!("127.0.0.1:{port}").into(),
+            ])?;
+            worker.database = database.clone();
+            worker.broker = broker.clone();
+            worker.lease = LeaseConfig {
+                heartbeat_interval: Duration::from_secs(2),
+                stale_after: Duration::from_secs(15),
+            };
+            handles.push(tokio::spawn(rushes_worker::run(worker, shutdown.clone())));
+            metrics.push(format!("http://127.0.0.1:{port}/metrics"));
+        }
+        // Consuming once every metrics endpoint answers (the consumer starts right after).
+        for url in &metrics {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while reqwest::get(url).await.is_err() {
+                anyhow::ensure!(Instant::now() < deadline, "worker metrics at {url} never answered");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(Self {
+            shutdown,
+            handles,
+            metrics,
+        })
     }
-    wait_drained(db, Duration::from_secs(600)).await?;
-    Ok(n as f64 / started.elapsed().as_secs_f64())
+
+    /// Ack frames the workers sent so far.
+    async fn ack_frames(&self) -> anyhow::Result<f64> {
+        let mut total = 0.0;
+        for url in &self.metrics {
+            let text = reqwest::get(url).await?.text().await?;
+            total += text
+                .lines()
+                .filter(|l| l.starts_with("rushes_worker_settle_frames_total") && l.contains("frame=\"ack\""))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>();
+        }
+        Ok(total)
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        for handle in self.handles {
+            handle.await??;
+        }
+        Ok(())
+    }
 }
 
-async fn latency(db: &PgPool, publisher: &Publisher, count: usize, rate: f64) -> anyhow::Result<(f64, f64)> {
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-    let mut ids = Vec::with_capacity(count);
-    for _ in 0..count {
-        ticker.tick().await;
-        let records = enqueue(db, publisher, vec![NewJob::new("sleep", json!({"seconds": 0}))]).await?;
-        ids.extend(records.into_iter().map(|r| r.id));
+struct Bench<'a> {
+    db: &'a PgPool,
+    publisher: &'a Publisher,
+    database: &'a DatabaseConfig,
+    broker: &'a BrokerConfig,
+    /// Wait for PostgreSQL's statistics around measured runs (full runs only).
+    measure_commits: bool,
+}
+
+impl Bench<'_> {
+    /// Commits so far in this database, once every backend has reported them.
+    async fn commits(&self) -> anyhow::Result<Option<i64>> {
+        if !self.measure_commits {
+            return Ok(None);
+        }
+        tokio::time::sleep(STATS_SETTLE).await;
+        Ok(Some(
+            sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+                .fetch_one(self.db)
+                .await?,
+        ))
     }
-    wait_drained(db, Duration::from_secs(120)).await?;
-    let mut ms: Vec<f64> = sqlx::query_scalar(
+
+    async fn enqueue_sleeps(&self, n: usize, priority: u8) -> anyhow::Result<Vec<uuid::Uuid>> {
+        let mut ids = Vec::with_capacity(n);
+        let mut left = n;
+        while left > 0 {
+            let batch = left.min(1000);
+            let jobs = (0..batch)
+                .map(|_| NewJob {
+                    priority: Some(priority),
+                    ..NewJob::new("sleep", json!({"seconds": 0}))
+                })
+                .collect();
+            ids.extend(enqueue(self.db, self.publisher, jobs).await?.into_iter().map(|j| j.id));
+            left -= batch;
+        }
+        Ok(ids)
+    }
+
+    /// (b): jobs enqueued in batches of 100 while one worker of 2 slots runs them.
+    async fn full_path(&self, n: usize) -> anyhow::Result<Run> {
+        let workers = Workers::start(self.database, self.broker, 1, 2).await?;
+        let before = self.commits().await?;
+        let started = Instant::now();
+        let mut left = n;
+        while left > 0 {
+            let batch = left.min(BATCH);
+            let jobs = (0..batch)
+                .map(|_| NewJob::new("sleep", json!({"seconds": 0})))
+                .collect();
+            enqueue(self.db, self.publisher, jobs).await?;
+            left -= batch;
+        }
+        wait_drained(self.db, Duration::from_secs(600)).await?;
+        let rate = n as f64 / started.elapsed().as_secs_f64();
+        let acks = workers.ack_frames().await?;
+        workers.stop().await?;
+        let after = self.commits().await?;
+        Ok(Run {
+            rate,
+            commits_per_job: before.zip(after).map(|(b, a)| (a - b) as f64 / n as f64),
+            acks_per_job: acks / n as f64,
+        })
+    }
+
+    /// A drain: `n` jobs queued first, then `count` workers of `slots` slots start.
+    async fn drain(&self, n: usize, count: usize, slots: u16) -> anyhow::Result<Run> {
+        self.enqueue_sleeps(n, 0).await?;
+        let before = self.commits().await?;
+        let started = Instant::now();
+        let workers = Workers::start(self.database, self.broker, count, slots).await?;
+        wait_drained(self.db, Duration::from_secs(600)).await?;
+        // From the workers' start: their start-up is part of a drain, as for Celery's.
+        let rate = n as f64 / started.elapsed().as_secs_f64();
+        let acks = workers.ack_frames().await?;
+        workers.stop().await?;
+        let after = self.commits().await?;
+        Ok(Run {
+            rate,
+            commits_per_job: before.zip(after).map(|(b, a)| (a - b) as f64 / n as f64),
+            acks_per_job: acks / n as f64,
+        })
+    }
+
+    /// Enqueue → start latency (p50, p99 in ms) at a low fixed rate.
+    async fn latency(&self, count: usize, rate: f64) -> anyhow::Result<(f64, f64)> {
+        let workers = Workers::start(self.database, self.broker, 1, 2).await?;
+        let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+        let mut ids = Vec::with_capacity(count);
+        for _ in 0..count {
+            ticker.tick().await;
+            ids.extend(self.enqueue_sleeps(1, 20).await?);
+        }
+        wait_drained(self.db, Duration::from_secs(120)).await?;
+        workers.stop().await?;
+        let mut ms = start_latencies(self.db, &ids).await?;
+        Ok((percentile(&mut ms, 0.5), percentile(&mut ms, 0.99)))
+    }
+
+    /// Priority-100 jobs enqueued every `every` while `backlog` priority-0 jobs drain
+    /// through one worker of 2 slots: their start latency (p50, p99 in ms) and the
+    /// backlog jobs still waiting when the last one was enqueued (0: not under load).
+    async fn urgent_under_backlog(
+        &self,
+        backlog: usize,
+        count: usize,
+        every: Duration,
+    ) -> anyhow::Result<(f64, f64, i64)> {
+        self.enqueue_sleeps(backlog, 0).await?;
+        let workers = Workers::start(self.database, self.broker, 1, 2).await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut ids = Vec::with_capacity(count);
+        let mut ticker = tokio::time::interval(every);
+        for _ in 0..count {
+            ticker.tick().await;
+            ids.extend(self.enqueue_sleeps(1, 100).await?);
+        }
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE priority = 0 AND state = 'queued'")
+            .fetch_one(self.db)
+            .await?;
+        wait_drained(self.db, Duration::from_secs(600)).await?;
+        workers.stop().await?;
+        let mut ms = start_latencies(self.db, &ids).await?;
+        Ok((percentile(&mut ms, 0.5), percentile(&mut ms, 0.99), left))
+    }
+}
+
+async fn start_latencies(db: &PgPool, ids: &[uuid::Uuid]) -> anyhow::Result<Vec<f64>> {
+    Ok(sqlx::query_scalar(
         "SELECT extract(epoch FROM started_at - enqueued_at)::float8 * 1000 FROM jobs WHERE id = ANY($1)",
     )
-    .bind(&ids)
+    .bind(ids)
     .fetch_all(db)
-    .await?;
-    ms.sort_by(f64::total_cmp);
-    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
-    Ok((at(0.5), at(0.99)))
+    .await?)
 }
 
 /// Waits until no job is queued, running or retrying (a cheap count over the partial

@@ -39,7 +39,8 @@ fn queue<'a>(queues: &'a Value, name: &str) -> &'a Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_queues_say_who_and_why_and_waiting_jobs_say_what_they_wait_for() -> anyhow::Result<()> {
     let env = TestEnv::with_worker("maintenance=1").await?;
-    let warmup = env.sleep_job(0.0, None).await?;
+    // Not a no-op: after short jobs a worker holds a few deliveries ahead of its slot.
+    let warmup = env.sleep_job(0.05, None).await?;
     env.wait_state(warmup, "succeeded", T).await?;
 
     // Behind the jobs ahead of it: one runs, two wait before the third.

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use rushes_common::job::{JobRecord, JobState};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -65,8 +66,16 @@ type Reply<T> = oneshot::Sender<Result<T, String>>;
 #[derive(Clone)]
 pub struct Ledger {
     claims: mpsc::Sender<(Uuid, Reply<Claim>)>,
-    outcomes: mpsc::Sender<((Uuid, i32, Outcome), Reply<bool>)>,
+    outcomes: mpsc::Sender<(Recorded, Reply<bool>)>,
 }
+
+/// An outcome to record: the job, the attempt it ends, when that attempt really
+/// started (a claimed job may wait a moment for its slot), and how it ended.
+type Recorded = (Uuid, i32, Option<DateTime<Utc>>, Outcome);
+
+/// An outcome handed to the ledger: resolves once it is committed (`true`) or found
+/// not ours any more (`false`).
+pub type Pending = oneshot::Receiver<Result<bool, String>>;
 
 impl Ledger {
     pub fn spawn(db: PgPool, worker_id: Uuid, stale_after: Duration) -> Self {
@@ -95,16 +104,35 @@ impl Ledger {
         rx.await.map_err(|_| "ledger stopped".to_owned())?
     }
 
-    /// Records the outcome of `attempt` if the job is still ours, running that attempt;
-    /// `false` when it is not (cancelled meanwhile, or re-claimed after our heartbeat
-    /// went stale — by another worker or by ourselves).
-    pub async fn record(&self, id: Uuid, attempt: i32, outcome: Outcome) -> Result<bool, String> {
+    /// Hands over the outcome of `attempt`, to be recorded with the next batch if the
+    /// job is still ours, running that attempt; the answer is `false` when it is not
+    /// (cancelled meanwhile, or re-claimed after our heartbeat went stale — by another
+    /// worker or by ourselves).
+    pub async fn submit(
+        &self,
+        id: Uuid,
+        attempt: i32,
+        started_at: Option<DateTime<Utc>>,
+        outcome: Outcome,
+    ) -> Result<Pending, String> {
         let (tx, rx) = oneshot::channel();
         self.outcomes
-            .send(((id, attempt, outcome), tx))
+            .send(((id, attempt, started_at, outcome), tx))
             .await
             .map_err(|_| "ledger stopped".to_owned())?;
-        rx.await.map_err(|_| "ledger stopped".to_owned())?
+        Ok(rx)
+    }
+
+    /// [`Self::submit`], waiting for the commit.
+    pub async fn record(
+        &self,
+        id: Uuid,
+        attempt: i32,
+        started_at: Option<DateTime<Utc>>,
+        outcome: Outcome,
+    ) -> Result<bool, String> {
+        let pending = self.submit(id, attempt, started_at, outcome).await?;
+        pending.await.map_err(|_| "ledger stopped".to_owned())?
     }
 }
 
@@ -186,17 +214,15 @@ async fn claim_batch(
         .collect())
 }
 
-async fn record_batch(
-    db: &PgPool,
-    worker_id: Uuid,
-    outcomes: Vec<(Uuid, i32, Outcome)>,
-) -> Result<Vec<bool>, sqlx::Error> {
+async fn record_batch(db: &PgPool, worker_id: Uuid, outcomes: Vec<Recorded>) -> Result<Vec<bool>, sqlx::Error> {
     let n = outcomes.len();
     let (mut ids, mut attempts, mut states) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut results, mut errors, mut delays) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    for (id, attempt, outcome) in &outcomes {
+    let mut started = Vec::with_capacity(n);
+    for (id, attempt, started_at, outcome) in &outcomes {
         ids.push(*id);
         attempts.push(*attempt);
+        started.push(*started_at);
         states.push(outcome.state());
         let (result, error, delay) = match outcome {
             Outcome::Succeeded(value) => (Some(value.clone()), None, None),
@@ -214,8 +240,9 @@ async fn record_batch(
         errors: &errors,
         attempts: &attempts,
         delays: &delays,
+        started: &started,
     };
-    if !outcomes.iter().any(|(_, _, o)| matches!(o, Outcome::Dead(..))) {
+    if !outcomes.iter().any(|(_, _, _, o)| matches!(o, Outcome::Dead(..))) {
         // The hot path: one statement, no explicit transaction.
         let updated = apply_outcomes(db, worker_id, &columns).await?;
         return Ok(ids.iter().map(|id| updated.contains(id)).collect());
@@ -223,7 +250,7 @@ async fn record_batch(
     let mut tx = db.begin().await?;
     let updated = apply_outcomes(&mut *tx, worker_id, &columns).await?;
     // A dead job and its parked letter commit together.
-    for (id, attempt, outcome) in &outcomes {
+    for (id, attempt, _, outcome) in &outcomes {
         if let Outcome::Dead(error, letter) = outcome
             && updated.contains(id)
         {
@@ -255,6 +282,7 @@ struct OutcomeColumns<'a> {
     errors: &'a [Option<String>],
     attempts: &'a [i32],
     delays: &'a [Option<f64>],
+    started: &'a [Option<DateTime<Utc>>],
 }
 
 /// Updates the rows still ours and running the recorded attempt; returns their ids.
@@ -270,11 +298,13 @@ async fn apply_outcomes<'e>(
                 progress = CASE WHEN u.state = 'succeeded' THEN 1 ELSE j.progress END, \
                 finished_at = CASE WHEN u.state = 'retrying' THEN NULL ELSE now() END, \
                 retry_at = now() + make_interval(secs => u.delay_s), \
+                started_at = coalesce(u.started_at, j.started_at), \
                 heartbeat_at = NULL, \
                 history = CASE WHEN u.error IS NULL THEN j.history ELSE j.history || jsonb_build_array( \
                     jsonb_build_object('at', now(), 'event', u.state, 'attempt', u.attempt, 'error', u.error)) END \
-         FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::int4[], $6::float8[]) \
-              AS u(id, state, result, error, attempt, delay_s) \
+         FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::int4[], $6::float8[], \
+                     $8::timestamptz[]) \
+              AS u(id, state, result, error, attempt, delay_s, started_at) \
          WHERE j.id = u.id AND j.state = 'running' AND j.worker_id = $7 AND j.attempts = u.attempt \
          RETURNING j.id",
     )
@@ -285,6 +315,7 @@ async fn apply_outcomes<'e>(
     .bind(c.attempts)
     .bind(c.delays)
     .bind(worker_id)
+    .bind(c.started)
     .fetch_all(executor)
     .await?
     .into_iter()

@@ -12,6 +12,7 @@ mod metrics;
 mod presence;
 mod runner;
 mod services;
+mod slots;
 mod state;
 mod transcriber;
 pub mod whisper;

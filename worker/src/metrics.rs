@@ -23,6 +23,11 @@ pub struct WorkerMetrics {
     pub busy: IntGaugeVec,
     /// 1 while the queue's consumer is connected to the broker.
     pub connected: IntGaugeVec,
+    /// The consumer's prefetch window per queue (slots, plus a lookahead for short jobs).
+    pub prefetch: IntGaugeVec,
+    /// Settlement frames sent to the broker, by queue and frame (`ack` — one may cover
+    /// many deliveries — or `requeue`).
+    pub settle_frames: IntCounterVec,
     /// 1 while the queue is paused by an admin.
     pub paused: IntGaugeVec,
     /// Whisper's real-time factor (processing seconds per second of audio), by model and device.
@@ -72,6 +77,18 @@ impl WorkerMetrics {
                 "rushes_worker_broker_connected",
                 "1 while the queue's consumer is connected",
                 &["queue"],
+            )?,
+            prefetch: gauge(
+                &r,
+                "rushes_worker_prefetch",
+                "Prefetch window of the queue's consumer",
+                &["queue"],
+            )?,
+            settle_frames: counter(
+                &r,
+                "rushes_worker_settle_frames_total",
+                "Acknowledgement frames sent (one ack may settle many deliveries)",
+                &["queue", "frame"],
             )?,
             paused: gauge(
                 &r,

@@ -1,66 +1,85 @@
-//! Consuming one queue: (re)connect with backoff, prefetch = free slots, pause and
-//! resume, and the life of each delivery — claim, run, record, then settle.
+//! Consuming one queue: (re)connect with backoff, a prefetch window of the free slots
+//! plus a lookahead that adapts to how long the queue's jobs run, pause and resume, and
+//! the life of each delivery — claim (batched with others), wait for a slot (the most
+//! urgent first), run, hand the outcome to the group-committing ledger (which frees
+//! the slot), and acknowledge once the outcome is durable.
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rushes_common::job::{Envelope, JobRecord, QueueFamily, spec};
 use rushes_common::logs::Level;
-use rushes_common::queue::{Backoff, Incoming, Outgoing, Subscription, Topology, printable};
-use tokio::sync::Notify;
+use rushes_common::queue::{Backoff, Incoming, Outgoing, SettleFrames, Settler, Subscription, Topology, printable};
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::context::{JobContext, RunningJob};
 use crate::jobs::JobError;
 use crate::ledger::{Claim, Letter, Outcome, release};
+use crate::slots::{SlotPermit, Slots};
 use crate::state::Shared;
 
-/// Slot accounting of one queue, across channel generations.
-struct Slots {
-    total: u16,
-    /// Deliveries being worked on, whatever channel they came on.
-    busy: AtomicUsize,
-    /// Signalled whenever a slot frees.
-    freed: Notify,
+/// A claimed job that has waited this long for a slot goes back to its queue, for a
+/// worker with a free slot (and this worker stops holding work ahead).
+const GIVE_BACK_AFTER: Duration = Duration::from_millis(250);
+
+/// One queue's slots and deliveries, across channel generations.
+struct Lane {
+    family: QueueFamily,
+    slots: Arc<Slots>,
+    /// Deliveries taken and not yet settled, whatever channel they came on.
+    held: AtomicUsize,
 }
 
-impl Slots {
-    fn free(&self) -> u16 {
-        let busy = u16::try_from(self.busy.load(Ordering::SeqCst)).unwrap_or(u16::MAX);
-        self.total.saturating_sub(busy)
+/// A delivery and the settler of the channel it came on.
+struct Delivery {
+    incoming: Incoming,
+    settler: Settler,
+}
+
+impl Deref for Delivery {
+    type Target = Incoming;
+    fn deref(&self) -> &Incoming {
+        &self.incoming
     }
 }
 
-/// Releases a slot (and its channel's count) when the delivery is settled.
-struct SlotGuard {
-    slots: Arc<Slots>,
-    on_channel: Arc<AtomicUsize>,
-    shared: Arc<Shared>,
-    family: QueueFamily,
+impl Delivery {
+    /// Acknowledged with the channel's next contiguous run.
+    fn ack(self) {
+        self.settler.ack(self.incoming);
+    }
+
+    /// Back to its queue, now.
+    fn requeue(self) {
+        self.settler.requeue(self.incoming);
+    }
 }
 
-impl Drop for SlotGuard {
+/// Counts a delivery as held (by the worker, its lane and its channel) until dropped.
+struct HeldGuard {
+    lane: Arc<Lane>,
+    on_channel: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for HeldGuard {
     fn drop(&mut self) {
         self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.on_channel.fetch_sub(1, Ordering::SeqCst);
-        let busy = self.slots.busy.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
-        self.shared
-            .metrics
-            .busy
-            .with_label_values(&[self.family.as_str()])
-            .set(i64::try_from(busy).unwrap_or(0));
-        self.slots.freed.notify_one();
+        self.lane.held.fetch_sub(1, Ordering::SeqCst);
+        self.lane.slots.freed.notify_one();
     }
 }
 
 /// Consumes `family` with `total` slots until the worker stops taking work.
 pub(crate) async fn consume_queue(shared: Arc<Shared>, family: QueueFamily, total: u16) {
-    let slots = Arc::new(Slots {
-        total,
-        busy: AtomicUsize::new(0),
-        freed: Notify::new(),
+    let lane = Arc::new(Lane {
+        family,
+        slots: Slots::new(total, shared.metrics.busy.with_label_values(&[family.as_str()])),
+        held: AtomicUsize::new(0),
     });
     shared
         .metrics
@@ -79,20 +98,20 @@ pub(crate) async fn consume_queue(shared: Arc<Shared>, family: QueueFamily, tota
             }
         }
         shared.metrics.paused.with_label_values(&[family.as_str()]).set(0);
-        let free = slots.free();
-        if free == 0 {
+        let window = lane.window(0);
+        if window == 0 {
             // Every slot is held by a job from a lost channel: wait for one to finish.
             tokio::select! {
                 _ = shared.stop_taking.cancelled() => break,
-                _ = slots.freed.notified() => continue,
+                _ = lane.slots.freed.notified() => continue,
             }
         }
-        match Subscription::open(&shared.broker, family, free, &tag).await {
+        match Subscription::open(&shared.broker, family, window, &tag).await {
             Ok(subscription) => {
                 backoff.reset();
                 shared.set_connected(family, true);
-                tracing::info!(queue = family.as_str(), prefetch = free, "consuming");
-                serve(&shared, family, &slots, subscription, &mut paused).await;
+                tracing::info!(queue = family.as_str(), prefetch = window, "consuming");
+                serve(&shared, &lane, subscription, window, &mut paused).await;
             }
             Err(err) => {
                 shared.set_connected(family, false);
@@ -108,16 +127,45 @@ pub(crate) async fn consume_queue(shared: Arc<Shared>, family: QueueFamily, tota
     shared.set_connected(family, false);
 }
 
+impl Lane {
+    /// The prefetch window of a channel, given the deliveries this channel holds: the
+    /// slots, plus — for short jobs — a lookahead and room for deliveries whose outcome
+    /// is being committed; less what older channels still hold. 0: every slot is taken.
+    fn window(&self, on_channel: usize) -> u16 {
+        let total = self.slots.total;
+        let ahead = self.slots.ahead();
+        let window = if ahead == 0 {
+            total
+        } else {
+            total.saturating_mul(2).saturating_add(ahead)
+        };
+        let orphans = self.held.load(Ordering::SeqCst).saturating_sub(on_channel);
+        window.saturating_sub(u16::try_from(orphans).unwrap_or(u16::MAX))
+    }
+}
+
 /// Takes deliveries from one subscription until its channel fails or the worker stops.
 async fn serve(
     shared: &Arc<Shared>,
-    family: QueueFamily,
-    slots: &Arc<Slots>,
+    lane: &Arc<Lane>,
     mut subscription: Subscription,
+    mut prefetch: u16,
     paused: &mut tokio::sync::watch::Receiver<std::collections::HashSet<QueueFamily>>,
 ) {
+    let family = lane.family;
     let on_channel = Arc::new(AtomicUsize::new(0));
-    let mut prefetch = slots.free();
+    let settler = Settler::spawn(SettleFrames {
+        acks: shared
+            .metrics
+            .settle_frames
+            .with_label_values(&[family.as_str(), "ack"]),
+        requeues: shared
+            .metrics
+            .settle_frames
+            .with_label_values(&[family.as_str(), "requeue"]),
+    });
+    let prefetch_gauge = shared.metrics.prefetch.with_label_values(&[family.as_str()]);
+    prefetch_gauge.set(i64::from(prefetch));
     loop {
         let want_paused = paused.borrow_and_update().contains(&family);
         shared
@@ -137,28 +185,30 @@ async fn serve(
         tokio::select! {
             _ = shared.stop_taking.cancelled() => break,
             changed = paused.changed() => if changed.is_err() { break },
-            _ = slots.freed.notified() => {
-                // Jobs still running from a lost channel hold slots this channel must not fill.
-                let orphans = slots.busy.load(Ordering::SeqCst).saturating_sub(on_channel.load(Ordering::SeqCst));
-                let want = slots.total.saturating_sub(u16::try_from(orphans).unwrap_or(u16::MAX)).max(1);
+            _ = lane.slots.freed.notified() => {
+                // The lookahead follows the jobs' pace; jobs still running from a lost
+                // channel hold slots this channel must not fill.
+                let want = lane.window(on_channel.load(Ordering::SeqCst)).max(1);
                 if want != prefetch {
                     if let Err(err) = subscription.set_prefetch(want).await {
                         tracing::warn!(queue = family.as_str(), error = %err, "channel lost while setting prefetch");
                         break;
                     }
                     prefetch = want;
+                    prefetch_gauge.set(i64::from(prefetch));
                 }
             }
             next = subscription.next(), if subscription.is_consuming() => match next {
                 Some(Ok(incoming)) => {
+                    settler.delivered(&incoming);
                     on_channel.fetch_add(1, Ordering::SeqCst);
                     shared.in_flight.fetch_add(1, Ordering::SeqCst);
-                    let busy = slots.busy.fetch_add(1, Ordering::SeqCst) + 1;
-                    shared.metrics.busy.with_label_values(&[family.as_str()]).set(i64::try_from(busy).unwrap_or(0));
-                    let guard = SlotGuard { slots: slots.clone(), on_channel: on_channel.clone(), shared: shared.clone(), family };
-                    let shared = shared.clone();
+                    lane.held.fetch_add(1, Ordering::SeqCst);
+                    let guard = HeldGuard { lane: lane.clone(), on_channel: on_channel.clone(), shared: shared.clone() };
+                    let (shared, lane) = (shared.clone(), lane.clone());
+                    let delivery = Delivery { incoming, settler: settler.clone() };
                     tokio::spawn(async move {
-                        handle_delivery(&shared, family, incoming).await;
+                        handle_delivery(&shared, &lane, delivery).await;
                         drop(guard);
                     });
                 }
@@ -177,25 +227,27 @@ async fn serve(
         while on_channel.load(Ordering::SeqCst) > 0 {
             tokio::select! {
                 _ = shared.stopped.cancelled() => break,
-                _ = slots.freed.notified() => {}
+                _ = lane.slots.freed.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
         }
     }
+    settler.flush().await;
     subscription.close().await;
 }
 
 /// The life of one delivery. Every path settles it (ack, requeue, or park then ack).
-async fn handle_delivery(shared: &Arc<Shared>, family: QueueFamily, incoming: Incoming) {
+async fn handle_delivery(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Delivery) {
+    let family = lane.family;
     if let Some(content_type) = incoming.content_type.as_deref()
         && !is_json(content_type)
     {
         let reason = format!("unsupported content type `{content_type}` (job messages are application/json)");
-        return park(shared, family, &incoming, None, None, "content_type", &reason).await;
+        return park(shared, family, incoming, None, None, "content_type", &reason).await;
     }
     let envelope = match Envelope::from_bytes(&incoming.body) {
         Ok(envelope) => envelope,
-        Err(err) => return park(shared, family, &incoming, None, None, "malformed", &err.to_string()).await,
+        Err(err) => return park(shared, family, incoming, None, None, "malformed", &err.to_string()).await,
     };
     if spec(&envelope.kind).is_none() || !shared.registry.knows(&envelope.kind) {
         let kind = printable(&envelope.kind, KIND_CHARS);
@@ -206,7 +258,7 @@ async fn handle_delivery(shared: &Arc<Shared>, family: QueueFamily, incoming: In
         return park(
             shared,
             family,
-            &incoming,
+            incoming,
             Some(envelope.id),
             Some(&envelope.kind),
             "unknown_kind",
@@ -215,13 +267,13 @@ async fn handle_delivery(shared: &Arc<Shared>, family: QueueFamily, incoming: In
         .await;
     }
     match shared.ledger.claim(envelope.id).await {
-        Ok(Claim::Claimed(job)) => run_claimed(shared, family, incoming, *job).await,
+        Ok(Claim::Claimed(job)) => start_claimed(shared, lane, incoming, *job).await,
         Ok(Claim::Missing) => {
             let reason = format!("no job {} in the database", envelope.id);
             park(
                 shared,
                 family,
-                &incoming,
+                incoming,
                 None,
                 Some(&envelope.kind),
                 "unknown_job",
@@ -236,13 +288,13 @@ async fn handle_delivery(shared: &Arc<Shared>, family: QueueFamily, incoming: In
                 .duplicates
                 .with_label_values(&[family.as_str(), "dropped"])
                 .inc();
-            settle(incoming.ack().await);
+            incoming.ack();
         }
         Ok(Claim::HeldElsewhere) => recheck_later(shared, family, incoming, envelope.id).await,
         Err(err) => {
             tracing::warn!(job.id = %envelope.id, error = %err, "cannot claim; returning the message to the queue");
             tokio::time::sleep(Duration::from_secs(1)).await;
-            settle(incoming.requeue().await);
+            incoming.requeue();
         }
     }
 }
@@ -251,7 +303,7 @@ async fn handle_delivery(shared: &Arc<Shared>, family: QueueFamily, incoming: In
 /// after a lost channel, or a worker killed a moment ago). It comes back after the
 /// lease could have gone stale: then it is dropped if the job settled, or re-claimed
 /// if its holder died.
-async fn recheck_later(shared: &Shared, family: QueueFamily, incoming: Incoming, id: Uuid) {
+async fn recheck_later(shared: &Shared, family: QueueFamily, incoming: Delivery, id: Uuid) {
     let delay_s = Topology::delay_level(shared.lease.stale_after);
     let copy = Outgoing::delayed_copy(
         shared.broker.topology(),
@@ -269,33 +321,72 @@ async fn recheck_later(shared: &Shared, family: QueueFamily, incoming: Incoming,
                 .duplicates
                 .with_label_values(&[family.as_str(), "rechecked"])
                 .inc();
-            settle(incoming.ack().await);
+            incoming.ack();
         }
         Err(err) => {
             tracing::warn!(job.id = %id, error = %err, "cannot schedule a recheck; returning the message");
             tokio::time::sleep(Duration::from_secs(1)).await;
-            settle(incoming.requeue().await);
+            incoming.requeue();
         }
     }
 }
 
-async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incoming, job: JobRecord) {
+/// A claimed job waits for a slot — the most urgent first — then runs. One that waits
+/// longer than [`GIVE_BACK_AFTER`] goes back to its queue for a worker with a free slot
+/// (and this worker stops holding work ahead); one still waiting when the worker stops
+/// goes back at once.
+async fn start_claimed(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Delivery, job: JobRecord) {
+    let claimed = Instant::now();
+    let running = Arc::new(RunningJob::new());
+    // Tracked from the claim: heartbeats hold it, and a cancel reaches it while it waits.
+    shared.track(job.id, job.attempts, running.clone());
+    let permit = tokio::select! {
+        permit = lane.slots.acquire(job.priority, incoming.tag) => Some(permit),
+        _ = tokio::time::sleep(GIVE_BACK_AFTER) => None,
+        _ = shared.stop_taking.cancelled() => None,
+    };
+    let Some(permit) = permit else {
+        shared.untrack(job.id, &running);
+        let why = if shared.stop_taking.is_cancelled() {
+            "the worker is stopping"
+        } else {
+            lane.slots.slowed();
+            "no slot came free in time"
+        };
+        return give_back(shared, lane.family, incoming, &job, why).await;
+    };
+    // When it really started: the claim's time (the database's clock) plus the wait.
+    let started_at = job
+        .started_at
+        .map(|at| at + chrono::TimeDelta::from_std(claimed.elapsed()).unwrap_or_default());
+    run_claimed(shared, lane, incoming, job, running, permit, started_at).await
+}
+
+async fn run_claimed(
+    shared: &Arc<Shared>,
+    lane: &Arc<Lane>,
+    incoming: Delivery,
+    job: JobRecord,
+    running: Arc<RunningJob>,
+    permit: SlotPermit,
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
+) {
+    let family = lane.family;
     let span = tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempts);
     async move {
         let Some(kind) = spec(&job.kind) else {
             // The row names a kind this build does not know (the message said otherwise).
+            shared.untrack(job.id, &running);
             let message = format!("unknown job kind `{}`", job.kind);
             return match shared
                 .ledger
-                .record(job.id, job.attempts, Outcome::Failed(message))
+                .record(job.id, job.attempts, started_at, Outcome::Failed(message))
                 .await
             {
-                Ok(_) => settle(incoming.ack().await),
-                Err(_) => settle(incoming.requeue().await),
+                Ok(_) => incoming.ack(),
+                Err(_) => incoming.requeue(),
             };
         };
-        let running = Arc::new(RunningJob::new());
-        shared.track(job.id, job.attempts, running.clone());
         shared
             .metrics
             .started
@@ -314,9 +405,12 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
             running: running.clone(),
         };
         let result = match shared.registry.start(&job.kind, ctx, job.payload.clone()) {
+            // Cancelled while it waited for its slot: it never starts.
+            Some(_) if running.cancel.is_cancelled() => Err(JobError::Cancelled),
             Some(future) => {
                 let mut handle = tokio::spawn(future.in_current_span());
-                match tokio::time::timeout(kind.timeout, &mut handle).await {
+                let ran = lane.slots.watch(tokio::time::timeout(kind.timeout, &mut handle)).await;
+                match ran {
                     Ok(Ok(result)) => result,
                     Ok(Err(join_error)) if join_error.is_panic() => Err(JobError::Retryable(format!(
                         "handler panicked: {}",
@@ -353,7 +447,7 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
                 },
             ),
             Err(JobError::Cancelled) if running.requeue_on_stop.load(Ordering::SeqCst) => {
-                return requeue_on_stop(shared, family, incoming, &job).await;
+                return give_back(shared, family, incoming, &job, "interrupted by shutdown").await;
             }
             Err(JobError::Unable(reason)) => {
                 return hand_back(shared, family, incoming, &job, &reason, started).await;
@@ -363,7 +457,7 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
                 finish_metrics(shared, &job, family, "cancelled", started);
                 tracing::info!("job stopped: cancelled or no longer ours");
                 job_line(shared, &job, Level::Info, "stopped: cancelled".to_owned(), started);
-                return settle(incoming.ack().await);
+                return incoming.ack();
             }
         };
         let label = match &outcome {
@@ -372,7 +466,19 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
             Outcome::Retrying(..) => "retrying",
             Outcome::Dead(..) => "dead",
         };
-        match shared.ledger.record(job.id, job.attempts, outcome.clone()).await {
+        // The slot is free as soon as the outcome is handed to the ledger; the delivery
+        // is acknowledged only once the outcome is committed.
+        let recorded = shared
+            .ledger
+            .submit(job.id, job.attempts, started_at, outcome.clone())
+            .await;
+        drop(permit);
+        lane.slots.ran(started.elapsed());
+        let recorded = match recorded {
+            Ok(pending) => pending.await.unwrap_or_else(|_| Err("ledger stopped".to_owned())),
+            Err(err) => Err(err),
+        };
+        match recorded {
             Ok(true) => {}
             Ok(false) => {
                 finish_metrics(shared, &job, family, "lost", started);
@@ -380,14 +486,14 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
                     outcome = label,
                     "job was cancelled or re-claimed meanwhile; outcome not recorded"
                 );
-                return settle(incoming.ack().await);
+                return incoming.ack();
             }
             Err(err) => {
                 // Not recorded: leave the delivery to come back; the claim is still ours,
                 // so it waits for our heartbeat to go stale and runs again (at least once).
                 tracing::error!(error = %err, "cannot record the outcome; returning the message");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                return settle(incoming.requeue().await);
+                return incoming.requeue();
             }
         }
         finish_metrics(shared, &job, family, label, started);
@@ -414,15 +520,15 @@ async fn run_claimed(shared: &Arc<Shared>, family: QueueFamily, incoming: Incomi
                 if let Err(err) = shared.publisher.publish(&[retry]).await {
                     // The row says `retrying`; the redelivery claims and runs it without the delay.
                     tracing::warn!(error = %err, "cannot publish the retry; returning the message");
-                    return settle(incoming.requeue().await);
+                    return incoming.requeue();
                 }
             }
             Outcome::Dead(ref message, _) => {
                 tracing::error!(error = %message, attempts = job.attempts, "job is dead: out of attempts");
-                return forward_letter(shared, family, &incoming, "exhausted", message).await;
+                return forward_letter(shared, family, incoming, "exhausted", message).await;
             }
         }
-        settle(incoming.ack().await);
+        incoming.ack();
     }
     .instrument(span)
     .await
@@ -452,13 +558,13 @@ fn finish_metrics(shared: &Shared, job: &JobRecord, family: QueueFamily, outcome
         .observe(started.elapsed().as_secs_f64());
 }
 
-/// The worker is stopping and its grace ran out: the job goes back to `queued` and its
-/// message back to the queue, for another worker.
-async fn requeue_on_stop(shared: &Shared, family: QueueFamily, incoming: Incoming, job: &JobRecord) {
+/// The job goes back to `queued` (its attempt not counted) and its message back to the
+/// queue, for another worker: the worker is stopping, or the job waited too long for a slot.
+async fn give_back(shared: &Shared, family: QueueFamily, incoming: Delivery, job: &JobRecord, why: &str) {
     match release(&shared.db, shared.worker_id, Some(&[job.id])).await {
-        Ok(_) => tracing::info!("job interrupted by shutdown; requeued"),
+        Ok(_) => tracing::info!(job.id = %job.id, why, "job given back to its queue"),
         Err(err) => {
-            tracing::warn!(error = %err, "cannot release the job; it will be re-claimed once its heartbeat is stale")
+            tracing::warn!(job.id = %job.id, error = %err, "cannot release the job; it will be re-claimed once its heartbeat is stale")
         }
     }
     shared
@@ -466,7 +572,7 @@ async fn requeue_on_stop(shared: &Shared, family: QueueFamily, incoming: Incomin
         .finished
         .with_label_values(&[job.kind.as_str(), family.as_str(), "requeued"])
         .inc();
-    settle(incoming.requeue().await);
+    incoming.requeue();
 }
 
 /// Seconds a job this worker could not run waits before it is offered again.
@@ -478,7 +584,7 @@ const HAND_BACK_DELAY: Duration = Duration::from_secs(5);
 async fn hand_back(
     shared: &Arc<Shared>,
     family: QueueFamily,
-    incoming: Incoming,
+    incoming: Delivery,
     job: &JobRecord,
     reason: &str,
     started: Instant,
@@ -500,10 +606,10 @@ async fn hand_back(
     );
     let again = Outgoing::delayed(shared.broker.topology(), job, Topology::delay_level(HAND_BACK_DELAY));
     match shared.publisher.publish(&[again]).await {
-        Ok(()) => settle(incoming.ack().await),
+        Ok(()) => incoming.ack(),
         Err(err) => {
             tracing::warn!(error = %err, "cannot publish the delayed copy; returning the message");
-            settle(incoming.requeue().await);
+            incoming.requeue();
         }
     }
 }
@@ -528,7 +634,7 @@ const REASON_CHARS: usize = 1000;
 async fn park(
     shared: &Shared,
     family: QueueFamily,
-    incoming: &Incoming,
+    incoming: Delivery,
     job: Option<Uuid>,
     kind: Option<&str>,
     reason_label: &str,
@@ -559,14 +665,14 @@ async fn park(
     if let Err(err) = recorded {
         tracing::error!(error = %err, "cannot record the dead letter; returning the message");
         tokio::time::sleep(Duration::from_secs(1)).await;
-        return settle(incoming.requeue().await);
+        return incoming.requeue();
     }
     forward_letter(shared, family, incoming, reason_label, reason).await;
 }
 
 /// Copies a recorded dead letter to the dead-letter queue with the reason in its
 /// headers, counts it, and acknowledges the delivery.
-async fn forward_letter(shared: &Shared, family: QueueFamily, incoming: &Incoming, reason_label: &str, reason: &str) {
+async fn forward_letter(shared: &Shared, family: QueueFamily, incoming: Delivery, reason_label: &str, reason: &str) {
     let copy = Outgoing::dead_letter(
         shared.broker.topology(),
         &shared.broker.topology().queue(family),
@@ -582,15 +688,7 @@ async fn forward_letter(shared: &Shared, family: QueueFamily, incoming: &Incomin
         .dead_letters
         .with_label_values(&[family.as_str(), reason_label])
         .inc();
-    settle(incoming.ack().await);
-}
-
-/// Logs a failed ack/nack: the channel is gone and the broker redelivers the message,
-/// which the claim then recognises.
-fn settle(result: Result<(), rushes_common::queue::BrokerError>) {
-    if let Err(err) = result {
-        tracing::debug!(error = %err, "could not settle a delivery; the broker will redeliver it");
-    }
+    incoming.ack();
 }
 
 fn panic_message(error: tokio::task::JoinError) -> String {

@@ -30,7 +30,9 @@ pub struct Incoming {
     /// The message's `content_type` property, when it has one.
     pub content_type: Option<String>,
     pub headers: serde_json::Value,
-    acker: Acker,
+    /// The channel's delivery tag: deliveries on one channel are numbered in order.
+    pub tag: u64,
+    pub(super) acker: Acker,
 }
 
 impl std::fmt::Debug for Incoming {
@@ -148,6 +150,7 @@ impl Subscription {
                     .as_ref()
                     .map(|t| t.as_str().to_owned()),
                 body: delivery.data,
+                tag: delivery.delivery_tag,
                 acker: delivery.acker,
             })),
             Some(Err(err)) => Some(Err(err.into())),

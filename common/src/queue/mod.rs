@@ -5,10 +5,12 @@ mod broker;
 mod consume;
 mod message;
 mod publish;
+mod settle;
 pub mod topology;
 
 pub use broker::{Broker, BrokerError, QueueStats};
 pub use consume::{Backoff, Incoming, Subscription};
 pub use message::{Outgoing, REASON_HEADER, SOURCE_QUEUE_HEADER, printable};
 pub use publish::{PublishError, Publisher};
+pub use settle::{HOLD, SettleFrames, Settler};
 pub use topology::Topology;

@@ -1,0 +1,210 @@
+//! The job path at speed keeps its guarantees: no worker hoards work another could
+//! start, an urgent job overtakes a draining backlog, and a worker killed mid-drain
+//! loses nothing and records nothing twice.
+
+use std::time::Duration;
+
+use rushes_common::enqueue::{NewJob, enqueue};
+use rushes_tests::TestEnv;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const SIGKILL: i32 = 9;
+const T: Duration = Duration::from_secs(60);
+
+/// `n` `sleep 0` jobs at `priority`, committed and published in batches.
+async fn backlog(env: &TestEnv, n: usize, priority: u8) -> anyhow::Result<Vec<Uuid>> {
+    let mut ids = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let jobs = chunk
+            .iter()
+            .map(|_| NewJob {
+                priority: Some(priority),
+                ..NewJob::new("sleep", json!({ "seconds": 0 }))
+            })
+            .collect();
+        ids.extend(enqueue(&env.db, &env.publisher, jobs).await?.into_iter().map(|j| j.id));
+    }
+    Ok(ids)
+}
+
+/// Waits until none of `ids` is queued, running or retrying.
+async fn wait_settled(env: &TestEnv, ids: &[Uuid], timeout: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let active: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs WHERE id = ANY($1) AND state IN ('queued', 'running', 'retrying')",
+        )
+        .bind(ids)
+        .fetch_one(&env.db)
+        .await?;
+        if active == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "{active} jobs still active");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until at least `n` of `ids` succeeded.
+async fn wait_succeeded(env: &TestEnv, ids: &[Uuid], n: i64) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = ANY($1) AND state = 'succeeded'")
+            .bind(ids)
+            .fetch_one(&env.db)
+            .await?;
+        if done >= n {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "only {done} of {n} jobs succeeded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn at(job: &Value, field: &str) -> anyhow::Result<chrono::DateTime<chrono::FixedOffset>> {
+    let text = job[field].as_str().unwrap_or_default();
+    chrono::DateTime::parse_from_rfc3339(text).map_err(|e| anyhow::anyhow!("{field} {text:?}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_fed_short_jobs_do_not_hoard_long_ones() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    for _ in 0..2 {
+        let worker = env.worker_config("maintenance=2")?;
+        env.spawn_worker(worker);
+    }
+    // Short jobs first: both workers now hold work ahead of their slots.
+    let warm = backlog(&env, 400, 20).await?;
+    wait_settled(&env, &warm, T).await?;
+    let ran_on: Vec<i64> = sqlx::query_scalar("SELECT count(DISTINCT worker_id) FROM jobs WHERE id = ANY($1)")
+        .bind(&warm)
+        .fetch_all(&env.db)
+        .await?;
+    assert_eq!(ran_on, [2], "both workers ran the short jobs");
+
+    let mut long = Vec::new();
+    for _ in 0..4 {
+        long.push(env.sleep_job(3.0, None).await?);
+    }
+    let mut jobs = Vec::new();
+    for id in &long {
+        jobs.push(env.wait_state(*id, "succeeded", T).await?);
+    }
+    // All four ran at the same time: each started before any of them finished.
+    let last_start = jobs
+        .iter()
+        .map(|j| at(j, "started_at"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let first_end = jobs
+        .iter()
+        .map(|j| at(j, "finished_at"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (Some(last_start), Some(first_end)) = (last_start.iter().max(), first_end.iter().min()) else {
+        anyhow::bail!("no jobs");
+    };
+    assert!(
+        last_start < first_end,
+        "a long job waited for another to finish (last start {last_start}, first end {first_end}): {jobs:?}"
+    );
+    let mut workers: Vec<String> = jobs.iter().map(|j| j["worker_id"].to_string()).collect();
+    workers.sort();
+    workers.dedup();
+    assert_eq!(workers.len(), 2, "both workers ran long jobs: {jobs:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_job_overtakes_a_draining_backlog() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    // The control plane's publisher is warm (its first publish declares the topology).
+    env.sleep_job(0.0, None).await?;
+    let low = backlog(&env, 3000, 0).await?;
+    let worker = env.worker_config("maintenance=2")?;
+    env.spawn_worker(worker);
+    // The drain is under way…
+    wait_succeeded(&env, &low, 1).await?;
+    let mut urgent = Vec::new();
+    for _ in 0..5 {
+        urgent.push(env.sleep_job(0.0, Some(100)).await?);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    for id in &urgent {
+        let job = env.wait_state(*id, "succeeded", T).await?;
+        // Backlog jobs that started after the urgent one was enqueued and before it
+        // started: at most the ones already held by the worker when it arrived.
+        let overtook: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs WHERE id = ANY($1) AND started_at > $2::timestamptz AND started_at < $3::timestamptz",
+        )
+        .bind(&low)
+        .bind(at(&job, "enqueued_at")?)
+        .bind(at(&job, "started_at")?)
+        .fetch_one(&env.db)
+        .await?;
+        let after: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = ANY($1) AND started_at > $2::timestamptz")
+                .bind(&low)
+                .bind(at(&job, "started_at")?)
+                .fetch_one(&env.db)
+                .await?;
+        assert!(
+            after > 0,
+            "the backlog was drained before the urgent job started: not under load"
+        );
+        assert!(
+            overtook <= 2 * 2 + 256,
+            "{overtook} backlog jobs started between the urgent job's enqueue and its start: {job}"
+        );
+    }
+    wait_settled(&env, &low, T).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_drain_loses_nothing_and_records_nothing_twice() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    let ids = backlog(&env, 2000, 20).await?;
+    let pid = env.spawn_worker_process("maintenance=2", &[])?;
+    // Killed while it drains: some jobs done, some claimed, some outcomes in flight.
+    wait_succeeded(&env, &ids, 300).await?;
+    env.signal(pid, SIGKILL)?;
+    env.wait_process(pid, Duration::from_secs(5)).await?;
+    let at_kill: Vec<(Uuid, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT id, finished_at FROM jobs WHERE id = ANY($1) AND state = 'succeeded'")
+            .bind(&ids)
+            .fetch_all(&env.db)
+            .await?;
+    assert!(at_kill.len() < ids.len(), "killed after the drain: nothing to check");
+
+    let worker = env.worker_config("maintenance=2")?;
+    env.spawn_worker(worker);
+    wait_settled(&env, &ids, T).await?;
+    let states: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state::text, count(*) FROM jobs WHERE id = ANY($1) GROUP BY 1")
+            .bind(&ids)
+            .fetch_all(&env.db)
+            .await?;
+    assert_eq!(states, [("succeeded".to_owned(), 2000)], "every job succeeded");
+    // What the killed worker had recorded stands: no outcome was written twice.
+    let rewritten: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs j JOIN unnest($1::uuid[], $2::timestamptz[]) AS k(id, finished_at) \
+         ON j.id = k.id WHERE j.finished_at <> k.finished_at",
+    )
+    .bind(at_kill.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(at_kill.iter().map(|(_, at)| *at).collect::<Vec<_>>())
+    .fetch_one(&env.db)
+    .await?;
+    assert_eq!(rewritten, 0, "outcomes recorded before the kill were recorded again");
+    let max_attempts: i32 = sqlx::query_scalar("SELECT max(attempts) FROM jobs WHERE id = ANY($1)")
+        .bind(&ids)
+        .fetch_one(&env.db)
+        .await?;
+    assert!(
+        max_attempts <= 2,
+        "a job ran more than once after the kill: {max_attempts} attempts"
+    );
+    Ok(())
+}

@@ -1,0 +1,285 @@
+//! One queue's slots, handed out by priority: a claimed job waits for a slot, and
+//! when one frees the most urgent waiting job gets it (the oldest delivery among equals),
+//! so a job prefetched ahead never delays a more urgent one delivered after it.
+
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use prometheus::IntGauge;
+use tokio::sync::{Notify, oneshot};
+
+/// Below this average run time a queue's jobs are short and worth prefetching ahead.
+const SHORT_JOB: Duration = Duration::from_millis(20);
+/// How much work, in average run times, a worker may hold ahead of its slots.
+const AHEAD_BUDGET: Duration = Duration::from_millis(10);
+/// Most deliveries held beyond the slots.
+pub(crate) const MAX_AHEAD: u16 = 256;
+
+pub(crate) struct Slots {
+    pub total: u16,
+    state: Mutex<State>,
+    /// Signalled whenever a slot frees.
+    pub freed: Notify,
+    /// Average run time (µs, exponentially weighted); 0 until a job has run.
+    pace_us: AtomicU64,
+    /// Busy slots, for the metrics.
+    busy_gauge: IntGauge,
+}
+
+struct State {
+    free: u16,
+    waiters: BinaryHeap<Waiter>,
+}
+
+struct Waiter {
+    priority: i16,
+    order: u64,
+    tx: oneshot::Sender<SlotPermit>,
+}
+
+impl PartialEq for Waiter {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == CmpOrdering::Equal
+    }
+}
+impl Eq for Waiter {}
+impl PartialOrd for Waiter {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Waiter {
+    /// The greatest waiter is served first: highest priority, then earliest delivery.
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        self.priority
+            .cmp(&other.priority)
+            .then_with(|| other.order.cmp(&self.order))
+    }
+}
+
+/// A held slot; dropping it frees the slot (to the most urgent waiter, if any).
+pub(crate) struct SlotPermit {
+    /// `None` once the permit was handed back unused (under the slots' lock).
+    slots: Option<Arc<Slots>>,
+}
+
+impl Drop for SlotPermit {
+    fn drop(&mut self) {
+        if let Some(slots) = self.slots.take() {
+            slots.release();
+        }
+    }
+}
+
+impl Slots {
+    pub fn new(total: u16, busy_gauge: IntGauge) -> Arc<Self> {
+        Arc::new(Self {
+            total,
+            state: Mutex::new(State {
+                free: total,
+                waiters: BinaryHeap::new(),
+            }),
+            freed: Notify::new(),
+            pace_us: AtomicU64::new(0),
+            busy_gauge,
+        })
+    }
+
+    /// Slots running a job now.
+    #[cfg(test)]
+    pub fn busy(&self) -> u16 {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        self.total.saturating_sub(state.free)
+    }
+
+    /// Waits for a slot; among waiters the highest `priority` wins, then the lowest `order`.
+    pub async fn acquire(self: &Arc<Self>, priority: i16, order: u64) -> SlotPermit {
+        let rx = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.free > 0 && state.waiters.is_empty() {
+                state.free -= 1;
+                self.busy_gauge.set(i64::from(self.total - state.free));
+                return SlotPermit {
+                    slots: Some(self.clone()),
+                };
+            }
+            let (tx, rx) = oneshot::channel();
+            state.waiters.push(Waiter { priority, order, tx });
+            rx
+        };
+        self.hand_out();
+        match rx.await {
+            Ok(permit) => permit,
+            // The sender is only dropped with the slots themselves; never while we wait.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Gives a free slot to the best waiter (a waiter queued while slots were free).
+    fn hand_out(self: &Arc<Self>) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while state.free > 0 {
+            let Some(waiter) = state.waiters.pop() else { break };
+            state.free -= 1;
+            if let Err(mut permit) = waiter.tx.send(SlotPermit {
+                slots: Some(self.clone()),
+            }) {
+                // That waiter gave up: the slot goes to the next one.
+                permit.slots = None;
+                state.free += 1;
+            }
+        }
+        self.busy_gauge.set(i64::from(self.total.saturating_sub(state.free)));
+    }
+
+    fn release(self: &Arc<Self>) {
+        {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.free += 1;
+        }
+        self.hand_out();
+        self.freed.notify_waiters();
+    }
+
+    /// Records how long a job ran, for [`Self::ahead`].
+    pub fn ran(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        let old = self.pace_us.load(Ordering::Relaxed);
+        let new = if old == 0 { us } else { (old * 7 + us) / 8 };
+        self.pace_us.store(new, Ordering::Relaxed);
+    }
+
+    /// Runs a job; should it run past [`SHORT_JOB`], the queue's jobs are not short (any
+    /// more) and the lookahead goes at once, not when the job ends.
+    pub async fn watch<F: Future>(&self, job: F) -> F::Output {
+        let job = std::pin::pin!(job);
+        let mut job = job;
+        tokio::select! {
+            biased;
+            output = &mut job => output,
+            _ = tokio::time::sleep(SHORT_JOB) => {
+                self.slowed();
+                job.await
+            }
+        }
+    }
+
+    /// A job ran or waited for a slot too long: the queue's jobs are not short (any more).
+    pub fn slowed(&self) {
+        let floor = u64::try_from(SHORT_JOB.as_micros()).unwrap_or(u64::MAX);
+        self.pace_us.fetch_max(floor, Ordering::Relaxed);
+        // The consumer shrinks its prefetch window now.
+        self.freed.notify_one();
+    }
+
+    /// Deliveries worth holding beyond the slots: enough to keep every slot busy for
+    /// [`AHEAD_BUDGET`] when jobs are short, none for long (or not yet seen) jobs, so a
+    /// worker never sits on work another worker's free slot could start now. A power of
+    /// two, so the prefetch changes rarely.
+    pub fn ahead(&self) -> u16 {
+        let pace = self.pace_us.load(Ordering::Relaxed);
+        if pace == 0 || pace >= u64::try_from(SHORT_JOB.as_micros()).unwrap_or(u64::MAX) {
+            return 0;
+        }
+        let budget = u64::try_from(AHEAD_BUDGET.as_micros()).unwrap_or(u64::MAX);
+        let want = (budget / pace).saturating_mul(u64::from(self.total)).max(1);
+        let capped = u16::try_from(want.min(u64::from(MAX_AHEAD))).unwrap_or(MAX_AHEAD);
+        1 << (15 - capped.leading_zeros())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gauge() -> IntGauge {
+        IntGauge::new("busy", "busy slots").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn a_freed_slot_goes_to_the_most_urgent_waiter() {
+        let slots = Slots::new(1, gauge());
+        let held = slots.acquire(0, 0).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for (priority, order) in [(0, 1), (0, 2), (100, 3), (50, 4)] {
+            let slots = slots.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let permit = slots.acquire(priority, order).await;
+                let _ = tx.send(order);
+                drop(permit);
+            });
+        }
+        tokio::task::yield_now().await;
+        while slots.state.lock().map(|s| s.waiters.len()).unwrap_or(0) < 4 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        let mut served = Vec::new();
+        for _ in 0..4 {
+            served.push(rx.recv().await);
+        }
+        assert_eq!(served, [Some(3), Some(4), Some(1), Some(2)]);
+        assert_eq!(slots.busy(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_job_running_past_a_short_one_ends_the_lookahead_at_once() {
+        let slots = Slots::new(2, gauge());
+        slots.ran(Duration::from_micros(50));
+        assert!(slots.ahead() > 0);
+        let quick = slots.watch(async { 1 }).await;
+        assert_eq!((quick, slots.ahead() > 0), (1, true));
+        let watched = slots.clone();
+        let long = tokio::spawn(async move { watched.watch(tokio::time::sleep(Duration::from_secs(3))).await });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while slots.ahead() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(slots.ahead(), 0, "while the long job still runs");
+        assert!(!long.is_finished());
+        long.abort();
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_gives_up_does_not_leak_its_slot() {
+        let slots = Slots::new(1, gauge());
+        let held = slots.acquire(0, 0).await;
+        let gave_up = tokio::time::timeout(Duration::from_millis(10), slots.acquire(0, 1)).await;
+        assert!(gave_up.is_err());
+        drop(held);
+        assert_eq!(slots.busy(), 0);
+        let _again = slots.acquire(0, 2).await;
+        assert_eq!(slots.busy(), 1);
+    }
+
+    #[test]
+    fn lookahead_only_for_short_jobs() {
+        let slots = Slots::new(2, gauge());
+        assert_eq!(slots.ahead(), 0, "nothing known yet: no lookahead");
+        slots.ran(Duration::from_micros(100));
+        assert_eq!(
+            slots.ahead(),
+            128,
+            "10 ms of 0.1 ms jobs on 2 slots = 200, rounded down to 128"
+        );
+        let slots = Slots::new(2, gauge());
+        slots.ran(Duration::from_micros(1));
+        assert_eq!(slots.ahead(), MAX_AHEAD);
+        let slots = Slots::new(2, gauge());
+        slots.ran(Duration::from_millis(2));
+        assert_eq!(
+            slots.ahead(),
+            8,
+            "10 ms of 2 ms jobs on 2 slots = 10, rounded down to 8"
+        );
+        slots.slowed();
+        assert_eq!(slots.ahead(), 0);
+        let slots = Slots::new(2, gauge());
+        slots.ran(Duration::from_secs(3));
+        assert_eq!(slots.ahead(), 0);
+    }
+}
