@@ -26,9 +26,9 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use rushes_benches::{BenchEnv, env_or, full_run, percentile};
 use rushes_common::config::{BrokerConfig, DatabaseConfig, LeaseConfig};
-use rushes_common::enqueue::{NewJob, enqueue};
+use rushes_common::job::sleep::Sleep;
+use rushes_common::job::store::{NewJob, enqueue};
 use rushes_common::queue::Publisher;
-use serde_json::json;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -284,7 +284,7 @@ impl Bench<'_> {
             let jobs = (0..batch)
                 .map(|_| NewJob {
                     priority: Some(priority),
-                    ..NewJob::new("sleep", json!({"seconds": 0}))
+                    ..NewJob::of(&Sleep::seconds(0.0))
                 })
                 .collect();
             ids.extend(enqueue(self.db, self.publisher, jobs).await?.into_iter().map(|j| j.id));
@@ -302,7 +302,7 @@ impl Bench<'_> {
         while left > 0 {
             let batch = left.min(BATCH);
             let jobs = (0..batch)
-                .map(|_| NewJob::new("sleep", json!({"seconds": 0})))
+                .map(|_| NewJob::of(&Sleep::seconds(0.0)))
                 .collect();
             enqueue(self.db, self.publisher, jobs).await?;
             left -= batch;

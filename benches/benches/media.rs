@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use rushes_benches::{BenchEnv, env_or, full_run, percentile};
-use rushes_common::enqueue::{NewJob, enqueue, publish};
+use rushes_common::job::media::Scan;
+use rushes_common::job::store::{NewJob, Tx, enqueue};
 use rushes_common::media::{MediaConfig, transcodes};
 use rushes_common::queue::Publisher;
 use rushes_worker::config::TranscodeConfig;
@@ -34,7 +35,7 @@ use rushes_worker::media::backend::VideoBackend;
 use rushes_worker::media::ffmpeg::FfmpegRun;
 use rushes_worker::media::plan::{self, ClipFacts};
 use rushes_worker::media::staging::Staging;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -455,7 +456,9 @@ impl Worker {
 /// Runs a scan of `production` and waits for it.
 async fn scan(db: &PgPool, publisher: &Publisher, production: Uuid) -> anyhow::Result<(Timed, Value)> {
     let started = Instant::now();
-    let job = NewJob::new("scan", json!({ "production_id": production }));
+    let job = NewJob::of(&Scan {
+        production_id: production,
+    });
     let records = enqueue(db, publisher, vec![job]).await?;
     let id = records.first().context("scan not enqueued")?.id;
     wait_job(db, id, started).await
@@ -465,11 +468,9 @@ async fn scan(db: &PgPool, publisher: &Publisher, production: Uuid) -> anyhow::R
 /// one) and waits for it.
 async fn transcode_job(db: &PgPool, publisher: &Publisher, clip: Uuid) -> anyhow::Result<(Timed, Value)> {
     let started = Instant::now();
-    let mut jobs = {
-        let mut connection = db.acquire().await?;
-        transcodes::queue(&mut connection, &[(clip, PRIORITY)], None, "bench").await?
-    };
-    publish(db, publisher, &mut jobs).await?;
+    let mut tx = Tx::begin(db).await?;
+    transcodes::queue(&mut tx, &[(clip, PRIORITY)], None, "bench").await?;
+    let jobs = tx.commit(publisher).await?;
     let id = jobs.first().context("transcode not queued")?.id;
     wait_job(db, id, started).await
 }

@@ -5,7 +5,6 @@ pub mod accounts;
 pub mod audit;
 pub mod config;
 pub mod db;
-pub mod enqueue;
 pub mod job;
 pub mod logs;
 pub mod mail;

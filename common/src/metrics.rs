@@ -42,6 +42,31 @@ pub fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -
     Ok(metric)
 }
 
+/// `rushes_jobs_enqueued_total{kind,queue}`: jobs inserted by this process, whichever
+/// path enqueued them (API, scheduler, a job enqueueing the next). One per process,
+/// registered in its registry and carried by its [`crate::queue::Publisher`], through
+/// which every enqueue publishes. The default one is registered nowhere (tests, tools).
+#[derive(Clone, Debug, Default)]
+pub struct JobsEnqueued(Option<IntCounterVec>);
+
+impl JobsEnqueued {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        counter(
+            registry,
+            "rushes_jobs_enqueued_total",
+            "Jobs enqueued",
+            &["kind", "queue"],
+        )
+        .map(|c| Self(Some(c)))
+    }
+
+    pub fn count(&self, kind: &str, queue: &str) {
+        if let Some(counter) = &self.0 {
+            counter.with_label_values(&[kind, queue]).inc();
+        }
+    }
+}
+
 /// The text exposition of a registry.
 pub fn render(registry: &Registry) -> impl IntoResponse + use<> {
     let mut body = Vec::new();

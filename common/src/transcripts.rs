@@ -1,13 +1,13 @@
 //! Queueing transcriptions: a clip gets (or keeps) its one transcript row holding the
 //! options, and each transcript gets a new `transcribe` job it points at, in the
-//! caller's transaction; the caller publishes the returned jobs after committing.
+//! caller's transaction ([`Tx`]); the jobs are published when it commits.
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::enqueue::{self, EnqueueError, NewJob};
 use crate::job::JobRecord;
+use crate::job::store::{EnqueueError, NewJob, Tx};
 use crate::job::transcription::Transcribe;
 
 /// Whisper's tasks.
@@ -119,17 +119,14 @@ pub async fn insert_for_upload(
     Ok(id)
 }
 
-/// Inserts one `transcribe` job per `(transcript, priority)` and makes it the
-/// transcript's current one.
+/// Enqueues one `transcribe` job per `(transcript, priority)`, each the transcript's
+/// current one.
 pub async fn queue(
-    tx: &mut PgConnection,
+    tx: &mut Tx,
     transcripts: &[(Uuid, u8)],
     parent: Option<Uuid>,
     requested_by: &str,
 ) -> Result<Vec<JobRecord>, EnqueueError> {
-    if transcripts.is_empty() {
-        return Ok(Vec::new());
-    }
     let jobs = NewJob::batch(
         transcripts.iter().map(|(transcript_id, priority)| {
             (
@@ -142,18 +139,7 @@ pub async fn queue(
         parent,
         requested_by,
     );
-    let records = enqueue::insert(&mut *tx, jobs).await?;
-    let transcript_ids: Vec<Uuid> = transcripts.iter().map(|(id, _)| *id).collect();
-    let job_ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
-    sqlx::query(
-        "UPDATE transcripts t SET job_id = u.job_id, state = 'queued', error = NULL \
-         FROM unnest($1::uuid[], $2::uuid[]) AS u(transcript_id, job_id) WHERE t.id = u.transcript_id",
-    )
-    .bind(transcript_ids)
-    .bind(job_ids)
-    .execute(&mut *tx)
-    .await?;
-    Ok(records)
+    tx.enqueue(jobs).await
 }
 
 /// One segment to store.

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rushes_common::enqueue::EnqueueError;
+use rushes_common::job::store::EnqueueError;
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +102,7 @@ impl From<EnqueueError> for ApiError {
     fn from(err: EnqueueError) -> Self {
         match err {
             EnqueueError::Database(db) => db.into(),
+            EnqueueError::NotInserted => Self::Conflict(err.to_string()),
             other => Self::Unprocessable(other.to_string()),
         }
     }

@@ -88,10 +88,11 @@ pub fn state(config: &ControlConfig) -> anyhow::Result<AppState> {
     if config.share_secret.is_none() {
         tracing::info!("RUSHES_SHARE_SECRET is not set; share-link grants hold only on this process");
     }
+    let metrics = metrics::ControlMetrics::new().context("cannot register metrics")?;
     Ok(AppState {
         db: db.clone(),
-        publisher: Publisher::new(broker),
-        metrics: metrics::ControlMetrics::new().context("cannot register metrics")?,
+        publisher: Publisher::new(broker).counting(metrics.jobs_enqueued.clone()),
+        metrics,
         admin_token,
         roots: std::sync::Arc::new(rushes_common::media::MediaRoots::new(&config.media.media_roots)),
         media: std::sync::Arc::new(config.media.clone()),

@@ -8,7 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 use rushes_common::job::QueueFamily;
-use rushes_common::metrics::{counter, gauge, histogram, render};
+use rushes_common::metrics::{JobsEnqueued, counter, gauge, histogram, render};
 
 use crate::routes::queues::ActiveCounts;
 use crate::state::AppState;
@@ -18,7 +18,8 @@ pub struct ControlMetrics {
     pub registry: Registry,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
-    pub jobs_enqueued: IntCounterVec,
+    /// Carried by the process's publisher, which counts every enqueue.
+    pub jobs_enqueued: JobsEnqueued,
     queue_depth: IntGaugeVec,
     queue_consumers: IntGaugeVec,
     jobs_active: IntGaugeVec,
@@ -41,7 +42,7 @@ impl ControlMetrics {
                 "HTTP request duration",
                 &["method", "route"],
             )?,
-            jobs_enqueued: counter(&r, "rushes_jobs_enqueued_total", "Jobs enqueued", &["kind", "queue"])?,
+            jobs_enqueued: JobsEnqueued::register(&r)?,
             queue_depth: gauge(&r, "rushes_queue_depth", "Messages ready in each queue", &["queue"])?,
             queue_consumers: gauge(&r, "rushes_queue_consumers", "Consumers of each queue", &["queue"])?,
             jobs_active: gauge(

@@ -10,9 +10,9 @@ use axum::extract::Request;
 use axum::extract::multipart::{Field, Multipart, MultipartError, MultipartRejection};
 use axum::response::Response;
 use chrono::{DateTime, NaiveDate, Utc};
-use rushes_common::enqueue::{self, NewJob};
+use rushes_common::job::JobRecord;
 use rushes_common::job::media::TranscodeUpload;
-use rushes_common::job::{JobPayload as _, JobRecord};
+use rushes_common::job::store::{self, NewJob, Tx};
 use rushes_common::media::{UPLOAD_ORIGINAL, is_output_name};
 use rushes_common::transcripts::{self, Options};
 use serde::Serialize;
@@ -250,9 +250,10 @@ pub struct Created {
 /// upload that did not commit never leaves one behind.
 pub async fn create(state: &AppState, received: Received, new: NewUpload, caller: &Caller) -> ApiResult<Created> {
     let db = state.db.clone();
+    let publisher = state.publisher.clone();
     let uploader = (caller.name.clone(), caller.user_id);
     let committed = tokio::spawn(async move {
-        let mut tx = db.begin().await?;
+        let mut tx = Tx::begin(&db).await?;
         let job = insert(&mut tx, &received, &new, &uploader).await?;
         let transcript_id = match &new.transcript {
             Some(options) => {
@@ -260,15 +261,17 @@ pub async fn create(state: &AppState, received: Received, new: NewUpload, caller
             }
             None => None,
         };
-        tx.commit().await?;
+        // Published only once the file is kept, so that no worker looks for it sooner.
+        let mut jobs = tx.commit_unpublished(&publisher).await?;
         let id = received.id;
         received.keep();
+        store::publish_or_leave_to_relay(&db, &publisher, &mut jobs).await;
+        let job = jobs.pop().unwrap_or(job);
         Ok::<_, ApiError>((id, job, transcript_id))
     })
     .await
     .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("the upload's transaction did not finish")))?;
     let (id, job, transcript_id) = committed?;
-    let job = publish(state, job).await;
     Ok(Created {
         upload: load(state, id).await?,
         job,
@@ -278,7 +281,7 @@ pub async fn create(state: &AppState, received: Received, new: NewUpload, caller
 
 /// Inserts the upload's row and queues its transcode (in the caller's transaction).
 async fn insert(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut Tx,
     received: &Received,
     new: &NewUpload,
     (name, user_id): &(String, Option<Uuid>),
@@ -306,43 +309,18 @@ async fn insert(
     .bind(new.transcript.as_ref().is_some_and(|o| o.translate))
     .bind(name)
     .bind(user_id)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     queue_transcode(tx, received.id, new.priority, name).await
 }
 
-/// Makes a new `transcode_upload` job the upload's current one (in the caller's transaction).
-pub async fn queue_transcode(
-    tx: &mut sqlx::PgConnection,
-    id: Uuid,
-    priority: u8,
-    requested_by: &str,
-) -> ApiResult<JobRecord> {
-    let mut job = NewJob::new(TranscodeUpload::KIND, json!(TranscodeUpload { upload_id: id }));
-    job.priority = Some(priority);
-    job.requested_by = Some(requested_by.to_owned());
-    let mut records = enqueue::insert(&mut *tx, vec![job]).await?;
-    let record = records
-        .pop()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the transcode job was not inserted")))?;
-    sqlx::query(
-        "UPDATE uploads SET transcode_job_id = $2, transcode_state = 'queued', transcode_error = NULL WHERE id = $1",
-    )
-    .bind(id)
-    .bind(record.id)
-    .execute(&mut *tx)
-    .await?;
-    Ok(record)
-}
-
-/// Publishes a committed job; when the broker is down the relay publishes it later.
-pub async fn publish(state: &AppState, job: JobRecord) -> JobRecord {
-    let mut jobs = [job];
-    if let Err(err) = enqueue::publish(&state.db, &state.publisher, &mut jobs).await {
-        tracing::warn!(error = %err, "upload job committed but not published; the relay will publish it");
-    }
-    let [job] = jobs;
-    job
+/// Enqueues a new `transcode_upload` job, which the store makes the upload's current
+/// one (in the caller's transaction).
+pub async fn queue_transcode(tx: &mut Tx, id: Uuid, priority: u8, requested_by: &str) -> ApiResult<JobRecord> {
+    let job = NewJob::of(&TranscodeUpload { upload_id: id })
+        .priority(priority)
+        .requested_by(requested_by);
+    Ok(tx.enqueue_one(job).await?)
 }
 
 /// An upload as the API shows it; `media` holds URLs of its outputs.

@@ -13,8 +13,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rushes_common::enqueue::{self, NewJob};
 use rushes_common::job::JobRecord;
+use rushes_common::job::store::{self, NewJob, Tx};
+use rushes_common::queue::Publisher;
 use rushes_common::schedule::{Compiled, Missed, ScheduleRecord};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -98,9 +99,11 @@ pub async fn initialise(db: &PgPool, now: DateTime<Utc>) -> Result<usize, sqlx::
 }
 
 /// Fires every schedule due at `now` (due times later than `grace` count as missed).
-pub async fn fire_due(db: &PgPool, now: DateTime<Utc>, grace: Duration) -> anyhow::Result<Pass> {
+/// The jobs are committed and counted in `publisher`'s process, not published: the
+/// caller publishes them beside its firing loop.
+pub async fn fire_due(db: &PgPool, publisher: &Publisher, now: DateTime<Utc>, grace: Duration) -> anyhow::Result<Pass> {
     let grace = chrono::Duration::from_std(grace)?;
-    let mut tx = db.begin().await?;
+    let mut tx = Tx::begin(db).await?;
     let due: Vec<ScheduleRecord> = sqlx::query_as(concat!(
         "SELECT ",
         rushes_common::schedule_columns!(),
@@ -147,9 +150,9 @@ pub async fn fire_due(db: &PgPool, now: DateTime<Utc>, grace: Duration) -> anyho
                 schedule_id: Some(schedule.id),
                 scheduled_for: Some(due_at),
                 requested_by: Some(format!("schedule:{}", schedule.name)),
-                ..NewJob::new(schedule.kind.clone(), schedule.payload.clone())
+                ..NewJob::by_name(schedule.kind.clone(), schedule.payload.clone())
             };
-            match enqueue::validate(&job) {
+            match store::validate(&job) {
                 Ok(_) => jobs.push(job),
                 Err(err) => {
                     tracing::error!(schedule = %schedule.name, error = %err, "cannot build the scheduled job");
@@ -173,7 +176,7 @@ pub async fn fire_due(db: &PgPool, now: DateTime<Utc>, grace: Duration) -> anyho
         });
     }
 
-    let records = enqueue::insert(&mut *tx, jobs).await?;
+    let records = tx.enqueue(jobs).await?;
     // A job refused as a duplicate of one already fired for its due time was not fired now.
     for fire in fires.iter_mut().filter(|f| f.outcome == FireOutcome::Fired) {
         if !records.iter().any(|r| r.schedule_id == Some(fire.schedule_id)) {
@@ -198,8 +201,8 @@ pub async fn fire_due(db: &PgPool, now: DateTime<Utc>, grace: Duration) -> anyho
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
-    Ok(Pass { fires, jobs: records })
+    let jobs = tx.commit_unpublished(publisher).await?;
+    Ok(Pass { fires, jobs })
 }
 
 /// The earliest due time of any enabled schedule.

@@ -55,9 +55,7 @@ struct Scheduler {
 /// Publishes fired jobs in the order they were fired; a failure leaves them to the relay.
 async fn publish_fired(db: PgPool, publisher: Publisher, mut outbox: mpsc::Receiver<Vec<JobRecord>>) {
     while let Some(mut jobs) = outbox.recv().await {
-        if let Err(err) = rushes_common::enqueue::publish(&db, &publisher, &mut jobs).await {
-            tracing::warn!(error = %err, jobs = jobs.len(), "fired jobs committed but not published; the relay will");
-        }
+        rushes_common::job::store::publish_or_leave_to_relay(&db, &publisher, &mut jobs).await;
     }
 }
 
@@ -65,13 +63,14 @@ async fn publish_fired(db: PgPool, publisher: Publisher, mut outbox: mpsc::Recei
 pub async fn run(config: SchedulerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let db = rushes_common::db::pool(&config.database).context("invalid database settings")?;
     let broker = Broker::new(&config.broker, "rushes-scheduler").context("invalid broker settings")?;
-    let publisher = Publisher::new(broker);
+    let metrics = SchedulerMetrics::new().context("cannot register metrics")?;
+    let publisher = Publisher::new(broker).counting(metrics.jobs_enqueued.clone());
     let (outbox, fired) = mpsc::channel(64);
     tokio::spawn(publish_fired(db.clone(), publisher.clone(), fired));
     let scheduler = Scheduler {
         logs: LogSink::spawn(db.clone(), "scheduler"),
         publisher,
-        metrics: SchedulerMetrics::new().context("cannot register metrics")?,
+        metrics,
         db,
         config,
         outbox,
@@ -213,14 +212,15 @@ impl Scheduler {
     /// Fires everything due now, batch after batch.
     async fn fire(&self) {
         loop {
-            let mut pass = match firing::fire_due(&self.db, Utc::now(), self.config.misfire_grace).await {
-                Ok(pass) => pass,
-                Err(err) => {
-                    self.metrics.errors.with_label_values(&["fire"]).inc();
-                    tracing::warn!(error = format!("{err:#}"), "firing pass failed");
-                    return;
-                }
-            };
+            let mut pass =
+                match firing::fire_due(&self.db, &self.publisher, Utc::now(), self.config.misfire_grace).await {
+                    Ok(pass) => pass,
+                    Err(err) => {
+                        self.metrics.errors.with_label_values(&["fire"]).inc();
+                        tracing::warn!(error = format!("{err:#}"), "firing pass failed");
+                        return;
+                    }
+                };
             if pass.fires.is_empty() {
                 return;
             }

@@ -1,7 +1,7 @@
 //! The scheduler's Prometheus metrics.
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry};
-use rushes_common::metrics::{counter, gauge};
+use rushes_common::metrics::{JobsEnqueued, counter, gauge};
 
 #[derive(Clone)]
 pub struct SchedulerMetrics {
@@ -15,6 +15,8 @@ pub struct SchedulerMetrics {
     pub loaded: IntGauge,
     pub relayed: IntCounterVec,
     pub errors: IntCounterVec,
+    /// Jobs the schedules fired (carried by the scheduler's publisher).
+    pub jobs_enqueued: JobsEnqueued,
 }
 
 impl SchedulerMetrics {
@@ -51,6 +53,7 @@ impl SchedulerMetrics {
             )?,
             lag,
             loaded,
+            jobs_enqueued: JobsEnqueued::register(&r)?,
             registry: r,
         })
     }

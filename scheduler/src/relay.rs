@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use rushes_common::enqueue;
 use rushes_common::job::JobRecord;
+use rushes_common::job::store;
 use rushes_common::queue::Publisher;
 use sqlx::PgPool;
 
@@ -41,12 +41,9 @@ async fn overdue_retries(db: &PgPool, publisher: &Publisher, overdue_after_s: f6
         jobs = overdue.len(),
         "re-publishing retries whose delayed message did not come back"
     );
-    enqueue::publish(db, publisher, &mut overdue).await?;
+    store::publish(db, publisher, &mut overdue).await?;
     let ids: Vec<uuid::Uuid> = overdue.iter().map(|j| j.id).collect();
-    sqlx::query("UPDATE jobs SET retry_at = now() WHERE id = ANY($1) AND state = 'retrying'")
-        .bind(&ids)
-        .execute(db)
-        .await?;
+    store::touch_overdue_retries(db, &ids).await?;
     Ok(overdue.len())
 }
 
@@ -67,7 +64,7 @@ pub async fn pass(
     .bind(BATCH)
     .fetch_all(db)
     .await?;
-    enqueue::publish(db, publisher, &mut unpublished).await?;
+    store::publish(db, publisher, &mut unpublished).await?;
 
     let stranded_after = stale_after.as_secs_f64() * STRANDED_FACTOR;
     let mut stranded: Vec<JobRecord> = sqlx::query_as(concat!(
@@ -84,7 +81,7 @@ pub async fn pass(
     if !stranded.is_empty() {
         tracing::warn!(jobs = stranded.len(), "re-publishing jobs whose worker went silent");
     }
-    enqueue::publish(db, publisher, &mut stranded).await?;
+    store::publish(db, publisher, &mut stranded).await?;
     let overdue = overdue_retries(db, publisher, stranded_after).await?;
     Ok(Relayed {
         unpublished: unpublished.len(),

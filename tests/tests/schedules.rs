@@ -212,18 +212,18 @@ async fn calendar_logic_with_an_injected_clock() -> anyhow::Result<()> {
     );
 
     // Before the start nothing fires; on time it fires once, and only once.
-    let pass = firing::fire_due(&env.db, at("2029-12-31T23:59:59Z"), GRACE).await?;
+    let pass = firing::fire_due(&env.db, &env.publisher, at("2029-12-31T23:59:59Z"), GRACE).await?;
     assert!(pass.fires.iter().all(|f| f.schedule_id != hourly_id));
-    let pass = firing::fire_due(&env.db, at("2030-01-01T00:00:00.010Z"), GRACE).await?;
+    let pass = firing::fire_due(&env.db, &env.publisher, at("2030-01-01T00:00:00.010Z"), GRACE).await?;
     let fire = pass.fires.iter().find(|f| f.schedule_id == hourly_id).cloned();
     assert_eq!(fire.as_ref().map(|f| f.outcome), Some(FireOutcome::Fired));
     assert_eq!(fire.and_then(|f| f.next), Some(at("2030-01-01T01:00:00Z")));
     assert_eq!(pass.jobs[0].scheduled_for, Some(at("2030-01-01T00:00:00Z")));
-    let again = firing::fire_due(&env.db, at("2030-01-01T00:00:00.020Z"), GRACE).await?;
+    let again = firing::fire_due(&env.db, &env.publisher, at("2030-01-01T00:00:00.020Z"), GRACE).await?;
     assert!(again.fires.is_empty(), "a due time fires once");
 
     // Down from 00:30 to 05:30: `skip` drops the five missed fires.
-    let pass = firing::fire_due(&env.db, at("2030-01-01T05:30:00Z"), GRACE).await?;
+    let pass = firing::fire_due(&env.db, &env.publisher, at("2030-01-01T05:30:00Z"), GRACE).await?;
     let fire = pass.fires.iter().find(|f| f.schedule_id == hourly_id).cloned();
     assert_eq!(fire.as_ref().map(|f| f.outcome), Some(FireOutcome::SkippedMissed));
     assert_eq!(fire.and_then(|f| f.next), Some(at("2030-01-01T06:00:00Z")));
@@ -238,7 +238,7 @@ async fn calendar_logic_with_an_injected_clock() -> anyhow::Result<()> {
         )
         .await?;
     assert_eq!(status, StatusCode::OK);
-    let pass = firing::fire_due(&env.db, at("2030-01-01T05:30:00Z"), GRACE).await?;
+    let pass = firing::fire_due(&env.db, &env.publisher, at("2030-01-01T05:30:00Z"), GRACE).await?;
     assert_eq!(pass.jobs.len(), 1, "run once, not six times");
     assert_eq!(pass.fires[0].next, Some(at("2030-01-01T06:00:00Z")));
     assert_eq!(jobs_of(&env, hourly_id).await?.len(), 2);
@@ -254,9 +254,9 @@ async fn calendar_logic_with_an_injected_clock() -> anyhow::Result<()> {
     let one_off = id_of(&create(&env, json!({"name": "one-off", "kind": "sleep", "payload": sleep, "one_off": true, "interval": {"every": 1, "period": "days"}, "start_time": "2031-06-01T11:00:00Z"})).await?)?;
     let expiring = id_of(&create(&env, json!({"name": "expiring", "kind": "sleep", "payload": sleep, "cron": {"expr": "0 * * * *", "timezone": "UTC"}, "start_time": "2031-06-01T09:00:00Z", "expires": "2031-06-01T11:00:00Z"})).await?)?;
     for hour in ["09", "10", "11", "12"] {
-        firing::fire_due(&env.db, at(&format!("2031-06-01T{hour}:00:01Z")), GRACE).await?;
+        firing::fire_due(&env.db, &env.publisher, at(&format!("2031-06-01T{hour}:00:01Z")), GRACE).await?;
     }
-    firing::fire_due(&env.db, at("2031-06-03T12:00:01Z"), GRACE).await?;
+    firing::fire_due(&env.db, &env.publisher, at("2031-06-03T12:00:01Z"), GRACE).await?;
     for (id, runs) in [(clocked, 1), (one_off, 1), (expiring, 2)] {
         let (_, s) = env.get(&format!("/api/v1/schedules/{id}")).await?;
         assert_eq!(jobs_of(&env, id).await?.len(), runs, "{s}");

@@ -1,11 +1,13 @@
 //! The worker's Prometheus metrics.
 
 use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
-use rushes_common::metrics::{counter, gauge, histogram};
+use rushes_common::metrics::{JobsEnqueued, counter, gauge, histogram};
 
 #[derive(Clone)]
 pub struct WorkerMetrics {
     pub registry: Registry,
+    /// Jobs this worker's jobs enqueued (carried by its publisher).
+    pub jobs_enqueued: JobsEnqueued,
     /// Attempts started, by kind and queue.
     pub started: IntCounterVec,
     /// Attempts finished, by kind, queue and outcome (succeeded, failed, retrying, dead,
@@ -40,6 +42,7 @@ impl WorkerMetrics {
     pub fn new() -> prometheus::Result<Self> {
         let r = Registry::new();
         Ok(Self {
+            jobs_enqueued: JobsEnqueued::register(&r)?,
             started: counter(
                 &r,
                 "rushes_jobs_started_total",

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rushes_common::db::{CANCEL_CHANNEL, PAUSE_CHANNEL};
 use rushes_common::job::QueueFamily;
+use rushes_common::job::store::{self, Beat};
 use rushes_common::queue::Backoff;
 use sqlx::postgres::PgListener;
 use uuid::Uuid;
@@ -73,23 +74,15 @@ pub async fn heartbeat_loop(shared: Arc<Shared>) {
 async fn beat(shared: &Shared) -> Result<(), sqlx::Error> {
     let jobs = shared.running_snapshot();
     if !jobs.is_empty() {
-        let ids: Vec<Uuid> = jobs.iter().map(|(id, _)| *id).collect();
-        let attempts: Vec<i32> = jobs.iter().map(|(_, job)| job.attempt.load(Ordering::SeqCst)).collect();
-        let progress: Vec<f32> = jobs.iter().map(|(_, job)| job.progress()).collect();
-        let alive: HashSet<Uuid> = sqlx::query_scalar(
-            "UPDATE jobs j SET heartbeat_at = now(), progress = u.progress \
-             FROM unnest($1::uuid[], $2::real[], $3::int4[]) AS u(id, progress, attempt) \
-             WHERE j.id = u.id AND j.state = 'running' AND j.worker_id = $4 AND j.attempts = u.attempt \
-             RETURNING j.id",
-        )
-        .bind(&ids)
-        .bind(&progress)
-        .bind(&attempts)
-        .bind(shared.worker_id)
-        .fetch_all(&shared.db)
-        .await?
-        .into_iter()
-        .collect();
+        let beats: Vec<Beat> = jobs
+            .iter()
+            .map(|(id, job)| Beat {
+                id: *id,
+                attempt: job.attempt.load(Ordering::SeqCst),
+                progress: job.progress(),
+            })
+            .collect();
+        let alive = store::beat(&shared.db, shared.worker_id, &beats).await?;
         for (id, job) in &jobs {
             if !alive.contains(id) && !job.cancel.is_cancelled() {
                 tracing::info!(job.id = %id, "job is no longer ours (cancelled or re-claimed); stopping it");

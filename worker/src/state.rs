@@ -62,7 +62,7 @@ impl Shared {
         let logs = rushes_common::logs::LogSink::spawn(db.clone(), "worker");
         let connected = queues.iter().map(|(f, _)| (*f, AtomicBool::new(false))).collect();
         Self {
-            publisher: Publisher::new(broker.clone()),
+            publisher: Publisher::new(broker.clone()).counting(metrics.jobs_enqueued.clone()),
             db,
             broker,
             ledger,

@@ -114,9 +114,35 @@ pub struct Target {
     pub follows: Option<Follows>,
 }
 
+/// A table whose rows follow their current job's state. The store writes it into
+/// `jobs.mirror` at insert; one trigger (migration `20261202000060_job_mirror.sql`, a
+/// branch per value) moves the row when the job's state changes. No kind name is in
+/// SQL, so renaming a kind cannot silently stop the mirroring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mirror {
+    Clips,
+    Uploads,
+    Transcripts,
+}
+
+impl Mirror {
+    pub const ALL: [Mirror; 3] = [Self::Clips, Self::Uploads, Self::Transcripts];
+
+    /// The value of `jobs.mirror`: the table's name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Clips => "clips",
+            Self::Uploads => "uploads",
+            Self::Transcripts => "transcripts",
+        }
+    }
+}
+
 /// The columns of a row that follows its current job of one kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Follows {
+    /// The table, as `jobs.mirror` names it for the trigger (it is [`Target::table`]).
+    pub mirror: Mirror,
     /// Holds the current job's id.
     pub job: &'static str,
     /// Its `transcode_state`.
@@ -180,7 +206,7 @@ fn validate_json<P: JobPayload>(payload: &serde_json::Value) -> Result<(), Strin
     parsed.validate()
 }
 
-static CATALOGUE: [KindSpec; 16] = [
+static CATALOGUE: &[KindSpec] = &[
     KindSpec::of::<Sleep>(),
     KindSpec::of::<PurgeJobs>(),
     KindSpec::of::<ReapWorkers>(),
@@ -201,7 +227,7 @@ static CATALOGUE: [KindSpec; 16] = [
 
 /// Every kind the fleet knows.
 pub fn catalogue() -> &'static [KindSpec] {
-    &CATALOGUE
+    CATALOGUE
 }
 
 /// The kind called `name`, if the fleet knows it.
@@ -282,5 +308,20 @@ mod tests {
             }
         }
         assert_eq!(housekeeping_kinds(), ["purge_jobs", "reap_workers", "purge_logins"]);
+    }
+
+    #[test]
+    fn a_kind_is_catalogued_once_and_mirrors_its_own_table() {
+        let mut names: Vec<&str> = catalogue().iter().map(|k| k.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), catalogue().len(), "a kind name is catalogued twice");
+        for kind in catalogue() {
+            if let Some(target) = kind.target
+                && let Some(follows) = target.follows
+            {
+                assert_eq!(follows.mirror.as_str(), target.table, "{}", kind.name);
+            }
+        }
     }
 }

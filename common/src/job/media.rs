@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::catalogue::{Follows, JobPayload, QueueFamily, Target};
+use super::catalogue::{Follows, JobPayload, Mirror, QueueFamily, Target};
 
 /// `scan`: walk one production's folder and reconcile its clips.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,6 +71,7 @@ impl JobPayload for Transcode {
         table: "clips",
         noun: "clip",
         follows: Some(Follows {
+            mirror: Mirror::Clips,
             job: "transcode_job_id",
             state: "transcode_state",
             error: "transcode_error",
@@ -128,6 +129,7 @@ impl JobPayload for TranscodeUpload {
         table: "uploads",
         noun: "upload",
         follows: Some(Follows {
+            mirror: Mirror::Uploads,
             job: "transcode_job_id",
             state: "transcode_state",
             error: "transcode_error",

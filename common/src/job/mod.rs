@@ -1,5 +1,5 @@
 //! Jobs as every process sees them: states, the catalogue of kinds, the message
-//! envelope, and the `jobs` rows.
+//! envelope, the `jobs` rows, and the store that writes them.
 
 pub mod accounts;
 mod catalogue;
@@ -11,10 +11,11 @@ mod record;
 pub mod redact;
 pub mod schema;
 pub mod sleep;
+pub mod store;
 pub mod transcription;
 
 pub use catalogue::{
-    Follows, JobPayload, KindSpec, QueueFamily, Target, UnknownQueue, catalogue, housekeeping_kinds, spec,
+    Follows, JobPayload, KindSpec, Mirror, QueueFamily, Target, UnknownQueue, catalogue, housekeeping_kinds, spec,
 };
 pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError};
 pub use record::{JOB_COLUMNS, JobRecord, JobState};

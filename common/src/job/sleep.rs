@@ -24,6 +24,18 @@ pub struct Sleep {
     pub panic: bool,
 }
 
+impl Sleep {
+    /// A plain sleep of `seconds`, failing nothing.
+    pub fn seconds(seconds: f64) -> Self {
+        Self {
+            seconds,
+            fail_attempts: 0,
+            fail_until: None,
+            panic: false,
+        }
+    }
+}
+
 impl JobPayload for Sleep {
     const KIND: &'static str = "sleep";
     const QUEUE: QueueFamily = QueueFamily::Maintenance;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::catalogue::{Follows, JobPayload, QueueFamily, Target};
+use super::catalogue::{Follows, JobPayload, Mirror, QueueFamily, Target};
 
 /// `transcribe`: run Whisper over one transcript's audio (a clip's or an upload's) with
 /// the options stored on the transcript, and store its segments.
@@ -27,6 +27,7 @@ impl JobPayload for Transcribe {
         table: "transcripts",
         noun: "transcript",
         follows: Some(Follows {
+            mirror: Mirror::Transcripts,
             job: "job_id",
             state: "state",
             error: "error",

@@ -10,6 +10,7 @@ use tokio::sync::Mutex;
 
 use super::broker::{Broker, BrokerError};
 use super::message::Outgoing;
+use crate::metrics::JobsEnqueued;
 
 /// Messages published before their confirms are awaited together.
 const CONFIRM_BATCH: usize = 1000;
@@ -39,6 +40,7 @@ impl From<lapin::Error> for PublishError {
 pub struct Publisher {
     broker: Broker,
     channel: Arc<Mutex<Option<Channel>>>,
+    jobs_enqueued: JobsEnqueued,
 }
 
 impl Publisher {
@@ -46,7 +48,19 @@ impl Publisher {
         Self {
             broker,
             channel: Arc::new(Mutex::new(None)),
+            jobs_enqueued: JobsEnqueued::default(),
         }
+    }
+
+    /// Counts the jobs enqueued through this publisher (and its clones) in `counter`.
+    pub fn counting(mut self, counter: JobsEnqueued) -> Self {
+        self.jobs_enqueued = counter;
+        self
+    }
+
+    /// The process's count of jobs enqueued ([`crate::job::store::Tx::commit`] counts there).
+    pub fn jobs_enqueued(&self) -> &JobsEnqueued {
+        &self.jobs_enqueued
     }
 
     pub fn broker(&self) -> &Broker {

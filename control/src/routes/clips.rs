@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chrono::{DateTime, NaiveDate, Utc};
-use rushes_common::enqueue;
+use rushes_common::job::store::Tx;
 use rushes_common::media::{is_output_name, transcodes};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -394,8 +394,8 @@ pub(crate) async fn queue_transcodes(
     request: TranscodeRequest<'_>,
 ) -> ApiResult<Vec<Uuid>> {
     let clips: Vec<(Uuid, u8)> = clips.into_iter().collect();
-    let mut tx = state.db.begin().await?;
-    let mut jobs = transcodes::queue(&mut tx, &clips, None, &caller.name).await?;
+    let mut tx = Tx::begin(&state.db).await?;
+    let jobs = transcodes::queue(&mut tx, &clips, None, &caller.name).await?;
     let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
     audit::record(
         &mut *tx,
@@ -413,10 +413,7 @@ pub(crate) async fn queue_transcodes(
         },
     )
     .await?;
-    tx.commit().await?;
-    if let Err(err) = enqueue::publish(&state.db, &state.publisher, &mut jobs).await {
-        tracing::warn!(error = %err, "transcodes committed but not published; the relay will publish them");
-    }
+    tx.commit(&state.publisher).await?;
     Ok(ids)
 }
 

@@ -7,6 +7,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use rushes_common::job::QueueFamily;
+use rushes_common::job::store::{self, Tx};
 use rushes_common::queue::Outgoing;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -194,20 +195,12 @@ async fn requeue(
     require_open(&letter)?;
     match letter.job_id {
         Some(job_id) => {
-            let mut tx = state.db.begin().await?;
-            let job = super::jobs::requeue(&mut tx, &state, &caller, job_id).await?;
+            let mut tx = Tx::begin(&state.db).await?;
+            super::jobs::requeue(&mut tx, &state, &caller, job_id).await?;
             // The job's open letter is resolved with it; this one too if it was not it.
-            sqlx::query(
-                "UPDATE dead_letters SET requeued_at = now(), requeued_by = $2 \
-                 WHERE id = $1 AND requeued_at IS NULL AND discarded_at IS NULL",
-            )
-            .bind(id)
-            .bind(&caller.name)
-            .execute(&mut *tx)
-            .await?;
+            store::resolve_dead_letter(&mut tx, id, &caller.name).await?;
             audit_letter(&mut *tx, &caller, "dead_letter.requeue", &letter).await?;
-            tx.commit().await?;
-            super::jobs::publish_requeued(&state, job).await;
+            tx.commit(&state.publisher).await?;
         }
         None => {
             let family: QueueFamily = letter
@@ -221,11 +214,7 @@ async fn requeue(
                 .await
                 .map_err(|e| ApiError::Unavailable(format!("cannot publish: {e}")))?;
             let mut tx = state.db.begin().await?;
-            sqlx::query("UPDATE dead_letters SET requeued_at = now(), requeued_by = $2 WHERE id = $1")
-                .bind(id)
-                .bind(&caller.name)
-                .execute(&mut *tx)
-                .await?;
+            store::resolve_dead_letter(&mut tx, id, &caller.name).await?;
             audit_letter(&mut *tx, &caller, "dead_letter.requeue", &letter).await?;
             tx.commit().await?;
         }
@@ -243,16 +232,7 @@ async fn discard(
     let letter = find(&state, id).await?;
     require_open(&letter)?;
     let mut tx = state.db.begin().await?;
-    let discarded = sqlx::query(
-        "UPDATE dead_letters SET discarded_at = now(), discarded_by = $2 \
-         WHERE id = $1 AND requeued_at IS NULL AND discarded_at IS NULL",
-    )
-    .bind(id)
-    .bind(&caller.name)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if discarded == 0 {
+    if !store::discard_dead_letter(&mut tx, id, &caller.name).await? {
         // Resolved by someone else meanwhile.
         drop(tx);
         require_open(&find(&state, id).await?)?;

@@ -9,9 +9,9 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
-use rushes_common::enqueue::NewJob;
 use rushes_common::job::JobPayload as _;
 use rushes_common::job::email::SendEmailDraft;
+use rushes_common::job::store::{self, NewJob};
 use rushes_common::mail;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -196,7 +196,7 @@ async fn send(
     if draft.state != "draft" {
         return Err(ApiError::Conflict(format!("email {id} is already {}", draft.state)));
     }
-    let payload = json!(SendEmailDraft { draft_id: id });
+    let payload = SendEmailDraft { draft_id: id };
     let change = |action: &'static str, after: Value| Change {
         action,
         target_type: "email",
@@ -216,7 +216,7 @@ async fn send(
             .bind(format!("email-{id}"))
             .bind(format!("Mail-out \"{}\"", draft.subject))
             .bind(SendEmailDraft::KIND)
-            .bind(&payload)
+            .bind(sqlx::types::Json(&payload))
             .bind(at)
             .execute(&mut *tx)
             .await?;
@@ -235,9 +235,8 @@ async fn send(
             ))
         }
         None => {
-            let mut job = NewJob::new(SendEmailDraft::KIND, payload);
-            job.requested_by = Some(caller.name.clone());
-            let job = super::jobs::enqueue_one(&state, job).await?;
+            let job = NewJob::of(&payload).requested_by(&caller.name);
+            let job = store::enqueue_one(&state.db, &state.publisher, job).await?;
             audit::record(&state.db, &caller, change("email.send", json!({ "job_id": job.id }))).await?;
             Ok((
                 StatusCode::ACCEPTED,

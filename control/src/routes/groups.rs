@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use rushes_common::job::JobPayload as _;
 use rushes_common::job::accounts::{GroupAction, GroupUsers};
 
 use crate::audit::{self, Change};
@@ -459,8 +458,7 @@ async fn bulk_users(
         }
     };
     find(&state, id).await?;
-    let payload = json!(GroupUsers { group_id: id, action });
-    super::users::queue_job(&state, &caller, GroupUsers::KIND, payload).await
+    super::users::queue_job(&state, &caller, &GroupUsers { group_id: id, action }).await
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]

@@ -9,8 +9,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chrono::Utc;
-use rushes_common::db::CANCEL_CHANNEL;
-use rushes_common::enqueue::{self, NewJob};
+use rushes_common::job::store::{self, NewJob, Tx};
 use rushes_common::job::{JobRecord, JobState, MAX_PRIORITY, QueueFamily, catalogue, housekeeping_kinds, spec};
 use serde::Deserialize;
 use serde_json::json;
@@ -71,40 +70,21 @@ async fn create(
         queue,
         max_attempts: body.max_attempts,
         requested_by: Some(caller.name.clone()),
-        ..NewJob::new(body.kind, body.payload)
+        ..NewJob::by_name(body.kind, body.payload)
     };
     let job = enqueue_audited(&state, &caller, job, "job.enqueue").await?;
     let location = format!("/api/v1/jobs/{}", job.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(job)))
 }
 
-/// Enqueues one job (committed, then published) and counts it.
-pub async fn enqueue_one(state: &AppState, job: NewJob) -> ApiResult<JobRecord> {
-    let mut records = enqueue::enqueue(&state.db, &state.publisher, vec![job]).await?;
-    let job = records.pop().ok_or_else(|| anyhow::anyhow!("insert returned no row"))?;
-    count_enqueued(state, &job);
-    Ok(job)
-}
-
-fn count_enqueued(state: &AppState, job: &JobRecord) {
-    state
-        .metrics
-        .jobs_enqueued
-        .with_label_values(&[job.kind.as_str(), job.queue.as_str()])
-        .inc();
-}
-
 /// Enqueues one job someone asked for by name (`POST /jobs`, a schedule's "run now"):
 /// its row must exist, it becomes that row's current job where the row follows one,
 /// and the enqueue is audited as `action`, all in one transaction; then it is published.
 pub async fn enqueue_audited(state: &AppState, caller: &Caller, job: NewJob, action: &str) -> ApiResult<JobRecord> {
-    enqueue::validate(&job)?;
-    let mut tx = state.db.begin().await?;
-    enqueue::check_target(&mut *tx, &job).await?;
-    let records = enqueue::insert(&mut *tx, vec![job]).await?;
-    enqueue::adopt(&mut tx, &records).await?;
-    let mut records = records;
-    let job = records.pop().ok_or_else(|| anyhow::anyhow!("insert returned no row"))?;
+    store::validate(&job)?;
+    let mut tx = Tx::begin(&state.db).await?;
+    store::check_target(&mut *tx, &job).await?;
+    let job = tx.enqueue_one(job).await?;
     audit::record(
         &mut *tx,
         caller,
@@ -124,14 +104,8 @@ pub async fn enqueue_audited(state: &AppState, caller: &Caller, job: NewJob, act
         },
     )
     .await?;
-    tx.commit().await?;
-    let mut records = [job];
-    if let Err(err) = enqueue::publish(&state.db, &state.publisher, &mut records).await {
-        tracing::warn!(job.id = %records[0].id, error = %err, "job committed but not published; the relay will publish it");
-    }
-    let [job] = records;
-    count_enqueued(state, &job);
-    Ok(job)
+    let published = tx.commit(&state.publisher).await?;
+    Ok(published.into_iter().next().unwrap_or(job))
 }
 
 #[derive(Debug, Deserialize)]
@@ -344,20 +318,7 @@ async fn cancel(
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<JobRecord>> {
     let mut tx = state.db.begin().await?;
-    // `state` and `attempts` in SET are the row's values before the update.
-    let cancelled: Option<JobRecord> = sqlx::query_as(concat!(
-        "UPDATE jobs SET state = 'cancelled', finished_at = now(), heartbeat_at = NULL, retry_at = NULL, \
-                cancelled_by = $2, \
-                history = history || jsonb_build_array(jsonb_build_object( \
-                    'at', now(), 'event', 'cancelled', 'attempt', attempts, 'state', state, 'by', $2)) \
-         WHERE id = $1 AND state IN ('queued', 'retrying', 'running') RETURNING ",
-        rushes_common::job_columns!()
-    ))
-    .bind(id)
-    .bind(&caller.name)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(job) = cancelled else {
+    let Some(job) = store::cancel(&mut tx, id, &caller.name).await? else {
         drop(tx);
         let job = find(&state.db, id).await?;
         return Err(ApiError::Conflict(format!(
@@ -365,11 +326,6 @@ async fn cancel(
             job.state.as_str()
         )));
     };
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CANCEL_CHANNEL)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
     audit_job(&mut *tx, &caller, "job.cancel", &job).await?;
     tx.commit().await?;
     Ok(axum::Json(job))
@@ -402,57 +358,27 @@ async fn retry(
     Extension(caller): Extension<Caller>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<JobRecord>> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = Tx::begin(&state.db).await?;
     let job = requeue(&mut tx, &state, &caller, id).await?;
     audit_job(&mut *tx, &caller, "job.retry", &job).await?;
-    tx.commit().await?;
-    Ok(axum::Json(publish_requeued(&state, job).await))
+    let published = tx.commit(&state.publisher).await?;
+    Ok(axum::Json(published.into_iter().next().unwrap_or(job)))
 }
 
-/// Puts a settled (not succeeded) job back to `queued` from attempt 1, in the caller's
-/// transaction, recording who and the previous outcome in its history and resolving
-/// its open dead letter; shared with the dead-letter requeue. The caller commits, then
-/// publishes with [`publish_requeued`].
-pub async fn requeue(tx: &mut sqlx::PgConnection, state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<JobRecord> {
-    let reset: Option<JobRecord> = sqlx::query_as(concat!(
-        "UPDATE jobs SET state = 'queued', attempts = 0, progress = 0, error = NULL, result = NULL, \
-                worker_id = NULL, heartbeat_at = NULL, started_at = NULL, finished_at = NULL, \
-                published_at = NULL, enqueued_at = now(), retry_at = NULL, retried_by = $2, \
-                history = history || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object( \
-                    'at', now(), 'event', 'retried', 'attempt', attempts, 'state', state, 'error', error, 'by', $2))) \
-         WHERE id = $1 AND state IN ('failed', 'dead', 'cancelled') RETURNING ",
-        rushes_common::job_columns!()
-    ))
-    .bind(id)
-    .bind(&caller.name)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(job) = reset else {
-        let job = find(&state.db, id).await?;
-        return Err(ApiError::Conflict(format!(
-            "job {id} is {}; only failed, dead or cancelled jobs can be retried",
-            job.state.as_str()
-        )));
-    };
-    sqlx::query(
-        "UPDATE dead_letters SET requeued_at = now(), requeued_by = $2 \
-         WHERE job_id = $1 AND requeued_at IS NULL AND discarded_at IS NULL",
-    )
-    .bind(id)
-    .bind(&caller.name)
-    .execute(&mut *tx)
-    .await?;
-    Ok(job)
-}
-
-/// Publishes a committed requeue; when the broker is down the relay publishes it later.
-pub async fn publish_requeued(state: &AppState, job: JobRecord) -> JobRecord {
-    let mut records = [job];
-    if let Err(err) = enqueue::publish(&state.db, &state.publisher, &mut records).await {
-        tracing::warn!(job.id = %records[0].id, error = %err, "requeued job not published yet; the relay will publish it");
+/// Puts a settled (not succeeded) job back to `queued` from attempt 1 in the caller's
+/// transaction ([`store::requeue`]), published when it commits; shared with the
+/// dead-letter requeue. A job in another state is a conflict.
+pub async fn requeue(tx: &mut Tx, state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<JobRecord> {
+    match store::requeue(tx, id, &caller.name).await? {
+        Some(job) => Ok(job),
+        None => {
+            let job = find(&state.db, id).await?;
+            Err(ApiError::Conflict(format!(
+                "job {id} is {}; only failed, dead or cancelled jobs can be retried",
+                job.state.as_str()
+            )))
+        }
     }
-    let [job] = records;
-    job
 }
 
 #[cfg(test)]

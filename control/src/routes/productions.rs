@@ -9,8 +9,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, patch, post};
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
-use rushes_common::enqueue::{self, NewJob};
 use rushes_common::job::media::Scan;
+use rushes_common::job::store::{NewJob, Tx};
 use rushes_common::job::{DEFAULT_PRIORITY, JobPayload as _, JobRecord, MAX_PRIORITY};
 use rushes_common::media::skips::SkipKind;
 use serde::{Deserialize, Serialize};
@@ -597,7 +597,7 @@ async fn scan(
     }
     // One scan per production at a time: a scan already queued or running is the answer
     // (200) rather than a second one behind it (202 for a new one).
-    let mut tx = state.db.begin().await?;
+    let mut tx = Tx::begin(&state.db).await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
         .bind(SCAN_REQUEST_LOCK)
         .bind(id.to_string())
@@ -606,23 +606,22 @@ async fn scan(
     let pending: Option<JobRecord> = sqlx::query_as(concat!(
         "SELECT ",
         rushes_common::job_columns!(),
-        " FROM jobs WHERE kind = 'scan' AND state IN ('queued', 'running', 'retrying') \
+        " FROM jobs WHERE kind = $2 AND state IN ('queued', 'running', 'retrying') \
            AND payload->>'production_id' = $1 ORDER BY enqueued_at LIMIT 1"
     ))
     .bind(id.to_string())
+    .bind(Scan::KIND)
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(job) = pending {
         return Ok((StatusCode::OK, axum::Json(job)));
     }
-    let mut job = NewJob::new(Scan::KIND, json!(Scan { production_id: id }));
-    job.priority = u8::try_from(production.priority).ok();
-    job.requested_by = Some(caller.name.clone());
-    let mut records = enqueue::insert(&mut *tx, vec![job]).await?;
-    let job_id = records
-        .first()
-        .map(|j| j.id)
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the scan job was not inserted")))?;
+    let job = NewJob {
+        priority: u8::try_from(production.priority).ok(),
+        ..NewJob::of(&Scan { production_id: id }).requested_by(&caller.name)
+    };
+    let job = tx.enqueue_one(job).await?;
+    let job_id = job.id;
     audit::record(
         &mut *tx,
         &caller,
@@ -635,14 +634,11 @@ async fn scan(
         },
     )
     .await?;
-    tx.commit().await?;
-    if let Err(err) = enqueue::publish(&state.db, &state.publisher, &mut records).await {
-        tracing::warn!(error = %err, "scan committed but not published; the relay will publish it");
-    }
-    let job = records
-        .pop()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the scan job was not inserted")))?;
-    Ok((StatusCode::ACCEPTED, axum::Json(job)))
+    let published = tx.commit(&state.publisher).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(published.into_iter().next().unwrap_or(job)),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -122,7 +122,7 @@ async fn retranscode(
     Path(id): Path<Uuid>,
 ) -> ApiResult<impl IntoResponse> {
     authorised(&state, &caller, id, Policy::Transcode).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = rushes_common::job::store::Tx::begin(&state.db).await?;
     let job = upload::queue_transcode(&mut tx, id, rushes_common::job::DEFAULT_PRIORITY, &caller.name).await?;
     crate::audit::record(
         &mut *tx,
@@ -136,9 +136,11 @@ async fn retranscode(
         },
     )
     .await?;
-    tx.commit().await?;
-    let job = upload::publish(&state, job).await;
-    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "job": job }))))
+    let published = tx.commit(&state.publisher).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "job": published.first().unwrap_or(&job) })),
+    ))
 }
 
 async fn media(

@@ -9,8 +9,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
-use rushes_common::enqueue::{self, NewJob};
 use rushes_common::job::MAX_PRIORITY;
+use rushes_common::job::store::{self, NewJob};
 use rushes_common::schedule::{Compiled, Missed, Period, ScheduleError, ScheduleRecord, Timing, Window, parse_instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -215,9 +215,9 @@ impl ScheduleBody {
             // whose kind is not built yet stays editable until it is.)
             let job = NewJob {
                 priority: row.priority.and_then(|p| u8::try_from(p).ok()),
-                ..NewJob::new(row.kind.clone(), row.payload.clone())
+                ..NewJob::by_name(row.kind.clone(), row.payload.clone())
             };
-            enqueue::validate(&job).map_err(|e| ApiError::Unprocessable(format!("kind/payload: {e}")))?;
+            store::validate(&job).map_err(|e| ApiError::Unprocessable(format!("kind/payload: {e}")))?;
         }
         // Never a due time at or before the last run: an edit must not make a schedule
         // fire again for a time it already fired for.
@@ -598,7 +598,7 @@ async fn run_now(
         priority: schedule.priority.and_then(|p| u8::try_from(p).ok()),
         schedule_id: Some(schedule.id),
         requested_by: Some(caller.name.clone()),
-        ..NewJob::new(schedule.kind.clone(), schedule.payload.clone())
+        ..NewJob::by_name(schedule.kind.clone(), schedule.payload.clone())
     };
     let job = super::jobs::enqueue_audited(&state, &caller, job, "schedule.run").await?;
     sqlx::query("UPDATE schedules SET last_run_at = now(), total_run_count = total_run_count + 1 WHERE id = $1")

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
-use rushes_common::enqueue;
+use rushes_common::job::store::Tx;
 use rushes_common::timecode::{FrameRate, Timecode};
 use rushes_common::transcripts::{self, Options};
 use serde::{Deserialize, Serialize};
@@ -212,7 +212,7 @@ async fn transcribe_clips(
     } else {
         None
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = Tx::begin(&state.db).await?;
     let pairs = transcripts::upsert_for_clips(&mut tx, &ids, options.as_ref(), &caller.name, notify).await?;
     let queued: Vec<(Uuid, u8)> = pairs
         .iter()
@@ -221,7 +221,7 @@ async fn transcribe_clips(
             (*transcript, priority)
         })
         .collect();
-    let mut jobs = transcripts::queue(&mut tx, &queued, None, &caller.name).await?;
+    let jobs = transcripts::queue(&mut tx, &queued, None, &caller.name).await?;
     crate::audit::record(
         &mut *tx,
         &caller,
@@ -242,10 +242,7 @@ async fn transcribe_clips(
         },
     )
     .await?;
-    tx.commit().await?;
-    if let Err(err) = enqueue::publish(&state.db, &state.publisher, &mut jobs).await {
-        tracing::warn!(error = %err, "transcriptions committed but not published; the relay will publish them");
-    }
+    let jobs = tx.commit(&state.publisher).await?;
     let made: Vec<Value> = pairs
         .iter()
         .zip(&jobs)
@@ -403,7 +400,7 @@ async fn retranscribe(
         initial_prompt: body.initial_prompt.or(transcript.initial_prompt.clone()),
     };
     options.validate().map_err(ApiError::Unprocessable)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = Tx::begin(&state.db).await?;
     sqlx::query(
         "UPDATE transcripts SET audio_track = $2, language = $3, task = $4, initial_prompt = $5, requested_by = $6, \
                 notify_user_id = $7 WHERE id = $1",
@@ -417,7 +414,7 @@ async fn retranscribe(
     .bind(caller.user_id)
     .execute(&mut *tx)
     .await?;
-    let mut jobs = transcripts::queue(
+    let jobs = transcripts::queue(
         &mut tx,
         &[(id, rushes_common::job::DEFAULT_PRIORITY)],
         None,
@@ -436,10 +433,7 @@ async fn retranscribe(
         },
     )
     .await?;
-    tx.commit().await?;
-    if let Err(err) = enqueue::publish(&state.db, &state.publisher, &mut jobs).await {
-        tracing::warn!(error = %err, "transcription committed but not published; the relay will publish it");
-    }
+    let jobs = tx.commit(&state.publisher).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "job": jobs.first() }))))
 }
 

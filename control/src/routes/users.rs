@@ -8,9 +8,9 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
-use rushes_common::enqueue::NewJob;
-use rushes_common::job::JobPayload as _;
+use rushes_common::job::JobPayload;
 use rushes_common::job::accounts::{AccountLink, ImportUsers, PurgeUsers, USER_CSV_COLUMNS, split_passwords};
+use rushes_common::job::store::{self, NewJob};
 use rushes_common::mail;
 use rushes_common::settings;
 use serde::{Deserialize, Serialize};
@@ -698,7 +698,7 @@ async fn import(
         requester: caller.requester(),
         password_hashes,
     };
-    queue_job(&state, &caller, ImportUsers::KIND, json!(payload)).await
+    queue_job(&state, &caller, &payload).await
 }
 
 /// Oldest deletion a purge may look back to (a hundred years), within PostgreSQL's intervals.
@@ -726,19 +726,17 @@ async fn purge_deleted(
     let payload = PurgeUsers {
         deleted_days_ago: body.deleted_days_ago,
     };
-    queue_job(&state, &caller, PurgeUsers::KIND, json!(payload)).await
+    queue_job(&state, &caller, &payload).await
 }
 
 /// Queues a bulk account job in the caller's name → `202` with the job.
-pub(crate) async fn queue_job(
+pub(crate) async fn queue_job<P: JobPayload>(
     state: &AppState,
     caller: &Caller,
-    kind: &str,
-    payload: Value,
+    payload: &P,
 ) -> ApiResult<(StatusCode, axum::Json<rushes_common::job::JobRecord>)> {
-    let mut job = NewJob::new(kind, payload);
-    job.requested_by = Some(caller.name.clone());
-    let job = super::jobs::enqueue_one(state, job).await?;
+    let job = NewJob::of(payload).requested_by(&caller.name);
+    let job = store::enqueue_one(&state.db, &state.publisher, job).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(job)))
 }
 

@@ -7,6 +7,8 @@ use std::collections::{HashMap, HashSet};
 
 use rushes_common::audit::{self, Change};
 use rushes_common::job::accounts::{ImportUsers, Requester, USER_CSV_COLUMNS};
+use rushes_common::job::email::Email;
+use rushes_common::job::store::{NewJob, Tx};
 use rushes_common::mail;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -307,7 +309,7 @@ pub async fn run(ctx: JobContext, payload: ImportUsers) -> Result<Value, JobErro
     }
 
     let actor = actor(&ctx).await?;
-    let mut tx = ctx.db.begin().await.map_err(db_error)?;
+    let mut tx = Tx::begin(&ctx.db).await.map_err(db_error)?;
     let mut welcome = Vec::new();
     for row in &rows {
         let hash = payload.password_hashes.get(&row.username.to_lowercase());
@@ -371,24 +373,18 @@ pub async fn run(ctx: JobContext, payload: ImportUsers) -> Result<Value, JobErro
             welcome.push((row.username.clone(), row.email.clone()));
         }
     }
-    let mails: Vec<rushes_common::enqueue::NewJob> = welcome
+    let mails: Vec<NewJob> = welcome
         .iter()
         .map(|(username, email)| {
             let url = ctx.services.smtp.public_url.trim_end_matches('/');
             let message = mail::account_created(username, email, url);
-            rushes_common::enqueue::NewJob::new(
-                <rushes_common::job::email::Email as rushes_common::job::JobPayload>::KIND,
-                json!(rushes_common::job::email::Email::new(vec![email.clone()], message)),
-            )
+            NewJob::of(&Email::new(vec![email.clone()], message))
         })
         .collect();
-    let mut mail_jobs = rushes_common::enqueue::insert(&mut *tx, mails)
+    tx.enqueue(mails)
         .await
         .map_err(|e| JobError::Retryable(format!("cannot queue the account mails: {e}")))?;
-    tx.commit().await.map_err(db_error)?;
-    if let Err(err) = rushes_common::enqueue::publish(&ctx.db, &ctx.publisher, &mut mail_jobs).await {
-        tracing::warn!(error = %err, "account mails committed but not published; the relay will publish them");
-    }
+    tx.commit(&ctx.publisher).await.map_err(db_error)?;
     Ok(report(true, &[]))
 }
 

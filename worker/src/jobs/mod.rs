@@ -112,6 +112,11 @@ impl Registry {
     pub fn knows(&self, kind: &str) -> bool {
         self.handlers.contains_key(kind)
     }
+
+    /// The kinds this registry runs.
+    pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.handlers.keys().copied()
+    }
 }
 
 #[cfg(test)]
@@ -124,5 +129,17 @@ mod tests {
         for kind in rushes_common::job::catalogue() {
             assert!(registry.knows(kind.name), "no handler for `{}`", kind.name);
         }
+    }
+
+    #[test]
+    fn every_handler_runs_a_catalogued_kind() {
+        let registry = Registry::builtin();
+        for kind in registry.kinds() {
+            assert!(
+                rushes_common::job::spec(kind).is_some(),
+                "`{kind}` has a handler but is not in the catalogue (common/src/job/catalogue.rs)"
+            );
+        }
+        assert_eq!(registry.kinds().count(), rushes_common::job::catalogue().len());
     }
 }

@@ -1,6 +1,7 @@
 //! `purge_jobs`: deletes finished job rows older than the asked age, in batches.
 
 use rushes_common::job::maintenance::PurgeJobs;
+use rushes_common::job::store;
 use serde_json::{Value, json};
 
 use super::{JobContext, JobError};
@@ -14,17 +15,10 @@ pub async fn run(ctx: JobContext, payload: PurgeJobs) -> Result<Value, JobError>
         if ctx.is_cancelled() {
             return Err(JobError::Cancelled);
         }
-        let done = sqlx::query(
-            "DELETE FROM jobs WHERE id IN ( \
-                 SELECT id FROM jobs WHERE finished_at < now() - make_interval(days => $1) \
-                    AND state IN ('succeeded', 'failed', 'cancelled', 'dead') LIMIT $2)",
-        )
-        .bind(i32::try_from(payload.older_than_days).unwrap_or(i32::MAX))
-        .bind(BATCH)
-        .execute(&ctx.db)
-        .await
-        .map_err(|e| JobError::Retryable(format!("cannot delete old jobs: {e}")))?
-        .rows_affected();
+        let older_than_days = i32::try_from(payload.older_than_days).unwrap_or(i32::MAX);
+        let done = store::purge_finished(&ctx.db, older_than_days, BATCH)
+            .await
+            .map_err(|e| JobError::Retryable(format!("cannot delete old jobs: {e}")))?;
         deleted += done;
         if done < BATCH as u64 {
             return Ok(json!({ "deleted": deleted }));

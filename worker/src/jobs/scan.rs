@@ -9,16 +9,14 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
-use rushes_common::enqueue::{self, NewJob};
-use rushes_common::job::JobPayload as _;
 use rushes_common::job::email::Email;
 use rushes_common::job::media::Scan;
+use rushes_common::job::store::{self, NewJob, Tx};
 use rushes_common::logs::Level;
 use rushes_common::mail::{self, SCAN_SUMMARY_BROKEN, SCAN_SUMMARY_EXAMPLES, ScanSummary};
 use rushes_common::media::skips::{NOT_MEDIA_REASON, SkipKind};
 use rushes_common::media::{PathError, transcodes};
 use serde_json::{Value, json};
-use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{JobContext, JobError, db_error};
@@ -164,7 +162,7 @@ async fn reconcile(
         .collect();
     let verdicts = probe_all(ctx, &candidates).await?;
 
-    let mut tx = ctx.db.begin().await.map_err(db_error)?;
+    let mut tx = Tx::begin(&ctx.db).await.map_err(db_error)?;
     let mut counts = Counts::default();
     let mut transcodes = Vec::new();
     let mut skips: Vec<(&Entry, SkipKind, String)> = Vec::new();
@@ -239,7 +237,7 @@ async fn reconcile(
 
     let priority = u8::try_from(production.priority).unwrap_or(rushes_common::job::DEFAULT_PRIORITY);
     let clips: Vec<(Uuid, u8)> = transcodes.iter().map(|id| (*id, priority)).collect();
-    let mut jobs = transcodes::queue(&mut tx, &clips, Some(ctx.job_id), "scan")
+    let jobs = transcodes::queue(&mut tx, &clips, Some(ctx.job_id), "scan")
         .await
         .map_err(|e| JobError::Retryable(format!("cannot queue transcodes: {e}")))?;
     // A digest is kept only when every file was settled; otherwise the next scan looks again.
@@ -250,10 +248,7 @@ async fn reconcile(
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
-    if let Err(err) = enqueue::publish(&ctx.db, &ctx.publisher, &mut jobs).await {
-        tracing::warn!(error = %err, "transcodes committed but not published; the relay will publish them");
-    }
+    tx.commit(&ctx.publisher).await.map_err(db_error)?;
 
     let mailed = notify_owner(ctx, production, payload.production_id, &counts).await;
     ctx.log(
@@ -373,12 +368,7 @@ async fn verdict(ffprobe: &Path, path: &Path) -> Verdict {
     }
 }
 
-async fn upsert_clip(
-    tx: &mut Transaction<'static, Postgres>,
-    production_id: Uuid,
-    entry: &Entry,
-    info: &MediaInfo,
-) -> Result<Uuid, JobError> {
+async fn upsert_clip(tx: &mut Tx, production_id: Uuid, entry: &Entry, info: &MediaInfo) -> Result<Uuid, JobError> {
     let (card, name) = match entry.rel.rsplit_once('/') {
         Some((card, name)) => (card, name),
         None => ("", entry.rel.as_str()),
@@ -432,7 +422,7 @@ async fn upsert_clip(
     .map_err(db_error)
 }
 
-async fn forget_skip(tx: &mut Transaction<'static, Postgres>, production_id: Uuid, path: &str) -> Result<(), JobError> {
+async fn forget_skip(tx: &mut Tx, production_id: Uuid, path: &str) -> Result<(), JobError> {
     sqlx::query("DELETE FROM scan_skips WHERE production_id = $1 AND path = $2")
         .bind(production_id)
         .bind(path)
@@ -442,7 +432,7 @@ async fn forget_skip(tx: &mut Transaction<'static, Postgres>, production_id: Uui
     Ok(())
 }
 
-async fn set_missing(tx: &mut Transaction<'static, Postgres>, ids: &[Uuid], missing: bool) -> Result<(), JobError> {
+async fn set_missing(tx: &mut Tx, ids: &[Uuid], missing: bool) -> Result<(), JobError> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -455,11 +445,7 @@ async fn set_missing(tx: &mut Transaction<'static, Postgres>, ids: &[Uuid], miss
     Ok(())
 }
 
-async fn record_skips(
-    tx: &mut Transaction<'static, Postgres>,
-    production_id: Uuid,
-    skips: &[(&Entry, SkipKind, String)],
-) -> Result<(), JobError> {
+async fn record_skips(tx: &mut Tx, production_id: Uuid, skips: &[(&Entry, SkipKind, String)]) -> Result<(), JobError> {
     for chunk in skips.chunks(SKIP_BATCH) {
         let paths: Vec<&str> = chunk.iter().map(|(e, _, _)| e.rel.as_str()).collect();
         let sizes: Vec<i64> = chunk.iter().map(|(e, _, _)| e.size).collect();
@@ -506,10 +492,10 @@ async fn notify_owner(ctx: &JobContext, production: &Production, production_id: 
         broken: &broken,
         link: &link,
     });
-    let mut job = NewJob::new(Email::KIND, json!(Email::new(vec![owner.to_owned()], mail)));
-    job.parent_id = Some(ctx.job_id);
-    job.requested_by = Some("scan".into());
-    match enqueue::enqueue(&ctx.db, &ctx.publisher, vec![job]).await {
+    let job = NewJob::of(&Email::new(vec![owner.to_owned()], mail))
+        .parent(ctx.job_id)
+        .requested_by("scan");
+    match store::enqueue(&ctx.db, &ctx.publisher, vec![job]).await {
         Ok(_) => true,
         Err(err) => {
             tracing::warn!(error = %err, "cannot queue the scan summary mail");

@@ -2,9 +2,8 @@
 //! per address in the same transaction that marks the draft sent (so a retry after a
 //! crash neither loses nor doubles the mail-out).
 
-use rushes_common::enqueue::{self, NewJob};
-use rushes_common::job::JobPayload as _;
 use rushes_common::job::email::{Email, SendEmailDraft};
+use rushes_common::job::store::{NewJob, Tx};
 use rushes_common::mail;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -22,7 +21,7 @@ struct Draft {
 }
 
 pub async fn run(ctx: JobContext, payload: SendEmailDraft) -> Result<Value, JobError> {
-    let mut tx = ctx.db.begin().await.map_err(db_error)?;
+    let mut tx = Tx::begin(&ctx.db).await.map_err(db_error)?;
     let draft: Draft = sqlx::query_as(
         "SELECT subject, html, user_ids, group_ids, everyone, state FROM email_drafts WHERE id = $1 FOR UPDATE",
     )
@@ -52,13 +51,13 @@ pub async fn run(ctx: JobContext, payload: SendEmailDraft) -> Result<Value, JobE
         .iter()
         .filter(|a| mail::looks_like_address(a))
         .map(|address| {
-            let mut job = NewJob::new(Email::KIND, json!(Email::new(vec![address.clone()], message.clone())));
-            job.parent_id = Some(ctx.job_id);
-            job.requested_by = Some("email draft".into());
-            job
+            NewJob::of(&Email::new(vec![address.clone()], message.clone()))
+                .parent(ctx.job_id)
+                .requested_by("email draft")
         })
         .collect();
-    let mut records = enqueue::insert(&mut *tx, jobs)
+    let records = tx
+        .enqueue(jobs)
         .await
         .map_err(|e| JobError::Retryable(format!("cannot queue the mails: {e}")))?;
     sqlx::query(
@@ -69,9 +68,6 @@ pub async fn run(ctx: JobContext, payload: SendEmailDraft) -> Result<Value, JobE
     .execute(&mut *tx)
     .await
     .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
-    if let Err(err) = enqueue::publish(&ctx.db, &ctx.publisher, &mut records).await {
-        tracing::warn!(error = %err, "mails committed but not published; the relay will publish them");
-    }
+    tx.commit(&ctx.publisher).await.map_err(db_error)?;
     Ok(json!({ "recipients": records.len() }))
 }

@@ -1,9 +1,8 @@
 //! `transcode`: one ffmpeg pass from the original to the proxy, per-track audio, poster
 //! and 16 kHz WAV, staged and renamed into place; then the scrub extras are queued.
 
-use rushes_common::enqueue::{self, NewJob};
-use rushes_common::job::JobPayload as _;
 use rushes_common::job::media::{Transcode, TranscodeLong};
+use rushes_common::job::store::{self, NewJob, Tx};
 use rushes_common::transcripts;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -49,11 +48,13 @@ pub async fn run(ctx: JobContext, payload: Transcode) -> Result<Value, JobError>
 
     queue_transcription(&ctx, &clip).await;
 
-    let mut long = NewJob::new(TranscodeLong::KIND, json!(TranscodeLong { clip_id: clip.id }));
-    long.priority = u8::try_from(clip.priority).ok();
-    long.parent_id = Some(ctx.job_id);
-    long.requested_by = Some("transcode".into());
-    if let Err(err) = enqueue::enqueue(&ctx.db, &ctx.publisher, vec![long]).await {
+    let long = NewJob {
+        priority: u8::try_from(clip.priority).ok(),
+        ..NewJob::of(&TranscodeLong { clip_id: clip.id })
+            .parent(ctx.job_id)
+            .requested_by("transcode")
+    };
+    if let Err(err) = store::enqueue(&ctx.db, &ctx.publisher, vec![long]).await {
         tracing::warn!(error = %err, "cannot queue the scrub sprite and waveform");
     }
     ctx.set_progress(1.0);
@@ -86,7 +87,7 @@ async fn queue_transcription(ctx: &JobContext, clip: &ClipRow) {
         return;
     }
     let queue = async {
-        let mut tx = ctx.db.begin().await?;
+        let mut tx = Tx::begin(&ctx.db).await?;
         let wanted: bool = sqlx::query_scalar(
             "SELECT p.auto_transcribe AND NOT EXISTS (SELECT 1 FROM transcripts t WHERE t.clip_id = c.id) \
              FROM clips c JOIN productions p ON p.id = c.production_id WHERE c.id = $1",
@@ -96,22 +97,17 @@ async fn queue_transcription(ctx: &JobContext, clip: &ClipRow) {
         .await?
         .unwrap_or(false);
         if !wanted {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let pairs = transcripts::upsert_for_clips(&mut tx, &[clip.id], None, "transcode", None).await?;
         let priority = u8::try_from(clip.priority).unwrap_or(rushes_common::job::DEFAULT_PRIORITY);
         let queued: Vec<(Uuid, u8)> = pairs.iter().map(|(_, t)| (*t, priority)).collect();
-        let jobs = transcripts::queue(&mut tx, &queued, Some(ctx.job_id), "transcode").await?;
-        tx.commit().await?;
-        anyhow::Ok(jobs)
+        transcripts::queue(&mut tx, &queued, Some(ctx.job_id), "transcode").await?;
+        tx.commit(&ctx.publisher).await?;
+        anyhow::Ok(())
     };
-    match queue.await {
-        Ok(mut jobs) => {
-            if let Err(err) = enqueue::publish(&ctx.db, &ctx.publisher, &mut jobs).await {
-                tracing::warn!(error = %err, "transcription committed but not published; the relay will publish it");
-            }
-        }
-        Err(err) => tracing::warn!(clip.id = %clip.id, error = %err, "cannot queue the clip's transcription"),
+    if let Err(err) = queue.await {
+        tracing::warn!(clip.id = %clip.id, error = %err, "cannot queue the clip's transcription");
     }
 }
 

@@ -2,9 +2,9 @@
 //! transcription) is probed, then gets the same outputs as a clip — proxy, poster,
 //! per-track audio and the 16 kHz WAV — staged and renamed into its folder.
 
-use rushes_common::enqueue;
 use rushes_common::job::DEFAULT_PRIORITY;
 use rushes_common::job::media::TranscodeUpload;
+use rushes_common::job::store::Tx;
 use rushes_common::media::UPLOAD_ORIGINAL;
 use rushes_common::transcripts;
 use serde_json::{Value, json};
@@ -86,7 +86,7 @@ pub async fn run(ctx: JobContext, payload: TranscodeUpload) -> Result<Value, Job
 /// Queues the upload's transcription (its transcript row was made with the upload);
 /// returns the transcript's id. A retried transcode does not queue it twice.
 async fn queue_transcription(ctx: &JobContext, upload: Uuid) -> Result<Option<Uuid>, JobError> {
-    let mut tx = ctx.db.begin().await.map_err(db_error)?;
+    let mut tx = Tx::begin(&ctx.db).await.map_err(db_error)?;
     let transcript: Option<(Uuid, Option<Uuid>)> =
         sqlx::query_as("SELECT id, job_id FROM transcripts WHERE upload_id = $1 FOR UPDATE")
             .bind(upload)
@@ -96,16 +96,12 @@ async fn queue_transcription(ctx: &JobContext, upload: Uuid) -> Result<Option<Uu
     let Some((transcript, current)) = transcript else {
         return Ok(None);
     };
-    let mut jobs = Vec::new();
     if current.is_none() {
-        jobs = transcripts::queue(&mut tx, &[(transcript, DEFAULT_PRIORITY)], Some(ctx.job_id), "upload")
+        transcripts::queue(&mut tx, &[(transcript, DEFAULT_PRIORITY)], Some(ctx.job_id), "upload")
             .await
             .map_err(|e| JobError::Retryable(format!("cannot queue the transcription: {e}")))?;
     }
-    tx.commit().await.map_err(db_error)?;
-    if let Err(err) = enqueue::publish(&ctx.db, &ctx.publisher, &mut jobs).await {
-        tracing::warn!(error = %err, "transcription committed but not published; the relay will publish it");
-    }
+    tx.commit(&ctx.publisher).await.map_err(db_error)?;
     Ok(Some(transcript))
 }
 

@@ -7,9 +7,8 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use rushes_common::enqueue::{self, NewJob};
-use rushes_common::job::JobPayload as _;
 use rushes_common::job::email::Email;
+use rushes_common::job::store::{self, NewJob};
 use rushes_common::job::transcription::Transcribe;
 use rushes_common::mail;
 use rushes_common::media::UPLOAD_ORIGINAL;
@@ -316,10 +315,10 @@ async fn notify(ctx: &JobContext, row: &TranscriptRow, id: Uuid, transcription: 
     // A page a person can open without a token (the control plane serves it).
     let link = mail::transcript_page(&ctx.services.smtp.public_url, id);
     let message = mail::transcript_ready(&row.name, transcription.segments.len(), transcription.duration, &link);
-    let mut job = NewJob::new(Email::KIND, json!(Email::new(vec![address], message)));
-    job.parent_id = Some(ctx.job_id);
-    job.requested_by = Some("transcribe".into());
-    if let Err(err) = enqueue::enqueue(&ctx.db, &ctx.publisher, vec![job]).await {
+    let job = NewJob::of(&Email::new(vec![address], message))
+        .parent(ctx.job_id)
+        .requested_by("transcribe");
+    if let Err(err) = store::enqueue(&ctx.db, &ctx.publisher, vec![job]).await {
         tracing::warn!(error = %err, "cannot queue the transcript-ready mail");
     }
 }

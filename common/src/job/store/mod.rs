@@ -1,0 +1,17 @@
+//! The job store: the one owner of writes to `jobs` and `dead_letters` (the worker's
+//! claim, outcome, release and park move here next). Jobs are enqueued through a
+//! [`Tx`], a typed outbox: the rows are inserted in the caller's transaction and
+//! published with confirms after it commits; a row whose publish failed stays `queued`
+//! until the relay (the scheduler's leader) publishes it, so a committed job is never lost.
+
+mod admin;
+mod insert;
+mod new_job;
+mod outbox;
+mod upkeep;
+
+pub use admin::{cancel, discard_dead_letter, requeue, resolve_dead_letter};
+pub use insert::check_target;
+pub use new_job::{EnqueueError, NewJob, validate};
+pub use outbox::{Tx, enqueue, enqueue_one, publish, publish_or_leave_to_relay};
+pub use upkeep::{Beat, beat, purge_finished, touch_overdue_retries};

@@ -1,0 +1,148 @@
+//! The typed outbox: jobs inserted in the caller's transaction ([`Tx::enqueue`]) are
+//! counted and published with confirms once it commits ([`Tx::commit`]). When the
+//! broker is down the rows stay `queued` with `published_at` NULL and the relay
+//! publishes them later: committing never fails because of the broker.
+
+use std::ops::{Deref, DerefMut};
+
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use super::insert::insert;
+use super::new_job::{EnqueueError, NewJob};
+use crate::job::JobRecord;
+use crate::queue::{Outgoing, PublishError, Publisher};
+
+/// A transaction that remembers the jobs enqueued (or requeued) through it. It derefs
+/// to the connection, so any other statement runs in it too (`&mut *tx`). Dropped
+/// without [`Tx::commit`], it rolls back and nothing is published.
+pub struct Tx {
+    tx: Transaction<'static, Postgres>,
+    db: PgPool,
+    /// New rows, counted and published after commit.
+    inserted: Vec<JobRecord>,
+    /// Rows put back to `queued` ([`super::requeue`]), published after commit.
+    requeued: Vec<JobRecord>,
+}
+
+impl Tx {
+    pub async fn begin(db: &PgPool) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            tx: db.begin().await?,
+            db: db.clone(),
+            inserted: Vec::new(),
+            requeued: Vec::new(),
+        })
+    }
+
+    /// Inserts `jobs` (checked against the catalogue) and returns their rows; they are
+    /// published after [`Tx::commit`]. A scheduled job already fired for its due time is
+    /// missing from the rows returned.
+    pub async fn enqueue(&mut self, jobs: Vec<NewJob>) -> Result<Vec<JobRecord>, EnqueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records = insert(&mut self.tx, jobs).await?;
+        self.inserted.extend_from_slice(&records);
+        Ok(records)
+    }
+
+    /// [`Tx::enqueue`] of one job.
+    pub async fn enqueue_one(&mut self, job: NewJob) -> Result<JobRecord, EnqueueError> {
+        self.enqueue(vec![job]).await?.pop().ok_or(EnqueueError::NotInserted)
+    }
+
+    /// Publishes `job`, put back to `queued` in this transaction, after commit.
+    pub(super) fn requeued(&mut self, job: JobRecord) {
+        self.requeued.push(job);
+    }
+
+    /// Commits, counts the jobs inserted (`rushes_jobs_enqueued_total`) and publishes
+    /// every job enqueued or requeued through this transaction; a publish failure is
+    /// logged and left to the relay. Returns those jobs (the inserted ones first),
+    /// `published_at` set when published.
+    pub async fn commit(self, publisher: &Publisher) -> Result<Vec<JobRecord>, sqlx::Error> {
+        let db = self.db.clone();
+        let mut jobs = self.commit_unpublished(publisher).await?;
+        publish_or_leave_to_relay(&db, publisher, &mut jobs).await;
+        Ok(jobs)
+    }
+
+    /// Commits and counts like [`Tx::commit`], but leaves publishing to the caller
+    /// ([`publish`]): the scheduler publishes fired jobs beside its firing loop.
+    pub async fn commit_unpublished(self, publisher: &Publisher) -> Result<Vec<JobRecord>, sqlx::Error> {
+        self.tx.commit().await?;
+        let enqueued = publisher.jobs_enqueued();
+        for job in &self.inserted {
+            enqueued.count(&job.kind, &job.queue);
+        }
+        let mut jobs = self.inserted;
+        jobs.extend(self.requeued);
+        Ok(jobs)
+    }
+}
+
+impl Deref for Tx {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+}
+
+/// Enqueues `jobs` in a transaction of their own: committed, counted, then published
+/// (a publish failure is logged; the relay publishes them later).
+pub async fn enqueue(db: &PgPool, publisher: &Publisher, jobs: Vec<NewJob>) -> Result<Vec<JobRecord>, EnqueueError> {
+    let mut tx = Tx::begin(db).await?;
+    tx.enqueue(jobs).await?;
+    Ok(tx.commit(publisher).await?)
+}
+
+/// [`enqueue`] of one job.
+pub async fn enqueue_one(db: &PgPool, publisher: &Publisher, job: NewJob) -> Result<JobRecord, EnqueueError> {
+    enqueue(db, publisher, vec![job])
+        .await?
+        .pop()
+        .ok_or(EnqueueError::NotInserted)
+}
+
+/// Publishes committed jobs, logging rather than returning a failure: the relay
+/// publishes them later.
+pub async fn publish_or_leave_to_relay(db: &PgPool, publisher: &Publisher, jobs: &mut [JobRecord]) {
+    if let Err(err) = publish(db, publisher, jobs).await {
+        tracing::warn!(error = %err, jobs = jobs.len(), "jobs committed but not published; the relay will publish them");
+    }
+}
+
+/// Publishes committed rows with confirms, then records `published_at` (the relay's
+/// way: a failure is returned).
+pub async fn publish(db: &PgPool, publisher: &Publisher, records: &mut [JobRecord]) -> Result<(), PublishError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let topology = publisher.broker().topology();
+    let messages: Vec<Outgoing> = records.iter().map(|job| Outgoing::job(topology, job)).collect();
+    publisher.publish(&messages).await?;
+    let ids: Vec<Uuid> = records.iter().map(|j| j.id).collect();
+    match sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
+        "UPDATE jobs SET published_at = now() WHERE id = ANY($1) RETURNING published_at",
+    )
+    .bind(&ids)
+    .fetch_all(db)
+    .await
+    {
+        Ok(stamps) => {
+            if let Some(at) = stamps.first() {
+                records.iter_mut().for_each(|r| r.published_at = Some(*at));
+            }
+        }
+        // The messages are out; at worst the relay publishes a duplicate, which the claim drops.
+        Err(err) => tracing::warn!(error = %err, "published but could not record published_at"),
+    }
+    Ok(())
+}
