@@ -301,9 +301,7 @@ impl Bench<'_> {
         let mut left = n;
         while left > 0 {
             let batch = left.min(BATCH);
-            let jobs = (0..batch)
-                .map(|_| NewJob::of(&Sleep::seconds(0.0)))
-                .collect();
+            let jobs = (0..batch).map(|_| NewJob::of(&Sleep::seconds(0.0))).collect();
             enqueue(self.db, self.publisher, jobs).await?;
             left -= batch;
         }

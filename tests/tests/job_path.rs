@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use rushes_common::enqueue::{NewJob, enqueue};
+use rushes_common::job::sleep::Sleep;
+use rushes_common::job::store::{NewJob, enqueue};
 use rushes_tests::TestEnv;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 const SIGKILL: i32 = 9;
@@ -18,10 +19,7 @@ async fn backlog(env: &TestEnv, n: usize, priority: u8) -> anyhow::Result<Vec<Uu
     for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
         let jobs = chunk
             .iter()
-            .map(|_| NewJob {
-                priority: Some(priority),
-                ..NewJob::new("sleep", json!({ "seconds": 0 }))
-            })
+            .map(|_| NewJob::of(&Sleep::seconds(0.0)).priority(priority))
             .collect();
         ids.extend(enqueue(&env.db, &env.publisher, jobs).await?.into_iter().map(|j| j.id));
     }
