@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use rushes_common::job::QueueFamily;
-use rushes_common::job::store::{self, Tx};
+use rushes_common::job::store::{self, Resolution, Tx};
 use rushes_common::queue::Outgoing;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -198,7 +198,7 @@ async fn requeue(
             let mut tx = Tx::begin(&state.db).await?;
             super::jobs::requeue(&mut tx, &state, &caller, job_id).await?;
             // The job's open letter is resolved with it; this one too if it was not it.
-            store::resolve_dead_letter(&mut tx, id, &caller.name).await?;
+            store::resolve_dead_letter(&mut tx, id, &caller.name, Resolution::Requeued).await?;
             audit_letter(&mut *tx, &caller, "dead_letter.requeue", &letter).await?;
             tx.commit(&state.publisher).await?;
         }
@@ -214,7 +214,7 @@ async fn requeue(
                 .await
                 .map_err(|e| ApiError::Unavailable(format!("cannot publish: {e}")))?;
             let mut tx = state.db.begin().await?;
-            store::resolve_dead_letter(&mut tx, id, &caller.name).await?;
+            store::resolve_dead_letter(&mut tx, id, &caller.name, Resolution::Requeued).await?;
             audit_letter(&mut *tx, &caller, "dead_letter.requeue", &letter).await?;
             tx.commit().await?;
         }
@@ -232,7 +232,7 @@ async fn discard(
     let letter = find(&state, id).await?;
     require_open(&letter)?;
     let mut tx = state.db.begin().await?;
-    if !store::discard_dead_letter(&mut tx, id, &caller.name).await? {
+    if !store::resolve_dead_letter(&mut tx, id, &caller.name, Resolution::Discarded).await? {
         // Resolved by someone else meanwhile.
         drop(tx);
         require_open(&find(&state, id).await?)?;

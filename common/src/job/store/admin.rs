@@ -69,29 +69,32 @@ pub async fn requeue(tx: &mut Tx, id: Uuid, by: &str) -> Result<Option<JobRecord
     Ok(Some(job))
 }
 
-/// Marks dead letter `id` requeued by `by`, if it is still open; whether it was.
-pub async fn resolve_dead_letter(tx: &mut PgConnection, id: Uuid, by: &str) -> Result<bool, sqlx::Error> {
-    let resolved = sqlx::query(
-        "UPDATE dead_letters SET requeued_at = now(), requeued_by = $2 \
-         WHERE id = $1 AND requeued_at IS NULL AND discarded_at IS NULL",
-    )
-    .bind(id)
-    .bind(by)
-    .execute(&mut *tx)
-    .await?;
-    Ok(resolved.rows_affected() > 0)
+/// How an admin resolves a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Its job (or its bytes) runs again.
+    Requeued,
+    /// Resolved without a re-run: its job, if any, stays dead.
+    Discarded,
 }
 
-/// Resolves dead letter `id` without a re-run (its job, if any, stays dead), if it is
-/// still open; whether it was.
-pub async fn discard_dead_letter(tx: &mut PgConnection, id: Uuid, by: &str) -> Result<bool, sqlx::Error> {
-    let discarded = sqlx::query(
-        "UPDATE dead_letters SET discarded_at = now(), discarded_by = $2 \
-         WHERE id = $1 AND requeued_at IS NULL AND discarded_at IS NULL",
-    )
-    .bind(id)
-    .bind(by)
-    .execute(&mut *tx)
-    .await?;
-    Ok(discarded.rows_affected() > 0)
+/// Resolves dead letter `id` as `by`, if it is still open; whether it was.
+pub async fn resolve_dead_letter(
+    tx: &mut PgConnection,
+    id: Uuid,
+    by: &str,
+    how: Resolution,
+) -> Result<bool, sqlx::Error> {
+    let sql = match how {
+        Resolution::Requeued => {
+            "UPDATE dead_letters SET requeued_at = now(), requeued_by = $2 \
+             WHERE id = $1 AND requeued_at IS NULL AND discarded_at IS NULL"
+        }
+        Resolution::Discarded => {
+            "UPDATE dead_letters SET discarded_at = now(), discarded_by = $2 \
+             WHERE id = $1 AND requeued_at IS NULL AND discarded_at IS NULL"
+        }
+    };
+    let resolved = sqlx::query(sql).bind(id).bind(by).execute(&mut *tx).await?;
+    Ok(resolved.rows_affected() > 0)
 }

@@ -10,7 +10,7 @@ mod new_job;
 mod outbox;
 mod upkeep;
 
-pub use admin::{cancel, discard_dead_letter, requeue, resolve_dead_letter};
+pub use admin::{Resolution, cancel, requeue, resolve_dead_letter};
 pub use insert::check_target;
 pub use new_job::{EnqueueError, NewJob, validate};
 pub use outbox::{Tx, enqueue, enqueue_one, publish, publish_or_leave_to_relay};
