@@ -145,7 +145,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     while consumers.join_next().await.is_some() {}
     // Anything a stubborn handler still holds goes back to `queued`; its message was
     // returned to the queue when the channel closed.
-    match ledger::release(&shared.db, worker_id, None).await {
+    match rushes_common::job::store::release(&shared.db, worker_id, None).await {
         Ok(ids) if !ids.is_empty() => tracing::warn!(jobs = ids.len(), "released jobs still held at exit"),
         Ok(_) => {}
         Err(err) => tracing::warn!(error = %err, "cannot release held jobs; they will be re-claimed when stale"),

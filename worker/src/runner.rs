@@ -17,9 +17,10 @@ use uuid::Uuid;
 
 use crate::context::{JobContext, RunningJob};
 use crate::jobs::JobError;
-use crate::ledger::{Claim, Letter, Outcome, release};
+use crate::ledger::{Claim, Letter, Outcome};
 use crate::slots::{SlotPermit, Slots};
 use crate::state::Shared;
+use rushes_common::job::store::{self, release};
 
 /// A claimed job that has waited this long for a slot goes back to its queue, for a
 /// worker with a free slot (and this worker stops holding work ahead).
@@ -644,23 +645,17 @@ async fn park(
     let reason = printable(reason, REASON_CHARS);
     let reason = reason.as_str();
     tracing::warn!(queue = family.as_str(), message_id = ?incoming.message_id, reason, "dead-lettering message");
-    let recorded = sqlx::query(
-        "WITH failed AS ( \
-             UPDATE jobs SET state = 'failed', error = $5, finished_at = now(), retry_at = NULL, \
-                    history = history || jsonb_build_array(jsonb_build_object( \
-                        'at', now(), 'event', 'failed', 'attempt', attempts, 'error', $5)) \
-             WHERE id = $3 AND state IN ('queued', 'retrying') RETURNING id, attempts) \
-         INSERT INTO dead_letters (id, queue, job_id, kind, reason, body, headers, attempt) \
-         VALUES ($1, $2, (SELECT id FROM failed), $4, $5, $6, $7, (SELECT attempts FROM failed))",
+    let recorded = store::park(
+        &shared.db,
+        &Letter {
+            queue: family.as_str(),
+            kind: kind.unwrap_or_default(),
+            body: incoming.body.clone(),
+            headers: incoming.headers.clone(),
+        },
+        job,
+        reason,
     )
-    .bind(Uuid::now_v7())
-    .bind(family.as_str())
-    .bind(job)
-    .bind(kind)
-    .bind(reason)
-    .bind(&incoming.body)
-    .bind(&incoming.headers)
-    .execute(&shared.db)
     .await;
     if let Err(err) = recorded {
         tracing::error!(error = %err, "cannot record the dead letter; returning the message");

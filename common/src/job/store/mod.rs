@@ -1,16 +1,18 @@
 //! The job store: the one owner of writes to `jobs` and `dead_letters` (the worker's
-//! claim, outcome, release and park move here next). Jobs are enqueued through a
+//! claims, outcomes, releases and parked messages included). Jobs are enqueued through a
 //! [`Tx`], a typed outbox: the rows are inserted in the caller's transaction and
 //! published with confirms after it commits; a row whose publish failed stays `queued`
 //! until the relay (the scheduler's leader) publishes it, so a committed job is never lost.
 
 mod admin;
+mod attempts;
 mod insert;
 mod new_job;
 mod outbox;
 mod upkeep;
 
 pub use admin::{Resolution, cancel, requeue, resolve_dead_letter};
+pub use attempts::{Claim, Letter, Outcome, Recorded, claim, park, record_outcomes, release};
 pub use insert::check_target;
 pub use new_job::{EnqueueError, NewJob, validate};
 pub use outbox::{Tx, enqueue, enqueue_one, publish, publish_or_leave_to_relay};
