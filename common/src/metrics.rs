@@ -60,9 +60,10 @@ impl JobsEnqueued {
         .map(|c| Self(Some(c)))
     }
 
-    pub fn count(&self, kind: &str, queue: &str) {
+    /// `n` jobs of one kind and queue.
+    pub fn count_n(&self, kind: &str, queue: &str, n: u64) {
         if let Some(counter) = &self.0 {
-            counter.with_label_values(&[kind, queue]).inc();
+            counter.with_label_values(&[kind, queue]).inc_by(n);
         }
     }
 }

@@ -31,6 +31,9 @@ pub enum ApiError {
     Gone(String),
     #[error("{0}")]
     Unprocessable(String),
+    /// Items of a batch are invalid: 422 whose body also lists each by its index.
+    #[error("{message}")]
+    InvalidItems { message: String, items: Vec<ItemError> },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -41,7 +44,36 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
+/// What is wrong with one item of a batch, by its index in the request's list.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ItemError {
+    pub index: usize,
+    pub error: String,
+}
+
 impl ApiError {
+    /// A batch of `count` items refused because of `items` (each by its index): the
+    /// message names the first few.
+    pub fn invalid_items(noun: &str, count: usize, items: Vec<ItemError>) -> Self {
+        const NAMED: usize = 3;
+        let mut named: Vec<String> = items
+            .iter()
+            .take(NAMED)
+            .map(|item| format!("{noun}[{}]: {}", item.index, item.error))
+            .collect();
+        if items.len() > NAMED {
+            named.push(format!("and {} more (see `items`)", items.len() - NAMED));
+        }
+        Self::InvalidItems {
+            message: format!(
+                "{} of the {count} {noun} are invalid, so none was accepted: {}",
+                items.len(),
+                named.join("; ")
+            ),
+            items,
+        }
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
@@ -52,7 +84,9 @@ impl ApiError {
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Gone(_) => (StatusCode::GONE, "gone"),
-            Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            Self::Unprocessable(_) | Self::InvalidItems { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+            }
             Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -71,7 +105,11 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let body = Json(json!({ "error": { "code": code, "message": message } }));
+        let mut error = json!({ "code": code, "message": message });
+        if let Self::InvalidItems { items, .. } = &self {
+            error["items"] = json!(items);
+        }
+        let body = Json(json!({ "error": error }));
         if matches!(self, Self::Unauthorized) {
             (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
         } else {

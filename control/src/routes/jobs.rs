@@ -30,9 +30,10 @@ pub fn router() -> Router<AppState> {
         .route("/jobs/{id}/retry", post(retry))
 }
 
+/// A job as `POST /jobs` and each item of `POST /jobs/batch` take it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateJob {
+pub(super) struct CreateJob {
     kind: String,
     #[serde(default = "empty_object")]
     payload: serde_json::Value,
@@ -46,6 +47,31 @@ fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(serde_json::Map::new())
 }
 
+impl CreateJob {
+    /// The job `caller` asks for, its priority and queue checked (the rest is checked
+    /// against the catalogue by [`store::validate`]).
+    pub(super) fn into_job(self, caller: &Caller) -> ApiResult<NewJob> {
+        let priority = match self.priority {
+            None => None,
+            Some(p) => Some(u8::try_from(p).ok().filter(|p| *p <= MAX_PRIORITY).ok_or_else(|| {
+                ApiError::Unprocessable(format!("priority must be between 0 and {MAX_PRIORITY}, got {p}"))
+            })?),
+        };
+        let queue = self
+            .queue
+            .map(|q| q.parse::<QueueFamily>())
+            .transpose()
+            .map_err(|e| ApiError::Unprocessable(format!("queue: {e}")))?;
+        Ok(NewJob {
+            priority,
+            queue,
+            max_attempts: self.max_attempts,
+            requested_by: Some(caller.name.clone()),
+            ..NewJob::by_name(self.kind, self.payload)
+        })
+    }
+}
+
 /// Enqueues a job whose payload is valid, whose row (clip, production, upload, …)
 /// exists, on its own kind's queue; a kind whose row follows its current job (a clip's
 /// transcode) becomes that row's current job, so it runs.
@@ -54,24 +80,7 @@ async fn create(
     Extension(caller): Extension<Caller>,
     Json(body): Json<CreateJob>,
 ) -> ApiResult<impl IntoResponse> {
-    let priority = match body.priority {
-        None => None,
-        Some(p) => Some(u8::try_from(p).ok().filter(|p| *p <= MAX_PRIORITY).ok_or_else(|| {
-            ApiError::Unprocessable(format!("priority must be between 0 and {MAX_PRIORITY}, got {p}"))
-        })?),
-    };
-    let queue = body
-        .queue
-        .map(|q| q.parse::<QueueFamily>())
-        .transpose()
-        .map_err(|e| ApiError::Unprocessable(format!("queue: {e}")))?;
-    let job = NewJob {
-        priority,
-        queue,
-        max_attempts: body.max_attempts,
-        requested_by: Some(caller.name.clone()),
-        ..NewJob::by_name(body.kind, body.payload)
-    };
+    let job = body.into_job(&caller)?;
     let job = enqueue_audited(&state, &caller, job, "job.enqueue").await?;
     let location = format!("/api/v1/jobs/{}", job.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(job)))

@@ -9,6 +9,7 @@ pub mod emails;
 pub mod groups;
 pub mod invitations;
 pub mod jobs;
+pub mod jobs_batch;
 pub mod kinds;
 pub mod logs;
 pub mod pages;
@@ -67,6 +68,7 @@ pub fn next_before<T>(rows: &[T], limit: i64, id: impl Fn(&T) -> uuid::Uuid) -> 
 pub fn app(state: AppState, metrics_apart: bool) -> Router {
     let admin_only = Router::new()
         .merge(jobs::router())
+        .merge(jobs_batch::router())
         .merge(queues::router())
         .merge(workers::router())
         .merge(dead_letters::router())

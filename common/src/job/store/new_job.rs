@@ -64,6 +64,17 @@ impl NewJob {
         self
     }
 
+    /// This job checked against the catalogue ([`validate`]), once: what
+    /// [`super::Tx::enqueue_checked`] inserts without checking it again.
+    pub fn check(self) -> Result<CheckedJob, EnqueueError> {
+        let (kind, max_attempts) = validate(&self)?;
+        Ok(CheckedJob {
+            job: self,
+            kind,
+            max_attempts,
+        })
+    }
+
     /// One job of kind `P` per `(payload, priority)`, all with the same parent and requester.
     pub fn batch<P: JobPayload>(
         items: impl IntoIterator<Item = (P, u8)>,
@@ -77,6 +88,26 @@ impl NewJob {
                 ..Self::of(&payload).priority(priority).requested_by(requested_by)
             })
             .collect()
+    }
+}
+
+/// A job that passed [`validate`] ([`NewJob::check`]), with its kind and effective
+/// `max_attempts`.
+#[derive(Debug, Clone)]
+pub struct CheckedJob {
+    pub(super) job: NewJob,
+    pub(super) kind: &'static KindSpec,
+    pub(super) max_attempts: i32,
+}
+
+impl CheckedJob {
+    pub fn job(&self) -> &NewJob {
+        &self.job
+    }
+
+    /// Its kind in the catalogue.
+    pub fn kind(&self) -> &'static KindSpec {
+        self.kind
     }
 }
 

@@ -8,8 +8,8 @@ use std::ops::{Deref, DerefMut};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use super::insert::insert;
-use super::new_job::{EnqueueError, NewJob};
+use super::insert::{insert, insert_checked};
+use super::new_job::{CheckedJob, EnqueueError, NewJob};
 use crate::job::JobRecord;
 use crate::queue::{Outgoing, PublishError, Publisher};
 
@@ -47,6 +47,21 @@ impl Tx {
         Ok(records)
     }
 
+    /// [`Tx::enqueue`] of many jobs already checked ([`NewJob::check`]), none checked
+    /// again nor read back (`POST /jobs/batch`); returns their ids, in order. They are
+    /// counted at commit; publish them after [`Tx::commit_unpublished`], e.g. with
+    /// [`publish_chunks`]. A job of a schedule that already fired for its due time is an
+    /// error here, not skipped.
+    pub async fn enqueue_checked(&mut self, jobs: Vec<CheckedJob>) -> Result<Vec<Uuid>, EnqueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records = insert_checked(&mut self.tx, jobs).await?;
+        let ids = records.iter().map(|job| job.id).collect();
+        self.inserted.extend(records);
+        Ok(ids)
+    }
+
     /// [`Tx::enqueue`] of one job.
     pub async fn enqueue_one(&mut self, job: NewJob) -> Result<JobRecord, EnqueueError> {
         self.enqueue(vec![job]).await?.pop().ok_or(EnqueueError::NotInserted)
@@ -73,8 +88,9 @@ impl Tx {
     pub async fn commit_unpublished(self, publisher: &Publisher) -> Result<Vec<JobRecord>, sqlx::Error> {
         self.tx.commit().await?;
         let enqueued = publisher.jobs_enqueued();
-        for job in &self.inserted {
-            enqueued.count(&job.kind, &job.queue);
+        // One increment per run of jobs of the same kind and queue (a batch is one run).
+        for run in self.inserted.chunk_by(|a, b| a.kind == b.kind && a.queue == b.queue) {
+            enqueued.count_n(&run[0].kind, &run[0].queue, run.len() as u64);
         }
         let mut jobs = self.inserted;
         jobs.extend(self.requeued);
@@ -119,8 +135,21 @@ pub async fn publish_or_leave_to_relay(db: &PgPool, publisher: &Publisher, jobs:
     }
 }
 
+/// Most jobs [`publish_chunks`] publishes, then marks published in one statement, at a time.
+pub const PUBLISH_CHUNK: usize = 1000;
+
+/// Publishes many committed rows [`PUBLISH_CHUNK`] at a time, each chunk confirmed and
+/// then marked published, so that the relay sees the progress. Stops at the first
+/// failure: the rest stay unpublished for the relay.
+pub async fn publish_chunks(db: &PgPool, publisher: &Publisher, records: &mut [JobRecord]) -> Result<(), PublishError> {
+    for chunk in records.chunks_mut(PUBLISH_CHUNK) {
+        publish(db, publisher, chunk).await?;
+    }
+    Ok(())
+}
+
 /// Publishes committed rows with confirms, then records `published_at` (the relay's
-/// way: a failure is returned).
+/// way: a failure is returned). Re-publishing a job stamps it again.
 pub async fn publish(db: &PgPool, publisher: &Publisher, records: &mut [JobRecord]) -> Result<(), PublishError> {
     if records.is_empty() {
         return Ok(());
