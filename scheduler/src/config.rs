@@ -8,7 +8,7 @@ use rushes_common::config::{BrokerConfig, DatabaseConfig, LeaseConfig, parse_sec
 
 /// Leader-elected scheduler of Rushes: fires cron / interval / clocked schedules stored
 /// in PostgreSQL, relays committed-but-unpublished jobs and re-publishes jobs stranded
-/// by dead workers.
+/// by dead workers or by messages the broker lost.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "rushes-scheduler", version)]
 pub struct SchedulerConfig {
@@ -33,4 +33,11 @@ pub struct SchedulerConfig {
     /// (default 2: the enqueuer's own publish normally lands well within it).
     #[arg(long, env = "RUSHES_RELAY_GRACE", default_value = "2", value_parser = parse_seconds)]
     pub relay_grace: Duration,
+    /// Seconds after which a queued job whose message was published but that no worker
+    /// has claimed counts as stranded when its queue in the broker holds fewer messages
+    /// than it has queued jobs (purged, or lost with a broker node): the relay then
+    /// re-publishes it, and again at most once per this age (default 300; duplicates
+    /// are harmless, the claim decides).
+    #[arg(long, env = "RUSHES_STRANDED_AFTER", default_value = "300", value_parser = parse_seconds)]
+    pub stranded_after: Duration,
 }

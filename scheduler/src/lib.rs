@@ -32,6 +32,9 @@ const STANDBY_RETRY: Duration = Duration::from_millis(1000);
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// How often the enabled-schedules gauge is refreshed.
 const COUNT_EVERY: Duration = Duration::from_secs(10);
+/// Longest between two looks for queued jobs whose message the broker lost (the look
+/// is every tenth of the stranded age, at most this, at least every relay pass).
+const UNCLAIMED_EVERY_MAX: Duration = Duration::from_secs(30);
 
 /// Entry point of the `rushes-scheduler` binary.
 pub fn main_entry() -> anyhow::Result<()> {
@@ -155,6 +158,8 @@ impl Scheduler {
         let mut listener = self.listen().await;
         let mut initialise = true;
         let mut last_relay: Option<Instant> = None;
+        let mut last_unclaimed: Option<Instant> = None;
+        let unclaimed_every = (self.config.stranded_after / 10).min(UNCLAIMED_EVERY_MAX);
         let mut last_count: Option<Instant> = None;
         loop {
             candidate.confirm().await.context("lost the leadership connection")?;
@@ -168,6 +173,10 @@ impl Scheduler {
             if last_relay.is_none_or(|t| t.elapsed() >= self.config.relay_interval) {
                 self.relay().await;
                 last_relay = Some(Instant::now());
+                if last_unclaimed.is_none_or(|t| t.elapsed() >= unclaimed_every) {
+                    self.relay_unclaimed().await;
+                    last_unclaimed = Some(Instant::now());
+                }
             }
             if last_count.is_none_or(|t| t.elapsed() >= COUNT_EVERY) {
                 if let Ok(n) = firing::enabled_count(&self.db).await {
@@ -285,6 +294,17 @@ impl Scheduler {
             Err(err) => {
                 self.metrics.errors.with_label_values(&["relay"]).inc();
                 tracing::warn!(error = format!("{err:#}"), "relay pass failed");
+            }
+        }
+    }
+
+    /// Re-publishes queued jobs whose message the broker lost ([`relay::unclaimed`]).
+    async fn relay_unclaimed(&self) {
+        match relay::unclaimed(&self.db, &self.publisher, self.config.stranded_after).await {
+            Ok(n) => self.metrics.relayed.with_label_values(&["unclaimed"]).inc_by(n as u64),
+            Err(err) => {
+                self.metrics.errors.with_label_values(&["relay"]).inc();
+                tracing::warn!(error = format!("{err:#}"), "relay pass for lost messages failed");
             }
         }
     }

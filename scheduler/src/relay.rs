@@ -1,11 +1,14 @@
 //! The relay: publishes jobs that were committed but never published (the broker was
-//! down at enqueue), and re-publishes running jobs whose worker went silent long ago
-//! and retries whose delayed message never came back — messages that may be gone. Duplicates are harmless: the claim drops them.
+//! down at enqueue), and re-publishes running jobs whose worker went silent long ago,
+//! retries whose delayed message never came back and queued jobs whose message the
+//! broker no longer holds — messages that may be gone. Duplicates are harmless: the
+//! claim drops them.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use rushes_common::job::JobRecord;
 use rushes_common::job::store;
+use rushes_common::job::{JobRecord, QueueFamily};
 use rushes_common::queue::Publisher;
 use sqlx::PgPool;
 
@@ -87,4 +90,44 @@ pub async fn pass(
         unpublished: unpublished.len(),
         stranded: stranded.len() + overdue,
     })
+}
+
+/// `queued` jobs whose message the broker no longer holds (a purged queue, a lost
+/// node), published again; returns how many. A queue is short of messages when the
+/// broker holds fewer ready ones than it has published `queued` jobs; then as many as
+/// are missing (at most [`BATCH`]) of its jobs published more than `stranded_after` ago
+/// go out again, oldest first. Publishing re-stamps `published_at`, so a job goes out
+/// again at most once per `stranded_after`; a queue whose backlog is merely long, or
+/// paused, holds every message and gets no duplicates.
+pub async fn unclaimed(db: &PgPool, publisher: &Publisher, stranded_after: Duration) -> anyhow::Result<usize> {
+    let families: Vec<&str> = QueueFamily::ALL.iter().map(|q| q.as_str()).collect();
+    let candidates = store::unclaimed(db, &families, stranded_after, BATCH).await?;
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let mut by_queue: HashMap<String, Vec<JobRecord>> = HashMap::new();
+    for job in candidates {
+        by_queue.entry(job.queue.clone()).or_default().push(job);
+    }
+    let stats = publisher.broker().queue_stats().await?;
+    let mut lost = Vec::new();
+    for (queue, mut jobs) in by_queue {
+        let ready = stats
+            .iter()
+            .find(|s| s.family.as_str() == queue)
+            .map_or(0, |s| i64::from(s.messages));
+        let published = store::count_published_queued(db, &queue, ready + BATCH).await?;
+        let missing = usize::try_from(published - ready).unwrap_or(0);
+        jobs.truncate(missing);
+        lost.extend(jobs);
+    }
+    if lost.is_empty() {
+        return Ok(0);
+    }
+    tracing::warn!(
+        jobs = lost.len(),
+        "re-publishing queued jobs whose message the broker no longer holds"
+    );
+    store::publish(db, publisher, &mut lost).await?;
+    Ok(lost.len())
 }

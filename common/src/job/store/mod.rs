@@ -9,6 +9,7 @@ mod attempts;
 mod insert;
 mod new_job;
 mod outbox;
+mod relay;
 mod upkeep;
 
 pub use admin::{Resolution, cancel, requeue, resolve_dead_letter};
@@ -16,4 +17,5 @@ pub use attempts::{Claim, Letter, Outcome, Recorded, claim, park, record_outcome
 pub use insert::{check_target, check_targets};
 pub use new_job::{CheckedJob, EnqueueError, NewJob, validate};
 pub use outbox::{PUBLISH_CHUNK, Tx, enqueue, enqueue_one, publish, publish_chunks, publish_or_leave_to_relay};
+pub use relay::{count_published_queued, unclaimed};
 pub use upkeep::{Beat, beat, purge_finished, touch_overdue_retries};
