@@ -88,7 +88,18 @@ impl Ledger {
     }
 }
 
-async fn batch_loop<Req, Res, F, Fut>(mut rx: mpsc::Receiver<(Req, Reply<Res>)>, run: F)
+/// Times a batch that met a deadlock or a serialization failure is run again.
+const RETRIES: u32 = 3;
+
+/// A deadlock or serialization failure: nothing was written, and running the same
+/// statement again is safe.
+fn is_transient(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "40P01" || code == "40001")
+}
+
+async fn batch_loop<Req: Clone, Res, F, Fut>(mut rx: mpsc::Receiver<(Req, Reply<Res>)>, run: F)
 where
     F: Fn(Vec<Req>) -> Fut,
     Fut: Future<Output = Result<Vec<Res>, sqlx::Error>>,
@@ -105,7 +116,19 @@ where
                 Err(_) => break,
             }
         }
-        match run(requests).await {
+        let mut tries = 0;
+        let outcome = loop {
+            match run(requests.clone()).await {
+                // Another transaction held a row: the statement changed nothing; again.
+                Err(err) if tries < RETRIES && is_transient(&err) => {
+                    tries += 1;
+                    tracing::debug!(error = %err, tries, "batch hit a transient conflict; running it again");
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(tries))).await;
+                }
+                other => break other,
+            }
+        };
+        match outcome {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));

@@ -111,8 +111,14 @@ pub async fn claim(
 }
 
 /// Records outcomes of jobs still ours, running the attempt named; one answer per
-/// outcome, in order (`false`: cancelled meanwhile, or re-claimed).
+/// outcome, in order (`false`: cancelled meanwhile, or re-claimed). A statement that
+/// failed changed nothing: it may be run again.
 pub async fn record_outcomes(db: &PgPool, worker_id: Uuid, outcomes: Vec<Recorded>) -> Result<Vec<bool>, sqlx::Error> {
+    let asked: Vec<Uuid> = outcomes.iter().map(|(id, ..)| *id).collect();
+    // Rows are locked in id order, as every other multi-row update of `jobs` locks them
+    // (`id = ANY(…)` scans the primary key in order): concurrent batches never deadlock.
+    let mut outcomes = outcomes;
+    outcomes.sort_by_key(|(id, ..)| *id);
     let n = outcomes.len();
     let (mut ids, mut attempts, mut states) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut results, mut errors, mut delays) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
@@ -143,7 +149,7 @@ pub async fn record_outcomes(db: &PgPool, worker_id: Uuid, outcomes: Vec<Recorde
     if !outcomes.iter().any(|(_, _, _, o)| matches!(o, Outcome::Dead(..))) {
         // The hot path: one statement, no explicit transaction.
         let updated = apply_outcomes(db, worker_id, &columns).await?;
-        return Ok(ids.iter().map(|id| updated.contains(id)).collect());
+        return Ok(asked.iter().map(|id| updated.contains(id)).collect());
     }
     let mut tx = db.begin().await?;
     let updated = apply_outcomes(&mut *tx, worker_id, &columns).await?;
@@ -169,7 +175,7 @@ pub async fn record_outcomes(db: &PgPool, worker_id: Uuid, outcomes: Vec<Recorde
         }
     }
     tx.commit().await?;
-    Ok(ids.iter().map(|id| updated.contains(id)).collect())
+    Ok(asked.iter().map(|id| updated.contains(id)).collect())
 }
 
 /// The outcome columns of a batch, one entry per job.
