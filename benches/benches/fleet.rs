@@ -305,16 +305,7 @@ impl Bench<'_> {
             enqueue(self.db, self.publisher, jobs).await?;
             left -= batch;
         }
-        wait_drained(self.db, Duration::from_secs(600)).await?;
-        let rate = n as f64 / started.elapsed().as_secs_f64();
-        let acks = workers.ack_frames().await?;
-        workers.stop().await?;
-        let after = self.commits().await?;
-        Ok(Run {
-            rate,
-            commits_per_job: before.zip(after).map(|(b, a)| (a - b) as f64 / n as f64),
-            acks_per_job: acks / n as f64,
-        })
+        self.finish(workers, n, started, before).await
     }
 
     /// A drain: `n` jobs queued first, then `count` workers of `slots` slots start.
@@ -323,8 +314,14 @@ impl Bench<'_> {
         let before = self.commits().await?;
         let started = Instant::now();
         let workers = Workers::start(self.database, self.broker, count, slots).await?;
-        wait_drained(self.db, Duration::from_secs(600)).await?;
         // From the workers' start: their start-up is part of a drain, as for Celery's.
+        self.finish(workers, n, started, before).await
+    }
+
+    /// Waits for the `n` jobs to be done, stops the workers and tells the rate since
+    /// `started`, the commits since `before` and the ack frames, per job.
+    async fn finish(&self, workers: Workers, n: usize, started: Instant, before: Option<i64>) -> anyhow::Result<Run> {
+        wait_drained(self.db, Duration::from_secs(600)).await?;
         let rate = n as f64 / started.elapsed().as_secs_f64();
         let acks = workers.ack_frames().await?;
         workers.stop().await?;
