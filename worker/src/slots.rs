@@ -16,7 +16,7 @@ const SHORT_JOB: Duration = Duration::from_millis(20);
 /// How much work, in average run times, a worker may hold ahead of its slots.
 const AHEAD_BUDGET: Duration = Duration::from_millis(10);
 /// Most deliveries held beyond the slots.
-pub(crate) const MAX_AHEAD: u16 = 256;
+pub(crate) const MAX_AHEAD: u16 = 64;
 
 pub(crate) struct Slots {
     pub total: u16,
@@ -263,8 +263,8 @@ mod tests {
         slots.ran(Duration::from_micros(100));
         assert_eq!(
             slots.ahead(),
-            128,
-            "10 ms of 0.1 ms jobs on 2 slots = 200, rounded down to 128"
+            MAX_AHEAD,
+            "10 ms of 0.1 ms jobs on 2 slots = 200, capped"
         );
         let slots = Slots::new(2, gauge());
         slots.ran(Duration::from_micros(1));
