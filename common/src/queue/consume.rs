@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Acker, Channel, Consumer};
 
@@ -21,7 +21,9 @@ pub struct Subscription {
     tag: String,
 }
 
-/// A delivery: the body and what the worker needs to settle it.
+/// A delivery: the body and what the worker needs to settle it — always through the
+/// channel's [`super::Settler`], which groups acknowledgements by contiguous tags (an
+/// ack sent around it could be repeated by a later `multiple` ack).
 pub struct Incoming {
     pub body: Vec<u8>,
     pub message_id: Option<String>,
@@ -42,25 +44,6 @@ impl std::fmt::Debug for Incoming {
             .field("redelivered", &self.redelivered)
             .field("bytes", &self.body.len())
             .finish_non_exhaustive()
-    }
-}
-
-impl Incoming {
-    /// Acknowledges: the broker forgets the message.
-    pub async fn ack(&self) -> Result<(), BrokerError> {
-        self.acker.ack(BasicAckOptions::default()).await?;
-        Ok(())
-    }
-
-    /// Returns the message to its queue for another consumer.
-    pub async fn requeue(&self) -> Result<(), BrokerError> {
-        self.acker
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            })
-            .await?;
-        Ok(())
     }
 }
 
