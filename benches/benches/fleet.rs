@@ -2,7 +2,8 @@
 //! run on the same broker:
 //!
 //! (a) raw lapin: N persistent 300-byte messages published with confirms awaited every
-//!     100, consumed at once with manual acks (prefetch 100);
+//!     100, consumed at once with manual acks (prefetch 100); (a3) the same messages
+//!     published first, then drained (the broker's own drain ceiling);
 //! (b) N `sleep 0` jobs through the whole path (rows committed, confirmed publish,
 //!     claim, run, outcome recorded, ack) with one worker of 2 slots;
 //! drains: N jobs enqueued before the workers start (what Celery's figure measures),
@@ -38,6 +39,8 @@ const BATCH: usize = 100;
 const STATS_SETTLE: Duration = Duration::from_secs(11);
 /// Celery 5, one worker, prefork 2, acks_late, on the same broker and cores (issue figure).
 const CELERY_DRAIN: f64 = 2500.0;
+/// Time for a started worker's consumers to subscribe (runs that must not count it).
+const CONSUMER_START: Duration = Duration::from_millis(300);
 
 /// What one run of jobs measured.
 struct Run {
@@ -57,8 +60,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let backlog = if full { 10_000 } else { 300 };
     let env = BenchEnv::new().await?;
-    let raw = raw_ceiling(&env.amqp, &env.tag, n, BATCH as u16).await?;
-    let raw_slots = raw_ceiling(&env.amqp, &env.tag, n, 2).await?;
+    let raw = raw_ceiling(&env.amqp, &env.tag, n, BATCH as u16, false).await?;
+    let raw_slots = raw_ceiling(&env.amqp, &env.tag, n, 2, false).await?;
+    let raw_drain = raw_ceiling(&env.amqp, &env.tag, n, BATCH as u16, true).await?;
     let bench = Bench {
         db: &env.db,
         publisher: &env.publisher,
@@ -91,6 +95,9 @@ async fn main() -> anyhow::Result<()> {
     println!("| (a) raw lapin: confirmed publish (every {BATCH}) + consume/ack (prefetch {BATCH}) | {raw:.0} msg/s |");
     println!("| (a2) raw lapin as (a) but prefetch 2 | {raw_slots:.0} msg/s |");
     println!(
+        "| (a3) raw lapin drain: {n} published first, then consumed/acked (prefetch {BATCH}) | {raw_drain:.0} msg/s |"
+    );
+    println!(
         "| (b) Rushes full path, `sleep 0`, 1 worker × 2 slots | {:.0} jobs/s ({}) |",
         path.rate,
         per_job(&path)
@@ -119,7 +126,10 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn raw_ceiling(amqp: &str, tag: &str, n: usize, prefetch: u16) -> anyhow::Result<f64> {
+/// Raw lapin, no Rushes: `n` persistent messages published with confirms every
+/// [`BATCH`] and consumed with manual acks at `prefetch`, at once (`drain_first`: false)
+/// or after all are published (true: a drain, timed from the consumer's start).
+async fn raw_ceiling(amqp: &str, tag: &str, n: usize, prefetch: u16, drain_first: bool) -> anyhow::Result<f64> {
     let connection = Connection::connect(amqp, ConnectionProperties::default()).await?;
     let publish = connection.create_channel().await?;
     let consume = connection.create_channel().await?;
@@ -133,6 +143,11 @@ async fn raw_ceiling(amqp: &str, tag: &str, n: usize, prefetch: u16) -> anyhow::
     publish.queue_declare(queue.as_str().into(), durable, args).await?;
     publish.confirm_select(ConfirmSelectOptions::default()).await?;
     consume.basic_qos(prefetch, BasicQosOptions::default()).await?;
+    let body = vec![b'x'; 300];
+    if drain_first {
+        publish_confirmed(&publish, &queue, &body, n).await?;
+    }
+    let started = Instant::now();
     let mut consumer = consume
         .basic_consume(
             queue.as_str().into(),
@@ -141,8 +156,6 @@ async fn raw_ceiling(amqp: &str, tag: &str, n: usize, prefetch: u16) -> anyhow::
             FieldTable::default(),
         )
         .await?;
-    let body = vec![b'x'; 300];
-    let started = Instant::now();
     let consumed = tokio::spawn(async move {
         let mut seen = 0;
         while seen < n {
@@ -157,6 +170,20 @@ async fn raw_ceiling(amqp: &str, tag: &str, n: usize, prefetch: u16) -> anyhow::
         }
         anyhow::Ok(())
     });
+    if !drain_first {
+        publish_confirmed(&publish, &queue, &body, n).await?;
+    }
+    consumed.await??;
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    publish
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await?;
+    let _ = connection.close(200, "OK".into()).await;
+    Ok(rate)
+}
+
+/// Publishes `n` persistent copies of `body` to `queue`, awaiting confirms every [`BATCH`].
+async fn publish_confirmed(publish: &lapin::Channel, queue: &str, body: &[u8], n: usize) -> anyhow::Result<()> {
     for chunk in (0..n).collect::<Vec<_>>().chunks(BATCH) {
         let mut confirms = Vec::with_capacity(chunk.len());
         for _ in chunk {
@@ -164,9 +191,9 @@ async fn raw_ceiling(amqp: &str, tag: &str, n: usize, prefetch: u16) -> anyhow::
                 publish
                     .basic_publish(
                         "".into(),
-                        queue.as_str().into(),
+                        queue.into(),
                         BasicPublishOptions::default(),
-                        &body,
+                        body,
                         BasicProperties::default().with_delivery_mode(2),
                     )
                     .await?,
@@ -176,13 +203,7 @@ async fn raw_ceiling(amqp: &str, tag: &str, n: usize, prefetch: u16) -> anyhow::
             confirm.await?;
         }
     }
-    consumed.await??;
-    let rate = n as f64 / started.elapsed().as_secs_f64();
-    publish
-        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-        .await?;
-    let _ = connection.close(200, "OK".into()).await;
-    Ok(rate)
+    Ok(())
 }
 
 /// In-process workers consuming `maintenance`, each with its own pools and metrics port.
@@ -214,7 +235,7 @@ impl Workers {
             handles.push(tokio::spawn(rushes_worker::run(worker, shutdown.clone())));
             metrics.push(format!("http://127.0.0.1:{port}/metrics"));
         }
-        // Consuming once every metrics endpoint answers (the consumer starts right after).
+        // Started once every metrics endpoint answers (the consumers subscribe right after).
         for url in &metrics {
             let deadline = Instant::now() + Duration::from_secs(30);
             while reqwest::get(url).await.is_err() {
@@ -222,7 +243,6 @@ impl Workers {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
         Ok(Self {
             shutdown,
             handles,
@@ -232,12 +252,22 @@ impl Workers {
 
     /// Ack frames the workers sent so far.
     async fn ack_frames(&self) -> anyhow::Result<f64> {
+        self.sum("rushes_worker_settle_frames_total", "frame=\"ack\"").await
+    }
+
+    /// Jobs the workers ran whose success is committed.
+    async fn succeeded(&self) -> anyhow::Result<f64> {
+        self.sum("rushes_jobs_finished_total", "outcome=\"succeeded\"").await
+    }
+
+    /// The sum over the workers of the series of `metric` whose labels contain `labels`.
+    async fn sum(&self, metric: &str, labels: &str) -> anyhow::Result<f64> {
         let mut total = 0.0;
         for url in &self.metrics {
             let text = reqwest::get(url).await?.text().await?;
             total += text
                 .lines()
-                .filter(|l| l.starts_with("rushes_worker_settle_frames_total") && l.contains("frame=\"ack\""))
+                .filter(|l| l.starts_with(metric) && l.contains(labels))
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                 .sum::<f64>();
         }
@@ -296,6 +326,8 @@ impl Bench<'_> {
     /// (b): jobs enqueued in batches of 100 while one worker of 2 slots runs them.
     async fn full_path(&self, n: usize) -> anyhow::Result<Run> {
         let workers = Workers::start(self.database, self.broker, 1, 2).await?;
+        // The consumer starts right after the metrics answer: let it subscribe first.
+        tokio::time::sleep(CONSUMER_START).await;
         let before = self.commits().await?;
         let started = Instant::now();
         let mut left = n;
@@ -321,8 +353,16 @@ impl Bench<'_> {
     /// Waits for the `n` jobs to be done, stops the workers and tells the rate since
     /// `started`, the commits since `before` and the ack frames, per job.
     async fn finish(&self, workers: Workers, n: usize, started: Instant, before: Option<i64>) -> anyhow::Result<Run> {
-        wait_drained(self.db, Duration::from_secs(600)).await?;
+        // Timed by the workers' own count of committed successes (a poll of PostgreSQL
+        // every few milliseconds would load the database being measured), then checked
+        // in PostgreSQL.
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while workers.succeeded().await? < n as f64 {
+            anyhow::ensure!(Instant::now() < deadline, "the workers did not finish {n} jobs");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let rate = n as f64 / started.elapsed().as_secs_f64();
+        wait_drained(self.db, Duration::from_secs(60)).await?;
         let acks = workers.ack_frames().await?;
         workers.stop().await?;
         let after = self.commits().await?;
@@ -336,6 +376,7 @@ impl Bench<'_> {
     /// Enqueue → start latency (p50, p99 in ms) at a low fixed rate.
     async fn latency(&self, count: usize, rate: f64) -> anyhow::Result<(f64, f64)> {
         let workers = Workers::start(self.database, self.broker, 1, 2).await?;
+        tokio::time::sleep(CONSUMER_START).await;
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
         let mut ids = Vec::with_capacity(count);
         for _ in 0..count {

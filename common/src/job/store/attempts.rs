@@ -72,15 +72,21 @@ pub async fn claim(
     ids: Vec<Uuid>,
 ) -> Result<Vec<Claim>, sqlx::Error> {
     let stale_s = stale_after.as_secs_f64();
+    // One primary-key lookup per id, in id order (the lock order of every multi-row
+    // update of `jobs`): a join with the ids, never `id = ANY(…)`, whose plan may AND it
+    // with a scan of every queued job's state — O(backlog) per batch during a drain.
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
     let claimed: Vec<JobRecord> = sqlx::query_as(concat!(
         "UPDATE jobs SET state = 'running', worker_id = $2, attempts = attempts + 1, progress = 0, \
                 started_at = now(), heartbeat_at = now(), error = NULL, retry_at = NULL \
-         WHERE id = ANY($1) AND (state IN ('queued', 'retrying') \
-               OR (state = 'running' AND heartbeat_at < now() - make_interval(secs => $3))) \
+         FROM unnest($1::uuid[]) AS asked(job_id) \
+         WHERE jobs.id = asked.job_id AND (jobs.state IN ('queued', 'retrying') \
+               OR (jobs.state = 'running' AND jobs.heartbeat_at < now() - make_interval(secs => $3))) \
          RETURNING ",
         crate::job_columns!()
     ))
-    .bind(&ids)
+    .bind(&sorted)
     .bind(worker_id)
     .bind(stale_s)
     .fetch_all(db)
@@ -116,7 +122,7 @@ pub async fn claim(
 pub async fn record_outcomes(db: &PgPool, worker_id: Uuid, outcomes: Vec<Recorded>) -> Result<Vec<bool>, sqlx::Error> {
     let asked: Vec<Uuid> = outcomes.iter().map(|(id, ..)| *id).collect();
     // Rows are locked in id order, as every other multi-row update of `jobs` locks them
-    // (`id = ANY(…)` scans the primary key in order): concurrent batches never deadlock.
+    // (the ids are sorted and joined in that order): concurrent batches never deadlock.
     let mut outcomes = outcomes;
     outcomes.sort_by_key(|(id, ..)| *id);
     let n = outcomes.len();
