@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cache;
 pub mod client_addr;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod headers;

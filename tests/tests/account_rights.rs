@@ -483,7 +483,7 @@ async fn mailed_links_open_forms_that_work_in_a_browser() -> anyhow::Result<()> 
     let reset = sink.wait_link("ana@example.com", 1, wait).await?;
     let invitation = sink.wait_link("new@example.com", 1, wait).await?;
     let home = rushes_tests::browser::fill_form(&env.url("/"), &[]).await?;
-    assert_eq!(home["title"], "Rushes is running", "{home}");
+    assert_eq!(home["title"], "Sign in · Rushes", "{home}");
 
     // The new password is set through the form; the used link then says so on the form.
     let reset_page = env.url(&format!("/reset-password?token={reset}"));

@@ -61,7 +61,8 @@ pub fn next_before<T>(rows: &[T], limit: i64, id: impl Fn(&T) -> uuid::Uuid) -> 
     }
 }
 
-/// The whole application: public probes and login, and the authenticated `/api/v1`
+/// The whole application: public probes and login, the operator console (`/`), and the
+/// authenticated `/api/v1`
 /// (fleet operations, groups and logs for admins only; productions, clips and users
 /// check the caller's grants and policies themselves). `/metrics` is served here unless
 /// `metrics_apart` (then [`metrics_app`] serves it on its own listener).
@@ -101,10 +102,18 @@ pub fn app(state: AppState, metrics_apart: bool) -> Router {
         .merge(session::public_router())
         .fallback(|| async { crate::error::ApiError::NotFound("no such API route".into()) })
         .method_not_allowed_fallback(|| async { crate::error::ApiError::MethodNotAllowed });
+    // The console calls the API in-process, as the signed-in user.
+    let internal = crate::console::api::Api::new(
+        Router::new()
+            .nest("/api/v1", api.clone())
+            .layer(middleware::from_fn(crate::headers::security_headers))
+            .with_state(state.clone()),
+    );
     Router::new()
         .nest("/api/v1", api)
         .merge(shares::public_router())
         .merge(pages::router())
+        .merge(crate::console::router(internal))
         .merge(system::router(!metrics_apart))
         .layer(middleware::from_fn(crate::headers::security_headers))
         .layer(middleware::from_fn_with_state(

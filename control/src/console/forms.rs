@@ -1,0 +1,328 @@
+//! Forms: a submitted form becomes the JSON body of one API call. Field names are the
+//! API's (`cron.expr` nests), with a type suffix where the value is not text
+//! (`priority:int`, `payload:json`, `enabled:bool`); empty fields are left out. An
+//! error the API gives is shown next to the field it names.
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::Path;
+use axum::http::{HeaderMap, Method};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde_json::{Map, Value};
+
+use super::api::{Answer, Api};
+use super::layout::csrf;
+use super::{Signed, Visitor, csrf_ok, csrf_refused, form_fields, local};
+
+/// Fields that are never sent on: the form's own.
+const OWN: [&str; 3] = [super::session::CSRF_FIELD, "_back", "_method"];
+
+/// A form's fields as the JSON body of its API call; `Err((field, message))` when a
+/// value cannot be read as its type.
+pub fn to_json(fields: &[(String, String)]) -> Result<Value, (String, String)> {
+    let mut body = Map::new();
+    for (name, raw) in fields {
+        if OWN.contains(&name.as_str()) || raw.trim().is_empty() {
+            continue;
+        }
+        let (path, kind) = name.split_once(':').unwrap_or((name.as_str(), "text"));
+        let value = match kind {
+            "int" => raw
+                .trim()
+                .parse::<i64>()
+                .map(Value::from)
+                .map_err(|_| (path.to_owned(), format!("{path}: a whole number, got `{raw}`")))?,
+            "json" => {
+                serde_json::from_str(raw).map_err(|e| (path.to_owned(), format!("{path}: not valid JSON ({e})")))?
+            }
+            "bool" => Value::Bool(matches!(raw.as_str(), "on" | "true" | "1" | "yes")),
+            "list" => Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Value::String(s.to_owned()))
+                    .collect(),
+            ),
+            _ => Value::String(raw.clone()),
+        };
+        insert(&mut body, path, value);
+    }
+    Ok(Value::Object(body))
+}
+
+fn insert(map: &mut Map<String, Value>, path: &str, value: Value) {
+    match path.split_once('.') {
+        Some((head, rest)) => {
+            let entry = map.entry(head.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+            if !entry.is_object() {
+                *entry = Value::Object(Map::new());
+            }
+            if let Value::Object(inner) = entry {
+                insert(inner, rest, value);
+            }
+        }
+        None => {
+            map.insert(path.to_owned(), value);
+        }
+    }
+}
+
+/// `POST /do/{api path}`: one button's action (pause a queue, cancel a job, scan a
+/// production…) — the API call with the form's fields, then back to the page it came
+/// from with what happened. `_method=DELETE` deletes.
+pub async fn act(
+    Extension(api): Extension<Api>,
+    visitor: Visitor,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let fields = form_fields(&body);
+    if !csrf_ok(&visitor, &fields, &headers) {
+        return csrf_refused();
+    }
+    let back = fields
+        .iter()
+        .find(|(k, _)| k == "_back")
+        .map_or("/", |(_, v)| local(v))
+        .to_owned();
+    let method = match fields.iter().find(|(k, _)| k == "_method").map(|(_, v)| v.as_str()) {
+        Some("DELETE") => Method::DELETE,
+        Some("PATCH") => Method::PATCH,
+        _ => Method::POST,
+    };
+    let outcome = match to_json(&fields) {
+        Ok(json) => {
+            let body = (method != Method::DELETE).then_some(json);
+            let answer = api.send(&visitor.caller, method, &format!("/{path}"), body).await;
+            if answer.ok() {
+                Ok(format!("Done: {}", describe(&path)))
+            } else {
+                Err(answer.error())
+            }
+        }
+        Err((_, message)) => Err(message),
+    };
+    let (key, message) = match outcome {
+        Ok(done) => ("done", done),
+        Err(failed) => ("failed", failed),
+    };
+    let separator = if back.contains('?') { '&' } else { '?' };
+    let message: String = url::form_urlencoded::byte_serialize(message.as_bytes()).collect();
+    Redirect::to(&format!("{back}{separator}{key}={message}")).into_response()
+}
+
+/// `queues/transcode/pause` → `pause queues/transcode`.
+fn describe(path: &str) -> String {
+    match path.rsplit_once('/') {
+        Some((what, verb)) if verb.chars().all(|c| c.is_ascii_lowercase() || c == '-') => {
+            format!("{} {what}", verb.replace('-', " "))
+        }
+        _ => path.to_owned(),
+    }
+}
+
+/// A control of a form.
+pub enum Input {
+    Text,
+    Number,
+    /// JSON text.
+    Json,
+    Check,
+    /// A choice among fixed values.
+    Choice(Vec<String>),
+    /// Free text with suggestions.
+    Suggest(Vec<String>),
+}
+
+pub struct Field {
+    /// The API field (with its type suffix: `priority:int`).
+    pub name: &'static str,
+    pub label: &'static str,
+    pub input: Input,
+    pub help: Option<&'static str>,
+    pub required: bool,
+}
+
+pub fn field(name: &'static str, label: &'static str, input: Input) -> Field {
+    Field {
+        name,
+        label,
+        input,
+        help: None,
+        required: false,
+    }
+}
+
+impl Field {
+    pub fn help(mut self, help: &'static str) -> Self {
+        self.help = Some(help);
+        self
+    }
+
+    pub fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+
+    /// The API's name for it (`cron.expr`), without the type suffix.
+    fn api_name(&self) -> &'static str {
+        self.name.split_once(':').map_or(self.name, |(n, _)| n)
+    }
+
+    fn id(&self) -> String {
+        format!("f-{}", self.api_name().replace('.', "-"))
+    }
+}
+
+/// What a failed submit brings back to the form.
+pub struct Failure {
+    /// The field the error names, when the form has it.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn of(answer: &Answer) -> Self {
+        Self {
+            field: answer.field(),
+            message: answer.error(),
+        }
+    }
+}
+
+/// A form posting back to `action`, filled with `values`, with the error next to its
+/// field (or above the form when it names none of them).
+pub fn render(
+    signed: &Signed,
+    action: &str,
+    fields: &[Field],
+    values: &[(String, String)],
+    failure: Option<&Failure>,
+    submit: &str,
+) -> Markup {
+    let value_of = |name: &str| {
+        values
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let names_field = |f: &Field| {
+        failure.and_then(|fail| fail.field.as_deref()).is_some_and(|named| {
+            named == f.api_name()
+                || named.split('.').next() == Some(f.api_name())
+                || f.api_name().starts_with(&format!("{named}."))
+        })
+    };
+    let placed = fields.iter().any(&names_field);
+    html! {
+        form.edit method="post" action=(action) novalidate {
+            (csrf(signed))
+            @if let Some(fail) = failure.filter(|_| !placed) {
+                p.alert role="alert" { (fail.message) }
+            }
+            @for f in fields {
+                @let id = f.id();
+                @let value = value_of(f.name);
+                @let error_id = format!("{id}-error");
+                @let has_error = names_field(f);
+                @match &f.input {
+                    Input::Check => {
+                        label.check for=(id) {
+                            input type="checkbox" id=(id) name=(f.name) checked[value == "on" || value == "true"];
+                            (f.label)
+                        }
+                    }
+                    _ => {
+                        label for=(id) {
+                            (f.label)
+                            @match &f.input {
+                                Input::Text => {
+                                    input type="text" id=(id) name=(f.name) value=(value) required[f.required] aria-invalid=[has_error.then_some("true")] aria-describedby=[has_error.then_some(error_id.as_str())];
+                                }
+                                Input::Number => {
+                                    input type="number" id=(id) name=(f.name) value=(value) required[f.required] aria-invalid=[has_error.then_some("true")] aria-describedby=[has_error.then_some(error_id.as_str())];
+                                }
+                                Input::Json => {
+                                    textarea id=(id) name=(f.name) aria-invalid=[has_error.then_some("true")] aria-describedby=[has_error.then_some(error_id.as_str())] { (value) }
+                                }
+                                Input::Choice(choices) => {
+                                    select id=(id) name=(f.name) {
+                                        @if !f.required { option value="" { "–" } }
+                                        @for c in choices { option value=(c) selected[*c == value] { (c) } }
+                                    }
+                                }
+                                Input::Suggest(choices) => {
+                                    @let list = format!("{id}-list");
+                                    input type="text" id=(id) name=(f.name) value=(value) list=(list) aria-invalid=[has_error.then_some("true")] aria-describedby=[has_error.then_some(error_id.as_str())];
+                                    datalist id=(list) { @for c in choices { option value=(c) {} } }
+                                }
+                                Input::Check => {}
+                            }
+                        }
+                    }
+                }
+                @if let Some(help) = f.help { small { (help) } }
+                @if has_error {
+                    @if let Some(fail) = failure {
+                        span.error id=(error_id) role="alert" { (fail.message) }
+                    }
+                }
+            }
+            div { button type="submit" { (submit) } }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn forms_become_the_api_body() {
+        let body = to_json(&pairs(&[
+            ("_csrf", "x"),
+            ("name", "nightly"),
+            ("cron.expr", "0 3 * * *"),
+            ("cron.timezone", "Europe/London"),
+            ("priority:int", "40"),
+            ("payload:json", "{\"seconds\": 1}"),
+            ("enabled:bool", "on"),
+            ("description", ""),
+        ]))
+        .unwrap_or_default();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "name": "nightly",
+                "cron": { "expr": "0 3 * * *", "timezone": "Europe/London" },
+                "priority": 40,
+                "payload": { "seconds": 1 },
+                "enabled": true,
+            })
+        );
+    }
+
+    #[test]
+    fn unreadable_values_name_their_field() {
+        assert_eq!(
+            to_json(&pairs(&[("priority:int", "high")])).err().map(|(f, _)| f),
+            Some("priority".to_owned())
+        );
+        assert_eq!(
+            to_json(&pairs(&[("payload:json", "{")])).err().map(|(f, _)| f),
+            Some("payload".to_owned())
+        );
+    }
+
+    #[test]
+    fn actions_are_described_by_their_verb() {
+        assert_eq!(describe("queues/transcode/pause"), "pause queues/transcode");
+    }
+}

@@ -1,0 +1,191 @@
+"""Walks the operator console in Debian's chromium (driven by Playwright for Python) as
+an operator would, and prints what it saw as JSON. Any step that does not behave exits
+non-zero with the step's name. Used by tests/tests/console.rs.
+
+usage: console_flow.py CONFIG_JSON
+CONFIG_JSON: {"base", "admin": [user, password], "member": [...], "inactive": [...],
+              "visible": production name the member sees, "hidden": one they do not,
+              "shots": directory for screenshots}
+"""
+
+import json
+import os
+import re
+import sys
+
+from playwright.sync_api import sync_playwright, expect
+
+NAV = ["Dashboard", "Jobs", "Queues", "Workers", "Schedules", "Productions", "Clips", "Transcripts",
+       "Users", "Groups", "Logs", "Settings"]
+PAGES = ["/", "/jobs", "/queues", "/workers", "/schedules", "/productions", "/clips", "/transcripts",
+         "/users", "/groups", "/logs", "/settings"]
+
+
+class Step(Exception):
+    pass
+
+
+def check(ok, what):
+    if not ok:
+        raise Step(what)
+
+
+def sign_in(page, base, user, password):
+    page.goto(base + "/")
+    check("/login" in page.url, f"signed out, / should lead to /login, got {page.url}")
+    page.fill("input[name='username']", user)
+    page.fill("input[name='password']", password)
+    page.click("button[type='submit']")
+    page.wait_for_load_state()
+
+
+def main():
+    config = json.loads(sys.argv[1])
+    base, shots = config["base"], config["shots"]
+    seen = {"shots": [], "console_errors": []}
+    chromium = os.environ.get("RUSHES_TEST_CHROMIUM", "/usr/bin/chromium")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        page.on("console", lambda m: seen["console_errors"].append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: seen["console_errors"].append(str(e)))
+        step = "start"
+        try:
+            step = "admin signs in"
+            admin, password = config["admin"]
+            sign_in(page, base, admin, password)
+            check(page.url.rstrip("/") == base, f"after sign-in the dashboard is at /, got {page.url}")
+            cookie = next(c for c in context.cookies() if c["name"] == "rushes_session")
+            seen["cookie"] = {"httpOnly": cookie["httpOnly"], "sameSite": cookie["sameSite"]}
+            links = page.locator("nav.main a").all_inner_texts()
+            check(links == NAV, f"navigation links: {links}")
+            metrics = page.locator("[data-metric]").evaluate_all(
+                "els => Object.fromEntries(els.map(e => [e.dataset.metric, e.textContent]))")
+            seen["metrics"] = metrics
+            check("clips_waiting_transcode" in metrics and "clips_transcoded" in metrics, f"metrics: {metrics}")
+            # The live part updates without a reload (a clock time replaces the placeholder).
+            expect(page.locator("[data-live='updated']")).to_have_text(re.compile(r"\d:\d\d"), timeout=10000)
+
+            step = "every page renders, labelled"
+            for path in PAGES:
+                page.goto(base + path)
+                check(page.locator("h1").count() == 1, f"{path}: one heading")
+                alerts = page.locator("p.alert").all_inner_texts()
+                check(alerts == [], f"{path}: the page shows an error: {alerts}")
+                current = page.locator("nav.main a[aria-current='page']").all_inner_texts()
+                check(len(current) == 1, f"{path}: the current page is marked ({current})")
+                unlabelled = page.evaluate("""() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+                    .filter(e => !e.labels || e.labels.length === 0).map(e => e.name)""")
+                check(unlabelled == [], f"{path}: unlabelled controls {unlabelled}")
+                name = os.path.join(shots, "console" + (path.replace("/", "-") if path != "/" else "-dashboard") + ".png")
+                page.screenshot(path=name, full_page=True)
+                seen["shots"].append(name)
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.goto(base + "/")
+            name = os.path.join(shots, "console-dashboard-390x844.png")
+            page.screenshot(path=name, full_page=True)
+            seen["shots"].append(name)
+            page.set_viewport_size({"width": 1280, "height": 800})
+
+            step = "enqueue a sleep job from the form and see it run"
+            page.goto(base + "/jobs/new")
+            page.select_option("select[name='kind']", "sleep")
+            page.fill("textarea[name='payload:json']", '{"seconds": 0.2}')
+            page.click("form.edit button[type='submit']")
+            page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}"))
+            expect(page.locator("[data-job-field='state']")).to_have_text("succeeded", timeout=20000)
+            seen["ran"] = page.url.rsplit("/", 1)[-1].split("?")[0]
+
+            step = "cancel another"
+            page.goto(base + "/jobs/new")
+            page.select_option("select[name='kind']", "sleep")
+            page.fill("textarea[name='payload:json']", '{"seconds": 60}')
+            page.click("form.edit button[type='submit']")
+            page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}"))
+            expect(page.locator("[data-job-field='state']")).to_have_text("running", timeout=20000)
+            page.click("button:has-text('Cancel')")
+            page.wait_for_load_state()
+            expect(page.locator("[data-job-field='state']")).to_have_text("cancelled", timeout=20000)
+            seen["cancelled"] = page.url.rsplit("/", 1)[-1].split("?")[0]
+
+            step = "pause and resume a queue"
+            page.goto(base + "/queues")
+            row = page.locator("tr", has_text="maintenance")
+            row.locator("button", has_text="Pause").click()
+            page.wait_for_load_state()
+            expect(page.locator("tr", has_text="maintenance").locator("button")).to_have_text("Resume")
+            seen["paused"] = page.evaluate(
+                "async () => (await (await fetch('/console/api/queues/maintenance')).json()).paused")
+            page.locator("tr", has_text="maintenance").locator("button", has_text="Resume").click()
+            page.wait_for_load_state()
+            expect(page.locator("tr", has_text="maintenance").locator("button")).to_have_text("Pause")
+            seen["resumed"] = not page.evaluate(
+                "async () => (await (await fetch('/console/api/queues/maintenance')).json()).paused")
+
+            step = "a form post without the CSRF token is refused"
+            # Sent with the session cookie (as a forged cross-site form would be, were the
+            # cookie not SameSite=Strict) but without the token.
+            refused = context.request.post(base + "/do/queues/maintenance/pause", form={"_back": "/queues"},
+                                           max_redirects=0)
+            seen["csrf_refused"] = refused.status
+
+            step = "a bad cron expression is shown next to its field, then fixed"
+            page.goto(base + "/schedules/new")
+            page.fill("input[name='name']", "console nightly")
+            page.select_option("select[name='kind']", "sleep")
+            page.fill("textarea[name='payload:json']", '{"seconds": 0}')
+            page.fill("input[name='cron.expr']", "every now and then")
+            page.click("form.edit button[type='submit']")
+            page.wait_for_load_state()
+            error = page.locator("#f-cron-expr-error")
+            expect(error).to_be_visible()
+            seen["cron_error"] = error.inner_text()
+            check(page.locator("#f-cron-expr").get_attribute("aria-invalid") == "true", "the cron field is marked invalid")
+            page.fill("input[name='cron.expr']", "*/5 * * * *")
+            page.click("form.edit button[type='submit']")
+            page.wait_for_url(re.compile(r"/schedules/[0-9a-f-]{36}"))
+            fires = page.locator("h2:has-text('Next fire times') + ul li").count()
+            check(fires > 0, "the new schedule shows its next fire times")
+            page.click("button:has-text('Run now')")
+            page.wait_for_load_state()
+            expect(page.locator("p.flash")).to_contain_text("Done")
+            seen["schedule_fires_shown"] = fires
+
+            step = "sign out"
+            page.click("button:has-text('Sign out')")
+            page.wait_for_url(re.compile(r"/login"))
+
+            step = "a member sees only what is granted"
+            member, password = config["member"]
+            sign_in(page, base, member, password)
+            page.goto(base + "/productions")
+            listed = page.locator("main table").inner_text()
+            check(config["visible"] in listed, f"the member sees {config['visible']}: {listed}")
+            check(config["hidden"] not in listed, f"the member does not see {config['hidden']}: {listed}")
+            page.goto(base + "/jobs")
+            check(page.locator("p.alert").count() == 1, "jobs are for admins: the page says so")
+            page.click("button:has-text('Sign out')")
+            page.wait_for_url(re.compile(r"/login"))
+
+            step = "a deactivated user cannot sign in"
+            inactive, password = config["inactive"]
+            sign_in(page, base, inactive, password)
+            check("/login" in page.url and page.locator("p.alert").count() == 1,
+                  f"the deactivated user stays on the login page: {page.url}")
+            seen["inactive_message"] = page.locator("p.alert").inner_text()
+        except Step as failure:
+            print(json.dumps({"failed": step, "why": str(failure), "seen": seen}))
+            sys.exit(1)
+        except Exception as failure:  # a Playwright timeout or a missing element
+            print(json.dumps({"failed": step, "why": str(failure)[:2000], "seen": seen}))
+            sys.exit(1)
+        finally:
+            browser.close()
+    print(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+//! The operator console in a real browser (Debian's chromium driven by Playwright for
+//! Python, `support/console_flow.py`) against a real control plane, worker, PostgreSQL
+//! and RabbitMQ: sign-in, the dashboard's live numbers, every page, enqueueing and
+//! cancelling jobs, pausing a queue, a schedule's field error, CSRF, and what a member
+//! and a deactivated user get.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use reqwest::StatusCode;
+use rushes_tests::{PASSWORD, TestEnv};
+use serde_json::{Value, json};
+
+/// The browser walk, with its configuration; what it saw.
+async fn walk(config: Value) -> anyhow::Result<Value> {
+    let python = std::env::var("RUSHES_TEST_BROWSER_PYTHON").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/rushes/venv/bin/python")
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/console_flow.py");
+    let mut command = tokio::process::Command::new(python);
+    command.arg(script).arg(config.to_string()).kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(300), command.output())
+        .await
+        .context("the browser walk took longer than 300 s")?
+        .context("cannot run the browser (deploy/test.sh installs Playwright and chromium)")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "the browser walk failed: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(serde_json::from_str(stdout.trim())?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    let worker = env.worker_config("maintenance=2")?;
+    env.spawn_worker(worker);
+    env.user("boss", json!({ "is_admin": true })).await?;
+    let mia = env.user("mia", json!({})).await?;
+    let ivan = env.user("ivan", json!({})).await?;
+    let ivan_id = ivan["id"].as_str().context("ivan's id")?;
+    let (status, body) = env
+        .patch(&format!("/api/v1/users/{ivan_id}"), json!({ "active": false }))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen_folder = env.media_root.join("Seen");
+    let hidden_folder = env.media_root.join("Hidden");
+    std::fs::create_dir_all(&seen_folder)?;
+    std::fs::create_dir_all(&hidden_folder)?;
+    let seen = env
+        .production("Console Seen", 1, &seen_folder.to_string_lossy(), None)
+        .await?;
+    let hidden = env
+        .production("Console Hidden", 1, &hidden_folder.to_string_lossy(), None)
+        .await?;
+    let (status, group) = env.post("/api/v1/groups", json!({ "name": "floor" })).await?;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    let group_id = group["id"].as_str().context("group id")?;
+    let mia_id = mia["id"].as_str().context("mia's id")?;
+    let (status, body) = env
+        .post(
+            &format!("/api/v1/groups/{group_id}/members"),
+            json!({ "user_id": mia_id }),
+        )
+        .await?;
+    assert!(status.is_success(), "{status} {body}");
+    let (status, body) = env
+        .post(
+            &format!("/api/v1/groups/{group_id}/productions"),
+            json!({ "production_id": seen["id"] }),
+        )
+        .await?;
+    assert!(status.is_success(), "{status} {body}");
+
+    // Without a browser: signed out, / leads to the login page; the page mails link to,
+    // too, and it comes back there after signing in.
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let response = plain.get(env.url("/")).send().await?;
+    assert!(response.status().is_redirection(), "{}", response.status());
+    assert_eq!(response.headers()["location"], "/login?next=%2F");
+    let id = seen["id"].as_str().context("production id")?;
+    let response = plain.get(env.url(&format!("/productions/{id}"))).send().await?;
+    assert_eq!(
+        response.headers()["location"].to_str()?,
+        format!("/login?next=%2Fproductions%2F{id}")
+    );
+
+    // Kept under the target directory for a person to look at.
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&shots)?;
+    let saw = walk(json!({
+        "base": env.url(""),
+        "admin": ["boss", PASSWORD],
+        "member": ["mia", PASSWORD],
+        "inactive": ["ivan", PASSWORD],
+        "visible": seen["name"],
+        "hidden": hidden["name"],
+        "shots": shots,
+    }))
+    .await?;
+    println!("screenshots: {}", saw["shots"]);
+
+    assert_eq!(
+        saw["cookie"],
+        json!({ "httpOnly": true, "sameSite": "Strict" }),
+        "{saw}"
+    );
+    assert_eq!(saw["paused"], true, "{saw}");
+    assert_eq!(saw["resumed"], true, "{saw}");
+    assert_eq!(saw["csrf_refused"], 403, "{saw}");
+    assert!(saw["cron_error"].as_str().is_some_and(|e| e.contains("cron")), "{saw}");
+    assert_eq!(
+        saw["console_errors"],
+        json!([]),
+        "no errors in the browser console: {saw}"
+    );
+    assert_eq!(saw["shots"].as_array().map(Vec::len), Some(13), "{saw}");
+
+    // What the browser did is what the API holds.
+    let ran = saw["ran"].as_str().context("the job run from the form")?;
+    let (_, job) = env.get(&format!("/api/v1/jobs/{ran}")).await?;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["requested_by"], "boss", "{job}");
+    let cancelled = saw["cancelled"].as_str().context("the cancelled job")?;
+    let (_, job) = env.get(&format!("/api/v1/jobs/{cancelled}")).await?;
+    assert_eq!(job["state"], "cancelled", "{job}");
+    let (_, queue) = env.get("/api/v1/queues/maintenance").await?;
+    assert_eq!(queue["paused"], false, "{queue}");
+    let (_, schedules) = env.get("/api/v1/schedules").await?;
+    let made = schedules["schedules"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["name"] == "console nightly"))
+        .context("the schedule made in the browser")?;
+    assert_eq!(made["cron"]["expr"], "*/5 * * * *", "{made}");
+    Ok(())
+}
