@@ -132,13 +132,15 @@ api -X POST "http://$RUSHES_HTTP_ADDR/api/v1/productions/$DEMO_ID/scan" >/dev/nu
 cat <<MSG
 
   Rushes is up.
+    console      http://$RUSHES_HTTP_ADDR/   (sign in as the admin user below)
     API          http://$RUSHES_HTTP_ADDR/api/v1/   (OpenAPI: http://$RUSHES_HTTP_ADDR/openapi.json)
-    admin user   sysadmin / $ADMIN_SHOWN   (POST /api/v1/auth/login for a session token)
+    admin user   sysadmin / $ADMIN_SHOWN   (the console's sign-in; POST /api/v1/auth/login for a session token)
     admin token  $RUSHES_ADMIN_TOKEN   (bootstrap token for scripts)
     metrics      control http://$RUSHES_HTTP_ADDR/metrics, worker http://127.0.0.1:9101/metrics, scheduler http://127.0.0.1:9102/metrics
     logs         $STATE_DIR/logs/
 
-  The demo production is being scanned, transcoded and transcribed now (a minute or two):
+  The demo production is being scanned, transcoded and transcribed now (a minute or two;
+  the console's dashboard shows it, http://$RUSHES_HTTP_ADDR/productions/$DEMO_ID its page):
     clips        curl -H "Authorization: Bearer $RUSHES_ADMIN_TOKEN" 'http://$RUSHES_HTTP_ADDR/api/v1/clips?production_id=$DEMO_ID'
     jobs         curl -H "Authorization: Bearer $RUSHES_ADMIN_TOKEN" 'http://$RUSHES_HTTP_ADDR/api/v1/jobs?limit=20'
     rushes       $DEMO_DIR
