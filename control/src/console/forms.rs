@@ -129,6 +129,8 @@ pub enum Input {
     Number,
     /// JSON text.
     Json,
+    /// Longer free text.
+    Area,
     Check,
     /// A choice among fixed values.
     Choice(Vec<String>),
@@ -245,7 +247,7 @@ pub fn render(
                                 Input::Number => {
                                     input type="number" id=(id) name=(f.name) value=(value) required[f.required] aria-invalid=[has_error.then_some("true")] aria-describedby=[has_error.then_some(error_id.as_str())];
                                 }
-                                Input::Json => {
+                                Input::Json | Input::Area => {
                                     textarea id=(id) name=(f.name) aria-invalid=[has_error.then_some("true")] aria-describedby=[has_error.then_some(error_id.as_str())] { (value) }
                                 }
                                 Input::Choice(choices) => {

@@ -46,7 +46,24 @@ pub fn router() -> Router<AppState> {
         .route("/groups", get(groups))
         .route("/groups/{id}", get(group))
         .route("/logs", get(logs))
+        .route("/audit-log", get(audit_log))
+        .route("/login-log", get(login_log))
         .route("/settings", get(settings))
+        .route("/system", get(system))
+        .route("/stats", get(stats))
+        .route("/emails", get(emails))
+        .route("/emails/new", get(new_email).post(create_email))
+        .route("/share-links", get(share_links))
+        .route("/productions/new", get(new_production).post(create_production))
+}
+
+/// What to show above a page that read `answer`: its error, or what the last action did.
+fn flash(answer: &super::api::Answer, query: &BTreeMap<String, String>) -> Option<Notice> {
+    if answer.ok() {
+        notice(query)
+    } else {
+        Some(Notice::Failed(answer.error()))
+    }
 }
 
 /// What `?done=` / `?failed=` say after an action.
@@ -344,11 +361,7 @@ async fn list(
 ) -> Response {
     let api_query = lists::api_query(spec.filters, query, spec.paging);
     let answer = api.get(signed.api(), &format!("{}?{api_query}", spec.api)).await;
-    let flash = if answer.ok() {
-        notice(query)
-    } else {
-        Some(Notice::Failed(answer.error()))
-    };
+    let flash = flash(&answer, query);
     let rows = answer.rows();
     let shown = &rows[..rows.len().min(lists::PAGE)];
     let body = html! {
@@ -449,11 +462,7 @@ async fn queues(Extension(api): Extension<Api>, visitor: Visitor, Query(query): 
             )
         }
     };
-    let flash = if answer.ok() {
-        notice(&query)
-    } else {
-        Some(Notice::Failed(answer.error()))
-    };
+    let flash = flash(&answer, &query);
     let body = html! {
         p { "Pausing a queue stops every worker taking its jobs; running jobs finish." }
         (lists::table(&QUEUE_COLUMNS, &rows, Some(&actions)))
@@ -583,7 +592,9 @@ static PRODUCTIONS: ListSpec = ListSpec {
 
 async fn productions(Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params) -> Response {
     let signed = signed_or_return!(api, visitor);
-    list(&api, &signed, &PRODUCTIONS, &query, html! {}, None).await
+    let extra =
+        html! { p { a href="/productions/new" { "New production" } " · " a href="/share-links" { "Share links" } } };
+    list(&api, &signed, &PRODUCTIONS, &query, extra, None).await
 }
 
 static CLIPS: ListSpec = ListSpec {
@@ -707,19 +718,16 @@ static LOGS: ListSpec = ListSpec {
 
 async fn logs(Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params) -> Response {
     let signed = signed_or_return!(api, visitor);
-    let extra = html! { p { "System and job lines. " a href="/console/api/audit-log" { "Audit log (JSON)" } " · " a href="/console/api/login-log" { "Login log (JSON)" } } };
+    let extra = log_links();
     list(&api, &signed, &LOGS, &query, extra, None).await
 }
 
 async fn settings(Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params) -> Response {
     let signed = signed_or_return!(api, visitor);
     let answer = api.get(signed.api(), "/settings").await;
-    let flash = if answer.ok() {
-        notice(&query)
-    } else {
-        Some(Notice::Failed(answer.error()))
-    };
+    let flash = flash(&answer, &query);
     let body = html! {
+        (settings_links())
         p { "Settings stored in the database; each takes effect without a restart." }
         (fields(&answer.body, &[]))
     };
@@ -1124,6 +1132,303 @@ async fn create_schedule(
             }
             let form = forms::render(&signed, "/schedules/new", &fields, &values, Some(&failure), "Create");
             page(&signed, "Schedules", "New schedule", None, form)
+        }
+    }
+}
+
+// ---------------------------------------------------------------- more lists
+
+static AUDIT_LOG: ListSpec = ListSpec {
+    nav: "Logs",
+    title: "Audit log",
+    path: "/audit-log",
+    api: "/audit-log",
+    filters: &[
+        filter("actor", "Actor", &[]),
+        filter("action", "Action", &[]),
+        filter("target_type", "Target type", &[]),
+    ],
+    columns: &[
+        col("At", "/at", Cell::Time),
+        col("Actor", "/actor", Cell::Text),
+        col("Action", "/action", Cell::Text),
+        col("Target", "/target_type", Cell::Text),
+        col("Target id", "/target_id", Cell::Text),
+    ],
+    paging: Paging::Cursor,
+};
+
+async fn audit_log(Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params) -> Response {
+    let signed = signed_or_return!(api, visitor);
+    list(&api, &signed, &AUDIT_LOG, &query, log_links(), None).await
+}
+
+static LOGIN_LOG: ListSpec = ListSpec {
+    nav: "Logs",
+    title: "Login log",
+    path: "/login-log",
+    api: "/login-log",
+    filters: &[
+        filter("username", "Username", &[]),
+        filter("success", "Succeeded", &["true", "false"]),
+    ],
+    columns: &[
+        col("At", "/at", Cell::Time),
+        col("Username", "/username", Cell::Text),
+        col("Succeeded", "/success", Cell::Text),
+        col("Reason", "/reason", Cell::Text),
+        col("From", "/remote", Cell::Text),
+    ],
+    paging: Paging::Cursor,
+};
+
+async fn login_log(Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params) -> Response {
+    let signed = signed_or_return!(api, visitor);
+    list(&api, &signed, &LOGIN_LOG, &query, log_links(), None).await
+}
+
+/// The logs there are, linked from each log page.
+fn log_links() -> Markup {
+    html! {
+        p { a href="/logs" { "System and job lines" } " · " a href="/audit-log" { "Audit log" } " · " a href="/login-log" { "Login log" } }
+    }
+}
+
+/// The admin pages reached from Settings.
+fn settings_links() -> Markup {
+    html! {
+        p { a href="/settings" { "Settings" } " · " a href="/system" { "System info" } " · " a href="/stats" { "Stats" } " · " a href="/emails" { "Email drafts" } " · " a href="/share-links" { "Share links" } }
+    }
+}
+
+async fn system(Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params) -> Response {
+    let signed = signed_or_return!(api, visitor);
+    let answer = api.get(signed.api(), "/system").await;
+    let flash = flash(&answer, &query);
+    let body = html! { (settings_links()) (fields(&answer.body, &[])) };
+    page(&signed, "Settings", "System info", flash.as_ref(), body)
+}
+
+/// The series of `GET /api/v1/stats` the page draws, with their names.
+const STATS: [(&str, &str); 6] = [
+    ("users_total", "Users"),
+    ("clips_found", "Clips found"),
+    ("hours_transcoded", "Hours transcoded"),
+    ("hours_transcribed", "Hours transcribed"),
+    ("jobs_succeeded", "Jobs succeeded"),
+    ("jobs_failed", "Jobs failed"),
+];
+
+async fn stats(Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params) -> Response {
+    let signed = signed_or_return!(api, visitor);
+    let range = {
+        let mut pairs = url::form_urlencoded::Serializer::new(String::new());
+        for key in ["from", "to"] {
+            if let Some(value) = query.get(key).filter(|v| !v.is_empty()) {
+                pairs.append_pair(key, value);
+            }
+        }
+        pairs.finish()
+    };
+    let answer = api.get(signed.api(), &format!("/stats?{range}")).await;
+    let flash = flash(&answer, &query);
+    let days = answer.body["days"].as_array().cloned().unwrap_or_default();
+    let body = html! {
+        (settings_links())
+        form.filters method="get" action="/stats" {
+            label for="from" { "From" input id="from" type="date" name="from" value=(text(&answer.body["from"])); }
+            label for="to" { "To" input id="to" type="date" name="to" value=(text(&answer.body["to"])); }
+            button type="submit" { "Show" }
+        }
+        div.cards {
+            @for (key, label) in STATS {
+                div.card { (chart(label, &days, key)) }
+            }
+        }
+    };
+    page(&signed, "Dashboard", "Stats", flash.as_ref(), body)
+}
+
+/// A bar chart of one series over the days, drawn on the server (SVG, no script).
+fn chart(label: &str, days: &[Value], key: &str) -> Markup {
+    const W: f64 = 300.0;
+    const H: f64 = 120.0;
+    let values: Vec<f64> = days.iter().map(|d| d[key].as_f64().unwrap_or(0.0)).collect();
+    let max = values.iter().copied().fold(0.0_f64, f64::max);
+    let step = W / values.len().max(1) as f64;
+    let last = values.last().copied().unwrap_or(0.0);
+    html! {
+        span.label { (label) }
+        span.n { (format!("{}", (last * 100.0).round() / 100.0)) }
+        svg viewBox={ "0 0 " (W) " " (H) } width="100%" role="img" aria-label={ (label) " per day" } {
+            @for (i, v) in values.iter().enumerate() {
+                @let h = if max > 0.0 { v / max * (H - 4.0) } else { 0.0 };
+                rect x=(i as f64 * step) y=(H - h) width=((step - 1.0).max(1.0)) height=(h) fill="#2357c5" {
+                    title { (text(&days[i]["date"])) ": " (v) }
+                }
+            }
+        }
+    }
+}
+
+static EMAILS: ListSpec = ListSpec {
+    nav: "Settings",
+    title: "Email drafts",
+    path: "/emails",
+    api: "/emails",
+    filters: &[],
+    columns: &[
+        col("Subject", "/subject", Cell::Text),
+        col("State", "/state", Cell::State),
+        col("Everyone", "/everyone", Cell::Text),
+        col("Send at", "/send_at", Cell::Time),
+        col("Sent", "/sent_at", Cell::Time),
+        col("Recipients", "/recipients", Cell::Text),
+    ],
+    paging: Paging::Cursor,
+};
+
+async fn emails(Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params) -> Response {
+    let signed = signed_or_return!(api, visitor);
+    let actions = |row: &Value| {
+        let id = text(&row["id"]);
+        html! {
+            a href={ "/console/api/emails/" (id) "/preview" } { "Preview" }
+            @if row["state"] == "draft" {
+                " " (action(&signed, &format!("/emails/{id}/send"), "Send", "/emails", Some("Send this mail now (or at its time)?"), "quiet"))
+            }
+        }
+    };
+    let extra = html! { (settings_links()) p { a href="/emails/new" { "Compose" } } };
+    list(&api, &signed, &EMAILS, &query, extra, Some(&actions)).await
+}
+
+fn email_fields() -> Vec<Field> {
+    vec![
+        field("subject", "Subject", Input::Text).required(),
+        field("html", "Body (HTML)", Input::Area).required(),
+        field("recipients.everyone:bool", "Everyone", Input::Check),
+        field("recipients.group_ids:list", "Group ids (comma separated)", Input::Text),
+        field("recipients.user_ids:list", "User ids (comma separated)", Input::Text),
+        field("send_at", "Send at (RFC 3339; empty: when sent)", Input::Text),
+    ]
+}
+
+async fn new_email(Extension(api): Extension<Api>, visitor: Visitor) -> Response {
+    let signed = signed_or_return!(api, visitor);
+    let form = forms::render(&signed, "/emails/new", &email_fields(), &[], None, "Save the draft");
+    page(&signed, "Settings", "Compose a mail", None, form)
+}
+
+async fn create_email(Extension(api): Extension<Api>, visitor: Visitor, headers: HeaderMap, body: Bytes) -> Response {
+    let signed = signed_or_return!(api, visitor);
+    let values = form_fields(&body);
+    if !csrf_ok(&signed.visitor, &values, &headers) {
+        return csrf_refused();
+    }
+    match submit(&api, &signed, "/emails", &values).await {
+        Ok(_) => Redirect::to("/emails?done=saved").into_response(),
+        Err(failure) => {
+            let form = forms::render(
+                &signed,
+                "/emails/new",
+                &email_fields(),
+                &values,
+                Some(&failure),
+                "Save the draft",
+            );
+            page(&signed, "Settings", "Compose a mail", None, form)
+        }
+    }
+}
+
+static SHARE_LINKS: ListSpec = ListSpec {
+    nav: "Productions",
+    title: "Share links",
+    path: "/share-links",
+    api: "/share-links",
+    filters: &[
+        filter("production_id", "Production id", &[]),
+        filter("created_by", "Made by", &[]),
+    ],
+    columns: &[
+        col("Clip", "/clip_id", Cell::Text),
+        col("Made by", "/created_by", Cell::Text),
+        col("Active", "/active", Cell::Text),
+        col("Views", "/views", Cell::Text),
+        col("Expires", "/expires_at", Cell::Time),
+        col("Made", "/created_at", Cell::Time),
+    ],
+    paging: Paging::Cursor,
+};
+
+async fn share_links(Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params) -> Response {
+    let signed = signed_or_return!(api, visitor);
+    let actions = |row: &Value| {
+        let id = text(&row["id"]);
+        html! {
+            @if row["active"].as_bool().unwrap_or(false) {
+                form.inline method="post" action={ "/do/share-links/" (id) } data-confirm="Revoke this share link?" {
+                    (layout::csrf(&signed))
+                    input type="hidden" name="_method" value="DELETE";
+                    input type="hidden" name="_back" value="/share-links";
+                    button.danger type="submit" { "Revoke" }
+                }
+            }
+        }
+    };
+    list(&api, &signed, &SHARE_LINKS, &query, settings_links(), Some(&actions)).await
+}
+
+async fn production_fields(api: &Api, signed: &Signed) -> Vec<Field> {
+    let bases: Vec<String> = api
+        .get(signed.api(), "/base-productions")
+        .await
+        .rows()
+        .iter()
+        .filter_map(|b| b["id"].as_str().map(str::to_owned))
+        .collect();
+    vec![
+        field("base_production_id", "Base production (id)", Input::Suggest(bases)).required(),
+        field("series:int", "Series", Input::Number).required(),
+        field("friendly_name", "Friendly name", Input::Text),
+        field("path", "Rushes folder", Input::Text)
+            .required()
+            .help("Under one of the media roots."),
+        field("priority:int", "Priority (0–100)", Input::Number),
+        field("owner_id", "Owner (user id)", Input::Text),
+        field(
+            "auto_transcribe:bool",
+            "Transcribe after the first transcode",
+            Input::Check,
+        ),
+    ]
+}
+
+async fn new_production(Extension(api): Extension<Api>, visitor: Visitor) -> Response {
+    let signed = signed_or_return!(api, visitor);
+    let fields = production_fields(&api, &signed).await;
+    let form = forms::render(&signed, "/productions/new", &fields, &[], None, "Create");
+    page(&signed, "Productions", "New production", None, form)
+}
+
+async fn create_production(
+    Extension(api): Extension<Api>,
+    visitor: Visitor,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let signed = signed_or_return!(api, visitor);
+    let values = form_fields(&body);
+    if !csrf_ok(&signed.visitor, &values, &headers) {
+        return csrf_refused();
+    }
+    match submit(&api, &signed, "/productions", &values).await {
+        Ok(created) => Redirect::to(&format!("/productions/{}?done=created", text(&created["id"]))).into_response(),
+        Err(failure) => {
+            let fields = production_fields(&api, &signed).await;
+            let form = forms::render(&signed, "/productions/new", &fields, &values, Some(&failure), "Create");
+            page(&signed, "Productions", "New production", None, form)
         }
     }
 }
