@@ -8,10 +8,12 @@ CONFIG_JSON: {"base", "admin": [user, password], "member": [...], "inactive": [.
               "shots": directory for screenshots}
 """
 
+import io
 import json
 import os
 import re
 import sys
+import wave
 
 from playwright.sync_api import sync_playwright, expect
 
@@ -157,6 +159,22 @@ def main():
             page.wait_for_load_state()
             expect(page.locator("p.flash")).to_contain_text("Done")
             seen["schedule_fires_shown"] = fires
+
+            step = "upload an audio file for transcription, with its progress"
+            sound = io.BytesIO()
+            with wave.open(sound, "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(16000)
+                w.writeframes(b"\x00\x00" * 16000)
+            page.goto(base + "/uploads")
+            page.set_input_files("#upload-file", files=[{"name": "note.wav", "mimeType": "audio/wav",
+                                                         "buffer": sound.getvalue()}])
+            page.fill("#upload-title", "console note")
+            page.click("#upload-form button[type='submit']")
+            page.wait_for_url(re.compile(r"/uploads/[0-9a-f-]{36}"), timeout=30000)
+            seen["uploaded"] = page.url.rsplit("/", 1)[-1].split("?")[0]
+            check(page.locator("h2:has-text('Transcript')").count() == 1, "the upload's page waits for its transcript")
 
             step = "sign out"
             page.click("button:has-text('Sign out')")

@@ -131,6 +131,11 @@ async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
     let cancelled = saw["cancelled"].as_str().context("the cancelled job")?;
     let (_, job) = env.get(&format!("/api/v1/jobs/{cancelled}")).await?;
     assert_eq!(job["state"], "cancelled", "{job}");
+    let uploaded = saw["uploaded"].as_str().context("the upload sent from the page")?;
+    let (status, upload) = env.get(&format!("/api/v1/uploads/{uploaded}")).await?;
+    assert_eq!(status, StatusCode::OK, "{upload}");
+    assert_eq!(upload["file_name"], "note.wav", "{upload}");
+    assert_eq!(upload["size_bytes"], 44 + 32_000, "every byte arrived: {upload}");
     let (_, queue) = env.get("/api/v1/queues/maintenance").await?;
     assert_eq!(queue["paused"], false, "{queue}");
     let (_, schedules) = env.get("/api/v1/schedules").await?;

@@ -117,6 +117,33 @@ impl Api {
         }
     }
 
+    /// A `POST` whose body (a multipart upload) is streamed to the API as it arrives,
+    /// answered as the API answers.
+    pub async fn stream_post(
+        &self,
+        caller: &Caller,
+        path: &str,
+        content_type: Option<HeaderValue>,
+        body: Body,
+    ) -> Response {
+        let mut request = Request::builder().method(Method::POST).uri(format!("/api/v1{path}"));
+        if let Some(token) = &caller.token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        let mut request = match request.body(body) {
+            Ok(request) => request,
+            Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+        };
+        request.extensions_mut().insert(ConnectInfo(caller.peer));
+        match self.router.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+
     /// `path` is below `/api/v1` (it starts with `/`).
     async fn call(&self, caller: &Caller, method: Method, path: &str, body: Option<Value>) -> Answer {
         let mut request = Request::builder().method(method).uri(format!("/api/v1{path}"));

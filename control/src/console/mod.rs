@@ -37,6 +37,10 @@ pub fn router(api: Api) -> Router<AppState> {
         .route("/stop-impersonating", post(pages::stop_impersonating))
         .route("/console/api/{*path}", get(pages::read_through))
         .route("/do/{*path}", post(forms::act))
+        .route(
+            "/console/upload",
+            post(pages::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .merge(pages::router())
         .layer(axum::Extension(api))
 }

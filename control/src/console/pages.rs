@@ -54,6 +54,8 @@ pub fn router() -> Router<AppState> {
         .route("/emails", get(emails))
         .route("/emails/new", get(new_email).post(create_email))
         .route("/share-links", get(share_links))
+        .route("/uploads", get(uploads))
+        .route("/uploads/{id}", get(upload_page))
         .route("/productions/new", get(new_production).post(create_production))
 }
 
@@ -650,7 +652,8 @@ static TRANSCRIPTS: ListSpec = ListSpec {
 
 async fn transcripts(Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params) -> Response {
     let signed = signed_or_return!(api, visitor);
-    list(&api, &signed, &TRANSCRIPTS, &query, html! {}, None).await
+    let extra = html! { p { a href="/uploads" { "Upload a file for transcription" } } };
+    list(&api, &signed, &TRANSCRIPTS, &query, extra, None).await
 }
 
 static USERS: ListSpec = ListSpec {
@@ -1431,4 +1434,103 @@ async fn create_production(
             page(&signed, "Productions", "New production", None, form)
         }
     }
+}
+
+// ---------------------------------------------------------------- uploads
+
+static UPLOADS: ListSpec = ListSpec {
+    nav: "Transcripts",
+    title: "Uploads for transcription",
+    path: "/uploads",
+    api: "/uploads",
+    filters: &[],
+    columns: &[
+        col("Title", "/title", Cell::Link("/uploads/")),
+        col("File", "/file_name", Cell::Text),
+        col("Duration (s)", "/duration_s", Cell::Text),
+        col("Prepared", "/transcode_state", Cell::State),
+        col("By", "/uploaded_by", Cell::Text),
+        col("Uploaded", "/created_at", Cell::Time),
+    ],
+    paging: Paging::Cursor,
+};
+
+/// Uploads, and the form that sends one (its bytes go to the API as they are sent, with
+/// a progress bar; this one needs JavaScript, which carries the CSRF token as a header).
+async fn uploads(Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params) -> Response {
+    let signed = signed_or_return!(api, visitor);
+    let extra = html! {
+        form.edit id="upload-form" method="post" action="/console/upload" enctype="multipart/form-data" data-csrf=(signed.csrf) {
+            label for="upload-file" { "Audio or video file" input id="upload-file" type="file" name="file" required; }
+            label for="upload-title" { "Title" input id="upload-title" type="text" name="title" required; }
+            label for="upload-language" { "Language (empty: detect)" input id="upload-language" type="text" name="language"; }
+            label for="upload-progress" { "Progress" progress id="upload-progress" max="1" value="0" {} }
+            span.error id="upload-error" role="alert" {}
+            div { button type="submit" { "Upload and transcribe" } }
+        }
+    };
+    list(&api, &signed, &UPLOADS, &query, extra, None).await
+}
+
+/// `POST /console/upload` (the upload form's script): the multipart body streamed to
+/// `POST /api/v1/uploads` as the signed-in user; the CSRF token comes as a header.
+pub async fn upload(
+    Extension(api): Extension<Api>,
+    visitor: Visitor,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    if !csrf_ok(&visitor, &[], &headers) {
+        return csrf_refused();
+    }
+    api.stream_post(
+        &visitor.caller,
+        "/uploads",
+        headers.get(header::CONTENT_TYPE).cloned(),
+        body,
+    )
+    .await
+}
+
+async fn upload_page(
+    Extension(api): Extension<Api>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    Query(query): Params,
+) -> Response {
+    let signed = signed_or_return!(api, visitor);
+    let transcripts = api
+        .get(signed.api(), &format!("/transcripts?upload_id={id}&limit=5"))
+        .await
+        .rows();
+    let transcript = match transcripts.first().and_then(|t| t["id"].as_str()) {
+        Some(tid) => Some(api.get(signed.api(), &format!("/transcripts/{tid}")).await.body),
+        None => None,
+    };
+    let done = transcript
+        .as_ref()
+        .is_some_and(|t| matches!(t["state"].as_str(), Some("done" | "failed" | "cancelled")));
+    detail(
+        &api,
+        &signed,
+        "Transcripts",
+        &format!("/uploads/{id}"),
+        "title",
+        &query,
+        |_| {
+            html! {
+                div data-live-reload=[(!done).then_some("3")] {
+                    h2 { "Transcript" }
+                    @match &transcript {
+                        Some(t) => {
+                            p { "State: " strong data-transcript-state { (text(&t["state"])) } }
+                            (segments(t))
+                        }
+                        None => p { "Waiting for the transcript to start…" },
+                    }
+                }
+            }
+        },
+    )
+    .await
 }

@@ -101,7 +101,42 @@ function segments() {
   }
 }
 
+function uploads() {
+  const form = document.getElementById("upload-form");
+  if (!form) return;
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const bar = document.getElementById("upload-progress");
+    const error = document.getElementById("upload-error");
+    error.textContent = "";
+    const request = new XMLHttpRequest();
+    request.open("POST", form.action);
+    request.setRequestHeader("X-CSRF-Token", form.dataset.csrf);
+    request.upload.addEventListener("progress", (e) => { if (e.lengthComputable) bar.value = e.loaded / e.total; });
+    request.addEventListener("load", () => {
+      let answer = {};
+      try { answer = JSON.parse(request.responseText); } catch (_) { answer = {}; }
+      const id = answer.id || (answer.upload && answer.upload.id);
+      if (request.status >= 200 && request.status < 300 && id) {
+        bar.value = 1;
+        window.location.assign("/uploads/" + id);
+      } else {
+        error.textContent = (answer.error && answer.error.message) || ("upload failed: " + request.status);
+      }
+    });
+    request.addEventListener("error", () => { error.textContent = "the upload was interrupted"; });
+    request.send(new FormData(form));
+  });
+}
+
+function liveReload() {
+  const el = document.querySelector("[data-live-reload]");
+  if (el) setTimeout(() => window.location.reload(), 1000 * Number(el.dataset.liveReload));
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  uploads();
+  liveReload();
   localTimes(document);
   confirmations();
   segments();
