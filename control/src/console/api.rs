@@ -97,24 +97,9 @@ impl Api {
     /// console's live parts and media players read this way. `path_and_query` is below
     /// `/api/v1`; a `Range` header is passed on.
     pub async fn pass_through(&self, caller: &Caller, path_and_query: &str, range: Option<HeaderValue>) -> Response {
-        let mut request = Request::builder()
-            .method(Method::GET)
-            .uri(format!("/api/v1{path_and_query}"));
-        if let Some(token) = &caller.token {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        if let Some(range) = range {
-            request = request.header(header::RANGE, range);
-        }
-        let mut request = match request.body(Body::empty()) {
-            Ok(request) => request,
-            Err(_) => return StatusCode::BAD_REQUEST.into_response(),
-        };
-        request.extensions_mut().insert(ConnectInfo(caller.peer));
-        match self.router.clone().oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        }
+        let headers = range.map(|r| (header::RANGE, r));
+        self.forward(caller, Method::GET, path_and_query, headers, Body::empty())
+            .await
     }
 
     /// A `POST` whose body (a multipart upload) is streamed to the API as it arrives,
@@ -126,16 +111,35 @@ impl Api {
         content_type: Option<HeaderValue>,
         body: Body,
     ) -> Response {
-        let mut request = Request::builder().method(Method::POST).uri(format!("/api/v1{path}"));
+        let headers = content_type.map(|t| (header::CONTENT_TYPE, t));
+        self.forward(caller, Method::POST, path, headers, body).await
+    }
+
+    /// One request to the API router as `caller` (its token, address and forwarding
+    /// header), with `extra` header; the API's response as it is.
+    async fn forward(
+        &self,
+        caller: &Caller,
+        method: Method,
+        path: &str,
+        extra: Option<(header::HeaderName, HeaderValue)>,
+        body: Body,
+    ) -> Response {
+        let mut request = Request::builder().method(method).uri(format!("/api/v1{path}"));
         if let Some(token) = &caller.token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
-        if let Some(content_type) = content_type {
-            request = request.header(header::CONTENT_TYPE, content_type);
+        if let Some(forwarded) = &caller.forwarded_for {
+            request = request.header("x-forwarded-for", forwarded.clone());
+        }
+        if let Some((name, value)) = extra {
+            request = request.header(name, value);
         }
         let mut request = match request.body(body) {
             Ok(request) => request,
-            Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+            Err(err) => {
+                return failed(StatusCode::BAD_REQUEST, format!("not a valid request: {err}")).into_response();
+            }
         };
         request.extensions_mut().insert(ConnectInfo(caller.peer));
         match self.router.clone().oneshot(request).await {
@@ -146,28 +150,14 @@ impl Api {
 
     /// `path` is below `/api/v1` (it starts with `/`).
     async fn call(&self, caller: &Caller, method: Method, path: &str, body: Option<Value>) -> Answer {
-        let mut request = Request::builder().method(method).uri(format!("/api/v1{path}"));
-        if let Some(token) = &caller.token {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        if let Some(forwarded) = &caller.forwarded_for {
-            request = request.header("x-forwarded-for", forwarded.clone());
-        }
-        let request = match body {
-            Some(body) => request
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body.to_string())),
-            None => request.body(Body::empty()),
+        let (extra, body) = match body {
+            Some(body) => (
+                Some((header::CONTENT_TYPE, HeaderValue::from_static("application/json"))),
+                Body::from(body.to_string()),
+            ),
+            None => (None, Body::empty()),
         };
-        let mut request = match request {
-            Ok(request) => request,
-            Err(err) => return failed(StatusCode::BAD_REQUEST, format!("not a valid request: {err}")),
-        };
-        request.extensions_mut().insert(ConnectInfo(caller.peer));
-        let response = match self.router.clone().oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        };
+        let response = self.forward(caller, method, path, extra, body).await;
         let status = response.status();
         match axum::body::to_bytes(response.into_body(), MAX_ANSWER).await {
             Ok(bytes) if bytes.is_empty() => Answer {
@@ -180,6 +170,12 @@ impl Api {
             },
             Err(err) => failed(StatusCode::BAD_GATEWAY, format!("cannot read the API's answer: {err}")),
         }
+    }
+}
+
+impl axum::response::IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::api::{Answer, Api};
 use super::layout::csrf;
-use super::{Signed, Visitor, csrf_ok, csrf_refused, form_fields, local};
+use super::{Signed, Visitor, checked, csrf_refused, local};
 
 /// Fields that are never sent on: the form's own.
 const OWN: [&str; 3] = [super::session::CSRF_FIELD, "_back", "_method"];
@@ -78,10 +78,9 @@ pub async fn act(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let fields = form_fields(&body);
-    if !csrf_ok(&visitor, &fields, &headers) {
+    let Some(fields) = checked(&visitor, &headers, &body) else {
         return csrf_refused();
-    }
+    };
     let back = fields
         .iter()
         .find(|(k, _)| k == "_back")

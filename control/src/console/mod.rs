@@ -163,6 +163,12 @@ pub fn csrf_ok(visitor: &Visitor, fields: &[(String, String)], headers: &HeaderM
     presented.is_some_and(|p| session::csrf_matches(token, p))
 }
 
+/// A submitted form's fields, when it carries the session's CSRF token.
+pub fn checked(visitor: &Visitor, headers: &HeaderMap, body: &[u8]) -> Option<Vec<(String, String)>> {
+    let fields = form_fields(body);
+    csrf_ok(visitor, &fields, headers).then_some(fields)
+}
+
 /// A refused form post (no or a wrong CSRF token).
 pub fn csrf_refused() -> Response {
     with_csp(

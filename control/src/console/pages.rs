@@ -17,7 +17,7 @@ use super::forms::{self, Failure, Field, Input, field};
 use super::layout::{self, Notice, action, bare, fields, json_block, page, text, time};
 use super::lists::{self, Cell, Column, Filter, Paging, col, filter};
 use super::session::{self, COOKIE, PRIOR_COOKIE};
-use super::{Signed, Visitor, csrf_ok, csrf_refused, form_fields, local, signed, with_csp};
+use super::{Signed, Visitor, checked, csrf_ok, csrf_refused, form_fields, local, signed, with_csp};
 use crate::state::AppState;
 
 type Params = Query<BTreeMap<String, String>>;
@@ -29,21 +29,27 @@ pub fn router() -> Router<AppState> {
         .route("/jobs/new", get(new_job).post(create_job))
         .route("/jobs/{id}", get(job))
         .route("/queues", get(queues))
-        .route("/workers", get(workers))
+        .route(
+            "/workers",
+            get(|api, visitor, query| plain(api, visitor, query, &WORKERS)),
+        )
         .route("/dead-letters", get(dead_letters))
         .route("/schedules", get(schedules))
         .route("/schedules/new", get(new_schedule).post(create_schedule))
         .route("/schedules/{id}", get(schedule))
         .route("/productions", get(productions))
         .route("/productions/{id}", get(production))
-        .route("/clips", get(clips))
+        .route("/clips", get(|api, visitor, query| plain(api, visitor, query, &CLIPS)))
         .route("/clips/{id}", get(clip))
         .route("/transcripts", get(transcripts))
         .route("/transcripts/{id}", get(transcript))
-        .route("/users", get(users))
+        .route("/users", get(|api, visitor, query| plain(api, visitor, query, &USERS)))
         .route("/users/{id}", get(user))
         .route("/users/{id}/impersonate", axum::routing::post(impersonate_submit))
-        .route("/groups", get(groups))
+        .route(
+            "/groups",
+            get(|api, visitor, query| plain(api, visitor, query, &GROUPS)),
+        )
         .route("/groups/{id}", get(group))
         .route("/logs", get(logs))
         .route("/audit-log", get(audit_log))
@@ -151,8 +157,7 @@ pub async fn login_submit(Extension(api): Extension<Api>, visitor: Visitor, body
 
 /// Ends the session (the API revokes its token) and forgets the cookie.
 pub async fn logout(Extension(api): Extension<Api>, visitor: Visitor, headers: HeaderMap, body: Bytes) -> Response {
-    let fields = form_fields(&body);
-    if !csrf_ok(&visitor, &fields, &headers) {
+    if checked(&visitor, &headers, &body).is_none() {
         return csrf_refused();
     }
     let _ = api
@@ -174,8 +179,7 @@ pub async fn stop_impersonating(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let fields = form_fields(&body);
-    if !csrf_ok(&visitor, &fields, &headers) {
+    if checked(&visitor, &headers, &body).is_none() {
         return csrf_refused();
     }
     let _ = api
@@ -353,6 +357,17 @@ struct ListSpec {
     paging: Paging,
 }
 
+/// A list page with nothing beside the list.
+async fn plain(
+    Extension(api): Extension<Api>,
+    visitor: Visitor,
+    Query(query): Params,
+    spec: &'static ListSpec,
+) -> Response {
+    let signed = signed_or_return!(api, visitor);
+    list(&api, &signed, spec, &query, html! {}, None).await
+}
+
 async fn list(
     api: &Api,
     signed: &Signed,
@@ -491,11 +506,6 @@ static WORKERS: ListSpec = ListSpec {
     paging: Paging::Cursor,
 };
 
-async fn workers(Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params) -> Response {
-    let signed = signed_or_return!(api, visitor);
-    list(&api, &signed, &WORKERS, &query, html! {}, None).await
-}
-
 static DEAD_LETTERS: ListSpec = ListSpec {
     nav: "Jobs",
     title: "Dead letters",
@@ -625,11 +635,6 @@ static CLIPS: ListSpec = ListSpec {
     paging: Paging::Offset,
 };
 
-async fn clips(Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params) -> Response {
-    let signed = signed_or_return!(api, visitor);
-    list(&api, &signed, &CLIPS, &query, html! {}, None).await
-}
-
 static TRANSCRIPTS: ListSpec = ListSpec {
     nav: "Transcripts",
     title: "Transcripts",
@@ -675,11 +680,6 @@ static USERS: ListSpec = ListSpec {
     paging: Paging::Cursor,
 };
 
-async fn users(Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params) -> Response {
-    let signed = signed_or_return!(api, visitor);
-    list(&api, &signed, &USERS, &query, html! {}, None).await
-}
-
 static GROUPS: ListSpec = ListSpec {
     nav: "Groups",
     title: "Groups",
@@ -693,11 +693,6 @@ static GROUPS: ListSpec = ListSpec {
     ],
     paging: Paging::Cursor,
 };
-
-async fn groups(Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params) -> Response {
-    let signed = signed_or_return!(api, visitor);
-    list(&api, &signed, &GROUPS, &query, html! {}, None).await
-}
 
 static LOGS: ListSpec = ListSpec {
     nav: "Logs",
@@ -981,7 +976,7 @@ async fn impersonate_submit(
     body: Bytes,
 ) -> Response {
     let signed = signed_or_return!(api, visitor);
-    if !csrf_ok(&signed.visitor, &form_fields(&body), &headers) {
+    if checked(&signed.visitor, &headers, &body).is_none() {
         return csrf_refused();
     }
     impersonate(&api, &signed, &id).await
@@ -1025,26 +1020,78 @@ async fn kinds(api: &Api, signed: &Signed) -> Vec<String> {
         .collect()
 }
 
+static NEW_JOB: Creation = Creation {
+    nav: "Jobs",
+    title: "Enqueue a job",
+    path: "/jobs/new",
+    api: "/jobs",
+    submit: "Enqueue",
+    shown_at: Some("/jobs/"),
+    done: "enqueued",
+};
+
 async fn new_job(Extension(api): Extension<Api>, visitor: Visitor) -> Response {
     let signed = signed_or_return!(api, visitor);
     let fields = job_fields(kinds(&api, &signed).await);
     let defaults = [("payload:json".to_owned(), "{}".to_owned())];
-    let form = forms::render(&signed, "/jobs/new", &fields, &defaults, None, "Enqueue");
-    page(&signed, "Jobs", "Enqueue a job", None, form)
+    NEW_JOB.form(&signed, &fields, &defaults, None)
 }
 
 async fn create_job(Extension(api): Extension<Api>, visitor: Visitor, headers: HeaderMap, body: Bytes) -> Response {
     let signed = signed_or_return!(api, visitor);
-    let values = form_fields(&body);
-    if !csrf_ok(&signed.visitor, &values, &headers) {
-        return csrf_refused();
-    }
+    let values = match checked(&signed.visitor, &headers, &body) {
+        Some(values) => values,
+        None => return csrf_refused(),
+    };
     let fields = job_fields(kinds(&api, &signed).await);
-    match submit(&api, &signed, "/jobs", &values).await {
-        Ok(created) => Redirect::to(&format!("/jobs/{}?done=enqueued", text(&created["id"]))).into_response(),
-        Err(failure) => {
-            let form = forms::render(&signed, "/jobs/new", &fields, &values, Some(&failure), "Enqueue");
-            page(&signed, "Jobs", "Enqueue a job", None, form)
+    NEW_JOB.create(&api, &signed, &fields, &values, &values).await
+}
+
+/// A page whose form creates something with one API call, then shows it.
+struct Creation {
+    nav: &'static str,
+    title: &'static str,
+    /// The page: `GET` shows the form, `POST` submits it.
+    path: &'static str,
+    api: &'static str,
+    submit: &'static str,
+    /// Where the created object is shown (`{shown_at}{id}`); `None`: the list it joined.
+    shown_at: Option<&'static str>,
+    /// What the page says was done.
+    done: &'static str,
+}
+
+impl Creation {
+    fn form(
+        &self,
+        signed: &Signed,
+        fields: &[Field],
+        values: &[(String, String)],
+        failure: Option<&Failure>,
+    ) -> Response {
+        let form = forms::render(signed, self.path, fields, values, failure, self.submit);
+        page(signed, self.nav, self.title, None, form)
+    }
+
+    /// Sends `sent` (the form's `values`, perhaps adjusted); the created object's page,
+    /// or the form again with the API's error next to its field.
+    async fn create(
+        &self,
+        api: &Api,
+        signed: &Signed,
+        fields: &[Field],
+        values: &[(String, String)],
+        sent: &[(String, String)],
+    ) -> Response {
+        match submit(api, signed, self.api, sent).await {
+            Ok(created) => {
+                let to = match self.shown_at {
+                    Some(prefix) => format!("{prefix}{}?done={}", text(&created["id"]), self.done),
+                    None => format!("{}?done={}", self.api, self.done),
+                };
+                Redirect::to(&to).into_response()
+            }
+            Err(failure) => self.form(signed, fields, values, Some(&failure)),
         }
     }
 }
@@ -1086,6 +1133,16 @@ fn schedule_fields(kinds: Vec<String>) -> Vec<Field> {
     ]
 }
 
+static NEW_SCHEDULE: Creation = Creation {
+    nav: "Schedules",
+    title: "New schedule",
+    path: "/schedules/new",
+    api: "/schedules",
+    submit: "Create",
+    shown_at: Some("/schedules/"),
+    done: "created",
+};
+
 async fn new_schedule(Extension(api): Extension<Api>, visitor: Visitor) -> Response {
     let signed = signed_or_return!(api, visitor);
     let fields = schedule_fields(kinds(&api, &signed).await);
@@ -1094,8 +1151,7 @@ async fn new_schedule(Extension(api): Extension<Api>, visitor: Visitor) -> Respo
         ("cron.timezone".to_owned(), "UTC".to_owned()),
         ("enabled:bool".to_owned(), "on".to_owned()),
     ];
-    let form = forms::render(&signed, "/schedules/new", &fields, &defaults, None, "Create");
-    page(&signed, "Schedules", "New schedule", None, form)
+    NEW_SCHEDULE.form(&signed, &fields, &defaults, None)
 }
 
 async fn create_schedule(
@@ -1105,38 +1161,23 @@ async fn create_schedule(
     body: Bytes,
 ) -> Response {
     let signed = signed_or_return!(api, visitor);
-    let mut values = form_fields(&body);
-    if !csrf_ok(&signed.visitor, &values, &headers) {
-        return csrf_refused();
+    let mut values = match checked(&signed.visitor, &headers, &body) {
+        Some(values) => values,
+        None => return csrf_refused(),
+    };
+    // An unticked box sends nothing: say so, for the API and for the form shown again.
+    if !values.iter().any(|(k, _)| k == "enabled:bool") {
+        values.push(("enabled:bool".to_owned(), "off".to_owned()));
     }
     // A time zone alone is no timing: it goes with a cron expression only.
     let has_cron = values.iter().any(|(k, v)| k == "cron.expr" && !v.trim().is_empty());
     let sent: Vec<(String, String)> = values
         .iter()
         .filter(|(k, _)| has_cron || k != "cron.timezone")
-        .filter(|(k, _)| k != "enabled:bool")
         .cloned()
-        .chain(std::iter::once((
-            "enabled:bool".to_owned(),
-            if values.iter().any(|(k, _)| k == "enabled:bool") {
-                "on"
-            } else {
-                "off"
-            }
-            .to_owned(),
-        )))
         .collect();
     let fields = schedule_fields(kinds(&api, &signed).await);
-    match submit(&api, &signed, "/schedules", &sent).await {
-        Ok(created) => Redirect::to(&format!("/schedules/{}?done=created", text(&created["id"]))).into_response(),
-        Err(failure) => {
-            if !values.iter().any(|(k, _)| k == "enabled:bool") {
-                values.push(("enabled:bool".to_owned(), String::new()));
-            }
-            let form = forms::render(&signed, "/schedules/new", &fields, &values, Some(&failure), "Create");
-            page(&signed, "Schedules", "New schedule", None, form)
-        }
-    }
+    NEW_SCHEDULE.create(&api, &signed, &fields, &values, &sent).await
 }
 
 // ---------------------------------------------------------------- more lists
@@ -1317,31 +1358,26 @@ fn email_fields() -> Vec<Field> {
     ]
 }
 
+static NEW_EMAIL: Creation = Creation {
+    nav: "Settings",
+    title: "Compose a mail",
+    path: "/emails/new",
+    api: "/emails",
+    submit: "Save the draft",
+    shown_at: None,
+    done: "saved",
+};
+
 async fn new_email(Extension(api): Extension<Api>, visitor: Visitor) -> Response {
     let signed = signed_or_return!(api, visitor);
-    let form = forms::render(&signed, "/emails/new", &email_fields(), &[], None, "Save the draft");
-    page(&signed, "Settings", "Compose a mail", None, form)
+    NEW_EMAIL.form(&signed, &email_fields(), &[], None)
 }
 
 async fn create_email(Extension(api): Extension<Api>, visitor: Visitor, headers: HeaderMap, body: Bytes) -> Response {
     let signed = signed_or_return!(api, visitor);
-    let values = form_fields(&body);
-    if !csrf_ok(&signed.visitor, &values, &headers) {
-        return csrf_refused();
-    }
-    match submit(&api, &signed, "/emails", &values).await {
-        Ok(_) => Redirect::to("/emails?done=saved").into_response(),
-        Err(failure) => {
-            let form = forms::render(
-                &signed,
-                "/emails/new",
-                &email_fields(),
-                &values,
-                Some(&failure),
-                "Save the draft",
-            );
-            page(&signed, "Settings", "Compose a mail", None, form)
-        }
+    match checked(&signed.visitor, &headers, &body) {
+        Some(values) => NEW_EMAIL.create(&api, &signed, &email_fields(), &values, &values).await,
+        None => csrf_refused(),
     }
 }
 
@@ -1408,11 +1444,20 @@ async fn production_fields(api: &Api, signed: &Signed) -> Vec<Field> {
     ]
 }
 
+static NEW_PRODUCTION: Creation = Creation {
+    nav: "Productions",
+    title: "New production",
+    path: "/productions/new",
+    api: "/productions",
+    submit: "Create",
+    shown_at: Some("/productions/"),
+    done: "created",
+};
+
 async fn new_production(Extension(api): Extension<Api>, visitor: Visitor) -> Response {
     let signed = signed_or_return!(api, visitor);
     let fields = production_fields(&api, &signed).await;
-    let form = forms::render(&signed, "/productions/new", &fields, &[], None, "Create");
-    page(&signed, "Productions", "New production", None, form)
+    NEW_PRODUCTION.form(&signed, &fields, &[], None)
 }
 
 async fn create_production(
@@ -1422,18 +1467,12 @@ async fn create_production(
     body: Bytes,
 ) -> Response {
     let signed = signed_or_return!(api, visitor);
-    let values = form_fields(&body);
-    if !csrf_ok(&signed.visitor, &values, &headers) {
-        return csrf_refused();
-    }
-    match submit(&api, &signed, "/productions", &values).await {
-        Ok(created) => Redirect::to(&format!("/productions/{}?done=created", text(&created["id"]))).into_response(),
-        Err(failure) => {
-            let fields = production_fields(&api, &signed).await;
-            let form = forms::render(&signed, "/productions/new", &fields, &values, Some(&failure), "Create");
-            page(&signed, "Productions", "New production", None, form)
-        }
-    }
+    let values = match checked(&signed.visitor, &headers, &body) {
+        Some(values) => values,
+        None => return csrf_refused(),
+    };
+    let fields = production_fields(&api, &signed).await;
+    NEW_PRODUCTION.create(&api, &signed, &fields, &values, &values).await
 }
 
 // ---------------------------------------------------------------- uploads
