@@ -160,6 +160,16 @@ def main():
             expect(page.locator("p.flash")).to_contain_text("Done")
             seen["schedule_fires_shown"] = fires
 
+            step = "a clip's proxy plays in the page"
+            page.goto(base + "/clips/" + config["clip"])
+            seen["played"] = page.locator("video").evaluate("""async v => {
+                v.muted = true;
+                await v.play();
+                const start = v.currentTime;
+                await new Promise(done => setTimeout(done, 1500));
+                return [start, v.currentTime];
+            }""")
+
             step = "upload an audio file for transcription, with its progress"
             sound = io.BytesIO()
             with wave.open(sound, "wb") as w:

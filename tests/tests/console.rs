@@ -38,7 +38,7 @@ async fn walk(config: Value) -> anyhow::Result<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
     let mut env = TestEnv::new().await?;
-    let worker = env.worker_config("maintenance=2")?;
+    let worker = env.worker_config("maintenance=2,scan=1,transcode=1")?;
     env.spawn_worker(worker);
     env.user("boss", json!({ "is_admin": true })).await?;
     let mia = env.user("mia", json!({})).await?;
@@ -52,9 +52,25 @@ async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
     let hidden_folder = env.media_root.join("Hidden");
     std::fs::create_dir_all(&seen_folder)?;
     std::fs::create_dir_all(&hidden_folder)?;
+    // A clip the player can play, transcoded by the worker.
+    rushes_tests::media::Clip {
+        seconds: 4.0,
+        ..Default::default()
+    }
+    .write(&seen_folder.join("A001/A001C001.mov"))?;
     let seen = env
         .production("Console Seen", 1, &seen_folder.to_string_lossy(), None)
         .await?;
+    env.scan(&seen["id"]).await?;
+    let seen_id = seen["id"].as_str().context("production id")?;
+    let clips = env
+        .get_until(
+            &format!("/api/v1/clips?production_id={seen_id}"),
+            Duration::from_secs(120),
+            |b| b["clips"][0]["transcode_state"] == "done",
+        )
+        .await?;
+    let clip = clips["clips"][0]["id"].as_str().context("the clip")?.to_owned();
     let hidden = env
         .production("Console Hidden", 1, &hidden_folder.to_string_lossy(), None)
         .await?;
@@ -102,6 +118,7 @@ async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
         "inactive": ["ivan", PASSWORD],
         "visible": seen["name"],
         "hidden": hidden["name"],
+        "clip": clip,
         "shots": shots,
     }))
     .await?;
@@ -115,6 +132,11 @@ async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
     assert_eq!(saw["paused"], true, "{saw}");
     assert_eq!(saw["resumed"], true, "{saw}");
     assert_eq!(saw["csrf_refused"], 403, "{saw}");
+    let played = saw["played"].as_array().context("the player's times")?;
+    assert!(
+        played[1].as_f64() > played[0].as_f64(),
+        "the clip's video plays in the page: {saw}"
+    );
     assert!(saw["cron_error"].as_str().is_some_and(|e| e.contains("cron")), "{saw}");
     assert_eq!(
         saw["console_errors"],
