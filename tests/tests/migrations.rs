@@ -1,5 +1,6 @@
 //! Migrations are append-only: a landed migration never changes (its checksum is
-//! recorded in `migrations/landed.sha384`), and a database of the previous landed
+//! recorded in `migrations/landed.sha384` for the first ones, then in a `.sha384` file
+//! beside each migration), and a database of the previous landed
 //! schema, with rows in it, upgrades to the current one with its data intact. Also:
 //! clips, uploads and transcripts follow their job through `jobs.mirror`, which the
 //! store sets from the catalogue, never through kind names.
@@ -21,9 +22,24 @@ use uuid::Uuid;
 /// being upgraded by this branch may have.
 const PREVIOUS_LANDED: i64 = 20261202000050;
 
-/// The checked-in record of every landed migration: file name and SHA-384 (sqlx's own
-/// checksum, the one it refuses to run a changed migration against).
-const LANDED: &str = include_str!("../../migrations/landed.sha384");
+/// The checked-in record of every migration: file name and SHA-384 (sqlx's own
+/// checksum, the one it refuses to run a changed migration against). The first ones
+/// are listed in `landed.sha384`; since then each `X.sql` has its own `X.sha384`, so a
+/// record, like a migration, is a file written once and never edited.
+fn records() -> String {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", folder.display()))
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|x| x == "sha384"))
+        .collect();
+    // `landed.sha384` first (the oldest), then the per-migration records by version.
+    files.sort_by_key(|path| (path.file_name().is_none_or(|n| n != "landed.sha384"), path.clone()));
+    files
+        .iter()
+        .map(|path| std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display())))
+        .collect()
+}
 
 fn file_name(m: &sqlx::migrate::Migration) -> String {
     format!("{}_{}.sql", m.version, m.description.replace(' ', "_"))
@@ -38,7 +54,8 @@ fn hex(bytes: &[u8]) -> String {
 
 #[test]
 fn a_landed_migration_never_changes_and_a_new_one_is_recorded() {
-    let recorded: Vec<(&str, &str)> = LANDED
+    let records = records();
+    let recorded: Vec<(&str, &str)> = records
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .filter_map(|l| l.split_once(char::is_whitespace))
@@ -58,10 +75,10 @@ fn a_landed_migration_never_changes_and_a_new_one_is_recorded() {
     assert_eq!(
         recorded.len(),
         current.len(),
-        "a new migration must be appended to migrations/landed.sha384; the whole list is now:\n{expected}"
+        "a new migration `X.sql` needs its record `migrations/X.sha384` (one line: name and checksum); the whole list is now:\n{expected}"
     );
     for ((recorded, _), (current, _)) in recorded.iter().zip(&current) {
-        assert_eq!(recorded, current, "migrations/landed.sha384 lists them in order");
+        assert_eq!(recorded, current, "the records list the migrations in order");
     }
 }
 
