@@ -44,6 +44,15 @@ def sign_in(page, base, user, password):
     page.wait_for_load_state()
 
 
+def enqueue_sleep(page, base, seconds):
+    """Enqueues a `sleep` job through the form; the browser lands on its page."""
+    page.goto(base + "/jobs/new")
+    page.select_option("select[name='kind']", "sleep")
+    page.fill("textarea[name='payload:json']", json.dumps({"seconds": seconds}))
+    page.click("form.edit button[type='submit']")
+    page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}"))
+
+
 def main():
     config = json.loads(sys.argv[1])
     base, shots = config["base"], config["shots"]
@@ -97,20 +106,12 @@ def main():
             page.set_viewport_size({"width": 1280, "height": 800})
 
             step = "enqueue a sleep job from the form and see it run"
-            page.goto(base + "/jobs/new")
-            page.select_option("select[name='kind']", "sleep")
-            page.fill("textarea[name='payload:json']", '{"seconds": 0.2}')
-            page.click("form.edit button[type='submit']")
-            page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}"))
+            enqueue_sleep(page, base, 0.2)
             expect(page.locator("[data-job-field='state']")).to_have_text("succeeded", timeout=20000)
             seen["ran"] = page.url.rsplit("/", 1)[-1].split("?")[0]
 
             step = "cancel another"
-            page.goto(base + "/jobs/new")
-            page.select_option("select[name='kind']", "sleep")
-            page.fill("textarea[name='payload:json']", '{"seconds": 60}')
-            page.click("form.edit button[type='submit']")
-            page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}"))
+            enqueue_sleep(page, base, 60)
             expect(page.locator("[data-job-field='state']")).to_have_text("running", timeout=20000)
             page.click("button:has-text('Cancel')")
             page.wait_for_load_state()

@@ -168,3 +168,63 @@ async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
     assert_eq!(made["cron"]["expr"], "*/5 * * * *", "{made}");
     Ok(())
 }
+
+/// Bad input to the console's own routes, without a browser: an unknown id shows the
+/// API's refusal on the page, a form without the CSRF token is refused and changes
+/// nothing, a form's way back never leaves the site, and a wrong password keeps the
+/// visitor on the sign-in form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_refuses_bad_input_and_loses_nothing() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    env.user("boss", json!({ "is_admin": true })).await?;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let wrong = http
+        .post(env.url("/login"))
+        .form(&[("username", "boss"), ("password", "not the password"), ("next", "/")])
+        .send()
+        .await?;
+    assert!(
+        wrong.headers().get("set-cookie").is_none(),
+        "no session for a wrong password"
+    );
+    assert!(wrong.text().await?.contains("Wrong username or password"));
+
+    let signed_in = http
+        .post(env.url("/login"))
+        .form(&[
+            ("username", "boss"),
+            ("password", PASSWORD),
+            ("next", "//evil.example/"),
+        ])
+        .send()
+        .await?;
+    assert_eq!(signed_in.headers()["location"], "/", "the way back stays on this site");
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()?
+        .split(';')
+        .next()
+        .context("the session cookie")?
+        .to_owned();
+
+    let page = http
+        .get(env.url("/jobs/not-an-id"))
+        .header("cookie", &cookie)
+        .send()
+        .await?;
+    assert_eq!(page.status(), StatusCode::OK);
+    let body = page.text().await?;
+    assert!(body.contains("role=\"alert\""), "the API's refusal is shown: {body}");
+
+    let refused = http
+        .post(env.url("/do/queues/maintenance/pause"))
+        .header("cookie", &cookie)
+        .form(&[("_back", "/queues")])
+        .send()
+        .await?;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let (_, queue) = env.get("/api/v1/queues/maintenance").await?;
+    assert_eq!(queue["paused"], false, "a refused form changes nothing: {queue}");
+    Ok(())
+}

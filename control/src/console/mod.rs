@@ -182,3 +182,22 @@ pub fn csrf_refused() -> Response {
             .into_response(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_gone_back_to() {
+        assert_eq!(local("/jobs?state=failed"), "/jobs?state=failed");
+        for elsewhere in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "",
+            "jobs",
+        ] {
+            assert_eq!(local(elsewhere), "/", "{elsewhere}");
+        }
+    }
+}

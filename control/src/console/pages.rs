@@ -244,11 +244,7 @@ pub async fn read_through(
     uri: axum::http::Uri,
 ) -> Response {
     if visitor.caller.token.is_none() {
-        return (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({ "error": { "code": "unauthorized", "message": "sign in first" } })),
-        )
-            .into_response();
+        return crate::error::ApiError::Unauthorized.into_response();
     }
     let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     api.pass_through(
@@ -884,14 +880,7 @@ async fn clip(
     Query(query): Params,
 ) -> Response {
     let signed = signed_or_return!(api, visitor);
-    let transcripts = api
-        .get(signed.api(), &format!("/transcripts?clip_id={id}&limit=1"))
-        .await
-        .rows();
-    let transcript = match transcripts.first().and_then(|t| t["id"].as_str()) {
-        Some(tid) => Some(api.get(signed.api(), &format!("/transcripts/{tid}")).await.body),
-        None => None,
-    };
+    let transcript = first_transcript(&api, &signed, "clip_id", &id).await;
     detail(&api, &signed, "Clips", &format!("/clips/{id}"), "name", &query, |c| {
         let proxy = c["outputs"]["proxy"].as_str().and_then(|u| u.strip_prefix("/api/v1"));
         let poster = c["outputs"]["poster"].as_str().and_then(|u| u.strip_prefix("/api/v1"));
@@ -908,6 +897,18 @@ async fn clip(
         }
     })
     .await
+}
+
+/// The newest transcript of a clip or an upload (`of`: `clip_id` or `upload_id`), with
+/// its segments.
+async fn first_transcript(api: &Api, signed: &Signed, of: &str, id: &str) -> Option<Value> {
+    let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+    let listed = api
+        .get(signed.api(), &format!("/transcripts?{of}={id}&limit=1"))
+        .await
+        .rows();
+    let transcript = listed.first()?["id"].as_str()?.to_owned();
+    Some(api.get(signed.api(), &format!("/transcripts/{transcript}")).await.body)
 }
 
 /// A transcript's segments; each seeks the clip's player to its start.
@@ -1043,8 +1044,8 @@ async fn create_job(Extension(api): Extension<Api>, visitor: Visitor, headers: H
         Some(values) => values,
         None => return csrf_refused(),
     };
-    let fields = job_fields(kinds(&api, &signed).await);
-    NEW_JOB.create(&api, &signed, &fields, &values, &values).await
+    let fields = async { job_fields(kinds(&api, &signed).await) };
+    NEW_JOB.create(&api, &signed, fields, &values, &values).await
 }
 
 /// A page whose form creates something with one API call, then shows it.
@@ -1074,12 +1075,13 @@ impl Creation {
     }
 
     /// Sends `sent` (the form's `values`, perhaps adjusted); the created object's page,
-    /// or the form again with the API's error next to its field.
+    /// or the form again with the API's error next to its field (`fields` is only
+    /// awaited then: building them may ask the API, e.g. for the kinds).
     async fn create(
         &self,
         api: &Api,
         signed: &Signed,
-        fields: &[Field],
+        fields: impl Future<Output = Vec<Field>>,
         values: &[(String, String)],
         sent: &[(String, String)],
     ) -> Response {
@@ -1091,7 +1093,7 @@ impl Creation {
                 };
                 Redirect::to(&to).into_response()
             }
-            Err(failure) => self.form(signed, fields, values, Some(&failure)),
+            Err(failure) => self.form(signed, &fields.await, values, Some(&failure)),
         }
     }
 }
@@ -1176,8 +1178,8 @@ async fn create_schedule(
         .filter(|(k, _)| has_cron || k != "cron.timezone")
         .cloned()
         .collect();
-    let fields = schedule_fields(kinds(&api, &signed).await);
-    NEW_SCHEDULE.create(&api, &signed, &fields, &values, &sent).await
+    let fields = async { schedule_fields(kinds(&api, &signed).await) };
+    NEW_SCHEDULE.create(&api, &signed, fields, &values, &sent).await
 }
 
 // ---------------------------------------------------------------- more lists
@@ -1376,7 +1378,11 @@ async fn new_email(Extension(api): Extension<Api>, visitor: Visitor) -> Response
 async fn create_email(Extension(api): Extension<Api>, visitor: Visitor, headers: HeaderMap, body: Bytes) -> Response {
     let signed = signed_or_return!(api, visitor);
     match checked(&signed.visitor, &headers, &body) {
-        Some(values) => NEW_EMAIL.create(&api, &signed, &email_fields(), &values, &values).await,
+        Some(values) => {
+            NEW_EMAIL
+                .create(&api, &signed, async { email_fields() }, &values, &values)
+                .await
+        }
         None => csrf_refused(),
     }
 }
@@ -1471,8 +1477,9 @@ async fn create_production(
         Some(values) => values,
         None => return csrf_refused(),
     };
-    let fields = production_fields(&api, &signed).await;
-    NEW_PRODUCTION.create(&api, &signed, &fields, &values, &values).await
+    NEW_PRODUCTION
+        .create(&api, &signed, production_fields(&api, &signed), &values, &values)
+        .await
 }
 
 // ---------------------------------------------------------------- uploads
@@ -1538,14 +1545,7 @@ async fn upload_page(
     Query(query): Params,
 ) -> Response {
     let signed = signed_or_return!(api, visitor);
-    let transcripts = api
-        .get(signed.api(), &format!("/transcripts?upload_id={id}&limit=5"))
-        .await
-        .rows();
-    let transcript = match transcripts.first().and_then(|t| t["id"].as_str()) {
-        Some(tid) => Some(api.get(signed.api(), &format!("/transcripts/{tid}")).await.body),
-        None => None,
-    };
+    let transcript = first_transcript(&api, &signed, "upload_id", &id).await;
     let done = transcript
         .as_ref()
         .is_some_and(|t| matches!(t["state"].as_str(), Some("done" | "failed" | "cancelled")));
