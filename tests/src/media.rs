@@ -81,6 +81,65 @@ impl Clip {
     }
 }
 
+/// A camera clip in which someone speaks: test picture with timecode, `speech` (a
+/// recording) on the first audio track after `lead_s` seconds of silence, and a tone on
+/// a second track; it ends a second after the speech.
+pub fn speaking_clip(speech: &Path, lead_s: f64, path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
+        .arg(speech)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run ffprobe")?;
+    let spoken: f64 = String::from_utf8_lossy(&probe.stdout)
+        .trim()
+        .parse()
+        .with_context(|| format!("no duration for {}", speech.display()))?;
+    let delay_ms = (lead_s * 1000.0).round();
+    let args: Vec<String> = [
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-i",
+        &speech.to_string_lossy(),
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=500",
+        "-filter_complex",
+        &format!("[1:a]adelay={delay_ms}:all=1,apad[speech]"),
+        "-map",
+        "0:v",
+        "-map",
+        "[speech]",
+        "-map",
+        "2:a",
+        "-t",
+        &format!("{:.2}", lead_s + spoken + 1.0),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "pcm_s16le",
+        "-timecode",
+        "10:00:00:00",
+        &path.to_string_lossy(),
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    run("ffmpeg", &args)
+}
+
 /// A playlist format ffmpeg follows into other files, whatever the playlist is named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Playlist {

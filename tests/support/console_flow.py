@@ -5,15 +5,15 @@ non-zero with the step's name. Used by tests/tests/console.rs.
 usage: console_flow.py CONFIG_JSON
 CONFIG_JSON: {"base", "admin": [user, password], "member": [...], "inactive": [...],
               "visible": production name the member sees, "hidden": one they do not,
+              "clip": a transcribed clip's id, "word": a word it says, "speech": a WAV to upload,
+              "cover": an image, "like": a user to copy, "production": its id,
               "shots": directory for screenshots}
 """
 
-import io
 import json
 import os
 import re
 import sys
-import wave
 
 from playwright.sync_api import sync_playwright, expect
 
@@ -23,7 +23,9 @@ PAGES = ["/", "/jobs", "/queues", "/workers", "/schedules", "/productions", "/cl
          "/users", "/groups", "/logs", "/settings"]
 # Reached from those: checked the same way, without screenshots.
 MORE = ["/jobs/new", "/dead-letters", "/schedules/new", "/productions/new", "/share-links", "/audit-log",
-        "/login-log", "/system", "/stats", "/emails", "/emails/new"]
+        "/login-log", "/system", "/stats", "/emails", "/emails/new", "/users/new", "/users/import",
+        "/invitations", "/invitations/new", "/groups/new", "/roles", "/roles/new", "/transcripts/search",
+        "/uploads"]
 
 
 class Step(Exception):
@@ -161,6 +163,16 @@ def main():
             expect(page.locator("p.flash")).to_contain_text("Done")
             seen["schedule_fires_shown"] = fires
 
+            step = "edit the schedule: the form shows what is stored"
+            page.click("a:has-text('Edit')")
+            page.wait_for_url(re.compile(r"/schedules/[0-9a-f-]{36}/edit"))
+            check(page.input_value("input[name='cron.expr']") == "*/5 * * * *", "the edit form shows the stored cron")
+            check(page.input_value("input[name='name']") == "console nightly", "the edit form shows the stored name")
+            page.fill("input[name='cron.expr']", "30 4 * * *")
+            page.click("form.edit button[type='submit']")
+            page.wait_for_url(re.compile(r"/schedules/[0-9a-f-]{36}\?done=saved"))
+            expect(page.locator("p.flash")).to_be_visible()
+
             step = "a clip's proxy plays in the page"
             page.goto(base + "/clips/" + config["clip"])
             seen["played"] = page.locator("video").evaluate("""async v => {
@@ -171,21 +183,98 @@ def main():
                 return [start, v.currentTime];
             }""")
 
-            step = "upload an audio file for transcription, with its progress"
-            sound = io.BytesIO()
-            with wave.open(sound, "wb") as w:
-                w.setnchannels(1)
-                w.setsampwidth(2)
-                w.setframerate(16000)
-                w.writeframes(b"\x00\x00" * 16000)
+            step = "clicking a transcript segment seeks the player; the one playing is marked"
+            segment = page.locator("ol.segments li[data-start]").last
+            start = float(segment.get_attribute("data-start"))
+            page.locator("video").evaluate("""async v => {
+                v.pause();
+                v.currentTime = 0.5;
+                await new Promise(done => v.addEventListener("seeked", done, { once: true }));
+                window.seekedAgain = new Promise(done => v.addEventListener("seeked", done, { once: true }));
+            }""")
+            segment.click()
+            at = page.locator("video").evaluate("async v => { await window.seekedAgain; v.pause(); return v.currentTime; }")
+            current = "current" in (segment.get_attribute("class") or "").split()
+            seen["seek"] = {"start": start, "at": at, "current": current}
+
+            step = "the scrub bar shows the sprite's thumbnail on hover"
+            bar = page.locator("[data-sprite-index]")
+            thumb = page.locator(".scrub .thumb")
+            for i in range(40):  # the sprite's index loads after the page: hover until it has
+                bar.hover(position={"x": 20 + 5 * i, "y": 5})
+                if "sprite" in thumb.evaluate("t => getComputedStyle(t).backgroundImage"):
+                    break
+                page.wait_for_timeout(250)
+            seen["scrub_thumb"] = "sprite" in thumb.evaluate("t => getComputedStyle(t).backgroundImage")
+
+            step = "another audio track plays in step, the proxy's own muted"
+            page.locator("video").evaluate("v => { v.muted = false; }")
+            page.select_option("#audio-track", index=2)
+            muted, track = page.locator("video").evaluate(
+                "v => [v.muted, document.querySelector('audio[data-track-player]').src]")
+            check("/media/" in track, f"the chosen track plays: {track}")
+            seen["track_muted"] = muted
+
+            step = "search the transcripts"
+            page.goto(base + "/transcripts")
+            page.fill("#search-q", config["word"])
+            page.click("form[role=search] button")
+            page.wait_for_url(re.compile(r"/transcripts/search"))
+            seen["search_hits"] = page.locator("main table tbody tr").count()
+            page.locator("a:has-text('Play from here')").first.click()
+            page.wait_for_url(re.compile(r"/clips/[0-9a-f-]{36}#t="))
+
+            step = "upload an audio file for transcription, with its progress; its transcript appears"
             page.goto(base + "/uploads")
-            page.set_input_files("#upload-file", files=[{"name": "note.wav", "mimeType": "audio/wav",
-                                                         "buffer": sound.getvalue()}])
+            with open(config["speech"], "rb") as f:
+                sound = f.read()
+            page.set_input_files("#upload-file", files=[{"name": "note.wav", "mimeType": "audio/wav", "buffer": sound}])
             page.fill("#upload-title", "console note")
-            page.click("#upload-form button[type='submit']")
+            page.click("form[data-send] button[type='submit']")
             page.wait_for_url(re.compile(r"/uploads/[0-9a-f-]{36}"), timeout=30000)
             seen["uploaded"] = page.url.rsplit("/", 1)[-1].split("?")[0]
             check(page.locator("h2:has-text('Transcript')").count() == 1, "the upload's page waits for its transcript")
+            expect(page.locator("[data-transcript-state]")).to_have_text("done", timeout=120000)
+            seen["upload_said"] = " ".join(page.locator("ol.segments li").all_inner_texts())
+
+            step = "edit a production: the boxes say what is stored and an unticked one is saved"
+            production = base + "/productions/" + config["production"]
+            page.goto(production + "/edit")
+            check(page.is_checked("#f-auto_transcribe"), "auto transcribe shows as stored (on)")
+            page.fill("input[name='priority:int']", "70")
+            page.uncheck("#f-auto_transcribe")
+            page.click("form.edit button[type='submit']")
+            page.wait_for_url(re.compile(r"\?done=saved"))
+
+            step = "send the production's cover image, with its progress"
+            page.set_input_files("#cover-file", config["cover"])
+            page.click("form[data-send] button:has-text('Upload the cover')")
+            page.wait_for_url(re.compile(r"\?done="), timeout=30000)
+            expect(page.locator("img.cover")).to_be_visible()
+
+            step = "a file that is no production document is refused on the page"
+            page.goto(base + "/productions")
+            page.click("summary:has-text('Import a production')")
+            page.set_input_files("#import-file", files=[{"name": "notes.json", "mimeType": "application/json",
+                                                         "buffer": b"{\"not\": \"a production\"}"}])
+            logged = len(seen["console_errors"])
+            page.click("button:has-text('Import')")
+            error = page.locator("form[data-send] [data-send-error]")
+            expect(error).not_to_be_empty(timeout=10000)
+            seen["import_error"] = error.inner_text()
+            # The browser logs the refusal it was meant to get (422); nothing else.
+            seen["console_errors"][logged:] = [e for e in seen["console_errors"][logged:] if "status of 422" not in e]
+
+            step = "create a user like another"
+            page.goto(base + "/users/" + config["like"])
+            page.click("a:has-text('Create a user like this one')")
+            page.wait_for_url(re.compile(r"/users/new\?like="))
+            check(page.input_value("input[name='like_user_id']") == config["like"], "the form names the user to copy")
+            page.fill("input[name='username']", "nina")
+            page.fill("input[name='email']", "nina@example.com")
+            page.fill("input[name='password']", "a long enough password 42")
+            page.click("form.edit button[type='submit']")
+            page.wait_for_url(re.compile(r"/users/[0-9a-f-]{36}\?done=created"))
 
             step = "sign out"
             page.click("button:has-text('Sign out')")

@@ -1,8 +1,10 @@
 //! The operator console in a real browser (Debian's chromium driven by Playwright for
 //! Python, `support/console_flow.py`) against a real control plane, worker, PostgreSQL
 //! and RabbitMQ: sign-in, the dashboard's live numbers, every page, enqueueing and
-//! cancelling jobs, pausing a queue, a schedule's field error, CSRF, and what a member
-//! and a deactivated user get.
+//! cancelling jobs, pausing a queue, a schedule's field error and its edit, a clip's
+//! player with its transcript, scrub bar and audio tracks, an upload transcribed,
+//! editing a production and sending its cover, a user made like another, CSRF, and
+//! what a member and a deactivated user get.
 
 use std::path::Path;
 use std::time::Duration;
@@ -38,7 +40,7 @@ async fn walk(config: Value) -> anyhow::Result<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
     let mut env = TestEnv::new().await?;
-    let worker = env.worker_config("maintenance=2,scan=1,transcode=1")?;
+    let worker = env.worker_config("maintenance=2,scan=1,transcode=1,transcribe=1")?;
     env.spawn_worker(worker);
     env.user("boss", json!({ "is_admin": true })).await?;
     let mia = env.user("mia", json!({})).await?;
@@ -52,12 +54,12 @@ async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
     let hidden_folder = env.media_root.join("Hidden");
     std::fs::create_dir_all(&seen_folder)?;
     std::fs::create_dir_all(&hidden_folder)?;
-    // A clip the player can play, transcoded by the worker.
-    rushes_tests::media::Clip {
-        seconds: 4.0,
-        ..Default::default()
-    }
-    .write(&seen_folder.join("A001/A001C001.mov"))?;
+    // A clip someone speaks in (after three seconds), transcoded, given its scrub
+    // sprite and transcribed by the worker: the player, its tracks and its transcript.
+    let mut readings = rushes_tests::speech::librivox()?.into_iter();
+    let reading = readings.next().context("no recording")?;
+    let spoken = readings.next().context("a second recording")?;
+    rushes_tests::media::speaking_clip(&reading.wav, 3.0, &seen_folder.join("A001/A001C001.mov"))?;
     let seen = env
         .production("Console Seen", 1, &seen_folder.to_string_lossy(), None)
         .await?;
@@ -71,6 +73,47 @@ async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
         )
         .await?;
     let clip = clips["clips"][0]["id"].as_str().context("the clip")?.to_owned();
+    env.get_until(&format!("/api/v1/clips/{clip}"), Duration::from_secs(120), |c| {
+        c["outputs"]["sprite_vtt"].is_string()
+    })
+    .await?;
+    let transcripts = env
+        .get_until(
+            &format!("/api/v1/transcripts?clip_id={clip}"),
+            Duration::from_secs(180),
+            |b| b["transcripts"][0]["state"] == "done",
+        )
+        .await?;
+    let transcript = transcripts["transcripts"][0]["id"].as_str().context("the transcript")?;
+    let (_, transcript) = env.get(&format!("/api/v1/transcripts/{transcript}")).await?;
+    let said = transcript["segments"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let word = said
+        .split(|c: char| !c.is_alphabetic())
+        .filter(|w| w.len() >= 4)
+        .max_by_key(|w| w.len())
+        .with_context(|| format!("a word in what the clip says: {transcript}"))?
+        .to_lowercase();
+    // A cover image for the production page's upload.
+    let cover = env.scratch.join("cover.png");
+    let made = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=red:s=64x48",
+            "-frames:v",
+            "1",
+        ])
+        .arg(&cover)
+        .status()?;
+    assert!(made.success(), "ffmpeg makes the cover image");
     let hidden = env
         .production("Console Hidden", 1, &hidden_folder.to_string_lossy(), None)
         .await?;
@@ -119,6 +162,11 @@ async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
         "visible": seen["name"],
         "hidden": hidden["name"],
         "clip": clip,
+        "word": word,
+        "speech": spoken.wav,
+        "cover": cover,
+        "like": mia_id,
+        "production": seen_id,
         "shots": shots,
     }))
     .await?;
@@ -136,6 +184,34 @@ async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
     assert!(
         played[1].as_f64() > played[0].as_f64(),
         "the clip's video plays in the page: {saw}"
+    );
+    let seek = &saw["seek"];
+    let start = seek["start"].as_f64().context("the segment's start")?;
+    assert!(start >= 2.0, "the speech starts after the silence: {saw}");
+    assert!(
+        (seek["at"].as_f64().unwrap_or(-1.0) - start).abs() < 0.5,
+        "clicking a segment seeks the player to its start: {saw}"
+    );
+    assert_eq!(seek["current"], true, "the segment being played is marked: {saw}");
+    assert_eq!(
+        saw["scrub_thumb"], true,
+        "hovering the scrub bar shows a thumbnail: {saw}"
+    );
+    assert_eq!(
+        saw["track_muted"], true,
+        "another audio track mutes the proxy's own: {saw}"
+    );
+    assert!(
+        saw["search_hits"].as_u64() >= Some(1),
+        "the search finds the clip's words: {saw}"
+    );
+    assert!(
+        saw["upload_said"].as_str().is_some_and(|t| !t.trim().is_empty()),
+        "the uploaded file's transcript appears on its page: {saw}"
+    );
+    assert!(
+        saw["import_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "a file that is no production document is refused on the page: {saw}"
     );
     assert!(saw["cron_error"].as_str().is_some_and(|e| e.contains("cron")), "{saw}");
     assert_eq!(
@@ -157,7 +233,11 @@ async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
     let (status, upload) = env.get(&format!("/api/v1/uploads/{uploaded}")).await?;
     assert_eq!(status, StatusCode::OK, "{upload}");
     assert_eq!(upload["file_name"], "note.wav", "{upload}");
-    assert_eq!(upload["size_bytes"], 44 + 32_000, "every byte arrived: {upload}");
+    assert_eq!(
+        upload["size_bytes"],
+        std::fs::metadata(&spoken.wav)?.len(),
+        "every byte arrived: {upload}"
+    );
     let (_, queue) = env.get("/api/v1/queues/maintenance").await?;
     assert_eq!(queue["paused"], false, "{queue}");
     let (_, schedules) = env.get("/api/v1/schedules").await?;
@@ -165,7 +245,26 @@ async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
         .as_array()
         .and_then(|all| all.iter().find(|s| s["name"] == "console nightly"))
         .context("the schedule made in the browser")?;
-    assert_eq!(made["cron"]["expr"], "*/5 * * * *", "{made}");
+    assert_eq!(made["cron"]["expr"], "30 4 * * *", "edited in the browser: {made}");
+    let (_, production) = env.get(&format!("/api/v1/productions/{seen_id}")).await?;
+    assert_eq!(production["priority"], 70, "{production}");
+    assert_eq!(
+        production["auto_transcribe"], false,
+        "an unticked box is saved as off: {production}"
+    );
+    assert!(
+        production["cover_image"].is_string(),
+        "the cover sent from the page: {production}"
+    );
+    let (_, users) = env.get("/api/v1/users?q=nina").await?;
+    let nina = users["users"][0]["id"].as_str().context("the user made like mia")?;
+    let (_, floor) = env.get(&format!("/api/v1/groups/{group_id}")).await?;
+    assert!(
+        floor["members"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|u| u["id"] == nina)),
+        "a user made like another joins their groups: {floor}"
+    );
     Ok(())
 }
 

@@ -102,17 +102,18 @@ impl Api {
             .await
     }
 
-    /// A `POST` whose body (a multipart upload) is streamed to the API as it arrives,
-    /// answered as the API answers.
-    pub async fn stream_post(
+    /// A request whose body (an upload: multipart, an image, a document) is streamed to
+    /// the API as it arrives, answered as the API answers.
+    pub async fn stream(
         &self,
         caller: &Caller,
+        method: Method,
         path: &str,
         content_type: Option<HeaderValue>,
         body: Body,
     ) -> Response {
         let headers = content_type.map(|t| (header::CONTENT_TYPE, t));
-        self.forward(caller, Method::POST, path, headers, body).await
+        self.forward(caller, method, path, headers, body).await
     }
 
     /// One request to the API router as `caller` (its token, address and forwarding
@@ -148,6 +149,12 @@ impl Api {
         }
     }
 
+    /// A `POST` of a text body of `content_type` (a CSV file), read as an [`Answer`].
+    pub async fn post_text(&self, caller: &Caller, path: &str, content_type: &'static str, text: String) -> Answer {
+        let extra = Some((header::CONTENT_TYPE, HeaderValue::from_static(content_type)));
+        self.answer(caller, Method::POST, path, extra, Body::from(text)).await
+    }
+
     /// `path` is below `/api/v1` (it starts with `/`).
     async fn call(&self, caller: &Caller, method: Method, path: &str, body: Option<Value>) -> Answer {
         let (extra, body) = match body {
@@ -157,6 +164,17 @@ impl Api {
             ),
             None => (None, Body::empty()),
         };
+        self.answer(caller, method, path, extra, body).await
+    }
+
+    async fn answer(
+        &self,
+        caller: &Caller,
+        method: Method,
+        path: &str,
+        extra: Option<(header::HeaderName, HeaderValue)>,
+        body: Body,
+    ) -> Answer {
         let response = self.forward(caller, method, path, extra, body).await;
         let status = response.status();
         match axum::body::to_bytes(response.into_body(), MAX_ANSWER).await {

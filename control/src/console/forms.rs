@@ -1,6 +1,7 @@
 //! Forms: a submitted form becomes the JSON body of one API call. Field names are the
 //! API's (`cron.expr` nests), with a type suffix where the value is not text
-//! (`priority:int`, `payload:json`, `enabled:bool`); empty fields are left out. An
+//! (`priority:int`, `payload:json`, `enabled:bool`, `ids:many` for boxes ticked in a
+//! list); empty fields are left out. An
 //! error the API gives is shown next to the field it names.
 
 use axum::Extension;
@@ -44,6 +45,15 @@ pub fn to_json(fields: &[(String, String)]) -> Result<Value, (String, String)> {
                     .map(|s| Value::String(s.to_owned()))
                     .collect(),
             ),
+            // Each ticked box of the name adds its value (clips chosen in a list).
+            "many" => {
+                if let Some(Value::Array(items)) = body.get_mut(path) {
+                    items.push(Value::String(raw.clone()));
+                } else {
+                    body.insert(path.to_owned(), Value::Array(vec![Value::String(raw.clone())]));
+                }
+                continue;
+            }
             _ => Value::String(raw.clone()),
         };
         insert(&mut body, path, value);
@@ -131,6 +141,8 @@ pub enum Input {
     /// Longer free text.
     Area,
     Check,
+    /// A secret: typed, sent, never shown again.
+    Password,
     /// A choice among fixed values.
     Choice(Vec<String>),
     /// Free text with suggestions.
@@ -177,6 +189,29 @@ impl Field {
     }
 }
 
+/// The form values that show `object` in `fields` (an edit form filled with what is stored).
+pub fn values_of(fields: &[Field], object: &Value) -> Vec<(String, String)> {
+    fields
+        .iter()
+        .filter_map(|f| {
+            let value = object.pointer(&format!("/{}", f.api_name().replace('.', "/")))?;
+            let shown = match (f.name.split_once(':').map(|(_, kind)| kind), value) {
+                (_, Value::Null) => return None,
+                (Some("bool"), v) => if v.as_bool() == Some(true) { "on" } else { "off" }.to_owned(),
+                (Some("json"), v) => serde_json::to_string_pretty(v).unwrap_or_default(),
+                (Some("list"), Value::Array(items)) => items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                (_, Value::String(s)) => s.clone(),
+                (_, v) => v.to_string(),
+            };
+            Some((f.name.to_owned(), shown))
+        })
+        .collect()
+}
+
 /// What a failed submit brings back to the form.
 pub struct Failure {
     /// The field the error names, when the form has it.
@@ -203,10 +238,11 @@ pub fn render(
     failure: Option<&Failure>,
     submit: &str,
 ) -> Markup {
+    // The last value of a name counts (a ticked box's `on` follows its hidden `off`).
     let value_of = |name: &str| {
         values
             .iter()
-            .find(|(k, _)| k == name)
+            .rfind(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
@@ -231,6 +267,8 @@ pub fn render(
                 @let has_error = names_field(f);
                 @match &f.input {
                     Input::Check => {
+                        // Unticked, a box sends nothing: the hidden `off` before it says so.
+                        input type="hidden" name=(f.name) value="off";
                         label.check for=(id) {
                             input type="checkbox" id=(id) name=(f.name) checked[value == "on" || value == "true"];
                             (f.label)
@@ -245,6 +283,9 @@ pub fn render(
                                 }
                                 Input::Number => {
                                     input type="number" id=(id) name=(f.name) value=(value) required[f.required] aria-invalid=[has_error.then_some("true")] aria-describedby=[has_error.then_some(error_id.as_str())];
+                                }
+                                Input::Password => {
+                                    input type="password" id=(id) name=(f.name) autocomplete="new-password" required[f.required] aria-invalid=[has_error.then_some("true")] aria-describedby=[has_error.then_some(error_id.as_str())];
                                 }
                                 Input::Json | Input::Area => {
                                     textarea id=(id) name=(f.name) aria-invalid=[has_error.then_some("true")] aria-describedby=[has_error.then_some(error_id.as_str())] { (value) }
@@ -308,6 +349,60 @@ mod tests {
                 "enabled": true,
             })
         );
+    }
+
+    #[test]
+    fn stored_objects_fill_their_edit_forms() {
+        let fields = [
+            field("name", "Name", Input::Text),
+            field("cron.expr", "Cron", Input::Text),
+            field("priority:int", "Priority", Input::Number),
+            field("payload:json", "Payload", Input::Json),
+            field("enabled:bool", "Enabled", Input::Check),
+            field("tags:list", "Tags", Input::Text),
+            field("clocked.at", "At", Input::Text),
+        ];
+        let stored = serde_json::json!({
+            "name": "nightly",
+            "cron": { "expr": "0 3 * * *" },
+            "priority": 40,
+            "payload": { "seconds": 1 },
+            "enabled": false,
+            "tags": ["a", "b"],
+            "clocked": null,
+        });
+        let values = values_of(&fields, &stored);
+        assert_eq!(
+            values,
+            pairs(&[
+                ("name", "nightly"),
+                ("cron.expr", "0 3 * * *"),
+                ("priority:int", "40"),
+                ("payload:json", "{\n  \"seconds\": 1\n}"),
+                ("enabled:bool", "off"),
+                ("tags:list", "a, b"),
+            ])
+        );
+        // …and sent back unchanged, they are the same object.
+        let sent = to_json(&values).unwrap_or_default();
+        assert_eq!(sent["payload"], stored["payload"]);
+        assert_eq!(sent["enabled"], false);
+        assert_eq!(sent["tags"], stored["tags"]);
+    }
+
+    #[test]
+    fn boxes_ticked_in_a_list_become_one_array() {
+        let body = to_json(&pairs(&[("ids:many", "a"), ("card", "A001"), ("ids:many", "b")])).unwrap_or_default();
+        assert_eq!(body, serde_json::json!({ "ids": ["a", "b"], "card": "A001" }));
+    }
+
+    #[test]
+    fn an_unticked_box_says_off_and_a_ticked_one_on() {
+        // The hidden `off` comes first; a ticked box's `on` after it wins.
+        let unticked = to_json(&pairs(&[("enabled:bool", "off")])).unwrap_or_default();
+        let ticked = to_json(&pairs(&[("enabled:bool", "off"), ("enabled:bool", "on")])).unwrap_or_default();
+        assert_eq!(unticked["enabled"], false);
+        assert_eq!(ticked["enabled"], true);
     }
 
     #[test]

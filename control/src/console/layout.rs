@@ -99,6 +99,19 @@ pub fn action(signed: &Signed, api_path: &str, label: &str, back: &str, confirm:
     }
 }
 
+/// A one-button form that deletes `/api/v1{api_path}` after the browser asks
+/// `confirm`, then goes to `back`.
+pub fn removal(signed: &Signed, api_path: &str, label: &str, back: &str, confirm: &str) -> Markup {
+    html! {
+        form.inline method="post" action={ "/do" (api_path) } data-confirm=(confirm) {
+            (csrf(signed))
+            input type="hidden" name="_method" value="DELETE";
+            input type="hidden" name="_back" value=(back);
+            button.danger type="submit" { (label) }
+        }
+    }
+}
+
 /// A full console page; `current` is the navigation entry it belongs to.
 pub fn page(signed: &Signed, current: &str, title: &str, flash: Option<&Notice>, body: Markup) -> Response {
     let name = signed.me["name"].as_str().unwrap_or("");

@@ -38,8 +38,10 @@ pub fn router(api: Api) -> Router<AppState> {
         .route("/console/api/{*path}", get(pages::read_through))
         .route("/do/{*path}", post(forms::act))
         .route(
-            "/console/upload",
-            post(pages::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+            "/console/send/{*path}",
+            post(pages::send)
+                .put(pages::send)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .merge(pages::router())
         .layer(axum::Extension(api))

@@ -232,6 +232,11 @@ struct ListUsers {
     #[serde(default)]
     include_deleted: bool,
     active: Option<bool>,
+    /// Only users seen within the `online_window_minutes` setting: who is online.
+    #[serde(default)]
+    online: bool,
+    /// Users whose username or email contains this text, in any case.
+    q: Option<String>,
     limit: Option<i64>,
     /// The `next_before` of the previous page: users after that one, by username.
     before: Option<Uuid>,
@@ -244,16 +249,23 @@ async fn list(
 ) -> ApiResult<axum::Json<Value>> {
     caller.require_global(&state, Policy::ManageUsers).await?;
     let limit = super::limit(q.limit)?;
+    let window = settings::integer(&state.db, settings::ONLINE_WINDOW_MINUTES).await?;
+    let search = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty());
     let mut users: Vec<UserView> = sqlx::query_as(concat!(
         user_select!(),
         "WHERE ($1 OR deleted_at IS NULL) AND ($2::bool IS NULL OR active = $2) \
            AND ($3::uuid IS NULL OR (username, id) > (SELECT c.username, c.id FROM users c WHERE c.id = $3)) \
+           AND (NOT $5 OR last_seen_at > now() - make_interval(mins => $6::int)) \
+           AND ($7::text IS NULL OR strpos(lower(username), lower($7)) > 0 OR strpos(lower(email), lower($7)) > 0) \
          ORDER BY username, id LIMIT $4"
     ))
     .bind(q.include_deleted)
     .bind(q.active)
     .bind(q.before)
     .bind(limit)
+    .bind(q.online)
+    .bind(i32::try_from(window).unwrap_or(i32::MAX))
+    .bind(search)
     .fetch_all(&state.db)
     .await?;
     let next_before = super::next_before(&users, limit, |u| u.id);
