@@ -40,7 +40,7 @@ async fn walk(config: Value) -> anyhow::Result<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
     let mut env = TestEnv::new().await?;
-    let worker = env.worker_config("maintenance=2,scan=1,transcode=1,transcribe=1")?;
+    let worker = env.worker_config("maintenance=2,scan=1,transcode=1,transcode_long=1,transcribe=1")?;
     env.spawn_worker(worker);
     env.user("boss", json!({ "is_admin": true })).await?;
     let mia = env.user("mia", json!({})).await?;
@@ -219,7 +219,7 @@ async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
         json!([]),
         "no errors in the browser console: {saw}"
     );
-    assert_eq!(saw["shots"].as_array().map(Vec::len), Some(13), "{saw}");
+    assert_eq!(saw["shots"].as_array().map(Vec::len), Some(14), "{saw}");
 
     // What the browser did is what the API holds.
     let ran = saw["ran"].as_str().context("the job run from the form")?;

@@ -196,6 +196,12 @@ pub fn text(value: &Value) -> String {
     }
 }
 
+/// A stored value as an input shows it for editing: nothing for null (never the "–"
+/// that [`text`] shows, which would be saved back).
+pub fn input_value(value: &Value) -> String {
+    if value.is_null() { String::new() } else { text(value) }
+}
+
 /// Pretty JSON in a block.
 pub fn json_block(value: &Value) -> Markup {
     let pretty = serde_json::to_string_pretty(value).unwrap_or_default();

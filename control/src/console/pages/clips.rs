@@ -42,14 +42,14 @@ static CLIPS: ListSpec = ListSpec {
     ],
     columns: &[
         col("Clip", "/name", Cell::Link("/clips/")),
-        col("Production", "/production", Cell::Text),
         col("Card", "/card", Cell::Text),
+        col("Shoot date", "/shoot_date", Cell::Text),
         col("Shooter", "/shooter", Cell::Text),
         col("Duration (s)", "/duration_s", Cell::Text),
         col("Transcode", "/transcode_state", Cell::State),
         col("Transcript", "/transcript_state", Cell::State),
         col("Tags", "/tags", Cell::Text),
-        col("Found", "/created_at", Cell::Time),
+        col("Found", "/first_seen_at", Cell::Time),
     ],
     paging: Paging::Offset,
 };
@@ -130,8 +130,8 @@ async fn clip(
                                 "Audio"
                                 select id="audio-track" data-audio-tracks {
                                     option value="" { "The proxy's own" }
-                                    @for (n, track) in tracks.iter().enumerate() {
-                                        option value=(track) { "Track " (n + 1) }
+                                    @for track in &tracks {
+                                        option value=(track) { (track_name(track)) }
                                     }
                                 }
                             }
@@ -183,9 +183,9 @@ async fn clip(
                 input type="hidden" name="_back" value=(back);
                 input type="hidden" name="_method" value="PATCH";
                 input type="hidden" name="ids:many" value=(id);
-                label for="clip-card" { "Card" input id="clip-card" type="text" name="card" value=(text(&c["card"])); }
-                label for="clip-date" { "Shoot date" input id="clip-date" type="date" name="shoot_date" value=(text(&c["shoot_date"])); }
-                label for="clip-shooter" { "Shooter" input id="clip-shooter" type="text" name="shooter" value=(text(&c["shooter"])); }
+                label for="clip-card" { "Card" input id="clip-card" type="text" name="card" value=(layout::input_value(&c["card"])); }
+                label for="clip-date" { "Shoot date" input id="clip-date" type="date" name="shoot_date" value=(layout::input_value(&c["shoot_date"])); }
+                label for="clip-shooter" { "Shooter" input id="clip-shooter" type="text" name="shooter" value=(layout::input_value(&c["shooter"])); }
                 input type="hidden" name="hidden:bool" value="off";
                 label.check for="clip-hidden" { input type="checkbox" id="clip-hidden" name="hidden:bool" value="on" checked[hidden]; "Hidden from lists" }
                 button type="submit" { "Save" }
@@ -202,6 +202,18 @@ async fn clip(
         }
     })
     .await
+}
+
+/// `…/media/track_2.m4a` → "Track 2" (the camera's track number; the proxy carries track 1).
+fn track_name(url: &str) -> String {
+    let number = url
+        .rsplit_once("track_")
+        .map(|(_, rest)| rest.chars().take_while(char::is_ascii_digit).collect::<String>())
+        .filter(|n| !n.is_empty());
+    match number {
+        Some(n) => format!("Track {n}"),
+        None => url.rsplit('/').next().unwrap_or(url).to_owned(),
+    }
 }
 
 /// A button that performs `POST /api/v1{api_path}` for this one clip (`{"ids": [id]}`).
@@ -238,5 +250,17 @@ pub(super) fn segments(transcript: &Value) -> Markup {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracks_are_named_by_their_number_on_the_camera() {
+        assert_eq!(track_name("/console/api/clips/x/media/track_2.m4a"), "Track 2");
+        assert_eq!(track_name("/console/api/clips/x/media/track_12.m4a"), "Track 12");
+        assert_eq!(track_name("/console/api/clips/x/media/other.m4a"), "other.m4a");
     }
 }

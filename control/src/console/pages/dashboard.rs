@@ -13,7 +13,7 @@ use super::admin::settings_links;
 use super::fleet::{QUEUE_COLUMNS, WORKER_COLUMNS};
 use super::*;
 use crate::console::api::Api;
-use crate::console::layout::{Notice, page, text, time};
+use crate::console::layout::{self, Notice, page, text, time};
 use crate::console::lists::{self, Cell, col};
 use crate::console::{Signed, Visitor, signed};
 use crate::state::AppState;
@@ -146,8 +146,8 @@ async fn stats(Extension(api): Extension<Api>, visitor: Visitor, Query(query): P
     let body = html! {
         (settings_links())
         form.filters method="get" action="/stats" {
-            label for="from" { "From" input id="from" type="date" name="from" value=(text(&answer.body["from"])); }
-            label for="to" { "To" input id="to" type="date" name="to" value=(text(&answer.body["to"])); }
+            label for="from" { "From" input id="from" type="date" name="from" value=(layout::input_value(&answer.body["from"])); }
+            label for="to" { "To" input id="to" type="date" name="to" value=(layout::input_value(&answer.body["to"])); }
             button type="submit" { "Show" }
         }
         div.cards {

@@ -40,7 +40,14 @@ const JOB_STATES: &[&str] = &[
     "cancelled",
 ];
 
-const QUEUES: &[&str] = &["transcode", "transcribe", "scan", "email", "maintenance"];
+const QUEUES: &[&str] = &[
+    "transcode",
+    "transcode_long",
+    "transcribe",
+    "scan",
+    "email",
+    "maintenance",
+];
 
 static JOBS: ListSpec = ListSpec {
     nav: "Jobs",

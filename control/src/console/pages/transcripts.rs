@@ -34,10 +34,10 @@ static TRANSCRIPTS: ListSpec = ListSpec {
         filter("production_id", "Production id", &[]),
     ],
     columns: &[
-        col("Transcript", "/title", Cell::Link("/transcripts/")),
+        col("Transcript", "/name", Cell::Link("/transcripts/")),
         col("State", "/state", Cell::State),
         col("Model", "/model", Cell::Text),
-        col("Language", "/language", Cell::Text),
+        col("Language", "/detected_language", Cell::Text),
         col("Segments", "/segment_count", Cell::Text),
         col("Created", "/created_at", Cell::Time),
     ],
@@ -124,7 +124,7 @@ async fn transcript(
     let id = encode(&id);
     let editing = query.get("edit").is_some_and(|e| e == "1");
     let back = format!("/transcripts/{id}?edit=1");
-    detail(&api, &signed, "Transcripts", &format!("/transcripts/{id}"), "title", &query, |t| {
+    detail(&api, &signed, "Transcripts", &format!("/transcripts/{id}"), "name", &query, |t| {
         html! {
             p {
                 @if let Some(clip) = t["clip_id"].as_str() { a href={ "/clips/" (clip) } { "Open the clip with its player" } " · " }
