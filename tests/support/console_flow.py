@@ -134,6 +134,25 @@ def main():
             step = "cancel another"
             enqueue_sleep(page, base, 60)
             expect(page.locator("[data-job-field='state']")).to_have_text("running", timeout=20000)
+            job_page = page.url
+
+            step = "the running job's progress moves on the dashboard without a reload"
+            page.goto(base + "/")
+            bar = page.locator("tbody[data-live='running'] progress").first
+            expect(bar).to_be_attached(timeout=10000)
+            page.evaluate("() => { window.notReloaded = true; }")
+            first = float(bar.evaluate("b => b.value"))
+            moved = first
+            for _ in range(40):  # polled every 2 s by the page: wait (bounded) for a later value
+                page.wait_for_timeout(500)
+                moved = float(page.locator("tbody[data-live='running'] progress").first.evaluate("b => b.value"))
+                if moved > first:
+                    break
+            check(page.evaluate("() => window.notReloaded === true"), "the dashboard was not reloaded")
+            seen["progress"] = [first, moved]
+
+            step = "cancel another"
+            page.goto(job_page)
             page.click("button:has-text('Cancel')")
             page.wait_for_load_state()
             expect(page.locator("[data-job-field='state']")).to_have_text("cancelled", timeout=20000)

@@ -177,6 +177,11 @@ async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
         json!({ "httpOnly": true, "sameSite": "Strict" }),
         "{saw}"
     );
+    let progress = saw["progress"].as_array().context("the dashboard's progress bar")?;
+    assert!(
+        progress[1].as_f64() > progress[0].as_f64(),
+        "a running job's progress moves on the dashboard without a reload: {saw}"
+    );
     assert_eq!(saw["paused"], true, "{saw}");
     assert_eq!(saw["resumed"], true, "{saw}");
     assert_eq!(saw["csrf_refused"], 403, "{saw}");
