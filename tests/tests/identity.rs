@@ -473,6 +473,24 @@ async fn logins_are_logged_rate_limited_and_sessions_revocable() -> anyhow::Resu
         .cloned();
     assert_eq!(editor.map(|u| u["online"].clone()), Some(json!(true)), "{users}");
     assert_eq!(users["online_window_minutes"], 5);
+    // Who is online: those seen within the window, and nobody who never signed in.
+    let names = |list: &Value| -> Vec<String> {
+        list["users"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u["username"].as_str().map(str::to_owned))
+            .collect()
+    };
+    env.user("absent", json!({})).await?;
+    let (status, online) = env.get("/api/v1/users?online=true").await?;
+    assert_eq!(status, StatusCode::OK, "{online}");
+    assert_eq!(names(&online), ["editor"], "a user never seen is not online: {online}");
+    // Search by username or email, in any case; the text is literal (no wildcards).
+    let (_, found) = env.get("/api/v1/users?q=EDIT").await?;
+    assert_eq!(names(&found), ["editor"], "{found}");
+    let (_, found) = env.get("/api/v1/users?q=%25").await?;
+    assert_eq!(names(&found), Vec::<String>::new(), "{found}");
     let (status, _) = call(&env, &me, Method::POST, "/api/v1/auth/logout", None).await?;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(
