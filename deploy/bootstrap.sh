@@ -31,6 +31,22 @@ if [ ${#need_packages[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_packages[@]}" >/dev/null
 fi
 
+# Debian's Prometheus (and promtool, which the tests use on the alert rules). Its own
+# service is kept from starting (policy-rc.d): the quick start runs Prometheus with the
+# project's config instead.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+    say "installing prometheus"
+    made_policy=false
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+        as_root chmod +x /usr/sbin/policy-rc.d
+        made_policy=true
+    fi
+    [ ${#need_packages[@]} -gt 0 ] || as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    if $made_policy; then as_root rm -f /usr/sbin/policy-rc.d; fi
+fi
+
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
 fi

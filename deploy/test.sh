@@ -9,6 +9,10 @@ say "checking formatting"
 cargo fmt --all --check
 say "linting"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+say "checking the Prometheus config and alert rules (promtool)"
+promtool check config --syntax-only deploy/prometheus/prometheus.yml >/dev/null
+promtool check rules deploy/prometheus/alerts.yml >/dev/null
+(cd deploy/prometheus && promtool test rules alerts.test.yml)
 say "testing"
 cargo test --workspace --locked -- --test-threads "${RUSHES_TEST_THREADS:-4}"
 say "all tests passed"

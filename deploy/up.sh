@@ -92,6 +92,18 @@ RUSHES_METRICS_ADDR=127.0.0.1:9102 "$BIN/rushes-scheduler" >>"$STATE_DIR/logs/sc
 RUSHES_METRICS_ADDR=127.0.0.1:9101 "$BIN/rushes-worker" >>"$STATE_DIR/logs/worker.log" 2>&1 &
 "$BIN/rushes-control" serve >>"$STATE_DIR/logs/control.log" 2>&1 &
 
+# Prometheus with the project's rules, finding workers and schedulers through the control
+# plane's service discovery (the admin token in a file only this user reads).
+PROM_DIR="$STATE_DIR/prometheus"
+mkdir -p "$PROM_DIR/data"
+cp "$RUSHES_ROOT/deploy/prometheus/alerts.yml" "$PROM_DIR/alerts.yml"
+sed -e "s|127.0.0.1:8080|$RUSHES_HTTP_ADDR|g" -e "s|/var/lib/rushes/admin-token|$STATE_DIR/admin-token|g" \
+    "$RUSHES_ROOT/deploy/prometheus/prometheus.yml" >"$PROM_DIR/prometheus.yml"
+if ! port_open 9090; then
+    prometheus --config.file="$PROM_DIR/prometheus.yml" --storage.tsdb.path="$PROM_DIR/data" \
+        --web.listen-address=127.0.0.1:9090 >>"$STATE_DIR/logs/prometheus.log" 2>&1 &
+fi
+
 for _ in $(seq 1 60); do
     curl -fsS "http://$RUSHES_HTTP_ADDR/readyz" >/dev/null 2>&1 && break
     sleep 0.5
@@ -137,6 +149,7 @@ cat <<MSG
     admin user   sysadmin / $ADMIN_SHOWN   (the console's sign-in; POST /api/v1/auth/login for a session token)
     admin token  $RUSHES_ADMIN_TOKEN   (bootstrap token for scripts)
     metrics      control http://$RUSHES_HTTP_ADDR/metrics, worker http://127.0.0.1:9101/metrics, scheduler http://127.0.0.1:9102/metrics
+    Prometheus: http://127.0.0.1:9090   (the fleet found through http://$RUSHES_HTTP_ADDR/api/v1/prometheus/targets; alert rules loaded)
     logs         $STATE_DIR/logs/
 
   The demo production is being scanned, transcoded and transcribed now (a minute or two;

@@ -21,3 +21,12 @@ pub mod transcripts;
 
 /// The version every Rushes process reports (workers row, `/healthz`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// This machine's host name (`unknown` when it cannot be read).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}

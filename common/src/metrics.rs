@@ -10,7 +10,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Buckets (seconds) for job and request durations: 1 ms to 4 hours.
@@ -28,6 +30,13 @@ pub fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
 /// Builds and registers a gauge family.
 pub fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
     let metric = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+/// Builds and registers a gauge family of floating-point values (ages in seconds).
+pub fn float_gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<GaugeVec> {
+    let metric = GaugeVec::new(Opts::new(name, help), labels)?;
     registry.register(Box::new(metric.clone()))?;
     Ok(metric)
 }
@@ -86,6 +95,16 @@ struct Probe {
     ready: ReadyCheck,
 }
 
+/// The address Prometheus reaches a process's metrics at, as service discovery lists it:
+/// the bound address, or `host:port` when bound to every interface (0.0.0.0 or ::).
+pub fn advertised(bound: SocketAddr, host: &str) -> String {
+    if bound.ip().is_unspecified() {
+        format!("{host}:{}", bound.port())
+    } else {
+        bound.to_string()
+    }
+}
+
 /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `shutdown`.
 pub async fn serve(
     addr: SocketAddr,
@@ -126,4 +145,17 @@ pub async fn serve(
         }
     });
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_bound_to_every_interface_are_reached_by_host_name() {
+        let any: SocketAddr = ([0, 0, 0, 0], 9101).into();
+        let local: SocketAddr = ([127, 0, 0, 1], 40123).into();
+        assert_eq!(advertised(any, "gpu-7"), "gpu-7:9101");
+        assert_eq!(advertised(local, "gpu-7"), "127.0.0.1:40123");
+    }
 }

@@ -6,9 +6,9 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
+use prometheus::{GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 use rushes_common::job::QueueFamily;
-use rushes_common::metrics::{JobsEnqueued, counter, gauge, histogram, render};
+use rushes_common::metrics::{JobsEnqueued, counter, float_gauge, gauge, histogram, render};
 
 use crate::routes::queues::ActiveCounts;
 use crate::state::AppState;
@@ -24,6 +24,9 @@ pub struct ControlMetrics {
     queue_consumers: IntGaugeVec,
     jobs_active: IntGaugeVec,
     workers_online: IntGaugeVec,
+    oldest_queued: GaugeVec,
+    dependency_up: IntGaugeVec,
+    heartbeat_age: GaugeVec,
 }
 
 impl ControlMetrics {
@@ -56,6 +59,24 @@ impl ControlMetrics {
                 "rushes_workers_online",
                 "Workers seen recently, by version",
                 &["version"],
+            )?,
+            oldest_queued: float_gauge(
+                &r,
+                "rushes_queue_oldest_queued_seconds",
+                "Age of the oldest job still queued in each queue (0 when none is)",
+                &["queue"],
+            )?,
+            dependency_up: gauge(
+                &r,
+                "rushes_dependency_up",
+                "1 when PostgreSQL or RabbitMQ answered at this scrape",
+                &["dependency"],
+            )?,
+            heartbeat_age: float_gauge(
+                &r,
+                "rushes_worker_heartbeat_age_seconds",
+                "Seconds since each worker that has not stopped last heartbeated",
+                &["host", "worker"],
             )?,
             registry: r,
         })
@@ -93,10 +114,52 @@ pub async fn track_http(State(state): State<AppState>, request: Request, next: N
     response
 }
 
+/// The oldest queued job's enqueue time per queue: one index probe each (`min` over
+/// `jobs_queued_published_idx`, and the relay's index for jobs not yet published).
+const OLDEST_QUEUED_SQL: &str = "SELECT q, EXTRACT(EPOCH FROM now() - LEAST( \
+        (SELECT min(published_at) FROM jobs WHERE state = 'queued' AND published_at IS NOT NULL AND queue = q), \
+        (SELECT min(enqueued_at) FROM jobs WHERE state = 'queued' AND published_at IS NULL AND queue = q)))::float8 \
+     FROM unnest($1::text[]) AS q";
+
+/// Workers that have not stopped, with the seconds since their last heartbeat.
+const HEARTBEAT_AGE_SQL: &str = "SELECT host, id::text, EXTRACT(EPOCH FROM now() - last_seen_at)::float8 \
+     FROM workers WHERE stopped_at IS NULL";
+
 /// `GET /metrics`: refreshes the scrape-time gauges, then renders the registry.
 pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
     let m = &state.metrics;
-    match state.broker().queue_stats().await {
+    let database_up = sqlx::query("SELECT 1").execute(&state.db).await.is_ok();
+    m.dependency_up
+        .with_label_values(&["postgres"])
+        .set(i64::from(database_up));
+    let queues: Vec<&str> = QueueFamily::ALL.iter().map(|f| f.as_str()).collect();
+    if let Ok(rows) = sqlx::query_as::<_, (String, Option<f64>)>(OLDEST_QUEUED_SQL)
+        .bind(&queues)
+        .fetch_all(&state.db)
+        .await
+    {
+        for (queue, age) in rows {
+            m.oldest_queued
+                .with_label_values(&[queue.as_str()])
+                .set(age.unwrap_or(0.0).max(0.0));
+        }
+    }
+    if let Ok(rows) = sqlx::query_as::<_, (String, String, f64)>(HEARTBEAT_AGE_SQL)
+        .fetch_all(&state.db)
+        .await
+    {
+        m.heartbeat_age.reset();
+        for (host, worker, age) in rows {
+            m.heartbeat_age
+                .with_label_values(&[host.as_str(), worker.as_str()])
+                .set(age);
+        }
+    }
+    let stats = state.broker().queue_stats().await;
+    m.dependency_up
+        .with_label_values(&["rabbitmq"])
+        .set(i64::from(stats.is_ok()));
+    match stats {
         Ok(stats) => {
             for s in stats {
                 m.queue_depth

@@ -5,6 +5,7 @@ pub mod config;
 pub mod firing;
 pub mod leader;
 mod metrics;
+mod presence;
 pub mod relay;
 
 use std::sync::Arc;
@@ -99,6 +100,11 @@ pub async fn run(config: SchedulerConfig, shutdown: CancellationToken) -> anyhow
     .await
     .with_context(|| format!("cannot listen on {}", scheduler.config.metrics_addr))?;
     tracing::info!(metrics_addr = %addr, "scheduler started");
+    let presence = tokio::spawn(presence::keep(
+        scheduler.db.clone(),
+        rushes_common::metrics::advertised(addr, &rushes_common::host_name()),
+        shutdown.clone(),
+    ));
 
     let mut backoff = Backoff::new(Duration::from_secs(5));
     while !shutdown.is_cancelled() {
@@ -128,6 +134,9 @@ pub async fn run(config: SchedulerConfig, shutdown: CancellationToken) -> anyhow
             scheduler.metrics.set_leader(false);
         }
         candidate.resign().await;
+    }
+    if let Err(err) = presence.await {
+        tracing::warn!(error = %err, "the scheduler's presence task failed");
     }
     tracing::info!("scheduler stopped");
     Ok(())

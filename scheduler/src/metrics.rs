@@ -31,7 +31,17 @@ impl SchedulerMetrics {
         r.register(Box::new(lag.clone()))?;
         let loaded = IntGauge::new("rushes_schedules_loaded", "Enabled schedules")?;
         r.register(Box::new(loaded.clone()))?;
-        Ok(Self {
+        let errors = counter(
+            &r,
+            "rushes_scheduler_errors_total",
+            "Failed scheduler passes",
+            &["task"],
+        )?;
+        // At 0 from the start, so that an alert's increase() sees the first failure.
+        for task in ["fire", "relay"] {
+            errors.with_label_values(&[task]);
+        }
+        let metrics = Self {
             leader: gauge(&r, "rushes_scheduler_leader", "1 while this scheduler leads", &[])?,
             fires: counter(
                 &r,
@@ -45,17 +55,15 @@ impl SchedulerMetrics {
                 "Jobs published by the relay",
                 &["reason"],
             )?,
-            errors: counter(
-                &r,
-                "rushes_scheduler_errors_total",
-                "Failed scheduler passes",
-                &["task"],
-            )?,
+            errors,
             lag,
             loaded,
             jobs_enqueued: JobsEnqueued::register(&r)?,
             registry: r,
-        })
+        };
+        // A standby says so (0) from the start.
+        metrics.set_leader(false);
+        Ok(metrics)
     }
 
     pub fn set_leader(&self, leading: bool) {

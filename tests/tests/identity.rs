@@ -261,6 +261,12 @@ async fn every_route_answers_each_kind_of_caller_as_the_table_says() -> anyhow::
         ),
         (Method::GET, "/api/v1/system".into(), None, [OK, NO, NO, ANON, ANON, NO]),
         (
+            Method::GET,
+            "/api/v1/prometheus/targets".into(),
+            None,
+            [OK, NO, NO, ANON, ANON, NO],
+        ),
+        (
             Method::PATCH,
             "/api/v1/settings".into(),
             Some(json!({})),

@@ -46,7 +46,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     let worker_id = Uuid::now_v7();
     let broker =
         Broker::new(&config.broker, &format!("rushes-worker {worker_id}")).context("invalid broker settings")?;
-    let host = config.host.clone().unwrap_or_else(host_name);
+    let host = config.host.clone().unwrap_or_else(rushes_common::host_name);
     let metrics = metrics::WorkerMetrics::new().context("cannot register metrics")?;
     let services = services::Services::start(&config, &metrics).await?;
     let gpus = services.transcriber.as_ref().map_or(0, |t| t.gpus().len());
@@ -111,6 +111,9 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     )
     .await
     .with_context(|| format!("cannot listen on {}", config.metrics_addr))?;
+    if let Err(err) = presence::advertise_metrics(&shared, metrics_addr).await {
+        tracing::warn!(error = %err, "cannot record the metrics address: Prometheus will not find this worker");
+    }
     tracing::info!(worker.id = %worker_id, %metrics_addr, queues = ?queues, "worker started");
     shared.logs.system(
         rushes_common::logs::Level::Info,
@@ -167,12 +170,4 @@ async fn wait_idle(shared: &state::Shared) {
     while shared.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
 }

@@ -43,6 +43,17 @@ pub async fn register(shared: &Shared) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Records where this worker serves its metrics (Prometheus finds it through the
+/// control plane's service discovery).
+pub async fn advertise_metrics(shared: &Shared, bound: std::net::SocketAddr) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE workers SET metrics_addr = $2 WHERE id = $1")
+        .bind(shared.worker_id)
+        .bind(rushes_common::metrics::advertised(bound, &shared.host))
+        .execute(&shared.db)
+        .await?;
+    Ok(())
+}
+
 /// Marks this worker stopped.
 pub async fn deregister(shared: &Shared) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE workers SET stopped_at = now(), last_seen_at = now() WHERE id = $1")

@@ -14,6 +14,7 @@ pub mod kinds;
 pub mod logs;
 pub mod pages;
 pub mod productions;
+pub mod prometheus;
 pub mod queues;
 pub mod review_files;
 pub mod schedules;
@@ -83,6 +84,7 @@ pub fn app(state: AppState, metrics_apart: bool) -> Router {
         .merge(stats::router())
         .merge(logs::router())
         .merge(system_info::router())
+        .merge(prometheus::router())
         .route_layer(middleware::from_fn(crate::auth::require_admin));
     let api = Router::new()
         .merge(admin_only)
