@@ -6,6 +6,7 @@ pub mod cache;
 pub mod client_addr;
 pub mod config;
 pub mod console;
+pub mod ctl;
 pub mod error;
 pub mod extract;
 pub mod headers;
