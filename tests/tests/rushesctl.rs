@@ -113,6 +113,8 @@ async fn rushesctl_operates_the_fleet_and_says_what_failed() -> anyhow::Result<(
             "create",
             "nightly",
             "sleep",
+            "--payload",
+            r#"{"seconds": 0}"#,
             "--cron",
             "0 3 * * *",
             "--timezone",
