@@ -310,7 +310,7 @@ def main():
             step = "create a user like another"
             page.goto(base + "/users/" + config["like"])
             page.click("a:has-text('Create a user like this one')")
-            page.wait_for_url(re.compile(r"/users/new\?like="))
+            page.wait_for_url(re.compile(r"/users/new\?like_user_id="))
             check(page.input_value("input[name='like_user_id']") == config["like"], "the form names the user to copy")
             page.fill("input[name='username']", "nina")
             page.fill("input[name='email']", "nina@example.com")

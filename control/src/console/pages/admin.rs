@@ -1,8 +1,6 @@
 //! Logs, settings, system info and email drafts.
 
-use axum::body::Bytes;
 use axum::extract::Query;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -14,7 +12,7 @@ use crate::console::api::Api;
 use crate::console::forms::{Field, Input, field};
 use crate::console::layout::{action, fields, page, text};
 use crate::console::lists::{Cell, Paging, col, filter};
-use crate::console::{Visitor, checked, csrf_refused, signed};
+use crate::console::{Visitor, signed};
 use crate::state::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -25,7 +23,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/settings", get(settings))
         .route("/system", get(system))
         .route("/emails", get(emails))
-        .route("/emails/new", get(new_email).post(create_email))
+        .route("/emails/new", creation(&NEW_EMAIL, email_fields))
 }
 
 static LOGS: ListSpec = ListSpec {
@@ -189,20 +187,3 @@ static NEW_EMAIL: Creation = Creation {
     shown_at: None,
     done: "saved",
 };
-
-async fn new_email(Extension(api): Extension<Api>, visitor: Visitor) -> Response {
-    let signed = signed_or_return!(api, visitor);
-    NEW_EMAIL.form(&signed, &email_fields(), &[], None)
-}
-
-async fn create_email(Extension(api): Extension<Api>, visitor: Visitor, headers: HeaderMap, body: Bytes) -> Response {
-    let signed = signed_or_return!(api, visitor);
-    match checked(&signed.visitor, &headers, &body) {
-        Some(values) => {
-            NEW_EMAIL
-                .create(&api, &signed, async { email_fields() }, &values, &values)
-                .await
-        }
-        None => csrf_refused(),
-    }
-}

@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{MethodRouter, get};
 use axum::{Extension, Router};
 use maud::{Markup, html};
 use serde_json::Value;
@@ -15,7 +17,7 @@ use super::api::Api;
 use super::forms::{self, Failure, Field};
 use super::layout::{Notice, fields, page, text};
 use super::lists::{self, Column, Filter, Paging};
-use super::{Signed, Visitor, csrf_ok, csrf_refused, signed};
+use super::{Signed, Visitor, checked, csrf_ok, csrf_refused, signed};
 use crate::state::AppState;
 
 type Params = Query<BTreeMap<String, String>>;
@@ -257,6 +259,56 @@ impl Creation {
             Err(failure) => self.form(signed, &fields.await, values, Some(&failure)),
         }
     }
+}
+
+/// The routes of a creation page whose fields are fixed: `GET` shows the form (filled
+/// from the query's parameters that name a field: `?like_user_id=…`), `POST` submits it.
+fn creation(page: &'static Creation, fields: fn() -> Vec<Field>) -> MethodRouter<AppState> {
+    get(
+        move |Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params| async move {
+            let signed = signed_or_return!(api, visitor);
+            let fields = fields();
+            let given: Vec<(String, String)> = fields
+                .iter()
+                .filter_map(|f| query.get(f.name).map(|v| (f.name.to_owned(), v.clone())))
+                .collect();
+            page.form(&signed, &fields, &given, None)
+        },
+    )
+    .post(
+        move |Extension(api): Extension<Api>, visitor: Visitor, headers: HeaderMap, body: Bytes| async move {
+            let signed = signed_or_return!(api, visitor);
+            let Some(values) = checked(&signed.visitor, &headers, &body) else {
+                return csrf_refused();
+            };
+            page.create(&api, &signed, async { fields() }, &values, &values).await
+        },
+    )
+}
+
+/// The routes of an edit page whose fields are fixed: `GET` shows the form filled with
+/// the stored object, `POST` saves it.
+fn editing(page: &'static Editing, fields: fn() -> Vec<Field>) -> MethodRouter<AppState> {
+    get(
+        move |Extension(api): Extension<Api>, visitor: Visitor, Path(id): Path<String>| async move {
+            let signed = signed_or_return!(api, visitor);
+            page.show(&api, &signed, &id, &fields()).await
+        },
+    )
+    .post(
+        move |Extension(api): Extension<Api>,
+              visitor: Visitor,
+              Path(id): Path<String>,
+              headers: HeaderMap,
+              body: Bytes| async move {
+            let signed = signed_or_return!(api, visitor);
+            let Some(values) = checked(&signed.visitor, &headers, &body) else {
+                return csrf_refused();
+            };
+            page.save(&api, &signed, &id, async { fields() }, &values, &values)
+                .await
+        },
+    )
 }
 
 /// A page whose form edits one stored object with `PATCH`: shown filled with what is

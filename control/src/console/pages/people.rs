@@ -20,20 +20,20 @@ use crate::state::AppState;
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/users", get(users))
-        .route("/users/new", get(new_user).post(create_user))
+        .route("/users/new", creation(&NEW_USER, user_fields))
         .route("/users/import", get(import_form).post(import_users))
         .route("/users/{id}", get(user))
-        .route("/users/{id}/edit", get(edit_user).post(save_user))
+        .route("/users/{id}/edit", editing(&EDIT_USER, user_edit_fields))
         .route("/invitations", get(invitations))
-        .route("/invitations/new", get(new_invitation).post(create_invitation))
+        .route("/invitations/new", creation(&NEW_INVITATION, invitation_fields))
         .route(
             "/groups",
             get(|api, visitor, query| plain(api, visitor, query, &GROUPS)),
         )
-        .route("/groups/new", get(new_group).post(create_group))
+        .route("/groups/new", creation(&NEW_GROUP, group_fields))
         .route("/groups/{id}", get(group))
         .route("/roles", get(roles))
-        .route("/roles/new", get(new_role).post(create_role))
+        .route("/roles/new", creation(&NEW_ROLE, role_fields))
 }
 
 /// The pages about people, linked from each of them.
@@ -90,7 +90,7 @@ async fn user(
                 p {
                     a.button href={ "/users/" (id) "/edit" } { "Edit" }
                     " "
-                    a.button href={ "/users/new?like=" (id) } { "Create a user like this one" }
+                    a.button href={ "/users/new?like_user_id=" (id) } { "Create a user like this one" }
                     " "
                     form.inline method="post" action={ "/users/" (id) "/impersonate" } {
                         (layout::csrf(&signed))
@@ -133,29 +133,6 @@ static NEW_USER: Creation = Creation {
     done: "created",
 };
 
-/// The new-user form; `?like={id}` fills in the user to copy.
-async fn new_user(Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params) -> Response {
-    let signed = signed_or_return!(api, visitor);
-    let like: Vec<(String, String)> = query
-        .get("like")
-        .map(|id| ("like_user_id".to_owned(), id.clone()))
-        .into_iter()
-        .collect();
-    NEW_USER.form(&signed, &user_fields(), &like, None)
-}
-
-async fn create_user(Extension(api): Extension<Api>, visitor: Visitor, headers: HeaderMap, body: Bytes) -> Response {
-    let signed = signed_or_return!(api, visitor);
-    let Some(values) = checked(&signed.visitor, &headers, &body) else {
-        return csrf_refused();
-    };
-    // A password typed is never shown again, even when the form comes back with an error.
-    let shown: Vec<(String, String)> = values.iter().filter(|(k, _)| k != "password").cloned().collect();
-    NEW_USER
-        .create(&api, &signed, async { user_fields() }, &shown, &values)
-        .await
-}
-
 fn user_edit_fields() -> Vec<Field> {
     vec![
         field("email", "Email", Input::Text),
@@ -173,28 +150,6 @@ static EDIT_USER: Editing = Editing {
     api: "/users/",
     page: "/users/",
 };
-
-async fn edit_user(Extension(api): Extension<Api>, visitor: Visitor, Path(id): Path<String>) -> Response {
-    let signed = signed_or_return!(api, visitor);
-    EDIT_USER.show(&api, &signed, &id, &user_edit_fields()).await
-}
-
-async fn save_user(
-    Extension(api): Extension<Api>,
-    visitor: Visitor,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let signed = signed_or_return!(api, visitor);
-    let Some(values) = checked(&signed.visitor, &headers, &body) else {
-        return csrf_refused();
-    };
-    let shown: Vec<(String, String)> = values.iter().filter(|(k, _)| k != "password").cloned().collect();
-    EDIT_USER
-        .save(&api, &signed, &id, async { user_edit_fields() }, &shown, &values)
-        .await
-}
 
 /// `GET /users/import`: paste a CSV (the template's columns) and try it first.
 async fn import_form(Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params) -> Response {
@@ -298,26 +253,6 @@ static NEW_INVITATION: Creation = Creation {
     done: "sent",
 };
 
-async fn new_invitation(Extension(api): Extension<Api>, visitor: Visitor) -> Response {
-    let signed = signed_or_return!(api, visitor);
-    NEW_INVITATION.form(&signed, &invitation_fields(), &[], None)
-}
-
-async fn create_invitation(
-    Extension(api): Extension<Api>,
-    visitor: Visitor,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let signed = signed_or_return!(api, visitor);
-    let Some(values) = checked(&signed.visitor, &headers, &body) else {
-        return csrf_refused();
-    };
-    NEW_INVITATION
-        .create(&api, &signed, async { invitation_fields() }, &values, &values)
-        .await
-}
-
 static GROUPS: ListSpec = ListSpec {
     nav: "Groups",
     title: "Groups",
@@ -345,21 +280,6 @@ static NEW_GROUP: Creation = Creation {
 
 fn group_fields() -> Vec<Field> {
     vec![field("name", "Name", Input::Text).required()]
-}
-
-async fn new_group(Extension(api): Extension<Api>, visitor: Visitor) -> Response {
-    let signed = signed_or_return!(api, visitor);
-    NEW_GROUP.form(&signed, &group_fields(), &[], None)
-}
-
-async fn create_group(Extension(api): Extension<Api>, visitor: Visitor, headers: HeaderMap, body: Bytes) -> Response {
-    let signed = signed_or_return!(api, visitor);
-    let Some(values) = checked(&signed.visitor, &headers, &body) else {
-        return csrf_refused();
-    };
-    NEW_GROUP
-        .create(&api, &signed, async { group_fields() }, &values, &values)
-        .await
 }
 
 /// `(value, label)` choices from a list of the API: each row's `id` and `label_key`.
@@ -479,18 +399,3 @@ static NEW_ROLE: Creation = Creation {
     shown_at: None,
     done: "created",
 };
-
-async fn new_role(Extension(api): Extension<Api>, visitor: Visitor) -> Response {
-    let signed = signed_or_return!(api, visitor);
-    NEW_ROLE.form(&signed, &role_fields(), &[], None)
-}
-
-async fn create_role(Extension(api): Extension<Api>, visitor: Visitor, headers: HeaderMap, body: Bytes) -> Response {
-    let signed = signed_or_return!(api, visitor);
-    let Some(values) = checked(&signed.visitor, &headers, &body) else {
-        return csrf_refused();
-    };
-    NEW_ROLE
-        .create(&api, &signed, async { role_fields() }, &values, &values)
-        .await
-}

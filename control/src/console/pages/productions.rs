@@ -23,7 +23,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/productions", get(productions))
         .route("/productions/new", get(new_production).post(create_production))
         .route("/productions/{id}", get(production))
-        .route("/productions/{id}/edit", get(edit_production).post(save_production))
+        .route(
+            "/productions/{id}/edit",
+            editing(&EDIT_PRODUCTION, production_edit_fields),
+        )
         .route("/share-links", get(share_links))
 }
 
@@ -154,28 +157,6 @@ static EDIT_PRODUCTION: Editing = Editing {
     api: "/productions/",
     page: "/productions/",
 };
-
-async fn edit_production(Extension(api): Extension<Api>, visitor: Visitor, Path(id): Path<String>) -> Response {
-    let signed = signed_or_return!(api, visitor);
-    EDIT_PRODUCTION
-        .show(&api, &signed, &id, &production_edit_fields())
-        .await
-}
-
-async fn save_production(
-    Extension(api): Extension<Api>,
-    visitor: Visitor,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let signed = signed_or_return!(api, visitor);
-    let Some(values) = checked(&signed.visitor, &headers, &body) else {
-        return csrf_refused();
-    };
-    let fields = async { production_edit_fields() };
-    EDIT_PRODUCTION.save(&api, &signed, &id, fields, &values, &values).await
-}
 
 static NEW_PRODUCTION: Creation = Creation {
     nav: "Productions",
