@@ -74,6 +74,7 @@ fn notice(query: &BTreeMap<String, String>) -> Option<Notice> {
         .or_else(|| query.get("done").map(|m| Notice::Done(m.clone())))
 }
 
+/// `text` made safe in a query or as one path segment (form encoding).
 fn encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
