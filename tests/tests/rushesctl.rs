@@ -177,6 +177,29 @@ async fn rushesctl_operates_the_fleet_and_says_what_failed() -> anyhow::Result<(
         "the API's message: {}",
         stderr(&invalid)
     );
+    // The config file: url and token from ~/.config/rushes/rushesctl.toml; a key it does
+    // not know is a usage error that names the file.
+    let config = env.scratch.join(".config/rushes");
+    std::fs::create_dir_all(&config)?;
+    std::fs::write(
+        config.join("rushesctl.toml"),
+        format!("url = \"{}\"\ntoken = \"{TOKEN}\"\n", env.url("")),
+    )?;
+    let from_file = tokio::process::Command::new(binary_path("rushesctl-under-test")?)
+        .args(["queues", "list", "--json"])
+        .env("HOME", &env.scratch)
+        .env_remove("RUSHES_URL")
+        .env_remove("RUSHES_TOKEN")
+        .env_remove("RUSHESCTL_CONFIG")
+        .output()
+        .await?;
+    assert!(from_file.status.success(), "{}", stderr(&from_file));
+    assert!(json(&from_file)?["queues"].is_array());
+    std::fs::write(config.join("rushesctl.toml"), "tokn = \"typo\"\n")?;
+    let typo = ctl(&env, admin, &["queues", "list"]).await?;
+    assert_eq!(typo.status.code(), Some(2), "{}", stderr(&typo));
+    assert!(stderr(&typo).contains("rushesctl.toml"), "{}", stderr(&typo));
+
     let away = tokio::process::Command::new(binary_path("rushesctl-under-test")?)
         .args(["queues", "list"])
         .env("RUSHES_URL", format!("http://{}", rushes_tests::dead_port()?))
