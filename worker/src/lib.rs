@@ -124,6 +124,12 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     tokio::spawn(presence::listen_loop(shared.clone()));
     let mut consumers = tokio::task::JoinSet::new();
     for (family, slots) in queues {
+        for reason in metrics::DEAD_LETTER_REASONS {
+            shared
+                .metrics
+                .dead_letters
+                .with_label_values(&[family.as_str(), reason]);
+        }
         consumers.spawn(runner::consume_queue(shared.clone(), family, slots));
     }
 

@@ -3,6 +3,11 @@
 use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 use rushes_common::metrics::{JobsEnqueued, counter, gauge, histogram};
 
+/// The reasons a message is parked in the dead-letter queue (`rushes_dead_letters_total`'s
+/// `reason`): created at 0 for every queue a worker consumes, so that an alert's
+/// `increase()` sees the first one.
+pub const DEAD_LETTER_REASONS: [&str; 5] = ["content_type", "malformed", "unknown_kind", "unknown_job", "exhausted"];
+
 #[derive(Clone)]
 pub struct WorkerMetrics {
     pub registry: Registry,
