@@ -25,11 +25,16 @@ pub async fn register(shared: &Shared) -> Result<(), sqlx::Error> {
         .collect();
     let total: i32 = shared.queues.iter().map(|(_, s)| i32::from(*s)).sum();
     let mut capabilities = serde_json::json!({ "video": shared.services.video });
+    // The GPUs this worker transcribes on (the workers list, and the `gpus` label
+    // Prometheus's discovery gives it).
+    let mut gpus = serde_json::Value::Array(Vec::new());
     if let Some(transcriber) = &shared.services.transcriber {
         capabilities["transcribe"] = transcriber.describe();
+        gpus = serde_json::to_value(transcriber.gpus()).unwrap_or_else(|_| serde_json::Value::Array(Vec::new()));
     }
     sqlx::query(
-        "INSERT INTO workers (id, host, pid, version, queues, slots, capabilities) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO workers (id, host, pid, version, queues, slots, capabilities, gpus) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(shared.worker_id)
     .bind(&shared.host)
@@ -38,6 +43,7 @@ pub async fn register(shared: &Shared) -> Result<(), sqlx::Error> {
     .bind(serde_json::Value::Object(queues))
     .bind(total)
     .bind(capabilities)
+    .bind(gpus)
     .execute(&shared.db)
     .await?;
     Ok(())
