@@ -504,3 +504,28 @@ async fn the_whisper_model_shown_is_the_one_used_and_a_missing_one_stops_nothing
     assert_eq!(whisper_setting(&settings)["value"], model, "{settings}");
     Ok(())
 }
+
+/// `RUSHES_WHISPER_DEVICE=cuda` on a node where no GPU can be used (here: a build without
+/// the `cuda` feature) stops the worker at start with the reason, instead of a worker
+/// that quietly transcribes on its CPU; it registers nothing and takes no job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_told_to_use_gpus_it_cannot_have_does_not_start() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let mut config = env.worker_config("transcribe=1")?;
+    config.transcribe.whisper_device = "cuda".to_owned();
+    let started = tokio::time::timeout(
+        WAIT,
+        rushes_worker::run(config, tokio_util::sync::CancellationToken::new()),
+    )
+    .await?;
+    let refused = started.err().map(|e| format!("{e:#}"));
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|m| m.contains("RUSHES_WHISPER_DEVICE=cuda") && m.contains("no GPU")),
+        "the worker refuses to start, saying why: {refused:?}"
+    );
+    let (_, workers) = env.get("/api/v1/workers?all=true").await?;
+    assert_eq!(workers["workers"], json!([]), "{workers}");
+    Ok(())
+}

@@ -100,8 +100,9 @@ pub struct TranscribeConfig {
     #[arg(long, env = "RUSHES_WHISPER_MODEL", default_value = "small")]
     pub whisper_model: String,
     /// `auto` (a GPU per transcription slot where this node has GPUs and the worker was
-    /// built with `cuda`), `cpu`.
-    #[arg(long, env = "RUSHES_WHISPER_DEVICE", default_value = "auto", value_parser = ["auto", "cpu"])]
+    /// built with `cuda`), `cpu`, or `cuda` (GPUs or nothing: a worker that cannot use
+    /// one does not start, rather than transcribe on its CPU).
+    #[arg(long, env = "RUSHES_WHISPER_DEVICE", default_value = "auto", value_parser = ["auto", "cpu", "cuda"])]
     pub whisper_device: String,
 }
 

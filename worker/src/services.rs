@@ -37,29 +37,39 @@ impl Services {
         } else {
             VideoBackend::software()
         };
-        let transcriber = config
-            .queues
-            .iter()
-            .any(|q| q.family == QueueFamily::Transcribe)
-            .then(|| {
-                let gpus = if config.transcribe.whisper_device == "cpu" {
-                    Vec::new()
-                } else {
-                    crate::gpu::discover()
-                };
-                let slots = config
-                    .slots_by_queue_with_gpus(gpus.len())
-                    .iter()
-                    .find(|(f, _)| *f == QueueFamily::Transcribe)
-                    .map_or(1, |(_, n)| usize::from(*n));
-                Arc::new(Transcriber::new(
-                    &config.transcribe,
-                    &config.media.data_dir,
-                    gpus,
-                    slots,
-                    metrics.clone(),
-                ))
-            });
+        let transcribes = config.queues.iter().any(|q| q.family == QueueFamily::Transcribe);
+        let gpus = match config.transcribe.whisper_device.as_str() {
+            _ if !transcribes => Vec::new(),
+            "cpu" => Vec::new(),
+            device => {
+                let gpus = crate::gpu::discover();
+                if device == "cuda" && gpus.is_empty() {
+                    anyhow::bail!(
+                        "RUSHES_WHISPER_DEVICE=cuda, but no GPU can be used: {}",
+                        if cfg!(feature = "cuda") {
+                            "the CUDA driver reports none (see the log above for its message)"
+                        } else {
+                            "this worker was built without the `cuda` feature"
+                        }
+                    );
+                }
+                gpus
+            }
+        };
+        let transcriber = transcribes.then(|| {
+            let slots = config
+                .slots_by_queue_with_gpus(gpus.len())
+                .iter()
+                .find(|(f, _)| *f == QueueFamily::Transcribe)
+                .map_or(1, |(_, n)| usize::from(*n));
+            Arc::new(Transcriber::new(
+                &config.transcribe,
+                &config.media.data_dir,
+                gpus,
+                slots,
+                metrics.clone(),
+            ))
+        });
         Ok(Arc::new(Self {
             roots: MediaRoots::new(&config.media.media_roots),
             media: config.media.clone(),
