@@ -495,6 +495,19 @@ async fn logins_are_logged_rate_limited_and_sessions_revocable() -> anyhow::Resu
     // Search by username or email, in any case; the text is literal (no wildcards).
     let (_, found) = env.get("/api/v1/users?q=EDIT").await?;
     assert_eq!(names(&found), ["editor"], "{found}");
+    // Each user's groups, by name.
+    let (status, group) = env.post("/api/v1/groups", json!({ "name": "night shift" })).await?;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    let editor_id = found["users"][0]["id"].clone();
+    let (status, body) = env
+        .post(
+            &format!("/api/v1/groups/{}/members", group["id"].as_str().unwrap_or_default()),
+            json!({ "user_id": editor_id }),
+        )
+        .await?;
+    assert!(status.is_success(), "{body}");
+    let (_, found) = env.get("/api/v1/users?q=editor").await?;
+    assert_eq!(found["users"][0]["groups"], json!(["night shift"]), "{found}");
     let (_, found) = env.get("/api/v1/users?q=%25").await?;
     assert_eq!(names(&found), Vec::<String>::new(), "{found}");
     let (status, _) = call(&env, &me, Method::POST, "/api/v1/auth/logout", None).await?;

@@ -48,6 +48,8 @@ pub(crate) struct UserView {
     deleted_at: Option<DateTime<Utc>>,
     last_login_at: Option<DateTime<Utc>>,
     last_seen_at: Option<DateTime<Utc>>,
+    /// The names of the groups the user is a member of.
+    groups: Vec<String>,
     /// Seen within the `online_window_minutes` setting.
     #[sqlx(default)]
     online: bool,
@@ -67,7 +69,9 @@ async fn mark_online(state: &AppState, users: &mut [UserView]) -> ApiResult<i64>
 macro_rules! user_select {
     () => {
         "SELECT id, username, email, is_admin, active, may_scan, may_transcode, deleted_at, last_login_at, \
-                last_seen_at, created_at \
+                last_seen_at, created_at, \
+                ARRAY(SELECT g.name FROM group_members m JOIN groups g ON g.id = m.group_id \
+                      WHERE m.user_id = users.id ORDER BY g.name) AS groups \
          FROM users "
     };
 }

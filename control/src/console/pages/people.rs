@@ -61,6 +61,7 @@ static USERS: ListSpec = ListSpec {
     columns: &[
         col("Username", "/username", Cell::Link("/users/")),
         col("Email", "/email", Cell::Text),
+        col("Groups", "/groups", Cell::Text),
         col("Admin", "/is_admin", Cell::Text),
         col("Active", "/active", Cell::Text),
         col("Online", "/online", Cell::Text),
