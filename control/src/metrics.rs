@@ -128,10 +128,43 @@ const HEARTBEAT_AGE_SQL: &str = "SELECT host, id::text, EXTRACT(EPOCH FROM now()
 /// `GET /metrics`: refreshes the scrape-time gauges, then renders the registry.
 pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
     let m = &state.metrics;
-    let database_up = sqlx::query("SELECT 1").execute(&state.db).await.is_ok();
+    // Bounded: with PostgreSQL away every read would wait out the pool's acquire timeout
+    // and the scrape would outlast Prometheus's, so the 0 would never be seen; the other
+    // reads of the database are skipped then.
+    let probe = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        sqlx::query("SELECT 1").execute(&state.db),
+    );
+    let database_up = matches!(probe.await, Ok(Ok(_)));
     m.dependency_up
         .with_label_values(&["postgres"])
         .set(i64::from(database_up));
+    if database_up {
+        database_gauges(&state).await;
+    }
+    let stats = state.broker().queue_stats().await;
+    m.dependency_up
+        .with_label_values(&["rabbitmq"])
+        .set(i64::from(stats.is_ok()));
+    match stats {
+        Ok(stats) => {
+            for s in stats {
+                m.queue_depth
+                    .with_label_values(&[s.family.as_str()])
+                    .set(i64::from(s.messages));
+                m.queue_consumers
+                    .with_label_values(&[s.family.as_str()])
+                    .set(i64::from(s.consumers));
+            }
+        }
+        Err(err) => tracing::debug!(error = %err, "broker unreachable at scrape"),
+    }
+    render(&m.registry)
+}
+
+/// The gauges read from PostgreSQL: queued ages, heartbeats, active jobs, workers online.
+async fn database_gauges(state: &AppState) {
+    let m = &state.metrics;
     let queues: Vec<&str> = QueueFamily::ALL.iter().map(|f| f.as_str()).collect();
     if let Ok(rows) = sqlx::query_as::<_, (String, Option<f64>)>(OLDEST_QUEUED_SQL)
         .bind(&queues)
@@ -155,23 +188,6 @@ pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
                 .set(age);
         }
     }
-    let stats = state.broker().queue_stats().await;
-    m.dependency_up
-        .with_label_values(&["rabbitmq"])
-        .set(i64::from(stats.is_ok()));
-    match stats {
-        Ok(stats) => {
-            for s in stats {
-                m.queue_depth
-                    .with_label_values(&[s.family.as_str()])
-                    .set(i64::from(s.messages));
-                m.queue_consumers
-                    .with_label_values(&[s.family.as_str()])
-                    .set(i64::from(s.consumers));
-            }
-        }
-        Err(err) => tracing::debug!(error = %err, "broker unreachable at scrape"),
-    }
     if let Ok(counts) = ActiveCounts::read(&state.db).await {
         for family in QueueFamily::ALL {
             for st in ActiveCounts::STATES {
@@ -190,5 +206,4 @@ pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
             m.workers_online.with_label_values(&[version.as_str()]).set(n);
         }
     }
-    render(&m.registry)
 }

@@ -85,6 +85,7 @@ pub async fn act(
     Extension(api): Extension<Api>,
     visitor: Visitor,
     Path(path): Path<String>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -104,7 +105,11 @@ pub async fn act(
     let outcome = match to_json(&fields) {
         Ok(json) => {
             let body = (method != Method::DELETE).then_some(json);
-            let answer = api.send(&visitor.caller, method, &format!("/{path}"), body).await;
+            // The action's own query goes on to the API (a role's scope when taking it away).
+            let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+            let answer = api
+                .send(&visitor.caller, method, &format!("/{path}{query}"), body)
+                .await;
             if answer.ok() {
                 Ok(format!("Done: {}", describe(&path)))
             } else {

@@ -126,7 +126,10 @@ pub async fn signed(api: &Api, visitor: Visitor) -> Result<Signed, Response> {
 
 /// A local path to go back to (never another site).
 pub fn local(path: &str) -> &str {
-    if path.starts_with('/') && !path.starts_with("//") && !path.starts_with("/\\") {
+    // No backslash or control character anywhere: browsers drop tabs and newlines from
+    // a `Location` (`/\t/evil.example` becomes `//evil.example`), and treat `\` as `/`.
+    let plain = !path.chars().any(|c| c == '\\' || c.is_control());
+    if plain && path.starts_with('/') && !path.starts_with("//") {
         path
     } else {
         "/"
@@ -196,6 +199,9 @@ mod tests {
             "https://evil.example/",
             "//evil.example/",
             "/\\evil.example",
+            "/\t/evil.example",
+            "/\r\nSet-Cookie: x=1",
+            "/jobs\\..\\evil",
             "",
             "jobs",
         ] {

@@ -123,8 +123,12 @@ fn read_config(path: &Path) -> Result<ConfigFile, Failure> {
     toml::from_str(&text).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))
 }
 
-/// `text` made safe as one path segment (an id or a name typed by the user).
+/// `text` made safe as one path segment (an id or a name typed by the user); `.` and
+/// `..` would be resolved away by the URL, so they are encoded too.
 pub fn segment(text: &str) -> String {
+    if text == "." || text == ".." {
+        return text.replace('.', "%2E");
+    }
     text.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {

@@ -196,6 +196,7 @@ async fn job(
     Query(query): Params,
 ) -> Response {
     let signed = signed_or_return!(api, visitor);
+    let id = encode(&id);
     let back = format!("/jobs/{id}");
     let lines = api
         .get(signed.api(), &format!("/logs?job_id={id}&limit=100"))

@@ -346,7 +346,12 @@ async fn group(
             (adder(&signed, &id, "productions", "Grant", select("add-production", "production_id", "Production", &productions)))
             h2 { "Roles" }
             (lists::table(&[col("Role", "/name", Cell::Text), col("Scope", "/scope_type", Cell::Text), col("Scope id", "/scope_id", Cell::Text)], &rows("roles"), Some(&|r: &Value| {
-                remove(format!("/groups/{id}/roles/{}", encode(&text(&r["role_id"]))), "Remove", "Remove this role from the group?")
+                // The assignment in its scope (the API takes the global one without it).
+                let mut scope = format!("scope_type={}", encode(&text(&r["scope_type"])));
+                if let Some(scope_id) = r["scope_id"].as_str() {
+                    scope.push_str(&format!("&scope_id={}", encode(scope_id)));
+                }
+                remove(format!("/groups/{id}/roles/{}?{scope}", encode(&text(&r["role_id"]))), "Remove", "Remove this role from the group?")
             })))
             (adder(&signed, &id, "roles", "Give the role", html! {
                 (select("add-role", "role_id", "Role", &roles))

@@ -73,6 +73,7 @@ async fn schedule(
     Query(query): Params,
 ) -> Response {
     let signed = signed_or_return!(api, visitor);
+    let id = encode(&id);
     let back = format!("/schedules/{id}");
     detail(
         &api,

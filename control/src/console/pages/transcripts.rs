@@ -203,6 +203,7 @@ async fn upload_page(
     Query(query): Params,
 ) -> Response {
     let signed = signed_or_return!(api, visitor);
+    let id = encode(&id);
     let transcript = first_transcript(&api, &signed, "upload_id", &id).await;
     let done = transcript
         .as_ref()
