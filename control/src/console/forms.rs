@@ -47,18 +47,42 @@ pub fn to_json(fields: &[(String, String)]) -> Result<Value, (String, String)> {
             ),
             // Each ticked box of the name adds its value (clips chosen in a list).
             "many" => {
-                if let Some(Value::Array(items)) = body.get_mut(path) {
-                    items.push(Value::String(raw.clone()));
-                } else {
-                    body.insert(path.to_owned(), Value::Array(vec![Value::String(raw.clone())]));
-                }
-                continue;
+                let mut items = match lookup(&body, path) {
+                    Some(Value::Array(items)) => items.clone(),
+                    _ => Vec::new(),
+                };
+                items.push(Value::String(raw.clone()));
+                Value::Array(items)
             }
             _ => Value::String(raw.clone()),
         };
         insert(&mut body, path, value);
     }
     Ok(Value::Object(body))
+}
+
+/// The value at a dotted `path` of `map`, if there is one.
+fn lookup<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    match path.split_once('.') {
+        Some((head, rest)) => lookup(map.get(head)?.as_object()?, rest),
+        None => map.get(path),
+    }
+}
+
+/// The values an edit form sends: the last value of each name (a ticked box's `on`
+/// after its hidden `off`), left out where it is what `stored` (the object's values,
+/// [`values_of`]) already holds — a `PATCH` of what changed, so an unchanged field the
+/// API would check again (a folder no longer mounted, a time now past) does not fail it.
+pub fn changed(sent: &[(String, String)], stored: &[(String, String)]) -> Vec<(String, String)> {
+    let mut last: Vec<(String, String)> = Vec::new();
+    for (name, value) in sent {
+        match last.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1.clone_from(value),
+            None => last.push((name.clone(), value.clone())),
+        }
+    }
+    last.retain(|pair| OWN.contains(&pair.0.as_str()) || !stored.contains(pair));
+    last
 }
 
 fn insert(map: &mut Map<String, Value>, path: &str, value: Value) {
@@ -399,6 +423,31 @@ mod tests {
     fn boxes_ticked_in_a_list_become_one_array() {
         let body = to_json(&pairs(&[("ids:many", "a"), ("card", "A001"), ("ids:many", "b")])).unwrap_or_default();
         assert_eq!(body, serde_json::json!({ "ids": ["a", "b"], "card": "A001" }));
+        let nested = to_json(&pairs(&[("to.ids:many", "a"), ("to.ids:many", "b")])).unwrap_or_default();
+        assert_eq!(nested, serde_json::json!({ "to": { "ids": ["a", "b"] } }));
+    }
+
+    #[test]
+    fn an_edit_sends_only_what_changed() {
+        let stored = pairs(&[
+            ("path", "/srv/a"),
+            ("priority:int", "50"),
+            ("active:bool", "on"),
+            ("archived:bool", "off"),
+        ]);
+        let sent = pairs(&[
+            ("_csrf", "t"),
+            ("path", "/srv/a"),
+            ("priority:int", "70"),
+            ("active:bool", "off"),
+            ("active:bool", "on"),
+            ("archived:bool", "off"),
+            ("archived:bool", "on"),
+        ]);
+        assert_eq!(
+            changed(&sent, &stored),
+            pairs(&[("_csrf", "t"), ("priority:int", "70"), ("archived:bool", "on")])
+        );
     }
 
     #[test]

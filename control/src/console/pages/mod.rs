@@ -355,7 +355,8 @@ impl Editing {
         page(signed, self.nav, self.title, None, body)
     }
 
-    /// `POST`: sends `sent` (the form's `values`, perhaps adjusted) as the `PATCH`.
+    /// `POST`: sends what of `sent` (the form's `values`, perhaps adjusted) differs from
+    /// the stored object as the `PATCH`.
     async fn save(
         &self,
         api: &Api,
@@ -366,9 +367,16 @@ impl Editing {
         sent: &[(String, String)],
     ) -> Response {
         let object = format!("{}{}", self.api, encode(id));
-        match submit(api, signed, Method::PATCH, &object, sent).await {
+        let fields = fields.await;
+        let stored = api.get(signed.api(), &object).await;
+        let stored = if stored.ok() {
+            forms::values_of(&fields, &stored.body)
+        } else {
+            Vec::new()
+        };
+        match submit(api, signed, Method::PATCH, &object, &forms::changed(sent, &stored)).await {
             Ok(_) => Redirect::to(&format!("{}{}?done=saved", self.page, encode(id))).into_response(),
-            Err(failure) => self.form(signed, id, &fields.await, values, Some(&failure)),
+            Err(failure) => self.form(signed, id, &fields, values, Some(&failure)),
         }
     }
 }
