@@ -2,7 +2,8 @@
 //! real-time factor (processing seconds per second of audio, best of a few runs after
 //! loading) and peak memory (the process's high-water mark, `VmHWM`), for tiny.en and
 //! base at 1 and 2 threads; faster-whisper (CTranslate2) points at the same model
-//! directories with `compute_type` float32 and int8, greedy (`beam_size=1`) as we are.
+//! directories with `compute_type` float32 and int8, with the same beam size as ours:
+//! greedy (1) and faster-whisper's default beam search (5).
 //! Each measurement runs in its own child process so that peak memory is its own.
 //!
 //! `cargo bench -p rushes-benches --bench transcribe` needs the models and speech of
@@ -52,14 +53,14 @@ use serde_json::{Value, json};
 const FASTER_WHISPER: &str = r#"
 import json, resource, sys, time
 from faster_whisper import WhisperModel
-model, wav, compute_type, threads, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+model, wav, compute_type, threads, runs, beam = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 t0 = time.time()
 m = WhisperModel(model, device="cpu", compute_type=compute_type, cpu_threads=threads)
 load = time.time() - t0
 best, text, duration = 1e9, "", 0.0
 for _ in range(runs):
     t0 = time.time()
-    segments, info = m.transcribe(wav, beam_size=1, language="en")
+    segments, info = m.transcribe(wav, beam_size=beam, language="en")
     text = " ".join(s.text.strip() for s in segments)
     best = min(best, time.time() - t0)
     duration = info.duration
@@ -91,10 +92,15 @@ fn peak_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Child mode: `--child MODEL_DIR WAV RUNS` → one JSON line.
+/// Child mode: `--child MODEL_DIR WAV RUNS BEAM` → one JSON line.
 fn child(args: &[String]) -> anyhow::Result<()> {
-    let [model, wav, runs] = args else {
-        bail!("usage: --child MODEL_DIR WAV RUNS")
+    let [model, wav, runs, beam] = args else {
+        bail!("usage: --child MODEL_DIR WAV RUNS BEAM")
+    };
+    let options = DecodeOptions {
+        language: Some("en".into()),
+        beam_size: beam.parse()?,
+        ..DecodeOptions::default()
     };
     let started = Instant::now();
     let mut whisper = Whisper::load(Path::new(model), &Device::Cpu)?;
@@ -102,9 +108,7 @@ fn child(args: &[String]) -> anyhow::Result<()> {
     let (mut best, mut text, mut duration) = (f64::MAX, String::new(), 0.0);
     for _ in 0..runs.parse::<usize>()? {
         let started = Instant::now();
-        let t = whisper.transcribe(Path::new(wav), &DecodeOptions::default(), &mut |_| {
-            ControlFlow::Continue(())
-        })?;
+        let t = whisper.transcribe(Path::new(wav), &options, &mut |_| ControlFlow::Continue(()))?;
         best = best.min(started.elapsed().as_secs_f64());
         text = t.segments.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(" ");
         duration = t.duration;
@@ -204,6 +208,7 @@ fn speech(full: bool, out: &Path) -> anyhow::Result<f64> {
 struct Row {
     model: String,
     threads: usize,
+    beam: usize,
     engine: String,
     rtf: f64,
     peak_mb: f64,
@@ -219,6 +224,7 @@ fn main() -> anyhow::Result<()> {
     let models_dir = cache_dir("RUSHES_TEST_MODEL_DIR", "models")?;
     let models: &[&str] = if full { &["tiny.en", "base"] } else { &["tiny.en"] };
     let threads: &[usize] = if full { &[1, 2] } else { &[1] };
+    let beams: &[usize] = if full { &[1, 5] } else { &[5] };
     let runs = if full { 3 } else { 1 };
     let scratch = std::env::temp_dir().join(format!("rushes-bench-transcribe-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
@@ -238,58 +244,65 @@ fn main() -> anyhow::Result<()> {
             dir.display()
         );
         for &n in threads {
-            let ours = run_json(
-                Command::new(&me)
-                    .arg("--child")
-                    .arg(&dir)
-                    .arg(&wav)
-                    .arg(runs.to_string())
-                    .env("RAYON_NUM_THREADS", n.to_string()),
-            )?;
-            let row = |engine: &str, v: &Value| Row {
-                model: model.to_owned(),
-                threads: n,
-                engine: engine.to_owned(),
-                rtf: v["transcribe_s"].as_f64().unwrap_or(f64::NAN) / seconds,
-                peak_mb: v["peak_bytes"].as_f64().unwrap_or(f64::NAN) / (1u64 << 20) as f64,
-                load_s: v["load_s"].as_f64().unwrap_or(f64::NAN),
-            };
-            rows.push(row("rushes (candle f32)", &ours));
-            let Some(py) = &python else { continue };
-            for compute in ["float32", "int8"] {
-                let theirs = run_json(
-                    Command::new(py)
-                        .arg(&script)
+            for &beam in beams {
+                let ours = run_json(
+                    Command::new(&me)
+                        .arg("--child")
                         .arg(&dir)
                         .arg(&wav)
-                        .arg(compute)
-                        .arg(n.to_string())
                         .arg(runs.to_string())
-                        .env("OMP_NUM_THREADS", n.to_string()),
+                        .arg(beam.to_string())
+                        .env("RAYON_NUM_THREADS", n.to_string()),
                 )?;
-                if compute == "float32" && theirs["text"] != ours["text"] {
-                    println!(
-                        "  note: {model} texts differ\n    ours: {}\n    fw:   {}",
-                        ours["text"], theirs["text"]
-                    );
+                let row = |engine: &str, v: &Value| Row {
+                    model: model.to_owned(),
+                    threads: n,
+                    beam,
+                    engine: engine.to_owned(),
+                    rtf: v["transcribe_s"].as_f64().unwrap_or(f64::NAN) / seconds,
+                    peak_mb: v["peak_bytes"].as_f64().unwrap_or(f64::NAN) / (1u64 << 20) as f64,
+                    load_s: v["load_s"].as_f64().unwrap_or(f64::NAN),
+                };
+                rows.push(row("rushes (candle f32)", &ours));
+                let Some(py) = &python else { continue };
+                for compute in ["float32", "int8"] {
+                    let theirs = run_json(
+                        Command::new(py)
+                            .arg(&script)
+                            .arg(&dir)
+                            .arg(&wav)
+                            .arg(compute)
+                            .arg(n.to_string())
+                            .arg(runs.to_string())
+                            .arg(beam.to_string())
+                            .env("OMP_NUM_THREADS", n.to_string()),
+                    )?;
+                    if compute == "float32" && theirs["text"] != ours["text"] {
+                        println!(
+                            "  note: {model} beam {beam} texts differ\n    ours: {}\n    fw:   {}",
+                            ours["text"], theirs["text"]
+                        );
+                    }
+                    rows.push(row(&format!("faster-whisper {compute}"), &theirs));
                 }
-                rows.push(row(&format!("faster-whisper {compute}"), &theirs));
             }
         }
     }
     println!(
-        "{:<8} {:>7}  {:<22} {:>7} {:>9} {:>7} {:>16}",
-        "model", "threads", "engine", "RTF", "peak MB", "load s", "RTF / fw float32"
+        "{:<8} {:>7} {:>4}  {:<22} {:>7} {:>9} {:>7} {:>16}",
+        "model", "threads", "beam", "engine", "RTF", "peak MB", "load s", "RTF / fw float32"
     );
     for r in &rows {
         let reference = rows
             .iter()
-            .find(|o| o.model == r.model && o.threads == r.threads && o.engine == "faster-whisper float32")
+            .find(|o| {
+                o.model == r.model && o.threads == r.threads && o.beam == r.beam && o.engine == "faster-whisper float32"
+            })
             .map(|o| o.rtf);
         let ratio = reference.map_or("-".to_owned(), |f| format!("{:.2}", r.rtf / f));
         println!(
-            "{:<8} {:>7}  {:<22} {:>7.3} {:>9.0} {:>7.2} {:>16}",
-            r.model, r.threads, r.engine, r.rtf, r.peak_mb, r.load_s, ratio
+            "{:<8} {:>7} {:>4}  {:<22} {:>7.3} {:>9.0} {:>7.2} {:>16}",
+            r.model, r.threads, r.beam, r.engine, r.rtf, r.peak_mb, r.load_s, ratio
         );
     }
     if python.is_none() {

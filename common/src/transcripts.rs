@@ -142,6 +142,33 @@ pub async fn queue(
     tx.enqueue(jobs).await
 }
 
+/// A word of a segment and when it is spoken, in seconds from the start of the media
+/// (the `words` of a segment in the API, the database and transcript exports).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimedWord {
+    pub start_s: f64,
+    pub end_s: f64,
+    pub text: String,
+}
+
+impl TimedWord {
+    /// Whether the words are in order, each within `start..=end` and not ending before
+    /// it starts (what an imported document must hold).
+    pub fn all_within(words: &[TimedWord], start: f64, end: f64) -> bool {
+        let mut floor = start;
+        words.iter().all(|w| {
+            let ok = w.start_s.is_finite()
+                && w.end_s.is_finite()
+                && floor <= w.start_s
+                && w.start_s <= w.end_s
+                && w.end_s <= end;
+            floor = w.start_s;
+            ok
+        })
+    }
+}
+
 /// One segment to store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewSegment<'a> {
@@ -152,6 +179,8 @@ pub struct NewSegment<'a> {
     pub avg_logprob: Option<f32>,
     pub no_speech_prob: Option<f32>,
     pub edited: bool,
+    /// The words' timings, when known.
+    pub words: Option<&'a [TimedWord]>,
 }
 
 /// Inserts a transcript's segments in one statement (the caller's transaction).
@@ -166,10 +195,15 @@ pub async fn insert_segments(
     let logprob: Vec<Option<f32>> = segments.iter().map(|s| s.avg_logprob).collect();
     let no_speech: Vec<Option<f32>> = segments.iter().map(|s| s.no_speech_prob).collect();
     let edited: Vec<bool> = segments.iter().map(|s| s.edited).collect();
+    let words: Vec<Option<serde_json::Value>> = segments
+        .iter()
+        .map(|s| s.words.and_then(|w| serde_json::to_value(w).ok()))
+        .collect();
     sqlx::query(
-        "INSERT INTO transcript_segments (transcript_id, idx, start_s, end_s, text, avg_logprob, no_speech_prob, edited) \
+        "INSERT INTO transcript_segments (transcript_id, idx, start_s, end_s, text, avg_logprob, no_speech_prob, edited, \
+                                          words) \
          SELECT $1, * FROM unnest($2::int[], $3::float8[], $4::float8[], $5::text[], $6::real[], $7::real[], \
-                                  $8::bool[])",
+                                  $8::bool[], $9::jsonb[])",
     )
     .bind(transcript_id)
     .bind(idx)
@@ -179,6 +213,7 @@ pub async fn insert_segments(
     .bind(logprob)
     .bind(no_speech)
     .bind(edited)
+    .bind(words)
     .execute(&mut *tx)
     .await?;
     Ok(())

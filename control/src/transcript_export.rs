@@ -23,6 +23,8 @@ pub enum Format {
     Txt,
     ScriptSync,
     Docx,
+    /// Segments with their word timings (the route writes it: it needs the words).
+    Json,
 }
 
 impl Format {
@@ -33,6 +35,7 @@ impl Format {
             "txt" | "text" => Some(Self::Txt),
             "scriptsync" => Some(Self::ScriptSync),
             "docx" | "word" => Some(Self::Docx),
+            "json" => Some(Self::Json),
             _ => None,
         }
     }
@@ -43,6 +46,7 @@ impl Format {
             Self::Vtt => "text/vtt; charset=utf-8",
             Self::Txt | Self::ScriptSync => "text/plain; charset=utf-8",
             Self::Docx => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            Self::Json => "application/json",
         }
     }
 
@@ -53,6 +57,7 @@ impl Format {
             Self::Txt => "txt",
             Self::ScriptSync => "scriptsync.txt",
             Self::Docx => "docx",
+            Self::Json => "words.json",
         }
     }
 }

@@ -230,10 +230,31 @@ def main():
                 await new Promise(done => v.addEventListener("seeked", done, { once: true }));
                 window.seekedAgain = new Promise(done => v.addEventListener("seeked", done, { once: true }));
             }""")
-            segment.click()
+            segment.locator("small").click()
             at = page.locator("video").evaluate("async v => { await window.seekedAgain; v.pause(); return v.currentTime; }")
             current = "current" in (segment.get_attribute("class") or "").split()
             seen["seek"] = {"start": start, "at": at, "current": current}
+
+            step = "clicking a timed word seeks to it; the word being spoken is marked"
+            word = segment.locator("[data-word-start]").last
+            word_start = float(word.get_attribute("data-word-start"))
+            page.locator("video").evaluate("""v => {
+                window.seekedAgain = new Promise(done => v.addEventListener("seeked", done, { once: true }));
+            }""")
+            word.click()
+            at = page.locator("video").evaluate("""async v => {
+                await window.seekedAgain;
+                v.pause();
+                await new Promise(done => setTimeout(done, 300));
+                return v.currentTime;
+            }""")
+            seen["word"] = {
+                "text": word.inner_text(),
+                "start": word_start,
+                "at": at,
+                "words": segment.locator("[data-word-start]").count(),
+                "spoken": page.locator(".word.spoken").all_inner_texts(),
+            }
 
             step = "the scrub bar shows the sprite's thumbnail on hover"
             bar = page.locator("[data-sprite-index]")

@@ -198,6 +198,20 @@ async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
         "clicking a segment seeks the player to its start: {saw}"
     );
     assert_eq!(seek["current"], true, "the segment being played is marked: {saw}");
+    let word = &saw["word"];
+    assert!(
+        word["words"].as_u64().unwrap_or(0) >= 2,
+        "the segment's words are timed: {saw}"
+    );
+    assert!(
+        (word["at"].as_f64().unwrap_or(-1.0) - word["start"].as_f64().unwrap_or(-2.0)).abs() < 0.3,
+        "clicking a word seeks the player to it: {saw}"
+    );
+    assert_eq!(
+        word["spoken"],
+        json!([word["text"].clone()]),
+        "the word being spoken is marked, and only it: {saw}"
+    );
     assert_eq!(
         saw["scrub_thumb"], true,
         "hovering the scrub bar shows a thumbnail: {saw}"

@@ -109,6 +109,21 @@ async fn an_upload_is_transcribed_searched_exported_and_its_uploader_mailed() ->
             0.0 <= start && start <= end && end <= duration + 0.05,
             "{s} within {duration}"
         );
+        // Words are timed (the worker's default), in order, inside their segment, and
+        // spell the segment's text (each word as written, with its leading space).
+        let words = s["words"].as_array().cloned().unwrap_or_default();
+        assert!(!words.is_empty(), "no words in {s}");
+        let mut floor = start;
+        for w in &words {
+            let (ws, we) = (
+                w["start_s"].as_f64().unwrap_or(-1.0),
+                w["end_s"].as_f64().unwrap_or(-1.0),
+            );
+            assert!(floor <= ws && ws <= we && we <= end, "{w} in {s}");
+            floor = ws;
+        }
+        let spelled: String = words.iter().filter_map(|w| w["text"].as_str()).collect();
+        assert_eq!(spelled.trim(), s["text"].as_str().unwrap_or_default(), "{s}");
     }
 
     // Searchable, with the timecode of the hit.
@@ -165,6 +180,15 @@ async fn an_upload_is_transcribed_searched_exported_and_its_uploader_mailed() ->
     );
     let word = response.bytes().await?;
     assert!(word.starts_with(b"PK"), "a Word document is a ZIP package");
+    let (status, timed) = export("json").await?;
+    assert_eq!(status, StatusCode::OK, "{timed}");
+    let timed: Value = serde_json::from_str(&timed)?;
+    assert_eq!(timed["name"], "Robot test", "{timed}");
+    assert_eq!(timed["start_timecode"], "10:00:00:00", "{timed}");
+    assert_eq!(
+        timed["segments"][0]["words"], transcript["segments"][0]["words"],
+        "the export carries the stored words"
+    );
     let (status, _) = export("pdf").await?;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
@@ -177,6 +201,9 @@ async fn an_upload_is_transcribed_searched_exported_and_its_uploader_mailed() ->
     )
     .await?;
     assert_eq!(status, StatusCode::OK);
+    // Its old word timings went with the old words.
+    let (_, corrected) = env.get(&format!("/api/v1/transcripts/{transcript_id}")).await?;
+    assert!(corrected["segments"][0].get("words").is_none(), "{corrected}");
     let (_, found) = env.get("/api/v1/transcripts/search?q=robot").await?;
     assert_eq!(found["hits"].as_array().map(Vec::len), Some(1), "{found}");
     // The snippet is HTML: the text in it is escaped, only the match is markup.
@@ -346,6 +373,11 @@ async fn clips_are_transcribed_on_ingest_counted_and_carried_by_export_and_impor
     assert_eq!(
         copy["segments"].as_array().map(Vec::len),
         full["segments"].as_array().map(Vec::len)
+    );
+    assert!(full["segments"][0]["words"].is_array(), "{full}");
+    assert_eq!(
+        copy["segments"][0]["words"], full["segments"][0]["words"],
+        "words travel with the document"
     );
     Ok(())
 }

@@ -197,6 +197,239 @@ fn base_detects_english_and_recognises_real_speech() {
     );
 }
 
+/// faster-whisper 1.2's text with a beam of 5 (float32 on the CPU, language "en", the
+/// same CTranslate2 models) for each LibriVox and card clip. Where its greedy text
+/// differs, that is given too: those clips show the beam search at work.
+const FASTER_WHISPER_BEAM_5: [(&str, &str, &str, Option<&str>); 20] = [
+    (
+        "tiny.en",
+        "librivox/sense_and_sensibility_01_austen_64kb-0870",
+        "And Mr. John Dashwood had then leisure to consider how much there might be prudently in his power to do for them.",
+        None,
+    ),
+    (
+        "tiny.en",
+        "librivox/sense_and_sensibility_01_austen_64kb-0880",
+        "He was not an old-sposed young man.",
+        None,
+    ),
+    (
+        "tiny.en",
+        "librivox/sense_and_sensibility_01_austen_64kb-0890",
+        "Unless to be rather cold-hearted and rather selfish is to be ill-disposed.",
+        None,
+    ),
+    (
+        "tiny.en",
+        "librivox/sense_and_sensibility_01_austen_64kb-0920",
+        "Had he married a more amiable woman, he might have been made still more respectable than he was.",
+        None,
+    ),
+    (
+        "tiny.en",
+        "librivox/sense_and_sensibility_01_austen_64kb-0930",
+        "He might even have been made amiable himself.",
+        None,
+    ),
+    ("tiny.en", "cards/001", "10 of clubs.", None),
+    ("tiny.en", "cards/002", "4. Queen of Cloves", None),
+    ("tiny.en", "cards/003", "7 of clubs.", None),
+    ("tiny.en", "cards/004", "5 5", None),
+    (
+        "tiny.en",
+        "cards/005",
+        "Eight of spades, four of close, seven of hearts.",
+        Some("8 of spades, 4 of close, 7 of hearts."),
+    ),
+    (
+        "base",
+        "librivox/sense_and_sensibility_01_austen_64kb-0870",
+        "And Mr. John Dashwood had then leisure to consider how much there might be prudently in his power to do for them.",
+        None,
+    ),
+    (
+        "base",
+        "librivox/sense_and_sensibility_01_austen_64kb-0880",
+        "He was not an ill-disposed young man.",
+        None,
+    ),
+    (
+        "base",
+        "librivox/sense_and_sensibility_01_austen_64kb-0890",
+        "Unless to be rather cold-hearted and rather selfish is to be ill-disposed.",
+        None,
+    ),
+    (
+        "base",
+        "librivox/sense_and_sensibility_01_austen_64kb-0920",
+        "Had he married a more amiable woman, he might have been made still more respectable than he was.",
+        None,
+    ),
+    (
+        "base",
+        "librivox/sense_and_sensibility_01_austen_64kb-0930",
+        "He might even have been made amiable himself.",
+        None,
+    ),
+    ("base", "cards/001", "10 of cloves.", None),
+    ("base", "cards/002", "4, Queen of Cloves", Some("4 Queen of Cloves")),
+    ("base", "cards/003", "7 of clubs.", None),
+    ("base", "cards/004", "Five five", Some("5 5")),
+    ("base", "cards/005", "8 of spades, 4 of close, 7 of hearts.", None),
+];
+
+#[test]
+fn beam_search_finds_faster_whisper_s_text() {
+    let english = DecodeOptions {
+        language: Some("en".into()),
+        ..DecodeOptions::default()
+    };
+    assert_eq!(english.beam_size, 5, "beam search of 5 by default, as faster-whisper");
+    let greedy = DecodeOptions {
+        beam_size: 1,
+        ..english.clone()
+    };
+    let mut differing = 0;
+    for model in ["tiny.en", "base"] {
+        let mut w = Whisper::load(&model_dir(model), &Device::Cpu).unwrap();
+        for (_, clip, beam_text, greedy_text) in FASTER_WHISPER_BEAM_5.iter().filter(|r| r.0 == model) {
+            let wav = speech_dir().join(format!("{clip}.wav"));
+            let heard = text(&transcribe(&mut w, &wav, &english));
+            assert_eq!(&heard, beam_text, "{model} {clip}, beam 5");
+            if let Some(greedy_text) = greedy_text {
+                differing += 1;
+                let heard = text(&transcribe(&mut w, &wav, &greedy));
+                assert_eq!(&heard, greedy_text, "{model} {clip}, greedy");
+            }
+        }
+    }
+    assert_eq!(differing, 3);
+}
+
+/// faster-whisper 1.2's word timings (beam 5) of the first LibriVox clip with tiny.en.
+#[expect(clippy::approx_constant, reason = "6.28 s is when a word is said, not τ")]
+const FASTER_WHISPER_WORDS: [(f64, f64, &str); 22] = [
+    (0.0, 0.48, " And"),
+    (0.48, 0.7, " Mr."),
+    (0.86, 1.1, " John"),
+    (1.1, 1.68, " Dashwood"),
+    (1.68, 1.96, " had"),
+    (1.96, 2.36, " then"),
+    (2.36, 2.72, " leisure"),
+    (2.72, 3.2, " to"),
+    (3.2, 3.48, " consider"),
+    (3.48, 4.1, " how"),
+    (4.1, 4.44, " much"),
+    (4.44, 4.66, " there"),
+    (4.66, 4.92, " might"),
+    (4.92, 5.12, " be"),
+    (5.12, 5.52, " prudently"),
+    (5.52, 5.66, " in"),
+    (5.66, 5.86, " his"),
+    (5.86, 6.06, " power"),
+    (6.06, 6.28, " to"),
+    (6.28, 6.56, " do"),
+    (6.56, 6.72, " for"),
+    (6.72, 6.96, " them."),
+];
+
+fn words_of(t: &Transcription) -> Vec<rushes_worker::whisper::Word> {
+    t.segments.iter().flat_map(|s| s.words.iter().cloned()).collect()
+}
+
+#[test]
+fn words_are_timed_as_faster_whisper_times_them() {
+    let mut w = Whisper::load(&model_dir("tiny.en"), &Device::Cpu).unwrap();
+    let timed = DecodeOptions {
+        word_timestamps: true,
+        ..DecodeOptions::default()
+    };
+    let wav = speech_dir().join("librivox/sense_and_sensibility_01_austen_64kb-0870.wav");
+    let t = transcribe(&mut w, &wav, &timed);
+    let words = words_of(&t);
+    let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+    let expected: Vec<&str> = FASTER_WHISPER_WORDS.iter().map(|w| w.2).collect();
+    assert_eq!(texts, expected);
+    let mut off = 0f64;
+    for (ours, theirs) in words.iter().zip(FASTER_WHISPER_WORDS) {
+        println!(
+            "{:5.2} {:5.2} | {:5.2} {:5.2} {}",
+            ours.start, ours.end, theirs.0, theirs.1, ours.text
+        );
+        off = off.max((ours.start - theirs.0).abs()).max((ours.end - theirs.1).abs());
+    }
+    assert!(off <= 0.1, "a word {off:.2} s away from faster-whisper's time");
+    for s in &t.segments {
+        let spelled: String = s.words.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(spelled.trim(), s.text);
+        assert!(
+            s.words
+                .windows(2)
+                .all(|p| p[0].start <= p[1].start && p[0].end <= p[1].end),
+            "{s:?}"
+        );
+        assert!(
+            s.words
+                .iter()
+                .all(|w| s.start <= w.start && w.start <= w.end && w.end <= s.end),
+            "{s:?}"
+        );
+    }
+    // Without the option, no words (and no extra decoder pass).
+    let plain = transcribe(&mut w, &wav, &DecodeOptions::default());
+    assert!(plain.segments.iter().all(|s| s.words.is_empty()));
+    assert_eq!(text(&plain), text(&t));
+}
+
+#[test]
+fn a_pause_between_words_is_where_the_timings_say() {
+    // Two sentences 2.5 s apart, the second after 1 s of silence at the start.
+    let scratch = Scratch::new("pause-words");
+    let dir = speech_dir();
+    let first = read_wav(&dir.join("librivox/sense_and_sensibility_01_austen_64kb-0930.wav"));
+    let second = read_wav(&dir.join("cards/003.wav"));
+    let mut samples = pause(1.0);
+    samples.extend(&first);
+    let first_end = samples.len() as f64 / 16000.0;
+    samples.extend(pause(2.5));
+    let second_start = samples.len() as f64 / 16000.0;
+    samples.extend(&second);
+    let wav = scratch.path("paused.wav");
+    write_wav_pcm16(&wav, &samples).unwrap();
+    let mut w = Whisper::load(&model_dir("tiny.en"), &Device::Cpu).unwrap();
+    let t = transcribe(
+        &mut w,
+        &wav,
+        &DecodeOptions {
+            word_timestamps: true,
+            ..DecodeOptions::default()
+        },
+    );
+    let words = words_of(&t);
+    for w in &words {
+        println!("{:5.2} {:5.2} {}", w.start, w.end, w.text);
+    }
+    let himself = words
+        .iter()
+        .position(|w| w.text.contains("himself"))
+        .expect("`himself` heard");
+    let seven = &words[himself + 1];
+    assert!(
+        words[0].start >= 0.8,
+        "the first word starts after the silence: {:?}",
+        words[0]
+    );
+    assert!(
+        words[himself].end <= first_end + 0.3,
+        "`himself` ends with the first sentence ({first_end:.2} s): {:?}",
+        words[himself]
+    );
+    assert!(
+        seven.start >= second_start - 0.3,
+        "the next word starts after the pause ({second_start:.2} s): {seven:?}"
+    );
+}
+
 fn pause(seconds: f32) -> Vec<f32> {
     vec![0.0; (seconds * 16000.0) as usize]
 }

@@ -104,6 +104,14 @@ pub struct TranscribeConfig {
     /// one does not start, rather than transcribe on its CPU).
     #[arg(long, env = "RUSHES_WHISPER_DEVICE", default_value = "auto", value_parser = ["auto", "cpu", "cuda"])]
     pub whisper_device: String,
+    /// Beams of the beam search at temperature 0 (1: greedy, the fastest; 5 as
+    /// faster-whisper, the most accurate).
+    #[arg(long, env = "RUSHES_WHISPER_BEAM_SIZE", default_value_t = 5,
+          value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub whisper_beam_size: u16,
+    /// Time each word (segments carry `words`; one more decoder pass per 30 s).
+    #[arg(long, env = "RUSHES_WHISPER_WORD_TIMESTAMPS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub whisper_word_timestamps: bool,
 }
 
 /// The SMTP server mails go through.

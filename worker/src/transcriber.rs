@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use crate::config::TranscribeConfig;
 use crate::gpu::{self, GpuInfo};
 use crate::metrics::WorkerMetrics;
-use crate::whisper::Whisper;
+use crate::whisper::{DecodeOptions, Whisper};
 
 /// Why a model cannot be used here.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,9 @@ pub enum ModelError {
 pub struct Transcriber {
     model_dir: PathBuf,
     default_model: String,
+    /// Beam size and word timestamps, from the configuration.
+    beam_size: usize,
+    word_timestamps: bool,
     gpus: Vec<GpuInfo>,
     slots: Mutex<Vec<Slot>>,
     /// The model asked for now (the setting, else `default_model`).
@@ -96,12 +99,23 @@ impl Transcriber {
                 .clone()
                 .unwrap_or_else(|| data_dir.join("models")),
             default_model: config.whisper_model.clone(),
+            beam_size: usize::from(config.whisper_beam_size.max(1)),
+            word_timestamps: config.whisper_word_timestamps,
             gpus,
             slots: Mutex::new(slots),
             current: Mutex::new(config.whisper_model.clone()),
             unable: Mutex::new(None),
             described: Mutex::new(None),
             metrics,
+        }
+    }
+
+    /// Decoding as configured on this worker (a transcript's own options go on top).
+    pub fn decode_options(&self) -> DecodeOptions {
+        DecodeOptions {
+            beam_size: self.beam_size,
+            word_timestamps: self.word_timestamps,
+            ..DecodeOptions::default()
         }
     }
 
@@ -328,6 +342,8 @@ mod tests {
             whisper_model_dir: Some(dir),
             whisper_model: "small".into(),
             whisper_device: "auto".into(),
+            whisper_beam_size: 5,
+            whisper_word_timestamps: true,
         };
         let metrics = WorkerMetrics::new().unwrap_or_else(|e| panic!("metrics: {e}"));
         Arc::new(Transcriber::new(&config, Path::new("/tmp"), gpus, slots, metrics))

@@ -1,7 +1,7 @@
 //! `/api/v1/transcripts`: what Whisper heard in a clip or an upload, as timed segments
 //! with source timecodes. Transcribe clips, list and read transcripts, correct a
 //! segment's text, re-transcribe, delete, search across every transcript one may see,
-//! and export SRT, WebVTT, text, Avid ScriptSync and Word.
+//! and export SRT, WebVTT, text, Avid ScriptSync, Word and word-timed JSON.
 //!
 //! A clip's transcript follows its production's policies (`view` to read, `transcribe`
 //! to (re)transcribe, `edit_metadata` to correct or delete); an upload's belongs to its
@@ -15,7 +15,7 @@ use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use rushes_common::job::store::Tx;
 use rushes_common::timecode::{FrameRate, Timecode};
-use rushes_common::transcripts::{self, Options};
+use rushes_common::transcripts::{self, Options, TimedWord};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -131,6 +131,10 @@ struct SegmentView {
     avg_logprob: Option<f32>,
     no_speech_prob: Option<f32>,
     edited: bool,
+    /// Each word and when it is spoken, when Whisper timed them (and the text has not
+    /// been corrected since).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    words: Option<sqlx::types::Json<Vec<TimedWord>>>,
     #[sqlx(skip)]
     start_timecode: Option<String>,
     #[sqlx(skip)]
@@ -139,7 +143,7 @@ struct SegmentView {
 
 async fn segments(state: &AppState, transcript: &TranscriptView) -> ApiResult<Vec<SegmentView>> {
     let mut rows: Vec<SegmentView> = sqlx::query_as(
-        "SELECT idx, start_s, end_s, text, avg_logprob, no_speech_prob, edited FROM transcript_segments \
+        "SELECT idx, start_s, end_s, text, avg_logprob, no_speech_prob, edited, words FROM transcript_segments \
          WHERE transcript_id = $1 ORDER BY idx",
     )
     .bind(transcript.id)
@@ -337,12 +341,15 @@ async fn edit_segment(
     let Some(before) = before else {
         return Err(ApiError::NotFound(format!("transcript {id} has no segment {idx}")));
     };
-    sqlx::query("UPDATE transcript_segments SET text = $3, edited = true WHERE transcript_id = $1 AND idx = $2")
-        .bind(id)
-        .bind(idx)
-        .bind(text)
-        .execute(&mut *tx)
-        .await?;
+    // The word timings were of the old words.
+    sqlx::query(
+        "UPDATE transcript_segments SET text = $3, edited = true, words = NULL WHERE transcript_id = $1 AND idx = $2",
+    )
+    .bind(id)
+    .bind(idx)
+    .bind(text)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("UPDATE transcripts SET edited_at = now() WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -581,7 +588,7 @@ async fn export_file(
 ) -> ApiResult<Response> {
     let format = Format::parse(&q.format).ok_or_else(|| {
         ApiError::Unprocessable(format!(
-            "format: one of srt, vtt, txt, scriptsync, docx; got `{}`",
+            "format: one of srt, vtt, txt, scriptsync, docx, json; got `{}`",
             q.format
         ))
     })?;
@@ -613,6 +620,7 @@ async fn export_file(
         Format::ScriptSync => export::scriptsync(&transcript.name, &lines, start).into_bytes(),
         Format::Docx => export::docx(&transcript.name, &lines, start)
             .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("cannot write the Word document")))?,
+        Format::Json => word_timed_json(&transcript, &segments)?,
     };
     let stem: String = transcript
         .name
@@ -635,6 +643,26 @@ async fn export_file(
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     Ok(response)
+}
+
+/// The word-timed JSON export: the transcript's facts, then each segment with its
+/// words (segments whose words are unknown carry none).
+fn word_timed_json(transcript: &TranscriptView, segments: &[SegmentView]) -> ApiResult<Vec<u8>> {
+    let document = json!({
+        "name": transcript.name,
+        "language": transcript.detected_language,
+        "model": transcript.model,
+        "duration_s": transcript.duration_s,
+        "start_timecode": transcript.start().map(|tc| tc.to_string()),
+        "segments": segments.iter().map(|s| json!({
+            "start_s": s.start,
+            "end_s": s.end,
+            "text": s.text,
+            "words": s.words.as_deref().map_or(&[][..], Vec::as_slice),
+        })).collect::<Vec<_>>(),
+    });
+    serde_json::to_vec_pretty(&document)
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("cannot write the JSON export")))
 }
 
 #[cfg(test)]

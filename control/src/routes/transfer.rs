@@ -15,7 +15,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use rushes_common::media::skips::SkipKind;
-use rushes_common::transcripts::{NewSegment, insert_segments};
+use rushes_common::transcripts::{NewSegment, TimedWord, insert_segments};
 
 use crate::audit::{self, Change};
 use crate::auth::Caller;
@@ -137,6 +137,9 @@ struct SegmentRow {
     avg_logprob: Option<f32>,
     no_speech_prob: Option<f32>,
     edited: bool,
+    /// Word timings (documents made before they existed have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    words: Option<sqlx::types::Json<Vec<TimedWord>>>,
 }
 
 #[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
@@ -205,6 +208,14 @@ async fn insert_transcript(
                 s.idx, t.clip_path
             )));
         }
+        if let Some(words) = &s.words
+            && !TimedWord::all_within(words, s.start_s, s.end_s)
+        {
+            return Err(ApiError::Unprocessable(format!(
+                "transcripts: the words of segment {} of `{}` are out of order or outside it",
+                s.idx, t.clip_path
+            )));
+        }
     }
     let segments: Vec<NewSegment<'_>> = t
         .segments
@@ -217,6 +228,7 @@ async fn insert_transcript(
             avg_logprob: s.avg_logprob,
             no_speech_prob: s.no_speech_prob,
             edited: s.edited,
+            words: s.words.as_deref().map(Vec::as_slice),
         })
         .collect();
     insert_segments(&mut *tx, id, &segments)
@@ -314,7 +326,8 @@ async fn export(
     .fetch_all(&state.db)
     .await?;
     let segments: Vec<SegmentRow> = sqlx::query_as(
-        "SELECT s.transcript_id, s.idx, s.start_s, s.end_s, s.text, s.avg_logprob, s.no_speech_prob, s.edited \
+        "SELECT s.transcript_id, s.idx, s.start_s, s.end_s, s.text, s.avg_logprob, s.no_speech_prob, s.edited, \
+                s.words \
          FROM transcript_segments s JOIN transcripts t ON t.id = s.transcript_id JOIN clips c ON c.id = t.clip_id \
          WHERE c.production_id = $1 ORDER BY s.transcript_id, s.idx",
     )

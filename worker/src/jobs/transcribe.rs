@@ -12,7 +12,7 @@ use rushes_common::job::store::{self, NewJob};
 use rushes_common::job::transcription::Transcribe;
 use rushes_common::mail;
 use rushes_common::media::UPLOAD_ORIGINAL;
-use rushes_common::transcripts::{NewSegment, insert_segments};
+use rushes_common::transcripts::{NewSegment, TimedWord, insert_segments};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -130,7 +130,7 @@ pub async fn run(ctx: JobContext, payload: Transcribe) -> Result<Value, JobError
             Task::Transcribe
         },
         initial_prompt: row.initial_prompt.clone(),
-        ..DecodeOptions::default()
+        ..transcriber.decode_options()
     };
     ctx.log(
         rushes_common::logs::Level::Info,
@@ -274,10 +274,26 @@ async fn store(
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
+    let words: Vec<Option<Vec<TimedWord>>> = segments
+        .iter()
+        .map(|s| {
+            (!s.words.is_empty()).then(|| {
+                s.words
+                    .iter()
+                    .map(|w| TimedWord {
+                        start_s: w.start,
+                        end_s: w.end,
+                        text: w.text.clone(),
+                    })
+                    .collect()
+            })
+        })
+        .collect();
     let rows: Vec<NewSegment<'_>> = segments
         .iter()
+        .zip(&words)
         .enumerate()
-        .map(|(i, s)| NewSegment {
+        .map(|(i, (s, words))| NewSegment {
             idx: i32::try_from(i).unwrap_or(i32::MAX),
             start_s: s.start,
             end_s: s.end.max(s.start),
@@ -285,6 +301,7 @@ async fn store(
             avg_logprob: Some(s.avg_logprob),
             no_speech_prob: Some(s.no_speech_prob),
             edited: false,
+            words: words.as_deref(),
         })
         .collect();
     insert_segments(&mut tx, id, &rows).await.map_err(db_error)?;

@@ -1,6 +1,6 @@
 //! Decoding one 30-s window: the prompt, logit filters (suppressed tokens, blank
-//! suppression, OpenAI's timestamp rules), greedy or sampled tokens, and the window's
-//! token sequence split into timed segments.
+//! suppression, OpenAI's timestamp rules), beam search, greedy or sampled tokens, and
+//! the window's token sequence split into timed segments.
 
 use super::model::Model;
 use super::ops::{log_softmax, logsumexp};
@@ -31,6 +31,40 @@ pub struct DecodeSetup {
     pub suppress: Vec<u32>,
     pub suppress_begin: Vec<u32>,
     pub sample_len: usize,
+    /// Beam search at temperature 0 (a size of 1 is greedy decoding).
+    pub beam: Beam,
+}
+
+/// Beam search as OpenAI's and faster-whisper's: `size` beams; the search ends once
+/// `round(size × patience)` sequences have finished; finished sequences are ranked by
+/// their log-probability over a length penalty (`None`: the length itself, else
+/// Google NMT's `((5 + length) / 6) ^ penalty`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Beam {
+    pub size: usize,
+    pub patience: f32,
+    pub length_penalty: Option<f32>,
+}
+
+impl Beam {
+    pub const GREEDY: Beam = Beam {
+        size: 1,
+        patience: 1.0,
+        length_penalty: None,
+    };
+
+    fn score(&self, sum_logprob: f32, length: usize) -> f32 {
+        let length = length as f32;
+        let penalty = match self.length_penalty {
+            None => length,
+            Some(p) => ((5.0 + length) / 6.0).powf(p),
+        };
+        if penalty > 0.0 {
+            sum_logprob / penalty
+        } else {
+            sum_logprob
+        }
+    }
 }
 
 /// The ids the timestamp rules need.
@@ -155,7 +189,28 @@ pub fn compression_ratio(text: &str) -> f32 {
     }
 }
 
-/// Decodes the current window (audio already set on `model`) at `temperature`.
+/// Masks what may not come next after `sampled`: suppressed tokens, a blank start,
+/// and the timestamp rules.
+fn filter(logits: &mut [f32], sampled: &[u32], setup: &DecodeSetup, ids: TimestampIds) {
+    let n_vocab = logits.len();
+    for &id in &setup.suppress {
+        if (id as usize) < n_vocab {
+            logits[id as usize] = f32::NEG_INFINITY;
+        }
+    }
+    if sampled.is_empty() {
+        for &id in &setup.suppress_begin {
+            if (id as usize) < n_vocab {
+                logits[id as usize] = f32::NEG_INFINITY;
+            }
+        }
+    }
+    apply_timestamp_rules(logits, sampled, ids);
+}
+
+/// Decodes the current window (audio already set on `model`) at `temperature`: beam
+/// search at 0 when `setup.beam` asks for several beams, else one greedy or sampled
+/// sequence.
 pub fn decode_window(
     model: &mut Model,
     tokens: &Tokens,
@@ -171,31 +226,45 @@ pub fn decode_window(
     }
     let sot_index = prefix.len();
     prefix.extend_from_slice(&setup.sot_sequence);
-    let rows = model.decode(&prefix, &[sot_index, prefix.len() - 1])?;
+    let mut rows = model.decode(&prefix, &[sot_index, prefix.len() - 1])?;
     let no_speech_prob = match tokens.no_speech {
         Some(ns) => log_softmax(&rows[0])[ns as usize].exp(),
         None => 0.0,
     };
-    let mut logits = rows[1].clone();
-    let mut sampled: Vec<u32> = Vec::new();
-    let mut sum_logprob = 0f32;
-    let n_vocab = logits.len();
+    let logits = rows.swap_remove(1);
     let room = model.dims.n_text_ctx.saturating_sub(prefix.len());
     let max_len = setup.sample_len.min(room);
+    let (sampled, sum_logprob) = if temperature <= 0.0 && setup.beam.size > 1 {
+        beam_search(model, tokens, setup, logits, max_len)?
+    } else {
+        sample_one(model, tokens, setup, logits, temperature, rng, max_len)?
+    };
+    let text = tokens.decode(&sampled).unwrap_or_default();
+    Ok(WindowResult {
+        avg_logprob: sum_logprob / (sampled.len() + 1) as f32,
+        no_speech_prob,
+        temperature,
+        compression_ratio: compression_ratio(&text),
+        text,
+        tokens: sampled,
+    })
+}
+
+/// One sequence, the likeliest token each step (temperature 0) or sampled; returns it
+/// and its summed log-probability (the end of text included).
+fn sample_one(
+    model: &mut Model,
+    tokens: &Tokens,
+    setup: &DecodeSetup,
+    mut logits: Vec<f32>,
+    temperature: f32,
+    rng: &mut Rng,
+    max_len: usize,
+) -> candle_core::Result<(Vec<u32>, f32)> {
+    let mut sampled: Vec<u32> = Vec::new();
+    let mut sum_logprob = 0f32;
     loop {
-        for &id in &setup.suppress {
-            if (id as usize) < n_vocab {
-                logits[id as usize] = f32::NEG_INFINITY;
-            }
-        }
-        if sampled.is_empty() {
-            for &id in &setup.suppress_begin {
-                if (id as usize) < n_vocab {
-                    logits[id as usize] = f32::NEG_INFINITY;
-                }
-            }
-        }
-        apply_timestamp_rules(&mut logits, &sampled, tokens.into());
+        filter(&mut logits, &sampled, setup, tokens.into());
         let next = if temperature > 0.0 {
             sample(&logits, temperature, rng)
         } else {
@@ -214,15 +283,113 @@ pub fn decode_window(
         sampled.push(next);
         logits = model.decode(&[next], &[0])?.swap_remove(0);
     }
-    let text = tokens.decode(&sampled).unwrap_or_default();
-    Ok(WindowResult {
-        avg_logprob: sum_logprob / (sampled.len() + 1) as f32,
-        no_speech_prob,
-        temperature,
-        compression_ratio: compression_ratio(&text),
-        text,
-        tokens: sampled,
-    })
+    Ok((sampled, sum_logprob))
+}
+
+/// The `k` largest finite values of `x` as `(index, value)`, largest first.
+fn top_k(x: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    for (i, &v) in x.iter().enumerate() {
+        if !v.is_finite() || (best.len() == k && v <= best[k - 1].1) {
+            continue;
+        }
+        let at = best.partition_point(|&(_, b)| b >= v);
+        best.insert(at, (i as u32, v));
+        best.truncate(k);
+    }
+    best
+}
+
+/// Beam search (OpenAI's `BeamSearchDecoder` with its `MaximumLikelihoodRanker`):
+/// each step every live beam offers its `size + 1` likeliest continuations; the best
+/// `size` that do not end the text live on, the ending ones finish (up to
+/// `round(size × patience)`). The beams run as one batch through the decoder, their
+/// caches reordered after each step.
+fn beam_search(
+    model: &mut Model,
+    tokens: &Tokens,
+    setup: &DecodeSetup,
+    first: Vec<f32>,
+    max_len: usize,
+) -> candle_core::Result<(Vec<u32>, f32)> {
+    let size = setup.beam.size;
+    let max_candidates = ((size as f32 * setup.beam.patience).round() as usize).max(1);
+    let ids: TimestampIds = tokens.into();
+    // Live beams (sequence, summed log-probability); the model's batch holds `size`
+    // rows once forked, the rows past `beams.len()` repeat the first and are ignored.
+    let mut beams: Vec<(Vec<u32>, f32)> = vec![(Vec::new(), 0.0)];
+    let mut rows: Vec<Vec<f32>> = vec![first];
+    let mut finished: Vec<(Vec<u32>, f32)> = Vec::new();
+    for step in 0..max_len.max(1) {
+        let mut candidates: Vec<(f32, usize, u32)> = Vec::with_capacity(beams.len() * (size + 1));
+        for (source, ((sequence, sum), row)) in beams.iter().zip(rows.iter_mut()).enumerate() {
+            filter(row, sequence, setup, ids);
+            let norm = logsumexp(row);
+            for (token, logit) in top_k(row, size + 1) {
+                candidates.push((sum + (logit - norm), source, token));
+            }
+        }
+        // Best first; ties keep the earlier beam and token, as a stable sort of
+        // OpenAI's insertion-ordered candidates does.
+        candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut next: Vec<(Vec<u32>, f32)> = Vec::with_capacity(size);
+        let mut sources: Vec<usize> = Vec::with_capacity(size);
+        let mut fed: Vec<u32> = Vec::with_capacity(size);
+        for (score, source, token) in candidates {
+            if token == tokens.eot {
+                if finished.len() < max_candidates {
+                    finished.push((beams[source].0.clone(), score));
+                }
+                continue;
+            }
+            let mut sequence = beams[source].0.clone();
+            sequence.push(token);
+            next.push((sequence, score));
+            sources.push(source);
+            fed.push(token);
+            if next.len() == size {
+                break;
+            }
+        }
+        let out_of_room = step + 1 >= max_len;
+        beams = next;
+        if finished.len() >= max_candidates || beams.is_empty() || out_of_room {
+            break;
+        }
+        while sources.len() < size {
+            sources.push(sources[0]);
+            fed.push(fed[0]);
+        }
+        if model.beam_count() == 1 {
+            // Every beam so far continues the one prompt: copy its cache.
+            model.fork(size)?;
+        } else {
+            model.reorder(&sources)?;
+        }
+        rows = model.decode_beams(&fed)?;
+        rows.truncate(beams.len());
+    }
+    // Too few finished: the live beams count as finished (without the end of text).
+    if finished.len() < size {
+        beams.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for beam in beams {
+            if finished.len() >= size {
+                break;
+            }
+            finished.push(beam);
+        }
+    }
+    let best = finished
+        .into_iter()
+        .map(|(sequence, sum)| {
+            let score = setup.beam.score(sum, sequence.len());
+            (sequence, sum, score)
+        })
+        .fold(None::<(Vec<u32>, f32, f32)>, |best, c| match best {
+            Some(b) if b.2 >= c.2 => Some(b),
+            _ => Some(c),
+        });
+    Ok(best.map(|(sequence, sum, _)| (sequence, sum)).unwrap_or_default())
 }
 
 /// One timed piece of a window: token ids and times relative to the window start.

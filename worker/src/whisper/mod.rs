@@ -1,6 +1,7 @@
 //! Whisper speech recognition on candle: model files in Hugging Face or CTranslate2
 //! format, 16 kHz WAV streamed through 30-s windows, OpenAI's decoding (timestamps,
-//! language detection, temperature fallback, no-speech detection, prompts).
+//! language detection, beam search, temperature fallback, no-speech detection, prompts,
+//! word timestamps).
 
 pub mod audio;
 pub mod ct2;
@@ -8,6 +9,7 @@ pub mod decode;
 pub mod mel;
 mod model;
 mod ops;
+pub mod timing;
 pub mod tokens;
 pub mod weights;
 
@@ -17,9 +19,10 @@ use std::path::{Path, PathBuf};
 use candle_core::DType;
 
 use self::audio::WavReader;
-use self::decode::{DecodeSetup, Rng, WindowResult};
+use self::decode::{Beam, DecodeSetup, Rng, WindowResult};
 use self::mel::{HOP, MelFrontEnd, N_FRAMES};
 use self::model::Model;
+pub use self::timing::Word;
 use self::tokens::Tokens;
 pub use self::weights::{Dims, ModelFormat};
 /// candle's device, for callers without a candle dependency of their own.
@@ -33,8 +36,8 @@ pub enum Task {
     Translate,
 }
 
-/// Decoding settings; the default is OpenAI's and faster-whisper's (greedy at
-/// temperature 0, without beam search).
+/// Decoding settings; the default is faster-whisper's (beam search of 5 at temperature
+/// 0, sampling above; no word timestamps).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodeOptions {
     /// Language code (`en`, `fr`…); `None` detects it on the first 30 s (multilingual
@@ -58,6 +61,15 @@ pub struct DecodeOptions {
     pub suppress_blank: bool,
     /// Tokens never sampled; `None` = the model's list (or OpenAI's non-speech symbols).
     pub suppress_tokens: Option<Vec<u32>>,
+    /// Beams at temperature 0 (1: greedy decoding).
+    pub beam_size: usize,
+    /// The search ends once `beam_size × patience` sequences have finished.
+    pub patience: f32,
+    /// `None`: rank finished sequences by log-probability over length; `Some(p)`:
+    /// over `((5 + length) / 6) ^ p`.
+    pub length_penalty: Option<f32>,
+    /// Time each word (an extra decoder pass per window).
+    pub word_timestamps: bool,
 }
 
 impl Default for DecodeOptions {
@@ -73,6 +85,10 @@ impl Default for DecodeOptions {
             condition_on_previous_text: true,
             suppress_blank: true,
             suppress_tokens: None,
+            beam_size: 5,
+            patience: 1.0,
+            length_penalty: None,
+            word_timestamps: false,
         }
     }
 }
@@ -89,6 +105,8 @@ pub struct Segment {
     pub compression_ratio: f32,
     /// Temperature the window was decoded at.
     pub temperature: f32,
+    /// With word timestamps: each word, within the segment's bounds.
+    pub words: Vec<Word>,
 }
 
 /// Reported after each window.
@@ -178,6 +196,9 @@ pub struct Whisper {
     mel: MelFrontEnd,
     suppress: Vec<u32>,
     suppress_begin: Vec<u32>,
+    /// Cross-attention heads that follow the spoken frame: the model's own list, else
+    /// OpenAI's default (every head of the second half of the decoder).
+    alignment_heads: Vec<(usize, usize)>,
 }
 
 impl std::fmt::Debug for Whisper {
@@ -227,6 +248,11 @@ impl Whisper {
                 ids
             }
         };
+        let alignment_heads = w.alignment_heads.clone().unwrap_or_else(|| {
+            (dims.n_text_layer / 2..dims.n_text_layer)
+                .flat_map(|layer| (0..dims.n_text_head).map(move |head| (layer, head)))
+                .collect()
+        });
         let info = ModelInfo {
             name: dir
                 .file_name()
@@ -254,6 +280,7 @@ impl Whisper {
             tokens,
             suppress,
             suppress_begin,
+            alignment_heads,
         })
     }
 
@@ -341,7 +368,13 @@ impl Whisper {
             suppress,
             suppress_begin,
             sample_len: self.info.dims.n_text_ctx / 2,
+            beam: Beam {
+                size: opts.beam_size.max(1),
+                patience: if opts.patience > 0.0 { opts.patience } else { 1.0 },
+                length_penalty: opts.length_penalty,
+            },
         };
+        let mut last_speech = 0f64;
         let mut rng = Rng::new(0);
         let mut segments: Vec<Segment> = Vec::new();
         let mut seek = 0usize;
@@ -369,18 +402,56 @@ impl Whisper {
                 size
             } else {
                 let (pieces, advance) = decode::split_segments(&result.tokens, tokens.timestamp_begin, size);
-                for piece in pieces {
+                let mut bounds: Vec<(usize, f64, f64)> = pieces
+                    .iter()
+                    .map(|p| {
+                        let count = p.tokens.iter().filter(|&&t| t < tokens.eot).count();
+                        (count, offset + p.start, offset + p.end)
+                    })
+                    .collect();
+                let mut words: Vec<Vec<Word>> = vec![Vec::new(); pieces.len()];
+                if opts.word_timestamps {
+                    let text_tokens: Vec<u32> = pieces
+                        .iter()
+                        .flat_map(|p| p.tokens.iter().copied().filter(|&t| t < tokens.eot))
+                        .collect();
+                    let alignment = timing::align(
+                        &mut self.model,
+                        tokens,
+                        &setup.sot_sequence,
+                        &text_tokens,
+                        size,
+                        &self.alignment_heads,
+                        &language,
+                    )?;
+                    words = timing::place(&alignment, &mut bounds, offset, &mut last_speech);
+                }
+                for ((piece, (_, piece_start, piece_end)), piece_words) in pieces.into_iter().zip(bounds).zip(words) {
                     all_tokens.extend_from_slice(&piece.tokens);
                     let text = tokens.decode(&piece.tokens).unwrap_or_default().trim().to_owned();
                     // Punctuation alone is what a decoder makes of noise, and a segment
                     // that starts where the audio has ended was heard in the padding:
                     // neither is speech.
-                    if !text.chars().any(char::is_alphanumeric) || offset + piece.start >= duration {
+                    if !text.chars().any(char::is_alphanumeric) || piece_start >= duration {
                         continue;
                     }
-                    let start = (offset + piece.start).max(last_end).min(duration);
-                    let end = (offset + piece.end).min(duration).max(start);
+                    let start = piece_start.max(last_end).min(duration);
+                    let end = piece_end.min(duration).max(start);
                     last_end = end;
+                    // Words stay inside their segment, in order.
+                    let mut floor = start;
+                    let words = piece_words
+                        .into_iter()
+                        .map(|w| {
+                            let word_start = w.start.clamp(floor, end);
+                            floor = w.end.clamp(word_start, end);
+                            Word {
+                                start: word_start,
+                                end: floor,
+                                text: w.text,
+                            }
+                        })
+                        .collect();
                     segments.push(Segment {
                         start,
                         end,
@@ -389,6 +460,7 @@ impl Whisper {
                         no_speech_prob: result.no_speech_prob,
                         compression_ratio: result.compression_ratio,
                         temperature: result.temperature,
+                        words,
                     });
                 }
                 if !opts.condition_on_previous_text || result.temperature > 0.5 {

@@ -53,8 +53,6 @@ struct Attention {
     v: Linear,
     out: Linear,
     heads: usize,
-    /// Self-attention cache `[1, heads, t, head_dim]` (decoder only).
-    cache: Option<(Tensor, Tensor)>,
 }
 
 impl Attention {
@@ -69,11 +67,10 @@ impl Attention {
             v: w.linear(&format!("{prefix}.v_proj"))?,
             out: w.linear(&format!("{prefix}.out_proj"))?,
             heads,
-            cache: None,
         })
     }
 
-    /// `[1, t, d]` → `[1, heads, t, head_dim]`.
+    /// `[b, t, d]` → `[b, heads, t, head_dim]`.
     fn split(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         x.reshape((b, t, self.heads, d / self.heads))?
@@ -81,9 +78,21 @@ impl Attention {
             .contiguous()
     }
 
-    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    /// Attention of `q` over `k`/`v`; `scores` receives the scaled `q·k` before the
+    /// softmax (the word aligner reads the cross-attention's).
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        scores: Option<&mut Option<Tensor>>,
+    ) -> Result<Tensor> {
         let (b, _, t, dh) = q.dims4()?;
         let mut w = q.matmul(&k.t()?)?;
+        if let Some(scores) = scores {
+            *scores = Some(w.clone());
+        }
         if let Some(mask) = mask {
             w = w.broadcast_add(mask)?;
         }
@@ -93,40 +102,41 @@ impl Attention {
         self.out.forward(&o)
     }
 
-    /// Full self-attention (encoder), a block of queries at a time: the score matrix of
-    /// all 1500 frames at once is tens of MB, which the allocator would map and zero
-    /// afresh for every layer; blocks of at most `ATTENTION_BLOCK` scores are reused.
+    /// Full self-attention (encoder). On the CPU a block of queries at a time: the
+    /// score matrix of all 1500 frames at once is tens of MB, which the allocator would
+    /// map and zero afresh for every layer; blocks of at most `ATTENTION_BLOCK` scores
+    /// are reused. A GPU takes it whole (blocks would only multiply kernel launches).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let q = self.split(&self.q.forward(x)?)?;
         let k = self.split(&self.k.forward(x)?)?;
         let v = self.split(&self.v.forward(x)?)?;
         let (_, heads, t, _) = q.dims4()?;
         let rows = (ATTENTION_BLOCK / (heads * t)).max(1);
-        if rows >= t {
-            return self.attend(&q, &k, &v, None);
+        if rows >= t || !x.device().is_cpu() {
+            return self.attend(&q, &k, &v, None, None);
         }
         let mut outs = Vec::with_capacity(t.div_ceil(rows));
         let mut start = 0;
         while start < t {
             let n = rows.min(t - start);
-            outs.push(self.attend(&q.narrow(2, start, n)?, &k, &v, None)?);
+            outs.push(self.attend(&q.narrow(2, start, n)?, &k, &v, None, None)?);
             start += n;
         }
         Tensor::cat(&outs, 1)
     }
 
-    /// Causal self-attention over the cache plus `x` (decoder).
-    fn forward_cached(&mut self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    /// Causal self-attention (decoder): `x`'s keys and values are written into `cache`
+    /// at `offset`, and its queries attend to everything cached up to them.
+    fn forward_cached(&self, x: &Tensor, cache: &SelfCache, offset: usize, mask: Option<&Tensor>) -> Result<Tensor> {
         let q = self.split(&self.q.forward(x)?)?;
-        let mut k = self.split(&self.k.forward(x)?)?;
-        let mut v = self.split(&self.v.forward(x)?)?;
-        if let Some((ck, cv)) = &self.cache {
-            k = Tensor::cat(&[ck, &k], 2)?;
-            v = Tensor::cat(&[cv, &v], 2)?;
-        }
-        let out = self.attend(&q, &k, &v, mask)?;
-        self.cache = Some((k, v));
-        Ok(out)
+        let k = self.split(&self.k.forward(x)?)?;
+        let v = self.split(&self.v.forward(x)?)?;
+        let t = q.dim(2)?;
+        cache.k.slice_set(&k, 2, offset)?;
+        cache.v.slice_set(&v, 2, offset)?;
+        let k = cache.k.narrow(2, 0, offset + t)?;
+        let v = cache.v.narrow(2, 0, offset + t)?;
+        self.attend(&q, &k, &v, mask, None)
     }
 
     /// Keys and values of the audio features for cross-attention.
@@ -137,9 +147,41 @@ impl Attention {
         ))
     }
 
-    fn forward_cross(&self, x: &Tensor, kv: &(Tensor, Tensor)) -> Result<Tensor> {
-        let q = self.split(&self.q.forward(x)?)?;
-        self.attend(&q, &kv.0, &kv.1, None)
+    /// Cross-attention of `[b, t, d]` queries over one window's audio: every beam
+    /// attends to the same audio, so the beams' queries are rows of one batch (the
+    /// audio's keys and values are never copied per beam).
+    fn forward_cross(&self, x: &Tensor, kv: &(Tensor, Tensor), scores: Option<&mut Option<Tensor>>) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let q = self.q.forward(x)?.reshape((1, b * t, d))?;
+        let q = self.split(&q)?;
+        self.attend(&q, &kv.0, &kv.1, None, scores)?.reshape((b, t, d))
+    }
+}
+
+/// A decoder layer's self-attention keys and values, `[beams, heads, n_text_ctx,
+/// head_dim]`, allocated once and written in place token by token (a `cat` per token
+/// would copy the whole cache of every layer each time).
+struct SelfCache {
+    k: Tensor,
+    v: Tensor,
+}
+
+impl SelfCache {
+    fn new(beams: usize, dims: &Dims, dtype: DType, device: &Device) -> Result<SelfCache> {
+        let shape = (
+            beams,
+            dims.n_text_head,
+            dims.n_text_ctx,
+            dims.n_text_state / dims.n_text_head,
+        );
+        Ok(SelfCache {
+            k: Tensor::zeros(shape, dtype, device)?,
+            v: Tensor::zeros(shape, dtype, device)?,
+        })
+    }
+
+    fn beams(&self) -> usize {
+        self.k.dims().first().copied().unwrap_or(0)
     }
 }
 
@@ -186,7 +228,13 @@ pub struct Model {
     dec_ln: LayerNorm,
     /// Cross-attention K/V of the current window, one pair per decoder layer.
     cross_kv: Vec<(Tensor, Tensor)>,
-    /// Tokens already in the self-attention cache.
+    /// One beam's self-attention cache per decoder layer (the prompt, greedy decoding).
+    single: Vec<SelfCache>,
+    /// Several beams' caches per decoder layer (beam search), made on first use.
+    beams: Vec<SelfCache>,
+    /// Whether `beams` is in use (after [`Model::fork`]) rather than `single`.
+    forked: bool,
+    /// Tokens already in the self-attention cache (per beam).
     offset: usize,
 }
 
@@ -236,6 +284,9 @@ impl Model {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let single = (0..dims.n_text_layer)
+            .map(|_| SelfCache::new(1, &dims, dtype, device))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Model {
             dims,
             dtype,
@@ -250,6 +301,9 @@ impl Model {
             dec_layers,
             dec_ln: w.layer_norm("decoder.layer_norm")?,
             cross_kv: Vec::new(),
+            single,
+            beams: Vec::new(),
+            forked: false,
             offset: 0,
         })
     }
@@ -277,12 +331,10 @@ impl Model {
         Ok(())
     }
 
-    /// Forgets the decoded tokens (keeps the audio).
+    /// Forgets the decoded tokens (keeps the audio); back to one beam.
     pub fn reset(&mut self) {
         self.offset = 0;
-        for l in &mut self.dec_layers {
-            l.attn.cache = None;
-        }
+        self.forked = false;
     }
 
     /// Tokens decoded so far in this window.
@@ -290,19 +342,29 @@ impl Model {
         self.offset
     }
 
-    /// Runs `tokens` through the decoder after those already cached and returns the
-    /// logits (f32, on the CPU) at the positions `want` (indices into `tokens`).
-    pub fn decode(&mut self, tokens: &[u32], want: &[usize]) -> Result<Vec<Vec<f32>>> {
-        let t = tokens.len();
+    /// Beams being decoded (1 until [`Model::fork`]).
+    pub fn beam_count(&self) -> usize {
+        if self.forked {
+            self.beams.first().map_or(1, SelfCache::beams)
+        } else {
+            1
+        }
+    }
+
+    /// Runs `ids` (`[beams, t]`) through the decoder after the cached tokens; returns
+    /// the final hidden states `[beams, t, d]` (before the last layer norm). With
+    /// `scores`, the cross-attention scores `[1, heads, beams·t, frames]` of each
+    /// layer listed there are kept in its slot.
+    fn forward(&mut self, ids: &Tensor, mut scores: Option<&mut [(usize, Option<Tensor>)]>) -> Result<Tensor> {
+        let (_, t) = ids.dims2()?;
         if self.offset + t > self.dims.n_text_ctx {
             return Err(candle_core::Error::Msg("decoder context is full".into()));
         }
-        let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
         let mut x = self
             .tok_emb
-            .embedding(&ids.squeeze(0)?)?
-            .unsqueeze(0)?
-            .broadcast_add(&self.dec_pos.narrow(0, self.offset, t)?)?;
+            .embedding(&ids.flatten_all()?)?
+            .reshape((ids.dim(0)?, t, self.dims.n_text_state))?
+            .broadcast_add(&self.dec_pos.narrow(0, self.offset, t)?.unsqueeze(0)?)?;
         let mask = if t > 1 {
             let offset = self.offset;
             let total = offset + t;
@@ -313,16 +375,131 @@ impl Model {
         } else {
             None
         };
-        for (layer, kv) in self.dec_layers.iter_mut().zip(&self.cross_kv) {
-            x = (&x + layer.attn.forward_cached(&layer.attn_ln.forward(&x)?, mask.as_ref())?)?;
-            x = (&x + layer.cross.forward_cross(&layer.cross_ln.forward(&x)?, kv)?)?;
+        let caches = if self.forked { &self.beams } else { &self.single };
+        for (i, ((layer, kv), cache)) in self.dec_layers.iter().zip(&self.cross_kv).zip(caches).enumerate() {
+            x = (&x
+                + layer
+                    .attn
+                    .forward_cached(&layer.attn_ln.forward(&x)?, cache, self.offset, mask.as_ref())?)?;
+            let slot = scores
+                .as_deref_mut()
+                .and_then(|s| s.iter_mut().find(|(layer, _)| *layer == i))
+                .map(|(_, slot)| slot);
+            x = (&x + layer.cross.forward_cross(&layer.cross_ln.forward(&x)?, kv, slot)?)?;
             x = (&x + layer.mlp.forward(&layer.mlp_ln.forward(&x)?)?)?;
         }
         self.offset += t;
-        let rows: Vec<Tensor> = want.iter().map(|&i| x.narrow(1, i, 1)).collect::<Result<_>>()?;
-        let x = Tensor::cat(&rows, 1)?.squeeze(0)?; // [n, d]
-        let x = self.dec_ln.forward(&x)?;
+        Ok(x)
+    }
+
+    /// Logits (f32, on the CPU) of hidden states `[n, d]`, one row each.
+    fn logits(&self, x: &Tensor) -> Result<Vec<Vec<f32>>> {
+        let x = self.dec_ln.forward(x)?;
         let logits = x.matmul(&self.tok_emb.t()?)?.to_dtype(DType::F32)?;
         logits.to_device(&Device::Cpu)?.to_vec2::<f32>()
+    }
+
+    /// Runs `tokens` through the decoder (one beam) after those already cached and
+    /// returns the logits (f32, on the CPU) at the positions `want` (indices into `tokens`).
+    pub fn decode(&mut self, tokens: &[u32], want: &[usize]) -> Result<Vec<Vec<f32>>> {
+        if self.forked {
+            return Err(candle_core::Error::Msg(
+                "decode runs one beam; this window is forked".into(),
+            ));
+        }
+        let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+        let x = self.forward(&ids, None)?;
+        let rows: Vec<Tensor> = want.iter().map(|&i| x.narrow(1, i, 1)).collect::<Result<_>>()?;
+        let x = Tensor::cat(&rows, 1)?.squeeze(0)?; // [n, d]
+        self.logits(&x)
+    }
+
+    /// Copies the one beam decoded so far into `beams` beams.
+    pub fn fork(&mut self, beams: usize) -> Result<()> {
+        if self.forked || beams == 0 {
+            return Err(candle_core::Error::Msg(
+                "fork needs one beam and asks for at least one".into(),
+            ));
+        }
+        if self.beams.first().map(SelfCache::beams) != Some(beams) {
+            self.beams = (0..self.dims.n_text_layer)
+                .map(|_| SelfCache::new(beams, &self.dims, self.dtype, &self.device))
+                .collect::<Result<Vec<_>>>()?;
+        }
+        if self.offset > 0 {
+            for (one, many) in self.single.iter().zip(&self.beams) {
+                for (from, to) in [(&one.k, &many.k), (&one.v, &many.v)] {
+                    let filled = from.narrow(2, 0, self.offset)?.repeat((beams, 1, 1, 1))?;
+                    to.slice_set(&filled, 2, 0)?;
+                }
+            }
+        }
+        self.forked = true;
+        Ok(())
+    }
+
+    /// After a beam-search step: beam `i` continues beam `sources[i]`.
+    pub fn reorder(&mut self, sources: &[usize]) -> Result<()> {
+        if !self.forked || sources.len() != self.beam_count() {
+            return Err(candle_core::Error::Msg("reorder needs one source per beam".into()));
+        }
+        if self.offset == 0 || sources.iter().enumerate().all(|(i, &s)| i == s) {
+            return Ok(());
+        }
+        let index: Vec<u32> = sources.iter().map(|&s| s as u32).collect();
+        let index = Tensor::new(index.as_slice(), &self.device)?;
+        for cache in &self.beams {
+            for buffer in [&cache.k, &cache.v] {
+                let kept = buffer.narrow(2, 0, self.offset)?.contiguous()?.index_select(&index, 0)?;
+                buffer.slice_set(&kept, 2, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One token per beam through the decoder; the next logits of each beam.
+    pub fn decode_beams(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+        if tokens.len() != self.beam_count() {
+            return Err(candle_core::Error::Msg("one token per beam".into()));
+        }
+        let ids = Tensor::new(tokens, &self.device)?.unsqueeze(1)?;
+        let x = self.forward(&ids, None)?.squeeze(1)?; // [beams, d]
+        self.logits(&x)
+    }
+
+    /// Cross-attention scores of `tokens` (decoded afresh, one beam, from the start of
+    /// the window) at the alignment heads `(layer, head)`: `[heads][token][frame]`,
+    /// f32. Clears the decoder cache.
+    pub fn alignment_scores(&mut self, tokens: &[u32], heads: &[(usize, usize)]) -> Result<Vec<Vec<Vec<f32>>>> {
+        self.reset();
+        let mut layers: Vec<(usize, Option<Tensor>)> = Vec::new();
+        for &(layer, _) in heads {
+            if !layers.iter().any(|(l, _)| *l == layer) {
+                layers.push((layer, None));
+            }
+        }
+        let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+        let result = self.forward(&ids, Some(&mut layers));
+        self.reset();
+        result?;
+        heads
+            .iter()
+            .map(|&(layer, head)| {
+                let scores = layers
+                    .iter()
+                    .find(|(l, _)| *l == layer)
+                    .and_then(|(_, s)| s.as_ref())
+                    .ok_or_else(|| candle_core::Error::Msg(format!("no decoder layer {layer}")))?;
+                if head >= scores.dim(1)? {
+                    return Err(candle_core::Error::Msg(format!("no head {head} in layer {layer}")));
+                }
+                scores
+                    .get(0)?
+                    .get(head)?
+                    .to_dtype(DType::F32)?
+                    .to_device(&Device::Cpu)?
+                    .to_vec2::<f32>()
+            })
+            .collect()
     }
 }

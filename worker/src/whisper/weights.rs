@@ -44,6 +44,8 @@ pub struct Weights {
     pub suppress_ids: Option<Vec<u32>>,
     pub suppress_ids_begin: Option<Vec<u32>>,
     pub lang_ids: Option<Vec<u32>>,
+    /// Cross-attention heads `(layer, head)` that follow the spoken frame (word timings).
+    pub alignment_heads: Option<Vec<(usize, usize)>>,
 }
 
 /// Why model files cannot be used.
@@ -67,6 +69,18 @@ fn read_json(path: &Path) -> Result<serde_json::Value, WeightsError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| WeightsError(format!("cannot read {}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| WeightsError(format!("{} is not valid JSON: {e}", path.display())))
+}
+
+/// `[[layer, head], …]`.
+fn heads(v: &serde_json::Value) -> Option<Vec<(usize, usize)>> {
+    v.get("alignment_heads")?
+        .as_array()?
+        .iter()
+        .map(|pair| match pair.as_array()?.as_slice() {
+            [layer, head] => Some((layer.as_u64()? as usize, head.as_u64()? as usize)),
+            _ => None,
+        })
+        .collect()
 }
 
 fn ids(v: &serde_json::Value, key: &str) -> Option<Vec<u32>> {
@@ -168,6 +182,7 @@ fn load_hf(dir: &Path) -> Result<Weights, WeightsError> {
             .and_then(|g| g.get("lang_to_id"))
             .and_then(|m| m.as_object())
             .map(|m| m.values().filter_map(|v| v.as_u64().map(|n| n as u32)).collect()),
+        alignment_heads: g.and_then(heads).or_else(|| heads(&config)),
     };
     check(&weights)?;
     Ok(weights)
@@ -190,6 +205,7 @@ fn load_ct2(dir: &Path) -> Result<Weights, WeightsError> {
         suppress_ids: ids(&config, "suppress_ids"),
         suppress_ids_begin: ids(&config, "suppress_ids_begin"),
         lang_ids: ids(&config, "lang_ids"),
+        alignment_heads: heads(&config),
     };
     check(&weights)?;
     Ok(weights)
@@ -358,6 +374,17 @@ fn check(w: &Weights) -> Result<(), WeightsError> {
     if !d.n_audio_state.is_multiple_of(d.n_audio_head.max(1)) || !d.n_text_state.is_multiple_of(d.n_text_head.max(1)) {
         return Err(WeightsError("head count does not divide the model width".into()));
     }
+    if let Some(&(layer, head)) = w
+        .alignment_heads
+        .iter()
+        .flatten()
+        .find(|&&(layer, head)| layer >= d.n_text_layer || head >= d.n_text_head)
+    {
+        return Err(WeightsError(format!(
+            "alignment head ({layer}, {head}) is outside the decoder's {} layers of {} heads",
+            d.n_text_layer, d.n_text_head
+        )));
+    }
     let mut want: Vec<(String, Vec<usize>)> = vec![
         ("encoder.conv1.weight".into(), vec![d.n_audio_state, d.n_mels, 3]),
         ("encoder.conv2.weight".into(), vec![d.n_audio_state, d.n_audio_state, 3]),
@@ -437,6 +464,7 @@ pub fn save_hf(weights: &Weights, dir: &Path) -> Result<(), WeightsError> {
         "tie_word_embeddings": true,
         "suppress_tokens": weights.suppress_ids,
         "begin_suppress_tokens": weights.suppress_ids_begin,
+        "alignment_heads": weights.alignment_heads.as_ref().map(|h| h.iter().map(|&(l, h)| [l, h]).collect::<Vec<_>>()),
     });
     std::fs::write(dir.join("config.json"), config.to_string())
         .map_err(|e| WeightsError(format!("cannot write config.json: {e}")))

@@ -93,26 +93,34 @@ async function liveJob(id) {
   }
 }
 
-// A transcript beside a player: a click (or Enter) on a segment seeks to its start;
-// the segment being played is marked. A link's #t=seconds starts the clip there.
+// A transcript beside a player: a click (or Enter) on a segment seeks to its start, a
+// click on a timed word to the word; the segment being played is marked, and within it
+// the word being spoken. A link's #t=seconds starts the clip there.
 function segments() {
   const video = document.querySelector("video[data-clip]");
   if (!video) return;
   const items = Array.from(document.querySelectorAll("[data-start]"));
+  const seekTo = (seconds) => {
+    video.currentTime = seconds;
+    video.play().catch(() => {});
+  };
   for (const item of items) {
-    const seek = () => {
-      video.currentTime = Number(item.dataset.start);
-      video.play().catch(() => {});
-    };
-    item.addEventListener("click", seek);
-    item.addEventListener("keydown", (event) => { if (event.key === "Enter") seek(); });
+    item.addEventListener("click", (event) => {
+      const word = event.target.closest("[data-word-start]");
+      seekTo(Number(word ? word.dataset.wordStart : item.dataset.start));
+    });
+    item.addEventListener("keydown", (event) => { if (event.key === "Enter") seekTo(Number(item.dataset.start)); });
   }
+  const words = Array.from(document.querySelectorAll("[data-word-start]"));
   video.addEventListener("timeupdate", () => {
     const t = video.currentTime;
     for (const item of items) {
       const on = t >= Number(item.dataset.start) && t < Number(item.dataset.end);
       item.classList.toggle("current", on);
       if (on) item.setAttribute("aria-current", "true"); else item.removeAttribute("aria-current");
+    }
+    for (const word of words) {
+      word.classList.toggle("spoken", t >= Number(word.dataset.wordStart) && t < Number(word.dataset.wordEnd));
     }
   });
   const start = /^#t=([0-9.]+)$/.exec(window.location.hash);

@@ -240,13 +240,24 @@ pub(super) async fn first_transcript(api: &Api, signed: &Signed, of: &str, id: &
     Some(api.get(signed.api(), &format!("/transcripts/{transcript}")).await.body)
 }
 
-/// A transcript's segments; each seeks the clip's player to its start.
+/// A transcript's segments; each seeks the clip's player to its start. Timed words are
+/// their own elements: the one being spoken is marked, a click seeks to it.
 pub(super) fn segments(transcript: &Value) -> Markup {
     html! {
         ol.segments {
             @for s in transcript["segments"].as_array().into_iter().flatten() {
                 li data-start=(s["start"].as_f64().unwrap_or(0.0)) data-end=(s["end"].as_f64().unwrap_or(0.0)) tabindex="0" {
-                    small { (format!("{:.1} s", s["start"].as_f64().unwrap_or(0.0))) } " " (text(&s["text"]))
+                    small { (format!("{:.1} s", s["start"].as_f64().unwrap_or(0.0))) } " "
+                    @match s["words"].as_array().filter(|w| !w.is_empty()) {
+                        Some(words) => {
+                            @for w in words {
+                                // Each word as written, with its leading space.
+                                span.word data-word-start=(w["start_s"].as_f64().unwrap_or(0.0))
+                                    data-word-end=(w["end_s"].as_f64().unwrap_or(0.0)) { (text(&w["text"])) }
+                            }
+                        }
+                        None => (text(&s["text"])),
+                    }
                 }
             }
         }
