@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 use rushes_tests::speech::{self, edit_distance, normalise};
 use rushes_worker::whisper::audio::write_wav_pcm16;
-use rushes_worker::whisper::{DecodeOptions, ModelFormat, Transcription, Whisper, WhisperError, ct2, weights};
+use rushes_worker::whisper::{
+    DecodeOptions, ModelFormat, Transcription, VadOptions, Whisper, WhisperError, ct2, weights,
+};
 
 fn model_dir(name: &str) -> PathBuf {
     let dir = speech::model_dir().unwrap().join(name);
@@ -134,6 +136,15 @@ fn corpus_wer(whisper: &mut Whisper, opts: &DecodeOptions, tag: &str) -> (f64, V
     (errors as f64 / words as f64, all)
 }
 
+/// Greedy decoding: the word error rates below are the same with a beam of 5, which has
+/// its own test (`beam_search_finds_faster_whisper_s_text`); greedy costs a fifth.
+fn greedy() -> DecodeOptions {
+    DecodeOptions {
+        beam_size: 1,
+        ..DecodeOptions::default()
+    }
+}
+
 // Word error rates on these 11 clips (96 reference words), faster-whisper 1.x with the
 // same CTranslate2 models, CPU, language "en":
 //   tiny.en float32: 0.052 (5/96) greedy and beam 5; int8: 0.062 (6/96)
@@ -161,7 +172,7 @@ fn tiny_en_recognises_real_speech() {
         info.parameters
     );
     assert_eq!(info.weight_bytes, info.parameters * 4);
-    let (wer, all) = corpus_wer(&mut w, &DecodeOptions::default(), "tiny");
+    let (wer, all) = corpus_wer(&mut w, &greedy(), "tiny");
     println!("tiny.en WER {wer:.3}");
     assert!(
         wer <= TINY_EN_MAX_WER,
@@ -185,7 +196,7 @@ fn base_detects_english_and_recognises_real_speech() {
     let mut w = Whisper::load(&model_dir("base"), &Device::Cpu).unwrap();
     assert!(w.info().multilingual);
     assert_eq!(w.info().dims.n_vocab, 51865);
-    let (wer, all) = corpus_wer(&mut w, &DecodeOptions::default(), "base");
+    let (wer, all) = corpus_wer(&mut w, &greedy(), "base");
     println!("base WER {wer:.3}");
     assert!(wer <= BASE_MAX_WER, "base WER {wer:.3} above {BASE_MAX_WER:.3}");
     let librivox = &all[0];
@@ -458,7 +469,7 @@ fn a_long_file_crosses_windows_without_loss_or_repetition() {
     let mut reports = Vec::new();
     let mut streamed = Vec::new();
     let t = w
-        .transcribe(&wav, &DecodeOptions::default(), &mut |p| {
+        .transcribe(&wav, &greedy(), &mut |p| {
             reports.push((p.seconds_done, p.duration));
             streamed.extend(p.new_segments.iter().cloned());
             ControlFlow::Continue(())
@@ -505,14 +516,28 @@ fn a_long_file_crosses_windows_without_loss_or_repetition() {
     }
 }
 
+/// Decoding with voice activity detection, as the worker does.
+fn with_vad() -> DecodeOptions {
+    DecodeOptions {
+        vad: Some(VadOptions::default()),
+        ..DecodeOptions::default()
+    }
+}
+
 #[test]
 fn silence_and_noise_yield_no_words() {
     let scratch = Scratch::new("quiet");
     let mut w = Whisper::load(&model_dir("tiny.en"), &Device::Cpu).unwrap();
     let silence = scratch.path("silence.wav");
     write_wav_pcm16(&silence, &pause(12.0)).unwrap();
-    let t = transcribe(&mut w, &silence, &DecodeOptions::default());
+    let t = transcribe(&mut w, &silence, &with_vad());
     assert!(t.segments.is_empty(), "silence: {:?}", t.segments);
+    assert_eq!(t.duration, 12.0);
+    // Without it, a beam of 5 hears "You" in digital silence — as faster-whisper 1.2
+    // does with the same model and beam (no-speech probability 0.94, mean log-probability
+    // −0.83, above the −1 that would discard it): what the voice-activity pass is for.
+    let unguarded = transcribe(&mut w, &silence, &DecodeOptions::default());
+    assert!(text(&unguarded).len() < 10, "{:?}", unguarded.segments);
 
     // White noise from a fixed generator.
     let mut state = 0x2545_F491_4F6C_DD1Du64;
@@ -526,8 +551,98 @@ fn silence_and_noise_yield_no_words() {
         .collect();
     let noisy = scratch.path("noise.wav");
     write_wav_pcm16(&noisy, &noise).unwrap();
-    let t = transcribe(&mut w, &noisy, &DecodeOptions::default());
+    let t = transcribe(&mut w, &noisy, &with_vad());
     assert!(t.segments.is_empty(), "noise: {:?}", t.segments);
+}
+
+#[test]
+fn a_mostly_silent_take_decodes_only_its_speech() {
+    // Five clips, each after 12 s of silence (with a little room tone): about 80 % of
+    // the take is silence.
+    let scratch = Scratch::new("sparse");
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut hiss = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.002
+            })
+            .collect()
+    };
+    let mut samples = Vec::new();
+    let mut spans = Vec::new();
+    let mut reference = String::new();
+    let clips = clips();
+    for name in [
+        "sense_and_sensibility_01_austen_64kb-0930",
+        "cards/003",
+        "sense_and_sensibility_01_austen_64kb-0880",
+        "cards/001",
+        "sense_and_sensibility_01_austen_64kb-0890",
+    ] {
+        let (_, clip, text) = clips.iter().find(|c| c.0 == name).unwrap();
+        samples.extend(hiss(12 * 16000));
+        let start = samples.len() as f64 / 16000.0;
+        samples.extend(clip);
+        spans.push((start, samples.len() as f64 / 16000.0));
+        reference.push_str(text);
+        reference.push(' ');
+    }
+    samples.extend(hiss(12 * 16000));
+    let duration = samples.len() as f64 / 16000.0;
+    let wav = scratch.path("sparse.wav");
+    write_wav_pcm16(&wav, &samples).unwrap();
+    let mut w = Whisper::load(&model_dir("tiny.en"), &Device::Cpu).unwrap();
+    let mut windows = 0;
+    let t = w
+        .transcribe(
+            &wav,
+            &DecodeOptions {
+                word_timestamps: true,
+                ..with_vad()
+            },
+            &mut |_| {
+                windows += 1;
+                ControlFlow::Continue(())
+            },
+        )
+        .unwrap();
+    for s in &t.segments {
+        println!("{:7.2} {:7.2} {}", s.start, s.end, s.text);
+    }
+    assert!(
+        (t.duration - duration).abs() < 1e-9,
+        "the file's duration, not the speech's"
+    );
+    // The speech (about 22 s) fits one or two 30-s windows of the 98-s take.
+    assert!(
+        windows <= 2,
+        "{windows} windows decoded for {duration:.0} s with little speech"
+    );
+    let (r, h) = (normalise(&reference), normalise(&text(&t)));
+    let errors = edit_distance(&r, &h);
+    assert!(errors <= 4, "{errors} errors in {} words: {h:?}", r.len());
+    // Times are the file's: every clip's words are within it, none in the silences.
+    let words: Vec<&rushes_worker::whisper::Word> = t.segments.iter().flat_map(|s| &s.words).collect();
+    for &(start, _) in &spans {
+        assert!(
+            words.iter().any(|w| (w.start - start).abs() < 1.0),
+            "no word where the clip at {start:.2} s starts: {words:?}"
+        );
+    }
+    for w in &words {
+        assert!(
+            spans
+                .iter()
+                .any(|&(start, end)| start - 0.5 <= w.start && w.end <= end + 0.5),
+            "{w:?} is in a silence ({spans:?})"
+        );
+    }
+    for s in &t.segments {
+        assert!(0.0 <= s.start && s.start <= s.end && s.end <= duration, "{s:?}");
+    }
 }
 
 #[test]

@@ -112,6 +112,10 @@ pub struct TranscribeConfig {
     /// Time each word (segments carry `words`; one more decoder pass per 30 s).
     #[arg(long, env = "RUSHES_WHISPER_WORD_TIMESTAMPS", default_value_t = true, action = clap::ArgAction::Set)]
     pub whisper_word_timestamps: bool,
+    /// Decode only what a voice-activity pass finds to be speech (silence and room tone
+    /// cost little, and nothing is invented in them).
+    #[arg(long, env = "RUSHES_WHISPER_VAD", default_value_t = true, action = clap::ArgAction::Set)]
+    pub whisper_vad: bool,
 }
 
 /// The SMTP server mails go through.

@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use crate::config::TranscribeConfig;
 use crate::gpu::{self, GpuInfo};
 use crate::metrics::WorkerMetrics;
-use crate::whisper::{DecodeOptions, Whisper};
+use crate::whisper::{DecodeOptions, VadOptions, Whisper};
 
 /// Why a model cannot be used here.
 #[derive(Debug, thiserror::Error)]
@@ -36,9 +36,10 @@ pub enum ModelError {
 pub struct Transcriber {
     model_dir: PathBuf,
     default_model: String,
-    /// Beam size and word timestamps, from the configuration.
+    /// Beam size, word timestamps and voice activity detection, from the configuration.
     beam_size: usize,
     word_timestamps: bool,
+    vad: bool,
     gpus: Vec<GpuInfo>,
     slots: Mutex<Vec<Slot>>,
     /// The model asked for now (the setting, else `default_model`).
@@ -101,6 +102,7 @@ impl Transcriber {
             default_model: config.whisper_model.clone(),
             beam_size: usize::from(config.whisper_beam_size.max(1)),
             word_timestamps: config.whisper_word_timestamps,
+            vad: config.whisper_vad,
             gpus,
             slots: Mutex::new(slots),
             current: Mutex::new(config.whisper_model.clone()),
@@ -115,6 +117,7 @@ impl Transcriber {
         DecodeOptions {
             beam_size: self.beam_size,
             word_timestamps: self.word_timestamps,
+            vad: self.vad.then(VadOptions::default),
             ..DecodeOptions::default()
         }
     }
@@ -344,6 +347,7 @@ mod tests {
             whisper_device: "auto".into(),
             whisper_beam_size: 5,
             whisper_word_timestamps: true,
+            whisper_vad: true,
         };
         let metrics = WorkerMetrics::new().unwrap_or_else(|e| panic!("metrics: {e}"));
         Arc::new(Transcriber::new(&config, Path::new("/tmp"), gpus, slots, metrics))

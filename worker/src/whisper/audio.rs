@@ -24,6 +24,67 @@ pub struct WavReader {
     encoding: Encoding,
     data_offset: u64,
     samples: u64,
+    /// When set, the reader shows only these parts of the file, joined.
+    speech: Option<SpeechMap>,
+}
+
+/// Parts of a file (speech) read as one joined recording, and how times on the joined
+/// recording map back to the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpeechMap {
+    /// `(start, end)` samples of the file, in order, not overlapping.
+    regions: Vec<(u64, u64)>,
+    /// Where each region starts in the joined recording.
+    joined_starts: Vec<u64>,
+    total: u64,
+}
+
+impl SpeechMap {
+    pub fn new(regions: Vec<(u64, u64)>) -> SpeechMap {
+        let mut joined_starts = Vec::with_capacity(regions.len());
+        let mut total = 0;
+        for &(start, end) in &regions {
+            joined_starts.push(total);
+            total += end.saturating_sub(start);
+        }
+        SpeechMap {
+            regions,
+            joined_starts,
+            total,
+        }
+    }
+
+    /// Samples in the joined recording.
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The file's regions `(start, end)` in samples.
+    pub fn regions(&self) -> &[(u64, u64)] {
+        &self.regions
+    }
+
+    /// The file time of `seconds` on the joined recording. A time where two regions
+    /// join is the end of the first when `is_end`, else the start of the second.
+    pub fn file_seconds(&self, seconds: f64, is_end: bool) -> f64 {
+        let rate = f64::from(SAMPLE_RATE);
+        let at = (seconds.max(0.0) * rate).round() as u64;
+        let index = if is_end {
+            self.joined_starts.partition_point(|&s| s < at)
+        } else {
+            self.joined_starts.partition_point(|&s| s <= at)
+        };
+        let Some(i) = index.checked_sub(1) else {
+            return self.regions.first().map_or(seconds, |r| r.0 as f64 / rate);
+        };
+        let (start, end) = self.regions[i];
+        let file = (start + (at - self.joined_starts[i])).min(end);
+        file as f64 / rate
+    }
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> WhisperError {
@@ -160,6 +221,7 @@ impl WavReader {
                         encoding,
                         data_offset: pos,
                         samples,
+                        speech: None,
                     });
                 }
                 _ => {
@@ -173,24 +235,56 @@ impl WavReader {
         }
     }
 
-    /// Number of samples in the file.
+    /// Number of samples read: the file's, or the joined speech's once
+    /// [`WavReader::keep_only`] is set.
     pub fn len(&self) -> u64 {
+        self.speech.as_ref().map_or(self.samples, SpeechMap::len)
+    }
+
+    /// Whether there is nothing to read.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of samples in the file.
+    pub fn file_len(&self) -> u64 {
         self.samples
     }
 
-    /// Whether the file has no samples (never true for an opened reader).
-    pub fn is_empty(&self) -> bool {
-        self.samples == 0
-    }
-
-    /// Duration in seconds.
+    /// Duration of the file in seconds.
     pub fn duration(&self) -> f64 {
         self.samples as f64 / f64::from(SAMPLE_RATE)
     }
 
-    /// Samples `[start, start + count)` as floats in [-1, 1]; indices outside the file
-    /// read as zeros (negative ones included).
+    /// From now on, reads see only `speech`'s regions of the file, joined.
+    pub fn keep_only(&mut self, speech: SpeechMap) {
+        self.speech = Some(speech);
+    }
+
+    /// Samples `[start, start + count)` as floats in [-1, 1] of what is read (the file,
+    /// or the joined speech); indices outside it read as zeros (negative ones included).
     pub fn read(&mut self, start: i64, count: usize) -> Result<Vec<f32>, WhisperError> {
+        let Some(speech) = self.speech.clone() else {
+            return self.read_file(start, count);
+        };
+        let mut out = vec![0f32; count];
+        let end = start.saturating_add(count as i64);
+        for (&(file_start, file_end), &joined) in speech.regions.iter().zip(&speech.joined_starts) {
+            let joined_end = joined + (file_end - file_start);
+            let from = start.max(joined as i64);
+            let to = end.min(joined_end as i64);
+            if from >= to {
+                continue;
+            }
+            let part = self.read_file(file_start as i64 + (from - joined as i64), (to - from) as usize)?;
+            out[(from - start) as usize..(to - start) as usize].copy_from_slice(&part);
+        }
+        Ok(out)
+    }
+
+    /// Samples `[start, start + count)` of the file as floats in [-1, 1]; indices outside
+    /// the file read as zeros (negative ones included).
+    pub fn read_file(&mut self, start: i64, count: usize) -> Result<Vec<f32>, WhisperError> {
         let mut out = vec![0f32; count];
         let end = start.saturating_add(count as i64);
         let from = start.max(0);

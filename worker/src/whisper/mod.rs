@@ -11,6 +11,7 @@ mod model;
 mod ops;
 pub mod timing;
 pub mod tokens;
+pub mod vad;
 pub mod weights;
 
 use std::ops::ControlFlow;
@@ -18,12 +19,13 @@ use std::path::{Path, PathBuf};
 
 use candle_core::DType;
 
-use self::audio::WavReader;
+use self::audio::{SAMPLE_RATE, SpeechMap, WavReader};
 use self::decode::{Beam, DecodeSetup, Rng, WindowResult};
 use self::mel::{HOP, MelFrontEnd, N_FRAMES};
 use self::model::Model;
 pub use self::timing::Word;
 use self::tokens::Tokens;
+pub use self::vad::VadOptions;
 pub use self::weights::{Dims, ModelFormat};
 /// candle's device, for callers without a candle dependency of their own.
 pub use candle_core::Device;
@@ -70,6 +72,8 @@ pub struct DecodeOptions {
     pub length_penalty: Option<f32>,
     /// Time each word (an extra decoder pass per window).
     pub word_timestamps: bool,
+    /// Decode only the speech a voice-activity pass finds (`None`: everything).
+    pub vad: Option<VadOptions>,
 }
 
 impl Default for DecodeOptions {
@@ -89,6 +93,7 @@ impl Default for DecodeOptions {
             patience: 1.0,
             length_penalty: None,
             word_timestamps: false,
+            vad: None,
         }
     }
 }
@@ -304,6 +309,25 @@ impl Whisper {
     ) -> Result<Transcription, WhisperError> {
         let mut wav = WavReader::open(wav)?;
         let duration = wav.duration();
+        // With voice activity detection, the speech alone is decoded, joined; times on
+        // it are mapped back to the file's.
+        let speech = match &opts.vad {
+            Some(vad_options) => {
+                let map = SpeechMap::new(vad::speech_regions(&mut wav, vad_options)?);
+                tracing::debug!(
+                    regions = map.regions().len(),
+                    speech_s = map.len() as f64 / f64::from(SAMPLE_RATE),
+                    duration_s = duration,
+                    "voice activity"
+                );
+                wav.keep_only(map.clone());
+                Some(map)
+            }
+            None => None,
+        };
+        let to_file = |t: f64, is_end: bool| speech.as_ref().map_or(t, |m| m.file_seconds(t, is_end));
+        // Seconds decoded (the file's, or its speech's).
+        let span = wav.len() as f64 / f64::from(SAMPLE_RATE);
         let content_frames = (wav.len() / HOP as u64) as usize;
         // OpenAI normalises against the whole file's loudest mel value; a file longer than
         // one window gets a first, streamed pass to find it.
@@ -432,19 +456,21 @@ impl Whisper {
                     // Punctuation alone is what a decoder makes of noise, and a segment
                     // that starts where the audio has ended was heard in the padding:
                     // neither is speech.
-                    if !text.chars().any(char::is_alphanumeric) || piece_start >= duration {
+                    if !text.chars().any(char::is_alphanumeric) || piece_start >= span {
                         continue;
                     }
-                    let start = piece_start.max(last_end).min(duration);
-                    let end = piece_end.min(duration).max(start);
+                    let start = piece_start.max(last_end).min(span);
+                    let end = piece_end.min(span).max(start);
                     last_end = end;
+                    let (start, end) = (to_file(start, false), to_file(end, true));
+                    let end = end.max(start);
                     // Words stay inside their segment, in order.
                     let mut floor = start;
                     let words = piece_words
                         .into_iter()
                         .map(|w| {
-                            let word_start = w.start.clamp(floor, end);
-                            floor = w.end.clamp(word_start, end);
+                            let word_start = to_file(w.start, false).clamp(floor, end);
+                            floor = to_file(w.end, true).clamp(word_start, end);
                             Word {
                                 start: word_start,
                                 end: floor,
@@ -473,7 +499,7 @@ impl Whisper {
                 seconds_done: if seek >= content_frames {
                     duration
                 } else {
-                    (seek as f64 * 0.01).min(duration)
+                    to_file((seek as f64 * 0.01).min(span), true).min(duration)
                 },
                 duration,
                 new_segments: &segments[first_new..],

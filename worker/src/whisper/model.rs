@@ -450,7 +450,10 @@ impl Model {
         let index = Tensor::new(index.as_slice(), &self.device)?;
         for cache in &self.beams {
             for buffer in [&cache.k, &cache.v] {
-                let kept = buffer.narrow(2, 0, self.offset)?.contiguous()?.index_select(&index, 0)?;
+                let kept = buffer
+                    .narrow(2, 0, self.offset)?
+                    .contiguous()?
+                    .index_select(&index, 0)?;
                 buffer.slice_set(&kept, 2, 0)?;
             }
         }
