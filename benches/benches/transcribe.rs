@@ -47,20 +47,20 @@ use std::time::Instant;
 use anyhow::{Context as _, bail, ensure};
 use rushes_benches::full_run;
 use rushes_worker::whisper::audio::{WavReader, write_wav_pcm16};
-use rushes_worker::whisper::{DecodeOptions, Device, Whisper};
+use rushes_worker::whisper::{DecodeOptions, Device, VadOptions, Whisper};
 use serde_json::{Value, json};
 
 const FASTER_WHISPER: &str = r#"
 import json, resource, sys, time
 from faster_whisper import WhisperModel
-model, wav, compute_type, threads, runs, beam = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+model, wav, compute_type, threads, runs, beam, vad = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7] == "1"
 t0 = time.time()
 m = WhisperModel(model, device="cpu", compute_type=compute_type, cpu_threads=threads)
 load = time.time() - t0
 best, text, duration = 1e9, "", 0.0
 for _ in range(runs):
     t0 = time.time()
-    segments, info = m.transcribe(wav, beam_size=beam, language="en")
+    segments, info = m.transcribe(wav, beam_size=beam, language="en", vad_filter=vad)
     text = " ".join(s.text.strip() for s in segments)
     best = min(best, time.time() - t0)
     duration = info.duration
@@ -92,14 +92,15 @@ fn peak_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Child mode: `--child MODEL_DIR WAV RUNS BEAM` → one JSON line.
+/// Child mode: `--child MODEL_DIR WAV RUNS BEAM VAD` → one JSON line.
 fn child(args: &[String]) -> anyhow::Result<()> {
-    let [model, wav, runs, beam] = args else {
-        bail!("usage: --child MODEL_DIR WAV RUNS BEAM")
+    let [model, wav, runs, beam, vad] = args else {
+        bail!("usage: --child MODEL_DIR WAV RUNS BEAM VAD(0|1)")
     };
     let options = DecodeOptions {
         language: Some("en".into()),
         beam_size: beam.parse()?,
+        vad: (vad == "1").then(VadOptions::default),
         ..DecodeOptions::default()
     };
     let started = Instant::now();
@@ -164,8 +165,9 @@ fn python(full: bool) -> anyhow::Result<Option<PathBuf>> {
     Ok(Some(py))
 }
 
-/// The speech clips joined with pauses (full) or the longest LibriVox clip (quick).
-fn speech(full: bool, out: &Path) -> anyhow::Result<f64> {
+/// The speech clips joined with pauses (full) or the longest LibriVox clip (quick);
+/// `silence`: each clip after 12 s of faint hiss instead (a take about 80 % quiet).
+fn speech(full: bool, silence: bool, out: &Path) -> anyhow::Result<f64> {
     let dir = cache_dir("RUSHES_TEST_SPEECH_DIR", "speech")?;
     ensure!(
         dir.join("goforward.raw").is_file(),
@@ -196,9 +198,20 @@ fn speech(full: bool, out: &Path) -> anyhow::Result<f64> {
         for i in 1..=5 {
             clips.push(read(&dir.join(format!("cards/{i:03}.wav")))?);
         }
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
         for clip in clips {
-            samples.extend(clip);
-            samples.extend_from_slice(&pause);
+            if silence {
+                samples.extend((0..16000 * 12).map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.002
+                }));
+                samples.extend(clip);
+            } else {
+                samples.extend(clip);
+                samples.extend_from_slice(&pause);
+            }
         }
     }
     write_wav_pcm16(out, &samples)?;
@@ -229,7 +242,7 @@ fn main() -> anyhow::Result<()> {
     let scratch = std::env::temp_dir().join(format!("rushes-bench-transcribe-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let wav = scratch.join("speech.wav");
-    let seconds = speech(full, &wav)?;
+    let seconds = speech(full, false, &wav)?;
     let python = python(full)?;
     let script = scratch.join("faster_whisper_bench.py");
     std::fs::write(&script, FASTER_WHISPER)?;
@@ -252,6 +265,7 @@ fn main() -> anyhow::Result<()> {
                         .arg(&wav)
                         .arg(runs.to_string())
                         .arg(beam.to_string())
+                        .arg("0")
                         .env("RAYON_NUM_THREADS", n.to_string()),
                 )?;
                 let row = |engine: &str, v: &Value| Row {
@@ -275,6 +289,7 @@ fn main() -> anyhow::Result<()> {
                             .arg(n.to_string())
                             .arg(runs.to_string())
                             .arg(beam.to_string())
+                            .arg("0")
                             .env("OMP_NUM_THREADS", n.to_string()),
                     )?;
                     if compute == "float32" && theirs["text"] != ours["text"] {
@@ -305,9 +320,82 @@ fn main() -> anyhow::Result<()> {
             r.model, r.threads, r.beam, r.engine, r.rtf, r.peak_mb, r.load_s, ratio
         );
     }
+    if full {
+        sparse_take(&me, python.as_deref(), &script, &models_dir, &scratch, runs)?;
+    }
     if python.is_none() {
         println!("(faster-whisper not measured: no Python with it; `cargo bench` sets one up)");
     }
     let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
+/// The mostly silent take, base, one thread, beam 5: without and with silence skipping,
+/// ours and faster-whisper float32's (`vad_filter`).
+fn sparse_take(
+    me: &Path,
+    python: Option<&Path>,
+    script: &Path,
+    models_dir: &Path,
+    scratch: &Path,
+    runs: usize,
+) -> anyhow::Result<()> {
+    let wav = scratch.join("sparse.wav");
+    let seconds = speech(true, true, &wav)?;
+    let dir = models_dir.join("base");
+    println!(
+        "\nA mostly silent take: {seconds:.1} s, the same speech after 12 s of faint hiss each; base, 1 thread, beam 5"
+    );
+    println!(
+        "{:<24} {:>4} {:>7} {:>9} {:>14}",
+        "engine", "vad", "RTF", "peak MB", "speed-up (vad)"
+    );
+    for engine in ["rushes (candle f32)", "faster-whisper float32"] {
+        let mut without = f64::NAN;
+        for vad in ["0", "1"] {
+            let v = if engine.starts_with("rushes") {
+                run_json(
+                    Command::new(me)
+                        .arg("--child")
+                        .arg(&dir)
+                        .arg(&wav)
+                        .arg(runs.to_string())
+                        .arg("5")
+                        .arg(vad)
+                        .env("RAYON_NUM_THREADS", "1"),
+                )?
+            } else {
+                let Some(py) = python else { continue };
+                run_json(
+                    Command::new(py)
+                        .arg(script)
+                        .arg(&dir)
+                        .arg(&wav)
+                        .arg("float32")
+                        .arg("1")
+                        .arg(runs.to_string())
+                        .arg("5")
+                        .arg(vad)
+                        .env("OMP_NUM_THREADS", "1"),
+                )?
+            };
+            let rtf = v["transcribe_s"].as_f64().unwrap_or(f64::NAN) / seconds;
+            let speedup = if vad == "1" {
+                format!("{:.1}×", without / rtf)
+            } else {
+                without = rtf;
+                "-".to_owned()
+            };
+            println!(
+                "{:<24} {:>4} {:>7.3} {:>9.0} {:>14}",
+                engine,
+                if vad == "1" { "on" } else { "off" },
+                rtf,
+                v["peak_bytes"].as_f64().unwrap_or(f64::NAN) / (1u64 << 20) as f64,
+                speedup
+            );
+            println!("    {}", v["text"]);
+        }
+    }
     Ok(())
 }
