@@ -525,6 +525,75 @@ fn with_vad() -> DecodeOptions {
 }
 
 #[test]
+fn ten_minutes_of_speech_stay_in_order_without_loops() {
+    // The speech set over and over, with pauses of 0.4 to 3.1 s: at least 10 minutes,
+    // decoded whole (no silence skipping), words timed.
+    let scratch = Scratch::new("ten-minutes");
+    let clips = clips();
+    let (mut samples, mut reference, mut rounds) = (Vec::new(), String::new(), 0);
+    while samples.len() < 600 * 16000 {
+        for (i, (_, clip, text)) in clips.iter().enumerate() {
+            samples.extend(clip);
+            samples.extend(pause(0.4 + 0.3 * ((i + rounds) % 10) as f32));
+            reference.push_str(text);
+            reference.push(' ');
+        }
+        rounds += 1;
+    }
+    let duration = samples.len() as f64 / 16000.0;
+    let wav = scratch.path("long.wav");
+    write_wav_pcm16(&wav, &samples).unwrap();
+    drop(samples);
+    let mut w = Whisper::load(&model_dir("tiny.en"), &Device::Cpu).unwrap();
+    let options = DecodeOptions {
+        word_timestamps: true,
+        ..greedy()
+    };
+    let mut done = Vec::new();
+    let t = w
+        .transcribe(&wav, &options, &mut |p| {
+            done.push(p.seconds_done);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert!(done.len() >= 20, "{} windows for {duration:.0} s", done.len());
+    assert!(done.windows(2).all(|d| d[0] < d[1]), "progress moves forward");
+    let mut last_end = 0.0;
+    let mut last_word = 0.0;
+    for s in &t.segments {
+        assert!(
+            last_end <= s.start && s.start <= s.end && s.end <= duration,
+            "{s:?} after {last_end}"
+        );
+        assert!(s.compression_ratio <= 2.4, "a repetitive segment kept: {s:?}");
+        for word in &s.words {
+            assert!(
+                last_word <= word.start && word.start <= word.end,
+                "{word:?} after {last_word}"
+            );
+            last_word = word.start;
+        }
+        last_end = s.end;
+    }
+    let (r, h) = (normalise(&reference), normalise(&text(&t)));
+    let wer = edit_distance(&r, &h) as f64 / r.len() as f64;
+    println!(
+        "{rounds} rounds, {duration:.0} s, {} segments, WER {wer:.3}",
+        t.segments.len()
+    );
+    assert!(wer <= TINY_EN_MAX_WER + 0.03, "WER {wer:.3} over 10 minutes");
+    // Each round's words at most once (nothing looped), and at most one round's missed
+    // (tiny.en mishears the short "go forward" clip now and then).
+    for word in ["dashwood", "prudently", "selfish", "forward", "spades"] {
+        let heard = h.iter().filter(|w| *w == word).count();
+        assert!(
+            heard <= rounds && heard + 1 >= rounds,
+            "`{word}` heard {heard} times in {rounds} rounds"
+        );
+    }
+}
+
+#[test]
 fn silence_and_noise_yield_no_words() {
     let scratch = Scratch::new("quiet");
     let mut w = Whisper::load(&model_dir("tiny.en"), &Device::Cpu).unwrap();
