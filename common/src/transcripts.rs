@@ -224,6 +224,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn words_must_be_in_order_and_inside_their_segment() {
+        let word = |start_s: f64, end_s: f64| TimedWord {
+            start_s,
+            end_s,
+            text: " w".into(),
+        };
+        assert!(TimedWord::all_within(&[word(1.0, 1.5), word(1.5, 2.0)], 1.0, 2.0));
+        assert!(TimedWord::all_within(&[], 1.0, 2.0));
+        assert!(
+            !TimedWord::all_within(&[word(1.5, 2.0), word(1.0, 1.5)], 1.0, 2.0),
+            "out of order"
+        );
+        assert!(!TimedWord::all_within(&[word(0.5, 1.5)], 1.0, 2.0), "starts before");
+        assert!(!TimedWord::all_within(&[word(1.5, 2.5)], 1.0, 2.0), "ends after");
+        assert!(
+            !TimedWord::all_within(&[word(1.6, 1.5)], 1.0, 2.0),
+            "ends before it starts"
+        );
+        assert!(!TimedWord::all_within(&[word(f64::NAN, 1.5)], 1.0, 2.0));
+    }
+
+    #[test]
     fn options_are_checked() {
         assert!(Options::default().validate().is_ok());
         let lang = |l: &str| Options {

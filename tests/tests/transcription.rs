@@ -359,6 +359,19 @@ async fn clips_are_transcribed_on_ingest_counted_and_carried_by_export_and_impor
     std::fs::create_dir_all(fresh.media_root.join("ingest"))?;
     let mut document = document;
     document["path"] = json!("ingest");
+    // A document whose word timings run backwards is refused whole.
+    let mut backwards = document.clone();
+    let words = backwards["transcripts"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+        .flat_map(|t| t["segments"].as_array_mut().into_iter().flatten())
+        .find_map(|s| s["words"].as_array_mut().filter(|w| w.len() >= 2))
+        .ok_or_else(|| anyhow::anyhow!("no segment with two timed words in the document"))?;
+    words.reverse();
+    let (status, refused) = fresh.post("/api/v1/productions/import", backwards).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(refused.to_string().contains("out of order"), "{refused}");
     let (status, imported) = fresh.post("/api/v1/productions/import", document).await?;
     assert_eq!(status, StatusCode::CREATED, "{imported}");
     let new_id = imported["id"].as_str().unwrap_or_default();

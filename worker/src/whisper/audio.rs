@@ -264,9 +264,16 @@ impl WavReader {
     /// Samples `[start, start + count)` as floats in [-1, 1] of what is read (the file,
     /// or the joined speech); indices outside it read as zeros (negative ones included).
     pub fn read(&mut self, start: i64, count: usize) -> Result<Vec<f32>, WhisperError> {
-        let Some(speech) = self.speech.clone() else {
+        // Taken out for the reads (which borrow the reader), put back after.
+        let Some(speech) = self.speech.take() else {
             return self.read_file(start, count);
         };
+        let out = self.read_joined(&speech, start, count);
+        self.speech = Some(speech);
+        out
+    }
+
+    fn read_joined(&mut self, speech: &SpeechMap, start: i64, count: usize) -> Result<Vec<f32>, WhisperError> {
         let mut out = vec![0f32; count];
         let end = start.saturating_add(count as i64);
         for (&(file_start, file_end), &joined) in speech.regions.iter().zip(&speech.joined_starts) {

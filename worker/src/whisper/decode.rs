@@ -47,12 +47,6 @@ pub struct Beam {
 }
 
 impl Beam {
-    pub const GREEDY: Beam = Beam {
-        size: 1,
-        patience: 1.0,
-        length_penalty: None,
-    };
-
     fn score(&self, sum_logprob: f32, length: usize) -> f32 {
         let length = length as f32;
         let penalty = match self.length_penalty {
@@ -192,17 +186,10 @@ pub fn compression_ratio(text: &str) -> f32 {
 /// Masks what may not come next after `sampled`: suppressed tokens, a blank start,
 /// and the timestamp rules.
 fn filter(logits: &mut [f32], sampled: &[u32], setup: &DecodeSetup, ids: TimestampIds) {
-    let n_vocab = logits.len();
-    for &id in &setup.suppress {
-        if (id as usize) < n_vocab {
-            logits[id as usize] = f32::NEG_INFINITY;
-        }
-    }
-    if sampled.is_empty() {
-        for &id in &setup.suppress_begin {
-            if (id as usize) < n_vocab {
-                logits[id as usize] = f32::NEG_INFINITY;
-            }
+    let begin: &[u32] = if sampled.is_empty() { &setup.suppress_begin } else { &[] };
+    for &id in setup.suppress.iter().chain(begin) {
+        if let Some(logit) = logits.get_mut(id as usize) {
+            *logit = f32::NEG_INFINITY;
         }
     }
     apply_timestamp_rules(logits, sampled, ids);
