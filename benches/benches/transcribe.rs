@@ -47,7 +47,7 @@ use std::time::Instant;
 use anyhow::{Context as _, bail, ensure};
 use rushes_benches::full_run;
 use rushes_worker::whisper::audio::{WavReader, write_wav_pcm16};
-use rushes_worker::whisper::{DecodeOptions, Device, VadOptions, Whisper};
+use rushes_worker::whisper::{ComputeType, DecodeOptions, Device, VadOptions, Whisper};
 use serde_json::{Value, json};
 
 const FASTER_WHISPER: &str = r#"
@@ -92,11 +92,12 @@ fn peak_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Child mode: `--child MODEL_DIR WAV RUNS BEAM VAD` → one JSON line.
+/// Child mode: `--child MODEL_DIR WAV RUNS BEAM VAD COMPUTE` → one JSON line.
 fn child(args: &[String]) -> anyhow::Result<()> {
-    let [model, wav, runs, beam, vad] = args else {
-        bail!("usage: --child MODEL_DIR WAV RUNS BEAM VAD(0|1)")
+    let [model, wav, runs, beam, vad, compute] = args else {
+        bail!("usage: --child MODEL_DIR WAV RUNS BEAM VAD(0|1) COMPUTE(float32|int8)")
     };
+    let compute: ComputeType = compute.parse().map_err(anyhow::Error::msg)?;
     let options = DecodeOptions {
         language: Some("en".into()),
         beam_size: beam.parse()?,
@@ -104,18 +105,25 @@ fn child(args: &[String]) -> anyhow::Result<()> {
         ..DecodeOptions::default()
     };
     let started = Instant::now();
-    let mut whisper = Whisper::load(Path::new(model), &Device::Cpu)?;
+    let mut whisper = Whisper::load_as(Path::new(model), &Device::Cpu, compute)?;
     let load_s = started.elapsed().as_secs_f64();
     let (mut best, mut text, mut duration) = (f64::MAX, String::new(), 0.0);
+    let mut timings = rushes_worker::whisper::Timings::default();
     for _ in 0..runs.parse::<usize>()? {
         let started = Instant::now();
         let t = whisper.transcribe(Path::new(wav), &options, &mut |_| ControlFlow::Continue(()))?;
-        best = best.min(started.elapsed().as_secs_f64());
+        let took = started.elapsed().as_secs_f64();
+        if took < best {
+            best = took;
+            timings = t.timings;
+        }
         text = t.segments.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(" ");
         duration = t.duration;
     }
-    let out =
-        json!({"load_s": load_s, "transcribe_s": best, "duration": duration, "peak_bytes": peak_bytes(), "text": text});
+    let out = json!({
+        "load_s": load_s, "transcribe_s": best, "duration": duration, "peak_bytes": peak_bytes(), "text": text,
+        "encoder_s_per_window": timings.encoder_per_window(), "decoder_s_per_token": timings.decoder_per_token(),
+    });
     println!("{out}");
     Ok(())
 }
@@ -226,6 +234,9 @@ struct Row {
     rtf: f64,
     peak_mb: f64,
     load_s: f64,
+    /// Ours only: milliseconds per window encoded and per token decoded.
+    encoder_ms: Option<f64>,
+    token_ms: Option<f64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -258,16 +269,6 @@ fn main() -> anyhow::Result<()> {
         );
         for &n in threads {
             for &beam in beams {
-                let ours = run_json(
-                    Command::new(&me)
-                        .arg("--child")
-                        .arg(&dir)
-                        .arg(&wav)
-                        .arg(runs.to_string())
-                        .arg(beam.to_string())
-                        .arg("0")
-                        .env("RAYON_NUM_THREADS", n.to_string()),
-                )?;
                 let row = |engine: &str, v: &Value| Row {
                     model: model.to_owned(),
                     threads: n,
@@ -276,8 +277,32 @@ fn main() -> anyhow::Result<()> {
                     rtf: v["transcribe_s"].as_f64().unwrap_or(f64::NAN) / seconds,
                     peak_mb: v["peak_bytes"].as_f64().unwrap_or(f64::NAN) / (1u64 << 20) as f64,
                     load_s: v["load_s"].as_f64().unwrap_or(f64::NAN),
+                    encoder_ms: v["encoder_s_per_window"].as_f64().map(|s| s * 1e3),
+                    token_ms: v["decoder_s_per_token"].as_f64().map(|s| s * 1e3),
                 };
-                rows.push(row("rushes (candle f32)", &ours));
+                let mut ours = Value::Null;
+                for (compute, engine) in [("float32", "rushes (candle f32)"), ("int8", "rushes (candle q8_0)")] {
+                    let v = run_json(
+                        Command::new(&me)
+                            .arg("--child")
+                            .arg(&dir)
+                            .arg(&wav)
+                            .arg(runs.to_string())
+                            .arg(beam.to_string())
+                            .arg("0")
+                            .arg(compute)
+                            .env("RAYON_NUM_THREADS", n.to_string()),
+                    )?;
+                    rows.push(row(engine, &v));
+                    if compute == "float32" {
+                        ours = v;
+                    } else if v["text"] != ours["text"] {
+                        println!(
+                            "  note: {model} beam {beam}: q8_0's text differs from f32's\n    f32:  {}\n    q8_0: {}",
+                            ours["text"], v["text"]
+                        );
+                    }
+                }
                 let Some(py) = &python else { continue };
                 for compute in ["float32", "int8"] {
                     let theirs = run_json(
@@ -304,8 +329,8 @@ fn main() -> anyhow::Result<()> {
         }
     }
     println!(
-        "{:<8} {:>7} {:>4}  {:<22} {:>7} {:>9} {:>7} {:>16}",
-        "model", "threads", "beam", "engine", "RTF", "peak MB", "load s", "RTF / fw float32"
+        "{:<8} {:>7} {:>4}  {:<22} {:>7} {:>9} {:>7} {:>16} {:>10} {:>9}",
+        "model", "threads", "beam", "engine", "RTF", "peak MB", "load s", "RTF / fw float32", "ms/window", "ms/token"
     );
     for r in &rows {
         let reference = rows
@@ -315,9 +340,19 @@ fn main() -> anyhow::Result<()> {
             })
             .map(|o| o.rtf);
         let ratio = reference.map_or("-".to_owned(), |f| format!("{:.2}", r.rtf / f));
+        let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
         println!(
-            "{:<8} {:>7} {:>4}  {:<22} {:>7.3} {:>9.0} {:>7.2} {:>16}",
-            r.model, r.threads, r.beam, r.engine, r.rtf, r.peak_mb, r.load_s, ratio
+            "{:<8} {:>7} {:>4}  {:<22} {:>7.3} {:>9.0} {:>7.2} {:>16} {:>10} {:>9}",
+            r.model,
+            r.threads,
+            r.beam,
+            r.engine,
+            r.rtf,
+            r.peak_mb,
+            r.load_s,
+            ratio,
+            ms(r.encoder_ms),
+            ms(r.token_ms)
         );
     }
     if full {
@@ -362,6 +397,7 @@ fn sparse_take(
                         .arg(runs.to_string())
                         .arg("5")
                         .arg(vad)
+                        .arg("float32")
                         .env("RAYON_NUM_THREADS", "1"),
                 )?
             } else {

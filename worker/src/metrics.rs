@@ -39,6 +39,8 @@ pub struct WorkerMetrics {
     pub paused: IntGaugeVec,
     /// Whisper's real-time factor (processing seconds per second of audio), by model and device.
     pub whisper_rtf: HistogramVec,
+    pub whisper_encoder: HistogramVec,
+    pub whisper_token: HistogramVec,
     /// GPU memory in bytes, by GPU and kind (total, free), read at start and after each transcription.
     pub gpu_memory: IntGaugeVec,
 }
@@ -104,16 +106,24 @@ impl WorkerMetrics {
                 "1 while the queue is paused",
                 &["queue"],
             )?,
-            whisper_rtf: {
-                let opts = prometheus::HistogramOpts::new(
-                    "rushes_whisper_real_time_factor",
-                    "Transcription time per second of audio",
-                )
-                .buckets(vec![0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]);
-                let h = HistogramVec::new(opts, &["model", "device"])?;
-                r.register(Box::new(h.clone()))?;
-                h
-            },
+            whisper_rtf: whisper_histogram(
+                &r,
+                "rushes_whisper_real_time_factor",
+                "Transcription time per second of audio",
+                vec![0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0],
+            )?,
+            whisper_encoder: whisper_histogram(
+                &r,
+                "rushes_whisper_encoder_seconds_per_window",
+                "Encoder time per 30-s window (each transcription's mean)",
+                vec![0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0],
+            )?,
+            whisper_token: whisper_histogram(
+                &r,
+                "rushes_whisper_decoder_seconds_per_token",
+                "Decoder time per token kept, beams, fallbacks and word timings included (each transcription's mean)",
+                vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2],
+            )?,
             gpu_memory: gauge(
                 &r,
                 "rushes_gpu_memory_bytes",
@@ -123,4 +133,19 @@ impl WorkerMetrics {
             registry: r,
         })
     }
+}
+
+/// A Whisper histogram labelled by model and device (`cpu`, `cuda:N`).
+fn whisper_histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: Vec<f64>,
+) -> Result<HistogramVec, prometheus::Error> {
+    let h = HistogramVec::new(
+        prometheus::HistogramOpts::new(name, help).buckets(buckets),
+        &["model", "device"],
+    )?;
+    registry.register(Box::new(h.clone()))?;
+    Ok(h)
 }

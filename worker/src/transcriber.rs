@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use crate::config::TranscribeConfig;
 use crate::gpu::{self, GpuInfo};
 use crate::metrics::WorkerMetrics;
-use crate::whisper::{DecodeOptions, VadOptions, Whisper};
+use crate::whisper::{ComputeType, DecodeOptions, Timings, VadOptions, Whisper};
 
 /// Why a model cannot be used here.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,8 @@ pub struct Transcriber {
     beam_size: usize,
     word_timestamps: bool,
     vad: bool,
+    /// How the weights are held and multiplied.
+    compute_type: ComputeType,
     gpus: Vec<GpuInfo>,
     slots: Mutex<Vec<Slot>>,
     /// The model asked for now (the setting, else `default_model`).
@@ -103,6 +105,7 @@ impl Transcriber {
             beam_size: usize::from(config.whisper_beam_size.max(1)),
             word_timestamps: config.whisper_word_timestamps,
             vad: config.whisper_vad,
+            compute_type: config.whisper_compute_type,
             gpus,
             slots: Mutex::new(slots),
             current: Mutex::new(config.whisper_model.clone()),
@@ -271,13 +274,21 @@ impl Transcriber {
         }
     }
 
-    /// Records one transcription's speed.
-    pub fn observe(&self, model: &str, gpu: Option<usize>, real_time_factor: f64) {
+    /// Records one transcription's speed: overall, and the encoder's per window and
+    /// the decoder's per token.
+    pub fn observe(&self, model: &str, gpu: Option<usize>, real_time_factor: f64, timings: &Timings) {
         let device = gpu.map_or_else(|| "cpu".to_owned(), |g| format!("cuda:{g}"));
+        let labels = [model, device.as_str()];
         self.metrics
             .whisper_rtf
-            .with_label_values(&[model, device.as_str()])
+            .with_label_values(&labels)
             .observe(real_time_factor);
+        if let Some(s) = timings.encoder_per_window() {
+            self.metrics.whisper_encoder.with_label_values(&labels).observe(s);
+        }
+        if let Some(s) = timings.decoder_per_token() {
+            self.metrics.whisper_token.with_label_values(&labels).observe(s);
+        }
     }
 }
 
@@ -298,10 +309,12 @@ impl Lease {
             self.transcriber.check_installed(model)?;
             let dir = self.transcriber.model_dir.join(model);
             let gpu = self.gpu;
+            let compute = self.transcriber.compute_type;
             let started = std::time::Instant::now();
             let whisper = tokio::task::spawn_blocking(move || {
                 let device = gpu::device_for(gpu).map_err(|e| ModelError::Unavailable(e.to_string()))?;
-                Whisper::load(&dir, &device).map_err(|e| ModelError::Invalid(format!("model `{}`: {e}", dir.display())))
+                Whisper::load_as(&dir, &device, compute)
+                    .map_err(|e| ModelError::Invalid(format!("model `{}`: {e}", dir.display())))
             })
             .await
             .map_err(|e| ModelError::Unavailable(format!("loading the model stopped: {e}")))??;
@@ -348,6 +361,7 @@ mod tests {
             whisper_beam_size: 5,
             whisper_word_timestamps: true,
             whisper_vad: true,
+            whisper_compute_type: ComputeType::Auto,
         };
         let metrics = WorkerMetrics::new().unwrap_or_else(|e| panic!("metrics: {e}"));
         Arc::new(Transcriber::new(&config, Path::new("/tmp"), gpus, slots, metrics))

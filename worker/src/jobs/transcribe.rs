@@ -175,7 +175,7 @@ pub async fn run(ctx: JobContext, payload: Transcribe) -> Result<Value, JobError
     } else {
         0.0
     };
-    transcriber.observe(&model_name, gpu, rtf);
+    transcriber.observe(&model_name, gpu, rtf, &transcription.timings);
 
     let stored = store(&ctx, id, &model_name, &transcription, rtf).await?;
     if !stored {

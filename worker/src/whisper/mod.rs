@@ -30,6 +30,33 @@ pub use self::weights::{Dims, ModelFormat};
 /// candle's device, for callers without a candle dependency of their own.
 pub use candle_core::Device;
 
+/// How the weights are held and multiplied (faster-whisper's `compute_type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ComputeType {
+    /// The fastest that hears the same words: int8 on a CPU, float16 on a GPU.
+    #[default]
+    Auto,
+    /// f32 everywhere (the reference; a GPU runs at a fraction of its float16 speed).
+    Float32,
+    /// On a CPU, the matrix products' weights in 8 bits with an f16 scale per 32
+    /// (GGML's Q8_0), multiplied by candle's integer kernels with the activations
+    /// quantized on the fly; norms, attention scores and everything else in f32. A GPU
+    /// computes in float16.
+    Int8,
+}
+
+impl std::str::FromStr for ComputeType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "default" => Ok(ComputeType::Auto),
+            "float32" | "f32" => Ok(ComputeType::Float32),
+            "int8" | "q8" | "q8_0" | "int8_float32" => Ok(ComputeType::Int8),
+            other => Err(format!("unknown compute type `{other}` (auto, float32 or int8)")),
+        }
+    }
+}
+
 /// Recognise speech, or translate it to English.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Task {
@@ -132,6 +159,31 @@ pub struct Transcription {
     /// Seconds of audio.
     pub duration: f64,
     pub segments: Vec<Segment>,
+    /// Where the time went.
+    pub timings: Timings,
+}
+
+/// Time spent encoding and decoding (the device synchronised before each reading).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timings {
+    /// 30-s windows encoded, and the time they took.
+    pub windows: usize,
+    pub encoder: std::time::Duration,
+    /// Tokens kept (every window's chosen text, timestamps included), and the time
+    /// all decoding took: beams, temperature fallbacks and word timings.
+    pub tokens: usize,
+    pub decoder: std::time::Duration,
+}
+
+impl Timings {
+    /// Seconds per window encoded.
+    pub fn encoder_per_window(&self) -> Option<f64> {
+        (self.windows > 0).then(|| self.encoder.as_secs_f64() / self.windows as f64)
+    }
+    /// Seconds of decoding per token kept.
+    pub fn decoder_per_token(&self) -> Option<f64> {
+        (self.tokens > 0).then(|| self.decoder.as_secs_f64() / self.tokens as f64)
+    }
 }
 
 /// What a loaded model is.
@@ -144,10 +196,12 @@ pub struct ModelInfo {
     pub n_mels: usize,
     pub multilingual: bool,
     pub dims: Dims,
-    /// Compute dtype (f32 on the CPU, f16 on CUDA).
+    /// Compute dtype (f32 on the CPU, f16 on CUDA, unless asked otherwise).
     pub dtype: DType,
+    /// Whether the matrix products' weights are 8-bit (see [`ComputeType::Int8`]).
+    pub int8: bool,
     pub parameters: u64,
-    /// Bytes the weights take in the compute dtype.
+    /// Bytes the weights take as held.
     pub weight_bytes: u64,
     /// `cpu` or `cuda:N`.
     pub device: String,
@@ -217,8 +271,19 @@ impl std::fmt::Debug for Whisper {
 impl Whisper {
     /// Loads the model in `dir` (Hugging Face: `config.json`, `tokenizer.json`,
     /// `model.safetensors`; CTranslate2: `config.json`, `model.bin`, `tokenizer.json`)
-    /// onto `device`.
+    /// onto `device`, in f32 on a CPU (the reference the engine's tests compare with
+    /// faster-whisper float32) and f16 on a GPU.
     pub fn load(dir: &Path, device: &Device) -> Result<Whisper, WhisperError> {
+        let compute = if device.is_cpu() {
+            ComputeType::Float32
+        } else {
+            ComputeType::Auto
+        };
+        Whisper::load_as(dir, device, compute)
+    }
+
+    /// [`Whisper::load`], holding and multiplying the weights as `compute` says.
+    pub fn load_as(dir: &Path, device: &Device, compute: ComputeType) -> Result<Whisper, WhisperError> {
         let model_err = |reason: String| WhisperError::Model {
             dir: dir.to_owned(),
             reason,
@@ -235,8 +300,14 @@ impl Whisper {
                 dims.n_vocab, tokens.timestamp_begin
             )));
         }
-        let dtype = if device.is_cpu() { DType::F32 } else { DType::F16 };
-        let model = Model::new(&w.tensors, dims, dtype, device)?;
+        let dtype = match compute {
+            ComputeType::Float32 => DType::F32,
+            ComputeType::Auto | ComputeType::Int8 if device.is_cpu() => DType::F32,
+            ComputeType::Auto | ComputeType::Int8 => DType::F16,
+        };
+        let int8 = compute != ComputeType::Float32 && device.is_cpu();
+        let quantized = int8.then_some(candle_core::quantized::GgmlDType::Q8_0);
+        let model = Model::new(&w.tensors, dims, dtype, device, quantized)?;
         let parameters: u64 = w.tensors.values().map(|t| t.elem_count() as u64).sum();
         let mut suppress = w.suppress_ids.clone().unwrap_or_else(|| tokens.default_suppress());
         suppress.retain(|&id| id != u32::MAX);
@@ -269,8 +340,9 @@ impl Whisper {
             multilingual: tokens.multilingual(),
             dims,
             dtype,
+            int8,
             parameters,
-            weight_bytes: parameters * dtype.size_in_bytes() as u64,
+            weight_bytes: model.weight_bytes(),
             device: match device.location() {
                 candle_core::DeviceLocation::Cpu => "cpu".to_owned(),
                 candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
@@ -339,6 +411,7 @@ impl Whisper {
         let tokens = &self.tokens;
 
         let mut encoded: Option<usize> = None;
+        let mut timings = Timings::default();
         let (language, language_probability) = if !tokens.multilingual() {
             ("en".to_owned(), None)
         } else if let Some(lang) = &opts.language {
@@ -350,7 +423,7 @@ impl Whisper {
             ("en".to_owned(), None)
         } else {
             let mel = self.mel.window(&mut wav, 0, content_frames.min(N_FRAMES), file_max)?;
-            self.model.set_audio(&mel)?;
+            encode(&mut self.model, &mel, &mut timings)?;
             encoded = Some(0);
             let (code, p) = detect_language(&mut self.model, tokens)?;
             (code, Some(p))
@@ -407,12 +480,14 @@ impl Whisper {
             let size = N_FRAMES.min(content_frames - seek);
             if encoded != Some(seek) {
                 let mel = self.mel.window(&mut wav, seek, size, file_max)?;
-                self.model.set_audio(&mel)?;
+                encode(&mut self.model, &mel, &mut timings)?;
                 encoded = Some(seek);
             }
             let history = &all_tokens[prompt_reset_since..];
             setup.prompt = history[history.len().saturating_sub(max_prompt)..].to_vec();
+            let decoding = std::time::Instant::now();
             let result = decode_with_fallback(&mut self.model, tokens, &setup, opts, &mut rng)?;
+            timings.tokens += result.tokens.len();
             let offset = seek as f64 * 0.01;
             let first_new = segments.len();
             let skip = opts.no_speech_threshold.is_some_and(|t| result.no_speech_prob > t)
@@ -494,6 +569,8 @@ impl Whisper {
                 }
                 advance
             };
+            self.model.device.synchronize()?;
+            timings.decoder += decoding.elapsed();
             seek += advance;
             let progress = Progress {
                 seconds_done: if seek >= content_frames {
@@ -513,8 +590,19 @@ impl Whisper {
             language_probability,
             duration,
             segments,
+            timings,
         })
     }
+}
+
+/// Encodes a window, timed.
+fn encode(model: &mut Model, mel: &candle_core::Tensor, timings: &mut Timings) -> Result<(), WhisperError> {
+    let started = std::time::Instant::now();
+    model.set_audio(mel)?;
+    model.device.synchronize()?;
+    timings.windows += 1;
+    timings.encoder += started.elapsed();
+    Ok(())
 }
 
 /// Decodes the current window at each temperature in turn until the result passes the
@@ -605,4 +693,24 @@ fn detect_language(model: &mut Model, tokens: &Tokens) -> Result<(String, f32), 
         .map(|(i, &lp)| (i, lp))
         .unwrap_or((0, 0.0));
     Ok((tokens.languages[best].0.clone(), lp.exp()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ComputeType;
+
+    #[test]
+    fn compute_types_read_as_faster_whisper_names_them() {
+        for (text, want) in [
+            ("auto", ComputeType::Auto),
+            ("default", ComputeType::Auto),
+            ("float32", ComputeType::Float32),
+            (" INT8 ", ComputeType::Int8),
+            ("int8_float32", ComputeType::Int8),
+        ] {
+            assert_eq!(text.parse::<ComputeType>(), Ok(want), "{text}");
+        }
+        let err = "int4".parse::<ComputeType>().err().unwrap_or_default();
+        assert!(err.contains("`int4`") && err.contains("int8"), "{err}");
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear};
 
@@ -12,6 +13,8 @@ struct Weights<'a> {
     map: &'a HashMap<String, Tensor>,
     dtype: DType,
     device: &'a Device,
+    /// Block-quantized format of the matrix products' weights (`None`: the dtype).
+    quantized: Option<GgmlDType>,
 }
 
 impl Weights<'_> {
@@ -35,6 +38,9 @@ impl Weights<'_> {
             self.opt(&format!("{prefix}.bias"))?,
         ))
     }
+    fn proj(&self, prefix: &str) -> Result<Proj> {
+        Proj::new(self.linear(prefix)?, self.quantized)
+    }
     fn layer_norm(&self, prefix: &str) -> Result<LayerNorm> {
         Ok(LayerNorm::new(
             self.get(&format!("{prefix}.weight"))?,
@@ -44,30 +50,197 @@ impl Weights<'_> {
     }
 }
 
+/// A projection `x·Wᵀ + b`: dense, or — on the CPU, when asked — with its weights
+/// block-quantized (8 bits per weight and a scale per 32), multiplied by candle's
+/// quantized kernels (the activations quantized on the fly, integer dot products).
+enum Proj {
+    Dense(Linear),
+    Quantized {
+        weight: QMatMul,
+        bias: Option<Tensor>,
+        /// Output features; the weights may have more rows (zeros), see [`ROW_TILE`].
+        outputs: usize,
+    },
+}
+
+/// candle's fastest quantized kernels (x86 with VNNI) take weights in tiles of 16 rows;
+/// a projection with another row count (the logits: 51 865 tokens) falls back to
+/// per-row dot products, 3× slower here. Rows are padded with zeros to a multiple.
+const ROW_TILE: usize = 16;
+
+impl Proj {
+    /// `linear` as asked; dense when `format` is `None` or its rows do not split into
+    /// the format's blocks.
+    fn new(linear: Linear, format: Option<GgmlDType>) -> Result<Proj> {
+        let Some(format) = format else {
+            return Ok(Proj::Dense(linear));
+        };
+        let (_, k) = linear.weight().dims2()?;
+        if !k.is_multiple_of(format.block_size()) || !linear.weight().device().is_cpu() {
+            return Ok(Proj::Dense(linear));
+        }
+        let (outputs, _) = linear.weight().dims2()?;
+        let padding = outputs.next_multiple_of(ROW_TILE) - outputs;
+        let weight = linear.weight().to_dtype(DType::F32)?.pad_with_zeros(0, 0, padding)?;
+        let weight = QMatMul::from_qtensor(QTensor::quantize(&weight, format)?)?;
+        Ok(Proj::Quantized {
+            weight,
+            bias: linear
+                .bias()
+                .map(|b| b.to_dtype(DType::F32)?.pad_with_zeros(0, 0, padding))
+                .transpose()?,
+            outputs,
+        })
+    }
+
+    /// Bytes its weights take.
+    fn bytes(&self) -> u64 {
+        let tensor = tensor_bytes;
+        match self {
+            Proj::Dense(l) => tensor(l.weight()) + l.bias().map_or(0, tensor),
+            Proj::Quantized { weight, bias, .. } => {
+                let weight = match weight {
+                    QMatMul::QTensor(q) => q.storage_size_in_bytes() as u64,
+                    QMatMul::Tensor(t) | QMatMul::TensorF16(t) => tensor(t),
+                };
+                weight + bias.as_ref().map_or(0, tensor)
+            }
+        }
+    }
+}
+
+fn tensor_bytes(t: &Tensor) -> u64 {
+    (t.elem_count() * t.dtype().size_in_bytes()) as u64
+}
+
+impl Module for Proj {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Proj::Dense(linear) => linear.forward(x),
+            Proj::Quantized { weight, bias, outputs } => {
+                let mut y = weight.forward(&x.contiguous()?)?;
+                if let Some(bias) = bias {
+                    y = y.broadcast_add(bias)?;
+                }
+                let last = y.rank() - 1;
+                if y.dim(last)? == *outputs {
+                    Ok(y)
+                } else {
+                    y.narrow(last, 0, *outputs)
+                }
+            }
+        }
+    }
+}
+
 /// Most attention scores computed at once in the encoder (4 Mi values, 16 MiB in f32).
 const ATTENTION_BLOCK: usize = 4 << 20;
 
+/// Attention's input projections, fused where they read the same input: one matrix
+/// product (and, quantized, one quantization of the input) instead of three.
+enum Projections {
+    /// Self-attention: queries, keys and values of `x`, `[3d, d]`.
+    Fused(Proj),
+    /// Cross-attention: queries of `x`; keys and values of the audio, `[2d, d]`.
+    Split { q: Proj, kv: Proj },
+}
+
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
+    projections: Projections,
+    out: Proj,
     heads: usize,
 }
 
 impl Attention {
-    fn new(w: &Weights<'_>, prefix: &str, heads: usize) -> Result<Attention> {
-        // Scores are scaled by 1/sqrt(head_dim): folded into the query projection.
+    /// The query, key and value projections of `prefix`: the query's scaled by
+    /// 1/sqrt(head_dim) (the scores' scale, folded in), the key's bias zero (Whisper's
+    /// keys have none).
+    fn qkv(w: &Weights<'_>, prefix: &str, heads: usize) -> Result<[Linear; 3]> {
         let q = w.linear(&format!("{prefix}.q_proj"))?;
         let scale = 1.0 / ((q.weight().dim(0)? / heads) as f64).sqrt();
         let q = Linear::new((q.weight() * scale)?, q.bias().map(|b| b * scale).transpose()?);
+        let k = w.linear(&format!("{prefix}.k_proj"))?;
+        let v = w.linear(&format!("{prefix}.v_proj"))?;
+        let with_bias = |l: Linear| -> Result<Linear> {
+            match l.bias() {
+                Some(_) => Ok(l),
+                None => {
+                    let bias = Tensor::zeros(l.weight().dim(0)?, l.weight().dtype(), l.weight().device())?;
+                    Ok(Linear::new(l.weight().clone(), Some(bias)))
+                }
+            }
+        };
+        Ok([with_bias(q)?, with_bias(k)?, with_bias(v)?])
+    }
+
+    /// One product of the projections' weights stacked (their outputs side by side).
+    fn stacked(parts: &[&Linear], quantized: Option<GgmlDType>) -> Result<Proj> {
+        let weights: Vec<&Tensor> = parts.iter().map(|l| l.weight()).collect();
+        let biases = parts
+            .iter()
+            .map(|l| {
+                l.bias()
+                    .cloned()
+                    .ok_or_else(|| candle_core::Error::Msg("stacked projections need biases".into()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Proj::new(
+            Linear::new(Tensor::cat(&weights, 0)?, Some(Tensor::cat(&biases, 0)?)),
+            quantized,
+        )
+    }
+
+    fn new_self(w: &Weights<'_>, prefix: &str, heads: usize) -> Result<Attention> {
+        let [q, k, v] = Attention::qkv(w, prefix, heads)?;
         Ok(Attention {
-            q,
-            k: w.linear(&format!("{prefix}.k_proj"))?,
-            v: w.linear(&format!("{prefix}.v_proj"))?,
-            out: w.linear(&format!("{prefix}.out_proj"))?,
+            projections: Projections::Fused(Attention::stacked(&[&q, &k, &v], w.quantized)?),
+            out: w.proj(&format!("{prefix}.out_proj"))?,
             heads,
         })
+    }
+
+    fn new_cross(w: &Weights<'_>, prefix: &str, heads: usize) -> Result<Attention> {
+        let [q, k, v] = Attention::qkv(w, prefix, heads)?;
+        Ok(Attention {
+            projections: Projections::Split {
+                q: Proj::new(q, w.quantized)?,
+                kv: Attention::stacked(&[&k, &v], w.quantized)?,
+            },
+            out: w.proj(&format!("{prefix}.out_proj"))?,
+            heads,
+        })
+    }
+
+    fn bytes(&self) -> u64 {
+        let inputs = match &self.projections {
+            Projections::Fused(qkv) => qkv.bytes(),
+            Projections::Split { q, kv } => q.bytes() + kv.bytes(),
+        };
+        inputs + self.out.bytes()
+    }
+
+    /// `[b, t, n·d]` (n projections side by side) → n tensors `[b, heads, t, head_dim]`,
+    /// in one copy.
+    fn split_n(&self, x: &Tensor, n: usize) -> Result<Vec<Tensor>> {
+        let (b, t, nd) = x.dims3()?;
+        let dh = nd / n / self.heads;
+        let x = x
+            .reshape((b, t, n, self.heads, dh))?
+            .permute((2, 0, 3, 1, 4))?
+            .contiguous()?;
+        (0..n).map(|i| x.get(i)).collect()
+    }
+
+    /// Queries, keys and values of `x` (self-attention).
+    fn self_qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let Projections::Fused(qkv) = &self.projections else {
+            return Err(candle_core::Error::Msg("not a self-attention".into()));
+        };
+        let mut parts = self.split_n(&qkv.forward(x)?, 3)?.into_iter();
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(q), Some(k), Some(v)) => Ok((q, k, v)),
+            _ => Err(candle_core::Error::Msg("fused projection lost a part".into())),
+        }
     }
 
     /// `[b, t, d]` → `[b, heads, t, head_dim]`.
@@ -107,9 +280,7 @@ impl Attention {
     /// map and zero afresh for every layer; blocks of at most `ATTENTION_BLOCK` scores
     /// are reused. A GPU takes it whole (blocks would only multiply kernel launches).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let q = self.split(&self.q.forward(x)?)?;
-        let k = self.split(&self.k.forward(x)?)?;
-        let v = self.split(&self.v.forward(x)?)?;
+        let (q, k, v) = self.self_qkv(x)?;
         let (_, heads, t, _) = q.dims4()?;
         let rows = (ATTENTION_BLOCK / (heads * t)).max(1);
         if rows >= t || !x.device().is_cpu() {
@@ -128,9 +299,7 @@ impl Attention {
     /// Causal self-attention (decoder): `x`'s keys and values are written into `cache`
     /// at `offset`, and its queries attend to everything cached up to them.
     fn forward_cached(&self, x: &Tensor, cache: &SelfCache, offset: usize, mask: Option<&Tensor>) -> Result<Tensor> {
-        let q = self.split(&self.q.forward(x)?)?;
-        let k = self.split(&self.k.forward(x)?)?;
-        let v = self.split(&self.v.forward(x)?)?;
+        let (q, k, v) = self.self_qkv(x)?;
         let t = q.dim(2)?;
         cache.k.slice_set(&k, 2, offset)?;
         cache.v.slice_set(&v, 2, offset)?;
@@ -141,18 +310,25 @@ impl Attention {
 
     /// Keys and values of the audio features for cross-attention.
     fn cross_kv(&self, audio: &Tensor) -> Result<(Tensor, Tensor)> {
-        Ok((
-            self.split(&self.k.forward(audio)?)?,
-            self.split(&self.v.forward(audio)?)?,
-        ))
+        let Projections::Split { kv, .. } = &self.projections else {
+            return Err(candle_core::Error::Msg("not a cross-attention".into()));
+        };
+        let mut parts = self.split_n(&kv.forward(audio)?, 2)?.into_iter();
+        match (parts.next(), parts.next()) {
+            (Some(k), Some(v)) => Ok((k, v)),
+            _ => Err(candle_core::Error::Msg("fused projection lost a part".into())),
+        }
     }
 
     /// Cross-attention of `[b, t, d]` queries over one window's audio: every beam
     /// attends to the same audio, so the beams' queries are rows of one batch (the
     /// audio's keys and values are never copied per beam).
     fn forward_cross(&self, x: &Tensor, kv: &(Tensor, Tensor), scores: Option<&mut Option<Tensor>>) -> Result<Tensor> {
+        let Projections::Split { q, .. } = &self.projections else {
+            return Err(candle_core::Error::Msg("not a cross-attention".into()));
+        };
         let (b, t, d) = x.dims3()?;
-        let q = self.q.forward(x)?.reshape((1, b * t, d))?;
+        let q = q.forward(x)?.reshape((1, b * t, d))?;
         let q = self.split(&q)?;
         self.attend(&q, &kv.0, &kv.1, None, scores)?.reshape((b, t, d))
     }
@@ -186,8 +362,8 @@ impl SelfCache {
 }
 
 struct Mlp {
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Proj,
+    fc2: Proj,
 }
 
 impl Mlp {
@@ -223,6 +399,8 @@ pub struct Model {
     enc_layers: Vec<EncoderLayer>,
     enc_ln: LayerNorm,
     tok_emb: Tensor,
+    /// The logits: hidden states times the token embeddings (tied weights).
+    head: Proj,
     dec_pos: Tensor,
     dec_layers: Vec<DecoderLayer>,
     dec_ln: LayerNorm,
@@ -239,8 +417,21 @@ pub struct Model {
 }
 
 impl Model {
-    pub fn new(map: &HashMap<String, Tensor>, dims: Dims, dtype: DType, device: &Device) -> Result<Model> {
-        let w = Weights { map, dtype, device };
+    /// The network of `map`'s weights in `dtype` on `device`; with `quantized`, the
+    /// matrix products' weights in that block format instead (CPU only).
+    pub fn new(
+        map: &HashMap<String, Tensor>,
+        dims: Dims,
+        dtype: DType,
+        device: &Device,
+        quantized: Option<GgmlDType>,
+    ) -> Result<Model> {
+        let w = Weights {
+            map,
+            dtype,
+            device,
+            quantized,
+        };
         let conv = |name: &str, stride: usize| -> Result<Conv1d> {
             Ok(Conv1d::new(
                 w.get(&format!("encoder.{name}.weight"))?,
@@ -256,15 +447,15 @@ impl Model {
         };
         let mlp = |p: &str| -> Result<Mlp> {
             Ok(Mlp {
-                fc1: w.linear(&format!("{p}.fc1"))?,
-                fc2: w.linear(&format!("{p}.fc2"))?,
+                fc1: w.proj(&format!("{p}.fc1"))?,
+                fc2: w.proj(&format!("{p}.fc2"))?,
             })
         };
         let enc_layers = (0..dims.n_audio_layer)
             .map(|i| {
                 let p = format!("encoder.layers.{i}");
                 Ok(EncoderLayer {
-                    attn: Attention::new(&w, &format!("{p}.self_attn"), dims.n_audio_head)?,
+                    attn: Attention::new_self(&w, &format!("{p}.self_attn"), dims.n_audio_head)?,
                     attn_ln: w.layer_norm(&format!("{p}.self_attn_layer_norm"))?,
                     mlp: mlp(&p)?,
                     mlp_ln: w.layer_norm(&format!("{p}.final_layer_norm"))?,
@@ -275,15 +466,23 @@ impl Model {
             .map(|i| {
                 let p = format!("decoder.layers.{i}");
                 Ok(DecoderLayer {
-                    attn: Attention::new(&w, &format!("{p}.self_attn"), dims.n_text_head)?,
+                    attn: Attention::new_self(&w, &format!("{p}.self_attn"), dims.n_text_head)?,
                     attn_ln: w.layer_norm(&format!("{p}.self_attn_layer_norm"))?,
-                    cross: Attention::new(&w, &format!("{p}.encoder_attn"), dims.n_text_head)?,
+                    cross: Attention::new_cross(&w, &format!("{p}.encoder_attn"), dims.n_text_head)?,
                     cross_ln: w.layer_norm(&format!("{p}.encoder_attn_layer_norm"))?,
                     mlp: mlp(&p)?,
                     mlp_ln: w.layer_norm(&format!("{p}.final_layer_norm"))?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let tok_emb = w.get("decoder.embed_tokens.weight")?;
+        let head = Proj::new(Linear::new(tok_emb.clone(), None), quantized)?;
+        // With the logits' copy quantized, the embeddings serve only lookups: half the
+        // bytes in f16 (the CTranslate2 and Hugging Face weights are f16 to begin with).
+        let tok_emb = match head {
+            Proj::Quantized { .. } => tok_emb.to_dtype(DType::F16)?,
+            Proj::Dense(_) => tok_emb,
+        };
         let single = (0..dims.n_text_layer)
             .map(|_| SelfCache::new(1, &dims, dtype, device))
             .collect::<Result<Vec<_>>>()?;
@@ -296,7 +495,8 @@ impl Model {
             enc_pos: w.get("encoder.embed_positions.weight")?,
             enc_layers,
             enc_ln: w.layer_norm("encoder.layer_norm")?,
-            tok_emb: w.get("decoder.embed_tokens.weight")?,
+            tok_emb,
+            head,
             dec_pos: w.get("decoder.embed_positions.weight")?,
             dec_layers,
             dec_ln: w.layer_norm("decoder.layer_norm")?,
@@ -306,6 +506,46 @@ impl Model {
             forked: false,
             offset: 0,
         })
+    }
+
+    /// Bytes the weights take as held (quantized projections at their packed size; the
+    /// token embeddings twice when the logits' copy is quantized).
+    pub fn weight_bytes(&self) -> u64 {
+        let norm = |n: &LayerNorm| tensor_bytes(n.weight()) + n.bias().map_or(0, tensor_bytes);
+        let attention = Attention::bytes;
+        let mlp = |m: &Mlp| m.fc1.bytes() + m.fc2.bytes();
+        let encoder: u64 = self
+            .enc_layers
+            .iter()
+            .map(|l| attention(&l.attn) + norm(&l.attn_ln) + mlp(&l.mlp) + norm(&l.mlp_ln))
+            .sum();
+        let decoder: u64 = self
+            .dec_layers
+            .iter()
+            .map(|l| {
+                attention(&l.attn)
+                    + norm(&l.attn_ln)
+                    + attention(&l.cross)
+                    + norm(&l.cross_ln)
+                    + mlp(&l.mlp)
+                    + norm(&l.mlp_ln)
+            })
+            .sum();
+        let conv = |c: &Conv1d| tensor_bytes(c.weight()) + c.bias().map_or(0, tensor_bytes);
+        let head = match &self.head {
+            Proj::Dense(_) => 0, // the embeddings themselves
+            quantized => quantized.bytes(),
+        };
+        encoder
+            + decoder
+            + conv(&self.conv1)
+            + conv(&self.conv2)
+            + tensor_bytes(&self.enc_pos)
+            + norm(&self.enc_ln)
+            + tensor_bytes(&self.tok_emb)
+            + head
+            + tensor_bytes(&self.dec_pos)
+            + norm(&self.dec_ln)
     }
 
     /// Encodes a `[n_mels, 3000]` log-mel window and prepares cross-attention for it;
@@ -363,6 +603,7 @@ impl Model {
         let mut x = self
             .tok_emb
             .embedding(&ids.flatten_all()?)?
+            .to_dtype(self.dtype)?
             .reshape((ids.dim(0)?, t, self.dims.n_text_state))?
             .broadcast_add(&self.dec_pos.narrow(0, self.offset, t)?.unsqueeze(0)?)?;
         let mask = if t > 1 {
@@ -395,7 +636,7 @@ impl Model {
     /// Logits (f32, on the CPU) of hidden states `[n, d]`, one row each.
     fn logits(&self, x: &Tensor) -> Result<Vec<Vec<f32>>> {
         let x = self.dec_ln.forward(x)?;
-        let logits = x.matmul(&self.tok_emb.t()?)?.to_dtype(DType::F32)?;
+        let logits = self.head.forward(&x)?.to_dtype(DType::F32)?;
         logits.to_device(&Device::Cpu)?.to_vec2::<f32>()
     }
 
