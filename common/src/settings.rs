@@ -23,20 +23,6 @@ pub const WHISPER_MODELS: [&str; 10] = [
     "turbo",
 ];
 
-/// GPU memory each Whisper size needs, in GiB (OpenAI's table: tiny and base ~1 GB,
-/// small ~2, medium ~5, large ~10, turbo ~6). A worker refuses a model its GPU cannot hold.
-pub fn whisper_vram_gib(model: &str) -> Option<u64> {
-    let size = model.split('.').next().unwrap_or(model);
-    match size {
-        "tiny" | "base" => Some(1),
-        "small" => Some(2),
-        "medium" => Some(5),
-        "turbo" | "large-v3-turbo" => Some(6),
-        s if s.starts_with("large") => Some(10),
-        _ => None,
-    }
-}
-
 /// What values a setting takes.
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

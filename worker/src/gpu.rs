@@ -27,6 +27,32 @@ pub fn discover() -> Vec<GpuInfo> {
     imp::discover()
 }
 
+/// GPU `index`'s memory now: `(free, total)` bytes.
+pub fn memory(index: usize) -> Result<(u64, u64), GpuError> {
+    imp::memory(index)
+}
+
+/// Whether a CUDA error leaves the context unusable ("sticky": every later call fails
+/// the same way until the process exits), as opposed to one the next call may not
+/// meet (out of memory, a busy device).
+pub fn is_sticky(message: &str) -> bool {
+    const STICKY: &[&str] = &[
+        "illegal address",
+        "illegal memory access",
+        "illegal instruction",
+        "launch failure",
+        "launch_failed",
+        "misaligned address",
+        "hardware stack error",
+        "ecc_uncorrectable",
+        "uncorrectable ecc",
+        "invalid pc",
+        "assert triggered",
+    ];
+    let message = message.to_ascii_lowercase();
+    STICKY.iter().any(|s| message.contains(s))
+}
+
 /// The candle device for a slot: the CPU for `None`, else CUDA device `index`.
 pub fn device_for(index: Option<usize>) -> Result<candle_core::Device, GpuError> {
     match index {
@@ -83,6 +109,17 @@ mod imp {
             .collect()
     }
 
+    pub fn memory(index: usize) -> Result<(u64, u64), GpuError> {
+        let query =
+            || -> Result<(usize, usize), cudarc::driver::DriverError> { CudaContext::new(index)?.mem_get_info() };
+        query()
+            .map(|(free, total)| (free as u64, total as u64))
+            .map_err(|e| GpuError::Device {
+                index,
+                reason: e.to_string(),
+            })
+    }
+
     pub fn device(index: usize) -> Result<candle_core::Device, GpuError> {
         if device_count().is_none_or(|n| index >= n) {
             return Err(GpuError::Device {
@@ -105,6 +142,10 @@ mod imp {
         Vec::new()
     }
 
+    pub fn memory(index: usize) -> Result<(u64, u64), GpuError> {
+        Err(GpuError::NoCudaSupport(index))
+    }
+
     pub fn device(index: usize) -> Result<candle_core::Device, GpuError> {
         Err(GpuError::NoCudaSupport(index))
     }
@@ -120,5 +161,22 @@ mod tests {
             assert!(g.total_bytes >= g.free_bytes);
         }
         assert!(super::device_for(None).unwrap().is_cpu());
+    }
+
+    #[test]
+    fn sticky_cuda_errors_are_told_from_passing_ones() {
+        for sticky in [
+            "DriverError(CUDA_ERROR_ILLEGAL_ADDRESS, \"an illegal memory access was encountered\")",
+            "DriverError(CUDA_ERROR_LAUNCH_FAILED, \"unspecified launch failure\")",
+            "CUDA_ERROR_ECC_UNCORRECTABLE",
+        ] {
+            assert!(super::is_sticky(sticky), "{sticky}");
+        }
+        for passing in [
+            "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")",
+            "DriverError(CUDA_ERROR_INVALID_PTX, \"a PTX JIT compilation failed\")",
+        ] {
+            assert!(!super::is_sticky(passing), "{passing}");
+        }
     }
 }

@@ -133,7 +133,21 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         consumers.spawn(runner::consume_queue(shared.clone(), family, slots));
     }
 
-    shutdown.cancelled().await;
+    let dead_gpu = shared.services.transcriber.as_ref().map(|t| t.dead_gpu());
+    let gpu_died = async {
+        match &dead_gpu {
+            Some(dead) => dead.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    let fatal = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        _ = gpu_died => {
+            shutdown.cancel();
+            let why = shared.services.transcriber.as_ref().and_then(|t| t.gpu_failure());
+            Some(why.unwrap_or_else(|| "a GPU failed".to_owned()))
+        }
+    };
     tracing::info!(
         grace_s = config.shutdown_grace.as_secs_f64(),
         "stopping: no new jobs; waiting for in-flight jobs"
@@ -168,7 +182,11 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     // Give the log writer a moment to store the last lines.
     tokio::time::sleep(Duration::from_millis(300)).await;
     tracing::info!("worker stopped");
-    Ok(())
+    match fatal {
+        // Non-zero, for the supervisor to start a fresh process with a fresh CUDA context.
+        Some(why) => anyhow::bail!("{why}"),
+        None => Ok(()),
+    }
 }
 
 /// Waits until every delivery taken has been settled.

@@ -89,6 +89,14 @@ pub async fn heartbeat_loop(shared: Arc<Shared>) {
 }
 
 async fn beat(shared: &Shared) -> Result<(), sqlx::Error> {
+    if let Some(transcriber) = shared.services.transcriber.as_ref()
+        && !transcriber.gpus().is_empty()
+    {
+        // Free GPU memory moves with other processes and our own models; a GPU that
+        // failed is probed until it passes.
+        transcriber.refresh_gpu_memory();
+        transcriber.probe().await;
+    }
     let jobs = shared.running_snapshot();
     if !jobs.is_empty() {
         let beats: Vec<Beat> = jobs

@@ -56,19 +56,29 @@ impl Services {
                 gpus
             }
         };
+        let failed = if gpus.is_empty() {
+            None
+        } else {
+            self_test(&gpus, config).await
+        };
+        if let Some(why) = &failed
+            && config.transcribe.whisper_device == "cuda"
+        {
+            anyhow::bail!("RUSHES_WHISPER_DEVICE=cuda, but a GPU failed its self-test: {why}");
+        }
         let transcriber = transcribes.then(|| {
+            let failed = failed.clone();
             let slots = config
                 .slots_by_queue_with_gpus(gpus.len())
                 .iter()
                 .find(|(f, _)| *f == QueueFamily::Transcribe)
                 .map_or(1, |(_, n)| usize::from(*n));
-            Arc::new(Transcriber::new(
-                &config.transcribe,
-                &config.media.data_dir,
-                gpus,
-                slots,
-                metrics.clone(),
-            ))
+            let transcriber =
+                Transcriber::new(&config.transcribe, &config.media.data_dir, gpus, slots, metrics.clone());
+            if let Some(why) = failed {
+                transcriber.failed_self_test(why);
+            }
+            Arc::new(transcriber)
         });
         Ok(Arc::new(Self {
             roots: MediaRoots::new(&config.media.media_roots),
@@ -80,4 +90,43 @@ impl Services {
             transcriber,
         }))
     }
+}
+
+/// Each GPU's self-test (every op the model uses in f16 against the CPU, then the
+/// bundled clip heard by a tiny model, when one is installed, on the GPU and on the
+/// CPU): the first failure, if any.
+async fn self_test(gpus: &[crate::gpu::GpuInfo], config: &WorkerConfig) -> Option<String> {
+    let models = config
+        .transcribe
+        .whisper_model_dir
+        .clone()
+        .unwrap_or_else(|| config.media.data_dir.join("models"));
+    let tiny = ["tiny.en", "tiny"]
+        .iter()
+        .map(|name| models.join(name))
+        .find(|dir| dir.join("config.json").is_file());
+    for g in gpus {
+        let (index, tiny) = (g.index, tiny.clone());
+        let outcome = tokio::task::spawn_blocking(move || {
+            let device = crate::gpu::device_for(Some(index)).map_err(|e| e.to_string())?;
+            crate::whisper::selftest::run(&device, candle_core::DType::F16, tiny.as_deref())
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the self-test stopped: {e}")));
+        match outcome {
+            Ok(passed) => tracing::info!(
+                gpu = index,
+                name = %g.name,
+                ops = passed.ops,
+                heard = passed.heard.as_deref().unwrap_or("(no tiny model installed: not listened)"),
+                "GPU passed its self-test"
+            ),
+            Err(why) => {
+                let why = format!("GPU {index} ({}) failed its self-test: {why}", g.name);
+                tracing::error!(reason = %why, "this worker will not transcribe");
+                return Some(why);
+            }
+        }
+    }
+    None
 }

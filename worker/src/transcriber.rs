@@ -14,7 +14,8 @@ use sqlx::PgPool;
 use crate::config::TranscribeConfig;
 use crate::gpu::{self, GpuInfo};
 use crate::metrics::WorkerMetrics;
-use crate::whisper::{ComputeType, DecodeOptions, Timings, VadOptions, Whisper};
+use crate::whisper::memory::{self, MemoryNeed};
+use crate::whisper::{Budget, ComputeType, DecodeOptions, Timings, VadOptions, Whisper, WhisperError};
 
 /// Why a model cannot be used here.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,10 @@ pub enum ModelError {
     /// The files are there but unusable.
     #[error("{0}")]
     Invalid(String),
+    /// The GPU failed while loading it (out of memory on a shared GPU, kernels the
+    /// driver cannot run): this worker takes no transcription until a probe passes.
+    #[error("{0}")]
+    Device(String),
 }
 
 pub struct Transcriber {
@@ -50,6 +55,13 @@ pub struct Transcriber {
     unable: Mutex<Option<String>>,
     /// What the workers row last said (see [`Transcriber::changed_description`]).
     described: Mutex<Option<serde_json::Value>>,
+    /// Why a GPU's self-test failed, or why a GPU is dead, if one is.
+    self_test: Mutex<Option<String>>,
+    /// A GPU failed while loading or decoding: no transcription until it passes a probe.
+    trouble: Mutex<Option<String>>,
+    /// Cancelled when a GPU met a sticky error: the worker drains and exits non-zero,
+    /// for its supervisor to start a fresh process (and CUDA context).
+    dead: tokio_util::sync::CancellationToken,
     metrics: WorkerMetrics,
 }
 
@@ -78,17 +90,6 @@ impl Transcriber {
         slots: usize,
         metrics: WorkerMetrics,
     ) -> Self {
-        for g in &gpus {
-            let label = g.index.to_string();
-            metrics
-                .gpu_memory
-                .with_label_values(&[label.as_str(), g.name.as_str(), "total"])
-                .set(i64::try_from(g.total_bytes).unwrap_or(i64::MAX));
-            metrics
-                .gpu_memory
-                .with_label_values(&[label.as_str(), g.name.as_str(), "free"])
-                .set(i64::try_from(g.free_bytes).unwrap_or(i64::MAX));
-        }
         let slots = (0..slots.max(1))
             .map(|i| Slot {
                 gpu: (!gpus.is_empty()).then(|| gpus[i % gpus.len()].index),
@@ -96,7 +97,7 @@ impl Transcriber {
                 loaded: None,
             })
             .collect();
-        Self {
+        let transcriber = Self {
             model_dir: config
                 .whisper_model_dir
                 .clone()
@@ -111,8 +112,15 @@ impl Transcriber {
             current: Mutex::new(config.whisper_model.clone()),
             unable: Mutex::new(None),
             described: Mutex::new(None),
+            self_test: Mutex::new(None),
+            trouble: Mutex::new(None),
+            dead: tokio_util::sync::CancellationToken::new(),
             metrics,
+        };
+        for g in &transcriber.gpus {
+            transcriber.record_gpu_memory(g.index, g.free_bytes, g.total_bytes);
         }
+        transcriber
     }
 
     /// Decoding as configured on this worker (a transcript's own options go on top).
@@ -192,11 +200,15 @@ impl Transcriber {
     /// this worker may take `transcribe` (the reason is kept for the workers list).
     pub fn refresh(&self, model: &str) -> bool {
         model.clone_into(&mut lock(&self.current));
-        let verdict = self
-            .fits(model)
-            .and_then(|()| self.check_installed(model))
-            .err()
-            .map(|e| e.to_string());
+        let failed = lock(&self.self_test).clone().or_else(|| lock(&self.trouble).clone());
+        let verdict = match failed {
+            Some(failed) => Some(failed),
+            None => self
+                .fits(model)
+                .and_then(|()| self.check_installed(model))
+                .err()
+                .map(|e| e.to_string()),
+        };
         let able = verdict.is_none();
         let mut unable = lock(&self.unable);
         if *unable != verdict {
@@ -209,6 +221,60 @@ impl Transcriber {
             *unable = verdict;
         }
         able
+    }
+
+    /// A GPU failed its self-test at start: this worker takes no transcription (the
+    /// reason, the driver's message in it, shows in the workers list).
+    pub fn failed_self_test(&self, why: String) {
+        *lock(&self.self_test) = Some(why);
+    }
+
+    /// A GPU failed at work. A sticky error kills it (see [`Transcriber::dead_gpu`]);
+    /// any other stops transcriptions here until [`Transcriber::probe`] passes.
+    pub fn gpu_fault(&self, gpu: usize, error: &str) {
+        if gpu::is_sticky(error) {
+            let why = format!("GPU {gpu} is unusable until the worker restarts: {error}");
+            tracing::error!(gpu, reason = %why, "sticky GPU error: draining and exiting for a restart");
+            *lock(&self.self_test) = Some(why);
+            self.dead.cancel();
+        } else {
+            let why = format!("GPU {gpu} failed: {error} (transcriptions resume once it passes a probe)");
+            tracing::warn!(gpu, reason = %why, "GPU failed; probing it at each heartbeat");
+            *lock(&self.trouble) = Some(why);
+        }
+    }
+
+    /// Cancelled once a GPU is dead; [`Transcriber::gpu_failure`] says why.
+    pub fn dead_gpu(&self) -> tokio_util::sync::CancellationToken {
+        self.dead.clone()
+    }
+
+    /// Why a GPU failed its self-test or died, if one did.
+    pub fn gpu_failure(&self) -> Option<String> {
+        lock(&self.self_test).clone()
+    }
+
+    /// After a GPU failure: every GPU runs the self-test's operations again; all
+    /// passing ends the pause.
+    pub async fn probe(&self) {
+        if lock(&self.trouble).is_none() {
+            return;
+        }
+        for g in self.gpus.clone() {
+            let index = g.index;
+            let passed = tokio::task::spawn_blocking(move || {
+                let device = gpu::device_for(Some(index)).map_err(|e| e.to_string())?;
+                crate::whisper::selftest::run(&device, candle_core::DType::F16, None)
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("the probe stopped: {e}")));
+            if let Err(why) = passed {
+                tracing::warn!(gpu = index, reason = %why, "GPU still fails its probe");
+                return;
+            }
+        }
+        tracing::info!("every GPU passed its probe: transcribing again");
+        *lock(&self.trouble) = None;
     }
 
     pub fn unable(&self) -> Option<String> {
@@ -231,20 +297,72 @@ impl Transcriber {
         )))
     }
 
-    /// Whether `model` fits every GPU this worker would load it on (the CPU always can).
+    /// Whether a model of a standard size (by name) could be loaded on every GPU of
+    /// this worker, once in each slot sharing the GPU (the CPU always can). Other names
+    /// pass: the exact check runs at load, on the model's own sizes and the memory
+    /// free then ([`Budget`]).
     fn fits(&self, model: &str) -> Result<(), ModelError> {
-        let Some(need_gib) = settings::whisper_vram_gib(model) else {
+        let Some((dims, parameters)) = memory::standard(model) else {
             return Ok(());
         };
-        let need = need_gib << 30;
-        match self.gpus.iter().find(|g| g.total_bytes < need) {
-            Some(g) => Err(ModelError::TooLarge(format!(
-                "model `{model}` needs about {need_gib} GiB of GPU memory; GPU {} ({}) has {:.1} GiB",
-                g.index,
-                g.name,
-                g.total_bytes as f64 / f64::from(1u32 << 30)
-            ))),
-            None => Ok(()),
+        let dtype = if self.compute_type == ComputeType::Float32 {
+            candle_core::DType::F32
+        } else {
+            candle_core::DType::F16
+        };
+        let need = MemoryNeed::of(&dims, parameters, dtype, self.beam_size);
+        let slots = lock(&self.slots);
+        for g in &self.gpus {
+            let copies = slots.iter().filter(|s| s.gpu == Some(g.index)).count().max(1) as u64;
+            if need.total().saturating_mul(copies) > g.total_bytes {
+                return Err(ModelError::TooLarge(format!(
+                    "model `{model}` needs about {need} per slot; GPU {} ({}) has {} for {copies} slot(s)",
+                    g.index,
+                    g.name,
+                    memory::mib(g.total_bytes)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// What a model loaded on `gpu` must fit in: the memory free there now, for a copy
+    /// in each of the slots on that GPU that hold no model (this one among them).
+    fn budget(&self, gpu: usize) -> Result<Budget, ModelError> {
+        let (free, total) = gpu::memory(gpu).map_err(|e| ModelError::Unavailable(e.to_string()))?;
+        self.record_gpu_memory(gpu, free, total);
+        let copies = lock(&self.slots)
+            .iter()
+            .filter(|s| s.gpu == Some(gpu) && s.loaded.is_none())
+            .count()
+            .max(1);
+        Ok(Budget {
+            free_bytes: free,
+            copies: copies as u64,
+            beams: self.beam_size,
+        })
+    }
+
+    /// GPU memory as the driver reports it now (each heartbeat, each model load).
+    pub fn refresh_gpu_memory(&self) {
+        for g in &self.gpus {
+            match gpu::memory(g.index) {
+                Ok((free, total)) => self.record_gpu_memory(g.index, free, total),
+                Err(err) => tracing::warn!(gpu = g.index, error = %err, "cannot read GPU memory"),
+            }
+        }
+    }
+
+    fn record_gpu_memory(&self, index: usize, free: u64, total: u64) {
+        let Some(g) = self.gpus.iter().find(|g| g.index == index) else {
+            return;
+        };
+        let label = index.to_string();
+        for (kind, bytes) in [("total", total), ("free", free)] {
+            self.metrics
+                .gpu_memory
+                .with_label_values(&[label.as_str(), g.name.as_str(), kind])
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
     }
 
@@ -305,19 +423,32 @@ impl Lease {
     pub async fn model(&mut self, model: &str) -> Result<&mut Loaded, ModelError> {
         if self.loaded.as_ref().is_none_or(|l| l.name != model) {
             self.loaded = None;
-            self.transcriber.fits(model)?;
             self.transcriber.check_installed(model)?;
             let dir = self.transcriber.model_dir.join(model);
             let gpu = self.gpu;
+            let budget = gpu.map(|g| self.transcriber.budget(g)).transpose()?;
+            let model_name = model.to_owned();
             let compute = self.transcriber.compute_type;
             let started = std::time::Instant::now();
             let whisper = tokio::task::spawn_blocking(move || {
                 let device = gpu::device_for(gpu).map_err(|e| ModelError::Unavailable(e.to_string()))?;
-                Whisper::load_as(&dir, &device, compute)
-                    .map_err(|e| ModelError::Invalid(format!("model `{}`: {e}", dir.display())))
+                Whisper::load_within(&dir, &device, compute, budget).map_err(|e| match e {
+                    WhisperError::DoesNotFit(why) => ModelError::TooLarge(why),
+                    // The files are fine; the device failed (out of memory on a shared
+                    // GPU, a driver that cannot run the kernels): another try may not.
+                    WhisperError::Inference(err) if gpu.is_some() => {
+                        ModelError::Device(format!("loading model `{model_name}` on the GPU: {err}"))
+                    }
+                    e => ModelError::Invalid(format!("model `{}`: {e}", dir.display())),
+                })
             })
             .await
-            .map_err(|e| ModelError::Unavailable(format!("loading the model stopped: {e}")))??;
+            .map_err(|e| ModelError::Unavailable(format!("loading the model stopped: {e}")))?
+            .inspect_err(|e| {
+                if let (ModelError::Device(why), Some(g)) = (e, gpu) {
+                    self.transcriber.gpu_fault(g, why);
+                }
+            })?;
             tracing::info!(model, gpu = ?self.gpu, load_s = started.elapsed().as_secs_f64(), "Whisper model loaded");
             self.loaded = Some(Loaded {
                 name: model.to_owned(),
@@ -398,13 +529,14 @@ mod tests {
 
     #[test]
     fn a_model_larger_than_the_gpu_is_refused_with_the_reason() {
-        let models = Models::new(&["small", "medium", "base.en", "large-v3"]);
-        let small_gpu = transcriber_in(models.0.clone(), vec![gpu(0, 4)], 1);
+        // In f16 with five beams: small ≈ 0.8 GiB, medium ≈ 2.2, large-v3 ≈ 4.1.
+        let models = Models::new(&["small", "medium", "base.en", "large-v3", "my-own-model"]);
+        let small_gpu = transcriber_in(models.0.clone(), vec![gpu(0, 2)], 1);
         assert!(small_gpu.refresh("small"));
         assert!(!small_gpu.refresh("medium"));
         let why = small_gpu.unable().unwrap_or_default();
         assert!(
-            why.contains("`medium` needs about 5 GiB") && why.contains("has 4.0 GiB"),
+            why.contains("`medium` needs about 22") && why.contains("has 2048 MiB for 1 slot(s)"),
             "{why}"
         );
         assert_eq!(small_gpu.describe()["unable"], serde_json::json!(why));
@@ -412,11 +544,44 @@ mod tests {
         assert_eq!(small_gpu.unable(), None);
         assert_eq!(
             small_gpu.usable(),
-            ["base.en", "small"],
-            "medium and large-v3 do not fit"
+            ["base.en", "my-own-model", "small"],
+            "medium and large-v3 do not fit; a name of no standard size is checked at load"
         );
+        // Medium fits a 4 GiB GPU once, not twice: two slots sharing it cannot both load it.
+        assert!(transcriber_in(models.0.clone(), vec![gpu(0, 4)], 1).refresh("medium"));
+        let shared = transcriber_in(models.0.clone(), vec![gpu(0, 4)], 2);
+        assert!(!shared.refresh("medium"));
+        assert!(shared.unable().unwrap_or_default().contains("for 2 slot(s)"));
         // The CPU holds anything.
         assert!(transcriber_in(models.0.clone(), Vec::new(), 1).refresh("large-v3"));
+    }
+
+    #[tokio::test]
+    async fn a_failing_gpu_pauses_transcription_and_a_sticky_error_kills_the_worker() {
+        let models = Models::new(&["base"]);
+        let t = transcriber_in(models.0.clone(), vec![gpu(0, 8)], 1);
+        assert!(t.refresh("base"));
+        t.gpu_fault(0, "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")");
+        assert!(!t.refresh("base"));
+        let why = t.unable().unwrap_or_default();
+        assert!(why.contains("GPU 0 failed") && why.contains("out of memory"), "{why}");
+        assert!(!t.dead_gpu().is_cancelled());
+        // This build has no CUDA: the probe cannot pass, the pause stays.
+        t.probe().await;
+        assert!(!t.refresh("base"));
+        t.gpu_fault(
+            0,
+            "DriverError(CUDA_ERROR_ILLEGAL_ADDRESS, \"an illegal memory access was encountered\")",
+        );
+        assert!(t.dead_gpu().is_cancelled());
+        assert!(!t.refresh("base"));
+        assert!(
+            t.unable()
+                .unwrap_or_default()
+                .contains("unusable until the worker restarts"),
+            "{:?}",
+            t.unable()
+        );
     }
 
     #[test]

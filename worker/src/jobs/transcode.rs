@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::clip::{ClipRow, publish, run_ffmpeg};
 use super::{JobContext, JobError, db_error};
 use crate::config::TranscodeConfig;
+use crate::media::backend::VideoBackend;
 use crate::media::formats::{self, MAX_AUDIO_TRACKS};
 use crate::media::plan;
 
@@ -30,8 +31,25 @@ pub async fn run(ctx: JobContext, payload: Transcode) -> Result<Value, JobError>
     let staging = clip.staging(&ctx)?;
     let settings = proxy_settings(&ctx).await?;
     let plan = plan::transcode(&source, &facts, &settings, &services.video, &staging);
-    log_plan(&ctx, &plan);
-    run_ffmpeg(&ctx, plan.args, facts.duration_s).await?;
+    log_plan(&ctx, &plan, &services.video);
+    let mut video = services.video.clone();
+    let plan = match run_ffmpeg(&ctx, plan.args.clone(), facts.duration_s).await {
+        // The GPU's encoder or decoder failed (a busy NVENC, a stream NVDEC cannot
+        // take): once more in software, which needs no GPU.
+        Err(err) if video != VideoBackend::software() && blames_gpu(&err) => {
+            ctx.log(
+                rushes_common::logs::Level::Warn,
+                format!("{err}; the GPU's video engine failed: once more in software"),
+            );
+            video = VideoBackend::software();
+            let again = plan::transcode(&source, &facts, &settings, &video, &staging);
+            log_plan(&ctx, &again, &video);
+            run_ffmpeg(&ctx, again.args.clone(), facts.duration_s).await?;
+            again
+        }
+        Err(err) => return Err(err),
+        Ok(()) => plan,
+    };
     publish(staging, &plan.outputs)?;
 
     let outputs = outputs_json(&plan.outputs);
@@ -58,7 +76,18 @@ pub async fn run(ctx: JobContext, payload: Transcode) -> Result<Value, JobError>
         tracing::warn!(error = %err, "cannot queue the scrub sprite and waveform");
     }
     ctx.set_progress(1.0);
-    Ok(json!({ "outputs": outputs, "encoder": services.video.encoder, "hw_decode": services.video.hw_decode }))
+    Ok(json!({ "outputs": outputs, "encoder": video.encoder, "hw_decode": video.hw_decode }))
+}
+
+/// Whether ffmpeg's failure names the GPU's video path (NVENC, NVDEC/CUVID, CUDA).
+fn blames_gpu(err: &JobError) -> bool {
+    let message = match err {
+        JobError::Permanent(m) | JobError::Retryable(m) | JobError::Unable(m) => m.to_ascii_lowercase(),
+        JobError::Cancelled => return false,
+    };
+    ["nvenc", "cuvid", "nvdec", "cuda"]
+        .iter()
+        .any(|word| message.contains(word))
 }
 
 /// Makes this job the clip's current transcode unless a newer one is (job ids are
@@ -125,8 +154,7 @@ pub(super) async fn proxy_settings(ctx: &JobContext) -> Result<TranscodeConfig, 
 }
 
 /// Names the backend and the outputs in the job's log.
-pub(super) fn log_plan(ctx: &JobContext, plan: &plan::Plan) {
-    let video = &ctx.services.video;
+pub(super) fn log_plan(ctx: &JobContext, plan: &plan::Plan, video: &VideoBackend) {
     ctx.log(
         rushes_common::logs::Level::Info,
         format!(
@@ -163,4 +191,27 @@ async fn stored_setting(ctx: &JobContext, key: &str) -> Result<Option<u32>, JobE
         .await
         .map_err(db_error)?;
     Ok(value.and_then(|v| u32::try_from(v).ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_of_the_gpu_video_path_are_told_from_the_rest() {
+        for gpu in [
+            "ffmpeg: [h264_nvenc @ 0x1] OpenEncodeSessionEx failed: out of memory (10)",
+            "ffmpeg: [h264_cuvid @ 0x2] cuvidCreateDecoder failed",
+            "ffmpeg: Device creation failed: -542398533. Failed to set value 'cuda' for option 'hwaccel'",
+        ] {
+            assert!(blames_gpu(&JobError::Permanent(gpu.into())), "{gpu}");
+        }
+        for other in [
+            "ffmpeg: moov atom not found",
+            "ffmpeg: Invalid data found when processing input",
+        ] {
+            assert!(!blames_gpu(&JobError::Permanent(other.into())), "{other}");
+        }
+        assert!(!blames_gpu(&JobError::Cancelled));
+    }
 }

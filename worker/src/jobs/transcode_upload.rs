@@ -62,7 +62,7 @@ pub async fn run(ctx: JobContext, payload: TranscodeUpload) -> Result<Value, Job
         .map_err(|e| JobError::Retryable(format!("cannot prepare the output folder: {e}")))?;
     let settings = proxy_settings(&ctx).await?;
     let plan = plan::transcode(&source, &facts, &settings, &ctx.services.video, &staging);
-    log_plan(&ctx, &plan);
+    log_plan(&ctx, &plan, &ctx.services.video);
     run_ffmpeg(&ctx, plan.args, facts.duration_s).await?;
     publish(staging, &plan.outputs)?;
 

@@ -163,12 +163,29 @@ pub async fn run(ctx: JobContext, payload: Transcribe) -> Result<Value, JobError
                 ControlFlow::Continue(())
             }
         });
-        lease.put(loaded);
+        if matches!(outcome, Err(WhisperError::Inference(_))) && !loaded.whisper.device().is_cpu() {
+            // The GPU failed mid-decode: its model goes (freeing its memory) and the
+            // device is synchronised, so no queued kernel outlives the job.
+            let device = loaded.whisper.device().clone();
+            drop(loaded);
+            if let Err(err) = device.synchronize() {
+                tracing::warn!(error = %err, "cannot synchronise the GPU after its failure");
+            }
+        } else {
+            lease.put(loaded);
+        }
         outcome
     })
     .await
     .map_err(|e| JobError::Retryable(format!("the transcription thread stopped: {e}")))?;
-    let transcription = outcome.map_err(whisper_error)?;
+    let transcription = match (outcome, gpu) {
+        (Err(WhisperError::Inference(err)), Some(g)) => {
+            let why = err.to_string();
+            transcriber.gpu_fault(g, &why);
+            return Err(JobError::Unable(format!("GPU {g} failed during transcription: {why}")));
+        }
+        (outcome, _) => outcome.map_err(whisper_error)?,
+    };
     let elapsed = started.elapsed().as_secs_f64();
     let rtf = if transcription.duration > 0.0 {
         elapsed / transcription.duration
@@ -229,6 +246,8 @@ fn model_error(err: ModelError) -> JobError {
         ModelError::Invalid(why) => JobError::Permanent(why),
         err @ (ModelError::NotInstalled(_) | ModelError::TooLarge(_)) => JobError::Unable(err.to_string()),
         err @ ModelError::Unavailable(_) => JobError::Retryable(err.to_string()),
+        // Not the job's fault: another worker takes it, the attempt not counted.
+        err @ ModelError::Device(_) => JobError::Unable(err.to_string()),
     }
 }
 

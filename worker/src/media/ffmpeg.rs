@@ -134,16 +134,31 @@ impl FfmpegRun<'_> {
 
 /// Whether `ffmpeg` can run the given arguments (a capability probe: encoder, device).
 pub async fn succeeds(binary: &Path, args: &[&str]) -> bool {
+    probe(binary, args).await.is_ok()
+}
+
+/// [`succeeds`], saying why not: ffmpeg's error lines (or how it ended).
+pub async fn probe(binary: &Path, args: &[&str]) -> Result<(), String> {
     let mut command = tokio::process::Command::new(binary);
     command
         .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
-    matches!(
-        tokio::time::timeout(Duration::from_secs(20), command.status()).await,
-        Ok(Ok(status)) if status.success()
-    )
+    match tokio::time::timeout(Duration::from_secs(20), command.output()).await {
+        Ok(Ok(output)) if output.status.success() => Ok(()),
+        Ok(Ok(output)) => {
+            let said = String::from_utf8_lossy(&output.stderr);
+            let said: Vec<&str> = said.lines().map(str::trim).filter(|l| !l.is_empty()).take(6).collect();
+            Err(if said.is_empty() {
+                format!("ffmpeg exited with {}", output.status)
+            } else {
+                said.join("; ")
+            })
+        }
+        Ok(Err(err)) => Err(format!("cannot run {}: {err}", binary.display())),
+        Err(_) => Err("no answer in 20 s".to_owned()),
+    }
 }

@@ -7,8 +7,10 @@ pub mod audio;
 pub mod ct2;
 pub mod decode;
 pub mod mel;
+pub mod memory;
 mod model;
 mod ops;
+pub mod selftest;
 pub mod timing;
 pub mod tokens;
 pub mod vad;
@@ -38,10 +40,11 @@ pub enum ComputeType {
     Auto,
     /// f32 everywhere (the reference; a GPU runs at a fraction of its float16 speed).
     Float32,
-    /// On a CPU, the matrix products' weights in 8 bits with an f16 scale per 32
-    /// (GGML's Q8_0), multiplied by candle's integer kernels with the activations
-    /// quantized on the fly; norms, attention scores and everything else in f32. A GPU
-    /// computes in float16.
+    /// On a CPU, the decoder's matrix products' weights (the logits' too) in 8 bits
+    /// with an f16 scale per 32 (GGML's Q8_0), multiplied by candle's integer kernels
+    /// with the activations quantized on the fly; the encoder (and the audio's keys and
+    /// values), norms, attention scores and everything else in f32. A GPU computes in
+    /// float16.
     Int8,
 }
 
@@ -55,6 +58,16 @@ impl std::str::FromStr for ComputeType {
             other => Err(format!("unknown compute type `{other}` (auto, float32 or int8)")),
         }
     }
+}
+
+/// Room a model must fit in on its device: the memory free there now, shared by the
+/// copies that will be loaded on it (one per transcription slot without a model yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub free_bytes: u64,
+    pub copies: u64,
+    /// Beams it will decode with (the caches grow with them).
+    pub beams: usize,
 }
 
 /// Recognise speech, or translate it to English.
@@ -228,6 +241,10 @@ pub enum WhisperError {
     /// `on_progress` asked to stop.
     #[error("transcription cancelled")]
     Cancelled,
+    /// The model would not fit in the device memory free now (another process or
+    /// another slot holds it): nothing was put on the device.
+    #[error("{0}")]
+    DoesNotFit(String),
 }
 
 impl WhisperError {
@@ -242,7 +259,7 @@ impl WhisperError {
                     | std::io::ErrorKind::UnexpectedEof
                     | std::io::ErrorKind::IsADirectory
             ),
-            WhisperError::Inference(_) | WhisperError::Cancelled => false,
+            WhisperError::Inference(_) | WhisperError::Cancelled | WhisperError::DoesNotFit(_) => false,
         }
     }
 }
@@ -284,6 +301,18 @@ impl Whisper {
 
     /// [`Whisper::load`], holding and multiplying the weights as `compute` says.
     pub fn load_as(dir: &Path, device: &Device, compute: ComputeType) -> Result<Whisper, WhisperError> {
+        Whisper::load_within(dir, device, compute, None)
+    }
+
+    /// [`Whisper::load_as`], refusing ([`WhisperError::DoesNotFit`]) before anything
+    /// is put on the device when the model's need ([`memory::MemoryNeed`]) times the
+    /// copies exceeds the budget's free memory.
+    pub fn load_within(
+        dir: &Path,
+        device: &Device,
+        compute: ComputeType,
+        budget: Option<Budget>,
+    ) -> Result<Whisper, WhisperError> {
         let model_err = |reason: String| WhisperError::Model {
             dir: dir.to_owned(),
             reason,
@@ -307,8 +336,21 @@ impl Whisper {
         };
         let int8 = compute != ComputeType::Float32 && device.is_cpu();
         let quantized = int8.then_some(candle_core::quantized::GgmlDType::Q8_0);
-        let model = Model::new(&w.tensors, dims, dtype, device, quantized)?;
         let parameters: u64 = w.tensors.values().map(|t| t.elem_count() as u64).sum();
+        if let Some(budget) = budget {
+            let need = memory::MemoryNeed::of(&dims, parameters, dtype, budget.beams);
+            let copies = budget.copies.max(1);
+            if need.total().saturating_mul(copies) > budget.free_bytes {
+                return Err(WhisperError::DoesNotFit(format!(
+                    "model `{}` needs {need} per copy, {copies} cop{} on {}: {} free",
+                    dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                    if copies == 1 { "y" } else { "ies" },
+                    device_name(device),
+                    memory::mib(budget.free_bytes)
+                )));
+            }
+        }
+        let model = Model::new(&w.tensors, dims, dtype, device, quantized)?;
         let mut suppress = w.suppress_ids.clone().unwrap_or_else(|| tokens.default_suppress());
         suppress.retain(|&id| id != u32::MAX);
         suppress.extend([tokens.transcribe, tokens.translate, tokens.sot, tokens.sot_prev]);
@@ -343,11 +385,7 @@ impl Whisper {
             int8,
             parameters,
             weight_bytes: model.weight_bytes(),
-            device: match device.location() {
-                candle_core::DeviceLocation::Cpu => "cpu".to_owned(),
-                candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
-                candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
-            },
+            device: device_name(device),
         };
         tracing::debug!(model = %info.name, format = ?info.format, parameters, "Whisper model read");
         Ok(Whisper {
@@ -363,6 +401,11 @@ impl Whisper {
 
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// The device it runs on.
+    pub fn device(&self) -> &Device {
+        &self.model.device
     }
 
     /// The tokenizer and special ids.
@@ -592,6 +635,15 @@ impl Whisper {
             segments,
             timings,
         })
+    }
+}
+
+/// `cpu`, `cuda:N`.
+fn device_name(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".to_owned(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
     }
 }
 

@@ -204,7 +204,8 @@ impl Attention {
         Ok(Attention {
             projections: Projections::Split {
                 q: Proj::new(q, w.quantized)?,
-                kv: Attention::stacked(&[&k, &v], w.quantized)?,
+                // Once per window over all 1500 frames, like the encoder's: f32.
+                kv: Attention::stacked(&[&k, &v], None)?,
             },
             out: w.proj(&format!("{prefix}.out_proj"))?,
             heads,
@@ -432,6 +433,12 @@ impl Model {
             device,
             quantized,
         };
+        // The encoder's products (1500 frames at once) run as fast in f32 as candle's
+        // integer kernels run them, and much faster where those lack a tiled kernel
+        // (tiny's 384-wide rows, CPUs without VNNI): only the decoder, whose products
+        // are a few rows against every weight, gains from 8-bit weights (not its
+        // cross-attention keys and values, computed once over the window's frames).
+        let encoder_w = Weights { quantized: None, ..w };
         let conv = |name: &str, stride: usize| -> Result<Conv1d> {
             Ok(Conv1d::new(
                 w.get(&format!("encoder.{name}.weight"))?,
@@ -445,7 +452,7 @@ impl Model {
                 },
             ))
         };
-        let mlp = |p: &str| -> Result<Mlp> {
+        let mlp = |w: &Weights<'_>, p: &str| -> Result<Mlp> {
             Ok(Mlp {
                 fc1: w.proj(&format!("{p}.fc1"))?,
                 fc2: w.proj(&format!("{p}.fc2"))?,
@@ -455,9 +462,9 @@ impl Model {
             .map(|i| {
                 let p = format!("encoder.layers.{i}");
                 Ok(EncoderLayer {
-                    attn: Attention::new_self(&w, &format!("{p}.self_attn"), dims.n_audio_head)?,
+                    attn: Attention::new_self(&encoder_w, &format!("{p}.self_attn"), dims.n_audio_head)?,
                     attn_ln: w.layer_norm(&format!("{p}.self_attn_layer_norm"))?,
-                    mlp: mlp(&p)?,
+                    mlp: mlp(&encoder_w, &p)?,
                     mlp_ln: w.layer_norm(&format!("{p}.final_layer_norm"))?,
                 })
             })
@@ -470,7 +477,7 @@ impl Model {
                     attn_ln: w.layer_norm(&format!("{p}.self_attn_layer_norm"))?,
                     cross: Attention::new_cross(&w, &format!("{p}.encoder_attn"), dims.n_text_head)?,
                     cross_ln: w.layer_norm(&format!("{p}.encoder_attn_layer_norm"))?,
-                    mlp: mlp(&p)?,
+                    mlp: mlp(&w, &p)?,
                     mlp_ln: w.layer_norm(&format!("{p}.final_layer_norm"))?,
                 })
             })
