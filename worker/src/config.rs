@@ -117,9 +117,10 @@ pub struct TranscribeConfig {
     #[arg(long, env = "RUSHES_WHISPER_VAD", default_value_t = true, action = clap::ArgAction::Set)]
     pub whisper_vad: bool,
     /// How the weights are held and multiplied, as faster-whisper's `compute_type`:
-    /// `auto` (int8 on a CPU, float16 on a GPU), `int8` (on a CPU: 8-bit weights with a
-    /// scale per 32 and integer kernels, 1.5–1.8× float32's speed with the same words on
-    /// the project's speech set; a GPU still computes in float16) or `float32`.
+    /// `auto` (the model's precision: float32 on a CPU, float16 on a GPU), `int8` (on a
+    /// CPU, the decoder's weights in 8 bits with a scale per 32: base 1.6× as fast with
+    /// the same words on the project's speech set, tiny.en 1.2× but 4 words in 96 worse;
+    /// a GPU still computes in float16) or `float32`.
     #[arg(long, env = "RUSHES_WHISPER_COMPUTE_TYPE", default_value = "auto")]
     pub whisper_compute_type: crate::whisper::ComputeType,
 }
@@ -182,16 +183,18 @@ impl FromStr for QueueSlots {
 impl WorkerConfig {
     /// Each consumed family with its slot count (a family listed twice keeps its last count).
     pub fn slots_by_queue(&self) -> Vec<(QueueFamily, u16)> {
-        self.slots_by_queue_with_gpus(0)
+        self.slots_by_queue_with(1)
     }
 
-    /// As [`Self::slots_by_queue`], where `transcribe` listed without `=N` gets one slot
-    /// per GPU (one on a node without GPUs: a CPU transcription uses every core).
-    pub fn slots_by_queue_with_gpus(&self, gpus: usize) -> Vec<(QueueFamily, u16)> {
+    /// As [`Self::slots_by_queue`], where `transcribe` listed without `=N` gets
+    /// `transcribe` slots (one on a node without GPUs: a CPU transcription uses every
+    /// core; on a GPU node, as many as the GPUs' memory holds, see
+    /// `transcriber::slots_per_gpu`).
+    pub fn slots_by_queue_with(&self, transcribe: u16) -> Vec<(QueueFamily, u16)> {
         let mut out: Vec<(QueueFamily, u16)> = Vec::new();
         for q in &self.queues {
             let default = match q.family {
-                QueueFamily::Transcribe => u16::try_from(gpus.max(1)).unwrap_or(u16::MAX),
+                QueueFamily::Transcribe => transcribe.max(1),
                 _ => self.slots,
             };
             let slots = q.slots.unwrap_or(default).max(1);

@@ -49,8 +49,8 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     let host = config.host.clone().unwrap_or_else(rushes_common::host_name);
     let metrics = metrics::WorkerMetrics::new().context("cannot register metrics")?;
     let services = services::Services::start(&config, &metrics).await?;
-    let gpus = services.transcriber.as_ref().map_or(0, |t| t.gpus().len());
-    let queues = config.slots_by_queue_with_gpus(gpus);
+    let transcribe_slots = services.transcriber.as_ref().map_or(1, |t| t.slot_count());
+    let queues = config.slots_by_queue_with(u16::try_from(transcribe_slots).unwrap_or(u16::MAX));
     anyhow::ensure!(!queues.is_empty(), "no queues to consume (--queues)");
     let lease = &config.lease;
     anyhow::ensure!(

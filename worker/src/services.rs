@@ -68,8 +68,12 @@ impl Services {
         }
         let transcriber = transcribes.then(|| {
             let failed = failed.clone();
+            let per_gpu = crate::transcriber::slots_per_gpu(&gpus, &config.transcribe);
+            let default = u16::try_from(gpus.len().max(1))
+                .unwrap_or(u16::MAX)
+                .saturating_mul(per_gpu);
             let slots = config
-                .slots_by_queue_with_gpus(gpus.len())
+                .slots_by_queue_with(default)
                 .iter()
                 .find(|(f, _)| *f == QueueFamily::Transcribe)
                 .map_or(1, |(_, n)| usize::from(*n));
@@ -105,11 +109,12 @@ async fn self_test(gpus: &[crate::gpu::GpuInfo], config: &WorkerConfig) -> Optio
         .iter()
         .map(|name| models.join(name))
         .find(|dir| dir.join("config.json").is_file());
+    let compute = config.transcribe.whisper_compute_type;
     for g in gpus {
         let (index, tiny) = (g.index, tiny.clone());
         let outcome = tokio::task::spawn_blocking(move || {
             let device = crate::gpu::device_for(Some(index)).map_err(|e| e.to_string())?;
-            crate::whisper::selftest::run(&device, candle_core::DType::F16, tiny.as_deref())
+            crate::whisper::selftest::run(&device, candle_core::DType::F16, tiny.as_deref(), compute)
         })
         .await
         .unwrap_or_else(|e| Err(format!("the self-test stopped: {e}")));

@@ -137,6 +137,11 @@ impl Transcriber {
         &self.gpus
     }
 
+    /// Transcription slots (models loaded at once).
+    pub fn slot_count(&self) -> usize {
+        lock(&self.slots).len()
+    }
+
     /// The models installed in the model folder (sub-folders with a `config.json`).
     pub fn installed(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(&self.model_dir)
@@ -264,7 +269,7 @@ impl Transcriber {
             let index = g.index;
             let passed = tokio::task::spawn_blocking(move || {
                 let device = gpu::device_for(Some(index)).map_err(|e| e.to_string())?;
-                crate::whisper::selftest::run(&device, candle_core::DType::F16, None)
+                crate::whisper::selftest::run(&device, candle_core::DType::F16, None, ComputeType::Auto)
             })
             .await
             .unwrap_or_else(|e| Err(format!("the probe stopped: {e}")));
@@ -408,6 +413,32 @@ impl Transcriber {
             self.metrics.whisper_token.with_label_values(&labels).observe(s);
         }
     }
+}
+
+/// Most transcriptions sharing one GPU by default: beyond 4, streams on one card
+/// mostly wait for each other.
+const MAX_SLOTS_PER_GPU: u16 = 4;
+
+/// Transcription slots per GPU when `transcribe` has no `=N`: as many copies of the
+/// worker's default model (a standard size; others get one) as the smallest GPU's free
+/// memory holds, 1 to [`MAX_SLOTS_PER_GPU`] — small on an 80 GB card: 4; large-v3 on
+/// a 24 GB card: 4, on a 12 GB one: 2.
+pub fn slots_per_gpu(gpus: &[GpuInfo], config: &TranscribeConfig) -> u16 {
+    let Some((dims, parameters)) = memory::standard(&config.whisper_model) else {
+        return 1;
+    };
+    let dtype = if config.whisper_compute_type == ComputeType::Float32 {
+        candle_core::DType::F32
+    } else {
+        candle_core::DType::F16
+    };
+    let beams = usize::from(config.whisper_beam_size.max(1));
+    let need = MemoryNeed::of(&dims, parameters, dtype, beams).total().max(1);
+    gpus.iter()
+        .map(|g| u16::try_from(g.free_bytes / need).unwrap_or(u16::MAX))
+        .min()
+        .unwrap_or(1)
+        .clamp(1, MAX_SLOTS_PER_GPU)
 }
 
 /// A slot held by one job; the model goes back to the slot when the lease is dropped.
@@ -554,6 +585,31 @@ mod tests {
         assert!(shared.unable().unwrap_or_default().contains("for 2 slot(s)"));
         // The CPU holds anything.
         assert!(transcriber_in(models.0.clone(), Vec::new(), 1).refresh("large-v3"));
+    }
+
+    #[test]
+    fn slots_per_gpu_follow_the_model_and_the_smallest_gpu() {
+        let mut config = TranscribeConfig {
+            whisper_model_dir: None,
+            whisper_model: "small".into(),
+            whisper_device: "auto".into(),
+            whisper_beam_size: 5,
+            whisper_word_timestamps: true,
+            whisper_vad: true,
+            whisper_compute_type: ComputeType::Auto,
+        };
+        assert_eq!(slots_per_gpu(&[gpu(0, 80)], &config), 4);
+        config.whisper_model = "large-v3".into();
+        assert_eq!(slots_per_gpu(&[gpu(0, 24)], &config), 4);
+        assert_eq!(slots_per_gpu(&[gpu(0, 12)], &config), 2);
+        assert_eq!(
+            slots_per_gpu(&[gpu(0, 80), gpu(1, 9)], &config),
+            2,
+            "the smallest decides"
+        );
+        assert_eq!(slots_per_gpu(&[gpu(0, 2)], &config), 1, "never none");
+        config.whisper_model = "my-own-model".into();
+        assert_eq!(slots_per_gpu(&[gpu(0, 80)], &config), 1);
     }
 
     #[tokio::test]

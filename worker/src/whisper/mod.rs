@@ -35,7 +35,8 @@ pub use candle_core::Device;
 /// How the weights are held and multiplied (faster-whisper's `compute_type`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ComputeType {
-    /// The fastest that hears the same words: int8 on a CPU, float16 on a GPU.
+    /// The model's own precision, as faster-whisper's default: float32 on a CPU,
+    /// float16 on a GPU.
     #[default]
     Auto,
     /// f32 everywhere (the reference; a GPU runs at a fraction of its float16 speed).
@@ -288,15 +289,9 @@ impl std::fmt::Debug for Whisper {
 impl Whisper {
     /// Loads the model in `dir` (Hugging Face: `config.json`, `tokenizer.json`,
     /// `model.safetensors`; CTranslate2: `config.json`, `model.bin`, `tokenizer.json`)
-    /// onto `device`, in f32 on a CPU (the reference the engine's tests compare with
-    /// faster-whisper float32) and f16 on a GPU.
+    /// onto `device`, in f32 on a CPU and f16 on a GPU.
     pub fn load(dir: &Path, device: &Device) -> Result<Whisper, WhisperError> {
-        let compute = if device.is_cpu() {
-            ComputeType::Float32
-        } else {
-            ComputeType::Auto
-        };
-        Whisper::load_as(dir, device, compute)
+        Whisper::load_as(dir, device, ComputeType::Auto)
     }
 
     /// [`Whisper::load`], holding and multiplying the weights as `compute` says.
@@ -334,7 +329,7 @@ impl Whisper {
             ComputeType::Auto | ComputeType::Int8 if device.is_cpu() => DType::F32,
             ComputeType::Auto | ComputeType::Int8 => DType::F16,
         };
-        let int8 = compute != ComputeType::Float32 && device.is_cpu();
+        let int8 = compute == ComputeType::Int8 && device.is_cpu();
         let quantized = int8.then_some(candle_core::quantized::GgmlDType::Q8_0);
         let parameters: u64 = w.tensors.values().map(|t| t.elem_count() as u64).sum();
         if let Some(budget) = budget {

@@ -26,15 +26,16 @@ pub struct Passed {
     pub heard: Option<String>,
 }
 
-/// Runs the test on `device` in `dtype`; `tiny` is a tiny model's folder, if one is
-/// installed. The error says what failed and how (the driver's message included).
-pub fn run(device: &Device, dtype: DType, tiny: Option<&Path>) -> Result<Passed, String> {
+/// Runs the test on `device`: the ops in `dtype`; with `tiny` (a tiny model's folder,
+/// if one is installed), the clip heard with the model loaded as `compute` says. The
+/// error says what failed and how (the driver's message included).
+pub fn run(device: &Device, dtype: DType, tiny: Option<&Path>, compute: ComputeType) -> Result<Passed, String> {
     let ops = check_ops(device, dtype)?;
     device
         .synchronize()
         .map_err(|e| format!("synchronising the device: {e}"))?;
     let heard = match tiny {
-        Some(dir) => Some(listen(device, dir)?),
+        Some(dir) => Some(listen(device, dir, compute)?),
         None => None,
     };
     Ok(Passed { ops, heard })
@@ -189,7 +190,7 @@ fn words(text: &str) -> Vec<String> {
 }
 
 /// The bundled clip heard on `device` and on the CPU: the same words, or an error.
-fn listen(device: &Device, tiny: &Path) -> Result<String, String> {
+fn listen(device: &Device, tiny: &Path, compute: ComputeType) -> Result<String, String> {
     let scratch = tempfile_path();
     std::fs::write(&scratch, CLIP).map_err(|e| format!("cannot write {}: {e}", scratch.display()))?;
     let heard = |on: &Device, compute: ComputeType| -> Result<String, String> {
@@ -204,7 +205,7 @@ fn listen(device: &Device, tiny: &Path) -> Result<String, String> {
             .map_err(|e| format!("transcribing on {on:?}: {e}"))?;
         Ok(t.segments.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(" "))
     };
-    let result = heard(device, ComputeType::Auto).and_then(|ours| {
+    let result = heard(device, compute).and_then(|ours| {
         let reference = heard(&Device::Cpu, ComputeType::Float32)?;
         if words(&ours) == words(&reference) && !words(&reference).is_empty() {
             Ok(ours)
@@ -232,7 +233,7 @@ mod tests {
     fn every_op_passes_on_the_cpu_in_f32_and_f16() {
         for dtype in [DType::F32, DType::F16] {
             assert_eq!(
-                run(&Device::Cpu, dtype, None),
+                run(&Device::Cpu, dtype, None, ComputeType::Auto),
                 Ok(Passed {
                     ops: CASES.len(),
                     heard: None
