@@ -13,27 +13,13 @@
 //! pauses (about 51 s). Without `--bench` (as `cargo test --benches` runs it): tiny.en,
 //! one thread, one 7-s clip, one run, faster-whisper only if its Python is there.
 //!
-//! Measured on a 2-core machine of the development kind (2026-12-02, AMD EPYC with AVX2
-//! and FMA, no AVX-512; 51.5 s; a second run the same day within 15 %):
-//!
-//! ```text
-//! model    threads  engine                     RTF   peak MB  RTF / fw float32
-//! tiny.en        1  rushes (candle f32)      0.072       323   0.91
-//! tiny.en        1  faster-whisper float32   0.080       375   1.00
-//! tiny.en        1  faster-whisper int8      0.072       274   0.90
-//! tiny.en        2  rushes (candle f32)      0.060       323   1.02
-//! tiny.en        2  faster-whisper float32   0.059       382   1.00
-//! base           1  rushes (candle f32)      0.178       495   1.03
-//! base           1  faster-whisper float32   0.172       532   1.00
-//! base           1  faster-whisper int8      0.121       339   0.70
-//! base           2  rushes (candle f32)      0.126       495   1.35
-//! base           2  faster-whisper float32   0.094       536   1.00
-//! ```
-//!
-//! Same text as faster-whisper float32 in every row. On one thread we match it; on two,
-//! the encoder's f32 matrix products (the `gemm` crate against CTranslate2's oneDNN)
-//! scale less well, and the decoder's small per-token products use one thread.
-//! (faster-whisper int8 on two threads swung to 4-5× slower in both runs; left out.)
+//! Rows for ours: `rushes (candle f32)` and `rushes (candle q8_0)` (`compute_type`
+//! int8: the decoder's weights in 8 bits), each with its encoder milliseconds per 30-s
+//! window and decoder milliseconds per token. Measured 2026-12-03 on a 2-core Xeon of
+//! the development kind (AVX-512, VNNI, AMX), base greedy, RTF: ours f32 0.096 / int8
+//! 0.058 against faster-whisper float32 0.091 / int8 0.044 on one thread; on two, ours
+//! int8 0.046 against faster-whisper int8 0.048. The full table and what it says are in
+//! the README ("Measured").
 
 /// The worker's allocator (see `worker/src/main.rs`).
 #[global_allocator]
