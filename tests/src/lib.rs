@@ -409,6 +409,37 @@ impl TestEnv {
         Ok(pid)
     }
 
+    /// Waits until `count` consumers are subscribed to this environment's `family`
+    /// queue (workers that started are really taking deliveries).
+    pub async fn wait_consumers(&self, family: QueueFamily, count: u32, timeout: Duration) -> anyhow::Result<()> {
+        let queue = rushes_common::queue::Topology::new(self.prefix.clone()).queue(family);
+        let connection = lapin::Connection::connect(&self.amqp, lapin::ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let result = loop {
+            let declared = channel
+                .queue_declare(queue.as_str().into(), passive, lapin::types::FieldTable::default())
+                .await;
+            match declared {
+                Ok(q) if q.consumer_count() >= count => break Ok(()),
+                Ok(q) if tokio::time::Instant::now() >= deadline => {
+                    break Err(anyhow::anyhow!(
+                        "{queue} has {} consumers, not {count}",
+                        q.consumer_count()
+                    ));
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(err) => break Err(err.into()),
+            }
+        };
+        let _ = connection.close(200, "OK".into()).await;
+        result
+    }
+
     /// Sends `signal` to a worker process started by [`Self::spawn_worker_process`].
     pub fn signal(&self, pid: u32, signal: i32) -> anyhow::Result<()> {
         let pid = i32::try_from(pid)?;

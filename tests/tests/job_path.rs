@@ -1,13 +1,15 @@
 //! The job path at speed keeps its guarantees: no worker hoards work another could
-//! start, an urgent job overtakes a draining backlog, and a worker killed mid-drain
-//! loses nothing and records nothing twice.
+//! start, an urgent job overtakes a draining backlog, a worker killed mid-drain
+//! loses nothing and records nothing twice, and a dead worker's job is taken over as
+//! soon as its database session ends (a live one's never before its lease).
 
 use std::time::Duration;
 
 use rushes_common::job::sleep::Sleep;
-use rushes_common::job::store::{NewJob, enqueue};
+use rushes_common::job::store::{self, Claim, NewJob, enqueue};
 use rushes_tests::TestEnv;
 use serde_json::Value;
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 const SIGKILL: i32 = 9;
@@ -204,5 +206,72 @@ async fn a_worker_killed_mid_drain_loses_nothing_and_records_nothing_twice() -> 
         max_attempts <= 2,
         "a job ran more than once after the kill: {max_attempts} attempts"
     );
+    Ok(())
+}
+
+/// A worker row as a worker registers it; `liveness_lock` as a build that takes the lock says.
+async fn register_worker(env: &TestEnv, liveness_lock: bool) -> anyhow::Result<Uuid> {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO workers (id, host, pid, version, queues, slots, liveness_lock) \
+         VALUES ($1, 'test', 1, 'test', '{\"maintenance\": 1}', 1, $2)",
+    )
+    .bind(id)
+    .bind(liveness_lock)
+    .execute(&env.db)
+    .await?;
+    Ok(id)
+}
+
+async fn claim_one(env: &TestEnv, worker: Uuid, job: Uuid) -> anyhow::Result<Claim> {
+    let mut claims = store::claim(&env.db, worker, Duration::from_secs(120), vec![job]).await?;
+    claims.pop().ok_or_else(|| anyhow::anyhow!("no answer for {job}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_taken_over_when_its_workers_session_ends_and_not_while_it_lives() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let holder = register_worker(&env, false).await?;
+    let mut session = PgConnection::connect(&env.database_url()).await?;
+    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(worker_lock_key($1))")
+        .bind(holder)
+        .fetch_one(&mut session)
+        .await?;
+    assert!(taken, "nobody else holds a new worker's lock");
+    sqlx::query("UPDATE workers SET liveness_lock = true WHERE id = $1")
+        .bind(holder)
+        .execute(&mut session)
+        .await?;
+    let [job] = backlog(&env, 1, 0).await?[..] else {
+        anyhow::bail!("one job was enqueued")
+    };
+    assert!(matches!(claim_one(&env, holder, job).await?, Claim::Claimed(_)));
+
+    let other = register_worker(&env, true).await?;
+    assert!(
+        matches!(claim_one(&env, other, job).await?, Claim::HeldElsewhere),
+        "the holder's session lives and its heartbeat is fresh: not taken over"
+    );
+    session.close().await?;
+    // PostgreSQL releases the lock when it ends the session, a moment after the close.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let claimed = loop {
+        match claim_one(&env, other, job).await? {
+            Claim::Claimed(job) => break job,
+            Claim::HeldElsewhere if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            claim => anyhow::bail!("the holder's session ended, yet the claim found {claim:?}"),
+        }
+    };
+    assert_eq!((claimed.attempts, claimed.worker_id), (2, Some(other)));
+
+    // A worker of a build without the lock never took one: its missing lock says nothing.
+    let old_build = register_worker(&env, false).await?;
+    let [job] = backlog(&env, 1, 0).await?[..] else {
+        anyhow::bail!("one job was enqueued")
+    };
+    assert!(matches!(claim_one(&env, old_build, job).await?, Claim::Claimed(_)));
+    assert!(matches!(claim_one(&env, other, job).await?, Claim::HeldElsewhere));
     Ok(())
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use rushes_common::job::QueueFamily;
 use rushes_tests::broker_node::BrokerNode;
 use rushes_tests::proxy::Proxy;
 use rushes_tests::{TestEnv, amqp_url, dead_port, job_id};
@@ -41,6 +42,38 @@ async fn a_job_survives_its_worker_being_killed() -> anyhow::Result<()> {
         "{later}"
     );
     assert_eq!(later["finished_at"], done["finished_at"], "recorded once");
+    Ok(())
+}
+
+/// A lease far longer than the test: only the dead worker's released liveness lock can
+/// let its job run again in time.
+const LONG_LEASE: [(&str, &str); 2] = [("RUSHES_STALE_AFTER", "120"), ("RUSHES_HEARTBEAT_INTERVAL", "2")];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_job_restarts_elsewhere_without_waiting_for_the_lease() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    let first = env.spawn_worker_process("maintenance=1", &LONG_LEASE)?;
+    let id = env.sleep_job(8.0, None).await?;
+    let running = env.wait_state(id, "running", T).await?;
+    let _second = env.spawn_worker_process("maintenance=1", &LONG_LEASE)?;
+    env.wait_consumers(QueueFamily::Maintenance, 2, T).await?;
+
+    env.signal(first, SIGKILL)?;
+    let killed = std::time::Instant::now();
+    let again = env
+        .wait_job(id, Duration::from_secs(20), |j| {
+            j["attempts"] == 2 && j["state"] == "running"
+        })
+        .await?;
+    let took = killed.elapsed();
+    eprintln!("the job restarted on the other worker {took:?} after the kill");
+    assert!(
+        took < Duration::from_secs(10),
+        "restarted {took:?} after the kill: sooner than the 120-s lease, but not at once"
+    );
+    assert_ne!(again["worker_id"], running["worker_id"], "on the other worker: {again}");
+    let done = env.wait_state(id, "succeeded", T).await?;
+    assert_eq!(done["attempts"], 2, "{done}");
     Ok(())
 }
 

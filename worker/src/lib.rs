@@ -120,6 +120,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         format!("worker {worker_id} started on {} ({queues:?})", shared.host),
     );
 
+    tokio::spawn(presence::liveness_loop(shared.clone()));
     tokio::spawn(presence::heartbeat_loop(shared.clone()));
     tokio::spawn(presence::listen_loop(shared.clone()));
     let mut consumers = tokio::task::JoinSet::new();

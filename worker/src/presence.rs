@@ -11,7 +11,8 @@ use rushes_common::db::{CANCEL_CHANNEL, PAUSE_CHANNEL};
 use rushes_common::job::QueueFamily;
 use rushes_common::job::store::{self, Beat};
 use rushes_common::queue::Backoff;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgConnectOptions, PgListener};
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::state::Shared;
@@ -67,6 +68,71 @@ pub async fn deregister(shared: &Shared) -> Result<(), sqlx::Error> {
         .execute(&shared.db)
         .await?;
     Ok(())
+}
+
+/// Holds this worker's liveness lock (migration `worker_liveness`) in a database session
+/// of its own, outside the pool, for as long as the worker runs. When the process dies,
+/// PostgreSQL ends the session and drops the lock with it, and a worker that receives
+/// one of its jobs again re-claims it at once instead of waiting for the lease. The
+/// session is checked every heartbeat and opened again, lock retaken, when it breaks.
+pub async fn liveness_loop(shared: Arc<Shared>) {
+    let options = shared.db.connect_options();
+    let mut backoff = Backoff::new(Duration::from_secs(5));
+    loop {
+        let delay = match take_liveness_lock(&options, shared.worker_id).await {
+            Ok(Some(mut session)) => {
+                backoff.reset();
+                let mut tick = tokio::time::interval(shared.lease.heartbeat_interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = shared.stopped.cancelled() => {
+                            let _ = session.close().await;
+                            return;
+                        }
+                        _ = tick.tick() => {}
+                    }
+                    if let Err(err) = sqlx::query("SELECT 1").execute(&mut session).await {
+                        tracing::warn!(error = %err, "liveness session lost; taking the lock again");
+                        break;
+                    }
+                }
+                backoff.next_delay()
+            }
+            // An earlier session of ours still holds it (PostgreSQL has not seen that
+            // connection end yet): we count as alive meanwhile.
+            Ok(None) => shared.lease.heartbeat_interval,
+            Err(err) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "cannot take the liveness lock");
+                delay
+            }
+        };
+        tokio::select! {
+            _ = shared.stopped.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Opens a session and takes the lock in it (`None`: another session holds it), then
+/// says in the workers row that this worker holds one — in that order, so the row
+/// never claims a lock that is not held yet.
+async fn take_liveness_lock(options: &PgConnectOptions, worker_id: Uuid) -> Result<Option<PgConnection>, sqlx::Error> {
+    let mut session = PgConnection::connect_with(options).await?;
+    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(worker_lock_key($1))")
+        .bind(worker_id)
+        .fetch_one(&mut session)
+        .await?;
+    if !taken {
+        let _ = session.close().await;
+        return Ok(None);
+    }
+    sqlx::query("UPDATE workers SET liveness_lock = true WHERE id = $1")
+        .bind(worker_id)
+        .execute(&mut session)
+        .await?;
+    Ok(Some(session))
 }
 
 /// Every `heartbeat_interval`: refresh the heartbeat and progress of running jobs in one

@@ -22,6 +22,14 @@ use crate::slots::{SlotPermit, Slots};
 use crate::state::Shared;
 use rushes_common::job::store::{self, release};
 
+/// Pauses before a redelivered job held by another worker is claimed again, in case
+/// that worker just died (then its liveness lock goes within moments).
+const LOOK_AGAIN: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_millis(300),
+    Duration::from_millis(600),
+];
+
 /// A claimed job that has waited this long for a slot goes back to its queue, for a
 /// worker with a free slot (and this worker stops holding work ahead).
 const GIVE_BACK_AFTER: Duration = Duration::from_millis(250);
@@ -267,7 +275,20 @@ async fn handle_delivery(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Deliv
         )
         .await;
     }
-    match shared.ledger.claim(envelope.id).await {
+    let mut claim = shared.ledger.claim(envelope.id).await;
+    if incoming.redelivered {
+        // Its worker may have died a moment ago: the broker saw the connection close
+        // and redelivered before PostgreSQL ended that worker's session (and released
+        // its liveness lock). Look again briefly before deferring to the lease.
+        for pause in LOOK_AGAIN {
+            if !matches!(claim, Ok(Claim::HeldElsewhere)) {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            claim = shared.ledger.claim(envelope.id).await;
+        }
+    }
+    match claim {
         Ok(Claim::Claimed(job)) => start_claimed(shared, lane, incoming, *job).await,
         Ok(Claim::Missing) => {
             let reason = format!("no job {} in the database", envelope.id);
@@ -300,8 +321,8 @@ async fn handle_delivery(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Deliv
     }
 }
 
-/// A delivery of a job that another worker holds with a fresh heartbeat (a redelivery
-/// after a lost channel, or a worker killed a moment ago). It comes back after the
+/// A delivery of a job that another worker holds with a fresh heartbeat and a live
+/// database session (a redelivery after a lost channel, or a host gone silent). It comes back after the
 /// lease could have gone stale: then it is dropped if the job settled, or re-claimed
 /// if its holder died.
 async fn recheck_later(shared: &Shared, family: QueueFamily, incoming: Delivery, id: Uuid) {

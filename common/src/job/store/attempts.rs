@@ -63,8 +63,10 @@ impl Outcome {
 pub type Recorded = (Uuid, i32, Option<DateTime<Utc>>, Outcome);
 
 /// Claims `ids` for `worker_id`: `queued|retrying → running` (or a `running` job whose
-/// heartbeat is older than `stale_after`), one more attempt, a fresh heartbeat. One
-/// answer per id, in order.
+/// heartbeat is older than `stale_after`, or whose worker's process is gone: the
+/// liveness lock it holds in a session of its own went with that session — migration
+/// `worker_liveness`), one
+/// more attempt, a fresh heartbeat. One answer per id, in order.
 pub async fn claim(
     db: &PgPool,
     worker_id: Uuid,
@@ -82,7 +84,8 @@ pub async fn claim(
                 started_at = now(), heartbeat_at = now(), error = NULL, retry_at = NULL \
          FROM unnest($1::uuid[]) AS asked(job_id) \
          WHERE jobs.id = asked.job_id AND (jobs.state IN ('queued', 'retrying') \
-               OR (jobs.state = 'running' AND jobs.heartbeat_at < now() - make_interval(secs => $3))) \
+               OR (jobs.state = 'running' AND (jobs.heartbeat_at < now() - make_interval(secs => $3) \
+                                              OR worker_gone(jobs.worker_id)))) \
          RETURNING ",
         crate::job_columns!()
     ))
