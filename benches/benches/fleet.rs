@@ -18,6 +18,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
@@ -211,6 +212,8 @@ struct Workers {
     shutdown: CancellationToken,
     handles: Vec<JoinHandle<anyhow::Result<()>>>,
     metrics: Vec<String>,
+    /// One client, its connections kept: a poll must not cost the workers a connection.
+    http: reqwest::Client,
 }
 
 impl Workers {
@@ -236,9 +239,10 @@ impl Workers {
             metrics.push(format!("http://127.0.0.1:{port}/metrics"));
         }
         // Started once every metrics endpoint answers (the consumers subscribe right after).
+        let http = reqwest::Client::new();
         for url in &metrics {
             let deadline = Instant::now() + Duration::from_secs(30);
-            while reqwest::get(url).await.is_err() {
+            while http.get(url).send().await.is_err() {
                 anyhow::ensure!(Instant::now() < deadline, "worker metrics at {url} never answered");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -247,6 +251,7 @@ impl Workers {
             shutdown,
             handles,
             metrics,
+            http,
         })
     }
 
@@ -264,7 +269,7 @@ impl Workers {
     async fn sum(&self, metric: &str, labels: &str) -> anyhow::Result<f64> {
         let mut total = 0.0;
         for url in &self.metrics {
-            let text = reqwest::get(url).await?.text().await?;
+            let text = self.http.get(url).send().await?.text().await?;
             total += text
                 .lines()
                 .filter(|l| l.starts_with(metric) && l.contains(labels))
@@ -329,7 +334,7 @@ impl Bench<'_> {
         // The consumer starts right after the metrics answer: let it subscribe first.
         tokio::time::sleep(CONSUMER_START).await;
         let before = self.commits().await?;
-        let started = Instant::now();
+        let started = self.now().await?;
         let mut left = n;
         while left > 0 {
             let batch = left.min(BATCH);
@@ -344,25 +349,45 @@ impl Bench<'_> {
     async fn drain(&self, n: usize, count: usize, slots: u16) -> anyhow::Result<Run> {
         self.enqueue_sleeps(n, 0).await?;
         let before = self.commits().await?;
-        let started = Instant::now();
+        let started = self.now().await?;
         let workers = Workers::start(self.database, self.broker, count, slots).await?;
         // From the workers' start: their start-up is part of a drain, as for Celery's.
         self.finish(workers, n, started, before).await
     }
 
-    /// Waits for the `n` jobs to be done, stops the workers and tells the rate since
-    /// `started`, the commits since `before` and the ack frames, per job.
-    async fn finish(&self, workers: Workers, n: usize, started: Instant, before: Option<i64>) -> anyhow::Result<Run> {
-        // Timed by the workers' own count of committed successes (a poll of PostgreSQL
-        // every few milliseconds would load the database being measured), then checked
-        // in PostgreSQL.
+    /// The database's clock: runs are timed from it to the last outcome it committed.
+    async fn now(&self) -> anyhow::Result<DateTime<Utc>> {
+        Ok(sqlx::query_scalar("SELECT clock_timestamp()")
+            .fetch_one(self.db)
+            .await?)
+    }
+
+    /// Waits for the `n` jobs to be done, stops the workers and tells the rate from
+    /// `started` to the last success committed, the commits since `before` and the ack
+    /// frames, per job.
+    async fn finish(
+        &self,
+        workers: Workers,
+        n: usize,
+        started: DateTime<Utc>,
+        before: Option<i64>,
+    ) -> anyhow::Result<Run> {
+        // Waited for through the workers' own count of committed successes, looked at
+        // rarely (a poll costs the workers and the database being measured); timed by
+        // the outcomes' commit times in PostgreSQL.
         let deadline = Instant::now() + Duration::from_secs(600);
         while workers.succeeded().await? < n as f64 {
             anyhow::ensure!(Instant::now() < deadline, "the workers did not finish {n} jobs");
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let rate = n as f64 / started.elapsed().as_secs_f64();
         wait_drained(self.db, Duration::from_secs(60)).await?;
+        let last: Option<DateTime<Utc>> =
+            sqlx::query_scalar("SELECT max(finished_at) FROM jobs WHERE state = 'succeeded' AND finished_at >= $1")
+                .bind(started)
+                .fetch_one(self.db)
+                .await?;
+        let took = last.context("no job finished")? - started;
+        let rate = n as f64 / (took.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6);
         let acks = workers.ack_frames().await?;
         workers.stop().await?;
         let after = self.commits().await?;
