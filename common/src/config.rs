@@ -55,7 +55,8 @@ pub struct DatabaseConfig {
 /// RabbitMQ connection settings and the queue-name prefix.
 #[derive(Debug, Clone, Args)]
 pub struct BrokerConfig {
-    /// AMQP URL of RabbitMQ.
+    /// AMQP URL of RabbitMQ; for a cluster, its nodes' URLs separated by commas
+    /// (connections go to the first node that answers, and move on when it stops).
     #[arg(
         long,
         env = "RUSHES_AMQP_URL",

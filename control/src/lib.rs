@@ -108,7 +108,7 @@ pub fn state(config: &ControlConfig) -> anyhow::Result<AppState> {
             "http_addr": config.http_addr.to_string(),
             "database_url": routes::system_info::mask_url(config.database.database_url.expose()),
             "database_max_connections": config.database.database_max_connections,
-            "amqp_url": routes::system_info::mask_url(config.broker.amqp_url.expose()),
+            "amqp_url": config.broker.amqp_url.expose().split(',').map(|url| routes::system_info::mask_url(url.trim())).collect::<Vec<_>>().join(","),
             "queue_prefix": config.broker.queue_prefix,
             "admin_token": "****",
             "media_roots": config.media.media_roots,

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -11,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Proxy {
     pub addr: SocketAddr,
     up: Arc<AtomicBool>,
+    /// Connections forwarded so far.
+    forwarded: Arc<AtomicUsize>,
     /// Cancelled to cut every open connection when the proxy goes down.
     cut: Arc<std::sync::Mutex<CancellationToken>>,
     stop: CancellationToken,
@@ -24,10 +26,12 @@ impl Proxy {
         let proxy = Self {
             addr,
             up: Arc::new(AtomicBool::new(up)),
+            forwarded: Arc::new(AtomicUsize::new(0)),
             cut: Arc::new(std::sync::Mutex::new(CancellationToken::new())),
             stop: CancellationToken::new(),
         };
         let (flag, cut, stop) = (proxy.up.clone(), proxy.cut.clone(), proxy.stop.clone());
+        let forwarded = proxy.forwarded.clone();
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -39,6 +43,7 @@ impl Proxy {
                     drop(inbound); // refused: the peer sees the connection close at once
                     continue;
                 }
+                forwarded.fetch_add(1, Ordering::SeqCst);
                 let token = cut.lock().map(|t| t.clone()).unwrap_or_default();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(target).await else {
@@ -65,6 +70,11 @@ impl Proxy {
 
     pub fn up(&self) {
         self.up.store(true, Ordering::SeqCst);
+    }
+
+    /// Connections forwarded so far.
+    pub fn connections(&self) -> usize {
+        self.forwarded.load(Ordering::SeqCst)
     }
 
     /// An AMQP URL through this proxy.

@@ -1,6 +1,10 @@
-//! The pooled broker connection (deadpool-lapin) and broker-level queries.
+//! The pooled broker connections (deadpool-lapin) and broker-level queries. A broker
+//! may be a cluster: `RUSHES_AMQP_URL` lists its nodes (comma separated), one pool
+//! each; connections come from the node that answered last, and from the next node
+//! that answers when it stops answering.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use deadpool_lapin::{PoolConfig, Runtime, Timeouts};
@@ -40,8 +44,17 @@ pub struct Broker {
 }
 
 struct Inner {
-    pool: deadpool_lapin::Pool,
+    /// One pool per node, in the order the URLs were given.
+    nodes: Vec<Node>,
+    /// The node connections come from while it answers.
+    current: AtomicUsize,
     topology: Topology,
+}
+
+struct Node {
+    /// Where the node listens, without credentials (for logs).
+    name: String,
+    pool: deadpool_lapin::Pool,
 }
 
 impl std::fmt::Debug for Broker {
@@ -54,27 +67,35 @@ impl std::fmt::Debug for Broker {
 
 impl Broker {
     /// A broker handle; connects lazily, so processes start while RabbitMQ is down.
+    /// `config.amqp_url` is one URL or several, comma separated (a cluster's nodes).
     pub fn new(config: &BrokerConfig, connection_name: &str) -> Result<Self, BrokerError> {
-        let mut pool_config = PoolConfig::new(4);
-        pool_config.timeouts = Timeouts {
-            wait: Some(BROKER_TIMEOUT),
-            create: Some(BROKER_TIMEOUT),
-            recycle: Some(BROKER_TIMEOUT),
-        };
-        let pool_settings = deadpool_lapin::Config {
-            url: Some(config.amqp_url.expose().to_owned()),
-            pool: Some(pool_config),
-        };
-        let name = connection_name.to_owned();
-        let pool = pool_settings
-            .create_pool(
-                move || ConnectionProperties::default().with_connection_name(name.clone().into()),
-                Runtime::Tokio1,
-            )
-            .map_err(|e| BrokerError::Unreachable(e.to_string()))?;
+        let urls = node_urls(config.amqp_url.expose())?;
+        let mut nodes = Vec::with_capacity(urls.len());
+        for url in urls {
+            let mut pool_config = PoolConfig::new(4);
+            pool_config.timeouts = Timeouts {
+                wait: Some(BROKER_TIMEOUT),
+                create: Some(BROKER_TIMEOUT),
+                recycle: Some(BROKER_TIMEOUT),
+            };
+            let name = node_name(url);
+            let pool_settings = deadpool_lapin::Config {
+                url: Some(url.to_owned()),
+                pool: Some(pool_config),
+            };
+            let connection_name = connection_name.to_owned();
+            let pool = pool_settings
+                .create_pool(
+                    move || ConnectionProperties::default().with_connection_name(connection_name.clone().into()),
+                    Runtime::Tokio1,
+                )
+                .map_err(|e| BrokerError::Unreachable(format!("{name}: {e}")))?;
+            nodes.push(Node { name, pool });
+        }
         Ok(Self {
             inner: Arc::new(Inner {
-                pool,
+                nodes,
+                current: AtomicUsize::new(0),
                 topology: Topology::new(config.queue_prefix.clone()),
             }),
         })
@@ -84,13 +105,32 @@ impl Broker {
         &self.inner.topology
     }
 
-    /// A pooled connection, made (or remade) if needed.
+    /// A pooled connection, made (or remade) if needed: from the node that answered
+    /// last, else from the next one that answers, in the order given.
     async fn connection(&self) -> Result<deadpool_lapin::Connection, BrokerError> {
-        self.inner
-            .pool
-            .get()
-            .await
-            .map_err(|e| BrokerError::Unreachable(e.to_string()))
+        let nodes = &self.inner.nodes;
+        let first = self.inner.current.load(Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for k in 0..nodes.len() {
+            let index = (first + k) % nodes.len();
+            let node = &nodes[index];
+            match node.pool.get().await {
+                Ok(connection) => {
+                    if index != first {
+                        tracing::info!(node = %node.name, "using another broker node");
+                        self.inner.current.store(index, Ordering::Relaxed);
+                    }
+                    return Ok(connection);
+                }
+                Err(err) => {
+                    if nodes.len() > 1 {
+                        tracing::warn!(node = %node.name, error = %err, "broker node unreachable");
+                    }
+                    failures.push(format!("{}: {err}", node.name));
+                }
+            }
+        }
+        Err(BrokerError::Unreachable(failures.join("; ")))
     }
 
     /// A new channel on a pooled connection.
@@ -190,5 +230,47 @@ impl Broker {
         }
         let _ = channel.close(200, "OK".into()).await;
         Ok(stats)
+    }
+}
+
+/// The node URLs of `RUSHES_AMQP_URL`: one, or several separated by commas.
+fn node_urls(list: &str) -> Result<Vec<&str>, BrokerError> {
+    let urls: Vec<&str> = list.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+    if urls.is_empty() {
+        return Err(BrokerError::Unreachable("no broker URL given".to_owned()));
+    }
+    for url in &urls {
+        url.parse::<lapin::uri::AMQPUri>()
+            .map_err(|e| BrokerError::Unreachable(format!("{}: not an AMQP URL: {e}", node_name(url))))?;
+    }
+    Ok(urls)
+}
+
+/// `host:port` of a node URL (never its credentials), for logs and errors.
+fn node_name(url: &str) -> String {
+    match url.parse::<lapin::uri::AMQPUri>() {
+        Ok(uri) => format!("{}:{}", uri.authority.host, uri.authority.port),
+        Err(_) => "(unparsable URL)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_of_nodes_is_split_and_named_without_credentials() {
+        let urls = node_urls("amqp://u:secret@a:5672/%2f, amqp://u:secret@b:5673/%2f,").unwrap_or_default();
+        assert_eq!(urls, ["amqp://u:secret@a:5672/%2f", "amqp://u:secret@b:5673/%2f"]);
+        assert_eq!(node_name(urls[1]), "b:5673");
+        assert!(node_urls(" , ").is_err(), "no URL at all");
+        let bad = node_urls("amqp://u:secret@a:5672/%2f,http://u:secret@b/")
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            bad.as_deref()
+                .is_some_and(|e| e.contains("not an AMQP URL") && !e.contains("secret")),
+            "{bad:?}"
+        );
     }
 }
