@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use rushes_tests::{QueueFamily, TestEnv};
+use rushes_tests::{QueueFamily, TestEnv, job_id};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -175,6 +175,35 @@ async fn cancel_stops_running_and_queued_jobs_within_a_second() -> anyhow::Resul
     assert_eq!(running_job["attempts"], 1);
     let (status, conflict) = env.post(&format!("/api/v1/jobs/{running}/cancel"), json!({})).await?;
     assert_eq!(status, StatusCode::CONFLICT, "{conflict}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_sleep_keeps_a_core_busy_and_stops_when_cancelled() -> anyhow::Result<()> {
+    let env = TestEnv::with_worker("maintenance=1").await?;
+    let (status, created) = env
+        .post(
+            "/api/v1/jobs",
+            json!({"kind": "sleep", "payload": {"seconds": 0.3, "busy": true}}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let done = env.wait_state(job_id(&created)?, "succeeded", T).await?;
+    assert_eq!(done["result"], json!({"busy_s": 0.3}), "{done}");
+
+    let (_, created) = env
+        .post(
+            "/api/v1/jobs",
+            json!({"kind": "sleep", "payload": {"seconds": 60, "busy": true}}),
+        )
+        .await?;
+    let spinning = job_id(&created)?;
+    env.wait_state(spinning, "running", T).await?;
+    let (status, job) = env.post(&format!("/api/v1/jobs/{spinning}/cancel"), json!({})).await?;
+    assert_eq!(status, StatusCode::OK, "{job}");
+    // The busy loop looks for the cancel every tick: its slot frees long before 60 s.
+    let next = env.sleep_job(0.0, None).await?;
+    env.wait_state(next, "succeeded", Duration::from_secs(10)).await?;
     Ok(())
 }
 

@@ -210,6 +210,29 @@ async fn a_job_longer_than_the_consumer_timeout_runs_once() -> anyhow::Result<()
 /// After a broker outage a worker reconnects on its own, re-declares the topology and
 /// consumes again; its readiness is red while it cannot consume (Celery's #2077, #3201).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_moves_to_the_next_broker_node_when_its_node_goes() -> anyhow::Result<()> {
+    let rabbit = amqp_url().parse::<lapin::uri::AMQPUri>().map_err(anyhow::Error::msg)?;
+    let target = format!("{}:{}", rabbit.authority.host, rabbit.authority.port).parse()?;
+    // Two nodes of one broker: a proxy in front of it, then the broker itself. A first
+    // URL that answers nothing is passed over from the start.
+    let proxy = Proxy::start(target, true).await?;
+    let mut env = TestEnv::new().await?;
+    let mut worker = env.worker_config("maintenance=1")?;
+    let nowhere = format!("amqp://guest:guest@{}/%2f", dead_port()?);
+    worker.broker.amqp_url =
+        rushes_common::config::Secret::new(format!("{nowhere}, {},{}", proxy.amqp_url(), amqp_url()));
+    env.spawn_worker(worker);
+    let first = env.sleep_job(0.0, None).await?;
+    env.wait_state(first, "succeeded", T).await?;
+    assert!(proxy.connections() > 0, "the first node that answers is the one used");
+
+    proxy.down();
+    let after = env.sleep_job(0.0, None).await?;
+    env.wait_state(after, "succeeded", T).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_reconnects_after_a_broker_outage() -> anyhow::Result<()> {
     let rabbit = amqp_url().parse::<lapin::uri::AMQPUri>().map_err(anyhow::Error::msg)?;
     let target = format!("{}:{}", rabbit.authority.host, rabbit.authority.port).parse()?;

@@ -1,5 +1,6 @@
-//! The built-in `sleep` kind: waits, reports progress, and can be told to fail or
-//! panic, for tests, benchmarks and operators checking a fleet end to end.
+//! The built-in `sleep` kind: waits (or keeps a CPU core busy), reports progress, and
+//! can be told to fail or panic, for tests, benchmarks and operators checking a fleet
+//! end to end.
 
 use std::time::Duration;
 
@@ -22,6 +23,10 @@ pub struct Sleep {
     /// Panic instead of sleeping, to check that workers survive a panicking handler.
     #[serde(default)]
     pub panic: bool,
+    /// Keep one CPU core busy for the time instead of sleeping (a CPU-bound job, to
+    /// load a fleet's processors rather than its coordination).
+    #[serde(default)]
+    pub busy: bool,
 }
 
 impl Sleep {
@@ -32,6 +37,15 @@ impl Sleep {
             fail_attempts: 0,
             fail_until: None,
             panic: false,
+            busy: false,
+        }
+    }
+
+    /// `seconds` of one busy CPU core.
+    pub fn busy(seconds: f64) -> Self {
+        Self {
+            busy: true,
+            ..Self::seconds(seconds)
         }
     }
 }
@@ -66,6 +80,7 @@ impl JobPayload for Sleep {
                 false,
             ),
             ("panic", boolean("panic instead of sleeping"), false),
+            ("busy", boolean("keep one CPU core busy instead of sleeping"), false),
         ])
     }
 }
