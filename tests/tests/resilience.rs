@@ -11,6 +11,13 @@ use rushes_tests::{TestEnv, amqp_url, dead_port, job_id};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(30);
+
+/// A proxy in front of the test broker, `up` or not: a broker node that can go away.
+async fn broker_proxy(up: bool) -> anyhow::Result<Proxy> {
+    let rabbit = amqp_url().parse::<lapin::uri::AMQPUri>().map_err(anyhow::Error::msg)?;
+    let target = format!("{}:{}", rabbit.authority.host, rabbit.authority.port).parse()?;
+    Proxy::start(target, up).await
+}
 const SIGKILL: i32 = 9;
 const SIGTERM: i32 = 15;
 
@@ -109,9 +116,7 @@ async fn sigterm_finishes_or_requeues_in_flight_jobs() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enqueue_while_the_broker_is_down_runs_once_it_is_back() -> anyhow::Result<()> {
-    let rabbit = amqp_url().parse::<lapin::uri::AMQPUri>().map_err(anyhow::Error::msg)?;
-    let target = format!("{}:{}", rabbit.authority.host, rabbit.authority.port).parse()?;
-    let proxy = Proxy::start(target, false).await?;
+    let proxy = broker_proxy(false).await?;
     let mut env = TestEnv::on_broker(&amqp_url(), &proxy.amqp_url()).await?;
     let worker = env.worker_config("maintenance=1")?;
     env.spawn_worker(worker);
@@ -211,11 +216,9 @@ async fn a_job_longer_than_the_consumer_timeout_runs_once() -> anyhow::Result<()
 /// consumes again; its readiness is red while it cannot consume (Celery's #2077, #3201).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_moves_to_the_next_broker_node_when_its_node_goes() -> anyhow::Result<()> {
-    let rabbit = amqp_url().parse::<lapin::uri::AMQPUri>().map_err(anyhow::Error::msg)?;
-    let target = format!("{}:{}", rabbit.authority.host, rabbit.authority.port).parse()?;
     // Two nodes of one broker: a proxy in front of it, then the broker itself. A first
     // URL that answers nothing is passed over from the start.
-    let proxy = Proxy::start(target, true).await?;
+    let proxy = broker_proxy(true).await?;
     let mut env = TestEnv::new().await?;
     let mut worker = env.worker_config("maintenance=1")?;
     let nowhere = format!("amqp://guest:guest@{}/%2f", dead_port()?);
@@ -234,9 +237,7 @@ async fn a_worker_moves_to_the_next_broker_node_when_its_node_goes() -> anyhow::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_reconnects_after_a_broker_outage() -> anyhow::Result<()> {
-    let rabbit = amqp_url().parse::<lapin::uri::AMQPUri>().map_err(anyhow::Error::msg)?;
-    let target = format!("{}:{}", rabbit.authority.host, rabbit.authority.port).parse()?;
-    let proxy = Proxy::start(target, true).await?;
+    let proxy = broker_proxy(true).await?;
     let mut env = TestEnv::new().await?;
     let metrics_addr = dead_port()?;
     let mut worker = env.worker_config("maintenance=1")?;
