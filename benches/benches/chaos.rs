@@ -7,8 +7,9 @@
 //!
 //! `cargo bench -p rushes-benches --bench chaos` (as root, or a user allowed to run
 //! `rabbitmqctl` and `pg_ctlcluster`; it restarts this machine's RabbitMQ and
-//! PostgreSQL). Env: RUSHES_CHAOS_SEED, RUSHES_CHAOS_JOBS, RUSHES_TEST_PG,
-//! RUSHES_TEST_AMQP. Prints one line per fault and the table; exits non-zero when a
+//! PostgreSQL). Env: RUSHES_CHAOS_SEED, RUSHES_CHAOS_JOBS, RUSHES_CHAOS_LOG (the
+//! processes' log filter), RUSHES_CHAOS_KEEP (keep the database, queues and logs to look
+//! at afterwards), RUSHES_TEST_PG, RUSHES_TEST_AMQP. Prints one line per fault and the table; exits non-zero when a
 //! guarantee is broken.
 
 use std::net::TcpListener;
@@ -129,6 +130,15 @@ async fn main() -> anyhow::Result<()> {
     let _ = std::process::Command::new("pg_ctlcluster")
         .args(["--skip-systemctl-redirect", &pg_version, "main", "start"])
         .status();
+    if std::env::var_os("RUSHES_CHAOS_KEEP").is_some() {
+        eprintln!(
+            "kept: database rushes_bench_{}, queues bench{}.*, the processes' logs in {}",
+            env.tag,
+            env.tag,
+            scratch.display()
+        );
+        return outcome;
+    }
     env.teardown().await;
     match &outcome {
         Ok(()) => {
@@ -161,7 +171,7 @@ async fn run(
             ("RUSHES_SHUTDOWN_GRACE".into(), "5".into()),
             ("RUSHES_MEDIA_ROOTS".into(), scratch.display().to_string()),
             ("RUSHES_DATA_DIR".into(), scratch.display().to_string()),
-            ("RUSHES_LOG".into(), "warn".into()),
+            ("RUSHES_LOG".into(), env_or("RUSHES_CHAOS_LOG", "warn")),
         ],
         scratch: scratch.to_owned(),
         workers: Vec::new(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use rushes_common::job::{Envelope, JobRecord, QueueFamily, spec};
+use rushes_common::job::{AMQP_MAX_PRIORITY, Envelope, JobRecord, QueueFamily, spec};
 use rushes_common::logs::Level;
 use rushes_common::queue::{Backoff, Incoming, Outgoing, SettleFrames, Settler, Subscription, Topology, printable};
 use tracing::Instrument;
@@ -327,12 +327,15 @@ async fn handle_delivery(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Deliv
 /// if its holder died.
 async fn recheck_later(shared: &Shared, family: QueueFamily, incoming: Delivery, id: Uuid) {
     let delay_s = Topology::delay_level(shared.lease.stale_after);
+    // The copy comes back at the queue's highest priority: it is a timer for a job
+    // that already started, not new work, and at its own priority it would wait behind
+    // the whole backlog (seen after a PostgreSQL restart: 20 s behind a draining queue).
     let copy = Outgoing::delayed_copy(
         shared.broker.topology(),
         family,
         incoming.body.clone(),
         incoming.message_id.as_deref(),
-        incoming.priority,
+        Some(AMQP_MAX_PRIORITY),
         delay_s,
     );
     match shared.publisher.publish(&[copy]).await {
