@@ -65,8 +65,7 @@ pub type Recorded = (Uuid, i32, Option<DateTime<Utc>>, Outcome);
 /// Claims `ids` for `worker_id`: `queued|retrying → running` (or a `running` job whose
 /// heartbeat is older than `stale_after`, or whose worker's process is gone: the
 /// liveness lock it holds in a session of its own went with that session — migration
-/// `worker_liveness`), one
-/// more attempt, a fresh heartbeat. One answer per id, in order.
+/// `worker_liveness`), one more attempt, a fresh heartbeat. One answer per id, in order.
 pub async fn claim(
     db: &PgPool,
     worker_id: Uuid,
