@@ -499,10 +499,14 @@ async fn run_claimed(
             .await;
         drop(permit);
         lane.slots.ran(started.elapsed());
-        let recorded = match recorded {
+        let mut recorded = match recorded {
             Ok(pending) => pending.await.unwrap_or_else(|_| Err("ledger stopped".to_owned())),
             Err(err) => Err(err),
         };
+        if let Err(err) = &recorded {
+            tracing::warn!(error = %err, "cannot record the outcome yet; trying again");
+            recorded = record_again(shared, &job, started_at, &outcome).await;
+        }
         match recorded {
             Ok(true) => {}
             Ok(false) => {
@@ -514,10 +518,10 @@ async fn run_claimed(
                 return incoming.ack();
             }
             Err(err) => {
-                // Not recorded: leave the delivery to come back; the claim is still ours,
-                // so it waits for our heartbeat to go stale and runs again (at least once).
+                // Still not recorded: leave the delivery to come back; the claim is still
+                // ours, so it waits for our heartbeat to go stale and runs again (at least
+                // once).
                 tracing::error!(error = %err, "cannot record the outcome; returning the message");
-                tokio::time::sleep(Duration::from_secs(1)).await;
                 return incoming.requeue();
             }
         }
@@ -557,6 +561,41 @@ async fn run_claimed(
     }
     .instrument(span)
     .await
+}
+
+/// An outcome the database did not take (restarting, out of reach) is handed to the
+/// ledger again, with backoff, for as long as the lease: the attempt stays ours meanwhile
+/// (the delivery is still held, and the attempt fences any other claim), so the job
+/// finishes as soon as the database is back instead of being run again later.
+async fn record_again(
+    shared: &Shared,
+    job: &JobRecord,
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
+    outcome: &Outcome,
+) -> Result<bool, String> {
+    let give_up = Instant::now() + shared.lease.stale_after;
+    let mut backoff = Backoff::new(Duration::from_secs(2));
+    loop {
+        let delay = backoff.next_delay();
+        if Instant::now() + delay >= give_up {
+            return Err(format!(
+                "the database did not take the outcome within {} s",
+                shared.lease.stale_after.as_secs()
+            ));
+        }
+        tokio::select! {
+            _ = shared.stopped.cancelled() => return Err("the worker stopped before the outcome was recorded".to_owned()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        match shared
+            .ledger
+            .record(job.id, job.attempts, started_at, outcome.clone())
+            .await
+        {
+            Err(err) => tracing::debug!(error = %err, "the outcome is still not recorded"),
+            done => return done,
+        }
+    }
 }
 
 /// The job's own stored log line for how this attempt ended.
