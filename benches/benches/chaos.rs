@@ -23,6 +23,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rushes_benches::{BenchEnv, env_or, full_run};
 use rushes_common::job::QueueFamily;
+use rushes_common::job::audit;
 use rushes_common::job::sleep::Sleep;
 use rushes_common::job::store::{NewJob, enqueue};
 use tokio::process::{Child, Command};
@@ -298,12 +299,7 @@ async fn run(
     // the workers still running).
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
-        let active: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM jobs WHERE id = ANY($1) AND state IN ('queued', 'running', 'retrying')",
-        )
-        .bind(&ids)
-        .fetch_one(&env.db)
-        .await?;
+        let active: i64 = audit::active(&env.db, &ids).await?;
         if active == 0 {
             break;
         }
@@ -356,20 +352,8 @@ async fn run(
         .await?;
     // From the jobs' own stored lines: a success recorded twice, or any line of an
     // attempt after the one that succeeded.
-    let doubled: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT job_id FROM logs WHERE job_id = ANY($1) AND message = 'succeeded' \
-                               GROUP BY job_id HAVING count(*) > 1) d",
-    )
-    .bind(&ids)
-    .fetch_one(&env.db)
-    .await?;
-    let after_success: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM logs l JOIN logs s ON s.job_id = l.job_id AND s.message = 'succeeded' \
-         WHERE l.job_id = ANY($1) AND (l.fields->>'attempt')::int > (s.fields->>'attempt')::int",
-    )
-    .bind(&ids)
-    .fetch_one(&env.db)
-    .await?;
+    let doubled: i64 = audit::successes_recorded_twice(&env.db, &ids).await?;
+    let after_success: i64 = audit::lines_after_success(&env.db, &ids).await?;
     let max_of = |kind: fn(&Fault) -> bool| {
         recoveries
             .iter()

@@ -29,6 +29,7 @@ use lapin::types::FieldTable;
 use rushes_benches::{BenchEnv, full_run, percentile};
 use rushes_common::config::LeaseConfig;
 use rushes_common::job::QueueFamily;
+use rushes_common::job::audit;
 use rushes_common::job::sleep::Sleep;
 use rushes_common::job::store::{NewJob, enqueue};
 use rushes_common::queue::Topology;
@@ -387,7 +388,7 @@ impl Bench {
     async fn wait_done(&self, ids: &[Uuid], timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            let active = self.active(ids).await?;
+            let active = audit::active(&self.env.db, ids).await?;
             if active == 0 {
                 return Ok(());
             }
@@ -397,15 +398,6 @@ impl Bench {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-
-    async fn active(&self, ids: &[Uuid]) -> anyhow::Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM jobs WHERE id = ANY($1) AND state IN ('queued', 'running', 'retrying')",
-        )
-        .bind(ids)
-        .fetch_one(&self.env.db)
-        .await?)
     }
 
     /// The worker id each host's live worker registered under.

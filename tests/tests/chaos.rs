@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use rushes_common::job::audit;
 use rushes_common::job::sleep::Sleep;
 use rushes_common::job::store::{NewJob, enqueue};
 use rushes_tests::proxy::Proxy;
@@ -28,6 +29,16 @@ async fn authority(url: &str) -> anyhow::Result<SocketAddr> {
         .await?
         .next()
         .ok_or_else(|| anyhow::anyhow!("{host_port} has no address"))
+}
+
+/// A scheduler process with `env`, serving its metrics on a port of its own: its pid
+/// and that address.
+fn spawn_scheduler(test: &mut TestEnv, env: &[(&str, &str)]) -> anyhow::Result<(u32, SocketAddr)> {
+    let metrics = dead_port()?;
+    let metrics_addr = metrics.to_string();
+    let mut with_metrics = env.to_vec();
+    with_metrics.push(("RUSHES_METRICS_ADDR", metrics_addr.as_str()));
+    Ok((test.spawn_scheduler_process(&with_metrics)?, metrics))
 }
 
 /// Whether the scheduler serving metrics on `addr` leads.
@@ -60,11 +71,7 @@ async fn a_small_chaos_run_loses_nothing_and_records_nothing_twice() -> anyhow::
     }
     let mut schedulers = Vec::new();
     for _ in 0..2 {
-        let metrics = dead_port()?;
-        let metrics_addr = metrics.to_string();
-        let mut with_metrics = through_proxies.to_vec();
-        with_metrics.push(("RUSHES_METRICS_ADDR", metrics_addr.as_str()));
-        schedulers.push((env.spawn_scheduler_process(&with_metrics)?, metrics));
+        schedulers.push(spawn_scheduler(&mut env, &through_proxies)?);
     }
     let schedule: Uuid = sqlx::query_scalar(
         "INSERT INTO schedules (id, name, kind, payload, interval_every, interval_period, next_run_at) \
@@ -132,22 +139,13 @@ async fn a_small_chaos_run_loses_nothing_and_records_nothing_twice() -> anyhow::
         pause(100).await;
     };
     env.signal(schedulers[leader].0, SIGKILL)?;
-    let metrics = dead_port()?;
-    let metrics_addr = metrics.to_string();
-    let mut with_metrics = through_proxies.to_vec();
-    with_metrics.push(("RUSHES_METRICS_ADDR", metrics_addr.as_str()));
-    schedulers[leader] = (env.spawn_scheduler_process(&with_metrics)?, metrics);
+    schedulers[leader] = spawn_scheduler(&mut env, &through_proxies)?;
     env.signal(workers[2], SIGKILL)?;
     workers[2] = env.spawn_worker_process("maintenance=4", &through_proxies)?;
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let active: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM jobs WHERE id = ANY($1) AND state IN ('queued', 'running', 'retrying')",
-        )
-        .bind(&ids)
-        .fetch_one(&env.db)
-        .await?;
+        let active: i64 = audit::active(&env.db, &ids).await?;
         if active == 0 {
             break;
         }
@@ -188,21 +186,9 @@ async fn a_small_chaos_run_loses_nothing_and_records_nothing_twice() -> anyhow::
     assert_eq!(unretried, 0, "every job that failed once was tried again");
     // The jobs' own stored lines (a killed worker may lose its last unwritten lines,
     // never add any): no success twice, no line of an attempt after the success.
-    let doubled: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT job_id FROM logs WHERE job_id = ANY($1) AND message = 'succeeded' \
-                               GROUP BY job_id HAVING count(*) > 1) d",
-    )
-    .bind(&ids)
-    .fetch_one(&env.db)
-    .await?;
+    let doubled: i64 = audit::successes_recorded_twice(&env.db, &ids).await?;
     assert_eq!(doubled, 0, "a success recorded twice");
-    let after_success: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM logs l JOIN logs s ON s.job_id = l.job_id AND s.message = 'succeeded' \
-         WHERE l.job_id = ANY($1) AND (l.fields->>'attempt')::int > (s.fields->>'attempt')::int",
-    )
-    .bind(&ids)
-    .fetch_one(&env.db)
-    .await?;
+    let after_success: i64 = audit::lines_after_success(&env.db, &ids).await?;
     assert_eq!(after_success, 0, "an attempt ran after the recorded success");
     let twice: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT scheduled_for FROM jobs WHERE schedule_id = $1 \

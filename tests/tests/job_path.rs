@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use rushes_common::job::audit;
 use rushes_common::job::sleep::Sleep;
 use rushes_common::job::store::{self, Claim, NewJob, enqueue};
 use rushes_tests::TestEnv;
@@ -32,12 +33,7 @@ async fn backlog(env: &TestEnv, n: usize, priority: u8) -> anyhow::Result<Vec<Uu
 async fn wait_settled(env: &TestEnv, ids: &[Uuid], timeout: Duration) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let active: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM jobs WHERE id = ANY($1) AND state IN ('queued', 'running', 'retrying')",
-        )
-        .bind(ids)
-        .fetch_one(&env.db)
-        .await?;
+        let active: i64 = audit::active(&env.db, ids).await?;
         if active == 0 {
             return Ok(());
         }

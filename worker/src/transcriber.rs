@@ -511,20 +511,25 @@ impl Drop for Lease {
 mod tests {
     use super::*;
 
-    fn transcriber(gpus: Vec<GpuInfo>, slots: usize) -> Arc<Transcriber> {
-        transcriber_in(PathBuf::from("/nonexistent/models"), gpus, slots)
-    }
-
-    fn transcriber_in(dir: PathBuf, gpus: Vec<GpuInfo>, slots: usize) -> Arc<Transcriber> {
-        let config = TranscribeConfig {
-            whisper_model_dir: Some(dir),
+    /// The defaults, with `small` and models under `dir`.
+    fn config(dir: Option<PathBuf>) -> TranscribeConfig {
+        TranscribeConfig {
+            whisper_model_dir: dir,
             whisper_model: "small".into(),
             whisper_device: "auto".into(),
             whisper_beam_size: 5,
             whisper_word_timestamps: true,
             whisper_vad: true,
             whisper_compute_type: ComputeType::Auto,
-        };
+        }
+    }
+
+    fn transcriber(gpus: Vec<GpuInfo>, slots: usize) -> Arc<Transcriber> {
+        transcriber_in(PathBuf::from("/nonexistent/models"), gpus, slots)
+    }
+
+    fn transcriber_in(dir: PathBuf, gpus: Vec<GpuInfo>, slots: usize) -> Arc<Transcriber> {
+        let config = config(Some(dir));
         let metrics = WorkerMetrics::new().unwrap_or_else(|e| panic!("metrics: {e}"));
         Arc::new(Transcriber::new(&config, Path::new("/tmp"), gpus, slots, metrics))
     }
@@ -589,15 +594,7 @@ mod tests {
 
     #[test]
     fn slots_per_gpu_follow_the_model_and_the_smallest_gpu() {
-        let mut config = TranscribeConfig {
-            whisper_model_dir: None,
-            whisper_model: "small".into(),
-            whisper_device: "auto".into(),
-            whisper_beam_size: 5,
-            whisper_word_timestamps: true,
-            whisper_vad: true,
-            whisper_compute_type: ComputeType::Auto,
-        };
+        let mut config = config(None);
         assert_eq!(slots_per_gpu(&[gpu(0, 80)], &config), 4);
         config.whisper_model = "large-v3".into();
         assert_eq!(slots_per_gpu(&[gpu(0, 24)], &config), 4);

@@ -2,6 +2,7 @@
 //! envelope, the `jobs` rows, and the store that writes them.
 
 pub mod accounts;
+pub mod audit;
 mod catalogue;
 pub mod email;
 mod envelope;
