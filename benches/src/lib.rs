@@ -51,6 +51,7 @@ impl BenchEnv {
         let broker_config = BrokerConfig {
             amqp_url: Secret::new(amqp.clone()),
             queue_prefix: format!("bench{tag}"),
+            queue_type: rushes_common::queue::QueueType::Classic,
         };
         rushes_common::db::create_if_missing(&database).await?;
         let db = rushes_common::db::pool(&database)?;

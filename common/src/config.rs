@@ -66,6 +66,11 @@ pub struct BrokerConfig {
     /// Prefix of every exchange and queue name, so that deployments and tests never collide.
     #[arg(long, env = "RUSHES_QUEUE_PREFIX", default_value = "rushes")]
     pub queue_prefix: String,
+    /// `classic` (one broker node: queues with priorities) or `quorum` (a cluster:
+    /// replicated queues, one per priority band of each family). Every process of a
+    /// deployment must use the same.
+    #[arg(long, env = "RUSHES_QUEUE_TYPE", value_enum, default_value_t = crate::queue::QueueType::Classic)]
+    pub queue_type: crate::queue::QueueType,
 }
 
 /// Liveness of running jobs: how often workers heartbeat and when a heartbeat is stale.

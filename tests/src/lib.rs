@@ -17,7 +17,7 @@ use anyhow::{Context as _, bail};
 use reqwest::StatusCode;
 use rushes_common::config::{BrokerConfig, DatabaseConfig, LeaseConfig, Secret};
 use rushes_common::media::MediaConfig;
-use rushes_common::queue::{Broker, Outgoing, Publisher};
+use rushes_common::queue::{Broker, Outgoing, Publisher, QueueType};
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -130,8 +130,11 @@ async fn create_from_template(db_name: &str) -> anyhow::Result<()> {
 /// One test's world: database, queue prefix, control plane, workers.
 pub struct TestEnv {
     pub db_name: String,
-    /// The broker workers and the test's own publisher use.
+    /// The broker workers and the test's own publisher use (a cluster's node URLs,
+    /// comma separated).
     pub amqp: String,
+    /// The queues of this environment's topology.
+    pub queue_type: QueueType,
     pub db: PgPool,
     pub prefix: String,
     pub base_url: String,
@@ -164,6 +167,16 @@ impl TestEnv {
     /// A fresh environment on the broker at `amqp`, whose control plane reaches the
     /// broker at `control_amqp` (a proxy that can be switched off, say).
     pub async fn on_broker(amqp: &str, control_amqp: &str) -> anyhow::Result<Self> {
+        Self::on_broker_of_type(amqp, control_amqp, QueueType::Classic).await
+    }
+
+    /// A fresh environment on a RabbitMQ cluster (its nodes' URLs, comma separated),
+    /// with the quorum topology.
+    pub async fn on_cluster(urls: &str) -> anyhow::Result<Self> {
+        Self::on_broker_of_type(urls, urls, QueueType::Quorum).await
+    }
+
+    async fn on_broker_of_type(amqp: &str, control_amqp: &str, queue_type: QueueType) -> anyhow::Result<Self> {
         init_tracing();
         let id = Uuid::new_v4().simple().to_string();
         let db_name = format!("rushes_test_{}", &id[..16]);
@@ -173,7 +186,7 @@ impl TestEnv {
             .max_connections(5)
             .connect(&format!("{}/{db_name}", pg_server()))
             .await?;
-        let broker = Broker::new(&Self::broker_config_for(amqp, &prefix), "rushes-tests")?;
+        let broker = Broker::new(&Self::broker_config_for(amqp, &prefix, queue_type), "rushes-tests")?;
         broker.declare_topology().await?;
         let shutdown = CancellationToken::new();
         let scratch = std::env::temp_dir().join(format!("rushes-test-{}", &id[..16]));
@@ -184,6 +197,7 @@ impl TestEnv {
         let mut env = Self {
             db_name,
             amqp: amqp.to_owned(),
+            queue_type,
             db,
             prefix,
             base_url: String::new(),
@@ -220,7 +234,7 @@ impl TestEnv {
         let addr = listener.local_addr()?;
         let mut config = rushes_control::ControlConfig {
             database: self.database_config(),
-            broker: Self::broker_config_for(amqp, &self.prefix),
+            broker: Self::broker_config_for(amqp, &self.prefix, self.queue_type),
             http_addr: addr,
             admin_token: Some(Secret::new(TOKEN)),
             media: self.media_config(),
@@ -295,13 +309,14 @@ impl TestEnv {
     }
 
     pub fn broker_config(&self) -> BrokerConfig {
-        Self::broker_config_for(&self.amqp, &self.prefix)
+        Self::broker_config_for(&self.amqp, &self.prefix, self.queue_type)
     }
 
-    fn broker_config_for(amqp: &str, prefix: &str) -> BrokerConfig {
+    fn broker_config_for(amqp: &str, prefix: &str, queue_type: QueueType) -> BrokerConfig {
         BrokerConfig {
             amqp_url: Secret::new(amqp),
             queue_prefix: prefix.to_owned(),
+            queue_type,
         }
     }
 
@@ -386,6 +401,13 @@ impl TestEnv {
             .env("RUSHES_DATABASE_URL", self.database_url())
             .env("RUSHES_AMQP_URL", &self.amqp)
             .env("RUSHES_QUEUE_PREFIX", &self.prefix)
+            .env(
+                "RUSHES_QUEUE_TYPE",
+                match self.queue_type {
+                    QueueType::Classic => "classic",
+                    QueueType::Quorum => "quorum",
+                },
+            )
             .env("RUSHES_METRICS_ADDR", "127.0.0.1:0")
             .env("RUSHES_SMTP_PORT", dead_port()?.port().to_string())
             .env("RUSHES_HEARTBEAT_INTERVAL", "0.2")
@@ -412,32 +434,20 @@ impl TestEnv {
     /// Waits until `count` consumers are subscribed to this environment's `family`
     /// queue (workers that started are really taking deliveries).
     pub async fn wait_consumers(&self, family: QueueFamily, count: u32, timeout: Duration) -> anyhow::Result<()> {
-        let queue = rushes_common::queue::Topology::new(self.prefix.clone()).queue(family);
-        let connection = lapin::Connection::connect(&self.amqp, lapin::ConnectionProperties::default()).await?;
-        let channel = connection.create_channel().await?;
-        let passive = lapin::options::QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
         let deadline = tokio::time::Instant::now() + timeout;
-        let result = loop {
-            let declared = channel
-                .queue_declare(queue.as_str().into(), passive, lapin::types::FieldTable::default())
-                .await;
-            match declared {
-                Ok(q) if q.consumer_count() >= count => break Ok(()),
-                Ok(q) if tokio::time::Instant::now() >= deadline => {
-                    break Err(anyhow::anyhow!(
-                        "{queue} has {} consumers, not {count}",
-                        q.consumer_count()
-                    ));
-                }
-                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                Err(err) => break Err(err.into()),
+        loop {
+            let stats = self.publisher.broker().queue_stats().await?;
+            let consumers = stats.iter().find(|s| s.family == family).map_or(0, |s| s.consumers);
+            if consumers >= count {
+                return Ok(());
             }
-        };
-        let _ = connection.close(200, "OK".into()).await;
-        result
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{} has {consumers} consumers, not {count}",
+                family.as_str()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Sends `signal` to a worker process started by [`Self::spawn_worker_process`].
@@ -701,7 +711,7 @@ pub fn job_id(job: &Value) -> anyhow::Result<Uuid> {
         .context("job id is not a UUID")
 }
 
-fn send_signal(pid: i32, signal: i32) -> i32 {
+pub(crate) fn send_signal(pid: i32, signal: i32) -> i32 {
     // `kill` via the command line keeps this crate free of `unsafe`.
     match Command::new("kill")
         .arg(format!("-{signal}"))

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use rushes_common::job::{AMQP_MAX_PRIORITY, Envelope, JobRecord, QueueFamily, spec};
 use rushes_common::logs::Level;
-use rushes_common::queue::{Backoff, Incoming, Outgoing, SettleFrames, Settler, Subscription, Topology, printable};
+use rushes_common::queue::{
+    Backoff, Incoming, Outgoing, QueueType, SettleFrames, Settler, Subscription, Topology, printable,
+};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -33,6 +35,22 @@ const LOOK_AGAIN: [Duration; 3] = [
 /// A claimed job that has waited this long for a slot goes back to its queue, for a
 /// worker with a free slot (and this worker stops holding work ahead).
 const GIVE_BACK_AFTER: Duration = Duration::from_millis(250);
+/// Most doublings of [`GIVE_BACK_AFTER`] for a message given back before.
+const GIVE_BACK_DOUBLINGS: u64 = 5;
+
+/// How long a delivery waits for a slot before it goes back: [`GIVE_BACK_AFTER`],
+/// doubled for each time the message went back to its queue before (quorum queues count
+/// them in `x-delivery-count`), up to 8 s. With priority bands a worker holds a window
+/// per band; when every worker is busy, the less urgent ones would otherwise go back
+/// and come straight back to it four times a second.
+fn give_back_after(headers: &serde_json::Value) -> Duration {
+    let returns = headers
+        .get("x-delivery-count")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+        .min(GIVE_BACK_DOUBLINGS);
+    GIVE_BACK_AFTER * (1u32 << returns)
+}
 
 /// One queue's slots and deliveries, across channel generations.
 struct Lane {
@@ -87,7 +105,11 @@ impl Drop for HeldGuard {
 pub(crate) async fn consume_queue(shared: Arc<Shared>, family: QueueFamily, total: u16) {
     let lane = Arc::new(Lane {
         family,
-        slots: Slots::new(total, shared.metrics.busy.with_label_values(&[family.as_str()])),
+        slots: Slots::new(
+            total,
+            shared.metrics.busy.with_label_values(&[family.as_str()]),
+            shared.broker.topology().queue_type() == QueueType::Quorum,
+        ),
         held: AtomicUsize::new(0),
     });
     shared
@@ -357,7 +379,7 @@ async fn recheck_later(shared: &Shared, family: QueueFamily, incoming: Delivery,
 }
 
 /// A claimed job waits for a slot — the most urgent first — then runs. One that waits
-/// longer than [`GIVE_BACK_AFTER`] goes back to its queue for a worker with a free slot
+/// longer than [`give_back_after`] goes back to its queue for a worker with a free slot
 /// (and this worker stops holding work ahead); one still waiting when the worker stops
 /// goes back at once.
 async fn start_claimed(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Delivery, job: JobRecord) {
@@ -367,7 +389,7 @@ async fn start_claimed(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Deliver
     shared.track(job.id, job.attempts, running.clone());
     let permit = tokio::select! {
         permit = lane.slots.acquire(job.priority, incoming.tag) => Some(permit),
-        _ = tokio::time::sleep(GIVE_BACK_AFTER) => None,
+        _ = tokio::time::sleep(give_back_after(&incoming.headers)) => None,
         _ = shared.stop_taking.cancelled() => None,
     };
     let Some(permit) = permit else {
@@ -757,5 +779,23 @@ fn panic_message(error: tokio::task::JoinError) -> String {
             .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
             .unwrap_or_else(|| "non-string panic".to_owned()),
         Err(_) => "task failed".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_given_back_before_waits_longer_before_going_back_again() {
+        let after = |headers: serde_json::Value| give_back_after(&headers);
+        assert_eq!(after(serde_json::json!({})), GIVE_BACK_AFTER);
+        assert_eq!(after(serde_json::json!({"x-delivery-count": 0})), GIVE_BACK_AFTER);
+        assert_eq!(after(serde_json::json!({"x-delivery-count": 2})), GIVE_BACK_AFTER * 4);
+        assert_eq!(
+            after(serde_json::json!({"x-delivery-count": 40})),
+            Duration::from_secs(8)
+        );
+        assert_eq!(after(serde_json::json!({"x-delivery-count": "many"})), GIVE_BACK_AFTER);
     }
 }

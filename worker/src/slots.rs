@@ -1,6 +1,11 @@
 //! One queue's slots, handed out by priority: a claimed job waits for a slot, and
 //! when one frees the most urgent waiting job gets it (the oldest delivery among equals),
 //! so a job prefetched ahead never delays a more urgent one delivered after it.
+//!
+//! When the queue comes in priority bands (quorum queues), the broker cannot put a
+//! band's next job before a lower band's: a slot freed by a job of a band is kept for
+//! that band (or a more urgent one) a moment, while the band's next delivery, sent once
+//! the finished one is acknowledged, arrives and is claimed.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
@@ -9,7 +14,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus::IntGauge;
+use rushes_common::job::{MAX_PRIORITY, amqp_priority};
+use rushes_common::queue::topology::band_rank;
 use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
 
 /// Below this average run time a queue's jobs are short and worth prefetching ahead.
 const SHORT_JOB: Duration = Duration::from_millis(20);
@@ -17,6 +25,10 @@ const SHORT_JOB: Duration = Duration::from_millis(20);
 const AHEAD_BUDGET: Duration = Duration::from_millis(10);
 /// Most deliveries held beyond the slots.
 pub(crate) const MAX_AHEAD: u16 = 64;
+/// How long a slot freed by a job of a band is kept for that band when only less
+/// urgent jobs wait (or none): the next delivery's trip after the acknowledgement, and
+/// its claim.
+const KEEP_FOR_BAND: Duration = Duration::from_millis(50);
 
 pub(crate) struct Slots {
     pub total: u16,
@@ -27,11 +39,41 @@ pub(crate) struct Slots {
     pace_us: AtomicU64,
     /// Busy slots, for the metrics.
     busy_gauge: IntGauge,
+    /// Whether the queue comes in priority bands.
+    banded: bool,
 }
 
 struct State {
+    /// Free slots, the kept ones included.
     free: u16,
     waiters: BinaryHeap<Waiter>,
+    /// Free slots kept for a band: (band rank, until when).
+    kept: Vec<(usize, Instant)>,
+}
+
+impl State {
+    /// Forgets the keeps that have run out.
+    fn expire(&mut self, now: Instant) {
+        self.kept.retain(|&(_, until)| until > now);
+    }
+
+    /// Takes a free slot for a job of `band` (`None`: no bands): an unkept one, else one
+    /// kept for `band` or a less urgent band.
+    fn take(&mut self, band: Option<usize>) -> bool {
+        if usize::from(self.free) > self.kept.len() {
+            self.free -= 1;
+            return true;
+        }
+        let Some(band) = band else { return false };
+        match self.kept.iter().position(|&(kept, _)| band <= kept) {
+            Some(index) => {
+                self.kept.swap_remove(index);
+                self.free -= 1;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 struct Waiter {
@@ -64,28 +106,48 @@ impl Ord for Waiter {
 pub(crate) struct SlotPermit {
     /// `None` once the permit was handed back unused (under the slots' lock).
     slots: Option<Arc<Slots>>,
+    /// The band of the job holding it, when the queue comes in bands.
+    band: Option<usize>,
 }
 
 impl Drop for SlotPermit {
     fn drop(&mut self) {
         if let Some(slots) = self.slots.take() {
-            slots.release();
+            slots.release(self.band);
         }
     }
 }
 
 impl Slots {
-    pub fn new(total: u16, busy_gauge: IntGauge) -> Arc<Self> {
+    /// `banded`: the queue comes in priority bands (see the module's documentation).
+    pub fn new(total: u16, busy_gauge: IntGauge, banded: bool) -> Arc<Self> {
         Arc::new(Self {
             total,
             state: Mutex::new(State {
                 free: total,
                 waiters: BinaryHeap::new(),
+                kept: Vec::new(),
             }),
             freed: Notify::new(),
             pace_us: AtomicU64::new(0),
             busy_gauge,
+            banded,
         })
+    }
+
+    /// The band of a job of `priority` (API 0–100), when the queue comes in bands.
+    fn band(&self, priority: i16) -> Option<usize> {
+        self.banded.then(|| {
+            let priority = u8::try_from(priority.clamp(0, i16::from(MAX_PRIORITY))).unwrap_or(0);
+            band_rank(amqp_priority(priority))
+        })
+    }
+
+    fn permit(self: &Arc<Self>, band: Option<usize>) -> SlotPermit {
+        SlotPermit {
+            slots: Some(self.clone()),
+            band,
+        }
     }
 
     /// Slots running a job now.
@@ -97,14 +159,13 @@ impl Slots {
 
     /// Waits for a slot; among waiters the highest `priority` wins, then the lowest `order`.
     pub async fn acquire(self: &Arc<Self>, priority: i16, order: u64) -> SlotPermit {
+        let band = self.band(priority);
         let rx = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            if state.free > 0 && state.waiters.is_empty() {
-                state.free -= 1;
+            state.expire(Instant::now());
+            if state.waiters.is_empty() && state.take(band) {
                 self.busy_gauge.set(i64::from(self.total - state.free));
-                return SlotPermit {
-                    slots: Some(self.clone()),
-                };
+                return self.permit(band);
             }
             let (tx, rx) = oneshot::channel();
             state.waiters.push(Waiter { priority, order, tx });
@@ -121,12 +182,14 @@ impl Slots {
     /// Gives a free slot to the best waiter (a waiter queued while slots were free).
     fn hand_out(self: &Arc<Self>) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        while state.free > 0 {
+        state.expire(Instant::now());
+        while let Some(best) = state.waiters.peek() {
+            let band = self.band(best.priority);
+            if !state.take(band) {
+                break;
+            }
             let Some(waiter) = state.waiters.pop() else { break };
-            state.free -= 1;
-            if let Err(mut permit) = waiter.tx.send(SlotPermit {
-                slots: Some(self.clone()),
-            }) {
+            if let Err(mut permit) = waiter.tx.send(self.permit(band)) {
                 // That waiter gave up: the slot goes to the next one.
                 permit.slots = None;
                 state.free += 1;
@@ -135,10 +198,28 @@ impl Slots {
         self.busy_gauge.set(i64::from(self.total.saturating_sub(state.free)));
     }
 
-    fn release(self: &Arc<Self>) {
-        {
+    /// Frees a slot held by a job of `band`: kept for that band a moment when no waiter
+    /// is as urgent.
+    fn release(self: &Arc<Self>, band: Option<usize>) {
+        let keep = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.free += 1;
+            let best = state.waiters.peek().and_then(|w| self.band(w.priority));
+            match (band, tokio::runtime::Handle::try_current()) {
+                (Some(band), Ok(runtime)) if best.is_none_or(|best| best > band) => {
+                    state.kept.push((band, Instant::now() + KEEP_FOR_BAND));
+                    Some(runtime)
+                }
+                _ => None,
+            }
+        };
+        if let Some(runtime) = keep {
+            let slots = self.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep(KEEP_FOR_BAND).await;
+                slots.hand_out();
+                slots.freed.notify_waiters();
+            });
         }
         self.hand_out();
         self.freed.notify_waiters();
@@ -201,7 +282,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_freed_slot_goes_to_the_most_urgent_waiter() {
-        let slots = Slots::new(1, gauge());
+        let slots = Slots::new(1, gauge(), false);
         let held = slots.acquire(0, 0).await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         for (priority, order) in [(0, 1), (0, 2), (100, 3), (50, 4)] {
@@ -227,16 +308,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn with_bands_a_freed_slot_waits_a_moment_for_its_band() {
+        let slots = Slots::new(1, gauge(), true);
+        let normal = slots.acquire(20, 0).await;
+        let low_slots = slots.clone();
+        let low = tokio::spawn(async move { low_slots.acquire(0, 1).await });
+        while slots.state.lock().map(|s| s.waiters.len()).unwrap_or(0) < 1 {
+            tokio::task::yield_now().await;
+        }
+        drop(normal);
+        // The low job does not get the slot at once; the band's next job does.
+        let next = tokio::time::timeout(Duration::from_millis(20), slots.acquire(20, 2)).await;
+        assert!(next.is_ok(), "the slot was kept for the normal band");
+        assert!(!low.is_finished());
+        drop(next);
+        // Nothing of the band comes: the low job gets the slot once the keep runs out.
+        let low = tokio::time::timeout(KEEP_FOR_BAND * 4, low).await;
+        assert!(matches!(low, Ok(Ok(_))), "the low job got the slot in the end");
+
+        // An urgent job may take a slot kept for a lower band at once.
+        let slots = Slots::new(1, gauge(), true);
+        drop(slots.acquire(20, 0).await);
+        let urgent = tokio::time::timeout(Duration::from_millis(20), slots.acquire(90, 1)).await;
+        assert!(urgent.is_ok());
+        drop(urgent);
+        // Without bands nothing is kept.
+        let slots = Slots::new(1, gauge(), false);
+        let normal = slots.acquire(20, 0).await;
+        drop(normal);
+        let low = tokio::time::timeout(Duration::from_millis(5), slots.acquire(0, 1)).await;
+        assert!(low.is_ok());
+    }
+
+    #[tokio::test]
     async fn a_job_running_past_a_short_one_ends_the_lookahead_at_once() {
-        let slots = Slots::new(2, gauge());
+        let slots = Slots::new(2, gauge(), false);
         slots.ran(Duration::from_micros(50));
         assert!(slots.ahead() > 0);
         let quick = slots.watch(async { 1 }).await;
         assert_eq!((quick, slots.ahead() > 0), (1, true));
         let watched = slots.clone();
         let long = tokio::spawn(async move { watched.watch(tokio::time::sleep(Duration::from_secs(3))).await });
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while slots.ahead() > 0 && tokio::time::Instant::now() < deadline {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while slots.ahead() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(slots.ahead(), 0, "while the long job still runs");
@@ -246,7 +360,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiter_that_gives_up_does_not_leak_its_slot() {
-        let slots = Slots::new(1, gauge());
+        let slots = Slots::new(1, gauge(), false);
         let held = slots.acquire(0, 0).await;
         let gave_up = tokio::time::timeout(Duration::from_millis(10), slots.acquire(0, 1)).await;
         assert!(gave_up.is_err());
@@ -258,7 +372,7 @@ mod tests {
 
     #[test]
     fn lookahead_only_for_short_jobs() {
-        let slots = Slots::new(2, gauge());
+        let slots = Slots::new(2, gauge(), false);
         assert_eq!(slots.ahead(), 0, "nothing known yet: no lookahead");
         slots.ran(Duration::from_micros(100));
         assert_eq!(
@@ -266,10 +380,10 @@ mod tests {
             MAX_AHEAD,
             "10 ms of 0.1 ms jobs on 2 slots = 200, capped"
         );
-        let slots = Slots::new(2, gauge());
+        let slots = Slots::new(2, gauge(), false);
         slots.ran(Duration::from_micros(1));
         assert_eq!(slots.ahead(), MAX_AHEAD);
-        let slots = Slots::new(2, gauge());
+        let slots = Slots::new(2, gauge(), false);
         slots.ran(Duration::from_millis(2));
         assert_eq!(
             slots.ahead(),
@@ -278,7 +392,7 @@ mod tests {
         );
         slots.slowed();
         assert_eq!(slots.ahead(), 0);
-        let slots = Slots::new(2, gauge());
+        let slots = Slots::new(2, gauge(), false);
         slots.ran(Duration::from_secs(3));
         assert_eq!(slots.ahead(), 0);
     }

@@ -96,7 +96,7 @@ impl Broker {
             inner: Arc::new(Inner {
                 nodes,
                 current: AtomicUsize::new(0),
-                topology: Topology::new(config.queue_prefix.clone()),
+                topology: Topology::new(config.queue_prefix.clone()).of_type(config.queue_type),
             }),
         })
     }
@@ -194,7 +194,8 @@ impl Broker {
         Ok(queue.message_count())
     }
 
-    /// Depth and consumer count of every family's queue (passive declares).
+    /// Depth and consumer count of every family's queue (passive declares; a family's
+    /// bands summed, their consumers counted once: a worker consumes every band).
     pub async fn queue_stats(&self) -> Result<Vec<QueueStats>, BrokerError> {
         let channel = self.channel().await?;
         let passive = QueueDeclareOptions {
@@ -203,30 +204,36 @@ impl Broker {
         };
         let mut stats = Vec::with_capacity(QueueFamily::ALL.len());
         for family in QueueFamily::ALL {
-            let name = self.topology().queue(family);
-            match channel
-                .queue_declare(name.as_str().into(), passive, FieldTable::default())
-                .await
-            {
-                Ok(queue) => stats.push(QueueStats {
-                    family,
-                    messages: queue.message_count(),
-                    consumers: queue.consumer_count(),
-                }),
-                Err(err) => {
-                    // A passive declare of a missing queue closes the channel: the
-                    // topology has not been declared yet, so every queue is empty.
-                    tracing::debug!(queue = %name, error = %err, "queue not declared yet");
-                    return Ok(QueueFamily::ALL
-                        .into_iter()
-                        .map(|family| QueueStats {
-                            family,
-                            messages: 0,
-                            consumers: 0,
-                        })
-                        .collect());
+            let mut family_stats = QueueStats {
+                family,
+                messages: 0,
+                consumers: 0,
+            };
+            for name in self.topology().queues(family) {
+                match channel
+                    .queue_declare(name.as_str().into(), passive, FieldTable::default())
+                    .await
+                {
+                    Ok(queue) => {
+                        family_stats.messages = family_stats.messages.saturating_add(queue.message_count());
+                        family_stats.consumers = family_stats.consumers.max(queue.consumer_count());
+                    }
+                    Err(err) => {
+                        // A passive declare of a missing queue closes the channel: the
+                        // topology has not been declared yet, so every queue is empty.
+                        tracing::debug!(queue = %name, error = %err, "queue not declared yet");
+                        return Ok(QueueFamily::ALL
+                            .into_iter()
+                            .map(|family| QueueStats {
+                                family,
+                                messages: 0,
+                                consumers: 0,
+                            })
+                            .collect());
+                    }
                 }
             }
+            stats.push(family_stats);
         }
         let _ = channel.close(200, "OK".into()).await;
         Ok(stats)

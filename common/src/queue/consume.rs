@@ -1,5 +1,7 @@
-//! Consuming one family's queue with a channel-wide prefetch, and reconnect backoff.
+//! Consuming one family's queues (one, or its priority bands) with a bounded prefetch,
+//! and reconnect backoff.
 
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -9,16 +11,21 @@ use lapin::{Acker, Channel, Consumer};
 
 use super::broker::{Broker, BrokerError};
 use super::message::headers_json;
+use super::topology::QueueType;
 use crate::job::QueueFamily;
 
-/// One consumer of one family's queue on its own channel. Its prefetch is
-/// channel-wide, so it bounds every unacknowledged delivery of the channel: the
-/// worker sets it to its free slots, never more.
+/// The consumers of one family's queues on their own channel: one queue in the classic
+/// topology, one per priority band in the quorum one, the most urgent band's deliveries
+/// taken first. The worker keeps the prefetch at its free slots (plus a lookahead for
+/// short jobs), never more: channel-wide on classic queues; per consumer, fixed when
+/// the consumer starts, on quorum queues (which refuse a channel-wide prefetch).
 pub struct Subscription {
     channel: Channel,
-    consumer: Option<Consumer>,
-    queue: String,
+    /// One per queue, most urgent first; empty while paused.
+    consumers: Vec<Consumer>,
+    queues: Vec<String>,
     tag: String,
+    per_consumer_prefetch: bool,
 }
 
 /// A delivery: the body and what the worker needs to settle it — always through the
@@ -52,72 +59,113 @@ impl Subscription {
     /// `prefetch` must be at least 1 (0 would mean unlimited).
     pub async fn open(broker: &Broker, family: QueueFamily, prefetch: u16, tag: &str) -> Result<Self, BrokerError> {
         let channel = broker.declared_channel().await?;
+        let topology = broker.topology();
         let mut subscription = Self {
             channel,
-            consumer: None,
-            queue: broker.topology().queue(family),
+            consumers: Vec::new(),
+            queues: topology.queues(family),
             tag: tag.to_owned(),
+            per_consumer_prefetch: topology.queue_type() == QueueType::Quorum,
         };
         subscription.set_prefetch(prefetch).await?;
         subscription.resume().await?;
         Ok(subscription)
     }
 
-    /// Changes the channel-wide prefetch (takes effect for the next deliveries).
+    /// Changes the prefetch: at once for a classic queue's channel; on quorum queues,
+    /// for the consumers started from now on (at the next resume or reconnect), as
+    /// RabbitMQ keeps a running consumer's prefetch.
     pub async fn set_prefetch(&self, prefetch: u16) -> Result<(), BrokerError> {
+        let global = !self.per_consumer_prefetch;
         self.channel
-            .basic_qos(prefetch.max(1), BasicQosOptions { global: true })
+            .basic_qos(prefetch.max(1), BasicQosOptions { global })
             .await?;
         Ok(())
     }
 
-    /// Starts (or restarts after [`Self::pause`]) the consumer.
+    /// Starts (or restarts after [`Self::pause`]) the consumers, the most urgent queue first.
     pub async fn resume(&mut self) -> Result<(), BrokerError> {
-        if self.consumer.is_none() {
-            let consumer = self
-                .channel
-                .basic_consume(
-                    self.queue.as_str().into(),
-                    self.tag.as_str().into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            self.consumer = Some(consumer);
-        }
-        Ok(())
-    }
-
-    /// Stops deliveries; the channel stays open so in-flight deliveries can still be
-    /// settled. Deliveries that raced the cancel go straight back to the queue.
-    pub async fn pause(&mut self) -> Result<(), BrokerError> {
-        if let Some(mut consumer) = self.consumer.take() {
-            self.channel
-                .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
-                .await?;
-            let requeue = BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            };
-            while let Ok(Some(Ok(delivery))) = tokio::time::timeout(Duration::from_millis(200), consumer.next()).await {
-                delivery.acker.nack(requeue).await?;
+        if self.consumers.is_empty() {
+            for queue in &self.queues {
+                let tag = self.consumer_tag(queue);
+                let consumer = self
+                    .channel
+                    .basic_consume(
+                        queue.as_str().into(),
+                        tag.as_str().into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+                self.consumers.push(consumer);
             }
         }
         Ok(())
     }
 
+    /// The tag of the consumer of `queue`: the subscription's own for a single queue,
+    /// with the band appended for bands (tags are unique per channel).
+    fn consumer_tag(&self, queue: &str) -> String {
+        if self.queues.len() == 1 {
+            return self.tag.clone();
+        }
+        let band = queue.rsplit('.').next().unwrap_or(queue);
+        format!("{}.{band}", self.tag)
+    }
+
+    /// Stops deliveries; the channel stays open so in-flight deliveries can still be
+    /// settled. Deliveries that raced the cancel go straight back to the queue.
+    pub async fn pause(&mut self) -> Result<(), BrokerError> {
+        let consumers = std::mem::take(&mut self.consumers);
+        if consumers.is_empty() {
+            return Ok(());
+        }
+        for queue in &self.queues {
+            self.channel
+                .basic_cancel(self.consumer_tag(queue).as_str().into(), BasicCancelOptions::default())
+                .await?;
+        }
+        let requeue = BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        };
+        let returns = consumers.into_iter().map(|mut consumer| async move {
+            while let Ok(Some(Ok(delivery))) = tokio::time::timeout(Duration::from_millis(200), consumer.next()).await {
+                delivery.acker.nack(requeue).await?;
+            }
+            Ok::<(), lapin::Error>(())
+        });
+        for returned in futures_util::future::join_all(returns).await {
+            returned?;
+        }
+        Ok(())
+    }
+
     pub fn is_consuming(&self) -> bool {
-        self.consumer.is_some()
+        !self.consumers.is_empty()
     }
 
     pub fn is_connected(&self) -> bool {
         self.channel.status().connected()
     }
 
-    /// The next delivery; `None` while paused. An error means the channel is gone.
+    /// The next delivery, from the most urgent queue that has one; `None` while paused.
+    /// An error means the channel is gone.
     pub async fn next(&mut self) -> Option<Result<Incoming, BrokerError>> {
-        let consumer = self.consumer.as_mut()?;
-        match consumer.next().await {
+        if self.consumers.is_empty() {
+            return None;
+        }
+        let consumers = &mut self.consumers;
+        let next = std::future::poll_fn(|cx| {
+            for consumer in consumers.iter_mut() {
+                if let Poll::Ready(item) = consumer.poll_next_unpin(cx) {
+                    return Poll::Ready(item);
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match next {
             Some(Ok(delivery)) => Some(Ok(Incoming {
                 headers: headers_json(&delivery.properties),
                 message_id: delivery

@@ -26,7 +26,7 @@ impl Outgoing {
     pub fn job(topology: &Topology, job: &JobRecord) -> Self {
         Self {
             exchange: topology.jobs_exchange(),
-            routing_key: job.queue.clone(),
+            routing_key: topology.routing_key(&job.queue, Some(job_priority(job))),
             body: job.envelope().to_bytes(),
             properties: job_properties(job),
         }
@@ -37,7 +37,7 @@ impl Outgoing {
     pub fn delayed(topology: &Topology, job: &JobRecord, delay_s: u64) -> Self {
         Self {
             exchange: topology.delay(delay_s),
-            routing_key: job.queue.clone(),
+            routing_key: topology.routing_key(&job.queue, Some(job_priority(job))),
             body: job.envelope().to_bytes(),
             properties: job_properties(job),
         }
@@ -87,7 +87,7 @@ impl Outgoing {
         }
         Self {
             exchange: topology.delay(delay_s),
-            routing_key: family.as_str().to_owned(),
+            routing_key: topology.routing_key(family.as_str(), priority),
             body,
             properties,
         }
@@ -97,22 +97,26 @@ impl Outgoing {
     pub fn raw(topology: &Topology, family: crate::job::QueueFamily, body: Vec<u8>) -> Self {
         Self {
             exchange: topology.jobs_exchange(),
-            routing_key: family.as_str().to_owned(),
+            routing_key: topology.routing_key(family.as_str(), None),
             body,
             properties: BasicProperties::default().with_delivery_mode(2),
         }
     }
 }
 
+/// The AMQP priority (0–10) of a job's messages.
+fn job_priority(job: &JobRecord) -> u8 {
+    amqp_priority(u8::try_from(job.priority).unwrap_or(0))
+}
+
 fn job_properties(job: &JobRecord) -> BasicProperties {
-    let priority = u8::try_from(job.priority).unwrap_or(0);
     let mut headers = FieldTable::default();
     headers.insert(KIND_HEADER.into(), long_string(&job.kind));
     BasicProperties::default()
         .with_message_id(job.id.to_string().into())
         .with_content_type("application/json".into())
         .with_delivery_mode(2)
-        .with_priority(amqp_priority(priority))
+        .with_priority(job_priority(job))
         .with_headers(headers)
 }
 

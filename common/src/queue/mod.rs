@@ -13,4 +13,4 @@ pub use consume::{Backoff, Incoming, Subscription};
 pub use message::{Outgoing, REASON_HEADER, SOURCE_QUEUE_HEADER, printable};
 pub use publish::{PublishError, Publisher};
 pub use settle::{HOLD, SettleFrames, Settler};
-pub use topology::Topology;
+pub use topology::{QueueType, Topology};
