@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::context::{JobContext, RunningJob};
 use crate::jobs::JobError;
 use crate::ledger::{Claim, Letter, Outcome};
-use crate::slots::{SlotPermit, Slots};
+use crate::slots::{Pending, SlotPermit, Slots};
 use crate::state::Shared;
 use rushes_common::job::store::{self, release};
 
@@ -270,6 +270,7 @@ async fn serve(
 /// The life of one delivery. Every path settles it (ack, requeue, or park then ack).
 async fn handle_delivery(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Delivery) {
     let family = lane.family;
+    let pending = lane.slots.pending(incoming.priority);
     if let Some(content_type) = incoming.content_type.as_deref()
         && !is_json(content_type)
     {
@@ -311,7 +312,7 @@ async fn handle_delivery(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Deliv
         }
     }
     match claim {
-        Ok(Claim::Claimed(job)) => start_claimed(shared, lane, incoming, *job).await,
+        Ok(Claim::Claimed(job)) => start_claimed(shared, lane, incoming, *job, pending).await,
         Ok(Claim::Missing) => {
             let reason = format!("no job {} in the database", envelope.id);
             park(
@@ -382,7 +383,7 @@ async fn recheck_later(shared: &Shared, family: QueueFamily, incoming: Delivery,
 /// longer than [`give_back_after`] goes back to its queue for a worker with a free slot
 /// (and this worker stops holding work ahead); one still waiting when the worker stops
 /// goes back at once.
-async fn start_claimed(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Delivery, job: JobRecord) {
+async fn start_claimed(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Delivery, job: JobRecord, pending: Pending) {
     let claimed = Instant::now();
     let running = Arc::new(RunningJob::new());
     // Tracked from the claim: heartbeats hold it, and a cancel reaches it while it waits.
@@ -392,6 +393,8 @@ async fn start_claimed(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Deliver
         _ = tokio::time::sleep(give_back_after(&incoming.headers)) => None,
         _ = shared.stop_taking.cancelled() => None,
     };
+    // Waiting in line, or running, or going back: no longer a claim a kept slot waits for.
+    drop(pending);
     let Some(permit) = permit else {
         shared.untrack(job.id, &running);
         let why = if shared.stop_taking.is_cancelled() {
@@ -519,6 +522,8 @@ async fn run_claimed(
             .ledger
             .submit(job.id, job.attempts, started_at, outcome.clone())
             .await;
+        // Until it is acknowledged, its band keeps the slot (when the queue has bands).
+        let _settling = lane.slots.pending(incoming.priority);
         drop(permit);
         lane.slots.ran(started.elapsed());
         let mut recorded = match recorded {

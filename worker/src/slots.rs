@@ -4,8 +4,10 @@
 //!
 //! When the queue comes in priority bands (quorum queues), the broker cannot put a
 //! band's next job before a lower band's: a slot freed by a job of a band is kept for
-//! that band (or a more urgent one) a moment, while the band's next delivery, sent once
-//! the finished one is acknowledged, arrives and is claimed.
+//! that band (or a more urgent one) while the finished job's delivery waits for its
+//! outcome's commit and acknowledgement, a moment more for the band's next delivery
+//! (sent once the broker has the acknowledgement), and while a delivery of such a band
+//! that arrived is being claimed, however slow the database.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
@@ -25,9 +27,8 @@ const SHORT_JOB: Duration = Duration::from_millis(20);
 const AHEAD_BUDGET: Duration = Duration::from_millis(10);
 /// Most deliveries held beyond the slots.
 pub(crate) const MAX_AHEAD: u16 = 64;
-/// How long a slot freed by a job of a band is kept for that band when only less
-/// urgent jobs wait (or none): the next delivery's trip after the acknowledgement, and
-/// its claim.
+/// How long a slot freed by a job of a band stays kept for that band once nothing of
+/// the band is pending any more: the next delivery's trip after the acknowledgement.
 const KEEP_FOR_BAND: Duration = Duration::from_millis(50);
 
 pub(crate) struct Slots {
@@ -49,12 +50,18 @@ struct State {
     waiters: BinaryHeap<Waiter>,
     /// Free slots kept for a band: (band rank, until when).
     kept: Vec<(usize, Instant)>,
+    /// Deliveries pending (being claimed, or finished and not yet acknowledged), by band
+    /// rank.
+    pending: Vec<usize>,
 }
 
 impl State {
-    /// Forgets the keeps that have run out.
+    /// Forgets the keeps that have run out, bar those a pending delivery is for (one of
+    /// their band or a more urgent one).
     fn expire(&mut self, now: Instant) {
-        self.kept.retain(|&(_, until)| until > now);
+        let most_urgent_pending = self.pending.iter().position(|&n| n > 0);
+        self.kept
+            .retain(|&(band, until)| until > now || most_urgent_pending.is_some_and(|pending| pending <= band));
     }
 
     /// Takes a free slot for a job of `band` (`None`: no bands): an unkept one, else one
@@ -118,6 +125,37 @@ impl Drop for SlotPermit {
     }
 }
 
+/// A pending delivery (see [`Slots::pending`]).
+pub(crate) struct Pending {
+    slots: Arc<Slots>,
+    band: Option<usize>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(band) = self.band {
+            let extended = {
+                let mut state = self.slots.state.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(count) = state.pending.get_mut(band) {
+                    *count = count.saturating_sub(1);
+                }
+                // The keeps it held last a moment more: the band's next delivery may
+                // follow this one's acknowledgement.
+                let until = Instant::now() + KEEP_FOR_BAND;
+                let mut extended = false;
+                for kept in state.kept.iter_mut().filter(|(kept, _)| band <= *kept) {
+                    kept.1 = kept.1.max(until);
+                    extended = true;
+                }
+                extended
+            };
+            if extended {
+                self.slots.hand_out_after_keep();
+            }
+        }
+    }
+}
+
 impl Slots {
     /// `banded`: the queue comes in priority bands (see the module's documentation).
     pub fn new(total: u16, busy_gauge: IntGauge, banded: bool) -> Arc<Self> {
@@ -127,6 +165,7 @@ impl Slots {
                 free: total,
                 waiters: BinaryHeap::new(),
                 kept: Vec::new(),
+                pending: Vec::new(),
             }),
             freed: Notify::new(),
             pace_us: AtomicU64::new(0),
@@ -141,6 +180,37 @@ impl Slots {
             let priority = u8::try_from(priority.clamp(0, i16::from(MAX_PRIORITY))).unwrap_or(0);
             band_rank(amqp_priority(priority))
         })
+    }
+
+    /// Counts a delivery of AMQP `priority` as pending until the returned guard drops: a
+    /// slot kept for its band stays kept meanwhile, and [`KEEP_FOR_BAND`] after. A
+    /// delivery is pending while it is claimed (until it waits for a slot, or needs
+    /// none), and once its job ran, until it is acknowledged.
+    pub fn pending(self: &Arc<Self>, priority: Option<u8>) -> Pending {
+        let band = self.banded.then(|| band_rank(priority.unwrap_or(0)));
+        if let Some(band) = band {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.pending.len() <= band {
+                state.pending.resize(band + 1, 0);
+            }
+            state.pending[band] += 1;
+        }
+        Pending {
+            slots: self.clone(),
+            band,
+        }
+    }
+
+    /// Hands slots out again once keeps made or extended now may have run out.
+    fn hand_out_after_keep(self: &Arc<Self>) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let slots = self.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep(KEEP_FOR_BAND).await;
+                slots.hand_out();
+                slots.freed.notify_waiters();
+            });
+        }
     }
 
     fn permit(self: &Arc<Self>, band: Option<usize>) -> SlotPermit {
@@ -201,25 +271,20 @@ impl Slots {
     /// Frees a slot held by a job of `band`: kept for that band a moment when no waiter
     /// is as urgent.
     fn release(self: &Arc<Self>, band: Option<usize>) {
-        let keep = {
+        let kept = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.free += 1;
             let best = state.waiters.peek().and_then(|w| self.band(w.priority));
-            match (band, tokio::runtime::Handle::try_current()) {
-                (Some(band), Ok(runtime)) if best.is_none_or(|best| best > band) => {
+            match band {
+                Some(band) if best.is_none_or(|best| best > band) => {
                     state.kept.push((band, Instant::now() + KEEP_FOR_BAND));
-                    Some(runtime)
+                    true
                 }
-                _ => None,
+                _ => false,
             }
         };
-        if let Some(runtime) = keep {
-            let slots = self.clone();
-            runtime.spawn(async move {
-                tokio::time::sleep(KEEP_FOR_BAND).await;
-                slots.hand_out();
-                slots.freed.notify_waiters();
-            });
+        if kept {
+            self.hand_out_after_keep();
         }
         self.hand_out();
         self.freed.notify_waiters();
@@ -338,6 +403,36 @@ mod tests {
         drop(normal);
         let low = tokio::time::timeout(Duration::from_millis(5), slots.acquire(0, 1)).await;
         assert!(low.is_ok());
+    }
+
+    #[tokio::test]
+    async fn with_bands_a_kept_slot_waits_for_a_pending_delivery_of_its_band_however_slow() {
+        let slots = Slots::new(1, gauge(), true);
+        let normal = slots.acquire(20, 0).await;
+        let low_slots = slots.clone();
+        let low = tokio::spawn(async move { low_slots.acquire(0, 1).await });
+        while slots.state.lock().map(|s| s.waiters.len()).unwrap_or(0) < 1 {
+            tokio::task::yield_now().await;
+        }
+        // The band's next delivery arrives (AMQP priority 2: normal), its claim is slow.
+        let claim = slots.pending(Some(2));
+        drop(normal);
+        tokio::time::sleep(KEEP_FOR_BAND * 3).await;
+        assert!(!low.is_finished(), "the slot stays kept while the claim runs");
+        let next = tokio::time::timeout(Duration::from_millis(20), slots.acquire(20, 2)).await;
+        drop(claim);
+        assert!(next.is_ok(), "the claimed job got the kept slot");
+        drop(next);
+        // A claim that comes to nothing (a duplicate, say) frees the keep with it.
+        let claim = slots.pending(Some(2));
+        tokio::time::sleep(KEEP_FOR_BAND * 2).await;
+        assert!(!low.is_finished());
+        drop(claim);
+        let low = tokio::time::timeout(KEEP_FOR_BAND * 3, low).await;
+        assert!(
+            matches!(low, Ok(Ok(_))),
+            "the low job got the slot once no claim of the band was left"
+        );
     }
 
     #[tokio::test]
