@@ -44,3 +44,6 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 pub const CANCEL_CHANNEL: &str = "rushes_job_cancel";
 /// NOTIFY channel announcing that queue pauses changed; workers LISTEN on it.
 pub const PAUSE_CHANNEL: &str = "rushes_queue_pause";
+/// NOTIFY channel carrying the id of a worker an admin asked something of (a stop, its
+/// slots); that worker LISTENs on it.
+pub const WORKER_CHANNEL: &str = "rushes_worker_control";

@@ -172,6 +172,17 @@ def main():
             seen["resumed"] = not page.evaluate(
                 "async () => (await (await fetch('/console/api/queues/maintenance')).json()).paused")
 
+            step = "set a worker's slots"
+            page.goto(base + "/workers")
+            row = page.locator("tr", has_text="maintenance")
+            row.locator("input[name='slots.maintenance:int']").fill("3")
+            row.locator("button", has_text="Set slots").click()
+            page.wait_for_load_state()
+            check(page.locator("button", has_text="Drain").count() == 1, "an online worker can be drained")
+            worker = page.evaluate(
+                "async () => (await (await fetch('/console/api/workers')).json()).workers[0]")
+            seen["slots_wanted"] = worker["slots_wanted"]
+
             step = "a form post without the CSRF token is refused"
             # Sent with the session cookie (as a forged cross-site form would be, were the
             # cookie not SameSite=Strict) but without the token.

@@ -263,6 +263,15 @@ async fn seed(env: &TestEnv) -> anyhow::Result<Known> {
     ] {
         known.add("queue", queue);
     }
+    // A worker's row, as a running worker keeps it fresh (the fuzzer may drain it; no
+    // process runs behind it).
+    let worker: Uuid = sqlx::query_scalar(
+        "INSERT INTO workers (id, host, pid, version, queues, slots) \
+         VALUES (gen_random_uuid(), 'fuzz', 1, 'fuzz', '{\"maintenance\": 1}', 1) RETURNING id",
+    )
+    .fetch_one(&env.db)
+    .await?;
+    known.add("worker", worker.to_string());
     known.add("group_action", "enable");
     known.add("group_action", "disable");
     known.add("group_action", "remove");
@@ -383,6 +392,7 @@ fn kind_of(family: &str) -> Option<&'static str> {
         "review-files" => "review_file",
         "share-links" => "share",
         "transcripts" => "transcript",
+        "workers" => "worker",
         _ => return None,
     })
 }

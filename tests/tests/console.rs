@@ -185,6 +185,7 @@ async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
     assert_eq!(saw["paused"], true, "{saw}");
     assert_eq!(saw["resumed"], true, "{saw}");
     assert_eq!(saw["csrf_refused"], 403, "{saw}");
+    assert_eq!(saw["slots_wanted"]["maintenance"], 3, "set in the browser: {saw}");
     let played = saw["played"].as_array().context("the player's times")?;
     assert!(
         played[1].as_f64() > played[0].as_f64(),

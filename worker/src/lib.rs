@@ -39,8 +39,9 @@ pub fn main_entry() -> anyhow::Result<()> {
     rushes_common::shutdown::block_on_service(|shutdown| run(config, shutdown))
 }
 
-/// Runs a worker until `shutdown` is cancelled, then drains: no new deliveries,
-/// in-flight jobs get `shutdown_grace` to finish, the rest are requeued.
+/// Runs a worker until `shutdown` is cancelled (or an admin asks it to restart), then
+/// stops: no new deliveries, in-flight jobs get `shutdown_grace` to finish, the rest
+/// are requeued. Asked to drain, it lets every job it took finish, however long.
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let db = rushes_common::db::pool(&config.database).context("invalid database settings")?;
     let worker_id = Uuid::now_v7();
@@ -71,7 +72,8 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         host,
         queues.clone(),
         config.lease.clone(),
-        shutdown.clone(),
+        // A signal stops the worker taking work; so does an admin's drain or restart.
+        shutdown.child_token(),
     ));
     // A worker started while PostgreSQL is down waits for it rather than exiting.
     let mut backoff = rushes_common::queue::Backoff::new(Duration::from_secs(10));
@@ -142,20 +144,30 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         }
     };
     let fatal = tokio::select! {
-        _ = shutdown.cancelled() => None,
+        _ = shared.stop_taking.cancelled() => None,
         _ = gpu_died => {
-            shutdown.cancel();
+            shared.stop_taking.cancel();
             let why = shared.services.transcriber.as_ref().and_then(|t| t.gpu_failure());
             Some(why.unwrap_or_else(|| "a GPU failed".to_owned()))
         }
     };
-    tracing::info!(
-        grace_s = config.shutdown_grace.as_secs_f64(),
-        "stopping: no new jobs; waiting for in-flight jobs"
-    );
-    let drained = tokio::time::timeout(config.shutdown_grace, wait_idle(&shared))
-        .await
-        .is_ok();
+    let drained = if shared.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        // An admin asked for a drain: every job taken finishes, however long it runs.
+        tracing::info!("draining: no new jobs; finishing every job taken");
+        tokio::select! {
+            _ = wait_idle(&shared) => true,
+            // A signal during the drain ends it as a signal does: the grace period.
+            _ = shutdown.cancelled() => tokio::time::timeout(config.shutdown_grace, wait_idle(&shared)).await.is_ok(),
+        }
+    } else {
+        tracing::info!(
+            grace_s = config.shutdown_grace.as_secs_f64(),
+            "stopping: no new jobs; waiting for in-flight jobs"
+        );
+        tokio::time::timeout(config.shutdown_grace, wait_idle(&shared))
+            .await
+            .is_ok()
+    };
     if !drained {
         let left = shared.running_snapshot();
         tracing::warn!(jobs = left.len(), "grace period over; requeueing unfinished jobs");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use rushes_common::db::{CANCEL_CHANNEL, PAUSE_CHANNEL};
+use rushes_common::db::{CANCEL_CHANNEL, PAUSE_CHANNEL, WORKER_CHANNEL};
 use rushes_common::job::QueueFamily;
 use rushes_common::job::store::{self, Beat};
 use rushes_common::queue::Backoff;
@@ -151,6 +151,9 @@ pub async fn heartbeat_loop(shared: Arc<Shared>) {
         if let Err(err) = reload_pauses(&shared).await {
             tracing::warn!(error = %err, "cannot read queue pauses");
         }
+        if let Err(err) = reload_commands(&shared).await {
+            tracing::warn!(error = %err, "cannot read what an admin asked of this worker");
+        }
     }
 }
 
@@ -185,6 +188,74 @@ async fn beat(shared: &Shared) -> Result<(), sqlx::Error> {
         .bind(shared.worker_id)
         .execute(&shared.db)
         .await?;
+    Ok(())
+}
+
+/// What an admin asked of this worker (migration `worker_control`): a stop, and slots.
+#[derive(sqlx::FromRow)]
+struct Commands {
+    stop_requested: Option<String>,
+    slots_wanted: serde_json::Value,
+    queues: serde_json::Value,
+}
+
+/// Reads what an admin asked of this worker and does it: resizes queues' slots (and
+/// records the slots in force), or stops taking work — to drain (finish every job it
+/// holds, then exit) or to restart (stop as on SIGTERM).
+pub async fn reload_commands(shared: &Shared) -> Result<(), sqlx::Error> {
+    let commands: Option<Commands> =
+        sqlx::query_as("SELECT stop_requested, slots_wanted, queues FROM workers WHERE id = $1")
+            .bind(shared.worker_id)
+            .fetch_optional(&shared.db)
+            .await?;
+    let Some(commands) = commands else { return Ok(()) };
+    if let Some(wanted) = commands.slots_wanted.as_object() {
+        for (name, total) in wanted {
+            let (Ok(family), Some(total)) = (
+                name.parse::<QueueFamily>(),
+                total.as_u64().and_then(|t| u16::try_from(t).ok()),
+            ) else {
+                continue;
+            };
+            if shared.resize_slots(family, total) {
+                tracing::debug!(queue = family.as_str(), slots = total, "slots set");
+            }
+        }
+        let in_force = shared.slots_in_force();
+        let queues: serde_json::Map<String, serde_json::Value> = in_force
+            .iter()
+            .map(|(family, slots)| (family.as_str().to_owned(), serde_json::Value::from(*slots)))
+            .collect();
+        let queues = serde_json::Value::Object(queues);
+        if queues != commands.queues {
+            let total: i32 = in_force.iter().map(|(_, s)| i32::from(*s)).sum();
+            sqlx::query("UPDATE workers SET queues = $2, slots = $3 WHERE id = $1")
+                .bind(shared.worker_id)
+                .bind(&queues)
+                .bind(total)
+                .execute(&shared.db)
+                .await?;
+            tracing::info!(queues = %queues, "slots now in force");
+            shared.logs.system(
+                rushes_common::logs::Level::Info,
+                format!("worker {} runs slots {queues}", shared.worker_id),
+            );
+        }
+    }
+    match commands.stop_requested.as_deref() {
+        Some(how) if !shared.stop_taking.is_cancelled() => {
+            if how == "drain" {
+                shared.draining.store(true, Ordering::SeqCst);
+            }
+            tracing::info!(how, "an admin asked this worker to stop");
+            shared.logs.system(
+                rushes_common::logs::Level::Info,
+                format!("worker {} stopping: {how} asked by an admin", shared.worker_id),
+            );
+            shared.stop_taking.cancel();
+        }
+        _ => {}
+    }
     Ok(())
 }
 
@@ -225,7 +296,8 @@ pub async fn reload_pauses(shared: &Shared) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Listens for cancels and pause changes; reconnects with backoff.
+/// Listens for cancels, pause changes and what an admin asks of this worker;
+/// reconnects with backoff.
 pub async fn listen_loop(shared: Arc<Shared>) {
     let mut backoff = Backoff::new(Duration::from_secs(5));
     loop {
@@ -239,7 +311,10 @@ pub async fn listen_loop(shared: Arc<Shared>) {
                 }
             }
         };
-        if let Err(err) = listener.listen_all([CANCEL_CHANNEL, PAUSE_CHANNEL]).await {
+        if let Err(err) = listener
+            .listen_all([CANCEL_CHANNEL, PAUSE_CHANNEL, WORKER_CHANNEL])
+            .await
+        {
             tracing::warn!(error = %err, "LISTEN failed; retrying");
             tokio::time::sleep(backoff.next_delay()).await;
             continue;
@@ -247,6 +322,7 @@ pub async fn listen_loop(shared: Arc<Shared>) {
         backoff.reset();
         // Anything announced while we were not listening.
         let _ = reload_pauses(&shared).await;
+        let _ = reload_commands(&shared).await;
         loop {
             let notification = tokio::select! {
                 _ = shared.stopped.cancelled() => return,
@@ -259,6 +335,13 @@ pub async fn listen_loop(shared: Arc<Shared>) {
                     {
                         tracing::info!(job.id = %id, "cancel requested");
                         job.cancel.cancel();
+                    }
+                }
+                Ok(n) if n.channel() == WORKER_CHANNEL => {
+                    if n.payload() == shared.worker_id.to_string()
+                        && let Err(err) = reload_commands(&shared).await
+                    {
+                        tracing::warn!(error = %err, "cannot read what an admin asked of this worker");
                     }
                 }
                 Ok(_) => {

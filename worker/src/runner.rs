@@ -117,6 +117,7 @@ pub(crate) async fn consume_queue(shared: Arc<Shared>, family: QueueFamily, tota
         .slots
         .with_label_values(&[family.as_str()])
         .set(i64::from(total));
+    shared.register_slots(family, lane.slots.clone());
     let mut paused = shared.paused.subscribe();
     let mut backoff = Backoff::new(Duration::from_secs(5));
     let tag = format!("{}.{}", shared.worker_id, family.as_str());
@@ -163,7 +164,7 @@ impl Lane {
     /// slots, plus — for short jobs — a lookahead and room for deliveries whose outcome
     /// is being committed; less what older channels still hold. 0: every slot is taken.
     fn window(&self, on_channel: usize) -> u16 {
-        let total = self.slots.total;
+        let total = self.slots.total();
         let ahead = self.slots.ahead();
         let window = if ahead == 0 {
             total

@@ -11,7 +11,7 @@
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -32,7 +32,8 @@ pub(crate) const MAX_AHEAD: u16 = 64;
 const KEEP_FOR_BAND: Duration = Duration::from_millis(50);
 
 pub(crate) struct Slots {
-    pub total: u16,
+    /// Slots in force (an admin may change them while the worker runs).
+    total: AtomicU16,
     state: Mutex<State>,
     /// Signalled whenever a slot frees.
     pub freed: Notify,
@@ -47,6 +48,8 @@ pub(crate) struct Slots {
 struct State {
     /// Free slots, the kept ones included.
     free: u16,
+    /// Slots taken away while busy: the next ones freed are not handed out again.
+    owed: u16,
     waiters: BinaryHeap<Waiter>,
     /// Free slots kept for a band: (band rank, until when).
     kept: Vec<(usize, Instant)>,
@@ -160,9 +163,10 @@ impl Slots {
     /// `banded`: the queue comes in priority bands (see the module's documentation).
     pub fn new(total: u16, busy_gauge: IntGauge, banded: bool) -> Arc<Self> {
         Arc::new(Self {
-            total,
+            total: AtomicU16::new(total),
             state: Mutex::new(State {
                 free: total,
+                owed: 0,
                 waiters: BinaryHeap::new(),
                 kept: Vec::new(),
                 pending: Vec::new(),
@@ -224,7 +228,43 @@ impl Slots {
     #[cfg(test)]
     pub fn busy(&self) -> u16 {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        self.total.saturating_sub(state.free)
+        self.busy_of(&state)
+    }
+
+    /// Slots in force.
+    pub fn total(&self) -> u16 {
+        self.total.load(Ordering::SeqCst)
+    }
+
+    /// Slots running a job, given the state.
+    fn busy_of(&self, state: &State) -> u16 {
+        self.total().saturating_add(state.owed).saturating_sub(state.free)
+    }
+
+    /// Runs `total` slots from now on: added ones take jobs at once; removed ones are
+    /// taken from the free slots, else from the next jobs to end (running jobs finish).
+    pub fn resize(self: &Arc<Self>, total: u16) {
+        {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let old = self.total.swap(total, Ordering::SeqCst);
+            if total >= old {
+                let grow = total - old;
+                let repaid = grow.min(state.owed);
+                state.owed -= repaid;
+                state.free += grow - repaid;
+            } else {
+                let shrink = old - total;
+                let taken = shrink.min(state.free);
+                state.free -= taken;
+                state.owed += shrink - taken;
+                let free = usize::from(state.free);
+                state.kept.truncate(free);
+            }
+            self.busy_gauge.set(i64::from(self.busy_of(&state)));
+        }
+        self.hand_out();
+        self.freed.notify_waiters();
+        self.freed.notify_one();
     }
 
     /// Waits for a slot; among waiters the highest `priority` wins, then the lowest `order`.
@@ -234,7 +274,7 @@ impl Slots {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.expire(Instant::now());
             if state.waiters.is_empty() && state.take(band) {
-                self.busy_gauge.set(i64::from(self.total - state.free));
+                self.busy_gauge.set(i64::from(self.busy_of(&state)));
                 return self.permit(band);
             }
             let (tx, rx) = oneshot::channel();
@@ -265,7 +305,7 @@ impl Slots {
                 state.free += 1;
             }
         }
-        self.busy_gauge.set(i64::from(self.total.saturating_sub(state.free)));
+        self.busy_gauge.set(i64::from(self.busy_of(&state)));
     }
 
     /// Frees a slot held by a job of `band`: kept for that band a moment when no waiter
@@ -273,6 +313,12 @@ impl Slots {
     fn release(self: &Arc<Self>, band: Option<usize>) {
         let kept = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.owed > 0 {
+                // A slot an admin took away while it was busy: gone now.
+                state.owed -= 1;
+                self.busy_gauge.set(i64::from(self.busy_of(&state)));
+                return;
+            }
             state.free += 1;
             let best = state.waiters.peek().and_then(|w| self.band(w.priority));
             match band {
@@ -331,7 +377,7 @@ impl Slots {
             return 0;
         }
         let budget = u64::try_from(AHEAD_BUDGET.as_micros()).unwrap_or(u64::MAX);
-        let want = (budget / pace).saturating_mul(u64::from(self.total)).max(1);
+        let want = (budget / pace).saturating_mul(u64::from(self.total())).max(1);
         let capped = u16::try_from(want.min(u64::from(MAX_AHEAD))).unwrap_or(MAX_AHEAD);
         1 << (15 - capped.leading_zeros())
     }
@@ -433,6 +479,40 @@ mod tests {
             matches!(low, Ok(Ok(_))),
             "the low job got the slot once no claim of the band was left"
         );
+    }
+
+    #[tokio::test]
+    async fn slots_grow_at_once_and_shrink_as_jobs_end() {
+        let slots = Slots::new(1, gauge(), false);
+        let first = slots.acquire(0, 0).await;
+        slots.resize(3);
+        let second = tokio::time::timeout(Duration::from_millis(50), slots.acquire(0, 1)).await;
+        let third = tokio::time::timeout(Duration::from_millis(50), slots.acquire(0, 2)).await;
+        assert!(second.is_ok() && third.is_ok(), "added slots take jobs at once");
+        assert_eq!((slots.total(), slots.busy()), (3, 3));
+        // Down to one while three run: none is stopped; the next two to end are not replaced.
+        slots.resize(1);
+        assert_eq!(slots.busy(), 3);
+        let waiting = slots.clone();
+        let next = tokio::spawn(async move { waiting.acquire(0, 3).await });
+        drop(first);
+        drop(second);
+        tokio::task::yield_now().await;
+        assert!(!next.is_finished(), "two ended, both slots were owed");
+        assert_eq!(slots.busy(), 1);
+        drop(third);
+        let next = tokio::time::timeout(Duration::from_millis(50), next).await;
+        assert!(matches!(next, Ok(Ok(_))), "the one slot left takes the next job");
+        // Growing back repays what is still owed before adding free slots.
+        let slots = Slots::new(2, gauge(), false);
+        let (a, b) = (slots.acquire(0, 0).await, slots.acquire(0, 1).await);
+        slots.resize(0);
+        slots.resize(1);
+        drop(a);
+        drop(b);
+        assert_eq!((slots.total(), slots.busy()), (1, 0));
+        let _one = tokio::time::timeout(Duration::from_millis(50), slots.acquire(0, 2)).await;
+        assert_eq!(slots.busy(), 1);
     }
 
     #[tokio::test]

@@ -18,6 +18,7 @@ use crate::jobs::Registry;
 use crate::ledger::Ledger;
 use crate::metrics::WorkerMetrics;
 use crate::services::Services;
+use crate::slots::Slots;
 
 pub(crate) struct Shared {
     pub db: PgPool,
@@ -40,8 +41,13 @@ pub(crate) struct Shared {
     pub stopped: CancellationToken,
     /// Deliveries taken and not yet settled, across all queues.
     pub in_flight: AtomicUsize,
+    /// Set when an admin asked this worker to drain: it finishes every job it holds,
+    /// however long, before it exits.
+    pub draining: AtomicBool,
     running: Mutex<HashMap<Uuid, Arc<RunningJob>>>,
     connected: HashMap<QueueFamily, AtomicBool>,
+    /// Each consumed queue's slots, to resize while running.
+    slots: Mutex<HashMap<QueueFamily, Arc<Slots>>>,
 }
 
 impl Shared {
@@ -78,9 +84,43 @@ impl Shared {
             stop_taking,
             stopped: CancellationToken::new(),
             in_flight: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
             running: Mutex::new(HashMap::new()),
             connected,
+            slots: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Records the slots a queue's consumer runs, for [`Self::resize_slots`].
+    pub fn register_slots(&self, family: QueueFamily, slots: Arc<Slots>) {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(family, slots);
+    }
+
+    /// Slots in force per consumed queue.
+    pub fn slots_in_force(&self) -> Vec<(QueueFamily, u16)> {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        self.queues
+            .iter()
+            .map(|(family, configured)| (*family, slots.get(family).map_or(*configured, |s| s.total())))
+            .collect()
+    }
+
+    /// Runs `total` slots for `family` from now on; false when this worker does not
+    /// consume it.
+    pub fn resize_slots(&self, family: QueueFamily, total: u16) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(lane) = slots.get(&family) else { return false };
+        if lane.total() != total {
+            lane.resize(total);
+            self.metrics
+                .slots
+                .with_label_values(&[family.as_str()])
+                .set(i64::from(total));
+        }
+        true
     }
 
     /// Tracks a running attempt. Should this worker re-claim its own job (its heartbeat

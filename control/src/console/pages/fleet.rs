@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::*;
 use crate::console::api::Api;
 use crate::console::forms::{Field, Input, field};
-use crate::console::layout::{action, json_block, page, text};
+use crate::console::layout::{action, csrf, json_block, page, text};
 use crate::console::lists::{self, Cell, Column, Paging, col, filter};
 use crate::console::{Visitor, checked, csrf_refused, signed};
 use crate::state::AppState;
@@ -23,10 +23,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/jobs/new", get(new_job).post(create_job))
         .route("/jobs/{id}", get(job))
         .route("/queues", get(queues))
-        .route(
-            "/workers",
-            get(|api, visitor, query| plain(api, visitor, query, &WORKERS)),
-        )
+        .route("/workers", get(workers))
         .route("/dead-letters", get(dead_letters))
 }
 
@@ -153,6 +150,43 @@ static WORKERS: ListSpec = ListSpec {
     columns: &WORKER_COLUMNS,
     paging: Paging::Cursor,
 };
+
+/// Workers, with what an admin may ask of an online one: its slots per queue (applied
+/// without a restart), a drain, a restart.
+async fn workers(Extension(api): Extension<Api>, visitor: Visitor, Query(query): Params) -> Response {
+    let signed = signed_or_return!(api, visitor);
+    let actions = |row: &Value| {
+        let id = text(&row["id"]);
+        let host = text(&row["host"]);
+        html! {
+            @if row["online"].as_bool().unwrap_or(false) && row["stop_requested"].is_null() {
+                form.inline method="post" action={ "/do/workers/" (id) } {
+                    (csrf(&signed))
+                    input type="hidden" name="_method" value="PATCH";
+                    input type="hidden" name="_back" value="/workers";
+                    @for (queue, slots) in row["queues"].as_object().into_iter().flatten() {
+                        label {
+                            (queue) " "
+                            input type="number" min="1" max="256" name={ "slots." (queue) ":int" }
+                                value=(text(slots)) aria-label={ "Slots of " (queue) " on " (host) };
+                        }
+                    }
+                    button type="submit" class="quiet" { "Set slots" }
+                }
+                (action(&signed, &format!("/workers/{id}/drain"), "Drain", "/workers",
+                    Some("Drain this worker? It takes no more jobs, finishes those it runs, then exits for its supervisor to restart it."), "quiet"))
+                (action(&signed, &format!("/workers/{id}/restart"), "Restart", "/workers",
+                    Some("Restart this worker? Jobs it cannot finish within its grace period go back to their queues."), "quiet"))
+            } @else if let Some(how) = row["stop_requested"].as_str() {
+                span { "stopping (" (how) ")" }
+            }
+        }
+    };
+    let extra = html! {
+        p { "Slots change on the running worker: added ones take jobs at once, removed ones as running jobs end. A drained or restarted worker exits 0; its supervisor starts a fresh one." }
+    };
+    list(&api, &signed, &WORKERS, &query, extra, Some(&actions)).await
+}
 
 static DEAD_LETTERS: ListSpec = ListSpec {
     nav: "Jobs",
