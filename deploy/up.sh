@@ -89,7 +89,19 @@ if ! port_open 1025; then
         >>"$STATE_DIR/logs/mail.log" 2>&1 &
 fi
 RUSHES_METRICS_ADDR=127.0.0.1:9102 "$BIN/rushes-scheduler" >>"$STATE_DIR/logs/scheduler.log" 2>&1 &
-RUSHES_METRICS_ADDR=127.0.0.1:9101 "$BIN/rushes-worker" >>"$STATE_DIR/logs/worker.log" 2>&1 &
+# The worker under a small supervisor, as systemd or Kubernetes runs it: a worker an admin
+# drained or restarted exits 0 and a fresh one starts; stopping this script stops it.
+supervise() {
+    local child
+    trap 'kill "$child" 2>/dev/null; wait "$child"; exit 0' INT TERM
+    while :; do
+        "$@" &
+        child=$!
+        wait "$child"
+        sleep 1
+    done
+}
+RUSHES_METRICS_ADDR=127.0.0.1:9101 supervise "$BIN/rushes-worker" >>"$STATE_DIR/logs/worker.log" 2>&1 &
 "$BIN/rushes-control" serve >>"$STATE_DIR/logs/control.log" 2>&1 &
 
 # Prometheus with the project's rules, finding workers and schedulers through the control
