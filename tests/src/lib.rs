@@ -635,6 +635,28 @@ impl TestEnv {
         self.wait_job(id, timeout, |j| j["state"] == state).await
     }
 
+    /// Waits until at least `n` of the jobs `ids` match `condition` (an SQL condition
+    /// on `jobs`, e.g. `state = 'succeeded'`); returns how many do.
+    pub async fn wait_jobs(&self, ids: &[Uuid], condition: &str, n: i64, timeout: Duration) -> anyhow::Result<i64> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let query = format!("SELECT count(*) FROM jobs WHERE id = ANY($1) AND ({condition})");
+        loop {
+            let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(query.clone()))
+                .bind(ids)
+                .fetch_one(&self.db)
+                .await?;
+            if count >= n {
+                return Ok(count);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{count} of {} jobs have {condition}, not {n}, after {timeout:?}",
+                ids.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Creates a base production (once per name) and a production over `folder`
     /// (relative to the media root). Returns the production.
     pub async fn production(

@@ -21,6 +21,7 @@ const JOB_SECONDS: f64 = 0.15;
 /// Throughput counts as back once a 2-second window reaches this share of the rate
 /// before the kill.
 const RECOVERED_SHARE: f64 = 0.5;
+const FINISHED: &str = "finished_at IS NOT NULL";
 
 /// On quorum queues (here the shared broker, a cluster of one) the bands stand in for
 /// RabbitMQ's priorities: a worker takes the normal band before the low one, and an
@@ -40,7 +41,7 @@ async fn bands_put_urgent_jobs_first_on_quorum_queues() -> anyhow::Result<()> {
         .collect();
     let (low, normal) = ids.split_at(EACH);
     env.spawn_worker(env.worker_config("maintenance=1")?);
-    wait_finished(&env, &ids, 10, Duration::from_secs(30)).await?;
+    env.wait_jobs(&ids, FINISHED, 10, Duration::from_secs(30)).await?;
     let urgent = enqueue(
         &env.db,
         &env.publisher,
@@ -49,7 +50,8 @@ async fn bands_put_urgent_jobs_first_on_quorum_queues() -> anyhow::Result<()> {
     .await?;
     let urgent = urgent.first().map(|j| j.id).unwrap_or_default();
     env.wait_state(urgent, "succeeded", Duration::from_secs(30)).await?;
-    wait_finished(&env, &ids, ids.len() as i64, Duration::from_secs(60)).await?;
+    env.wait_jobs(&ids, FINISHED, ids.len() as i64, Duration::from_secs(60))
+        .await?;
 
     // Of the 70 backlog jobs not yet started when the urgent job was enqueued, only
     // those handed a slot while its delivery was on its way start before it (one, or a
@@ -136,7 +138,8 @@ async fn the_cluster_loses_its_busiest_node_and_the_fleet_loses_no_job() -> anyh
         .collect();
 
     // A quarter through, the node leading the most of our queues goes.
-    wait_finished(&env, &ids, JOBS as i64 / 4, Duration::from_secs(120)).await?;
+    env.wait_jobs(&ids, FINISHED, JOBS as i64 / 4, Duration::from_secs(120))
+        .await?;
     let queues = cluster.quorum_queues(0, &format!("{}.", env.prefix))?;
     let victim = (0..cluster.nodes.len())
         .max_by_key(|&k| queues.iter().filter(|q| q.leader == cluster.nodes[k].node).count())
@@ -240,27 +243,6 @@ async fn the_cluster_loses_its_busiest_node_and_the_fleet_loses_no_job() -> anyh
     let after = after.first().map(|j| j.id).unwrap_or_default();
     env.wait_state(after, "succeeded", Duration::from_secs(30)).await?;
     Ok(())
-}
-
-/// Waits until at least `count` of `ids` have finished.
-async fn wait_finished(env: &TestEnv, ids: &[Uuid], count: i64, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let finished: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = ANY($1) AND finished_at IS NOT NULL")
-                .bind(ids)
-                .fetch_one(&env.db)
-                .await?;
-        if finished >= count {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "{finished} of {} jobs finished, waiting for {count}",
-            ids.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Seconds after the kill at which a 2-second window of finishes (seconds after the

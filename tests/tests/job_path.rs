@@ -42,25 +42,6 @@ async fn wait_settled(env: &TestEnv, ids: &[Uuid], timeout: Duration) -> anyhow:
     }
 }
 
-/// Waits until at least `n` of `ids` succeeded.
-async fn wait_succeeded(env: &TestEnv, ids: &[Uuid], n: i64) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = ANY($1) AND state = 'succeeded'")
-            .bind(ids)
-            .fetch_one(&env.db)
-            .await?;
-        if done >= n {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "only {done} of {n} jobs succeeded"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn at(job: &Value, field: &str) -> anyhow::Result<chrono::DateTime<chrono::FixedOffset>> {
     let text = job[field].as_str().unwrap_or_default();
     chrono::DateTime::parse_from_rfc3339(text).map_err(|e| anyhow::anyhow!("{field} {text:?}: {e}"))
@@ -122,7 +103,7 @@ async fn an_urgent_job_overtakes_a_draining_backlog() -> anyhow::Result<()> {
     let worker = env.worker_config("maintenance=2")?;
     env.spawn_worker(worker);
     // The drain is under way…
-    wait_succeeded(&env, &low, 1).await?;
+    env.wait_jobs(&low, "state = 'succeeded'", 1, T).await?;
     let mut urgent = Vec::new();
     for _ in 0..5 {
         urgent.push(env.sleep_job(0.0, Some(100)).await?);
@@ -165,7 +146,7 @@ async fn a_worker_killed_mid_drain_loses_nothing_and_records_nothing_twice() -> 
     let ids = backlog(&env, 2000, 20).await?;
     let pid = env.spawn_worker_process("maintenance=2", &[])?;
     // Killed while it drains: some jobs done, some claimed, some outcomes in flight.
-    wait_succeeded(&env, &ids, 300).await?;
+    env.wait_jobs(&ids, "state = 'succeeded'", 300, T).await?;
     env.signal(pid, SIGKILL)?;
     env.wait_process(pid, Duration::from_secs(5)).await?;
     let at_kill: Vec<(Uuid, chrono::DateTime<chrono::Utc>)> =

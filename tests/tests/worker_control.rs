@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use reqwest::StatusCode;
 use rushes_common::job::QueueFamily;
 use rushes_tests::TestEnv;
@@ -131,14 +133,9 @@ async fn slots_change_on_a_running_worker() -> anyhow::Result<()> {
     for _ in 0..3 {
         jobs.push(env.sleep_job(2.0, None).await?);
     }
-    let deadline = tokio::time::Instant::now() + T;
-    while running(&env, &jobs).await? < 3 {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "three jobs never ran at once on 3 slots"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.wait_jobs(&jobs, "state = 'running'", 3, T)
+        .await
+        .context("three jobs at once on 3 slots")?;
 
     // Down to one while three run: none is stopped, and after them one at a time.
     let (status, _) = env.patch(&path, json!({ "slots": { "maintenance": 1 } })).await?;

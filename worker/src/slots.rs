@@ -418,8 +418,8 @@ mod tests {
         assert_eq!(slots.busy(), 0);
     }
 
-    #[tokio::test]
-    async fn with_bands_a_freed_slot_waits_a_moment_for_its_band() {
+    /// One banded slot held by a normal job, and a low job waiting for it.
+    async fn normal_running_low_waiting() -> (Arc<Slots>, SlotPermit, tokio::task::JoinHandle<SlotPermit>) {
         let slots = Slots::new(1, gauge(), true);
         let normal = slots.acquire(20, 0).await;
         let low_slots = slots.clone();
@@ -427,6 +427,12 @@ mod tests {
         while slots.state.lock().map(|s| s.waiters.len()).unwrap_or(0) < 1 {
             tokio::task::yield_now().await;
         }
+        (slots, normal, low)
+    }
+
+    #[tokio::test]
+    async fn with_bands_a_freed_slot_waits_a_moment_for_its_band() {
+        let (slots, normal, low) = normal_running_low_waiting().await;
         drop(normal);
         // The low job does not get the slot at once; the band's next job does.
         let next = tokio::time::timeout(Duration::from_millis(20), slots.acquire(20, 2)).await;
@@ -453,13 +459,7 @@ mod tests {
 
     #[tokio::test]
     async fn with_bands_a_kept_slot_waits_for_a_pending_delivery_of_its_band_however_slow() {
-        let slots = Slots::new(1, gauge(), true);
-        let normal = slots.acquire(20, 0).await;
-        let low_slots = slots.clone();
-        let low = tokio::spawn(async move { low_slots.acquire(0, 1).await });
-        while slots.state.lock().map(|s| s.waiters.len()).unwrap_or(0) < 1 {
-            tokio::task::yield_now().await;
-        }
+        let (slots, normal, low) = normal_running_low_waiting().await;
         // The band's next delivery arrives (AMQP priority 2: normal), its claim is slow.
         let claim = slots.pending(Some(2));
         drop(normal);
