@@ -90,14 +90,15 @@ if ! port_open 1025; then
 fi
 RUSHES_METRICS_ADDR=127.0.0.1:9102 "$BIN/rushes-scheduler" >>"$STATE_DIR/logs/scheduler.log" 2>&1 &
 # The worker under a small supervisor, as systemd or Kubernetes runs it: a worker an admin
-# drained or restarted exits 0 and a fresh one starts; stopping this script stops it.
+# drained or restarted exits 0, or one that crashed, and a fresh one starts a second
+# later; stopping this script stops it.
 supervise() {
     local child
     trap 'kill "$child" 2>/dev/null; wait "$child"; exit 0' INT TERM
     while :; do
         "$@" &
         child=$!
-        wait "$child"
+        wait "$child" || true
         sleep 1
     done
 }
