@@ -351,7 +351,9 @@ for path in sys.argv[1:]:
     binary = "rushes-" + re.sub(r"(@)?\.service$", "", name).replace("rushes-", "")
     if not (one("ExecStart") or "").startswith(f"/usr/local/bin/{binary}"):
         problems.append(f"{name}: ExecStart should run /usr/local/bin/{binary}")
-    for k, want in (("User", "rushes"), ("KillSignal", "SIGTERM"), ("Restart", "on-failure")):
+    # A worker an admin drains or restarts exits 0 and expects a fresh process.
+    restart = "always" if name.endswith("@.service") else "on-failure"
+    for k, want in (("User", "rushes"), ("KillSignal", "SIGTERM"), ("Restart", restart)):
         if one(k) != want:
             problems.append(f"{name}: {k}={one(k)}, want {want}")
     if "/etc/rushes/rushes.env" not in (keys.get("EnvironmentFile") or []):
