@@ -848,3 +848,108 @@ async fn jobs_keep_their_own_log_lines_beside_the_system_log() -> anyhow::Result
     assert_eq!(status, StatusCode::BAD_REQUEST);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_draft_is_editable_until_it_is_sent() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    let first = env.user("first", json!({})).await?;
+    let second = env.user("second", json!({})).await?;
+    let (status, draft) = env
+        .post(
+            "/api/v1/emails",
+            json!({ "subject": "Call sheet", "html": "<p>Monday</p>", "recipients": { "user_ids": [first["id"]] } }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{draft}");
+    let id = draft["id"].as_str().unwrap_or_default().to_owned();
+    let path = format!("/api/v1/emails/{id}");
+
+    let (status, edited) = env
+        .patch(
+            &path,
+            json!({
+                "subject": "  Call sheet (moved)  ",
+                "html": "<p>Tuesday<script>alert(1)</script></p>",
+                "recipients": { "user_ids": [second["id"]] },
+            }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    assert_eq!(edited["subject"], "Call sheet (moved)");
+    assert!(
+        edited["html"]
+            .as_str()
+            .is_some_and(|h| h.contains("Tuesday") && !h.contains("script")),
+        "sanitised as on create: {edited}"
+    );
+    let (_, preview) = env.get(&format!("{path}/preview")).await?;
+    assert_eq!(preview["recipients"], json!(["second@example.com"]), "{preview}");
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let (status, timed) = env.patch(&path, json!({ "send_at": later })).await?;
+    assert_eq!(status, StatusCode::OK, "{timed}");
+    assert!(timed["send_at"].is_string(), "{timed}");
+    let (_, untimed) = env.patch(&path, json!({ "send_at": null })).await?;
+    assert!(untimed["send_at"].is_null(), "null clears it: {untimed}");
+    assert_eq!(
+        untimed["subject"], "Call sheet (moved)",
+        "an absent field is kept: {untimed}"
+    );
+
+    for bad in [
+        json!({ "subject": "   " }),
+        json!({ "recipients": {} }),
+        json!({ "recipients": { "user_ids": [Uuid::now_v7()] } }),
+        json!({ "recipients": { "group_ids": [Uuid::now_v7()] } }),
+        json!({ "send_at": "tomorrow" }),
+        json!({ "state": "sent" }),
+        json!({}),
+    ] {
+        let (status, body) = env.patch(&path, bad.clone()).await?;
+        assert!(
+            status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST,
+            "{bad}: {status} {body}"
+        );
+    }
+    let (status, _) = env
+        .patch(&format!("/api/v1/emails/{}", Uuid::now_v7()), json!({ "subject": "x" }))
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let edits: Vec<Value> =
+        sqlx::query_scalar("SELECT after FROM audit_log WHERE action = 'email.edit' AND target_id = $1 ORDER BY at")
+            .bind(&id)
+            .fetch_all(&env.db)
+            .await?;
+    assert_eq!(edits.len(), 3, "{edits:?}");
+    assert_eq!(edits[0]["subject"], "Call sheet (moved)");
+
+    // A scheduled mail-out: its words and recipients still change, its time is the
+    // schedule's.
+    let (_, scheduled) = env
+        .post(
+            "/api/v1/emails",
+            json!({ "subject": "Later", "html": "<p>x</p>", "recipients": { "everyone": true }, "send_at": later }),
+        )
+        .await?;
+    let scheduled = format!("/api/v1/emails/{}", scheduled["id"].as_str().unwrap_or_default());
+    let (status, _) = env.post(&format!("{scheduled}/send"), json!({})).await?;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, body) = env.patch(&scheduled, json!({ "subject": "Later still" })).await?;
+    assert_eq!(
+        (status, body["subject"].clone()),
+        (StatusCode::OK, json!("Later still"))
+    );
+    let (status, body) = env.patch(&scheduled, json!({ "send_at": null })).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // Once sent, it stays on record as it went out.
+    env.spawn_worker(env.worker_config("email=1")?);
+    let (status, _) = env.post(&format!("{path}/send"), json!({})).await?;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    env.get_until(&path, Duration::from_secs(30), |d| d["state"] == "sent")
+        .await?;
+    let (status, body) = env.patch(&path, json!({ "subject": "Too late" })).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (_, shown) = env.get(&path).await?;
+    assert_eq!(shown["subject"], "Call sheet (moved)");
+    Ok(())
+}

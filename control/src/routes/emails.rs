@@ -26,7 +26,7 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/emails", post(create).get(list))
-        .route("/emails/{id}", get(show).delete(remove))
+        .route("/emails/{id}", get(show).patch(update).delete(remove))
         .route("/emails/{id}/preview", get(preview))
         .route("/emails/{id}/send", post(send))
 }
@@ -94,16 +94,17 @@ async fn find(state: &AppState, id: Uuid) -> ApiResult<DraftView> {
     .ok_or_else(|| ApiError::NotFound(format!("no email draft {id}")))
 }
 
-async fn create(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Json(body): Json<NewDraft>,
-) -> ApiResult<impl IntoResponse> {
-    let subject = body.subject.trim();
+/// A draft's subject, trimmed; an empty one is refused.
+fn checked_subject(subject: &str) -> ApiResult<&str> {
+    let subject = subject.trim();
     if subject.is_empty() {
         return Err(ApiError::Unprocessable("subject: must not be empty".into()));
     }
-    let r = &body.recipients;
+    Ok(subject)
+}
+
+/// Refuses recipients that name no one, or a user or group that does not exist.
+async fn check_recipients(state: &AppState, r: &Recipients) -> ApiResult<()> {
     if !r.everyone && r.user_ids.is_empty() && r.group_ids.is_empty() {
         return Err(ApiError::Unprocessable(
             "recipients: name user_ids, group_ids or everyone".into(),
@@ -122,6 +123,17 @@ async fn create(
     if usize::try_from(groups).unwrap_or(0) != r.group_ids.len() {
         return Err(ApiError::Unprocessable("recipients.group_ids: unknown group".into()));
     }
+    Ok(())
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<NewDraft>,
+) -> ApiResult<impl IntoResponse> {
+    let subject = checked_subject(&body.subject)?;
+    check_recipients(&state, &body.recipients).await?;
+    let r = &body.recipients;
     let draft: DraftView = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO email_drafts (id, subject, html, user_ids, group_ids, everyone, send_at, created_by) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
@@ -244,6 +256,107 @@ async fn send(
             ))
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DraftUpdate {
+    subject: Option<String>,
+    html: Option<String>,
+    recipients: Option<Recipients>,
+    /// A new time to send at (`null`: send when asked); only before `send` scheduled it.
+    #[serde(default, deserialize_with = "super::present")]
+    send_at: Option<Option<DateTime<Utc>>>,
+}
+
+/// Edits a draft until it is sent: its subject, text and recipients while it is a draft
+/// or scheduled (the mail-out reads them when it runs), its `send_at` while it is a
+/// draft. Audited with what changed.
+async fn update(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<DraftUpdate>,
+) -> ApiResult<axum::Json<DraftView>> {
+    let before = find(&state, id).await?;
+    if body.subject.is_none() && body.html.is_none() && body.recipients.is_none() && body.send_at.is_none() {
+        return Err(ApiError::Unprocessable(
+            "name at least one of subject, html, recipients, send_at".into(),
+        ));
+    }
+    let subject = body.subject.as_deref().map(checked_subject).transpose()?;
+    if let Some(recipients) = &body.recipients {
+        check_recipients(&state, recipients).await?;
+    }
+    let html = body.html.as_deref().map(sanitise);
+    let editable: &[&str] = if body.send_at.is_some() {
+        &["draft"]
+    } else {
+        &["draft", "scheduled"]
+    };
+    if !editable.contains(&before.state.as_str()) {
+        let why = if before.state == "scheduled" {
+            "its send time is set in its schedule: delete the draft's schedule by deleting and recreating the draft"
+        } else {
+            "it is on record as it went out"
+        };
+        return Err(ApiError::Conflict(format!("email {id} is {}: {why}", before.state)));
+    }
+    let r = body.recipients.as_ref();
+    let mut tx = state.db.begin().await?;
+    // The state is checked again under the row's lock: a mail-out that ran meanwhile
+    // wins, and the edit is refused.
+    let edited: Option<DraftView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE email_drafts SET subject = COALESCE($2, subject), html = COALESCE($3, html), \
+                user_ids = COALESCE($4, user_ids), group_ids = COALESCE($5, group_ids), \
+                everyone = COALESCE($6, everyone), \
+                send_at = CASE WHEN $7 THEN $8 ELSE send_at END, updated_at = now() \
+         WHERE id = $1 AND state = ANY($9) RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(subject)
+    .bind(html.as_deref())
+    .bind(r.map(|r| r.user_ids.clone()))
+    .bind(r.map(|r| r.group_ids.clone()))
+    .bind(r.map(|r| r.everyone))
+    .bind(body.send_at.is_some())
+    .bind(body.send_at.flatten())
+    .bind(editable)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(edited) = edited else {
+        return Err(ApiError::Conflict(format!("email {id} went out meanwhile")));
+    };
+    let mut changed = serde_json::Map::new();
+    if subject.is_some() {
+        changed.insert("subject".into(), json!(edited.subject));
+    }
+    if html.is_some() {
+        changed.insert("html".into(), json!("(changed)"));
+    }
+    if r.is_some() {
+        changed.insert(
+            "recipients".into(),
+            json!({ "user_ids": edited.user_ids, "group_ids": edited.group_ids, "everyone": edited.everyone }),
+        );
+    }
+    if body.send_at.is_some() {
+        changed.insert("send_at".into(), json!(edited.send_at));
+    }
+    audit::record(
+        &mut *tx,
+        &caller,
+        Change {
+            action: "email.edit",
+            target_type: "email",
+            target_id: Some(id.to_string()),
+            before: Some(json!({ "subject": before.subject })),
+            after: Some(Value::Object(changed)),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(edited))
 }
 
 /// Deletes a draft that has not gone out (and its schedule).

@@ -41,6 +41,14 @@ pub const MAX_LIMIT: i64 = 1000;
 /// Rows a list returns when the caller does not say.
 pub const DEFAULT_LIMIT: i64 = 50;
 
+/// A field that may be absent (keep), `null` (clear) or a value (set): with
+/// `#[serde(default, deserialize_with = "present")]` on an `Option<Option<T>>`.
+pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    de: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    <Option<T> as serde::Deserialize>::deserialize(de).map(Some)
+}
+
 /// A caller's `limit`: [`DEFAULT_LIMIT`] when absent, refused (422) outside
 /// 1..=[`MAX_LIMIT`] rather than silently changed.
 pub fn limit(requested: Option<i64>) -> crate::error::ApiResult<i64> {

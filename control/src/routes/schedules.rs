@@ -44,11 +44,6 @@ struct CronBody {
     timezone: Option<String>,
 }
 
-/// A field that may be absent (keep), `null` (clear) or a value (set).
-fn present<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(de).map(Some)
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct IntervalBody {
@@ -76,9 +71,9 @@ struct ScheduleBody {
     clocked: Option<ClockedBody>,
     enabled: Option<bool>,
     one_off: Option<bool>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     start_time: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     expires: Option<Option<String>>,
     missed: Option<String>,
 }
