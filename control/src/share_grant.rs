@@ -1,6 +1,7 @@
 //! Share-link grants: once someone gives a link's password, they get a short-lived
 //! grant, `<link id>.<expiry, Unix seconds>.<HMAC-SHA256>`, that stands in for the
-//! password on that link until it expires (a player's range requests then cost no
+//! password on that link until it expires or the password changes (the MAC covers the
+//! stored password hash) (a player's range requests then cost no
 //! Argon2 check each). The key is `RUSHES_SHARE_SECRET` when set (the same on every
 //! replica), else random per process (a restart, or another replica, asks again).
 
@@ -44,23 +45,26 @@ impl GrantKey {
         Ok(Self(<Hmac<Sha256> as Mac>::new_from_slice(&key)?))
     }
 
-    fn mac(&self, link: Uuid, expires: i64) -> Hmac<Sha256> {
+    fn mac(&self, link: Uuid, password_hash: &str, expires: i64) -> Hmac<Sha256> {
         let mut mac = self.0.clone();
         mac.update(link.as_bytes());
         mac.update(&expires.to_be_bytes());
+        mac.update(password_hash.as_bytes());
         mac
     }
 
-    /// A grant for `link` that expires at `expires`.
-    pub fn sign(&self, link: Uuid, expires: DateTime<Utc>) -> String {
+    /// A grant for `link`, whose password's stored hash is `password_hash`, that
+    /// expires at `expires`.
+    pub fn sign(&self, link: Uuid, password_hash: &str, expires: DateTime<Utc>) -> String {
         let expires = expires.timestamp();
-        let tag = self.mac(link, expires).finalize().into_bytes();
+        let tag = self.mac(link, password_hash, expires).finalize().into_bytes();
         let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
         format!("{}.{expires}.{hex}", link.simple())
     }
 
-    /// Whether `grant` is this key's, for `link`, and unexpired at `now`.
-    pub fn check(&self, grant: &str, link: Uuid, now: DateTime<Utc>) -> bool {
+    /// Whether `grant` is this key's, for `link` with the password whose stored hash is
+    /// `password_hash` now, and unexpired at `now`.
+    pub fn check(&self, grant: &str, link: Uuid, password_hash: &str, now: DateTime<Utc>) -> bool {
         let mut parts = grant.trim().split('.');
         let (Some(id), Some(expires), Some(tag), None) = (parts.next(), parts.next(), parts.next(), parts.next())
         else {
@@ -75,7 +79,7 @@ impl GrantKey {
         let Some(tag) = decode_hex(tag) else {
             return false;
         };
-        self.mac(link, expires).verify_slice(&tag).is_ok()
+        self.mac(link, password_hash, expires).verify_slice(&tag).is_ok()
     }
 }
 
@@ -139,27 +143,32 @@ mod tests {
             panic!("HMAC takes any key");
         };
         let link = Uuid::now_v7();
-        let grant = key.sign(link, at(3600));
-        assert!(key.check(&grant, link, at(0)));
-        assert!(key.check(&grant, link, at(3599)));
-        assert!(!key.check(&grant, link, at(3600)), "expired");
-        assert!(!key.check(&grant, Uuid::now_v7(), at(0)), "another link");
-        assert!(replica.check(&grant, link, at(0)), "same secret, same key");
-        assert!(!other.check(&grant, link, at(0)), "another key");
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+        let grant = key.sign(link, hash, at(3600));
+        assert!(key.check(&grant, link, hash, at(0)));
+        assert!(key.check(&grant, link, hash, at(3599)));
+        assert!(!key.check(&grant, link, hash, at(3600)), "expired");
+        assert!(!key.check(&grant, Uuid::now_v7(), hash, at(0)), "another link");
+        assert!(
+            !key.check(&grant, link, "$argon2id$another", at(0)),
+            "the password changed"
+        );
+        assert!(replica.check(&grant, link, hash, at(0)), "same secret, same key");
+        assert!(!other.check(&grant, link, hash, at(0)), "another key");
         // Tampering with the expiry or the tag breaks it.
         let later = grant.replacen(
             &at(3600).timestamp().to_string(),
             &at(99_999).timestamp().to_string(),
             1,
         );
-        assert!(!key.check(&later, link, at(0)));
+        assert!(!key.check(&later, link, hash, at(0)));
         let mut bad_tag = grant.clone();
         let last = if bad_tag.ends_with('0') { '1' } else { '0' };
         bad_tag.pop();
         bad_tag.push(last);
-        assert!(!key.check(&bad_tag, link, at(0)));
+        assert!(!key.check(&bad_tag, link, hash, at(0)));
         for junk in ["", "x", "a.b.c", &format!("{grant}.more")] {
-            assert!(!key.check(junk, link, at(0)), "{junk}");
+            assert!(!key.check(junk, link, hash, at(0)), "{junk}");
         }
     }
 

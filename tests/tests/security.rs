@@ -670,3 +670,112 @@ async fn share_passwords_stay_out_of_urls_are_limited_and_buy_a_grant() -> anyho
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_links_expiry_and_password_can_change_and_old_grants_die_with_the_password() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let (production, clip) = clip_with_proxy(&env).await?;
+    let (status, made) = env
+        .post(
+            &format!("/api/v1/clips/{clip}/share"),
+            json!({ "password": "the first secret", "expires_in_hours": 2 }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let url = local(&env, &made);
+    let link = id(&made["share"]["id"])?;
+    let path = format!("/api/v1/share-links/{link}");
+    let opened: Value = env
+        .http
+        .post(&url)
+        .json(&json!({ "password": "the first secret" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let grant = opened["grant"]["token"].as_str().unwrap_or_default().to_owned();
+    assert!(!grant.is_empty(), "{opened}");
+
+    // A new expiry, counted from now.
+    let (status, longer) = env.patch(&path, json!({ "expires_in_hours": 48 })).await?;
+    assert_eq!(status, StatusCode::OK, "{longer}");
+    let expires = chrono::DateTime::parse_from_rfc3339(longer["expires_at"].as_str().unwrap_or_default())?;
+    let hours = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_minutes() as f64 / 60.0;
+    assert!((47.9..=48.0).contains(&hours), "{longer}");
+    assert_eq!(longer["protected"], true);
+    // The grant still opens it: the password did not change.
+    let status = env
+        .http
+        .get(&url)
+        .header("x-share-grant", &grant)
+        .send()
+        .await?
+        .status();
+    assert_eq!(status, StatusCode::OK);
+
+    // A new password: the old one and the grants it bought stop working.
+    let (status, body) = env.patch(&path, json!({ "password": "the second secret" })).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        !body.to_string().contains("second"),
+        "no password in the answer: {body}"
+    );
+    let with = |header: &'static str, value: &str| env.http.get(&url).header(header, value.to_owned()).send();
+    assert_eq!(with("x-share-grant", &grant).await?.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        with("x-share-password", "the first secret").await?.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        with("x-share-password", "the second secret").await?.status(),
+        StatusCode::OK
+    );
+
+    // No password at all.
+    let (status, open) = env.patch(&path, json!({ "password": null })).await?;
+    assert_eq!((status, open["protected"].clone()), (StatusCode::OK, json!(false)));
+    assert_eq!(env.http.get(&url).send().await?.status(), StatusCode::OK);
+
+    let audited: Vec<Value> = sqlx::query_scalar(
+        "SELECT after FROM audit_log WHERE action = 'share_link.edit' AND target_id = $1 ORDER BY at",
+    )
+    .bind(link.to_string())
+    .fetch_all(&env.db)
+    .await?;
+    assert_eq!(audited.len(), 3, "{audited:?}");
+    assert!(
+        !serde_json::to_string(&audited)?.contains("secret"),
+        "no password in the audit log: {audited:?}"
+    );
+
+    // Refused: nonsense, someone else's link, a revoked one.
+    for bad in [
+        json!({}),
+        json!({ "expires_in_hours": 0 }),
+        json!({ "expires_in_hours": 100_000 }),
+        json!({ "password": "short" }),
+        json!({ "password": "x".repeat(1100) }),
+        json!({ "revoked_at": null }),
+    ] {
+        let (status, body) = env.patch(&path, bad.clone()).await?;
+        assert!(
+            status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST,
+            "{bad}: {status} {body}"
+        );
+    }
+    let stranger = id(&env.user("stranger", json!({})).await?["id"])?;
+    group(&env, "strangers", production, Some(EDITOR_ROLE), &[stranger]).await?;
+    let token = env.login("stranger").await?;
+    let (status, _) = TestEnv::answer(
+        env.http
+            .patch(env.url(&path))
+            .bearer_auth(&token)
+            .json(&json!({ "expires_in_hours": 1 })),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not their link");
+    env.call(reqwest::Method::DELETE, &path, None).await?;
+    let (status, _) = env.patch(&path, json!({ "expires_in_hours": 1 })).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a revoked link stays revoked");
+    Ok(())
+}

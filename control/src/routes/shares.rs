@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, patch, post};
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -49,7 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/clips/{id}/share", post(share_clip))
         .route("/review-files/{id}/share", post(share_review_file))
         .route("/share-links", get(list))
-        .route("/share-links/{id}", delete(revoke))
+        .route("/share-links/{id}", patch(update).delete(revoke))
 }
 
 /// Public routes (outside `/api/v1`).
@@ -156,6 +156,26 @@ async fn share_review_file(
     create(&state, &caller, Target::ReviewFile(id), body).await
 }
 
+/// A link password's hash: `None` for an empty one (no password); refused outside
+/// [`MIN_PASSWORD`]..=[`MAX_PASSWORD`] characters.
+async fn checked_password(password: String) -> ApiResult<Option<String>> {
+    let length = password.chars().count();
+    if length == 0 {
+        return Ok(None);
+    }
+    if length < MIN_PASSWORD {
+        return Err(ApiError::Unprocessable(format!(
+            "password: at least {MIN_PASSWORD} characters"
+        )));
+    }
+    if length > MAX_PASSWORD {
+        return Err(ApiError::Unprocessable(format!(
+            "password: at most {MAX_PASSWORD} characters"
+        )));
+    }
+    Ok(Some(hash_password(password).await?))
+}
+
 async fn create(
     state: &AppState,
     caller: &Caller,
@@ -166,18 +186,8 @@ async fn create(
     if !(1..=MAX_HOURS).contains(&hours) {
         return Err(ApiError::Unprocessable(format!("expires_in_hours: 1 to {MAX_HOURS}")));
     }
-    let password = match body.password.filter(|p| !p.is_empty()) {
-        Some(p) if p.chars().count() < MIN_PASSWORD => {
-            return Err(ApiError::Unprocessable(format!(
-                "password: at least {MIN_PASSWORD} characters"
-            )));
-        }
-        Some(p) if p.chars().count() > MAX_PASSWORD => {
-            return Err(ApiError::Unprocessable(format!(
-                "password: at most {MAX_PASSWORD} characters"
-            )));
-        }
-        Some(p) => Some(hash_password(p).await?),
+    let password = match body.password {
+        Some(p) => checked_password(p).await?,
         None => None,
     };
     let token = new_token();
@@ -268,6 +278,81 @@ async fn list(
     .await?;
     let next_before = super::next_before(&shares, limit, |s| s.id);
     Ok(axum::Json(json!({ "share_links": shares, "next_before": next_before })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShareUpdate {
+    /// A new expiry, this many hours from now.
+    expires_in_hours: Option<i32>,
+    /// A new password; `null` or empty removes it. Grants handed out for the old one
+    /// stop working.
+    #[serde(default, deserialize_with = "super::present")]
+    password: Option<Option<String>>,
+}
+
+/// Changes a live link's expiry or password: its maker's own, or any for an admin
+/// (as revoking). Audited, without the password.
+async fn update(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<ShareUpdate>,
+) -> ApiResult<axum::Json<ShareView>> {
+    if body.expires_in_hours.is_none() && body.password.is_none() {
+        return Err(ApiError::Unprocessable(
+            "name expires_in_hours, password or both".into(),
+        ));
+    }
+    if let Some(hours) = body.expires_in_hours
+        && !(1..=MAX_HOURS).contains(&hours)
+    {
+        return Err(ApiError::Unprocessable(format!("expires_in_hours: 1 to {MAX_HOURS}")));
+    }
+    let password = match body.password.clone() {
+        Some(password) => Some(checked_password(password.unwrap_or_default()).await?),
+        None => None,
+    };
+    let mut tx = state.db.begin().await?;
+    let edited: Option<Uuid> = sqlx::query_scalar(
+        "UPDATE share_links SET \
+                expires_at = CASE WHEN $4::int IS NULL THEN expires_at ELSE now() + make_interval(hours => $4) END, \
+                password_hash = CASE WHEN $5 THEN $6 ELSE password_hash END \
+         WHERE id = $1 AND revoked_at IS NULL AND ($2 OR created_by_id = $3) RETURNING id",
+    )
+    .bind(id)
+    .bind(caller.is_admin)
+    .bind(caller.user_id)
+    .bind(body.expires_in_hours)
+    .bind(password.is_some())
+    .bind(password.flatten())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if edited.is_none() {
+        return Err(ApiError::NotFound(format!("no active share link {id} of yours")));
+    }
+    let share: ShareView = sqlx::query_as(concat!(share_select!(), "WHERE l.id = $1"))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut after = json!({ "expires_at": share.expires_at, "protected": share.protected });
+    if body.password.is_some() {
+        after["password_changed"] = json!(true);
+    }
+    audit::record(
+        &mut *tx,
+        &caller,
+        Change {
+            action: "share_link.edit",
+            target_type: "share_link",
+            target_id: Some(id.to_string()),
+            before: None,
+            after: Some(after),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(share))
 }
 
 async fn revoke(
@@ -373,7 +458,7 @@ async fn resolve(
     let now = Utc::now();
     if share_grant::presented(headers)
         .iter()
-        .any(|grant| state.share_grants.check(grant, link.id, now))
+        .any(|grant| state.share_grants.check(grant, link.id, &hash, now))
     {
         return Ok((link, None));
     }
@@ -402,7 +487,7 @@ async fn resolve(
             limit.seconds(now)
         )));
     }
-    let right = match verify_password(given, hash).await {
+    let right = match verify_password(given, hash.clone()).await {
         Ok(right) => right,
         Err(err) => {
             throttle::refund(&state.db, &key).await?;
@@ -415,7 +500,7 @@ async fn resolve(
     throttle::refund(&state.db, &key).await?;
     let expires_at = (now + share_grant::GRANT_LIFETIME).min(link.expires_at);
     let grant = Grant {
-        token: state.share_grants.sign(link.id, expires_at),
+        token: state.share_grants.sign(link.id, &hash, expires_at),
         expires_at,
     };
     Ok((link, Some(grant)))
