@@ -17,6 +17,13 @@ use uuid::Uuid;
 
 use crate::state::Shared;
 
+/// The workers-row columns of [`Commands`].
+macro_rules! command_columns {
+    () => {
+        "stop_requested, slots_wanted, queues"
+    };
+}
+
 /// Inserts this worker's row.
 pub async fn register(shared: &Shared) -> Result<(), sqlx::Error> {
     let queues: serde_json::Map<String, serde_json::Value> = shared
@@ -145,19 +152,23 @@ pub async fn heartbeat_loop(shared: Arc<Shared>) {
             _ = shared.stopped.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(err) = beat(&shared).await {
-            tracing::warn!(error = %err, "heartbeat failed");
+        // The beat touches the workers row and reads back what an admin asked of it.
+        match beat(&shared).await {
+            Ok(Some(commands)) => {
+                if let Err(err) = apply_commands(&shared, commands).await {
+                    tracing::warn!(error = %err, "cannot do what an admin asked of this worker");
+                }
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "heartbeat failed"),
         }
         if let Err(err) = reload_pauses(&shared).await {
             tracing::warn!(error = %err, "cannot read queue pauses");
         }
-        if let Err(err) = reload_commands(&shared).await {
-            tracing::warn!(error = %err, "cannot read what an admin asked of this worker");
-        }
     }
 }
 
-async fn beat(shared: &Shared) -> Result<(), sqlx::Error> {
+async fn beat(shared: &Shared) -> Result<Option<Commands>, sqlx::Error> {
     if let Some(transcriber) = shared.services.transcriber.as_ref()
         && !transcriber.gpus().is_empty()
     {
@@ -184,11 +195,13 @@ async fn beat(shared: &Shared) -> Result<(), sqlx::Error> {
             }
         }
     }
-    sqlx::query("UPDATE workers SET last_seen_at = now() WHERE id = $1")
-        .bind(shared.worker_id)
-        .execute(&shared.db)
-        .await?;
-    Ok(())
+    sqlx::query_as(concat!(
+        "UPDATE workers SET last_seen_at = now() WHERE id = $1 RETURNING ",
+        command_columns!()
+    ))
+    .bind(shared.worker_id)
+    .fetch_optional(&shared.db)
+    .await
 }
 
 /// What an admin asked of this worker (migration `worker_control`): a stop, and slots.
@@ -204,11 +217,18 @@ struct Commands {
 /// holds, then exit) or to restart (stop as on SIGTERM).
 pub async fn reload_commands(shared: &Shared) -> Result<(), sqlx::Error> {
     let commands: Option<Commands> =
-        sqlx::query_as("SELECT stop_requested, slots_wanted, queues FROM workers WHERE id = $1")
+        sqlx::query_as(concat!("SELECT ", command_columns!(), " FROM workers WHERE id = $1"))
             .bind(shared.worker_id)
             .fetch_optional(&shared.db)
             .await?;
-    let Some(commands) = commands else { return Ok(()) };
+    match commands {
+        Some(commands) => apply_commands(shared, commands).await,
+        None => Ok(()),
+    }
+}
+
+/// Does what an admin asked of this worker (read by [`reload_commands`] or the beat).
+async fn apply_commands(shared: &Shared, commands: Commands) -> Result<(), sqlx::Error> {
     if let Some(wanted) = commands.slots_wanted.as_object() {
         for (name, total) in wanted {
             let (Ok(family), Some(total)) = (
