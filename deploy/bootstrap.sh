@@ -120,3 +120,13 @@ if ! "$schemathesis_venv/bin/python" -c "import importlib.metadata as m; assert 
     "$schemathesis_venv/bin/pip" install --quiet --disable-pip-version-check "playwright==$PLAYWRIGHT_VERSION"
 fi
 export RUSHES_TEST_BROWSER_PYTHON="${RUSHES_TEST_BROWSER_PYTHON:-$schemathesis_venv/bin/python}"
+# A real OpenID Connect provider for the single sign-on tests (oidc-provider-mock), in a
+# virtualenv of its own: its web stack is not the fuzzer's.
+OIDC_MOCK_VERSION=0.3.4
+oidc_venv="${RUSHES_CACHE_DIR:-$HOME/.cache/rushes}/oidc-venv"
+if ! "$oidc_venv/bin/python" -c "import importlib.metadata as m; assert m.version('oidc-provider-mock') == '$OIDC_MOCK_VERSION'" 2>/dev/null; then
+    say "installing oidc-provider-mock $OIDC_MOCK_VERSION"
+    python3 -m venv "$oidc_venv"
+    "$oidc_venv/bin/pip" install --quiet --disable-pip-version-check "oidc-provider-mock==$OIDC_MOCK_VERSION"
+fi
+export RUSHES_TEST_OIDC_PYTHON="${RUSHES_TEST_OIDC_PYTHON:-$oidc_venv/bin/python}"

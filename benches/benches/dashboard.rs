@@ -80,6 +80,7 @@ async fn run(env: &BenchEnv, clips: i64) -> anyhow::Result<()> {
         metrics_addr: None,
         trusted_proxies: Vec::new(),
         share_secret: None,
+        oidc: Default::default(),
     };
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(rushes_control::serve(config, listener, shutdown.clone()));

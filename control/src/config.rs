@@ -68,4 +68,41 @@ pub struct ControlConfig {
     /// When unset, a random key per process: a restart asks for the password again.
     #[arg(long, env = "RUSHES_SHARE_SECRET", hide_env_values = true)]
     pub share_secret: Option<Secret>,
+    #[command(flatten)]
+    pub oidc: OidcConfig,
+}
+
+/// Single sign-on through an OpenID Connect provider (authorization code with PKCE).
+/// Off unless `RUSHES_OIDC_ISSUER` is set.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OidcConfig {
+    /// The provider's issuer URL; its discovery document is
+    /// `{issuer}/.well-known/openid-configuration`. Unset: no single sign-on.
+    #[arg(long, env = "RUSHES_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// This application's client id at the provider (the ID tokens' audience).
+    #[arg(long, env = "RUSHES_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// The client's secret. Unset: a public client, protected by PKCE alone.
+    #[arg(long, env = "RUSHES_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<Secret>,
+    /// Where the provider sends the browser back (register it there). Default:
+    /// `{RUSHES_PUBLIC_URL}/api/v1/auth/oidc/callback`.
+    #[arg(long, env = "RUSHES_OIDC_REDIRECT_URL")]
+    pub oidc_redirect_url: Option<String>,
+    /// Scopes asked for, space separated (`openid` is always asked).
+    #[arg(long, env = "RUSHES_OIDC_SCOPES", default_value = "openid email profile")]
+    pub oidc_scopes: String,
+    /// Create an account at the first sign-in of a verified email that no account has.
+    /// Off: such a sign-in is refused until an admin creates the account.
+    #[arg(long, env = "RUSHES_OIDC_CREATE_USERS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub oidc_create_users: bool,
+    /// A claim listing group names (e.g. `groups`): at each sign-in the user joins the
+    /// existing groups it names.
+    #[arg(long, env = "RUSHES_OIDC_GROUPS_CLAIM")]
+    pub oidc_groups_claim: Option<String>,
+    /// Accounts that have signed in through the provider can no longer sign in with a
+    /// password.
+    #[arg(long, env = "RUSHES_OIDC_DISABLE_LOCAL_LOGIN", default_value_t = false, action = clap::ArgAction::Set)]
+    pub oidc_disable_local_login: bool,
 }

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod headers;
 pub mod mail;
 pub mod metrics;
+pub mod oidc;
 pub mod passwords;
 pub mod readable;
 pub mod routes;
@@ -27,7 +28,7 @@ use rushes_common::queue::{Broker, Publisher};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::config::{Cli, Command, ControlConfig, MigrateConfig};
+pub use crate::config::{Cli, Command, ControlConfig, MigrateConfig, OidcConfig};
 use crate::state::AppState;
 
 /// Entry point of the `rushes-control` binary.
@@ -91,6 +92,11 @@ pub fn state(config: &ControlConfig) -> anyhow::Result<AppState> {
         tracing::info!("RUSHES_SHARE_SECRET is not set; share-link grants hold only on this process");
     }
     let metrics = metrics::ControlMetrics::new().context("cannot register metrics")?;
+    let sso = oidc::Settings::from_config(&config.oidc, &config.public_url)
+        .context("invalid single sign-on settings")?
+        .map(oidc::Provider::new)
+        .transpose()?
+        .map(std::sync::Arc::new);
     Ok(AppState {
         db: db.clone(),
         publisher: Publisher::new(broker).counting(metrics.jobs_enqueued.clone()),
@@ -118,7 +124,16 @@ pub fn state(config: &ControlConfig) -> anyhow::Result<AppState> {
             "upload_quota_bytes": config.upload_quota_bytes,
             "trusted_proxies": config.trusted_proxies,
             "share_secret": config.share_secret.as_ref().map(|_| "****"),
+            "oidc_issuer": config.oidc.oidc_issuer,
+            "oidc_client_id": config.oidc.oidc_client_id,
+            "oidc_client_secret": config.oidc.oidc_client_secret.as_ref().map(|_| "****"),
+            "oidc_redirect_url": sso.as_ref().map(|sso| sso.settings.redirect_url.clone()),
+            "oidc_scopes": config.oidc.oidc_scopes,
+            "oidc_create_users": config.oidc.oidc_create_users,
+            "oidc_groups_claim": config.oidc.oidc_groups_claim,
+            "oidc_disable_local_login": config.oidc.oidc_disable_local_login,
         })),
+        sso,
         trusted_proxies: std::sync::Arc::new(trusted_proxies),
         share_grants: std::sync::Arc::new(
             share_grant::GrantKey::new(config.share_secret.as_ref()).context("cannot key share-link grants")?,

@@ -35,6 +35,8 @@ pub struct AppState {
     pub trusted_proxies: Arc<crate::client_addr::TrustedProxies>,
     /// Signs the grants a share link's password buys.
     pub share_grants: Arc<crate::share_grant::GrantKey>,
+    /// The OpenID Connect provider, when single sign-on is configured.
+    pub sso: Option<Arc<crate::oidc::Provider>>,
 }
 
 impl AppState {

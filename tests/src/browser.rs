@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// The Python that has Playwright (`RUSHES_TEST_BROWSER_PYTHON`; the test bootstrap
 /// installs it in the cache's virtualenv).
-fn python() -> String {
+pub fn python() -> String {
     std::env::var("RUSHES_TEST_BROWSER_PYTHON").unwrap_or_else(|_| {
         let home = std::env::var("HOME").unwrap_or_default();
         format!("{home}/.cache/rushes/venv/bin/python")

@@ -244,6 +244,7 @@ impl TestEnv {
             metrics_addr: None,
             trusted_proxies: Vec::new(),
             share_secret: None,
+            oidc: Default::default(),
         };
         edit(&mut config);
         let task = tokio::spawn(rushes_control::serve(config, listener, self.shutdown.child_token()));

@@ -12,7 +12,7 @@ mod forms;
 mod layout;
 mod lists;
 mod pages;
-mod session;
+pub mod session;
 
 use std::net::SocketAddr;
 

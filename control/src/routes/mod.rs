@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod jobs_batch;
 pub mod kinds;
 pub mod logs;
+pub mod oidc;
 pub mod pages;
 pub mod productions;
 pub mod prometheus;
@@ -110,6 +111,7 @@ pub fn app(state: AppState, metrics_apart: bool) -> Router {
         .merge(session::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::authenticate))
         .merge(session::public_router())
+        .merge(oidc::public_router())
         .fallback(|| async { crate::error::ApiError::NotFound("no such API route".into()) })
         .method_not_allowed_fallback(|| async { crate::error::ApiError::MethodNotAllowed });
     // The console calls the API in-process, as the signed-in user.

@@ -72,7 +72,7 @@ fn limited(what: &str, limit: throttle::Limited) -> ApiError {
     ApiError::TooManyRequests(format!("too many {what}; try again in {seconds} s"))
 }
 
-async fn log_attempt(
+pub(crate) async fn log_attempt(
     state: &AppState,
     username: &str,
     user: Option<Uuid>,
@@ -165,26 +165,53 @@ async fn login(
         log_attempt(&state, username, Some(account.id), Some("deactivated"), &remote).await?;
         return Err(ApiError::Forbidden("this account is deactivated".into()));
     }
+    if state.sso.as_ref().is_some_and(|sso| sso.settings.disable_local_login)
+        && super::oidc::is_linked(&state, account.id).await?
+    {
+        log_attempt(
+            &state,
+            username,
+            Some(account.id),
+            Some("password sign-in is off for single sign-on accounts"),
+            &remote,
+        )
+        .await?;
+        return Err(ApiError::Forbidden(
+            "this account signs in through single sign-on (GET /api/v1/auth/oidc/login)".into(),
+        ));
+    }
+    let (token, expires_at) = open_session(&state, account.id, username, &remote).await?;
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({ "token": token, "expires_at": expires_at, "user_id": account.id })),
+    ))
+}
+
+/// Opens a login session for `user` (signed in as `username`): a new session token,
+/// returned once and stored as its digest; the user's last login; the login log.
+pub(crate) async fn open_session(
+    state: &AppState,
+    user: Uuid,
+    username: &str,
+    remote: &str,
+) -> ApiResult<(String, DateTime<Utc>)> {
     let token = new_token();
     let expires_at: DateTime<Utc> = sqlx::query_scalar(
         "INSERT INTO tokens (id, user_id, kind, token_hash, expires_at) \
          VALUES ($1, $2, 'session', $3, now() + make_interval(hours => $4)) RETURNING expires_at",
     )
     .bind(Uuid::now_v7())
-    .bind(account.id)
+    .bind(user)
     .bind(token_digest(&token))
     .bind(SESSION_HOURS)
     .fetch_one(&state.db)
     .await?;
     sqlx::query("UPDATE users SET last_login_at = now(), last_seen_at = now() WHERE id = $1")
-        .bind(account.id)
+        .bind(user)
         .execute(&state.db)
         .await?;
-    log_attempt(&state, username, Some(account.id), None, &remote).await?;
-    Ok((
-        StatusCode::OK,
-        axum::Json(json!({ "token": token, "expires_at": expires_at, "user_id": account.id })),
-    ))
+    log_attempt(state, username, Some(user), None, remote).await?;
+    Ok((token, expires_at))
 }
 
 /// Revokes the token of this request (ends an impersonation, too).

@@ -1,7 +1,7 @@
 //! Signing in and out, and acting as another user.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::post;
@@ -20,12 +20,17 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/users/{id}/impersonate", post(impersonate_submit))
 }
 
-pub async fn login_form(Query(query): Params) -> Response {
+pub async fn login_form(State(state): State<AppState>, Query(query): Params) -> Response {
     let next = query.get("next").map_or("/", |n| local(n)).to_owned();
-    login_page(&next, None)
+    login_page(&next, None, state.sso.is_some())
 }
 
-fn login_page(next: &str, error: Option<&str>) -> Response {
+/// The sign-in form; with single sign-on configured, also the way to the provider.
+fn login_page(next: &str, error: Option<&str>, sso: bool) -> Response {
+    let sso_href = format!(
+        "/api/v1/auth/oidc/login?next={}",
+        url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+    );
     let body = html! {
         form.edit method="post" action="/login" {
             @if let Some(error) = error { p.alert role="alert" { (error) } }
@@ -34,13 +39,21 @@ fn login_page(next: &str, error: Option<&str>) -> Response {
             label for="password" { "Password" input id="password" type="password" name="password" autocomplete="current-password" required; }
             div { button type="submit" { "Sign in" } }
         }
+        @if sso {
+            p { a.button href=(sso_href) { "Sign in with single sign-on" } }
+        }
     };
     with_csp(Html(bare("Sign in · Rushes", body)).into_response())
 }
 
 /// Signs in through `POST /api/v1/auth/login` (its checks, throttling and login log)
 /// and keeps the session it opens in the cookie.
-pub async fn login_submit(Extension(api): Extension<Api>, visitor: Visitor, body: Bytes) -> Response {
+pub async fn login_submit(
+    State(state): State<AppState>,
+    Extension(api): Extension<Api>,
+    visitor: Visitor,
+    body: Bytes,
+) -> Response {
     let fields = form_fields(&body);
     let get = |name: &str| {
         fields
@@ -76,7 +89,7 @@ pub async fn login_submit(Extension(api): Extension<Api>, visitor: Visitor, body
             };
             // The form again, with why (a page, not an error document: the browser
             // shows it as it shows the form).
-            login_page(&next, Some(&message))
+            login_page(&next, Some(&message), state.sso.is_some())
         }
     }
 }
