@@ -335,14 +335,16 @@ async fn transcode_overhead(
                 match (way + round) % 3 {
                     0 => {
                         let staging = Staging::create(&out, Uuid::now_v7(), 1)?;
-                        let planned = plan::transcode(&source, &facts, &settings, &backend, &staging);
+                        let planned = plan::transcode(&source, &facts, &settings, &backend, &staging, None)
+                            .map_err(anyhow::Error::msg)?;
                         let mut args: Vec<OsString> = RUNNER_PREFIX.iter().map(OsString::from).collect();
                         args.extend(planned.args);
                         bare.push(time_command(&settings.ffmpeg, &args)?);
                     }
                     1 => {
                         let staging = Staging::create(&out, Uuid::now_v7(), 1)?;
-                        let planned = plan::transcode(&source, &facts, &settings, &backend, &staging);
+                        let planned = plan::transcode(&source, &facts, &settings, &backend, &staging, None)
+                            .map_err(anyhow::Error::msg)?;
                         let started = Instant::now();
                         FfmpegRun {
                             binary: &settings.ffmpeg,

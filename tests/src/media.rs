@@ -221,6 +221,34 @@ pub fn ffprobe(path: &Path) -> anyhow::Result<Value> {
     Ok(serde_json::from_slice(&output.stdout)?)
 }
 
+/// A grey picture of a video file's frame at `at_s` seconds: `(width, height, pixels)`
+/// (one byte per pixel, rows top to bottom).
+pub fn gray_frame(path: &Path, at_s: f64) -> anyhow::Result<(usize, usize, Vec<u8>)> {
+    let stream = &ffprobe(path)?["streams"];
+    let video = stream
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["codec_type"] == "video"))
+        .context("no video stream")?;
+    let (width, height) = (
+        video["width"].as_u64().context("no width")? as usize,
+        video["height"].as_u64().context("no height")? as usize,
+    );
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", &format!("{at_s:.3}"), "-i"])
+        .arg(path)
+        .args(["-frames:v", "1", "-vf", "format=gray", "-f", "rawvideo", "-"])
+        .output()
+        .context("cannot run ffmpeg")?;
+    if !output.status.success() || output.stdout.len() != width * height {
+        bail!(
+            "ffmpeg gave {} bytes of a {width}x{height} frame: {}",
+            output.stdout.len(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok((width, height, output.stdout))
+}
+
 /// A real SMTP server on localhost that keeps what it accepts in a folder.
 pub struct SmtpSink {
     pub port: u16,

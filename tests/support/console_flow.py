@@ -317,6 +317,9 @@ def main():
             check(page.is_checked("#f-auto_transcribe"), "auto transcribe shows as stored (on)")
             page.fill("input[name='priority:int']", "70")
             page.uncheck("#f-auto_transcribe")
+            page.fill("input[name='watermark.text']", "DRAFT {production}")
+            page.select_option("select[name='watermark.position']", "bottom-right")
+            page.fill("input[name='watermark.opacity:json']", "0.4")
             page.click("form.edit button[type='submit']")
             page.wait_for_url(re.compile(r"\?done=saved"))
 

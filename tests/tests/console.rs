@@ -269,6 +269,11 @@ async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
     let (_, production) = env.get(&format!("/api/v1/productions/{seen_id}")).await?;
     assert_eq!(production["priority"], 70, "{production}");
     assert_eq!(
+        production["watermark"],
+        json!({ "text": "DRAFT {production}", "position": "bottom-right", "opacity": 0.4, "size": 0.06 }),
+        "the watermark fields of the edit form"
+    );
+    assert_eq!(
         production["auto_transcribe"], false,
         "an unticked box is saved as off: {production}"
     );

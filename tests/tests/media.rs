@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use rushes_tests::media::{Clip, ffprobe};
+use rushes_tests::media::{Clip, ffprobe, gray_frame};
 use rushes_tests::{TestEnv, job_id};
 use serde_json::{Value, json};
 
@@ -573,5 +573,152 @@ async fn scan_all_scans_active_productions_only() -> anyhow::Result<()> {
         .fetch_all(&env.db)
         .await?;
     assert_eq!(scanned, vec![on["id"].as_str().unwrap_or_default().to_owned()]);
+    Ok(())
+}
+
+/// The share of pixels in a region (fractions of the frame) that differ by more than 30
+/// grey levels between two frames, and the mean difference there.
+fn changed(a: &[u8], b: &[u8], width: usize, height: usize, region: [f64; 4]) -> (f64, f64) {
+    let [x0, y0, x1, y1] = region.map(|f| f.clamp(0.0, 1.0));
+    let (x0, x1) = ((x0 * width as f64) as usize, (x1 * width as f64) as usize);
+    let (y0, y1) = ((y0 * height as f64) as usize, (y1 * height as f64) as usize);
+    let (mut big, mut total, mut n) = (0usize, 0u64, 0usize);
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let d = a[y * width + x].abs_diff(b[y * width + x]);
+            big += usize::from(d > 30);
+            total += u64::from(d);
+            n += 1;
+        }
+    }
+    (big as f64 / n.max(1) as f64, total as f64 / n.max(1) as f64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_production_watermark_is_burned_into_the_proxies_made_after_it() -> anyhow::Result<()> {
+    let env = TestEnv::with_worker(ALL_MEDIA).await?;
+    Clip {
+        seconds: 3.0,
+        width: 640,
+        height: 360,
+        ..Clip::default()
+    }
+    .write(&env.media_root.join("wm/A001/A001C001.mov"))?;
+    Clip {
+        seconds: 2.0,
+        audio_tracks: 1,
+        ..Clip::default()
+    }
+    .write(&env.media_root.join("wm/A001/A001C002.mov"))?;
+    let production = env.production("Watermark Show", 1, "wm", None).await?;
+    let id = production["id"].as_str().unwrap_or_default().to_owned();
+    env.scan(&production["id"]).await?;
+    let clips = wait_transcoded(&env, &production).await?;
+    let clip = by_path(&clips, "A001/A001C001.mov")?.clone();
+    let dir = env.data_dir.join("clips").join(clip["id"].as_str().unwrap_or_default());
+    let before = dir.join("before.mp4");
+    std::fs::copy(dir.join("proxy.mp4"), &before)?;
+    let poster_before = std::fs::read(dir.join("poster.jpg"))?;
+
+    // Bad watermarks are refused, naming what is wrong; nothing is stored.
+    for (bad, says) in [
+        (json!({ "text": "{viewer}" }), "unknown placeholder"),
+        (json!({ "text": "" }), "text: must not be empty"),
+        (json!({ "text": "x", "opacity": 2 }), "opacity"),
+        (json!({ "text": "x", "position": "middle" }), "position"),
+        (json!({ "text": "x", "colour": "red" }), "colour"),
+        (json!({ "opacity": 0.5 }), "text"),
+        (json!("BARS"), "an object"),
+    ] {
+        let (status, body) = env
+            .patch(&format!("/api/v1/productions/{id}"), json!({ "watermark": bad }))
+            .await?;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("watermark") && message.contains(says),
+            "{bad}: {message}"
+        );
+    }
+    assert_eq!(
+        env.get(&format!("/api/v1/productions/{id}")).await?.1["watermark"],
+        Value::Null
+    );
+
+    // Set: shown on the production, and every clip with a picture is transcoded again.
+    let jobs_before = transcode_jobs(&env).await?;
+    let mark = json!({ "text": "BARS {series}", "position": "center", "opacity": 1.0, "size": 0.12 });
+    let (status, body) = env
+        .patch(&format!("/api/v1/productions/{id}"), json!({ "watermark": mark }))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["watermark"]["text"], "BARS {series}");
+    assert_eq!(transcode_jobs(&env).await?, jobs_before + 2, "both clips have pictures");
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action = 'clip.retranscode' AND after->'asked'->>'because' = 'the watermark changed'",
+    )
+    .fetch_one(&env.db)
+    .await?;
+    assert_eq!(audited, 1);
+    let old_job = clip["transcode_job_id"].clone();
+    env.get_until(&format!("/api/v1/clips?production_id={id}&missing=false"), WAIT, |b| {
+        b["clips"].as_array().is_some_and(|clips| {
+            clips
+                .iter()
+                .all(|c| c["transcode_job_id"] != old_job && c["transcode_state"] == "done")
+        })
+    })
+    .await?;
+
+    // The centre of a frame of the new proxy carries the mark; the corners are the same
+    // picture as before (within what a second encode changes).
+    let (w, h, old) = gray_frame(&before, 1.5)?;
+    let (w2, h2, new) = gray_frame(&dir.join("proxy.mp4"), 1.5)?;
+    assert_eq!((w, h), (w2, h2));
+    let (centre, _) = changed(&old, &new, w, h, [0.3, 0.35, 0.7, 0.65]);
+    let corners = [
+        [0.0, 0.0, 0.15, 0.15],
+        [0.85, 0.0, 1.0, 0.15],
+        [0.0, 0.85, 0.15, 1.0],
+        [0.85, 0.85, 1.0, 1.0],
+    ]
+    .map(|r| changed(&old, &new, w, h, r));
+    let worst = corners
+        .iter()
+        .fold((0.0f64, 0.0f64), |acc, c| (acc.0.max(c.0), acc.1.max(c.1)));
+    assert!(
+        centre > 0.02,
+        "the centre hardly changed: {:.2}% of pixels",
+        centre * 100.0
+    );
+    assert!(worst.0 < 0.01 && worst.1 < 4.0, "the corners changed: {worst:?}");
+    assert_ne!(
+        std::fs::read(dir.join("poster.jpg"))?,
+        poster_before,
+        "the poster carries it too"
+    );
+
+    // A change of one field keeps the others; null removes the mark.
+    let (status, body) = env
+        .patch(
+            &format!("/api/v1/productions/{id}"),
+            json!({ "watermark": { "opacity": 0.4 } }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["watermark"]["text"], "BARS {series}");
+    assert_eq!(body["watermark"]["opacity"], 0.4);
+    let (status, body) = env
+        .patch(&format!("/api/v1/productions/{id}"), json!({ "watermark": null }))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["watermark"], Value::Null);
+    // An unchanged watermark remakes nothing.
+    let jobs = transcode_jobs(&env).await?;
+    let (status, _) = env
+        .patch(&format!("/api/v1/productions/{id}"), json!({ "priority": 30 }))
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(transcode_jobs(&env).await?, jobs);
     Ok(())
 }

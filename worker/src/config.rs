@@ -85,6 +85,14 @@ pub struct TranscodeConfig {
     /// ffprobe processes a scan runs at once (default 4).
     #[arg(long, env = "RUSHES_PROBE_CONCURRENCY", default_value_t = 4)]
     pub probe_concurrency: usize,
+    /// Font file of burned-in watermarks (Debian's fonts-dejavu-core). When it is
+    /// missing, fontconfig's `Sans`.
+    #[arg(
+        long,
+        env = "RUSHES_WATERMARK_FONT",
+        default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+    )]
+    pub watermark_font: PathBuf,
 }
 
 /// How speech is transcribed.

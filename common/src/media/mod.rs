@@ -4,6 +4,7 @@
 mod roots;
 pub mod skips;
 pub mod transcodes;
+pub mod watermark;
 
 pub use roots::{MediaRoots, PathError};
 

@@ -311,7 +311,7 @@ pub fn render(
                                     input type="text" id=(id) name=(f.name) value=(value) required[f.required] aria-invalid=[has_error.then_some("true")] aria-describedby=[has_error.then_some(error_id.as_str())];
                                 }
                                 Input::Number => {
-                                    input type="number" id=(id) name=(f.name) value=(value) required[f.required] aria-invalid=[has_error.then_some("true")] aria-describedby=[has_error.then_some(error_id.as_str())];
+                                    input type="number" step="any" id=(id) name=(f.name) value=(value) required[f.required] aria-invalid=[has_error.then_some("true")] aria-describedby=[has_error.then_some(error_id.as_str())];
                                 }
                                 Input::Password => {
                                     input type="password" id=(id) name=(f.name) autocomplete="new-password" required[f.required] aria-invalid=[has_error.then_some("true")] aria-describedby=[has_error.then_some(error_id.as_str())];

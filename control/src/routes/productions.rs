@@ -13,6 +13,7 @@ use rushes_common::job::media::Scan;
 use rushes_common::job::store::{NewJob, Tx};
 use rushes_common::job::{DEFAULT_PRIORITY, JobPayload as _, JobRecord, MAX_PRIORITY};
 use rushes_common::media::skips::SkipKind;
+use rushes_common::media::watermark::Watermark;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -244,6 +245,9 @@ struct ProductionBody {
     active: Option<bool>,
     archived: Option<bool>,
     auto_transcribe: Option<bool>,
+    /// Absent: unchanged; `null`: none; an object: its fields over the stored ones.
+    #[serde(default, deserialize_with = "super::present")]
+    watermark: Option<Option<Value>>,
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -262,6 +266,8 @@ struct ProductionView {
     archived: bool,
     /// Clips are transcribed after their first transcode.
     auto_transcribe: bool,
+    /// Burned into the picture of the proxies made while set.
+    watermark: Option<Value>,
     cover_image: Option<String>,
     last_scan_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
@@ -272,7 +278,7 @@ macro_rules! production_select {
     () => {
         "SELECT p.id, p.base_production_id, b.name AS base_name, b.name || ' Series ' || p.series AS name, \
                 p.series, p.friendly_name, p.path, p.priority, p.owner_id, p.active, p.archived, p.auto_transcribe, \
-                p.cover_image, \
+                p.watermark, p.cover_image, \
                 p.last_scan_at, p.created_at, \
                 (SELECT count(*) FROM clips c WHERE c.production_id = p.id AND NOT c.missing) AS clips \
          FROM productions p JOIN base_productions b ON b.id = p.base_production_id "
@@ -314,6 +320,29 @@ fn check_name(name: Option<String>) -> ApiResult<Option<String>> {
         Some(n) if n.is_empty() => Err(ApiError::Unprocessable("friendly_name: must not be empty".into())),
         other => Ok(other),
     }
+}
+
+/// The watermark to store from what was sent (`None`: unchanged; `Some(None)`: none),
+/// its fields over the `stored` one's; checked (422 naming the field).
+pub(crate) fn check_watermark(sent: Option<Option<Value>>, stored: Option<&Value>) -> ApiResult<Option<Option<Value>>> {
+    let Some(sent) = sent else { return Ok(None) };
+    let Some(sent) = sent else { return Ok(Some(None)) };
+    let Value::Object(fields) = sent else {
+        return Err(ApiError::Unprocessable(
+            "watermark: an object {\"text\", \"position\", \"opacity\", \"size\"} or null".into(),
+        ));
+    };
+    let mut merged = stored.and_then(Value::as_object).cloned().unwrap_or_default();
+    merged.extend(fields);
+    let mark: Watermark = serde_path_to_error::deserialize(Value::Object(merged)).map_err(|e| {
+        let at = e.path().to_string();
+        let at = if at == "." { String::new() } else { format!(".{at}") };
+        ApiError::Unprocessable(format!("watermark{at}: {}", e.into_inner()))
+    })?;
+    if let Some(problem) = mark.problem() {
+        return Err(ApiError::Unprocessable(format!("watermark.{problem}")));
+    }
+    Ok(Some(Some(json!(mark))))
 }
 
 /// The folder, resolved inside the media roots (stored canonical).
@@ -408,13 +437,14 @@ async fn create(
     };
     let path = check_path(&state, Some(path))?;
     let priority = check_priority(body.priority)?.unwrap_or(i16::from(DEFAULT_PRIORITY));
+    let watermark = check_watermark(body.watermark, None)?.flatten();
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
     lock_paths(&mut tx).await?;
     sqlx::query(
         "INSERT INTO productions (id, base_production_id, series, friendly_name, path, priority, owner_id, active, \
-                                  archived, auto_transcribe) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                                  archived, auto_transcribe, watermark) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(id)
     .bind(base)
@@ -426,6 +456,7 @@ async fn create(
     .bind(body.active.unwrap_or(true))
     .bind(body.archived.unwrap_or(false))
     .bind(body.auto_transcribe.unwrap_or(true))
+    .bind(watermark)
     .execute(&mut *tx)
     .await
     .map_err(unknown_reference)?;
@@ -503,6 +534,7 @@ async fn update(
     let path = check_path(&state, body.path)?;
     let priority = check_priority(body.priority)?;
     let before = find(&state, id).await?;
+    let watermark = check_watermark(body.watermark, before.watermark.as_ref())?;
     let mut tx = state.db.begin().await?;
     lock_paths(&mut tx).await?;
     let updated = sqlx::query(
@@ -510,6 +542,7 @@ async fn update(
              path = COALESCE($4, path), priority = COALESCE($5, priority), owner_id = COALESCE($6, owner_id), \
              active = COALESCE($7, active), archived = COALESCE($8, archived), \
              auto_transcribe = COALESCE($9, auto_transcribe), \
+             watermark = CASE WHEN $10 THEN $11 ELSE watermark END, \
              tree_digest = CASE WHEN $4 IS NULL OR $4 = path THEN tree_digest END \
          WHERE id = $1",
     )
@@ -522,6 +555,8 @@ async fn update(
     .bind(body.active)
     .bind(body.archived)
     .bind(body.auto_transcribe)
+    .bind(watermark.is_some())
+    .bind(watermark.flatten())
     .execute(&mut *tx)
     .await
     .map_err(unknown_reference)?;
@@ -532,7 +567,37 @@ async fn update(
     tx.commit().await?;
     let after = find(&state, id).await?;
     audit_production(&state, &caller, "production.update", Some(&before), &after).await?;
+    if after.watermark != before.watermark {
+        remake_proxies(&state, &caller, &after).await?;
+    }
     Ok(axum::Json(after))
+}
+
+/// A new watermark shows on proxies made from now on: the production's clips with
+/// pictures are transcoded again (audited as a retranscode of the production).
+async fn remake_proxies(state: &AppState, caller: &Caller, production: &ProductionView) -> ApiResult<()> {
+    let clips: Vec<(Uuid, i16)> = sqlx::query_as(
+        "SELECT c.id, p.priority FROM clips c JOIN productions p ON p.id = c.production_id \
+         WHERE c.production_id = $1 AND NOT c.missing AND c.width > 0 ORDER BY c.path",
+    )
+    .bind(production.id)
+    .fetch_all(&state.db)
+    .await?;
+    if clips.is_empty() {
+        return Ok(());
+    }
+    let clips = clips
+        .into_iter()
+        .map(|(id, priority)| (id, u8::try_from(priority).unwrap_or(DEFAULT_PRIORITY)));
+    let request = super::clips::TranscodeRequest {
+        action: "clip.retranscode",
+        target_type: "production",
+        target_id: Some(production.id.to_string()),
+        asked: json!({ "production_id": production.id, "because": "the watermark changed",
+                       "watermark": production.watermark }),
+    };
+    super::clips::queue_transcodes(state, caller, clips, request).await?;
+    Ok(())
 }
 
 /// Deletes the production with its clips (database rows and our outputs); the rushes

@@ -51,6 +51,9 @@ struct ProductionRow {
     #[serde(default = "transcribe_by_default")]
     auto_transcribe: bool,
     cover_image: Option<String>,
+    /// Absent in documents exported before watermarks existed: none.
+    #[serde(default)]
+    watermark: Option<serde_json::Value>,
 }
 
 fn transcribe_by_default() -> bool {
@@ -273,7 +276,7 @@ async fn export(
 ) -> ApiResult<impl IntoResponse> {
     caller.require_admin()?;
     let production: ProductionRow = sqlx::query_as(
-        "SELECT series, friendly_name, path, priority, active, archived, auto_transcribe, cover_image \
+        "SELECT series, friendly_name, path, priority, active, archived, auto_transcribe, cover_image, watermark \
          FROM productions WHERE id = $1",
     )
     .bind(id)
@@ -375,6 +378,8 @@ async fn import(
             document.version
         )));
     }
+    // A watermark is checked as a PATCH would check it.
+    super::productions::check_watermark(document.production.watermark.clone().map(Some), None)?;
     let requested = document
         .path
         .clone()
@@ -410,8 +415,8 @@ async fn import(
         // The cover thumbnail is a file of the exporting instance, not a row: the
         // imported production starts without one.
         "INSERT INTO productions (id, base_production_id, series, friendly_name, path, priority, active, archived, \
-                                  auto_transcribe) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                  auto_transcribe, watermark) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(production_id)
     .bind(base_id)
@@ -422,6 +427,7 @@ async fn import(
     .bind(p.active)
     .bind(p.archived)
     .bind(p.auto_transcribe)
+    .bind(&p.watermark)
     .execute(&mut *tx)
     .await
     .map_err(|e| match ApiError::from(e) {

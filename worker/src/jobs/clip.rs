@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use super::{JobContext, JobError, db_error};
 use crate::media::ffmpeg::{FfmpegError, FfmpegRun};
-use crate::media::plan::ClipFacts;
+use rushes_common::media::watermark::{self, Watermark};
+
+use crate::media::plan::{BurnIn, ClipFacts};
 use crate::media::staging::Staging;
 
 /// Every run may take at least this long, whatever its clip's duration.
@@ -30,14 +32,22 @@ pub struct ClipRow {
     pub audio_tracks: i32,
     pub transcode_job_id: Option<Uuid>,
     pub outputs: Value,
+    pub base_name: String,
+    pub series: i32,
+    pub friendly_name: String,
+    /// The production's watermark, when it has one.
+    pub watermark: Option<Value>,
 }
 
 impl ClipRow {
     pub async fn load(ctx: &JobContext, clip_id: Uuid) -> Result<Self, JobError> {
         sqlx::query_as(
             "SELECT c.id, p.path AS production_path, p.priority, c.path, c.missing, c.width, c.height, \
-                    c.duration_s, c.audio_tracks, c.transcode_job_id, c.outputs \
-             FROM clips c JOIN productions p ON p.id = c.production_id WHERE c.id = $1",
+                    c.duration_s, c.audio_tracks, c.transcode_job_id, c.outputs, b.name AS base_name, p.series, \
+                    p.friendly_name, p.watermark \
+             FROM clips c JOIN productions p ON p.id = c.production_id \
+                  JOIN base_productions b ON b.id = p.base_production_id \
+             WHERE c.id = $1",
         )
         .bind(clip_id)
         .fetch_optional(&ctx.db)
@@ -66,6 +76,40 @@ impl ClipRow {
             .roots
             .resolve_inside(&self.production_path, &self.path)
             .map_err(|e| JobError::Permanent(format!("source file: {e}")))
+    }
+
+    /// The production's watermark for this clip, its text written beside the outputs
+    /// (`None`: no watermark, or no picture to draw it on).
+    pub fn burn_in(&self, ctx: &JobContext, staging: &Staging) -> Result<Option<BurnIn>, JobError> {
+        let Some(stored) = self.watermark.clone().filter(|_| self.facts().has_video) else {
+            return Ok(None);
+        };
+        let mark: Watermark = serde_json::from_value(stored)
+            .map_err(|e| JobError::Permanent(format!("the production's watermark cannot be read: {e}")))?;
+        let clip = std::path::Path::new(&self.path)
+            .file_name()
+            .map_or_else(|| self.path.clone(), |n| n.to_string_lossy().into_owned());
+        let production = format!("{} Series {}", self.base_name, self.series);
+        let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        let text = mark.render(&watermark::Values {
+            production: &production,
+            base_production: &self.base_name,
+            series: self.series,
+            friendly_name: &self.friendly_name,
+            clip: &clip,
+            date: &date,
+        });
+        let text_file = staging.path("watermark.txt");
+        std::fs::write(&text_file, text)
+            .map_err(|e| JobError::Retryable(format!("cannot write the watermark's text: {e}")))?;
+        let font = &ctx.services.transcode.watermark_font;
+        Ok(Some(BurnIn {
+            text_file,
+            font_file: font.is_file().then(|| font.clone()),
+            position: mark.position,
+            opacity: mark.opacity,
+            size: mark.size,
+        }))
     }
 
     /// The clip's output folder.

@@ -30,7 +30,9 @@ pub async fn run(ctx: JobContext, payload: Transcode) -> Result<Value, JobError>
     let services = ctx.services.clone();
     let staging = clip.staging(&ctx)?;
     let settings = proxy_settings(&ctx).await?;
-    let plan = plan::transcode(&source, &facts, &settings, &services.video, &staging);
+    let burn_in = clip.burn_in(&ctx, &staging)?;
+    let plan = plan::transcode(&source, &facts, &settings, &services.video, &staging, burn_in.as_ref())
+        .map_err(JobError::Permanent)?;
     log_plan(&ctx, &plan, &services.video);
     let mut video = services.video.clone();
     let plan = match run_ffmpeg(&ctx, plan.args.clone(), facts.duration_s).await {
@@ -42,7 +44,8 @@ pub async fn run(ctx: JobContext, payload: Transcode) -> Result<Value, JobError>
                 format!("{err}; the GPU's video engine failed: once more in software"),
             );
             video = VideoBackend::software();
-            let again = plan::transcode(&source, &facts, &settings, &video, &staging);
+            let again = plan::transcode(&source, &facts, &settings, &video, &staging, burn_in.as_ref())
+                .map_err(JobError::Permanent)?;
             log_plan(&ctx, &again, &video);
             run_ffmpeg(&ctx, again.args.clone(), facts.duration_s).await?;
             again

@@ -61,7 +61,8 @@ pub async fn run(ctx: JobContext, payload: TranscodeUpload) -> Result<Value, Job
     let staging = Staging::create(&dir, ctx.job_id, ctx.attempt)
         .map_err(|e| JobError::Retryable(format!("cannot prepare the output folder: {e}")))?;
     let settings = proxy_settings(&ctx).await?;
-    let plan = plan::transcode(&source, &facts, &settings, &ctx.services.video, &staging);
+    let plan = plan::transcode(&source, &facts, &settings, &ctx.services.video, &staging, None)
+        .map_err(JobError::Permanent)?;
     log_plan(&ctx, &plan, &ctx.services.video);
     run_ffmpeg(&ctx, plan.args, facts.duration_s).await?;
     publish(staging, &plan.outputs)?;

@@ -3,7 +3,9 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use rushes_common::media::watermark::Position;
 
 use super::backend::VideoBackend;
 use super::formats;
@@ -83,15 +85,86 @@ pub fn speech_wav(input: &Path, tracks: usize, track: Option<usize>, staging: &S
     }
 }
 
+/// Text burned into the picture of the proxy and poster: a production's watermark with
+/// its placeholders filled.
+#[derive(Debug, Clone)]
+pub struct BurnIn {
+    /// A file holding the text: drawtext reads it, so the text itself needs no escaping.
+    pub text_file: PathBuf,
+    /// `None`: fontconfig's `Sans`.
+    pub font_file: Option<PathBuf>,
+    pub position: Position,
+    pub opacity: f64,
+    /// The text's height as a fraction of the picture's.
+    pub size: f64,
+}
+
+/// Characters a path may not hold to be named in a filter graph unquoted (each level of
+/// ffmpeg's filter parsing gives one of them a meaning).
+const FILTER_SPECIAL: [char; 9] = ['\\', '\'', ':', ',', ';', '[', ']', '=', '%'];
+
+/// A path as a filter option's value, or why it cannot be one.
+fn filter_path(path: &Path) -> Result<String, String> {
+    let text = path.to_string_lossy();
+    if text.chars().any(|c| FILTER_SPECIAL.contains(&c) || c.is_control()) {
+        return Err(format!(
+            "watermark: the path {text:?} holds one of {FILTER_SPECIAL:?}, which ffmpeg's filter graph reads as syntax"
+        ));
+    }
+    Ok(text.into_owned())
+}
+
+impl BurnIn {
+    /// The `drawtext` filter drawing the mark on a picture `height` pixels high.
+    pub fn filter(&self, height: u32) -> Result<String, String> {
+        let size = ((f64::from(height) * self.size).round() as u32).max(8);
+        let margin = ((f64::from(height) * 0.04).round() as u32).max(2);
+        let border = (height / 360).max(1);
+        let centred = "(w-text_w)/2".to_owned();
+        let (right, bottom) = (format!("w-text_w-{margin}"), format!("h-text_h-{margin}"));
+        let (x, y) = match self.position {
+            Position::Center => (centred, "(h-text_h)/2".to_owned()),
+            Position::Top => (centred, margin.to_string()),
+            Position::Bottom => (centred, bottom),
+            Position::TopLeft => (margin.to_string(), margin.to_string()),
+            Position::TopRight => (right, margin.to_string()),
+            Position::BottomLeft => (margin.to_string(), bottom),
+            Position::BottomRight => (right, bottom),
+        };
+        let font = match &self.font_file {
+            Some(file) => format!("fontfile={}", filter_path(file)?),
+            None => "font=Sans".to_owned(),
+        };
+        let alpha = self.opacity.clamp(0.0, 1.0);
+        Ok(format!(
+            "drawtext=textfile={}:expansion=none:{font}:fontsize={size}:fontcolor=white@{alpha:.3}:\
+             borderw={border}:bordercolor=black@{alpha:.3}:x={x}:y={y}",
+            filter_path(&self.text_file)?
+        ))
+    }
+}
+
+/// The height of the proxy's picture: the settings' height, never above the clip's, even.
+fn proxy_height(settings: &TranscodeConfig, clip: &ClipFacts) -> u32 {
+    let wanted = settings.proxy_height.max(2);
+    let height = u32::try_from(clip.height)
+        .ok()
+        .filter(|h| *h > 0)
+        .map_or(wanted, |h| h.min(wanted));
+    (height / 2 * 2).max(2)
+}
+
 /// Proxy (H.264/AAC MP4, faststart; audio-only clips get an M4A), the mix of every
-/// audio track, one AAC file per extra track, a poster frame and a 16 kHz mono WAV.
+/// audio track, one AAC file per extra track, a poster frame and a 16 kHz mono WAV;
+/// `burn_in` is drawn into the proxy's and the poster's picture.
 pub fn transcode(
     input: &Path,
     clip: &ClipFacts,
     settings: &TranscodeConfig,
     backend: &VideoBackend,
     staging: &Staging,
-) -> Plan {
+    burn_in: Option<&BurnIn>,
+) -> Result<Plan, String> {
     let mut args: Vec<OsString> = Vec::new();
     let mut outputs = Vec::new();
     if clip.has_video && backend.hw_decode.is_some() {
@@ -106,10 +179,14 @@ pub fn transcode(
 
     let mut graph = String::new();
     let height = settings.proxy_height.max(2);
+    let mark = match burn_in {
+        Some(burn_in) if clip.has_video => format!(",{}", burn_in.filter(proxy_height(settings, clip))?),
+        _ => String::new(),
+    };
     if clip.has_video {
         let _ = write!(
             graph,
-            "[0:v:0]scale=w=-2:h='trunc(min({height},ih)/2)*2':flags=bicubic,format=yuv420p[vout];"
+            "[0:v:0]scale=w=-2:h='trunc(min({height},ih)/2)*2':flags=bicubic,format=yuv420p{mark}[vout];"
         );
     }
     if clip.audio_tracks > 0 {
@@ -210,7 +287,7 @@ pub fn transcode(
                 "-frames:v",
                 "1",
                 "-vf",
-                &format!("scale=w=-2:h='trunc(min({height},ih)/2)*2'"),
+                &format!("scale=w=-2:h='trunc(min({height},ih)/2)*2'{mark}"),
                 "-q:v",
                 "3",
                 "-f",
@@ -222,7 +299,7 @@ pub fn transcode(
         args.push(staging.path("poster.jpg").into());
         outputs.push("poster.jpg".to_owned());
     }
-    Plan { args, outputs }
+    Ok(Plan { args, outputs })
 }
 
 /// Thumbnails on a scrub sheet: their size, spacing and layout.
@@ -375,6 +452,7 @@ mod tests {
             sprite_interval: std::time::Duration::from_secs(5),
             timeout_factor: 10.0,
             probe_concurrency: 4,
+            watermark_font: "/fonts/Sans.ttf".into(),
         };
         let clip = ClipFacts {
             has_video: true,
@@ -389,7 +467,7 @@ mod tests {
             hw_decode: Some("cuda"),
         };
         for backend in [VideoBackend::software(), cuda] {
-            let plan = transcode(source, &clip, &settings, &backend, &staging);
+            let plan = transcode(source, &clip, &settings, &backend, &staging, None).map_err(std::io::Error::other)?;
             assert_eq!(
                 plan.args.iter().filter(|a| *a == "-i").count(),
                 2,
@@ -403,6 +481,42 @@ mod tests {
         assert_allowlisted(&transcode_long(Path::new("/data/proxy.mp4"), &clip, Some(&layout), &staging).args);
         drop(staging);
         std::fs::remove_dir_all(&dir)
+    }
+
+    #[test]
+    fn a_watermark_is_drawn_from_its_file_in_the_proxy_and_the_poster() {
+        let mark = BurnIn {
+            text_file: "/data/clips/c/.staging-j-1/watermark.txt".into(),
+            font_file: Some("/fonts/DejaVu Sans.ttf".into()),
+            position: Position::BottomRight,
+            opacity: 0.5,
+            size: 0.1,
+        };
+        let Ok(filter) = mark.filter(540) else {
+            panic!("refused")
+        };
+        assert!(filter.starts_with("drawtext=textfile=/data/clips/c/.staging-j-1/watermark.txt:expansion=none:"));
+        assert!(filter.contains("fontfile=/fonts/DejaVu Sans.ttf:fontsize=54:fontcolor=white@0.500"));
+        assert!(filter.contains("x=w-text_w-22:y=h-text_h-22"), "{filter}");
+        let centre = BurnIn {
+            position: Position::Center,
+            font_file: None,
+            ..mark.clone()
+        };
+        let Ok(filter) = centre.filter(540) else {
+            panic!("refused")
+        };
+        assert!(
+            filter.contains("font=Sans") && filter.contains("x=(w-text_w)/2:y=(h-text_h)/2"),
+            "{filter}"
+        );
+        for bad in ["/data/it's", "/data/a:b", "/data/a,b", "/data/[x]", "/data/%{pts}"] {
+            let odd = BurnIn {
+                text_file: bad.into(),
+                ..mark.clone()
+            };
+            assert!(odd.filter(540).is_err(), "{bad}");
+        }
     }
 
     #[test]

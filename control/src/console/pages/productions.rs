@@ -148,6 +148,33 @@ fn production_edit_fields() -> Vec<Field> {
             "Transcribe after the first transcode",
             Input::Check,
         ),
+        field("watermark.text", "Watermark text", Input::Text).help(
+            "Burned into the proxies made from now on (the clips are transcoded again); {production}, \
+             {base_production}, {series}, {friendly_name}, {clip} and {date} are filled in.",
+        ),
+        field(
+            "watermark.position",
+            "Watermark position",
+            Input::Choice(
+                [
+                    "center",
+                    "top",
+                    "bottom",
+                    "top-left",
+                    "top-right",
+                    "bottom-left",
+                    "bottom-right",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
+        ),
+        field("watermark.opacity:json", "Watermark opacity (0 to 1)", Input::Number),
+        field(
+            "watermark.size:json",
+            "Watermark height (fraction of the picture's)",
+            Input::Number,
+        ),
     ]
 }
 
