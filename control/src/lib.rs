@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod headers;
 pub mod mail;
+pub mod metadata;
 pub mod metrics;
 pub mod oidc;
 pub mod passwords;

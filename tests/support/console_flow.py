@@ -289,6 +289,15 @@ def main():
             check("/media/" in track, f"the chosen track plays: {track}")
             seen["track_muted"] = muted
 
+            step = "rate and review the clip on its page"
+            page.goto(base + "/clips/" + config["clip"])
+            page.select_option("#clip-rating", "4")
+            page.select_option("#clip-status", "selected")
+            page.select_option("#clip-colour", "green")
+            with page.expect_navigation():
+                page.click("form:has(#clip-rating) button[type='submit']")
+            check(page.input_value("#clip-rating") == "4", "the page shows the stored rating")
+
             step = "search the transcripts"
             page.goto(base + "/transcripts")
             page.fill("#search-q", config["word"])

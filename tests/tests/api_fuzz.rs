@@ -272,6 +272,10 @@ async fn seed(env: &TestEnv) -> anyhow::Result<Known> {
     .fetch_one(&env.db)
     .await?;
     known.add("worker", worker.to_string());
+    for (kind, name) in [("metadata_field", "scene"), ("metadata_field_spare", "spare")] {
+        let field = json!({ "name": name, "display_name": name, "kind": "choice", "choices": ["a", "b"] });
+        known.add(kind, make(env, "/api/v1/metadata-fields", field, "/id").await?);
+    }
     known.add("group_action", "enable");
     known.add("group_action", "disable");
     known.add("group_action", "remove");
@@ -393,6 +397,7 @@ fn kind_of(family: &str) -> Option<&'static str> {
         "share-links" => "share",
         "transcripts" => "transcript",
         "workers" => "worker",
+        "metadata-fields" => "metadata_field",
         _ => return None,
     })
 }

@@ -267,6 +267,16 @@ async fn an_operator_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
         .context("the schedule made in the browser")?;
     assert_eq!(made["cron"]["expr"], "30 4 * * *", "edited in the browser: {made}");
     let (_, production) = env.get(&format!("/api/v1/productions/{seen_id}")).await?;
+    let (_, reviewed) = env.get(&format!("/api/v1/clips/{clip}")).await?;
+    assert_eq!(
+        (
+            reviewed["rating"].clone(),
+            reviewed["review_status"].clone(),
+            reviewed["colour_label"].clone()
+        ),
+        (json!(4), json!("selected"), json!("green")),
+        "the clip page's review form"
+    );
     assert_eq!(production["priority"], 70, "{production}");
     assert_eq!(
         production["watermark"],

@@ -20,6 +20,7 @@ use crate::audit::{self, Change};
 use crate::auth::{Caller, Policy};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
+use crate::metadata::{self, COLOUR_LABELS, REVIEW_STATUSES};
 use crate::state::AppState;
 
 /// Most clips one bulk request may name.
@@ -74,6 +75,13 @@ struct ClipRow {
     tags: Vec<String>,
     transcript_id: Option<Uuid>,
     transcript_state: Option<String>,
+    /// Values of the custom metadata fields (field name → value).
+    metadata: Value,
+    /// Review metadata: 0–5 stars, a colour label, a status, free labels.
+    rating: i16,
+    colour_label: Option<String>,
+    review_status: String,
+    labels: Vec<String>,
 }
 
 macro_rules! clip_columns {
@@ -85,7 +93,8 @@ macro_rules! clip_columns {
          c.transcoded_at, c.first_seen_at, c.updated_at, \
          ARRAY(SELECT t.name FROM clip_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.clip_id = c.id \
                ORDER BY lower(t.name)) AS tags, \
-         tr.id AS transcript_id, tr.state::text AS transcript_state"
+         tr.id AS transcript_id, tr.state::text AS transcript_state, \
+         c.metadata, c.rating, c.colour_label, c.review_status, c.labels"
     };
 }
 
@@ -180,6 +189,15 @@ struct ListClips {
     q: Option<String>,
     /// A tag the clip carries (case-insensitive).
     tag: Option<String>,
+    /// At least this many stars.
+    rating_min: Option<i16>,
+    review_status: Option<String>,
+    colour_label: Option<String>,
+    /// A free label the clip carries (exactly).
+    label: Option<String>,
+    /// Custom metadata the clip holds: a JSON object of field name → value (a list
+    /// field matches when it holds every value given).
+    metadata: Option<String>,
     limit: Option<i64>,
     #[serde(default)]
     offset: i64,
@@ -199,6 +217,31 @@ async fn list(
         )));
     }
     let limit = super::limit(q.limit)?;
+    if let Some(r) = q.rating_min.filter(|r| !(0..=5).contains(r)) {
+        return Err(ApiError::BadRequest(format!("rating_min: 0 to 5, got {r}")));
+    }
+    if let Some(s) = q.review_status.as_deref().filter(|s| !REVIEW_STATUSES.contains(s)) {
+        return Err(ApiError::BadRequest(format!(
+            "review_status `{s}` is not one of {}",
+            REVIEW_STATUSES.join(", ")
+        )));
+    }
+    if let Some(c) = q.colour_label.as_deref().filter(|c| !COLOUR_LABELS.contains(c)) {
+        return Err(ApiError::BadRequest(format!(
+            "colour_label `{c}` is not one of {}",
+            COLOUR_LABELS.join(", ")
+        )));
+    }
+    let holding = q
+        .metadata
+        .as_deref()
+        .map(|m| match serde_json::from_str::<Value>(m) {
+            Ok(object @ Value::Object(_)) => Ok(object),
+            _ => Err(ApiError::BadRequest(
+                "metadata: a JSON object of field name → value, e.g. {\"scene\":\"12\"}".into(),
+            )),
+        })
+        .transpose()?;
     let pattern =
         q.q.as_deref()
             .map(|t| format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
@@ -209,7 +252,13 @@ async fn list(
          WHERE ($1::uuid IS NULL OR c.production_id = $1) AND ($2::text IS NULL OR c.card = $2) \
            AND ($3::text IS NULL OR c.shooter = $3) AND ($4::date IS NULL OR c.shoot_date = $4) \
            AND ($5::bool IS NULL OR c.hidden = $5) AND ($6::bool IS NULL OR c.missing = $6) \
-           AND ($7::text IS NULL OR c.transcode_state::text = $7) AND ($8::text IS NULL OR c.name ILIKE $8) \
+           AND ($7::text IS NULL OR c.transcode_state::text = $7) \
+           AND ($8::text IS NULL OR c.name ILIKE $8 \
+                OR EXISTS (SELECT 1 FROM jsonb_each(c.metadata) m \
+                           WHERE jsonb_typeof(m.value) = 'string' AND m.value #>> '{}' ILIKE $8)) \
+           AND ($13::smallint IS NULL OR c.rating >= $13) AND ($14::text IS NULL OR c.review_status = $14) \
+           AND ($15::text IS NULL OR c.colour_label = $15) AND ($16::text IS NULL OR $16 = ANY(c.labels)) \
+           AND ($17::jsonb IS NULL OR c.metadata @> $17) \
            AND ($11::uuid IS NULL OR c.production_id IN (SELECT production_id FROM visible_productions($11))) \
            AND ($12::text IS NULL OR c.id IN (SELECT ct.clip_id FROM clip_tags ct JOIN tags t ON t.id = ct.tag_id \
                                               WHERE lower(t.name) = lower($12))) \
@@ -227,6 +276,11 @@ async fn list(
     .bind(q.offset.max(0))
     .bind(caller.scope())
     .bind(q.tag)
+    .bind(q.rating_min)
+    .bind(q.review_status)
+    .bind(q.colour_label)
+    .bind(q.label)
+    .bind(holding)
     .fetch_all(&state.db)
     .await?;
     let next_offset = (rows.len() as i64 == limit).then_some(q.offset.max(0).saturating_add(limit));
@@ -252,6 +306,49 @@ struct BulkEdit {
     shoot_date: Option<String>,
     shooter: Option<String>,
     hidden: Option<bool>,
+    /// Custom metadata: field name → value (`null` removes the clip's value).
+    metadata: Option<serde_json::Map<String, Value>>,
+    /// 0 to 5 stars.
+    rating: Option<i16>,
+    /// A colour, or `none` to remove it.
+    colour_label: Option<String>,
+    review_status: Option<String>,
+    /// The clips' labels become these.
+    labels: Option<Vec<String>>,
+    add_labels: Option<Vec<String>>,
+    remove_labels: Option<Vec<String>>,
+}
+
+/// What a bulk edit's custom metadata sets and removes: each value checked against the
+/// field as it applies to every base production among the clips.
+async fn metadata_changes(
+    state: &AppState,
+    ids: &[Uuid],
+    asked: &serde_json::Map<String, Value>,
+) -> ApiResult<(serde_json::Map<String, Value>, Vec<String>)> {
+    let bases: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT DISTINCT p.base_production_id FROM clips c JOIN productions p ON p.id = c.production_id \
+         WHERE c.id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&state.db)
+    .await?;
+    let names: Vec<String> = asked.keys().cloned().collect();
+    let fields = super::metadata_fields::fields_for(&state.db, &bases, &names).await?;
+    let (mut set, mut remove) = (serde_json::Map::new(), Vec::new());
+    for (name, value) in asked {
+        if value.is_null() {
+            remove.push(name.clone());
+            continue;
+        }
+        for (_, field) in fields.iter().filter(|(_, f)| f.name == *name) {
+            let stored = field
+                .value(value)
+                .map_err(|e| ApiError::Unprocessable(format!("metadata.{name}: {e}")))?;
+            set.insert(name.clone(), stored);
+        }
+    }
+    Ok((set, remove))
 }
 
 fn bulk_ids(ids: &[Uuid]) -> ApiResult<()> {
@@ -280,19 +377,116 @@ async fn bulk_edit(
                 .map_err(|_| ApiError::Unprocessable(format!("shoot_date: `{d}` is not a date (YYYY-MM-DD)")))
         })
         .transpose()?;
+    if let Some(r) = body.rating.filter(|r| !(0..=5).contains(r)) {
+        return Err(ApiError::Unprocessable(format!("rating: 0 to 5 stars, got {r}")));
+    }
+    if let Some(c) = body
+        .colour_label
+        .as_deref()
+        .filter(|c| *c != "none" && !COLOUR_LABELS.contains(c))
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "colour_label: one of {} or none, got `{c}`",
+            COLOUR_LABELS.join(", ")
+        )));
+    }
+    if let Some(s) = body.review_status.as_deref().filter(|s| !REVIEW_STATUSES.contains(s)) {
+        return Err(ApiError::Unprocessable(format!(
+            "review_status: one of {}, got `{s}`",
+            REVIEW_STATUSES.join(", ")
+        )));
+    }
+    let check_labels = |field: &str, labels: Option<Vec<String>>| {
+        labels
+            .map(|l| metadata::labels(&l).map_err(|e| ApiError::Unprocessable(format!("{field}: {e}"))))
+            .transpose()
+    };
+    let labels = check_labels("labels", body.labels)?;
+    let add_labels = check_labels("add_labels", body.add_labels)?;
+    let remove_labels = check_labels("remove_labels", body.remove_labels)?;
+    let (set, remove) = match &body.metadata {
+        Some(asked) => metadata_changes(&state, &body.ids, asked).await?,
+        None => Default::default(),
+    };
+    let (card, shooter) = (given(body.card), given(body.shooter));
+    let mut tx = state.db.begin().await?;
     let updated = sqlx::query(
         "UPDATE clips SET card = COALESCE($2, card), shoot_date = COALESCE($3, shoot_date), \
-             shooter = COALESCE($4, shooter), hidden = COALESCE($5, hidden), updated_at = now() \
+             shooter = COALESCE($4, shooter), hidden = COALESCE($5, hidden), \
+             metadata = (metadata || $6) - $7::text[], rating = COALESCE($8, rating), \
+             colour_label = CASE WHEN $9::text IS NULL THEN colour_label WHEN $9 = 'none' THEN NULL ELSE $9 END, \
+             review_status = COALESCE($10, review_status), \
+             labels = ARRAY(SELECT l FROM unnest(COALESCE($11, labels) || $12::text[]) WITH ORDINALITY AS x(l, n) \
+                            WHERE NOT l = ANY($13::text[]) GROUP BY l ORDER BY min(n)), \
+             updated_at = now() \
          WHERE id = ANY($1)",
     )
     .bind(&body.ids)
-    .bind(given(body.card))
+    .bind(&card)
     .bind(shoot_date)
-    .bind(given(body.shooter))
+    .bind(&shooter)
     .bind(body.hidden)
-    .execute(&state.db)
+    .bind(Value::Object(set.clone()))
+    .bind(&remove)
+    .bind(body.rating)
+    .bind(&body.colour_label)
+    .bind(&body.review_status)
+    .bind(&labels)
+    .bind(add_labels.clone().unwrap_or_default())
+    .bind(remove_labels.clone().unwrap_or_default())
+    .execute(&mut *tx)
     .await?
     .rows_affected();
+    let crowded: i64 = sqlx::query_scalar("SELECT count(*) FROM clips WHERE id = ANY($1) AND cardinality(labels) > $2")
+        .bind(&body.ids)
+        .bind(metadata::MAX_LABELS as i32)
+        .fetch_one(&mut *tx)
+        .await?;
+    if crowded > 0 {
+        return Err(ApiError::Unprocessable(format!(
+            "add_labels: {crowded} clips would carry more than {} labels",
+            metadata::MAX_LABELS
+        )));
+    }
+    let mut changes = serde_json::Map::new();
+    let mut note = |key: &str, value: Value| {
+        if !value.is_null() {
+            changes.insert(key.to_owned(), value);
+        }
+    };
+    note("card", json!(card));
+    note("shoot_date", json!(shoot_date));
+    note("shooter", json!(shooter));
+    note("hidden", json!(body.hidden));
+    note("rating", json!(body.rating));
+    note("colour_label", json!(body.colour_label));
+    note("review_status", json!(body.review_status));
+    note("labels", json!(labels));
+    note("add_labels", json!(add_labels));
+    note("remove_labels", json!(remove_labels));
+    if !set.is_empty() || !remove.is_empty() {
+        note("metadata", json!({ "set": set, "removed": remove }));
+    }
+    audit::record(
+        &mut *tx,
+        &caller,
+        Change {
+            action: "clip.edit",
+            target_type: "clip",
+            target_id: match body.ids.as_slice() {
+                [one] => Some(one.to_string()),
+                _ => None,
+            },
+            before: None,
+            after: Some(json!({
+                "ids": &body.ids[..body.ids.len().min(AUDITED_IDS)],
+                "updated": updated,
+                "changes": changes,
+            })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
     Ok(axum::Json(json!({ "updated": updated })))
 }
 

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod jobs_batch;
 pub mod kinds;
 pub mod logs;
+pub mod metadata_fields;
 pub mod oidc;
 pub mod pages;
 pub mod productions;
@@ -100,6 +101,7 @@ pub fn app(state: AppState, metrics_apart: bool) -> Router {
         .merge(productions::router())
         .merge(transfer::router())
         .merge(clips::router())
+        .merge(metadata_fields::router())
         .merge(covers::router())
         .merge(review_files::router())
         .merge(transcripts::router())

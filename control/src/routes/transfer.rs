@@ -87,6 +87,35 @@ struct ClipRow {
     audio_channels: Vec<i32>,
     created_on: Option<DateTime<Utc>>,
     first_seen_at: DateTime<Utc>,
+    /// Custom metadata and review metadata; absent in documents exported before them.
+    #[serde(default = "no_metadata")]
+    metadata: serde_json::Value,
+    #[serde(default)]
+    rating: i16,
+    #[serde(default)]
+    colour_label: Option<String>,
+    #[serde(default = "unreviewed")]
+    review_status: String,
+    #[serde(default)]
+    labels: Vec<String>,
+}
+
+fn no_metadata() -> serde_json::Value {
+    json!({})
+}
+
+fn unreviewed() -> String {
+    "none".to_owned()
+}
+
+/// A custom metadata field the production's clips may hold, as a document carries it.
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
+struct FieldRow {
+    name: String,
+    display_name: String,
+    kind: String,
+    #[serde(default)]
+    choices: Vec<String>,
 }
 
 /// A tag on a clip, the clip named by its path.
@@ -264,6 +293,10 @@ struct Document {
     tags: Vec<TagRow>,
     #[serde(default)]
     markers: Vec<MarkerRow>,
+    /// The custom metadata fields that apply to the production (its base production's
+    /// and the global ones).
+    #[serde(default)]
+    metadata_fields: Vec<FieldRow>,
     /// Import only: the rushes folder on this instance (default: the exported path).
     #[serde(default, skip_serializing)]
     path: Option<String>,
@@ -292,8 +325,16 @@ async fn export(
     let clips: Vec<ClipRow> = sqlx::query_as(
         "SELECT id, path, name, card, shooter, shoot_date, hidden, size_bytes, mtime_ns, missing, container, \
                 video_codec, audio_codec, width, height, duration_s, frame_rate_num, frame_rate_den, start_timecode, \
-                tc_start_s, tc_end_s, audio_tracks, audio_channels, created_on, first_seen_at \
+                tc_start_s, tc_end_s, audio_tracks, audio_channels, created_on, first_seen_at, metadata, rating, \
+                colour_label, review_status, labels \
          FROM clips WHERE production_id = $1 ORDER BY path",
+    )
+    .bind(id)
+    .fetch_all(&state.db)
+    .await?;
+    let metadata_fields: Vec<FieldRow> = sqlx::query_as(
+        "SELECT f.name, f.display_name, f.kind, f.choices FROM metadata_fields f JOIN productions p ON p.id = $1 \
+         WHERE f.base_production_id IS NULL OR f.base_production_id = p.base_production_id ORDER BY f.name",
     )
     .bind(id)
     .fetch_all(&state.db)
@@ -355,6 +396,7 @@ async fn export(
         transcripts,
         tags,
         markers,
+        metadata_fields,
         path: None,
     };
     Ok(axum::Json(document))
@@ -446,6 +488,10 @@ async fn import(
     .bind(base_id)
     .execute(&mut *tx)
     .await?;
+    let fields = import_fields(&mut tx, &caller, base_id, &document.metadata_fields).await?;
+    for clip in &document.clips {
+        check_clip_metadata(clip, &fields)?;
+    }
     let mut remapped = serde_json::Map::new();
     let mut by_path: std::collections::HashMap<&str, Uuid> =
         std::collections::HashMap::with_capacity(document.clips.len());
@@ -457,9 +503,10 @@ async fn import(
             "INSERT INTO clips (id, production_id, path, name, card, shooter, shoot_date, hidden, size_bytes, \
                                 mtime_ns, missing, container, video_codec, audio_codec, width, height, duration_s, \
                                 frame_rate_num, frame_rate_den, start_timecode, tc_start_s, tc_end_s, audio_tracks, \
-                                audio_channels, created_on, first_seen_at) \
+                                audio_channels, created_on, first_seen_at, metadata, rating, colour_label, \
+                                review_status, labels) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
-                     $22, $23, $24, $25, $26)",
+                     $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)",
         )
         .bind(new_id)
         .bind(production_id)
@@ -487,6 +534,11 @@ async fn import(
         .bind(&clip.audio_channels)
         .bind(clip.created_on)
         .bind(clip.first_seen_at)
+        .bind(&clip.metadata)
+        .bind(clip.rating)
+        .bind(&clip.colour_label)
+        .bind(&clip.review_status)
+        .bind(&clip.labels)
         .execute(&mut *tx)
         .await
         .map_err(|e| match ApiError::from(e) {
@@ -574,4 +626,122 @@ async fn import(
             "clip_ids": remapped,
         })),
     ))
+}
+
+/// The document's metadata fields on this instance: a field of that name that applies to
+/// the base production already must be of the same kind (else 422); a missing one is
+/// created for the base production (audited).
+async fn import_fields(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    caller: &Caller,
+    base: Uuid,
+    wanted: &[FieldRow],
+) -> ApiResult<Vec<crate::metadata::Field>> {
+    use crate::metadata::{self, Field, FieldKind};
+    let mut fields = Vec::with_capacity(wanted.len());
+    for row in wanted {
+        let problem = metadata::name_problem(&row.name).or_else(|| match FieldKind::parse(&row.kind) {
+            Some(kind) => metadata::choices_problem(kind, &row.choices),
+            None => Some(format!("kind `{}` is unknown", row.kind)),
+        });
+        if let Some(problem) = problem {
+            return Err(ApiError::Unprocessable(format!(
+                "metadata_fields.{}: {problem}",
+                row.name
+            )));
+        }
+        let kind = FieldKind::parse(&row.kind).unwrap_or(FieldKind::Text);
+        let existing: Option<(String, Vec<String>)> = sqlx::query_as(
+            "SELECT kind, choices FROM metadata_fields WHERE name = $1 \
+               AND (base_production_id IS NULL OR base_production_id = $2)",
+        )
+        .bind(&row.name)
+        .bind(base)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let choices = match existing {
+            Some((kind_here, _)) if kind_here != row.kind => {
+                return Err(ApiError::Unprocessable(format!(
+                    "metadata_fields.{}: a {kind_here} field here, a {} field in the document",
+                    row.name, row.kind
+                )));
+            }
+            Some((_, choices)) => choices,
+            None => {
+                let id = Uuid::now_v7();
+                sqlx::query(
+                    "INSERT INTO metadata_fields (id, name, display_name, kind, choices, base_production_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(id)
+                .bind(&row.name)
+                .bind(row.display_name.trim())
+                .bind(&row.kind)
+                .bind(&row.choices)
+                .bind(base)
+                .execute(&mut **tx)
+                .await?;
+                audit::record(
+                    &mut **tx,
+                    caller,
+                    Change {
+                        action: "metadata_field.create",
+                        target_type: "metadata_field",
+                        target_id: Some(id.to_string()),
+                        before: None,
+                        after: Some(json!({ "name": row.name, "kind": row.kind, "base_production_id": base,
+                                            "via": "production import" })),
+                    },
+                )
+                .await?;
+                row.choices.clone()
+            }
+        };
+        fields.push(Field {
+            name: row.name.clone(),
+            kind,
+            choices,
+        });
+    }
+    Ok(fields)
+}
+
+/// A clip's metadata as an import takes it: every value of a field the document
+/// carries (and this instance accepts), the review metadata within its bounds.
+fn check_clip_metadata(clip: &ClipRow, fields: &[crate::metadata::Field]) -> ApiResult<()> {
+    use crate::metadata::{self, COLOUR_LABELS, REVIEW_STATUSES};
+    let at = |what: String| ApiError::Unprocessable(format!("clips: `{}`: {what}", clip.path));
+    let serde_json::Value::Object(values) = &clip.metadata else {
+        return Err(at("metadata: an object of field name → value".into()));
+    };
+    for (name, value) in values {
+        let field = fields.iter().find(|f| f.name == *name).ok_or_else(|| {
+            at(format!(
+                "metadata.{name}: no such field in the document's metadata_fields"
+            ))
+        })?;
+        if field.value(value).as_ref() != Ok(value) {
+            return Err(at(format!(
+                "metadata.{name}: not a value of this {} field",
+                field.kind.as_str()
+            )));
+        }
+    }
+    if !(0..=5).contains(&clip.rating) {
+        return Err(at(format!("rating: 0 to 5, got {}", clip.rating)));
+    }
+    if clip
+        .colour_label
+        .as_deref()
+        .is_some_and(|c| !COLOUR_LABELS.contains(&c))
+    {
+        return Err(at("colour_label: not a colour label".into()));
+    }
+    if !REVIEW_STATUSES.contains(&clip.review_status.as_str()) {
+        return Err(at(format!("review_status: `{}` is not one", clip.review_status)));
+    }
+    if metadata::labels(&clip.labels).as_ref() != Ok(&clip.labels) {
+        return Err(at("labels: each once, 1 to 100 characters, at most 50".into()));
+    }
+    Ok(())
 }

@@ -12,6 +12,7 @@ use crate::console::api::Api;
 use crate::console::layout::{self, removal, text};
 use crate::console::lists::{self, Cell, Paging, col, filter};
 use crate::console::{Signed, Visitor, signed};
+use crate::metadata::{COLOUR_LABELS, REVIEW_STATUSES};
 use crate::state::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -75,6 +76,15 @@ async fn clips(Extension(api): Extension<Api>, visitor: Visitor, Query(query): P
                 label for="bulk-hidden" { "Hidden" select id="bulk-hidden" name="hidden:bool" {
                     option value="" { "unchanged" } option value="on" { "hide" } option value="off" { "show" }
                 } }
+                label for="bulk-rating" { "Rating" select id="bulk-rating" name="rating:int" {
+                    option value="" { "unchanged" }
+                    @for n in 0..=5 { option value=(n) { (stars(n)) } }
+                } }
+                label for="bulk-status" { "Review status" select id="bulk-status" name="review_status" {
+                    option value="" { "unchanged" }
+                    @for s in REVIEW_STATUSES { option value=(s) { (s) } }
+                } }
+                label for="bulk-label" { "Add labels" input id="bulk-label" type="text" name="add_labels:list" placeholder="hero, b-roll"; }
                 button type="submit" name="_method" value="PATCH" { "Apply to the chosen" }
             }
             p {
@@ -188,7 +198,28 @@ async fn clip(
                 label for="clip-shooter" { "Shooter" input id="clip-shooter" type="text" name="shooter" value=(layout::input_value(&c["shooter"])); }
                 input type="hidden" name="hidden:bool" value="off";
                 label.check for="clip-hidden" { input type="checkbox" id="clip-hidden" name="hidden:bool" value="on" checked[hidden]; "Hidden from lists" }
+                label for="clip-rating" { "Rating" select id="clip-rating" name="rating:int" {
+                    @for n in 0..=5 { option value=(n) selected[c["rating"] == n] { (stars(n)) } }
+                } }
+                label for="clip-status" { "Review status" select id="clip-status" name="review_status" {
+                    @for s in REVIEW_STATUSES { option value=(s) selected[c["review_status"] == s] { (s) } }
+                } }
+                label for="clip-colour" { "Colour label" select id="clip-colour" name="colour_label" {
+                    option value="none" { "none" }
+                    @for colour in COLOUR_LABELS { option value=(colour) selected[c["colour_label"] == colour] { (colour) } }
+                } }
                 button type="submit" { "Save" }
+            }
+            @if let Some(values) = c["metadata"].as_object().filter(|m| !m.is_empty()) {
+                dl.metadata {
+                    @for (name, value) in values {
+                        dt { (name) }
+                        dd { (value.as_str().map_or_else(|| value.to_string(), str::to_owned)) }
+                    }
+                }
+            }
+            @if let Some(labels) = c["labels"].as_array().filter(|l| !l.is_empty()) {
+                p { "Labels: " (labels.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")) }
             }
             h2 { "Related clips" }
             (lists::table(&CLIPS.columns[..6], &overlapping, None))
@@ -262,6 +293,12 @@ pub(super) fn segments(transcript: &Value) -> Markup {
             }
         }
     }
+}
+
+/// A rating as stars.
+fn stars(n: i64) -> String {
+    let n = usize::try_from(n.clamp(0, 5)).unwrap_or(0);
+    if n == 0 { "no stars".to_owned() } else { "★".repeat(n) }
 }
 
 #[cfg(test)]
