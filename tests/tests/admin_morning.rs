@@ -255,6 +255,14 @@ async fn a_group_is_one_object_from_post_and_get() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether `group` is granted production `pid`.
+async fn group_sees(env: &TestEnv, group: &str, pid: &str) -> anyhow::Result<bool> {
+    let (_, shown) = env.get(&format!("/api/v1/groups/{group}")).await?;
+    Ok(shown["productions"]
+        .as_array()
+        .is_some_and(|p| p.iter().any(|p| p["id"] == pid)))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_come_off_and_base_productions_rename_and_go() -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
@@ -337,6 +345,49 @@ async fn roles_come_off_and_base_productions_rename_and_go() -> anyhow::Result<(
     assert_eq!(renamed["name"], "Evening");
     let (_, shown) = env.get(&format!("/api/v1/groups/{group}")).await?;
     assert_eq!(shown["name"], "Evening", "{shown}");
+
+    // Moved to another group: that group sees its productions, the one it left no longer;
+    // the member of the old group loses sight of them. Then back.
+    let (_, crew) = env.post("/api/v1/groups", json!({ "name": "Night crew" })).await?;
+    let crew = crew["id"].as_str().unwrap_or_default().to_owned();
+    for (bad, says) in [
+        (json!({}), "name a new"),
+        (json!({ "group_id": uuid::Uuid::nil() }), "group_id"),
+    ] {
+        let (status, body) = env.patch(&format!("/api/v1/base-productions/{base}"), bad).await?;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap_or_default().contains(says),
+            "{body}"
+        );
+    }
+    let (status, moved) = env
+        .patch(&format!("/api/v1/base-productions/{base}"), json!({ "group_id": crew }))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(moved["group_id"], crew.as_str());
+    assert!(group_sees(&env, &crew, &pid).await? && !group_sees(&env, &group, &pid).await?);
+    let (_, shown) = env.get(&format!("/api/v1/groups/{crew}")).await?;
+    assert_eq!(shown["name"], "Night crew", "a group a base moves to keeps its name");
+    let (status, _) = TestEnv::answer(
+        env.http
+            .get(env.url(&format!("/api/v1/productions/{pid}")))
+            .bearer_auth(&token),
+    )
+    .await?;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the old group's member no longer sees it"
+    );
+    let (status, back) = env
+        .patch(
+            &format!("/api/v1/base-productions/{base}"),
+            json!({ "group_id": group }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{back}");
+    assert!(group_sees(&env, &group, &pid).await? && !group_sees(&env, &crew, &pid).await?);
     let (status, body) = env
         .call(reqwest::Method::DELETE, &format!("/api/v1/groups/{group}"), None)
         .await?;

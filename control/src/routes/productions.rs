@@ -104,17 +104,32 @@ async fn create_base(
     Ok((StatusCode::CREATED, axum::Json(base)))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaseUpdate {
+    name: Option<String>,
+    /// The group that sees the base production's productions (its namesake at first).
+    group_id: Option<Uuid>,
+}
+
 /// Renames a base production (its productions' names follow) and its namesake group
 /// when that still bears the old name; a name taken by another base or group → `409`.
+/// With `group_id`, moves it to another group: that group is granted each of its
+/// productions, and the group it leaves loses those grants.
 async fn rename_base(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<Uuid>,
-    Json(body): Json<BaseBody>,
+    Json(body): Json<BaseUpdate>,
 ) -> ApiResult<axum::Json<BaseView>> {
     caller.require_admin()?;
-    let name = body.name.trim();
-    if name.is_empty() {
+    if body.name.is_none() && body.group_id.is_none() {
+        return Err(ApiError::Unprocessable(
+            "name a new `name`, a new `group_id`, or both".into(),
+        ));
+    }
+    let name = body.name.as_deref().map(str::trim);
+    if name.is_some_and(str::is_empty) {
         return Err(ApiError::Unprocessable("name: must not be empty".into()));
     }
     let mut tx = state.db.begin().await?;
@@ -124,14 +139,21 @@ async fn rename_base(
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no base production {id}")))?;
+    let moving = body.group_id.filter(|g| Some(*g) != before.group_id);
+    if let Some(group) = moving {
+        move_base(&mut tx, &before, group).await?;
+    }
+    let name = name.unwrap_or(&before.name);
     let taken = |what: &'static str| {
         move |e: sqlx::Error| match ApiError::from(e) {
             ApiError::Conflict(_) => ApiError::Conflict(format!("a {what} called `{name}` exists")),
             other => other,
         }
     };
+    // The namesake group follows a rename; a group the base production moves to or
+    // leaves keeps its name.
     sqlx::query("UPDATE groups SET name = $2 WHERE id = $1 AND name = $3")
-        .bind(before.group_id)
+        .bind(before.group_id.filter(|_| moving.is_none()))
         .bind(name)
         .bind(&before.name)
         .execute(&mut *tx)
@@ -230,6 +252,39 @@ async fn list_bases(
     .fetch_all(&state.db)
     .await?;
     Ok(axum::Json(json!({ "base_productions": bases })))
+}
+
+/// Hands the base production's productions from the group it has to `group`.
+async fn move_base(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, base: &BaseView, group: Uuid) -> ApiResult<()> {
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM groups WHERE id = $1)")
+        .bind(group)
+        .fetch_one(&mut **tx)
+        .await?;
+    if !exists {
+        return Err(ApiError::Unprocessable(format!("group_id: no group {group}")));
+    }
+    sqlx::query(
+        "DELETE FROM group_productions WHERE group_id = $1 \
+           AND production_id IN (SELECT id FROM productions WHERE base_production_id = $2)",
+    )
+    .bind(base.group_id)
+    .bind(base.id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO group_productions (group_id, production_id) \
+         SELECT $1, id FROM productions WHERE base_production_id = $2 ON CONFLICT DO NOTHING",
+    )
+    .bind(group)
+    .bind(base.id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE base_productions SET group_id = $2 WHERE id = $1")
+        .bind(base.id)
+        .bind(group)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Body of create (the first four required) and update (all optional).
