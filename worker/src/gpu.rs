@@ -27,6 +27,47 @@ pub fn discover() -> Vec<GpuInfo> {
     imp::discover()
 }
 
+/// The GPUs a worker shows in the workers list: the driver's through CUDA where this
+/// build has it, else what `nvidia-smi` lists (a transcode node without the `cuda`
+/// feature still encodes on its GPUs with NVENC). Empty without a driver.
+pub async fn inventory() -> Vec<GpuInfo> {
+    let found = discover();
+    if !found.is_empty() {
+        return found;
+    }
+    let query = tokio::process::Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=index,name,memory.total,memory.free",
+            "--format=csv,noheader,nounits",
+        ])
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(std::time::Duration::from_secs(10), query).await {
+        Ok(Ok(out)) if out.status.success() => parse_nvidia_smi(&String::from_utf8_lossy(&out.stdout)),
+        _ => Vec::new(),
+    }
+}
+
+/// `nvidia-smi --query-gpu=index,name,memory.total,memory.free --format=csv,noheader,nounits`
+/// lines (memory in MiB); lines that do not read are left out.
+fn parse_nvidia_smi(text: &str) -> Vec<GpuInfo> {
+    const MIB: u64 = 1 << 20;
+    text.lines()
+        .filter_map(|line| {
+            let parts: Vec<&str> = line.split(',').map(str::trim).collect();
+            let [index, name, total, free] = parts[..] else {
+                return None;
+            };
+            Some(GpuInfo {
+                index: index.parse().ok()?,
+                name: name.to_owned(),
+                total_bytes: total.parse::<u64>().ok()? * MIB,
+                free_bytes: free.parse::<u64>().ok()? * MIB,
+            })
+        })
+        .collect()
+}
+
 /// GPU `index`'s memory now: `(free, total)` bytes.
 pub fn memory(index: usize) -> Result<(u64, u64), GpuError> {
     imp::memory(index)

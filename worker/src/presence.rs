@@ -33,13 +33,19 @@ pub async fn register(shared: &Shared) -> Result<(), sqlx::Error> {
         .collect();
     let total: i32 = shared.queues.iter().map(|(_, s)| i32::from(*s)).sum();
     let mut capabilities = serde_json::json!({ "video": shared.services.video });
-    // The GPUs this worker transcribes on (the workers list, and the `gpus` label
-    // Prometheus's discovery gives it).
-    let mut gpus = serde_json::Value::Array(Vec::new());
-    if let Some(transcriber) = &shared.services.transcriber {
-        capabilities["transcribe"] = transcriber.describe();
-        gpus = serde_json::to_value(transcriber.gpus()).unwrap_or_else(|_| serde_json::Value::Array(Vec::new()));
-    }
+    // The GPUs this worker transcribes on, or else encodes or decodes video on (the
+    // workers list, and the `gpus` label Prometheus's discovery gives it).
+    let gpus = match &shared.services.transcriber {
+        Some(transcriber) => {
+            capabilities["transcribe"] = transcriber.describe();
+            transcriber.gpus().to_vec()
+        }
+        None if shared.services.video != crate::media::backend::VideoBackend::software() => {
+            crate::gpu::inventory().await
+        }
+        None => Vec::new(),
+    };
+    let gpus = serde_json::to_value(gpus).unwrap_or_else(|_| serde_json::Value::Array(Vec::new()));
     sqlx::query(
         "INSERT INTO workers (id, host, pid, version, queues, slots, capabilities, gpus) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
