@@ -22,6 +22,15 @@ pub mod transcripts;
 /// The version every Rushes process reports (workers row, `/healthz`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The versions of the main dependencies this build was made with (`name`, `version`;
+/// a crate twice in the build appears twice).
+pub fn dependencies() -> Vec<(&'static str, &'static str)> {
+    env!("RUSHES_DEPENDENCIES")
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .collect()
+}
+
 /// This machine's host name (`unknown` when it cannot be read).
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -247,9 +247,34 @@ async fn the_dashboard_follows_scan_and_transcode_and_settings_reach_workers() -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn system_info_shows_versions_and_masks_secrets() -> anyhow::Result<()> {
-    let env = TestEnv::new().await?;
-    let (status, info) = env.get("/api/v1/system").await?;
-    assert_eq!(status, StatusCode::OK, "{info}");
+    let env = TestEnv::with_worker("maintenance=1").await?;
+    // Once the worker has registered.
+    let info = env
+        .get_until("/api/v1/system", Duration::from_secs(30), |i| {
+            i["workers"].as_array().is_some_and(|w| !w.is_empty())
+        })
+        .await?;
+    let worker = &info["workers"][0];
+    assert_eq!(worker["version"], env!("CARGO_PKG_VERSION"), "{info}");
+    assert!(
+        worker["ffmpeg"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("ffmpeg version")),
+        "the ffmpeg the worker runs: {worker}"
+    );
+    assert_eq!(worker["gpus"], json!([]));
+    let node = &info["rabbitmq"]["nodes"][0];
+    assert!(
+        node["version"].as_str().is_some_and(|v| v.starts_with("RabbitMQ 3.")),
+        "the broker's own version: {node}"
+    );
+    for crate_name in ["lapin", "sqlx", "axum", "tokio", "candle-core"] {
+        assert!(
+            info["dependencies"][crate_name].is_string(),
+            "{crate_name}: {}",
+            info["dependencies"]
+        );
+    }
     assert_eq!(info["rushes"], env!("CARGO_PKG_VERSION"));
     assert!(info["postgresql"].as_str().is_some_and(|v| !v.is_empty()));
     assert_eq!(info["rabbitmq"]["reachable"], true);

@@ -48,6 +48,28 @@ pub async fn inventory() -> Vec<GpuInfo> {
     }
 }
 
+/// The NVIDIA driver's version (`nvidia-smi`), if there is a driver.
+pub async fn driver_version() -> Option<String> {
+    let query = tokio::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=driver_version", "--format=csv,noheader"])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(10), query)
+        .await
+        .ok()?
+        .ok()?;
+    out.status
+        .success()
+        .then(|| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .map(|l| l.trim().to_owned())
+        })
+        .flatten()
+        .filter(|v| !v.is_empty())
+}
+
 /// `nvidia-smi --query-gpu=index,name,memory.total,memory.free --format=csv,noheader,nounits`
 /// lines (memory in MiB); lines that do not read are left out.
 fn parse_nvidia_smi(text: &str) -> Vec<GpuInfo> {

@@ -45,6 +45,11 @@ pub async fn register(shared: &Shared) -> Result<(), sqlx::Error> {
         }
         None => Vec::new(),
     };
+    capabilities["ffmpeg"] =
+        serde_json::json!(rushes_common::media::tool_version(&shared.services.transcode.ffmpeg).await);
+    if !gpus.is_empty() {
+        capabilities["cuda_driver"] = serde_json::json!(crate::gpu::driver_version().await);
+    }
     let gpus = serde_json::to_value(gpus).unwrap_or_else(|_| serde_json::Value::Array(Vec::new()));
     sqlx::query(
         "INSERT INTO workers (id, host, pid, version, queues, slots, capabilities, gpus) \

@@ -13,6 +13,23 @@ use std::path::PathBuf;
 use clap::Args;
 use uuid::Uuid;
 
+/// The first line of `binary -version` (ffmpeg's, say), if it runs within 5 s.
+pub async fn tool_version(binary: &std::path::Path) -> Option<String> {
+    let run = tokio::process::Command::new(binary)
+        .arg("-version")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(5), run)
+        .await
+        .ok()?
+        .ok()?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .next()
+        .map(str::to_owned)
+}
+
 /// Media settings shared by control (path checks, serving outputs) and workers.
 #[derive(Debug, Clone, Args)]
 pub struct MediaConfig {

@@ -54,6 +54,8 @@ struct Inner {
 struct Node {
     /// Where the node listens, without credentials (for logs).
     name: String,
+    /// Host and port of a plain-AMQP node (its version can be read); `None` over TLS.
+    plain: Option<(String, u16)>,
     pool: deadpool_lapin::Pool,
 }
 
@@ -90,7 +92,12 @@ impl Broker {
                     Runtime::Tokio1,
                 )
                 .map_err(|e| BrokerError::Unreachable(format!("{name}: {e}")))?;
-            nodes.push(Node { name, pool });
+            let plain = url
+                .parse::<lapin::uri::AMQPUri>()
+                .ok()
+                .filter(|uri| uri.scheme == lapin::uri::AMQPScheme::AMQP)
+                .map(|uri| (uri.authority.host, uri.authority.port));
+            nodes.push(Node { name, plain, pool });
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -174,6 +181,19 @@ impl Broker {
         } else {
             Err(BrokerError::Unreachable("connection is not open".into()))
         }
+    }
+
+    /// Each node (`host:port`) with the product and version it names, or why not.
+    pub async fn server_versions(&self) -> Vec<(String, Result<String, String>)> {
+        let mut out = Vec::with_capacity(self.inner.nodes.len());
+        for node in &self.inner.nodes {
+            let version = match &node.plain {
+                Some((host, port)) => super::server::version(host, *port, BROKER_TIMEOUT).await,
+                None => Err("not read over TLS".to_owned()),
+            };
+            out.push((node.name.clone(), version));
+        }
+        out
     }
 
     /// Messages parked in the broker's dead-letter queue.

@@ -5,6 +5,7 @@ mod broker;
 mod consume;
 mod message;
 mod publish;
+pub mod server;
 mod settle;
 pub mod topology;
 

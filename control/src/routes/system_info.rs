@@ -2,8 +2,6 @@
 //! Whisper model in effect (the setting, else what the online workers use) and the models
 //! in use, and this control process's effective configuration with secrets masked.
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
@@ -50,32 +48,66 @@ pub fn mask_url(text: &str) -> String {
     url.to_string()
 }
 
-/// First line of `ffmpeg -version` on this host, if it has one.
-async fn ffmpeg_version() -> Option<String> {
-    let run = tokio::process::Command::new("ffmpeg")
-        .arg("-version")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(5), run).await.ok()?.ok()?;
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .next()
-        .map(str::to_owned)
+/// What each live worker runs: its Rushes, the ffmpeg it calls, its GPUs and their
+/// driver, the Whisper models it has and the one it uses.
+#[derive(Debug, serde::Serialize, sqlx::FromRow)]
+struct WorkerVersions {
+    id: uuid::Uuid,
+    host: String,
+    version: String,
+    ffmpeg: Option<String>,
+    gpus: Value,
+    cuda_driver: Option<String>,
+    whisper_model: Option<String>,
+    whisper_models_installed: Option<Value>,
 }
 
 async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
     let postgres: String = sqlx::query_scalar("SHOW server_version").fetch_one(&state.db).await?;
     let broker_reachable = state.broker().ping().await.is_ok();
+    let nodes: Vec<Value> = state
+        .broker()
+        .server_versions()
+        .await
+        .into_iter()
+        .map(|(node, version)| match version {
+            Ok(version) => json!({ "node": node, "version": version }),
+            Err(why) => json!({ "node": node, "version": null, "error": why }),
+        })
+        .collect();
+    let workers: Vec<WorkerVersions> = sqlx::query_as(concat!(
+        "SELECT w.id, w.host, w.version, w.capabilities ->> 'ffmpeg' AS ffmpeg, w.gpus, \
+                w.capabilities ->> 'cuda_driver' AS cuda_driver, \
+                w.capabilities -> 'transcribe' ->> 'model' AS whisper_model, \
+                w.capabilities -> 'transcribe' -> 'installed' AS whisper_models_installed \
+         FROM workers w WHERE ",
+        super::workers::online!(),
+        " ORDER BY w.host, w.started_at"
+    ))
+    .fetch_all(&state.db)
+    .await?;
+    let dependencies: serde_json::Map<String, Value> =
+        rushes_common::dependencies()
+            .into_iter()
+            .fold(serde_json::Map::new(), |mut all, (name, version)| {
+                let shown = match all.get(name).and_then(Value::as_str) {
+                    Some(before) => format!("{before}, {version}"),
+                    None => version.to_owned(),
+                };
+                all.insert(name.to_owned(), Value::String(shown));
+                all
+            });
     let mut current = settings::load(&state.db).await?;
     let fleet = super::settings::whisper_fleet(&state).await?;
     let whisper_model = super::settings::effective_whisper_model(current.get(settings::WHISPER_MODEL), &fleet);
     current.insert(settings::WHISPER_MODEL, whisper_model.clone());
     Ok(axum::Json(json!({
         "rushes": rushes_common::VERSION,
-        "ffmpeg": ffmpeg_version().await,
+        "ffmpeg": rushes_common::media::tool_version(std::path::Path::new("ffmpeg")).await,
         "postgresql": postgres,
-        "rabbitmq": { "reachable": broker_reachable },
+        "rabbitmq": { "reachable": broker_reachable, "nodes": nodes },
+        "workers": workers,
+        "dependencies": dependencies,
         "whisper_model": whisper_model,
         "whisper_models_in_use": fleet.in_use,
         "settings": current,
