@@ -157,6 +157,10 @@ async fn find(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<ClipRow>
         .require(state, Policy::View, clip.production_id)
         .await
         .map_err(|_| ApiError::NotFound(format!("no clip {id}")))?;
+    // A hidden clip is there for admins only.
+    if clip.hidden && !caller.is_admin {
+        return Err(ApiError::NotFound(format!("no clip {id}")));
+    }
     Ok(clip)
 }
 
@@ -259,7 +263,8 @@ async fn list(
            AND ($13::smallint IS NULL OR c.rating >= $13) AND ($14::text IS NULL OR c.review_status = $14) \
            AND ($15::text IS NULL OR c.colour_label = $15) AND ($16::text IS NULL OR $16 = ANY(c.labels)) \
            AND ($17::jsonb IS NULL OR c.metadata @> $17) \
-           AND ($11::uuid IS NULL OR c.production_id IN (SELECT production_id FROM visible_productions($11))) \
+           AND ($11::uuid IS NULL OR (c.production_id IN (SELECT production_id FROM visible_productions($11)) \
+                                      AND NOT c.hidden)) \
            AND ($12::text IS NULL OR c.id IN (SELECT ct.clip_id FROM clip_tags ct JOIN tags t ON t.id = ct.tag_id \
                                               WHERE lower(t.name) = lower($12))) \
          ORDER BY c.production_id, c.path LIMIT $9 OFFSET $10"
@@ -504,18 +509,21 @@ async fn related(
         " FROM clips c JOIN clips me ON me.id = $1 LEFT JOIN transcripts tr ON tr.clip_id = c.id \
          WHERE c.production_id = me.production_id AND c.id <> me.id AND c.shoot_date = me.shoot_date \
            AND c.tc_start_s < me.tc_end_s AND c.tc_end_s > me.tc_start_s AND NOT c.missing \
+           AND ($2 OR NOT c.hidden) \
          ORDER BY c.tc_start_s LIMIT 200"
     ))
     .bind(id)
+    .bind(caller.is_admin)
     .fetch_all(&state.db)
     .await?;
     let cards: Vec<(String, i64)> = sqlx::query_as(
         "SELECT c.card, count(*) FROM clips c JOIN clips me ON me.id = $1 \
          WHERE c.production_id = me.production_id AND c.shooter = me.shooter AND c.shoot_date = me.shoot_date \
-           AND c.card <> me.card AND NOT c.missing \
+           AND c.card <> me.card AND NOT c.missing AND ($2 OR NOT c.hidden) \
          GROUP BY c.card ORDER BY c.card",
     )
     .bind(id)
+    .bind(caller.is_admin)
     .fetch_all(&state.db)
     .await?;
     let overlapping: Vec<ClipView> = overlapping.into_iter().map(ClipView::from).collect();

@@ -326,6 +326,7 @@ struct ProductionView {
     cover_image: Option<String>,
     last_scan_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
+    /// Present clips that are not hidden.
     clips: i64,
 }
 
@@ -335,7 +336,7 @@ macro_rules! production_select {
                 p.series, p.friendly_name, p.path, p.priority, p.owner_id, p.active, p.archived, p.auto_transcribe, \
                 p.watermark, p.cover_image, \
                 p.last_scan_at, p.created_at, \
-                (SELECT count(*) FROM clips c WHERE c.production_id = p.id AND NOT c.missing) AS clips \
+                (SELECT count(*) FROM clips c WHERE c.production_id = p.id AND NOT c.missing AND NOT c.hidden) AS clips \
          FROM productions p JOIN base_productions b ON b.id = p.base_production_id "
     };
 }

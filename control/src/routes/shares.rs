@@ -67,11 +67,16 @@ struct NewShare {
 }
 
 /// Whether the link's maker may still share what it names (SQL over `l`, `c`, `u`): the
-/// bootstrap token (no account, named `admin`, a name no user may take) always may.
+/// bootstrap token (no account, named `admin`, a name no user may take) always may; and
+/// whether it is still shown at all — a hidden clip, or anything of an archived
+/// production, is shared by no link until it is shown again.
 macro_rules! maker_may_share {
     () => {
         "((l.created_by_id IS NULL AND l.created_by = 'admin') \
-          OR may_share(l.created_by_id, COALESCE(c.production_id, u.production_id)))"
+          OR may_share(l.created_by_id, COALESCE(c.production_id, u.production_id))) \
+         AND (c.id IS NULL OR NOT c.hidden) \
+         AND NOT EXISTS (SELECT 1 FROM productions ap \
+                         WHERE ap.id = COALESCE(c.production_id, u.production_id) AND ap.archived)"
     };
 }
 

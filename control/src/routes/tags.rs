@@ -100,7 +100,8 @@ async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller
         "SELECT t.id, t.name, \
                 (SELECT count(*) FROM clip_tags ct JOIN clips c ON c.id = ct.clip_id \
                  WHERE ct.tag_id = t.id \
-                   AND ($1::uuid IS NULL OR c.production_id IN (SELECT production_id FROM visible_productions($1)))) \
+                   AND ($1::uuid IS NULL OR (c.production_id IN (SELECT production_id FROM visible_productions($1)) \
+                                             AND NOT c.hidden))) \
                 AS clips, \
                 t.created_at \
          FROM tags t ORDER BY lower(t.name) LIMIT 5000",

@@ -74,6 +74,9 @@ pub struct TranscriptView {
     pub uploaded_by_user_id: Option<Uuid>,
     #[serde(skip)]
     pub upload_transcode_state: Option<String>,
+    /// Its clip is hidden (so it is, but for admins).
+    #[serde(skip)]
+    pub clip_hidden: bool,
 }
 
 pub const TRANSCRIPT_SELECT: &str = "SELECT t.id, t.clip_id, t.upload_id, \
@@ -85,7 +88,7 @@ pub const TRANSCRIPT_SELECT: &str = "SELECT t.id, t.clip_id, t.upload_id, \
         coalesce(c.start_timecode, u.start_timecode) AS start_timecode, \
         coalesce(c.frame_rate_num, u.frame_rate_num) AS frame_rate_num, \
         coalesce(c.frame_rate_den, u.frame_rate_den) AS frame_rate_den, u.uploaded_by_user_id, \
-        u.transcode_state::text AS upload_transcode_state \
+        u.transcode_state::text AS upload_transcode_state, coalesce(c.hidden, false) AS clip_hidden \
      FROM transcripts t LEFT JOIN clips c ON c.id = t.clip_id LEFT JOIN uploads u ON u.id = t.upload_id ";
 
 impl TranscriptView {
@@ -116,6 +119,10 @@ pub async fn authorised(state: &AppState, caller: &Caller, id: Uuid, policy: Pol
             })?,
         None if caller.is_admin || (caller.user_id.is_some() && transcript.uploaded_by_user_id == caller.user_id) => {}
         None => return Err(not_found()),
+    }
+    // A hidden clip's transcript is hidden with it.
+    if transcript.clip_hidden && !caller.is_admin {
+        return Err(not_found());
     }
     Ok(transcript)
 }
@@ -278,7 +285,8 @@ async fn list(
            AND ($2::uuid IS NULL OR t.clip_id = $2) AND ($3::uuid IS NULL OR t.upload_id = $3) \
            AND ($4::text IS NULL OR t.state::text = $4) AND ($5::uuid IS NULL OR t.id < $5) \
            AND ($7::uuid IS NULL \
-                OR coalesce(c.production_id, u.production_id) IN (SELECT production_id FROM visible_productions($7)) \
+                OR (coalesce(c.production_id, u.production_id) IN (SELECT production_id FROM visible_productions($7)) \
+                    AND (c.id IS NULL OR NOT c.hidden)) \
                 OR (coalesce(c.production_id, u.production_id) IS NULL AND u.uploaded_by_user_id = $8)) \
          ORDER BY t.id DESC LIMIT $6"
     )))
@@ -547,7 +555,8 @@ async fn search(
          WHERE s.search @@ query AND t.id = s.transcript_id \
            AND ($2::uuid IS NULL OR coalesce(c.production_id, u.production_id) = $2) \
            AND ($3::uuid IS NULL \
-                OR coalesce(c.production_id, u.production_id) IN (SELECT production_id FROM visible_productions($3)) \
+                OR (coalesce(c.production_id, u.production_id) IN (SELECT production_id FROM visible_productions($3)) \
+                    AND (c.id IS NULL OR NOT c.hidden)) \
                 OR (coalesce(c.production_id, u.production_id) IS NULL AND u.uploaded_by_user_id = $4)) \
          ORDER BY rank DESC, t.id, s.idx LIMIT $5",
     )
