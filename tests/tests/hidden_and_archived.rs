@@ -97,7 +97,7 @@ async fn hidden_clips_and_archived_productions_are_for_admins_only() -> anyhow::
         .patch("/api/v1/clips", json!({ "ids": [secret], "hidden": true }))
         .await?;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(ids(&env, &token, &clips_path, "clips").await?, [open.clone()]);
+    assert_eq!(ids(&env, &token, &clips_path, "clips").await?, [open.as_str()]);
     assert!(
         ids(&env, &token, &format!("{clips_path}&hidden=true"), "clips")
             .await?
@@ -171,7 +171,7 @@ async fn hidden_clips_and_archived_productions_are_for_admins_only() -> anyhow::
             "productions"
         )
         .await?,
-        [pid.clone()]
+        [pid.as_str()]
     );
     assert!(
         ids(&env, rushes_tests::TOKEN, "/api/v1/productions", "productions")
@@ -187,7 +187,7 @@ async fn hidden_clips_and_archived_productions_are_for_admins_only() -> anyhow::
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         ids(&env, &token, "/api/v1/productions", "productions").await?,
-        [pid.clone()]
+        [pid.as_str()]
     );
     assert_eq!(ids(&env, &token, &clips_path, "clips").await?.len(), 2);
     assert_eq!(share_status().await?, StatusCode::OK);
