@@ -722,6 +722,110 @@ async fn stats_are_daily_series() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_snapshots_outlive_purges_and_count_each_productions_users() -> anyhow::Result<()> {
+    let env = TestEnv::with_worker("maintenance=1").await?;
+    std::fs::create_dir_all(env.media_root.join("snap"))?;
+    let production = env.production("Snap", 1, "snap", None).await?;
+    let pid = production["id"].as_str().unwrap_or_default().to_owned();
+    let (_, bases) = env.get("/api/v1/base-productions").await?;
+    let group = bases["base_productions"][0]["group_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let sam = env.user("sam", json!({})).await?;
+    let (status, _) = env
+        .post(
+            &format!("/api/v1/groups/{group}/members"),
+            json!({ "user_id": sam["id"] }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    env.login("sam").await?;
+    let (status, _) = env
+        .post("/api/v1/auth/login", json!({ "username": "sam", "password": "not it" }))
+        .await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for _ in 0..2 {
+        let job = env.sleep_job(0.0, None).await?;
+        env.wait_state(job, "succeeded", Duration::from_secs(30)).await?;
+    }
+    let (_, schedules) = env.get("/api/v1/schedules").await?;
+    assert!(
+        schedules.to_string().contains("snapshot-daily-stats"),
+        "the nightly schedule is there by default"
+    );
+
+    // Today's figures recorded (the nightly schedule records yesterday's).
+    let today = chrono::Utc::now().date_naive().to_string();
+    let (status, body) = env
+        .post(
+            "/api/v1/jobs",
+            json!({ "kind": "snapshot_stats", "payload": { "day": today } }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let done = env
+        .wait_state(rushes_tests::job_id(&body)?, "succeeded", Duration::from_secs(30))
+        .await?;
+    assert_eq!(done["result"]["recorded"]["jobs"]["sleep"]["succeeded"], 2, "{done}");
+    let (status, body) = env
+        .post(
+            "/api/v1/jobs",
+            json!({ "kind": "snapshot_stats", "payload": { "day": "soon" } }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // The job rows and the user go; the recorded day keeps them.
+    sqlx::query("DELETE FROM jobs WHERE kind = 'sleep'")
+        .execute(&env.db)
+        .await?;
+    let (status, _) = env
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/users/{}", sam["id"].as_str().unwrap_or_default()),
+            None,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, stats) = env.get(&format!("/api/v1/stats?from={today}&to={today}")).await?;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    let day = &stats["days"][0];
+    assert_eq!(day["recorded"], true, "{day}");
+    assert_eq!(day["jobs_by_kind"]["sleep"]["succeeded"], 2, "{day}");
+    assert_eq!(day["jobs_succeeded"], 2, "{day}");
+    assert_eq!(
+        (day["logins"].clone(), day["failed_logins"].clone()),
+        (json!(1), json!(1)),
+        "{day}"
+    );
+    assert_eq!(
+        (day["active_users"].clone(), day["users_total"].clone()),
+        (json!(1), json!(1)),
+        "{day}"
+    );
+    let (status, series) = env
+        .get(&format!("/api/v1/stats/productions/{pid}?from={today}&to={today}"))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{series}");
+    assert_eq!(
+        series["days"][0],
+        json!({ "date": today, "recorded": true, "active_users": 1 })
+    );
+    let (status, _) = env
+        .get(&format!("/api/v1/stats/productions/{}", Uuid::now_v7()))
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = env
+        .get(&format!(
+            "/api/v1/stats/productions/{pid}?from=2026-01-10&to=2026-01-01"
+        ))
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn share_links_serve_one_clip_until_they_expire_or_are_revoked() -> anyhow::Result<()> {
     let env = TestEnv::with_worker("scan=1,transcode=1").await?;
     Clip::default().write(&env.media_root.join("shared/A001/A001C001.mov"))?;

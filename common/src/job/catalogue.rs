@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::{AccountLink, GroupUsers, ImportUsers, PurgeUsers};
 use super::email::{Email, SendEmailDraft};
-use super::maintenance::{PurgeJobs, PurgeLogins, ReapWorkers};
+use super::maintenance::{PurgeJobs, PurgeLogins, ReapWorkers, SnapshotStats};
 use super::media::{Scan, ScanAll, Transcode, TranscodeLong, TranscodeUpload};
 use super::sleep::Sleep;
 use super::transcription::Transcribe;
@@ -211,6 +211,7 @@ static CATALOGUE: &[KindSpec] = &[
     KindSpec::of::<PurgeJobs>(),
     KindSpec::of::<ReapWorkers>(),
     KindSpec::of::<PurgeLogins>(),
+    KindSpec::of::<SnapshotStats>(),
     KindSpec::of::<Scan>(),
     KindSpec::of::<ScanAll>(),
     KindSpec::of::<Transcode>(),
@@ -307,7 +308,10 @@ mod tests {
                 );
             }
         }
-        assert_eq!(housekeeping_kinds(), ["purge_jobs", "reap_workers", "purge_logins"]);
+        assert_eq!(
+            housekeeping_kinds(),
+            ["purge_jobs", "reap_workers", "purge_logins", "snapshot_stats"]
+        );
     }
 
     #[test]

@@ -128,3 +128,32 @@ impl JobPayload for PurgeLogins {
         Ok(())
     }
 }
+
+/// `snapshot_stats`: writes one day's figures (users, active users, logins, clips, hours
+/// transcoded and transcribed, jobs by kind and outcome, each production's active
+/// users) into the stats tables, so history outlives job purges and deletions.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotStats {
+    /// The day (UTC) to record; default yesterday. Recording a day again rewrites it.
+    #[serde(default)]
+    pub day: Option<chrono::NaiveDate>,
+}
+
+impl JobPayload for SnapshotStats {
+    const KIND: &'static str = "snapshot_stats";
+    const QUEUE: QueueFamily = QueueFamily::Maintenance;
+    const MAX_ATTEMPTS: i32 = 3;
+    const TIMEOUT: Duration = Duration::from_secs(1800);
+    const BACKOFF_BASE: Duration = Duration::from_secs(60);
+    const HOUSEKEEPING: bool = true;
+
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        object(&[(
+            "day",
+            string("the day (UTC, YYYY-MM-DD) to record; default yesterday"),
+            false,
+        )])
+    }
+}

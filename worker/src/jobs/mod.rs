@@ -14,6 +14,7 @@ mod scan;
 mod scan_all;
 mod send_email_draft;
 mod sleep;
+mod snapshot_stats;
 mod transcode;
 mod transcode_long;
 mod transcode_upload;
@@ -71,6 +72,7 @@ impl Registry {
         registry.register::<rushes_common::job::maintenance::PurgeJobs, _, _>(purge_jobs::run);
         registry.register::<rushes_common::job::maintenance::ReapWorkers, _, _>(reap_workers::run);
         registry.register::<rushes_common::job::maintenance::PurgeLogins, _, _>(purge_logins::run);
+        registry.register::<rushes_common::job::maintenance::SnapshotStats, _, _>(snapshot_stats::run);
         registry.register::<rushes_common::job::media::Scan, _, _>(scan::run);
         registry.register::<rushes_common::job::media::ScanAll, _, _>(scan_all::run);
         registry.register::<rushes_common::job::media::Transcode, _, _>(transcode::run);
