@@ -83,3 +83,79 @@ async fn reap_workers_marks_silent_workers_gone() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_logs_keeps_what_is_recent_and_clears_all_when_asked() -> anyhow::Result<()> {
+    let env = TestEnv::with_worker("maintenance=1").await?;
+    let line = |message: &'static str, days_ago: i32| {
+        sqlx::query(
+            "INSERT INTO logs (id, at, level, service, message) \
+             VALUES (gen_random_uuid(), now() - make_interval(days => $1), 'info', 'test', $2)",
+        )
+        .bind(days_ago)
+        .bind(message)
+    };
+    line("old line", 40).execute(&env.db).await?;
+    line("recent line", 1).execute(&env.db).await?;
+    sqlx::query(
+        "INSERT INTO audit_log (id, request_id, actor, action, target_type, at) \
+         VALUES (gen_random_uuid(), gen_random_uuid(), 'test', 'old.entry', 'test', now() - interval '400 days')",
+    )
+    .execute(&env.db)
+    .await?;
+    let lines = |message: &'static str| {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM logs WHERE message = $1").bind(message)
+    };
+    let old_entries = || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_log WHERE action = 'old.entry'");
+
+    // The default schedule, and bad payloads refused.
+    let (_, schedules) = env.get("/api/v1/schedules?kind=purge_logs").await?;
+    assert_eq!(schedules["schedules"][0]["name"], "purge-old-logs", "{schedules}");
+    for bad in [
+        json!({}),
+        json!({ "logs_days": 30, "audit_days": 7 }),
+        json!({ "logs_days": -1 }),
+    ] {
+        let (status, body) = env
+            .post("/api/v1/jobs", json!({ "kind": "purge_logs", "payload": bad }))
+            .await?;
+        assert_eq!(status, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+    }
+
+    // Retention: the old line goes, the recent one and the audit log stay.
+    let purge = env
+        .enqueue(json!({ "kind": "purge_logs", "payload": { "logs_days": 30 } }))
+        .await?;
+    let done = env.wait_state(purge, "succeeded", T).await?;
+    assert_eq!(done["result"]["audit_entries"], serde_json::Value::Null, "{done}");
+    assert_eq!(lines("old line").fetch_one(&env.db).await?, 0);
+    assert_eq!(lines("recent line").fetch_one(&env.db).await?, 1);
+    assert_eq!(
+        old_entries().fetch_one(&env.db).await?,
+        1,
+        "the audit log is kept unless asked"
+    );
+
+    // With audit_days, old audit entries go too.
+    let purge = env
+        .enqueue(json!({ "kind": "purge_logs", "payload": { "logs_days": 30, "audit_days": 365 } }))
+        .await?;
+    let done = env.wait_state(purge, "succeeded", T).await?;
+    assert_eq!(done["result"]["audit_entries"], 1, "{done}");
+    assert_eq!(old_entries().fetch_one(&env.db).await?, 0);
+
+    // Clear all logs: every line there was, and the clearing is audited.
+    let clear = env
+        .enqueue(json!({ "kind": "purge_logs", "payload": { "logs_days": 0 } }))
+        .await?;
+    let done = env.wait_state(clear, "succeeded", T).await?;
+    assert!(done["result"]["logs"].as_u64().unwrap_or(0) >= 1, "{done}");
+    assert_eq!(lines("recent line").fetch_one(&env.db).await?, 0);
+    let audited: Option<serde_json::Value> =
+        sqlx::query_scalar("SELECT after FROM audit_log WHERE action = 'logs.clear' AND request_id = $1")
+            .bind(clear)
+            .fetch_optional(&env.db)
+            .await?;
+    assert_eq!(audited.map(|a| a["logs"].clone()), Some(done["result"]["logs"].clone()));
+    Ok(())
+}

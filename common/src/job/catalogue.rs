@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::{AccountLink, GroupUsers, ImportUsers, PurgeUsers};
 use super::email::{Email, SendEmailDraft};
-use super::maintenance::{PurgeJobs, PurgeLogins, ReapWorkers, SnapshotStats};
+use super::maintenance::{PurgeJobs, PurgeLogins, PurgeLogs, ReapWorkers, SnapshotStats};
 use super::media::{Scan, ScanAll, Transcode, TranscodeLong, TranscodeUpload};
 use super::sleep::Sleep;
 use super::transcription::Transcribe;
@@ -212,6 +212,7 @@ static CATALOGUE: &[KindSpec] = &[
     KindSpec::of::<ReapWorkers>(),
     KindSpec::of::<PurgeLogins>(),
     KindSpec::of::<SnapshotStats>(),
+    KindSpec::of::<PurgeLogs>(),
     KindSpec::of::<Scan>(),
     KindSpec::of::<ScanAll>(),
     KindSpec::of::<Transcode>(),
@@ -310,7 +311,13 @@ mod tests {
         }
         assert_eq!(
             housekeeping_kinds(),
-            ["purge_jobs", "reap_workers", "purge_logins", "snapshot_stats"]
+            [
+                "purge_jobs",
+                "reap_workers",
+                "purge_logins",
+                "snapshot_stats",
+                "purge_logs"
+            ]
         );
     }
 

@@ -157,3 +157,56 @@ impl JobPayload for SnapshotStats {
         )])
     }
 }
+
+/// `purge_logs`: the stored logs' retention, and "clear all logs". Deletes system-log
+/// lines (every service's, with the jobs' own lines) older than `logs_days` — `0` clears
+/// them all — and, when `audit_days` is given, audit entries older than that. Audited,
+/// with what went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeLogs {
+    pub logs_days: u32,
+    /// Absent: the audit log is kept whole.
+    #[serde(default)]
+    pub audit_days: Option<u32>,
+}
+
+impl JobPayload for PurgeLogs {
+    const KIND: &'static str = "purge_logs";
+    const QUEUE: QueueFamily = QueueFamily::Maintenance;
+    const MAX_ATTEMPTS: i32 = 3;
+    const TIMEOUT: Duration = Duration::from_secs(3600);
+    const BACKOFF_BASE: Duration = Duration::from_secs(60);
+    const HOUSEKEEPING: bool = true;
+
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        object(&[
+            (
+                "logs_days",
+                integer(
+                    "keep system-log lines this many days; 0 clears them all",
+                    0,
+                    Some(i64::from(u32::MAX)),
+                ),
+                true,
+            ),
+            (
+                "audit_days",
+                integer(
+                    "keep audit entries this many days (at least 30); absent: keep them all",
+                    30,
+                    Some(i64::from(u32::MAX)),
+                ),
+                false,
+            ),
+        ])
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        match self.audit_days {
+            Some(days) if days < 30 => Err("audit_days must be at least 30: the audit trail is evidence".into()),
+            _ => Ok(()),
+        }
+    }
+}

@@ -8,6 +8,7 @@ mod group_users;
 mod import_users;
 mod purge_jobs;
 mod purge_logins;
+mod purge_logs;
 mod purge_users;
 mod reap_workers;
 mod scan;
@@ -73,6 +74,7 @@ impl Registry {
         registry.register::<rushes_common::job::maintenance::ReapWorkers, _, _>(reap_workers::run);
         registry.register::<rushes_common::job::maintenance::PurgeLogins, _, _>(purge_logins::run);
         registry.register::<rushes_common::job::maintenance::SnapshotStats, _, _>(snapshot_stats::run);
+        registry.register::<rushes_common::job::maintenance::PurgeLogs, _, _>(purge_logs::run);
         registry.register::<rushes_common::job::media::Scan, _, _>(scan::run);
         registry.register::<rushes_common::job::media::ScanAll, _, _>(scan_all::run);
         registry.register::<rushes_common::job::media::Transcode, _, _>(transcode::run);
