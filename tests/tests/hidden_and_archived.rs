@@ -111,6 +111,19 @@ async fn hidden_clips_and_archived_productions_are_for_admins_only() -> anyhow::
     ] {
         assert_eq!(as_user(&env, &token, &path).await?.0, StatusCode::NOT_FOUND, "{path}");
     }
+    // Nor can anything be done to it by id.
+    let edited = env
+        .http
+        .patch(env.url("/api/v1/clips"))
+        .bearer_auth(&token)
+        .json(&json!({ "ids": [secret], "hidden": false }))
+        .send()
+        .await?;
+    assert_eq!(
+        edited.status(),
+        StatusCode::NOT_FOUND,
+        "a member cannot unhide what they cannot see"
+    );
     let transcripts = ids(&env, &token, &transcripts_path, "transcripts").await?;
     assert!(
         !transcripts.contains(&secret_transcript) && transcripts.len() == 1,

@@ -169,6 +169,14 @@ pub(crate) async fn require_on_clips(state: &AppState, caller: &Caller, policy: 
     if caller.is_admin {
         return Ok(());
     }
+    // A hidden clip is not there for anyone else, whatever they may do to its production.
+    let hidden: Option<Uuid> = sqlx::query_scalar("SELECT id FROM clips WHERE id = ANY($1) AND hidden LIMIT 1")
+        .bind(ids)
+        .fetch_optional(&state.db)
+        .await?;
+    if let Some(id) = hidden {
+        return Err(ApiError::NotFound(format!("no clip {id}")));
+    }
     let productions: Vec<Uuid> = sqlx::query_scalar("SELECT DISTINCT production_id FROM clips WHERE id = ANY($1)")
         .bind(ids)
         .fetch_all(&state.db)
