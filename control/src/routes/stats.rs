@@ -57,36 +57,6 @@ struct Day {
     jobs_by_kind: Value,
 }
 
-/// The live count of each figure for `days.date`, as `snapshot_stats` records it.
-macro_rules! live_day {
-    () => {
-        "SELECT days.date, \
-            (SELECT count(*) FROM users u WHERE (u.created_at AT TIME ZONE 'UTC')::date = days.date) AS users_added, \
-            (SELECT count(*) FROM users u WHERE (u.created_at AT TIME ZONE 'UTC')::date <= days.date \
-                AND (u.deleted_at IS NULL OR (u.deleted_at AT TIME ZONE 'UTC')::date > days.date)) AS users_total, \
-            (SELECT count(*) FROM (SELECT user_id FROM login_log WHERE success AND user_id IS NOT NULL \
-                                     AND (at AT TIME ZONE 'UTC')::date = days.date \
-                                   UNION SELECT id FROM users WHERE (last_seen_at AT TIME ZONE 'UTC')::date = days.date) a) \
-                AS active_users, \
-            (SELECT count(*) FROM login_log WHERE success AND (at AT TIME ZONE 'UTC')::date = days.date) AS logins, \
-            (SELECT count(*) FROM login_log WHERE NOT success AND (at AT TIME ZONE 'UTC')::date = days.date) \
-                AS failed_logins, \
-            (SELECT count(*) FROM clips c WHERE (c.first_seen_at AT TIME ZONE 'UTC')::date = days.date) AS clips_found, \
-            COALESCE((SELECT sum(c.duration_s) / 3600 FROM clips c \
-                      WHERE (c.transcoded_at AT TIME ZONE 'UTC')::date = days.date), 0)::float8 AS hours_transcoded, \
-            COALESCE((SELECT sum(t.duration_s) / 3600 FROM transcripts t \
-                      WHERE (t.transcribed_at AT TIME ZONE 'UTC')::date = days.date), 0)::float8 AS hours_transcribed, \
-            COALESCE((SELECT jsonb_object_agg(kind, outcomes) FROM ( \
-                 SELECT kind, jsonb_object_agg(state, n) AS outcomes FROM ( \
-                     SELECT kind, state::text AS state, count(*) AS n FROM jobs \
-                     WHERE state::text IN ('succeeded', 'failed', 'dead', 'cancelled') \
-                       AND (finished_at AT TIME ZONE 'UTC')::date = days.date \
-                     GROUP BY kind, state) per_state \
-                 GROUP BY kind) per_kind), '{}'::jsonb) AS jobs \
-         FROM days"
-    };
-}
-
 /// The jobs of outcome `$state` in a `jobs` object (kind → outcome → count).
 macro_rules! outcome {
     ($state:literal) => {
@@ -103,9 +73,7 @@ async fn stats(State(state): State<AppState>, Query(range): Query<Range>) -> Api
     let (from, to) = range.days()?;
     let days: Vec<Day> = sqlx::query_as(concat!(
         "WITH days AS (SELECT d::date AS date FROM generate_series($1::date, $2::date, interval '1 day') AS d), \
-              live AS (",
-        live_day!(),
-        "), \
+              live AS (SELECT days.date, f.* FROM days CROSS JOIN LATERAL stats_of_day(days.date) f), \
               d AS (SELECT days.date, s.day IS NOT NULL AS recorded, \
                        COALESCE(s.users_added, l.users_added) AS users_added, \
                        COALESCE(s.users_total, l.users_total) AS users_total, \
@@ -168,10 +136,7 @@ async fn production_logins(
     let days: Vec<(NaiveDate, bool, i64)> = sqlx::query_as(
         "WITH days AS (SELECT d::date AS date FROM generate_series($1::date, $2::date, interval '1 day') AS d) \
          SELECT days.date, s.day IS NOT NULL, COALESCE(s.active_users::bigint, ( \
-             SELECT count(DISTINCT a.user_id) FROM ( \
-                 SELECT user_id FROM login_log WHERE success AND user_id IS NOT NULL \
-                   AND (at AT TIME ZONE 'UTC')::date = days.date \
-                 UNION SELECT id FROM users WHERE (last_seen_at AT TIME ZONE 'UTC')::date = days.date) a \
+             SELECT count(*) FROM active_users_of_day(days.date) a \
              WHERE $3 IN (SELECT production_id FROM visible_productions(a.user_id)))) \
          FROM days LEFT JOIN stats_production_daily s ON s.day = days.date AND s.production_id = $3 \
          ORDER BY days.date",
