@@ -29,10 +29,12 @@ pub enum Policy {
     ManageUsers,
     /// Make public share links to the production's clips and review files.
     Share,
+    /// Administer the production: see its members, give and take their roles on it.
+    Administer,
 }
 
 impl Policy {
-    pub const ALL: [Policy; 9] = [
+    pub const ALL: [Policy; 10] = [
         Self::View,
         Self::DownloadOriginals,
         Self::Scan,
@@ -42,6 +44,7 @@ impl Policy {
         Self::ManageTags,
         Self::ManageUsers,
         Self::Share,
+        Self::Administer,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +58,7 @@ impl Policy {
             Self::ManageTags => "manage_tags",
             Self::ManageUsers => "manage_users",
             Self::Share => "share",
+            Self::Administer => "administer",
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod passwords;
 pub mod readable;
+pub mod roles;
 pub mod routes;
 pub mod share_grant;
 pub mod state;

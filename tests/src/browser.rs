@@ -43,3 +43,24 @@ pub async fn fill_form(url: &str, fields: &[(&str, &str)]) -> anyhow::Result<Val
     }
     Ok(serde_json::from_slice(&output.stdout)?)
 }
+
+/// Runs the browser walk `support/{script}` with its configuration (JSON, its one
+/// argument); what it saw (the JSON it prints). A step that fails fails the walk, with
+/// what the script printed about it.
+pub async fn walk(script: &str, config: &Value, limit: Duration) -> anyhow::Result<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("support").join(script);
+    let mut command = tokio::process::Command::new(python());
+    command.arg(path).arg(config.to_string()).kill_on_drop(true);
+    let output = tokio::time::timeout(limit, command.output())
+        .await
+        .with_context(|| format!("the browser walk {script} took longer than {limit:?}"))?
+        .context("cannot run the browser (deploy/test.sh installs Playwright and chromium)")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "the browser walk {script} failed: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(serde_json::from_str(stdout.trim())?)
+}

@@ -37,6 +37,14 @@ def check(ok, what):
         raise Step(what)
 
 
+def launch(playwright):
+    """Debian's chromium, headless, quiet."""
+    chromium = os.environ.get("RUSHES_TEST_CHROMIUM", "/usr/bin/chromium")
+    return playwright.chromium.launch(executable_path=chromium, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+
+
 def sign_in(page, base, user, password):
     page.goto(base + "/")
     check("/login" in page.url, f"signed out, / should lead to /login, got {page.url}")
@@ -78,11 +86,8 @@ def main():
     config = json.loads(sys.argv[1])
     base, shots = config["base"], config["shots"]
     seen = {"shots": [], "console_errors": []}
-    chromium = os.environ.get("RUSHES_TEST_CHROMIUM", "/usr/bin/chromium")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = launch(p)
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         page = context.new_page()
         page.on("console", lambda m: seen["console_errors"].append(m.text) if m.type == "error" else None)

@@ -7,21 +7,17 @@ usage: sso_flow.py CONSOLE_URL SUBJECT
 """
 
 import json
-import os
 import sys
 
 from playwright.sync_api import sync_playwright
 
+from console_flow import launch
+
 
 def main():
     console, subject = sys.argv[1].rstrip("/"), sys.argv[2]
-    chromium = os.environ.get("RUSHES_TEST_CHROMIUM", "/usr/bin/chromium")
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
+        browser = launch(p)
         page = browser.new_page()
         page.set_default_timeout(20000)
         # The provider's page asks a CDN for its style sheet: nothing leaves this machine.

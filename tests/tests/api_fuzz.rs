@@ -197,6 +197,8 @@ async fn seed(env: &TestEnv) -> anyhow::Result<Known> {
     }
     let role = json!({ "name": "fuzz-viewer", "policies": ["view"] });
     known.add("role", make(env, "/api/v1/roles", role, "/id").await?);
+    let spare = json!({ "name": "fuzz-spare", "policies": ["view"] });
+    known.add("role_spare", make(env, "/api/v1/roles", spare, "/id").await?);
 
     let tag = make(env, "/api/v1/tags", json!({ "name": "circled" }), "/id").await?;
     known.add("tag", tag);
@@ -414,7 +416,8 @@ fn path_dictionary(method: &str, path: &str, param: &str) -> Option<String> {
         ("users", "token_id") => "token",
         ("groups", "user_id") => "user",
         ("groups", "production_id") => "production",
-        ("groups", "role_id") => "role",
+        ("groups" | "users", "role_id") => "role",
+        ("productions", "user_id") => "user",
         ("groups", "action") => "group_action",
         ("transcripts", "idx") => "segment",
         ("share", "token") => "share_token",

@@ -9,32 +9,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use reqwest::StatusCode;
 use rushes_tests::{PASSWORD, TestEnv};
 use serde_json::{Value, json};
 
 /// The browser walk, with its configuration; what it saw.
 async fn walk(config: Value) -> anyhow::Result<Value> {
-    let python = std::env::var("RUSHES_TEST_BROWSER_PYTHON").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_default();
-        format!("{home}/.cache/rushes/venv/bin/python")
-    });
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/console_flow.py");
-    let mut command = tokio::process::Command::new(python);
-    command.arg(script).arg(config.to_string()).kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(300), command.output())
-        .await
-        .context("the browser walk took longer than 300 s")?
-        .context("cannot run the browser (deploy/test.sh installs Playwright and chromium)")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!(
-            "the browser walk failed: {stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(serde_json::from_str(stdout.trim())?)
+    rushes_tests::browser::walk("console_flow.py", &config, Duration::from_secs(300)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

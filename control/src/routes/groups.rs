@@ -1,6 +1,5 @@
-//! `/api/v1/groups` and `/api/v1/roles` (admins only): groups, their members, the
-//! productions they grant, and the roles they carry (global or scoped to a base
-//! production or production).
+//! `/api/v1/groups` (admins only): groups, their members, the productions they grant,
+//! and the roles they carry (global or scoped to a base production or production).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,9 +14,10 @@ use uuid::Uuid;
 use rushes_common::job::accounts::{GroupAction, GroupUsers};
 
 use crate::audit::{self, Change};
-use crate::auth::{Caller, Policy};
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
+use crate::roles::Scope;
 use crate::state::AppState;
 
 /// The group whose members are admins.
@@ -34,7 +34,6 @@ pub fn router() -> Router<AppState> {
         .route("/groups/{id}/roles", post(add_role))
         .route("/groups/{id}/roles/{role_id}", delete(remove_role))
         .route("/groups/{id}/users/{action}", post(bulk_users))
-        .route("/roles", post(create_role).get(list_roles))
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -325,13 +324,9 @@ async fn revoke(
 #[serde(deny_unknown_fields)]
 struct GroupRole {
     role_id: Uuid,
-    #[serde(default = "global")]
+    #[serde(default = "crate::roles::global")]
     scope_type: String,
     scope_id: Option<Uuid>,
-}
-
-fn global() -> String {
-    "global".to_owned()
 }
 
 async fn add_role(
@@ -341,43 +336,19 @@ async fn add_role(
     Json(body): Json<GroupRole>,
 ) -> ApiResult<StatusCode> {
     find(&state, id).await?;
-    let valid = match body.scope_type.as_str() {
-        "global" => body.scope_id.is_none(),
-        "base_production" | "production" => body.scope_id.is_some(),
-        _ => false,
+    let scope = Scope {
+        scope_type: body.scope_type,
+        scope_id: body.scope_id,
     };
-    if !valid {
-        return Err(ApiError::Unprocessable(
-            "scope_type: `global` (no scope_id), or `base_production` / `production` with a scope_id".into(),
-        ));
-    }
-    if let Some(scope_id) = body.scope_id {
-        let (table, what) = if body.scope_type == "production" {
-            ("productions", "production")
-        } else {
-            ("base_productions", "base production")
-        };
-        let exists: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1)"
-        )))
-        .bind(scope_id)
-        .fetch_one(&state.db)
-        .await?;
-        if !exists {
-            return Err(ApiError::Unprocessable(format!(
-                "scope_id: there is no {what} {scope_id} (scope_type `{}`)",
-                body.scope_type
-            )));
-        }
-    }
+    scope.validate(&state).await?;
     sqlx::query(
         "INSERT INTO group_roles (group_id, role_id, scope_type, scope_id) VALUES ($1, $2, $3, $4) \
          ON CONFLICT DO NOTHING",
     )
     .bind(id)
     .bind(body.role_id)
-    .bind(&body.scope_type)
-    .bind(body.scope_id)
+    .bind(&scope.scope_type)
+    .bind(scope.scope_id)
     .execute(&state.db)
     .await
     .map_err(unknown("role_id"))?;
@@ -386,29 +357,20 @@ async fn add_role(
         &caller,
         "group.add_role",
         id,
-        json!({ "role_id": body.role_id, "scope_type": body.scope_type, "scope_id": body.scope_id }),
+        json!({ "role_id": body.role_id, "scope_type": scope.scope_type, "scope_id": scope.scope_id }),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Which assignment of a role to take away: its scope, in the query string
-/// (`?scope_type=production&scope_id=…`; global when absent).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RoleScope {
-    #[serde(default = "global")]
-    scope_type: String,
-    scope_id: Option<Uuid>,
-}
-
-/// Takes a role (in one scope) away from a group → `204`; `404` when the group does
-/// not carry it in that scope.
+/// Takes a role (in one scope, named in the query string: `?scope_type=production&scope_id=…`,
+/// global when absent) away from a group → `204`; `404` when the group does not carry
+/// it in that scope.
 async fn remove_role(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path((id, role_id)): Path<(Uuid, Uuid)>,
-    Query(scope): Query<RoleScope>,
+    Query(scope): Query<Scope>,
 ) -> ApiResult<StatusCode> {
     find(&state, id).await?;
     let removed = sqlx::query(
@@ -423,11 +385,8 @@ async fn remove_role(
     .await?
     .rows_affected();
     if removed == 0 {
-        let scope_text = scope
-            .scope_id
-            .map_or_else(|| scope.scope_type.clone(), |s| format!("{} {s}", scope.scope_type));
         return Err(ApiError::NotFound(format!(
-            "group {id} does not carry role {role_id} in scope {scope_text}"
+            "group {id} does not carry role {role_id} in scope {scope}"
         )));
     }
     log(
@@ -459,67 +418,4 @@ async fn bulk_users(
     };
     find(&state, id).await?;
     super::users::queue_job(&state, &caller, &GroupUsers { group_id: id, action }).await
-}
-
-#[derive(Debug, Serialize, sqlx::FromRow)]
-struct RoleView {
-    id: Uuid,
-    name: String,
-    policies: Vec<String>,
-    builtin: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewRole {
-    name: String,
-    policies: Vec<String>,
-}
-
-async fn create_role(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Json(body): Json<NewRole>,
-) -> ApiResult<impl IntoResponse> {
-    let known: Vec<&str> = Policy::ALL.iter().map(|p| p.as_str()).collect();
-    if let Some(bad) = body.policies.iter().find(|p| !known.contains(&p.as_str())) {
-        return Err(ApiError::Unprocessable(format!(
-            "policies: `{bad}` is not one of {}",
-            known.join(", ")
-        )));
-    }
-    let name = body.name.trim();
-    if name.is_empty() || body.policies.is_empty() {
-        return Err(ApiError::Unprocessable(
-            "name and at least one policy are required".into(),
-        ));
-    }
-    let role: RoleView = sqlx::query_as(
-        "INSERT INTO roles (id, name, policies) VALUES ($1, $2, $3) RETURNING id, name, policies, builtin",
-    )
-    .bind(Uuid::now_v7())
-    .bind(name)
-    .bind(&body.policies)
-    .fetch_one(&state.db)
-    .await?;
-    audit::record(
-        &state.db,
-        &caller,
-        Change {
-            action: "role.create",
-            target_type: "role",
-            target_id: Some(role.id.to_string()),
-            before: None,
-            after: Some(json!({ "name": role.name, "policies": role.policies })),
-        },
-    )
-    .await?;
-    Ok((StatusCode::CREATED, axum::Json(role)))
-}
-
-async fn list_roles(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
-    let roles: Vec<RoleView> = sqlx::query_as("SELECT id, name, policies, builtin FROM roles ORDER BY name")
-        .fetch_all(&state.db)
-        .await?;
-    Ok(axum::Json(json!({ "roles": roles })))
 }

@@ -19,6 +19,7 @@ pub mod productions;
 pub mod prometheus;
 pub mod queues;
 pub mod review_files;
+pub mod roles;
 pub mod schedules;
 pub mod session;
 pub mod settings;
@@ -30,6 +31,7 @@ pub mod tags;
 pub mod transcripts;
 pub mod transfer;
 pub mod uploads;
+pub mod user_roles;
 pub mod users;
 pub mod workers;
 
@@ -87,6 +89,7 @@ pub fn app(state: AppState, metrics_apart: bool) -> Router {
         .merge(kinds::router())
         .merge(schedules::router())
         .merge(groups::router())
+        .merge(roles::router())
         .merge(audit_log::router())
         .merge(settings::router())
         .merge(emails::router())
@@ -109,6 +112,7 @@ pub fn app(state: AppState, metrics_apart: bool) -> Router {
         .merge(tags::router())
         .merge(shares::router())
         .merge(users::router())
+        .merge(user_roles::router())
         .merge(invitations::router())
         .merge(session::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::authenticate))

@@ -207,11 +207,7 @@ async fn remove_base(
             before.name
         )));
     }
-    // Roles scoped to it would scope nothing (and a new base could never reuse them).
-    sqlx::query("DELETE FROM group_roles WHERE scope_type = 'base_production' AND scope_id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    // Roles scoped to it go with it (a trigger of the schema).
     sqlx::query("DELETE FROM base_productions WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)

@@ -34,6 +34,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/groups/{id}", get(group))
         .route("/roles", get(roles))
         .route("/roles/new", creation(&NEW_ROLE, role_fields))
+        .route("/roles/{id}", get(role))
+        .route("/roles/{id}/edit", editing(&EDIT_ROLE, role_fields))
 }
 
 /// The pages about people, linked from each of them.
@@ -85,7 +87,27 @@ async fn user(
     let admin = signed.is_admin();
     let id = encode(&id);
     let back = format!("/users/{id}");
+    let held = api.get(signed.api(), &format!("/users/{id}/roles")).await;
+    let effective = api.get(signed.api(), &format!("/users/{id}/policies")).await;
+    let roles = if admin {
+        choices(&api, &signed, "/roles", "name").await
+    } else {
+        Vec::new()
+    };
     detail(&api, &signed, "Users", &back, "username", &query, |_| {
+        let own = format!("/users/{id}/roles");
+        let productions: Vec<Value> = effective.body["productions"]
+            .as_array()
+            .map(|all| all.iter().map(with_reasons).collect())
+            .unwrap_or_default();
+        // Only a role of their own comes off here; a group's is the group's.
+        let take_own = |r: &Value| {
+            if r["group_id"].is_null() {
+                removal(&signed, &role_removal(&own, r), "Remove", &back, "Take this role from the user?")
+            } else {
+                html! {}
+            }
+        };
         html! {
             @if admin {
                 p {
@@ -103,9 +125,45 @@ async fn user(
                     (removal(&signed, &format!("/users/{id}"), "Delete", "/users", "Delete this user? They can no longer sign in; their history stays."))
                 }
             }
+            @if held.ok() {
+                h2 { "Roles" }
+                (lists::table(&[col("Role", "/role", Cell::Text), col("Scope", "/scope_type", Cell::Text), col("Where", "/scope_name", Cell::Text), col("Through group", "/group", Cell::Text)], &held.rows(), if admin { Some(&take_own) } else { None }))
+                @if admin {
+                    (adder(&signed, &own, &back, "Give the role", role_controls(&roles)))
+                }
+            }
+            @if effective.ok() {
+                h2 { "What they may do" }
+                p { "Everywhere: " (text(&effective.body["global_policies"])) }
+                (lists::table(&[col("Production", "/name", Cell::Link("/productions/")), col("Policies", "/policies", Cell::Text), col("Why", "/why", Cell::Text)], &productions, None))
+            }
         }
     })
     .await
+}
+
+/// A production of a user's effective policies with `why`: its reasons in words.
+fn with_reasons(production: &Value) -> Value {
+    let reasons: Vec<String> = production["via"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|v| match v["source"].as_str().unwrap_or_default() {
+                    "admin" => "an admin".to_owned(),
+                    "owner" => "owns it".to_owned(),
+                    "group_grant" => format!("group {} is granted it", text(&v["group"])),
+                    "flag" => format!("the {} flag", text(&v["flag"])),
+                    _ => match v["group"].as_str() {
+                        Some(group) => format!("role {} through group {group}", text(&v["role"])),
+                        None => format!("role {} of their own", text(&v["role"])),
+                    },
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut row = production.clone();
+    row["why"] = Value::String(reasons.join("; "));
+    row
 }
 
 fn user_fields() -> Vec<Field> {
@@ -293,19 +351,19 @@ async fn choices(api: &Api, signed: &Signed, api_path: &str, label_key: &str) ->
         .collect()
 }
 
-/// A one-line form that adds something to the group with `POST /api/v1/groups/{id}/{what}`.
-fn adder(signed: &Signed, group: &str, what: &str, submit: &str, controls: Markup) -> Markup {
+/// A one-line form that adds something with `POST /api/v1{api_path}`, then comes back to `back`.
+pub(super) fn adder(signed: &Signed, api_path: &str, back: &str, submit: &str, controls: Markup) -> Markup {
     html! {
-        form.filters method="post" action={ "/do/groups/" (group) "/" (what) } {
+        form.filters method="post" action={ "/do" (api_path) } {
             (layout::csrf(signed))
-            input type="hidden" name="_back" value={ "/groups/" (group) };
+            input type="hidden" name="_back" value=(back);
             (controls)
             button type="submit" { (submit) }
         }
     }
 }
 
-fn select(id: &str, name: &str, label: &str, options: &[(String, String)]) -> Markup {
+pub(super) fn select(id: &str, name: &str, label: &str, options: &[(String, String)]) -> Markup {
     html! {
         label for=(id) {
             (label)
@@ -315,6 +373,30 @@ fn select(id: &str, name: &str, label: &str, options: &[(String, String)]) -> Ma
             }
         }
     }
+}
+
+/// The fields of a role given in a scope: the role, where, and the scope's id.
+fn role_controls(roles: &[(String, String)]) -> Markup {
+    html! {
+        (select("add-role", "role_id", "Role", roles))
+        label for="add-role-scope" { "Scope" select id="add-role-scope" name="scope_type" {
+            option value="global" { "Everywhere" }
+            option value="base_production" { "A base production" }
+            option value="production" { "A production" }
+        } }
+        label for="add-role-scope-id" { "Scope id (base production or production)" input id="add-role-scope-id" type="text" name="scope_id"; }
+    }
+}
+
+/// The API path that takes role assignment `row` away from its holder at `holder`
+/// (`/groups/{id}/roles` or `/users/{id}/roles`), in the assignment's scope.
+fn role_removal(holder: &str, row: &Value) -> String {
+    // The API takes the global one without a scope.
+    let mut scope = format!("scope_type={}", encode(&text(&row["scope_type"])));
+    if let Some(scope_id) = row["scope_id"].as_str() {
+        scope.push_str(&format!("&scope_id={}", encode(scope_id)));
+    }
+    format!("{holder}/{}?{scope}", encode(&text(&row["role_id"])))
 }
 
 async fn group(
@@ -338,30 +420,17 @@ async fn group(
             (lists::table(&[col("User", "/username", Cell::Link("/users/"))], &rows("members"), Some(&|m: &Value| {
                 remove(format!("/groups/{id}/members/{}", encode(&text(&m["id"]))), "Remove", "Remove this member from the group?")
             })))
-            (adder(&signed, &id, "members", "Add the member", select("add-member", "user_id", "User", &users)))
+            (adder(&signed, &format!("/groups/{id}/members"), &back, "Add the member", select("add-member", "user_id", "User", &users)))
             h2 { "Productions" }
             (lists::table(&[col("Production", "/name", Cell::Link("/productions/"))], &rows("productions"), Some(&|p: &Value| {
                 remove(format!("/groups/{id}/productions/{}", encode(&text(&p["id"]))), "Revoke", "Revoke the group's access to this production?")
             })))
-            (adder(&signed, &id, "productions", "Grant", select("add-production", "production_id", "Production", &productions)))
+            (adder(&signed, &format!("/groups/{id}/productions"), &back, "Grant", select("add-production", "production_id", "Production", &productions)))
             h2 { "Roles" }
             (lists::table(&[col("Role", "/name", Cell::Text), col("Scope", "/scope_type", Cell::Text), col("Scope id", "/scope_id", Cell::Text)], &rows("roles"), Some(&|r: &Value| {
-                // The assignment in its scope (the API takes the global one without it).
-                let mut scope = format!("scope_type={}", encode(&text(&r["scope_type"])));
-                if let Some(scope_id) = r["scope_id"].as_str() {
-                    scope.push_str(&format!("&scope_id={}", encode(scope_id)));
-                }
-                remove(format!("/groups/{id}/roles/{}?{scope}", encode(&text(&r["role_id"]))), "Remove", "Remove this role from the group?")
+                remove(role_removal(&format!("/groups/{id}/roles"), r), "Remove", "Remove this role from the group?")
             })))
-            (adder(&signed, &id, "roles", "Give the role", html! {
-                (select("add-role", "role_id", "Role", &roles))
-                label for="add-role-scope" { "Scope" select id="add-role-scope" name="scope_type" {
-                    option value="global" { "Everywhere" }
-                    option value="base_production" { "A base production" }
-                    option value="production" { "A production" }
-                } }
-                label for="add-role-scope-id" { "Scope id (base production or production)" input id="add-role-scope-id" type="text" name="scope_id"; }
-            }))
+            (adder(&signed, &format!("/groups/{id}/roles"), &back, "Give the role", role_controls(&roles)))
         }
     })
     .await
@@ -374,7 +443,7 @@ static ROLES: ListSpec = ListSpec {
     api: "/roles",
     filters: &[],
     columns: &[
-        col("Role", "/name", Cell::Text),
+        col("Role", "/name", Cell::Link("/roles/")),
         col("Policies", "/policies", Cell::Text),
         col("Built in", "/builtin", Cell::Text),
     ],
@@ -386,6 +455,45 @@ async fn roles(Extension(api): Extension<Api>, visitor: Visitor, Query(query): P
     let extra = html! { (people_links()) p { a href="/roles/new" { "New role" } } };
     list(&api, &signed, &ROLES, &query, extra, None).await
 }
+
+/// A role and who carries it; a custom one can be edited or deleted.
+async fn role(
+    Extension(api): Extension<Api>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    Query(query): Params,
+) -> Response {
+    let signed = signed_or_return!(api, visitor);
+    let id = encode(&id);
+    let back = format!("/roles/{id}");
+    detail(&api, &signed, "Groups", &back, "name", &query, |r| {
+        let assignments = r["assignments"].as_array().cloned().unwrap_or_default();
+        html! {
+            (people_links())
+            @if r["builtin"].as_bool() == Some(true) {
+                p { "A built-in role: its policies are fixed. Make a custom role for others." }
+            } @else {
+                p {
+                    a.button href={ "/roles/" (id) "/edit" } { "Edit" }
+                    " "
+                    (removal(&signed, &back, "Delete", "/roles", "Delete this role? Refused while someone carries it."))
+                    " "
+                    (removal(&signed, &format!("{back}?force=true"), "Delete, taking it from everyone", "/roles", "Delete this role and take it from every group and user that carries it?"))
+                }
+            }
+            h2 { "Carried by" }
+            (lists::table(&[col("Holder", "/holder", Cell::Text), col("Name", "/name", Cell::Text), col("Scope", "/scope_type", Cell::Text), col("Scope id", "/scope_id", Cell::Text)], &assignments, None))
+        }
+    })
+    .await
+}
+
+static EDIT_ROLE: Editing = Editing {
+    nav: "Groups",
+    title: "Edit the role",
+    api: "/roles/",
+    page: "/roles/",
+};
 
 fn role_fields() -> Vec<Field> {
     vec![

@@ -10,11 +10,12 @@ use maud::html;
 use serde_json::Value;
 
 use super::admin::settings_links;
+use super::people;
 use super::*;
 use crate::console::api::Api;
 use crate::console::forms::{Field, Input, field};
 use crate::console::layout::{action, removal, text};
-use crate::console::lists::{Cell, Paging, col, filter};
+use crate::console::lists::{self, Cell, Paging, col, filter};
 use crate::console::{Signed, Visitor, checked, csrf_refused, signed};
 use crate::state::AppState;
 
@@ -77,8 +78,21 @@ async fn production(
     let signed = signed_or_return!(api, visitor);
     let id = encode(&id);
     let back = format!("/productions/{id}");
+    // Its administrators (and admins) manage its members here.
+    let members = api.get(signed.api(), &format!("/productions/{id}/members")).await;
     detail(&api, &signed, "Productions", &back, "name", &query, |p| {
         let cover = p["cover_image"].as_str().and_then(|u| u.strip_prefix("/api/v1"));
+        let roles: Vec<(String, String)> = members.body["assignable_roles"]
+            .as_array()
+            .map(|all| all.iter().map(|r| (text(&r["id"]), text(&r["name"]))).collect())
+            .unwrap_or_default();
+        let take = |m: &Value| {
+            if m["roles"].as_array().is_some_and(|r| !r.is_empty()) {
+                removal(&signed, &format!("/productions/{id}/members/{}", encode(&text(&m["user_id"]))), "Remove", &back, "Take this member's own roles on the production?")
+            } else {
+                html! {}
+            }
+        };
         html! {
             p {
                 a.button href={ "/productions/" (id) "/edit" } { "Edit" }
@@ -92,6 +106,14 @@ async fn production(
                 a href={ "/console/api/productions/" (id) "/export" } download { "Export" }
                 " "
                 (removal(&signed, &format!("/productions/{id}"), "Delete", "/productions", "Delete this production with its clips, proxies and transcripts? The rushes themselves stay."))
+            }
+            @if members.ok() {
+                h2 { "Members" }
+                (lists::table(&[col("User", "/username", Cell::Text), col("Own roles", "/roles", Cell::Text), col("Through groups", "/groups", Cell::Text), col("Policies", "/policies", Cell::Text)], &members.body["members"].as_array().cloned().unwrap_or_default(), Some(&take)))
+                (people::adder(&signed, &format!("/productions/{id}/members"), &back, "Add the member", html! {
+                    label for="add-member-name" { "Username" input id="add-member-name" type="text" name="username" required; }
+                    (people::select("add-member-role", "role_id", "Role", &roles))
+                }))
             }
             h2 { "Cover image" }
             @if let Some(cover) = cover {
