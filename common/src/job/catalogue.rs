@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::{AccountLink, GroupUsers, ImportUsers, PurgeUsers};
 use super::email::{Email, SendEmailDraft};
-use super::maintenance::{PurgeJobs, PurgeLogins, PurgeLogs, ReapWorkers, SnapshotStats};
+use super::maintenance::{PurgeDeleted, PurgeJobs, PurgeLogins, PurgeLogs, ReapWorkers, SnapshotStats};
 use super::media::{Scan, ScanAll, Transcode, TranscodeLong, TranscodeUpload};
 use super::sleep::Sleep;
 use super::transcription::Transcribe;
@@ -223,6 +223,7 @@ static CATALOGUE: &[KindSpec] = &[
     KindSpec::of::<ImportUsers>(),
     KindSpec::of::<GroupUsers>(),
     KindSpec::of::<PurgeUsers>(),
+    KindSpec::of::<PurgeDeleted>(),
     KindSpec::of::<SendEmailDraft>(),
     KindSpec::of::<AccountLink>(),
 ];

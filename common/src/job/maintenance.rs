@@ -210,3 +210,79 @@ impl JobPayload for PurgeLogs {
         }
     }
 }
+
+/// What `purge_deleted` may take for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeletedItem {
+    /// Accounts soft-deleted long enough ago.
+    Users,
+    /// Clips whose rushes have been missing from storage long enough (with their
+    /// proxies, transcripts and the rest made from them).
+    Clips,
+    /// Transcription uploads whose uploader's account was deleted long enough ago.
+    Uploads,
+}
+
+impl DeletedItem {
+    pub const ALL: [DeletedItem; 3] = [Self::Users, Self::Clips, Self::Uploads];
+}
+
+fn every_item() -> Vec<DeletedItem> {
+    DeletedItem::ALL.to_vec()
+}
+
+/// `purge_deleted` ("purge deleted items"): takes for good what was deleted, or went
+/// missing, at least `deleted_days_ago` days ago: users, clips, uploads (all three
+/// unless `items` says which), with their outputs on disk. Each item is audited;
+/// `dry_run` reports what would go and changes nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeDeleted {
+    #[serde(default)]
+    pub deleted_days_ago: u32,
+    #[serde(default = "every_item")]
+    pub items: Vec<DeletedItem>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl JobPayload for PurgeDeleted {
+    const KIND: &'static str = "purge_deleted";
+    const QUEUE: QueueFamily = QueueFamily::Maintenance;
+    const MAX_ATTEMPTS: i32 = 3;
+    const TIMEOUT: Duration = Duration::from_secs(3600);
+    const BACKOFF_BASE: Duration = Duration::from_secs(60);
+
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        object(&[
+            (
+                "deleted_days_ago",
+                integer(
+                    "take what was deleted (or went missing) at least this many days ago (default 0)",
+                    0,
+                    Some(i64::from(u32::MAX)),
+                ),
+                false,
+            ),
+            (
+                "items",
+                array(
+                    "what to purge (default: all three)",
+                    one_of_strings("an item", &["users", "clips", "uploads"]),
+                ),
+                false,
+            ),
+            ("dry_run", boolean("report what would go, change nothing"), false),
+        ])
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.items.is_empty() {
+            Err("items: name at least one of users, clips, uploads (absent: all three)".into())
+        } else {
+            Ok(())
+        }
+    }
+}

@@ -6,6 +6,7 @@ mod clip;
 mod email;
 mod group_users;
 mod import_users;
+mod purge_deleted;
 mod purge_jobs;
 mod purge_logins;
 mod purge_logs;
@@ -85,6 +86,7 @@ impl Registry {
         registry.register::<rushes_common::job::accounts::ImportUsers, _, _>(import_users::run);
         registry.register::<rushes_common::job::accounts::GroupUsers, _, _>(group_users::run);
         registry.register::<rushes_common::job::accounts::PurgeUsers, _, _>(purge_users::run);
+        registry.register::<rushes_common::job::maintenance::PurgeDeleted, _, _>(purge_deleted::run);
         registry.register::<rushes_common::job::email::SendEmailDraft, _, _>(send_email_draft::run);
         registry.register::<rushes_common::job::accounts::AccountLink, _, _>(account_link::run);
         registry
