@@ -722,3 +722,135 @@ async fn a_production_watermark_is_burned_into_the_proxies_made_after_it() -> an
     assert_eq!(transcode_jobs(&env).await?, jobs);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watermark_image_is_drawn_where_asked_and_nowhere_else() -> anyhow::Result<()> {
+    let env = TestEnv::with_worker(ALL_MEDIA).await?;
+    Clip {
+        seconds: 3.0,
+        width: 640,
+        height: 360,
+        audio_tracks: 1,
+        ..Clip::default()
+    }
+    .write(&env.media_root.join("logo/A001/A001C001.mov"))?;
+    let production = env.production("Logo Show", 1, "logo", None).await?;
+    let id = production["id"].as_str().unwrap_or_default().to_owned();
+    env.scan(&production["id"]).await?;
+    let clips = wait_transcoded(&env, &production).await?;
+    let clip = by_path(&clips, "A001/A001C001.mov")?.clone();
+    let dir = env.data_dir.join("clips").join(clip["id"].as_str().unwrap_or_default());
+    let before = dir.join("before.mp4");
+    std::fs::copy(dir.join("proxy.mp4"), &before)?;
+    let image_path = format!("/api/v1/productions/{id}/watermark-image");
+    let send = |bytes: Vec<u8>| {
+        TestEnv::answer(
+            env.http
+                .put(env.url(&image_path))
+                .bearer_auth(rushes_tests::TOKEN)
+                .body(bytes),
+        )
+    };
+
+    // No image yet: a watermark cannot draw one; a file that is no image is refused.
+    let (status, body) = env
+        .patch(
+            &format!("/api/v1/productions/{id}"),
+            json!({ "watermark": { "image": {} } }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("watermark.image"),
+        "{body}"
+    );
+    let (status, body) = send(b"#EXTM3U\nfile:///etc/passwd\n".to_vec()).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _) = env.get(&image_path).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A white logo, twice as wide as high, sent and drawn top left at full strength.
+    let logo = env.data_dir.join("logo-source.png");
+    let made = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=white:s=200x100",
+        ])
+        .args(["-frames:v", "1"])
+        .arg(&logo)
+        .status()?;
+    anyhow::ensure!(made.success(), "ffmpeg could not make the logo");
+    let (status, body) = send(std::fs::read(&logo)?).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["proxies_remade"], 0, "not drawn yet");
+    let served = env
+        .http
+        .get(env.url(&image_path))
+        .bearer_auth(rushes_tests::TOKEN)
+        .send()
+        .await?;
+    assert_eq!(served.status(), StatusCode::OK);
+    assert!(served.bytes().await?.starts_with(b"\x89PNG"), "stored as a PNG");
+    let jobs_before = transcode_jobs(&env).await?;
+    let mark = json!({ "image": { "position": "top-left", "opacity": 1.0, "size": 0.3 } });
+    let (status, body) = env
+        .patch(&format!("/api/v1/productions/{id}"), json!({ "watermark": mark }))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["watermark"]["image"]["position"], "top-left", "{body}");
+    assert_eq!(transcode_jobs(&env).await?, jobs_before + 1);
+    let old_job = clip["transcode_job_id"].clone();
+    env.get_until(&format!("/api/v1/clips?production_id={id}&missing=false"), WAIT, |b| {
+        b["clips"].as_array().is_some_and(|clips| {
+            clips
+                .iter()
+                .all(|c| c["transcode_job_id"] != old_job && c["transcode_state"] == "done")
+        })
+    })
+    .await?;
+
+    // 108 px high (0.3 of 360), 216 wide, 14 px in from the top left: there, the picture
+    // is the logo; the other corners are the picture as before.
+    let (w, h, old) = gray_frame(&before, 1.5)?;
+    let (_, _, new) = gray_frame(&dir.join("proxy.mp4"), 1.5)?;
+    let (logo_area, _) = changed(&old, &new, w, h, [0.05, 0.07, 0.3, 0.3]);
+    assert!(
+        logo_area > 0.3,
+        "the logo's area hardly changed: {:.2}%",
+        logo_area * 100.0
+    );
+    for region in [
+        [0.7, 0.0, 1.0, 0.3],
+        [0.0, 0.7, 0.3, 1.0],
+        [0.7, 0.7, 1.0, 1.0],
+        [0.4, 0.4, 0.6, 0.6],
+    ] {
+        let (moved, mean) = changed(&old, &new, w, h, region);
+        assert!(moved < 0.01 && mean < 4.0, "{region:?} changed: {moved} {mean}");
+    }
+
+    // Drawn, it stays; a new one remakes the proxies; taken out of the watermark, it can go.
+    let (status, body) = env.call(reqwest::Method::DELETE, &image_path, None).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = send(std::fs::read(&logo)?).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["proxies_remade"], 1, "{body}");
+    let (status, body) = env
+        .patch(&format!("/api/v1/productions/{id}"), json!({ "watermark": null }))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = env.call(reqwest::Method::DELETE, &image_path, None).await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = env.call(reqwest::Method::DELETE, &image_path, None).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    Ok(())
+}

@@ -53,6 +53,11 @@ impl MediaConfig {
         self.data_dir.join("uploads").join(upload_id.to_string())
     }
 
+    /// A production's watermark image (PNG, as the control plane re-encoded it).
+    pub fn watermark_image_path(&self, production_id: Uuid) -> PathBuf {
+        self.data_dir.join("watermarks").join(format!("{production_id}.png"))
+    }
+
     /// A production's cover thumbnail (JPEG).
     pub fn cover_path(&self, production_id: Uuid) -> PathBuf {
         self.data_dir.join("covers").join(format!("{production_id}.jpg"))

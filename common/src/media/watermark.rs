@@ -1,6 +1,7 @@
-//! A production's watermark: text burned into the picture of every proxy made while it
-//! is set (Globaledit's visible watermark). Control checks what admins ask; the worker
-//! fills the placeholders and draws it.
+//! A production's watermark: text and/or an image (the production's uploaded logo)
+//! burned into the picture of every proxy made while it is set (Globaledit's visible
+//! watermark). Control checks what admins ask; the worker fills the placeholders and
+//! draws it.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,8 @@ pub enum Position {
 #[serde(deny_unknown_fields)]
 pub struct Watermark {
     /// The text, with placeholders (see [`PLACEHOLDERS`]); `{{` and `}}` are braces.
+    /// Empty (or absent): no text, when there is an image.
+    #[serde(default)]
     pub text: String,
     #[serde(default = "Watermark::default_position")]
     pub position: Position,
@@ -36,6 +39,47 @@ pub struct Watermark {
     /// The text's height as a fraction of the picture's (0.02 to 0.25).
     #[serde(default = "Watermark::default_size")]
     pub size: f64,
+    /// The production's watermark image drawn too (uploaded with
+    /// `PUT /productions/{id}/watermark-image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageMark>,
+}
+
+/// Where and how the production's watermark image is drawn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageMark {
+    #[serde(default = "ImageMark::default_position")]
+    pub position: Position,
+    /// 0 (invisible) to 1 (as the image is).
+    #[serde(default = "Watermark::default_opacity")]
+    pub opacity: f64,
+    /// The image's height as a fraction of the picture's (0.02 to 0.5).
+    #[serde(default = "ImageMark::default_size")]
+    pub size: f64,
+}
+
+impl ImageMark {
+    fn default_position() -> Position {
+        Position::BottomRight
+    }
+
+    fn default_size() -> f64 {
+        0.15
+    }
+
+    fn problem(&self) -> Option<String> {
+        if !(0.0..=1.0).contains(&self.opacity) {
+            return Some(format!("image.opacity: between 0 and 1, got {}", self.opacity));
+        }
+        if !(0.02..=0.5).contains(&self.size) {
+            return Some(format!(
+                "image.size: between 0.02 and 0.5 of the picture's height, got {}",
+                self.size
+            ));
+        }
+        None
+    }
 }
 
 /// The placeholders a watermark's text may use, and what each becomes.
@@ -117,8 +161,15 @@ impl Watermark {
     /// What is wrong with this watermark, if anything (the API answers it as a 422).
     pub fn problem(&self) -> Option<String> {
         let text = self.text.trim();
+        if let Some(problem) = self.image.as_ref().and_then(ImageMark::problem) {
+            return Some(problem);
+        }
         if text.is_empty() {
-            return Some("text: must not be empty".into());
+            return if self.image.is_some() {
+                None
+            } else {
+                Some("text: must not be empty (or draw an image: `image`)".into())
+            };
         }
         if text.chars().count() > MAX_TEXT {
             return Some(format!("text: at most {MAX_TEXT} characters"));
@@ -178,6 +229,7 @@ mod tests {
             position: Position::Center,
             opacity: 0.5,
             size: 0.06,
+            image: None,
         }
     }
 
@@ -222,6 +274,21 @@ mod tests {
         faint.opacity = 0.5;
         faint.size = 0.5;
         assert!(faint.problem().unwrap_or_default().contains("size"));
+
+        // An image alone is a watermark; its own bounds are checked.
+        let mut logo = mark("");
+        logo.image = Some(ImageMark {
+            position: Position::BottomRight,
+            opacity: 0.8,
+            size: 0.2,
+        });
+        assert!(logo.problem().is_none(), "{:?}", logo.problem());
+        logo.image = Some(ImageMark {
+            position: Position::BottomRight,
+            opacity: 0.8,
+            size: 0.9,
+        });
+        assert!(logo.problem().unwrap_or_default().contains("image.size"));
     }
 
     #[test]
@@ -232,5 +299,10 @@ mod tests {
         assert!((read.opacity - 0.5).abs() < 1e-9);
         assert!(serde_json::from_str::<Watermark>(r#"{"text": "x", "colour": "red"}"#).is_err());
         assert!(serde_json::from_str::<Watermark>(r#"{"text": "x", "position": "middle"}"#).is_err());
+        let read: Result<Watermark, _> = serde_json::from_str(r#"{"image": {}}"#);
+        let Ok(read) = read else { panic!("{read:?}") };
+        assert_eq!(read.text, "");
+        assert_eq!(read.image.as_ref().map(|i| i.position), Some(Position::BottomRight));
+        assert!(serde_json::from_str::<Watermark>(r#"{"image": {"angle": 3}}"#).is_err());
     }
 }

@@ -12,8 +12,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::put;
 use axum::{Extension, Router};
-use image::ImageReader;
 use image::codecs::jpeg::JpegEncoder;
+use image::{DynamicImage, ImageReader};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -43,9 +43,9 @@ pub fn router() -> Router<AppState> {
     )
 }
 
-/// Decodes the image (format from its bytes, not its name), refusing anything too
-/// large to decode safely, and encodes a thumbnail as JPEG.
-fn thumbnail(bytes: &[u8]) -> Result<Vec<u8>, String> {
+/// Decodes an image sent to the API (format from its bytes, not its name), refusing
+/// anything too large to decode safely.
+pub(crate) fn decode(bytes: &[u8]) -> Result<DynamicImage, String> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
@@ -57,8 +57,12 @@ fn thumbnail(bytes: &[u8]) -> Result<Vec<u8>, String> {
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
-    let image = reader.decode().map_err(|e| e.to_string())?;
-    let thumb = image.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE).into_rgb8();
+    reader.decode().map_err(|e| e.to_string())
+}
+
+/// Decodes the image and encodes a thumbnail as JPEG.
+fn thumbnail(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let thumb = decode(bytes)?.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE).into_rgb8();
     let mut out = Vec::new();
     JpegEncoder::new_with_quality(&mut out, 85)
         .encode_image(&thumb)
@@ -66,22 +70,13 @@ fn thumbnail(bytes: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-async fn upload(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<Uuid>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, axum::Json<Value>)> {
-    caller.require(&state, Policy::EditMetadata, id).await?;
-    // Admins pass `require` for any id: no file is written for a production that is not there.
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM productions WHERE id = $1)")
-        .bind(id)
-        .fetch_one(&state.db)
-        .await?;
-    if !exists {
-        return Err(ApiError::NotFound(format!("no production {id}")));
-    }
-    let body = body?;
+/// Makes a file of an image sent to the API with `make` (decoding and encoding, off the
+/// async threads), at most [`DECODES_AT_ONCE`] at a time; `422` when it is no usable image.
+pub(crate) async fn remade(
+    state: &AppState,
+    body: Bytes,
+    make: fn(&[u8]) -> Result<Vec<u8>, String>,
+) -> ApiResult<Vec<u8>> {
     if body.is_empty() {
         return Err(ApiError::Unprocessable("the body must be the image".into()));
     }
@@ -92,22 +87,51 @@ async fn upload(
         .acquire_owned()
         .await
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("image decoding is shut")))?;
-    let jpeg = tokio::task::spawn_blocking(move || thumbnail(&body))
+    tokio::task::spawn_blocking(move || make(&body))
         .await
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("the thumbnail task failed")))?
-        .map_err(|why| ApiError::Unprocessable(format!("not a usable image: {why}")))?;
-    let path = state.media.cover_path(id);
-    let partial = path.with_extension("jpg.part");
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("the image task failed")))?
+        .map_err(|why| ApiError::Unprocessable(format!("not a usable image: {why}")))
+}
+
+/// Writes `bytes` to `path` whole or not at all (through a `.part` file), its folder made.
+pub(crate) async fn store(path: &std::path::Path, bytes: &[u8], what: &'static str) -> ApiResult<()> {
+    let partial = path.with_extension("part");
     let write = async {
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await?;
         }
-        tokio::fs::write(&partial, &jpeg).await?;
-        tokio::fs::rename(&partial, &path).await
+        tokio::fs::write(&partial, bytes).await?;
+        tokio::fs::rename(&partial, path).await
     };
     write
         .await
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("cannot store the cover image")))?;
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context(format!("cannot store {what}"))))
+}
+
+/// `404` for a production there is not (admins pass `require` for any id: no file is
+/// written for one).
+pub(crate) async fn production_exists(state: &AppState, id: Uuid) -> ApiResult<()> {
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM productions WHERE id = $1)")
+        .bind(id)
+        .fetch_one(&state.db)
+        .await?;
+    if exists {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!("no production {id}")))
+    }
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<Uuid>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    caller.require(&state, Policy::EditMetadata, id).await?;
+    production_exists(&state, id).await?;
+    let jpeg = remade(&state, body?, thumbnail).await?;
+    store(&state.media.cover_path(id), &jpeg, "the cover image").await?;
     let url = format!(
         "/api/v1/productions/{id}/cover?v={}",
         chrono::Utc::now().timestamp_millis()
@@ -203,7 +227,7 @@ mod tests {
     fn png_claiming(side: u32) -> Vec<u8> {
         let mut png = Vec::new();
         let pixel = image::RgbaImage::new(1, 1);
-        if image::DynamicImage::ImageRgba8(pixel)
+        if DynamicImage::ImageRgba8(pixel)
             .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
             .is_err()
         {

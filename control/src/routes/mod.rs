@@ -33,6 +33,7 @@ pub mod transfer;
 pub mod uploads;
 pub mod user_roles;
 pub mod users;
+pub mod watermark_image;
 pub mod workers;
 
 use axum::Router;
@@ -106,6 +107,7 @@ pub fn app(state: AppState, metrics_apart: bool) -> Router {
         .merge(clips::router())
         .merge(metadata_fields::router())
         .merge(covers::router())
+        .merge(watermark_image::router())
         .merge(review_files::router())
         .merge(transcripts::router())
         .merge(uploads::router())

@@ -491,6 +491,7 @@ async fn create(
     let priority = check_priority(body.priority)?.unwrap_or(i16::from(DEFAULT_PRIORITY));
     let watermark = check_watermark(body.watermark, None)?.flatten();
     let id = Uuid::now_v7();
+    require_watermark_image(&state, id, watermark.as_ref())?;
     let mut tx = state.db.begin().await?;
     lock_paths(&mut tx).await?;
     sqlx::query(
@@ -587,6 +588,7 @@ async fn update(
     let priority = check_priority(body.priority)?;
     let before = find(&state, id).await?;
     let watermark = check_watermark(body.watermark, before.watermark.as_ref())?;
+    require_watermark_image(&state, id, watermark.as_ref().and_then(Option::as_ref))?;
     let mut tx = state.db.begin().await?;
     lock_paths(&mut tx).await?;
     let updated = sqlx::query(
@@ -620,35 +622,53 @@ async fn update(
     let after = find(&state, id).await?;
     audit_production(&state, &caller, "production.update", Some(&before), &after).await?;
     if after.watermark != before.watermark {
-        remake_proxies(&state, &caller, &after).await?;
+        remake_proxies_of(&state, &caller, after.id, "the watermark changed").await?;
     }
     Ok(axum::Json(after))
 }
 
 /// A new watermark shows on proxies made from now on: the production's clips with
-/// pictures are transcoded again (audited as a retranscode of the production).
-async fn remake_proxies(state: &AppState, caller: &Caller, production: &ProductionView) -> ApiResult<()> {
+/// pictures are transcoded again (audited as a retranscode of the production, `because`
+/// saying why); how many.
+pub(crate) async fn remake_proxies_of(state: &AppState, caller: &Caller, id: Uuid, because: &str) -> ApiResult<usize> {
     let clips: Vec<(Uuid, i16)> = sqlx::query_as(
         "SELECT c.id, p.priority FROM clips c JOIN productions p ON p.id = c.production_id \
          WHERE c.production_id = $1 AND NOT c.missing AND c.width > 0 ORDER BY c.path",
     )
-    .bind(production.id)
+    .bind(id)
     .fetch_all(&state.db)
     .await?;
     if clips.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
+    let watermark: Option<Value> = sqlx::query_scalar("SELECT watermark FROM productions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&state.db)
+        .await?
+        .flatten();
+    let count = clips.len();
     let clips = clips
         .into_iter()
         .map(|(id, priority)| (id, u8::try_from(priority).unwrap_or(DEFAULT_PRIORITY)));
     let request = super::clips::TranscodeRequest {
         action: "clip.retranscode",
         target_type: "production",
-        target_id: Some(production.id.to_string()),
-        asked: json!({ "production_id": production.id, "because": "the watermark changed",
-                       "watermark": production.watermark }),
+        target_id: Some(id.to_string()),
+        asked: json!({ "production_id": id, "because": because, "watermark": watermark }),
     };
     super::clips::queue_transcodes(state, caller, clips, request).await?;
+    Ok(count)
+}
+
+/// Refuses a watermark that draws the production's image before there is one.
+fn require_watermark_image(state: &AppState, id: Uuid, watermark: Option<&Value>) -> ApiResult<()> {
+    let draws = watermark.is_some_and(|w| w.get("image").is_some_and(|i| !i.is_null()));
+    if draws && !state.media.watermark_image_path(id).is_file() {
+        return Err(ApiError::Unprocessable(format!(
+            "watermark.image: the production has no watermark image yet: send it first \
+             (PUT /api/v1/productions/{id}/watermark-image)"
+        )));
+    }
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use super::{JobContext, JobError, db_error};
 use crate::media::ffmpeg::{FfmpegError, FfmpegRun};
 use rushes_common::media::watermark::{self, Watermark};
 
-use crate::media::plan::{BurnIn, ClipFacts};
+use crate::media::plan::{BurnIn, ClipFacts, ImageOverlay};
 use crate::media::staging::Staging;
 
 /// Every run may take at least this long, whatever its clip's duration.
@@ -22,6 +22,7 @@ const BASE_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(sqlx::FromRow)]
 pub struct ClipRow {
     pub id: Uuid,
+    pub production_id: Uuid,
     pub production_path: String,
     pub priority: i16,
     pub path: String,
@@ -42,7 +43,7 @@ pub struct ClipRow {
 impl ClipRow {
     pub async fn load(ctx: &JobContext, clip_id: Uuid) -> Result<Self, JobError> {
         sqlx::query_as(
-            "SELECT c.id, p.path AS production_path, p.priority, c.path, c.missing, c.width, c.height, \
+            "SELECT c.id, c.production_id, p.path AS production_path, p.priority, c.path, c.missing, c.width, c.height, \
                     c.duration_s, c.audio_tracks, c.transcode_job_id, c.outputs, b.name AS base_name, p.series, \
                     p.friendly_name, p.watermark \
              FROM clips c JOIN productions p ON p.id = c.production_id \
@@ -99,9 +100,34 @@ impl ClipRow {
             clip: &clip,
             date: &date,
         });
-        let text_file = staging.path("watermark.txt");
-        std::fs::write(&text_file, text)
-            .map_err(|e| JobError::Retryable(format!("cannot write the watermark's text: {e}")))?;
+        let text_file = if text.trim().is_empty() {
+            None
+        } else {
+            let file = staging.path("watermark.txt");
+            std::fs::write(&file, text)
+                .map_err(|e| JobError::Retryable(format!("cannot write the watermark's text: {e}")))?;
+            Some(file)
+        };
+        let image = match &mark.image {
+            Some(image) => {
+                let file = ctx.services.media.watermark_image_path(self.production_id);
+                // The control plane keeps the image while the watermark names it: a
+                // missing one is storage not yet in step (shared folders), worth a retry.
+                if !file.is_file() {
+                    return Err(JobError::Retryable(format!(
+                        "the production's watermark image {} is not there",
+                        file.display()
+                    )));
+                }
+                Some(ImageOverlay {
+                    file,
+                    position: image.position,
+                    opacity: image.opacity,
+                    size: image.size,
+                })
+            }
+            None => None,
+        };
         let font = &ctx.services.transcode.watermark_font;
         Ok(Some(BurnIn {
             text_file,
@@ -109,6 +135,7 @@ impl ClipRow {
             position: mark.position,
             opacity: mark.opacity,
             size: mark.size,
+            image,
         }))
     }
 

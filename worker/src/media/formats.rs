@@ -49,6 +49,24 @@ pub fn input_args(path: &Path) -> [OsString; 4] {
     ["-format_whitelist".into(), whitelist().into(), "-i".into(), input]
 }
 
+/// The one demuxer a production's watermark image is read with: a PNG the control plane
+/// decoded and encoded again itself, never a file as someone sent it.
+pub const WATERMARK_IMAGE_DEMUXER: &str = "png_pipe";
+
+/// The watermark image as an input: its format forced and the only one allowed.
+pub fn watermark_image_args(path: &Path) -> [OsString; 6] {
+    let mut input = OsString::from("file:");
+    input.push(path.as_os_str());
+    [
+        "-f".into(),
+        WATERMARK_IMAGE_DEMUXER.into(),
+        "-format_whitelist".into(),
+        WATERMARK_IMAGE_DEMUXER.into(),
+        "-i".into(),
+        input,
+    ]
+}
+
 /// Whether a format as ffprobe names it (`mov,mp4,m4a,3gp,3g2,mj2`) is allowed: one of
 /// its comma-separated names is on the list, as ffmpeg itself matches a whitelist.
 pub fn is_allowed(format_name: &str) -> bool {

@@ -85,18 +85,53 @@ pub fn speech_wav(input: &Path, tracks: usize, track: Option<usize>, staging: &S
     }
 }
 
-/// Text burned into the picture of the proxy and poster: a production's watermark with
-/// its placeholders filled.
+/// A production's watermark burned into the picture of the proxy and poster: its text
+/// with the placeholders filled, and/or its image.
 #[derive(Debug, Clone)]
 pub struct BurnIn {
     /// A file holding the text: drawtext reads it, so the text itself needs no escaping.
-    pub text_file: PathBuf,
+    /// `None`: no text.
+    pub text_file: Option<PathBuf>,
     /// `None`: fontconfig's `Sans`.
     pub font_file: Option<PathBuf>,
     pub position: Position,
     pub opacity: f64,
     /// The text's height as a fraction of the picture's.
     pub size: f64,
+    pub image: Option<ImageOverlay>,
+}
+
+/// The production's watermark image drawn over the picture.
+#[derive(Debug, Clone)]
+pub struct ImageOverlay {
+    /// The PNG the control plane stored.
+    pub file: PathBuf,
+    pub position: Position,
+    pub opacity: f64,
+    /// The image's height as a fraction of the picture's.
+    pub size: f64,
+}
+
+/// A mark's `x` and `y` expressions: `frame` and `mark` name the filter's variables for
+/// the picture's and the mark's width and height.
+fn placed(position: Position, margin: u32, frame: (&str, &str), mark: (&str, &str)) -> (String, String) {
+    let ((fw, fh), (mw, mh)) = (frame, mark);
+    let centred = format!("({fw}-{mw})/2");
+    let (right, bottom) = (format!("{fw}-{mw}-{margin}"), format!("{fh}-{mh}-{margin}"));
+    match position {
+        Position::Center => (centred, format!("({fh}-{mh})/2")),
+        Position::Top => (centred, margin.to_string()),
+        Position::Bottom => (centred, bottom),
+        Position::TopLeft => (margin.to_string(), margin.to_string()),
+        Position::TopRight => (right, margin.to_string()),
+        Position::BottomLeft => (margin.to_string(), bottom),
+        Position::BottomRight => (right, bottom),
+    }
+}
+
+/// The margin between a mark and the picture's edge.
+fn margin(height: u32) -> u32 {
+    ((f64::from(height) * 0.04).round() as u32).max(2)
 }
 
 /// Characters a path may not hold to be named in a filter graph unquoted (each level of
@@ -115,32 +150,40 @@ fn filter_path(path: &Path) -> Result<String, String> {
 }
 
 impl BurnIn {
-    /// The `drawtext` filter drawing the mark on a picture `height` pixels high.
-    pub fn filter(&self, height: u32) -> Result<String, String> {
-        let size = ((f64::from(height) * self.size).round() as u32).max(8);
-        let margin = ((f64::from(height) * 0.04).round() as u32).max(2);
-        let border = (height / 360).max(1);
-        let centred = "(w-text_w)/2".to_owned();
-        let (right, bottom) = (format!("w-text_w-{margin}"), format!("h-text_h-{margin}"));
-        let (x, y) = match self.position {
-            Position::Center => (centred, "(h-text_h)/2".to_owned()),
-            Position::Top => (centred, margin.to_string()),
-            Position::Bottom => (centred, bottom),
-            Position::TopLeft => (margin.to_string(), margin.to_string()),
-            Position::TopRight => (right, margin.to_string()),
-            Position::BottomLeft => (margin.to_string(), bottom),
-            Position::BottomRight => (right, bottom),
+    /// The `drawtext` filter drawing the text on a picture `height` pixels high (`None`:
+    /// no text).
+    pub fn text_filter(&self, height: u32) -> Result<Option<String>, String> {
+        let Some(text_file) = &self.text_file else {
+            return Ok(None);
         };
+        let size = ((f64::from(height) * self.size).round() as u32).max(8);
+        let border = (height / 360).max(1);
+        let (x, y) = placed(self.position, margin(height), ("w", "h"), ("text_w", "text_h"));
         let font = match &self.font_file {
             Some(file) => format!("fontfile={}", filter_path(file)?),
             None => "font=Sans".to_owned(),
         };
         let alpha = self.opacity.clamp(0.0, 1.0);
-        Ok(format!(
+        Ok(Some(format!(
             "drawtext=textfile={}:expansion=none:{font}:fontsize={size}:fontcolor=white@{alpha:.3}:\
              borderw={border}:bordercolor=black@{alpha:.3}:x={x}:y={y}",
-            filter_path(&self.text_file)?
-        ))
+            filter_path(text_file)?
+        )))
+    }
+}
+
+impl ImageOverlay {
+    /// The image made ready for a picture `height` pixels high: scaled, its alpha faded.
+    pub fn prepare(&self, height: u32) -> String {
+        let size = ((f64::from(height) * self.size).round() as u32 / 2 * 2).max(2);
+        let alpha = self.opacity.clamp(0.0, 1.0);
+        format!("format=rgba,scale=w=-2:h={size},colorchannelmixer=aa={alpha:.3}")
+    }
+
+    /// The `overlay` filter putting it on a picture `height` pixels high.
+    pub fn overlay(&self, height: u32) -> String {
+        let (x, y) = placed(self.position, margin(height), ("W", "H"), ("w", "h"));
+        format!("overlay=x={x}:y={y}")
     }
 }
 
@@ -177,17 +220,34 @@ pub fn transcode(
         args.extend(formats::input_args(input));
     }
 
+    let burn_in = burn_in.filter(|_| clip.has_video);
+    // Inputs: the clip (0), the clip again for the poster (1), the watermark image (2).
+    let image = burn_in.and_then(|b| b.image.as_ref());
+    if let Some(image) = image {
+        args.extend(formats::watermark_image_args(&image.file));
+    }
+
     let mut graph = String::new();
     let height = settings.proxy_height.max(2);
-    let mark = match burn_in {
-        Some(burn_in) if clip.has_video => format!(",{}", burn_in.filter(proxy_height(settings, clip))?),
-        _ => String::new(),
+    let shown = proxy_height(settings, clip);
+    let mark = match burn_in.map(|b| b.text_filter(shown)).transpose()?.flatten() {
+        Some(text) => format!(",{text}"),
+        None => String::new(),
     };
-    if clip.has_video {
-        let _ = write!(
-            graph,
-            "[0:v:0]scale=w=-2:h='trunc(min({height},ih)/2)*2':flags=bicubic,format=yuv420p{mark}[vout];"
-        );
+    let scale = format!("scale=w=-2:h='trunc(min({height},ih)/2)*2'");
+    match image {
+        Some(image) => {
+            let (prepare, overlay) = (image.prepare(shown), image.overlay(shown));
+            let _ = write!(
+                graph,
+                "[0:v:0]{scale}:flags=bicubic,format=yuv420p{mark}[vbase];[2:v]{prepare},split=2[wm0][wm1];\
+                 [vbase][wm0]{overlay},format=yuv420p[vout];[1:v:0]{scale}{mark}[pbase];[pbase][wm1]{overlay}[pout];"
+            );
+        }
+        None if clip.has_video => {
+            let _ = write!(graph, "[0:v:0]{scale}:flags=bicubic,format=yuv420p{mark}[vout];");
+        }
+        None => {}
     }
     if clip.audio_tracks > 0 {
         mono_mix(&mut graph, clip.audio_tracks);
@@ -279,22 +339,14 @@ pub fn transcode(
         outputs.push("audio.wav".to_owned());
     }
     if clip.has_video {
+        if image.is_some() {
+            push(&mut args, &["-map", "[pout]"]);
+        } else {
+            push(&mut args, &["-map", "1:v:0", "-vf", &format!("{scale}{mark}")]);
+        }
         push(
             &mut args,
-            &[
-                "-map",
-                "1:v:0",
-                "-frames:v",
-                "1",
-                "-vf",
-                &format!("scale=w=-2:h='trunc(min({height},ih)/2)*2'{mark}"),
-                "-q:v",
-                "3",
-                "-f",
-                "image2",
-                "-update",
-                "1",
-            ],
+            &["-frames:v", "1", "-q:v", "3", "-f", "image2", "-update", "1"],
         );
         args.push(staging.path("poster.jpg").into());
         outputs.push("poster.jpg".to_owned());
@@ -422,6 +474,21 @@ mod tests {
     use super::*;
 
     /// Every `-i` of `args` reads through the allowlist: `-format_whitelist <list>` just before it.
+    fn settings() -> TranscodeConfig {
+        TranscodeConfig {
+            ffmpeg: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
+            proxy_height: 540,
+            proxy_bitrate_kbps: 2500,
+            audio_bitrate_kbps: 128,
+            video_hwaccel: "none".into(),
+            sprite_interval: std::time::Duration::from_secs(5),
+            timeout_factor: 10.0,
+            probe_concurrency: 4,
+            watermark_font: "/fonts/Sans.ttf".into(),
+        }
+    }
+
     fn assert_allowlisted(args: &[OsString]) {
         let inputs: Vec<usize> = args
             .iter()
@@ -433,7 +500,13 @@ mod tests {
         for i in inputs {
             assert!(i >= 2, "{args:?}");
             assert_eq!(args[i - 2], "-format_whitelist", "{args:?}");
-            assert_eq!(args[i - 1], OsString::from(formats::whitelist()), "{args:?}");
+            // Media through the allowlist; the watermark image (ours) through the PNG demuxer alone.
+            assert!(
+                args[i - 1] == OsString::from(formats::whitelist())
+                    || (args[i - 1] == formats::WATERMARK_IMAGE_DEMUXER
+                        && args[i - 3] == formats::WATERMARK_IMAGE_DEMUXER),
+                "{args:?}"
+            );
             assert!(args[i + 1].to_string_lossy().starts_with("file:"), "{args:?}");
         }
     }
@@ -442,18 +515,7 @@ mod tests {
     fn every_plan_reads_its_inputs_through_the_allowlist() -> std::io::Result<()> {
         let dir = std::env::temp_dir().join(format!("rushes-plan-{}", std::process::id()));
         let staging = Staging::create(&dir, uuid::Uuid::nil(), 1)?;
-        let settings = TranscodeConfig {
-            ffmpeg: "ffmpeg".into(),
-            ffprobe: "ffprobe".into(),
-            proxy_height: 540,
-            proxy_bitrate_kbps: 2500,
-            audio_bitrate_kbps: 128,
-            video_hwaccel: "none".into(),
-            sprite_interval: std::time::Duration::from_secs(5),
-            timeout_factor: 10.0,
-            probe_concurrency: 4,
-            watermark_font: "/fonts/Sans.ttf".into(),
-        };
+        let settings = settings();
         let clip = ClipFacts {
             has_video: true,
             width: 1920,
@@ -486,13 +548,14 @@ mod tests {
     #[test]
     fn a_watermark_is_drawn_from_its_file_in_the_proxy_and_the_poster() {
         let mark = BurnIn {
-            text_file: "/data/clips/c/.staging-j-1/watermark.txt".into(),
+            text_file: Some("/data/clips/c/.staging-j-1/watermark.txt".into()),
             font_file: Some("/fonts/DejaVu Sans.ttf".into()),
             position: Position::BottomRight,
             opacity: 0.5,
             size: 0.1,
+            image: None,
         };
-        let Ok(filter) = mark.filter(540) else {
+        let Ok(Some(filter)) = mark.text_filter(540) else {
             panic!("refused")
         };
         assert!(filter.starts_with("drawtext=textfile=/data/clips/c/.staging-j-1/watermark.txt:expansion=none:"));
@@ -503,7 +566,7 @@ mod tests {
             font_file: None,
             ..mark.clone()
         };
-        let Ok(filter) = centre.filter(540) else {
+        let Ok(Some(filter)) = centre.text_filter(540) else {
             panic!("refused")
         };
         assert!(
@@ -512,11 +575,77 @@ mod tests {
         );
         for bad in ["/data/it's", "/data/a:b", "/data/a,b", "/data/[x]", "/data/%{pts}"] {
             let odd = BurnIn {
-                text_file: bad.into(),
+                text_file: Some(bad.into()),
                 ..mark.clone()
             };
-            assert!(odd.filter(540).is_err(), "{bad}");
+            assert!(odd.text_filter(540).is_err(), "{bad}");
         }
+        let none = BurnIn {
+            text_file: None,
+            ..mark.clone()
+        };
+        assert!(matches!(none.text_filter(540), Ok(None)));
+    }
+
+    #[test]
+    fn a_watermark_image_is_overlaid_on_the_proxy_and_the_poster() -> std::io::Result<()> {
+        let dir = std::env::temp_dir().join(format!("rushes-plan-image-{}", std::process::id()));
+        let staging = Staging::create(&dir, uuid::Uuid::nil(), 1)?;
+        let logo = ImageOverlay {
+            file: "/data/watermarks/p.png".into(),
+            position: Position::TopLeft,
+            opacity: 0.25,
+            size: 0.2,
+        };
+        assert_eq!(
+            logo.prepare(540),
+            "format=rgba,scale=w=-2:h=108,colorchannelmixer=aa=0.250"
+        );
+        assert_eq!(logo.overlay(540), "overlay=x=22:y=22");
+        let burn_in = BurnIn {
+            text_file: None,
+            font_file: None,
+            position: Position::Center,
+            opacity: 0.5,
+            size: 0.06,
+            image: Some(logo),
+        };
+        let clip = ClipFacts {
+            has_video: true,
+            width: 1920,
+            height: 1080,
+            audio_tracks: 1,
+            duration_s: Some(12.0),
+        };
+        let plan = transcode(
+            Path::new("/media/show/A001.mov"),
+            &clip,
+            &settings(),
+            &VideoBackend::software(),
+            &staging,
+            Some(&burn_in),
+        )
+        .map_err(std::io::Error::other)?;
+        assert_allowlisted(&plan.args);
+        let args: Vec<String> = plan.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let image_at = args.iter().position(|a| a == "file:/data/watermarks/p.png");
+        assert_eq!(image_at.map(|i| &args[i - 5]), Some(&"-f".to_owned()), "{args:?}");
+        assert_eq!(args.iter().filter(|a| *a == "-i").count(), 3, "clip, poster, image");
+        let graph = args
+            .iter()
+            .skip_while(|a| *a != "-filter_complex")
+            .nth(1)
+            .cloned()
+            .unwrap_or_default();
+        assert!(graph.contains("[2:v]format=rgba"), "{graph}");
+        assert!(
+            graph.contains("[vbase][wm0]overlay=x=22:y=22,format=yuv420p[vout]"),
+            "{graph}"
+        );
+        assert!(graph.contains("[pbase][wm1]overlay=x=22:y=22[pout]"), "{graph}");
+        assert!(args.windows(2).any(|w| w[0] == "-map" && w[1] == "[pout]"), "{args:?}");
+        drop(staging);
+        std::fs::remove_dir_all(&dir)
     }
 
     #[test]
