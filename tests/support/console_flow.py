@@ -343,6 +343,14 @@ def main():
             page.wait_for_url(re.compile(r"\?done="), timeout=30000)
             expect(page.locator("img.cover")).to_be_visible()
 
+            step = "send the production's watermark image"
+            page.goto(f"{base}/productions/{config['production']}")
+            page.set_input_files("#watermark-file", config["cover"])
+            page.click("form[data-send] button:has-text('Upload the watermark image')")
+            page.wait_for_url(re.compile(r"\?done="), timeout=30000)
+            served = page.request.get(f"{base}/console/api/productions/{config['production']}/watermark-image")
+            check(served.ok and served.body()[:4] == b"\x89PNG", f"the watermark image is stored: {served.status}")
+
             step = "a file that is no production document is refused on the page"
             page.goto(base + "/productions")
             page.click("summary:has-text('Import a production')")

@@ -125,6 +125,16 @@ async fn production(
                 (send_progress("cover"))
                 div { button type="submit" { "Upload the cover" } }
             }
+            @if signed.is_admin() {
+                h2 { "Watermark image" }
+                p { "A logo the watermark can draw (set its position in the edit form)." }
+                form.edit data-send="file" data-method="PUT" data-what="the watermark image" method="post" action={ "/console/send/productions/" (id) "/watermark-image" } data-csrf=(signed.csrf) {
+                    label for="watermark-file" { "Image (PNG with transparency, JPEG, WebP)" input id="watermark-file" type="file" name="file" accept="image/*" required; }
+                    (send_progress("watermark"))
+                    div { button type="submit" { "Upload the watermark image" } }
+                }
+                (removal(&signed, &format!("/productions/{id}/watermark-image"), "Remove the watermark image", &back, "Remove the watermark image? Refused while the watermark draws it."))
+            }
         }
     })
     .await
@@ -177,19 +187,7 @@ fn production_edit_fields() -> Vec<Field> {
         field(
             "watermark.position",
             "Watermark position",
-            Input::Choice(
-                [
-                    "center",
-                    "top",
-                    "bottom",
-                    "top-left",
-                    "top-right",
-                    "bottom-left",
-                    "bottom-right",
-                ]
-                .map(String::from)
-                .to_vec(),
-            ),
+            Input::Choice(POSITIONS.map(String::from).to_vec()),
         ),
         field("watermark.opacity:json", "Watermark opacity (0 to 1)", Input::Number),
         field(
@@ -197,8 +195,35 @@ fn production_edit_fields() -> Vec<Field> {
             "Watermark height (fraction of the picture's)",
             Input::Number,
         ),
+        field(
+            "watermark.image.position",
+            "Watermark image position",
+            Input::Choice(POSITIONS.map(String::from).to_vec()),
+        )
+        .help("Draws the production's watermark image (sent on the production's page) too."),
+        field(
+            "watermark.image.opacity:json",
+            "Watermark image opacity (0 to 1)",
+            Input::Number,
+        ),
+        field(
+            "watermark.image.size:json",
+            "Watermark image height (fraction of the picture's)",
+            Input::Number,
+        ),
     ]
 }
+
+/// Where a watermark may sit.
+const POSITIONS: [&str; 7] = [
+    "center",
+    "top",
+    "bottom",
+    "top-left",
+    "top-right",
+    "bottom-left",
+    "bottom-right",
+];
 
 static EDIT_PRODUCTION: Editing = Editing {
     nav: "Productions",
