@@ -854,3 +854,113 @@ async fn a_watermark_image_is_drawn_where_asked_and_nowhere_else() -> anyhow::Re
     assert_eq!(status, StatusCode::NOT_FOUND);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_link_for_a_named_viewer_serves_a_copy_with_their_name_and_never_the_bare_one() -> anyhow::Result<()> {
+    let env = TestEnv::with_worker(ALL_MEDIA).await?;
+    Clip {
+        seconds: 3.0,
+        width: 640,
+        height: 360,
+        audio_tracks: 1,
+        ..Clip::default()
+    }
+    .write(&env.media_root.join("viewer/A001/A001C001.mov"))?;
+    let production = env.production("Viewer Show", 1, "viewer", None).await?;
+    env.scan(&production["id"]).await?;
+    let clips = wait_transcoded(&env, &production).await?;
+    let clip = by_path(&clips, "A001/A001C001.mov")?.clone();
+    let clip_id = clip["id"].as_str().unwrap_or_default().to_owned();
+    let dir = env.data_dir.join("clips").join(&clip_id);
+    let share_path = format!("/api/v1/clips/{clip_id}/share");
+    let share = |body: Value| env.post(&share_path, body);
+    let http = env.http.clone();
+    let fetch = |url: String| {
+        let http = http.clone();
+        async move {
+            let response = http.get(url).send().await?;
+            let status = response.status();
+            anyhow::Ok((status, response.bytes().await?))
+        }
+    };
+
+    // A viewer's name is one line of 1 to 80 characters.
+    for bad in [json!(""), json!("a\nb"), json!("x".repeat(81)), json!(7)] {
+        let (status, body) = share(json!({ "viewer": bad })).await?;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap_or_default().contains("viewer"),
+            "{body}"
+        );
+    }
+
+    // With the transcode queue paused, the link's copy cannot be made: it serves nothing
+    // rather than the bare proxy.
+    let (status, _) = env.post("/api/v1/queues/transcode/pause", json!({})).await?;
+    assert_eq!(status, StatusCode::OK);
+    env.get_until("/api/v1/queues/transcode", WAIT, |q| q["consumers"] == 0)
+        .await?;
+    let (status, made) = share(json!({ "viewer": "Jane Doe · Netflix" })).await?;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert_eq!(made["share"]["viewer"], "Jane Doe · Netflix");
+    // The link as this test reaches the control plane (its public URL is not resolvable).
+    let local = |made: &Value| {
+        let url = made["url"].as_str().unwrap_or_default();
+        env.url(url.find("/share/").map_or(url, |at| &url[at..]))
+    };
+    let url = local(&made);
+    let (status, _) = fetch(format!("{url}/proxy.mp4")).await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "never the unmarked proxy");
+    let (status, poster) = fetch(format!("{url}/poster.jpg")).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!poster.is_empty());
+
+    // Resumed: the copy is made; its picture carries the name at the bottom, the rest is
+    // the proxy's picture.
+    let (status, _) = env.post("/api/v1/queues/transcode/resume", json!({})).await?;
+    assert_eq!(status, StatusCode::OK);
+    let share_id = made["share"]["id"].as_str().unwrap_or_default().to_owned();
+    env.get_until(&format!("/api/v1/share-links?clip_id={clip_id}"), WAIT, |b| {
+        b["share_links"]
+            .as_array()
+            .and_then(|all| all.iter().find(|l| l["id"] == share_id.as_str()).cloned())
+            .is_some_and(|l| l["viewer_proxy"] == "succeeded")
+    })
+    .await?;
+    let (status, marked) = fetch(format!("{url}/proxy.mp4")).await?;
+    assert_eq!(status, StatusCode::OK);
+    let copy = env.data_dir.join("viewer-copy.mp4");
+    std::fs::write(&copy, &marked)?;
+    let (w, h, bare) = gray_frame(&dir.join("proxy.mp4"), 1.5)?;
+    let (w2, h2, named) = gray_frame(&copy, 1.5)?;
+    assert_eq!((w, h), (w2, h2));
+    let (bottom, _) = changed(&bare, &named, w, h, [0.2, 0.85, 0.8, 1.0]);
+    assert!(bottom > 0.01, "the bottom hardly changed: {:.2}%", bottom * 100.0);
+    let (top, mean) = changed(&bare, &named, w, h, [0.0, 0.0, 1.0, 0.6]);
+    assert!(top < 0.01 && mean < 4.0, "the rest changed: {top} {mean}");
+    assert_eq!(
+        ffprobe(&copy)?["streams"].as_array().map(Vec::len),
+        Some(2),
+        "sound kept"
+    );
+
+    // A link for no one in particular serves the proxy itself.
+    let (_, plain) = share(json!({})).await?;
+    let (status, bytes) = fetch(format!("{}/proxy.mp4", local(&plain))).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bytes.as_ref(), std::fs::read(dir.join("proxy.mp4"))?.as_slice());
+
+    // Revoked, its copy goes.
+    let own = dir.join("shares").join(&share_id);
+    assert!(own.join("proxy.mp4").is_file());
+    let (status, _) = env
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/share-links/{share_id}"),
+            None,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(!own.exists());
+    Ok(())
+}

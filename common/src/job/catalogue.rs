@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::accounts::{AccountLink, GroupUsers, ImportUsers, PurgeUsers};
 use super::email::{Email, SendEmailDraft};
 use super::maintenance::{PurgeDeleted, PurgeJobs, PurgeLogins, PurgeLogs, ReapWorkers, SnapshotStats};
-use super::media::{Scan, ScanAll, Transcode, TranscodeLong, TranscodeUpload};
+use super::media::{Scan, ScanAll, ShareProxy, Transcode, TranscodeLong, TranscodeUpload};
 use super::sleep::Sleep;
 use super::transcription::Transcribe;
 
@@ -218,6 +218,7 @@ static CATALOGUE: &[KindSpec] = &[
     KindSpec::of::<Transcode>(),
     KindSpec::of::<TranscodeLong>(),
     KindSpec::of::<TranscodeUpload>(),
+    KindSpec::of::<ShareProxy>(),
     KindSpec::of::<Transcribe>(),
     KindSpec::of::<Email>(),
     KindSpec::of::<ImportUsers>(),

@@ -141,3 +141,32 @@ impl JobPayload for TranscodeUpload {
         object(&[("upload_id", uuid("the upload (review file or audio) to prepare"), true)])
     }
 }
+
+/// `share_proxy`: the proxy of a share link made for a named viewer — the clip's (or
+/// review file's) own proxy with the viewer's name burned into its picture, so that a
+/// copy that leaks says whose it was.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareProxy {
+    pub share_id: Uuid,
+}
+
+impl JobPayload for ShareProxy {
+    const KIND: &'static str = "share_proxy";
+    const QUEUE: QueueFamily = QueueFamily::Transcode;
+    /// The clip's own proxy may still be in the making: a few waits for it.
+    const MAX_ATTEMPTS: i32 = 8;
+    const TIMEOUT: Duration = Duration::from_secs(8 * 3600);
+    const BACKOFF_BASE: Duration = Duration::from_secs(30);
+    const TARGET: Option<Target> = Some(Target {
+        field: "share_id",
+        table: "share_links",
+        noun: "share link",
+        follows: None,
+    });
+
+    fn schema() -> serde_json::Value {
+        use super::schema::*;
+        object(&[("share_id", uuid("the share link whose viewer's proxy to make"), true)])
+    }
+}

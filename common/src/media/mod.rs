@@ -64,6 +64,12 @@ impl MediaConfig {
     }
 }
 
+/// The outputs made for one share link (its viewer's proxy): inside the folder of the
+/// clip or upload it shares (`target_dir`), so that they go with it.
+pub fn share_dir(target_dir: &std::path::Path, share_id: Uuid) -> PathBuf {
+    target_dir.join("shares").join(share_id.to_string())
+}
+
 /// The name an upload's original file is stored under, in its folder.
 pub const UPLOAD_ORIGINAL: &str = "original";
 

@@ -28,6 +28,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use rushes_common::job::media::ShareProxy;
+use rushes_common::job::store::{NewJob, Tx};
+use rushes_common::media::share_dir;
+
 use crate::audit::{self, Change};
 use crate::auth::{Caller, Policy, hash_password, new_token, token_digest, verify_password};
 use crate::error::{ApiError, ApiResult};
@@ -38,6 +42,8 @@ use crate::{share_grant, throttle};
 /// Files a share link serves.
 const SHARED_FILES: [&str; 5] = ["proxy.mp4", "proxy.m4a", "poster.jpg", "sprite.jpg", "sprite.vtt"];
 const DEFAULT_HOURS: i32 = 72;
+/// A viewer's proxy is wanted soon: someone is about to open the link.
+const SHARE_PROXY_PRIORITY: u8 = 60;
 const MAX_HOURS: i32 = 24 * 30;
 /// Shortest and longest link password, in characters.
 const MIN_PASSWORD: usize = 8;
@@ -64,6 +70,24 @@ pub fn public_router() -> Router<AppState> {
 struct NewShare {
     expires_in_hours: Option<i32>,
     password: Option<String>,
+    /// Who the link is for: their name is burned into the link's own proxy.
+    viewer: Option<String>,
+}
+
+/// Longest viewer name, in characters.
+const MAX_VIEWER: usize = 80;
+
+/// A viewer's name as stored: trimmed, 1 to [`MAX_VIEWER`] characters, one line.
+fn checked_viewer(viewer: Option<String>) -> ApiResult<Option<String>> {
+    let Some(viewer) = viewer.map(|v| v.trim().to_owned()) else {
+        return Ok(None);
+    };
+    if viewer.is_empty() || viewer.chars().count() > MAX_VIEWER || viewer.chars().any(char::is_control) {
+        return Err(ApiError::Unprocessable(format!(
+            "viewer: a name of 1 to {MAX_VIEWER} characters on one line"
+        )));
+    }
+    Ok(Some(viewer))
 }
 
 /// Whether the link's maker may still share what it names (SQL over `l`, `c`, `u`): the
@@ -92,7 +116,8 @@ macro_rules! share_select {
         concat!(
             "SELECT l.id, l.clip_id, l.upload_id, COALESCE(c.production_id, u.production_id) AS production_id, \
                     l.expires_at, l.password_hash IS NOT NULL AS protected, l.views, l.revoked_at, l.created_by, \
-                    l.created_by_id, l.created_at, \
+                    l.created_by_id, l.created_at, l.viewer, \
+                    (SELECT j.state::text FROM jobs j WHERE j.id = l.proxy_job_id) AS viewer_proxy, \
                     (l.revoked_at IS NULL AND l.expires_at > now() AND ",
             maker_may_share!(),
             ") AS active",
@@ -117,6 +142,10 @@ struct ShareView {
     created_at: DateTime<Utc>,
     /// Served now: not revoked, not expired, and its maker still may share it.
     active: bool,
+    /// Who the link was made for (their name is burned into its proxy).
+    viewer: Option<String>,
+    /// The state of the job making that proxy (`succeeded`: ready).
+    viewer_proxy: Option<String>,
 }
 
 async fn clip_production(state: &AppState, clip: Uuid) -> ApiResult<Uuid> {
@@ -132,6 +161,22 @@ async fn clip_production(state: &AppState, clip: Uuid) -> ApiResult<Uuid> {
 enum Target {
     Clip(Uuid),
     ReviewFile(Uuid),
+}
+
+impl Target {
+    fn clip(self) -> Option<Uuid> {
+        match self {
+            Self::Clip(id) => Some(id),
+            Self::ReviewFile(_) => None,
+        }
+    }
+
+    fn review_file(self) -> Option<Uuid> {
+        match self {
+            Self::ReviewFile(id) => Some(id),
+            Self::Clip(_) => None,
+        }
+    }
 }
 
 async fn share_clip(
@@ -195,30 +240,54 @@ async fn create(
         Some(p) => checked_password(p).await?,
         None => None,
     };
+    let viewer = checked_viewer(body.viewer)?;
+    if viewer.is_some() {
+        let pictureless: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM clips WHERE id = $1 AND width = 0) \
+                 OR EXISTS (SELECT 1 FROM uploads WHERE id = $2 AND width = 0)",
+        )
+        .bind(target.clip())
+        .bind(target.review_file())
+        .fetch_one(&state.db)
+        .await?;
+        if pictureless {
+            return Err(ApiError::Unprocessable(
+                "viewer: this has sound only, no picture to carry the viewer's name".into(),
+            ));
+        }
+    }
     let token = new_token();
     let id = Uuid::now_v7();
-    let mut tx = state.db.begin().await?;
+    let mut tx = Tx::begin(&state.db).await?;
     sqlx::query(
         "INSERT INTO share_links (id, clip_id, upload_id, token_hash, password_hash, expires_at, created_by, \
-                                  created_by_id) \
-         VALUES ($1, $2, $3, $4, $5, now() + make_interval(hours => $6), $7, $8)",
+                                  created_by_id, viewer) \
+         VALUES ($1, $2, $3, $4, $5, now() + make_interval(hours => $6), $7, $8, $9)",
     )
     .bind(id)
-    .bind(match target {
-        Target::Clip(id) => Some(id),
-        Target::ReviewFile(_) => None,
-    })
-    .bind(match target {
-        Target::ReviewFile(id) => Some(id),
-        Target::Clip(_) => None,
-    })
+    .bind(target.clip())
+    .bind(target.review_file())
     .bind(token_digest(&token))
     .bind(password)
     .bind(hours)
     .bind(&caller.name)
     .bind(caller.user_id)
+    .bind(&viewer)
     .execute(&mut *tx)
     .await?;
+    if viewer.is_some() {
+        // The link's own proxy, with the name burned in; the job is the link's current one
+        // before anyone can run it.
+        let job = NewJob::of(&ShareProxy { share_id: id })
+            .priority(SHARE_PROXY_PRIORITY)
+            .requested_by(&caller.name);
+        let job = tx.enqueue_one(job).await?;
+        sqlx::query("UPDATE share_links SET proxy_job_id = $2 WHERE id = $1")
+            .bind(id)
+            .bind(job.id)
+            .execute(&mut *tx)
+            .await?;
+    }
     let share: ShareView = sqlx::query_as(concat!(share_select!(), "WHERE l.id = $1"))
         .bind(id)
         .fetch_one(&mut *tx)
@@ -235,7 +304,7 @@ async fn create(
         },
     )
     .await?;
-    tx.commit().await?;
+    tx.commit(&state.publisher).await?;
     let url = format!("{}/share/{token}", state.public_url);
     Ok((StatusCode::CREATED, axum::Json(json!({ "share": share, "url": url }))))
 }
@@ -366,18 +435,18 @@ async fn revoke(
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;
-    let revoked: Option<Uuid> = sqlx::query_scalar(
+    let revoked: Option<(Uuid, Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
         "UPDATE share_links SET revoked_at = now() \
-         WHERE id = $1 AND revoked_at IS NULL AND ($2 OR created_by_id = $3) RETURNING id",
+         WHERE id = $1 AND revoked_at IS NULL AND ($2 OR created_by_id = $3) RETURNING id, clip_id, upload_id",
     )
     .bind(id)
     .bind(caller.is_admin)
     .bind(caller.user_id)
     .fetch_optional(&mut *tx)
     .await?;
-    if revoked.is_none() {
+    let Some((_, clip_id, upload_id)) = revoked else {
         return Err(ApiError::NotFound(format!("no active share link {id} of yours")));
-    }
+    };
     audit::record(
         &mut *tx,
         &caller,
@@ -391,6 +460,15 @@ async fn revoke(
     )
     .await?;
     tx.commit().await?;
+    // The viewer's copy, if one was made, goes with the link.
+    if let Ok(dir) = target_dir(&state, clip_id, upload_id) {
+        let dir = share_dir(&dir, id);
+        if let Err(err) = tokio::fs::remove_dir_all(&dir).await
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(share.id = %id, error = %err, "cannot remove the link's own proxy");
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -410,6 +488,8 @@ struct Link {
     id: Uuid,
     clip_id: Option<Uuid>,
     upload_id: Option<Uuid>,
+    /// Made for this viewer: its proxy is its own, with their name burned in.
+    viewer: Option<String>,
     password_hash: Option<String>,
     expires_at: DateTime<Utc>,
     live: bool,
@@ -443,7 +523,7 @@ async fn resolve(
     password: Option<String>,
 ) -> ApiResult<(Link, Option<Grant>)> {
     let link: Link = sqlx::query_as(concat!(
-        "SELECT l.id, l.clip_id, l.upload_id, l.password_hash, l.expires_at, \
+        "SELECT l.id, l.clip_id, l.upload_id, l.viewer, l.password_hash, l.expires_at, \
                 (l.revoked_at IS NULL AND l.expires_at > now() AND ",
         maker_may_share!(),
         ") AS live",
@@ -509,6 +589,15 @@ async fn resolve(
         expires_at,
     };
     Ok((link, Some(grant)))
+}
+
+/// The folder of what a link shares: its clip's or upload's.
+fn target_dir(state: &AppState, clip: Option<Uuid>, upload: Option<Uuid>) -> ApiResult<std::path::PathBuf> {
+    match (clip, upload) {
+        (Some(clip), _) => Ok(state.media.clip_dir(clip)),
+        (None, Some(upload)) => Ok(state.media.upload_dir(upload)),
+        (None, None) => Err(ApiError::NotFound("this share link names nothing".into())),
+    }
 }
 
 /// Adds the grant's cookie (scoped to the link) to a response.
@@ -603,6 +692,23 @@ async fn file(
         return Err(ApiError::NotFound(format!("a share link serves no `{name}`")));
     }
     let (link, grant) = resolve(&state, &token, &headers, None).await?;
+    if link.viewer.is_some() && name == "proxy.mp4" {
+        let target_dir = target_dir(&state, link.clip_id, link.upload_id)?;
+        let own = share_dir(&target_dir, link.id).join("proxy.mp4");
+        // Never the unmarked proxy in its place: until the marked one is made, none.
+        if tokio::fs::try_exists(&own).await.unwrap_or(false) {
+            let response = super::clips::serve_file(own, request).await?;
+            return Ok(with_grant(&state, &token, grant.as_ref(), response));
+        }
+        if tokio::fs::try_exists(target_dir.join("proxy.mp4"))
+            .await
+            .unwrap_or(false)
+        {
+            return Err(ApiError::Unavailable(
+                "this link's own copy, with its viewer's name, is still being made: try again shortly".into(),
+            ));
+        }
+    }
     let response = match (link.clip_id, link.upload_id) {
         (Some(clip), _) => super::clips::serve_output(&state, clip, &name, request).await?,
         (None, Some(upload)) => crate::upload::serve_output(&state, upload, &name, request).await?,

@@ -15,6 +15,7 @@ mod reap_workers;
 mod scan;
 mod scan_all;
 mod send_email_draft;
+mod share_proxy;
 mod sleep;
 mod snapshot_stats;
 mod transcode;
@@ -81,6 +82,7 @@ impl Registry {
         registry.register::<rushes_common::job::media::Transcode, _, _>(transcode::run);
         registry.register::<rushes_common::job::media::TranscodeLong, _, _>(transcode_long::run);
         registry.register::<rushes_common::job::media::TranscodeUpload, _, _>(transcode_upload::run);
+        registry.register::<rushes_common::job::media::ShareProxy, _, _>(share_proxy::run);
         registry.register::<rushes_common::job::transcription::Transcribe, _, _>(transcribe::run);
         registry.register::<rushes_common::job::email::Email, _, _>(email::run);
         registry.register::<rushes_common::job::accounts::ImportUsers, _, _>(import_users::run);

@@ -262,7 +262,6 @@ pub fn transcode(
     let audio_rate = format!("{}k", settings.audio_bitrate_kbps);
     let has_audio = clip.audio_tracks > 0;
     if clip.has_video {
-        let rate = settings.proxy_bitrate_kbps;
         push(&mut args, &["-map", "[vout]"]);
         if has_audio {
             push(
@@ -270,28 +269,7 @@ pub fn transcode(
                 &["-map", "[amix]", "-c:a", "aac", "-b:a", &audio_rate, "-ac", "2"],
             );
         }
-        if backend.is_nvenc() {
-            push(&mut args, &["-c:v", "h264_nvenc", "-preset", "p4", "-rc", "vbr"]);
-        } else {
-            push(&mut args, &["-c:v", "libx264", "-preset", "veryfast"]);
-        }
-        push(
-            &mut args,
-            &[
-                "-profile:v",
-                "high",
-                "-b:v",
-                &format!("{rate}k"),
-                "-maxrate",
-                &format!("{}k", rate * 3 / 2),
-                "-bufsize",
-                &format!("{}k", rate * 2),
-                "-movflags",
-                "+faststart",
-                "-f",
-                "mp4",
-            ],
-        );
+        proxy_video(&mut args, backend, settings.proxy_bitrate_kbps);
         args.push(staging.path("proxy.mp4").into());
         outputs.push("proxy.mp4".to_owned());
     } else if has_audio {
@@ -352,6 +330,69 @@ pub fn transcode(
         outputs.push("poster.jpg".to_owned());
     }
     Ok(Plan { args, outputs })
+}
+
+/// The proxy's video encoding: H.264 (NVENC where the backend has it) at `rate` kb/s,
+/// an MP4 that starts playing before it is all downloaded.
+fn proxy_video(args: &mut Vec<OsString>, backend: &VideoBackend, rate: u32) {
+    if backend.is_nvenc() {
+        push(args, &["-c:v", "h264_nvenc", "-preset", "p4", "-rc", "vbr"]);
+    } else {
+        push(args, &["-c:v", "libx264", "-preset", "veryfast"]);
+    }
+    push(
+        args,
+        &[
+            "-profile:v",
+            "high",
+            "-b:v",
+            &format!("{rate}k"),
+            "-maxrate",
+            &format!("{}k", rate * 3 / 2),
+            "-bufsize",
+            &format!("{}k", rate * 2),
+            "-movflags",
+            "+faststart",
+            "-f",
+            "mp4",
+        ],
+    );
+}
+
+/// A share link's proxy: `proxy` (one Rushes made, `height` pixels high) again with
+/// `burn_in`'s text drawn (the viewer's name), its audio copied as it is.
+pub fn marked_copy(
+    proxy: &Path,
+    height: u32,
+    burn_in: &BurnIn,
+    settings: &TranscodeConfig,
+    backend: &VideoBackend,
+    staging: &Staging,
+) -> Result<Plan, String> {
+    let text = burn_in
+        .text_filter(height)?
+        .ok_or("a marked copy needs a text to draw")?;
+    let mut args: Vec<OsString> = Vec::new();
+    args.extend(formats::input_args(proxy));
+    push(
+        &mut args,
+        &[
+            "-filter_complex",
+            &format!("[0:v:0]{text},format=yuv420p[vout]"),
+            "-map",
+            "[vout]",
+            "-map",
+            "0:a?",
+            "-c:a",
+            "copy",
+        ],
+    );
+    proxy_video(&mut args, backend, settings.proxy_bitrate_kbps);
+    args.push(staging.path("proxy.mp4").into());
+    Ok(Plan {
+        args,
+        outputs: vec!["proxy.mp4".to_owned()],
+    })
 }
 
 /// Thumbnails on a scrub sheet: their size, spacing and layout.
