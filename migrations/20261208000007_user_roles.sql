@@ -109,3 +109,24 @@ INSERT INTO roles (id, name, policies, builtin) VALUES
     ('00000000-0000-7000-8000-0000000000a5', 'production-admin',
      '{view,download_originals,scan,transcode,transcribe,edit_metadata,manage_tags,share,administer}', true)
 ON CONFLICT (name) DO NOTHING;
+
+-- Whether `actor` (NULL: the bootstrap admin token) may add members to group `gid`:
+-- as before, not more than the actor holds. A role the group carries on a base
+-- production reaches every production of it, those made later too: only admins give
+-- that. (Globally, a role no longer shows productions, so comparing it with the
+-- actor's global policies no longer bounds what it shows.)
+CREATE OR REPLACE FUNCTION may_grant_group(actor uuid, gid uuid) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT actor IS NULL OR user_is_admin(actor) OR (
+        EXISTS (SELECT 1 FROM groups WHERE id = gid AND name <> 'hub')
+        AND NOT EXISTS (
+            SELECT 1 FROM group_roles gr JOIN roles r ON r.id = gr.role_id
+            WHERE gr.group_id = gid
+              AND (gr.scope_type = 'base_production'
+                   OR NOT r.policies <@ user_policies(actor, CASE WHEN gr.scope_type = 'production' THEN gr.scope_id END)))
+        AND NOT EXISTS (
+            SELECT 1 FROM group_productions gp
+            WHERE gp.group_id = gid
+              AND gp.production_id NOT IN (SELECT production_id FROM visible_productions(actor)))
+    )
+$$;

@@ -177,6 +177,27 @@ async fn a_user_manager_cannot_take_over_or_make_admins() -> anyhow::Result<()> 
         .fetch_one(&env.db)
         .await?;
     assert_eq!(mole, 0);
+
+    // A group whose role reaches a whole base production (its productions made later
+    // too) is an admin's to grant.
+    let (_, base) = env
+        .post("/api/v1/base-productions", json!({ "name": "Wide Show" }))
+        .await?;
+    let (_, wide) = env.post("/api/v1/groups", json!({ "name": "wide-viewers" })).await?;
+    let (status, body) = env
+        .post(
+            &format!("/api/v1/groups/{}/roles", id_of(&wide)),
+            json!({ "role_id": "00000000-0000-7000-8000-0000000000a1", "scope_type": "base_production", "scope_id": base["id"] }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, answer) = um(
+        Method::POST,
+        "/api/v1/invitations".into(),
+        Some(json!({ "email": "wide@example.com", "group_ids": [id_of(&wide)] })),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
     Ok(())
 }
 

@@ -271,6 +271,7 @@ async fn purge_deleted_takes_what_is_gone_long_enough_and_a_dry_run_nothing() ->
     let dry = env.enqueue(purge(true)).await?;
     let done = env.wait_state(dry, "succeeded", T).await?;
     assert_eq!(counts(&done), (json!(1), json!(1), json!(1)), "{done}");
+    assert_eq!(done["result"]["share_links_with_copies"], 0, "{done}");
     assert!(exists("clips", gone_clip).fetch_one(&env.db).await?);
     assert!(exists("users", users[0]).fetch_one(&env.db).await?);
     assert!(exists("uploads", uploads[0]).fetch_one(&env.db).await?);

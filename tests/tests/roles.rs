@@ -553,6 +553,29 @@ async fn a_production_administrator_manages_their_production_and_nothing_else() 
         .await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // A steward who administers with less than Pam holds cannot take Pam's role away.
+    env.user("sam", json!({})).await?;
+    let (_, steward) = env
+        .post(
+            "/api/v1/roles",
+            json!({ "name": "steward", "policies": ["view", "administer"] }),
+        )
+        .await?;
+    let (status, body) = env
+        .post(&members, json!({ "username": "sam", "role_id": steward["id"] }))
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let sam = env.login("sam").await?;
+    let pam_id = text(&first["user_id"]);
+    let (status, answer) = as_user(&env, &sam, Method::DELETE, &format!("{members}/{pam_id}"), None).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let (status, listing) = as_user(&env, &sam, Method::GET, &members, None).await?;
+    assert_eq!(status, StatusCode::OK, "{listing}");
+    assert!(
+        listing.to_string().contains("production-admin"),
+        "Pam keeps her role: {listing}"
+    );
+
     // Scanning her production is hers to do.
     let (status, job) = as_user(&env, &pam, Method::POST, &format!("/api/v1/productions/{p}/scan"), None).await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");

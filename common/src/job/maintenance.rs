@@ -222,24 +222,29 @@ pub enum DeletedItem {
     Clips,
     /// Transcription uploads whose uploader's account was deleted long enough ago.
     Uploads,
+    /// The viewer's copies made for share links revoked or expired long enough ago.
+    ShareCopies,
 }
 
 impl DeletedItem {
-    pub const ALL: [DeletedItem; 3] = [Self::Users, Self::Clips, Self::Uploads];
+    pub const ALL: [DeletedItem; 4] = [Self::Users, Self::Clips, Self::Uploads, Self::ShareCopies];
 }
+
+/// The most days `purge_deleted` looks back (a century: beyond, no timestamp reaches).
+pub const MAX_PURGE_DAYS: u32 = 36_500;
 
 fn every_item() -> Vec<DeletedItem> {
     DeletedItem::ALL.to_vec()
 }
 
 /// `purge_deleted` ("purge deleted items"): takes for good what was deleted, or went
-/// missing, at least `deleted_days_ago` days ago: users, clips, uploads (all three
+/// missing, at least `deleted_days_ago` days ago (required: no default can know how long
+/// storage may be away): users, clips, uploads and share links' viewer copies (all
 /// unless `items` says which), with their outputs on disk. Each item is audited;
 /// `dry_run` reports what would go and changes nothing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeDeleted {
-    #[serde(default)]
     pub deleted_days_ago: u32,
     #[serde(default = "every_item")]
     pub items: Vec<DeletedItem>,
@@ -260,17 +265,17 @@ impl JobPayload for PurgeDeleted {
             (
                 "deleted_days_ago",
                 integer(
-                    "take what was deleted (or went missing) at least this many days ago (default 0)",
+                    "take what was deleted (or went missing) at least this many days ago",
                     0,
-                    Some(i64::from(u32::MAX)),
+                    Some(i64::from(MAX_PURGE_DAYS)),
                 ),
-                false,
+                true,
             ),
             (
                 "items",
                 array(
-                    "what to purge (default: all three)",
-                    one_of_strings("an item", &["users", "clips", "uploads"]),
+                    "what to purge (default: all)",
+                    one_of_strings("an item", &["users", "clips", "uploads", "share_copies"]),
                 ),
                 false,
             ),
@@ -280,9 +285,11 @@ impl JobPayload for PurgeDeleted {
 
     fn validate(&self) -> Result<(), String> {
         if self.items.is_empty() {
-            Err("items: name at least one of users, clips, uploads (absent: all three)".into())
-        } else {
-            Ok(())
+            return Err("items: name at least one of users, clips, uploads, share_copies (absent: all)".into());
         }
+        if self.deleted_days_ago > MAX_PURGE_DAYS {
+            return Err(format!("deleted_days_ago: at most {MAX_PURGE_DAYS}"));
+        }
+        Ok(())
     }
 }

@@ -588,7 +588,6 @@ async fn update(
     let priority = check_priority(body.priority)?;
     let before = find(&state, id).await?;
     let watermark = check_watermark(body.watermark, before.watermark.as_ref())?;
-    require_watermark_image(&state, id, watermark.as_ref().and_then(Option::as_ref))?;
     let mut tx = state.db.begin().await?;
     lock_paths(&mut tx).await?;
     let updated = sqlx::query(
@@ -610,7 +609,7 @@ async fn update(
     .bind(body.archived)
     .bind(body.auto_transcribe)
     .bind(watermark.is_some())
-    .bind(watermark.flatten())
+    .bind(watermark.clone().flatten())
     .execute(&mut *tx)
     .await
     .map_err(unknown_reference)?;
@@ -618,6 +617,9 @@ async fn update(
         return Err(ApiError::NotFound(format!("no production {id}")));
     }
     refuse_overlap(&mut tx, id).await?;
+    // Checked with the row locked: a delete of the image waits for this commit, or this
+    // waits for it and sees the image gone.
+    require_watermark_image(&state, id, watermark.as_ref().and_then(Option::as_ref))?;
     tx.commit().await?;
     let after = find(&state, id).await?;
     audit_production(&state, &caller, "production.update", Some(&before), &after).await?;
@@ -658,6 +660,23 @@ pub(crate) async fn remake_proxies_of(state: &AppState, caller: &Caller, id: Uui
     };
     super::clips::queue_transcodes(state, caller, clips, request).await?;
     Ok(count)
+}
+
+/// A watermark without its image (what an imported production can draw): `None` when
+/// the image was all there was.
+pub(crate) fn without_image(watermark: Option<Value>) -> Option<Value> {
+    let mut watermark = watermark?;
+    if let Some(fields) = watermark.as_object_mut() {
+        fields.remove("image");
+        if fields
+            .get("text")
+            .and_then(Value::as_str)
+            .is_none_or(|t| t.trim().is_empty())
+        {
+            return None;
+        }
+    }
+    Some(watermark)
 }
 
 /// Refuses a watermark that draws the production's image before there is one.
@@ -711,10 +730,15 @@ async fn remove(
     for upload in uploads {
         crate::upload::remove_folder(&state, upload).await;
     }
-    if let Err(err) = tokio::fs::remove_file(state.media.cover_path(id)).await
-        && err.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(production.id = %id, error = %err, "cannot remove the cover image");
+    for (file, what) in [
+        (state.media.cover_path(id), "the cover image"),
+        (state.media.watermark_image_path(id), "the watermark image"),
+    ] {
+        if let Err(err) = tokio::fs::remove_file(&file).await
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(production.id = %id, error = %err, "cannot remove {what}");
+        }
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -90,11 +90,11 @@ fn checked_viewer(viewer: Option<String>) -> ApiResult<Option<String>> {
     Ok(Some(viewer))
 }
 
-/// Whether the link's maker may still share what it names (SQL over `l`, `c`, `u`): the
-/// bootstrap token (no account, named `admin`, a name no user may take) always may; and
-/// whether it is still shown at all — a hidden clip, or anything of an archived
-/// production, is shared by no link until it is shown again.
-macro_rules! maker_may_share {
+/// Whether a link may serve what it names (SQL over `l`, `c`, `u`): its maker may still
+/// share it (the bootstrap token — no account, named `admin`, a name no user may take —
+/// always may), and it is still shown at all (a hidden clip, or anything of an archived
+/// production, is served by no link until it is shown again).
+macro_rules! link_serves {
     () => {
         "((l.created_by_id IS NULL AND l.created_by = 'admin') \
           OR may_share(l.created_by_id, COALESCE(c.production_id, u.production_id))) \
@@ -119,7 +119,7 @@ macro_rules! share_select {
                     l.created_by_id, l.created_at, l.viewer, \
                     (SELECT j.state::text FROM jobs j WHERE j.id = l.proxy_job_id) AS viewer_proxy, \
                     (l.revoked_at IS NULL AND l.expires_at > now() AND ",
-            maker_may_share!(),
+            link_serves!(),
             ") AS active",
             links_from!()
         )
@@ -525,7 +525,7 @@ async fn resolve(
     let link: Link = sqlx::query_as(concat!(
         "SELECT l.id, l.clip_id, l.upload_id, l.viewer, l.password_hash, l.expires_at, \
                 (l.revoked_at IS NULL AND l.expires_at > now() AND ",
-        maker_may_share!(),
+        link_serves!(),
         ") AS live",
         links_from!(),
         "WHERE l.token_hash = $1"
@@ -693,21 +693,26 @@ async fn file(
     }
     let (link, grant) = resolve(&state, &token, &headers, None).await?;
     if link.viewer.is_some() && name == "proxy.mp4" {
-        let target_dir = target_dir(&state, link.clip_id, link.upload_id)?;
-        let own = share_dir(&target_dir, link.id).join("proxy.mp4");
-        // Never the unmarked proxy in its place: until the marked one is made, none.
+        // The link's own copy, or none: never the unmarked proxy in its place.
+        let own = share_dir(&target_dir(&state, link.clip_id, link.upload_id)?, link.id).join("proxy.mp4");
         if tokio::fs::try_exists(&own).await.unwrap_or(false) {
             let response = super::clips::serve_file(own, request).await?;
             return Ok(with_grant(&state, &token, grant.as_ref(), response));
         }
-        if tokio::fs::try_exists(target_dir.join("proxy.mp4"))
-            .await
-            .unwrap_or(false)
-        {
-            return Err(ApiError::Unavailable(
+        let job: Option<String> = sqlx::query_scalar(
+            "SELECT j.state::text FROM share_links l JOIN jobs j ON j.id = l.proxy_job_id WHERE l.id = $1",
+        )
+        .bind(link.id)
+        .fetch_optional(&state.db)
+        .await?;
+        return Err(match job.as_deref() {
+            Some("failed" | "dead" | "cancelled") => {
+                ApiError::NotFound("this link's own copy, with its viewer's name, could not be made".into())
+            }
+            _ => ApiError::Unavailable(
                 "this link's own copy, with its viewer's name, is still being made: try again shortly".into(),
-            ));
-        }
+            ),
+        });
     }
     let response = match (link.clip_id, link.upload_id) {
         (Some(clip), _) => super::clips::serve_output(&state, clip, &name, request).await?,

@@ -405,7 +405,7 @@ async fn export(
 async fn import(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Json(document): Json<Document>,
+    Json(mut document): Json<Document>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require_admin()?;
     if document.format != FORMAT {
@@ -420,7 +420,9 @@ async fn import(
             document.version
         )));
     }
-    // A watermark is checked as a PATCH would check it.
+    // A watermark is checked as a PATCH would check it. Its image file does not travel
+    // in the document: the new production draws none until one is sent to it.
+    document.production.watermark = super::productions::without_image(document.production.watermark.take());
     super::productions::check_watermark(document.production.watermark.clone().map(Some), None)?;
     let requested = document
         .path

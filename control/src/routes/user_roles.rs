@@ -78,6 +78,18 @@ async fn administered(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<
     }
 }
 
+/// Another user's roles and rights name productions (archived ones too): for admins;
+/// anyone may read their own.
+fn oneself_or_admin(caller: &Caller, id: Uuid) -> ApiResult<()> {
+    if caller.is_admin || caller.user_id == Some(id) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "only an admin may read another user's roles and rights".into(),
+        ))
+    }
+}
+
 /// The user's name, if the account exists and is not deleted.
 async fn username(state: &AppState, id: Uuid) -> ApiResult<Option<String>> {
     Ok(
@@ -129,15 +141,16 @@ async fn grant(state: &AppState, caller: &Caller, user: Uuid, role_id: Uuid, sco
     Ok(added)
 }
 
-/// Takes from `user` their own roles in `scope` (`role`: only that one) → how many.
+/// Takes from `user` their own roles in `scope` (`role`: only that one) → how many. A
+/// production's administrator takes only roles whose policies they hold there.
 async fn take(state: &AppState, caller: &Caller, user: Uuid, role: Option<Uuid>, scope: &Scope) -> ApiResult<u64> {
     may_assign(state, caller, None, scope).await?;
     let mut tx = state.db.begin().await?;
-    let removed: Vec<(Uuid, String)> = sqlx::query_as(
-        "DELETE FROM user_roles ur USING roles r \
-         WHERE r.id = ur.role_id AND ur.user_id = $1 AND ($2::uuid IS NULL OR ur.role_id = $2) \
+    let held: Vec<Role> = sqlx::query_as(
+        "SELECT r.id, r.name, r.policies, r.builtin FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
+         WHERE ur.user_id = $1 AND ($2::uuid IS NULL OR ur.role_id = $2) \
            AND ur.scope_type = $3 AND ur.scope_id IS NOT DISTINCT FROM $4 \
-         RETURNING r.id, r.name",
+         FOR UPDATE OF ur",
     )
     .bind(user)
     .bind(role)
@@ -145,7 +158,21 @@ async fn take(state: &AppState, caller: &Caller, user: Uuid, role: Option<Uuid>,
     .bind(scope.scope_id)
     .fetch_all(&mut *tx)
     .await?;
-    for (role_id, name) in &removed {
+    for role in &held {
+        may_assign(state, caller, Some(role), scope).await?;
+    }
+    let ids: Vec<Uuid> = held.iter().map(|r| r.id).collect();
+    sqlx::query(
+        "DELETE FROM user_roles WHERE user_id = $1 AND role_id = ANY($2) \
+           AND scope_type = $3 AND scope_id IS NOT DISTINCT FROM $4",
+    )
+    .bind(user)
+    .bind(&ids)
+    .bind(&scope.scope_type)
+    .bind(scope.scope_id)
+    .execute(&mut *tx)
+    .await?;
+    for role in &held {
         audit::record(
             &mut *tx,
             caller,
@@ -153,14 +180,14 @@ async fn take(state: &AppState, caller: &Caller, user: Uuid, role: Option<Uuid>,
                 action: "user.remove_role",
                 target_type: "user",
                 target_id: Some(user.to_string()),
-                before: Some(json!({ "role_id": role_id, "role": name, "scope_type": scope.scope_type, "scope_id": scope.scope_id })),
+                before: Some(json!({ "role_id": role.id, "role": role.name, "scope_type": scope.scope_type, "scope_id": scope.scope_id })),
                 after: None,
             },
         )
         .await?;
     }
     tx.commit().await?;
-    Ok(removed.len() as u64)
+    Ok(held.len() as u64)
 }
 
 /// Every role the user carries, where, and through what (`group` null: their own).
@@ -195,14 +222,13 @@ struct Assignment {
     group_name: Option<String>,
 }
 
-/// The roles a user carries, directly and through their groups (oneself, or a user
-/// manager).
+/// The roles a user carries, directly and through their groups (oneself, or an admin).
 async fn user_roles(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<Value>> {
-    super::users::may_view(&state, &caller, id).await?;
+    oneself_or_admin(&caller, id)?;
     username(&state, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no user {id}")))?;
@@ -225,13 +251,17 @@ async fn add_user_role(
     Path(id): Path<Uuid>,
     Json(body): Json<UserRole>,
 ) -> ApiResult<StatusCode> {
-    username(&state, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no user {id}")))?;
     let scope = Scope {
         scope_type: body.scope_type,
         scope_id: body.scope_id,
     };
+    // Whether the account exists is not told to someone who may not give roles here.
+    if !caller.is_admin {
+        may_assign(&state, &caller, None, &scope).await?;
+    }
+    username(&state, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no user {id}")))?;
     grant(&state, &caller, id, body.role_id, &scope).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -261,7 +291,7 @@ async fn effective_policies(
     Extension(caller): Extension<Caller>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<Value>> {
-    super::users::may_view(&state, &caller, id).await?;
+    oneself_or_admin(&caller, id)?;
     let (name, is_admin, may_scan, may_transcode): (String, bool, bool, bool) = sqlx::query_as(
         "SELECT username, user_is_admin(id), may_scan, may_transcode FROM users WHERE id = $1 AND deleted_at IS NULL",
     )

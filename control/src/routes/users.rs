@@ -280,7 +280,7 @@ async fn list(
 }
 
 /// Seeing an account: oneself, or anyone with `manage_users`.
-pub(crate) async fn may_view(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<()> {
+async fn may_view(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<()> {
     if caller.user_id == Some(id) {
         return Ok(());
     }

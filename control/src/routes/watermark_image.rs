@@ -50,13 +50,14 @@ fn as_png(bytes: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out.into_inner())
 }
 
-/// Whether the production's watermark draws the image.
-async fn drawn(state: &AppState, id: Uuid) -> ApiResult<bool> {
+/// Whether the production's watermark draws the image (its row locked, in a transaction).
+async fn drawn(executor: impl sqlx::PgExecutor<'_>, id: Uuid) -> ApiResult<bool> {
     Ok(sqlx::query_scalar(
-        "SELECT COALESCE(watermark ? 'image' AND watermark->'image' <> 'null'::jsonb, false) FROM productions WHERE id = $1",
+        "SELECT COALESCE(watermark ? 'image' AND watermark->'image' <> 'null'::jsonb, false) \
+         FROM productions WHERE id = $1 FOR UPDATE",
     )
     .bind(id)
-    .fetch_optional(&state.db)
+    .fetch_optional(executor)
     .await?
     .unwrap_or(false))
 }
@@ -94,7 +95,7 @@ async fn upload(
         Some(json!({ "bytes": png.len() })),
     )
     .await?;
-    let remade = if drawn(&state, id).await? {
+    let remade = if drawn(&state.db, id).await? {
         super::productions::remake_proxies_of(&state, &caller, id, "the watermark image changed").await?
     } else {
         0
@@ -126,12 +127,17 @@ async fn remove(
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
     production_exists(&state, id).await?;
-    if drawn(&state, id).await? {
+    // The production's row stays locked until the file is gone: a watermark naming the
+    // image is either committed before (and seen here) or checked after (and refused).
+    let mut tx = state.db.begin().await?;
+    if drawn(&mut *tx, id).await? {
         return Err(ApiError::Conflict(
             "the production's watermark draws this image: take `image` out of the watermark first".into(),
         ));
     }
-    match tokio::fs::remove_file(state.media.watermark_image_path(id)).await {
+    let removed = tokio::fs::remove_file(state.media.watermark_image_path(id)).await;
+    tx.commit().await?;
+    match removed {
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             return Err(ApiError::NotFound(format!("production {id} has no watermark image")));

@@ -1,12 +1,14 @@
 //! `purge_deleted` ("purge deleted items"): takes for good what was deleted, or went
 //! missing, long enough ago — transcription uploads of deleted accounts, clips whose
 //! rushes are gone from storage, soft-deleted users — each audited, in one
-//! transaction; then their folders on disk. A dry run rolls the transaction back.
+//! transaction; then their folders on disk, and the viewer copies of share links long
+//! over. A dry run rolls the transaction back and removes nothing.
 
 use std::path::PathBuf;
 
 use rushes_common::audit::{self, Change};
 use rushes_common::job::maintenance::{DeletedItem, PurgeDeleted};
+use rushes_common::media::share_dir;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -78,12 +80,26 @@ pub async fn run(ctx: JobContext, payload: PurgeDeleted) -> Result<Value, JobErr
     } else {
         0
     };
+    // Viewer copies of links long over: files only, the links stay listed.
+    let copies: Vec<(Uuid, Option<Uuid>, Option<Uuid>)> = if wants(DeletedItem::ShareCopies) {
+        sqlx::query_as(
+            "SELECT id, clip_id, upload_id FROM share_links WHERE viewer IS NOT NULL \
+               AND LEAST(COALESCE(revoked_at, 'infinity'), expires_at) <= now() - make_interval(days => $1)",
+        )
+        .bind(days)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?
+    } else {
+        Vec::new()
+    };
     let count = |kind: &str| gone.iter().filter(|(t, _, _)| *t == kind).count();
     let result = json!({
         "dry_run": payload.dry_run,
         "users": users,
         "clips": count("clip"),
         "uploads": count("upload"),
+        "share_links_with_copies": copies.len(),
     });
     if payload.dry_run {
         tx.rollback().await.map_err(db_error)?;
@@ -92,13 +108,21 @@ pub async fn run(ctx: JobContext, payload: PurgeDeleted) -> Result<Value, JobErr
     tx.commit().await.map_err(db_error)?;
 
     let media = &ctx.services.media;
-    let folders: Vec<PathBuf> = gone
+    let mut folders: Vec<PathBuf> = gone
         .iter()
         .map(|(kind, id, _)| match *kind {
             "clip" => media.clip_dir(*id),
             _ => media.upload_dir(*id),
         })
         .collect();
+    folders.extend(copies.iter().filter_map(|(link, clip, upload)| {
+        let target = match (clip, upload) {
+            (Some(clip), _) => media.clip_dir(*clip),
+            (None, Some(upload)) => media.upload_dir(*upload),
+            (None, None) => return None,
+        };
+        Some(share_dir(&target, *link))
+    }));
     // The rows are gone for good now: a folder left behind is logged, not retried.
     let removed = tokio::task::spawn_blocking(move || {
         for folder in folders {

@@ -99,6 +99,18 @@ pub async fn run(ctx: JobContext, payload: ShareProxy) -> Result<Value, JobError
     log_plan(&ctx, &plan, &ctx.services.video);
     run_ffmpeg(&ctx, plan.args, info.duration_s).await?;
     publish(staging, &plan.outputs)?;
+    // A link revoked while its copy was being made has nothing to remove the copy then.
+    let over: bool = sqlx::query_scalar(
+        "SELECT COALESCE((SELECT revoked_at IS NOT NULL OR expires_at <= now() FROM share_links WHERE id = $1), true)",
+    )
+    .bind(id)
+    .fetch_one(&ctx.db)
+    .await
+    .map_err(db_error)?;
+    if over {
+        let _ = std::fs::remove_dir_all(share_dir(&target_dir, id));
+        return Ok(json!({ "skipped": "the link was revoked or has expired while its copy was made" }));
+    }
     Ok(json!({ "share_id": id, "outputs": plan.outputs }))
 }
 
