@@ -500,6 +500,22 @@ impl TestEnv {
         Self::answer(request).await
     }
 
+    /// Sends a request as the holder of `token` (a user's session or API token); the
+    /// status and JSON body.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let mut request = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Self::answer(request).await
+    }
+
     /// Posts an authenticated multipart form (an upload); returns the status and JSON body.
     pub async fn upload(&self, path: &str, form: reqwest::multipart::Form) -> anyhow::Result<(StatusCode, Value)> {
         Self::answer(self.http.post(self.url(path)).bearer_auth(TOKEN).multipart(form)).await

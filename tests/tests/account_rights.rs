@@ -14,21 +14,6 @@ use uuid::Uuid;
 const HUB: &str = "00000000-0000-7000-8000-0000000000b1";
 const USER_MANAGER_ROLE: &str = "00000000-0000-7000-8000-0000000000a4";
 
-/// A request as the holder of `token`.
-async fn as_user(
-    env: &TestEnv,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> anyhow::Result<(StatusCode, Value)> {
-    let mut request = env.http.request(method, env.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    TestEnv::answer(request).await
-}
-
 fn id_of(value: &Value) -> String {
     value["id"].as_str().unwrap_or_default().to_owned()
 }
@@ -76,7 +61,7 @@ async fn a_user_manager_cannot_take_over_or_make_admins() -> anyhow::Result<()> 
     let um = |method: Method, path: String, body: Option<Value>| {
         let token = cast.um_token.clone();
         let env = &env;
-        async move { as_user(env, &token, method, &path, body).await }
+        async move { env.call_as(&token, method, &path, body).await }
     };
 
     for admin in [&cast.boss, &cast.hubby] {
@@ -308,14 +293,14 @@ async fn impersonation_cannot_touch_credentials_and_dies_with_its_admin() -> any
     let env = TestEnv::new().await?;
     let cast = cast(&env).await?;
     let boss = env.login("boss").await?;
-    let (status, session) = as_user(
-        &env,
-        &boss,
-        Method::POST,
-        &format!("/api/v1/users/{}/impersonate", cast.ordinary),
-        None,
-    )
-    .await?;
+    let (status, session) = env
+        .call_as(
+            &boss,
+            Method::POST,
+            &format!("/api/v1/users/{}/impersonate", cast.ordinary),
+            None,
+        )
+        .await?;
     assert_eq!(status, StatusCode::CREATED, "{session}");
     let acting = session["token"].as_str().unwrap_or_default().to_owned();
     let me = format!("/api/v1/users/{}", cast.ordinary);
@@ -323,25 +308,25 @@ async fn impersonation_cannot_touch_credentials_and_dies_with_its_admin() -> any
         json!({ "password": "new password!", "current_password": PASSWORD }),
         json!({ "email": "other@example.com", "current_password": PASSWORD }),
     ] {
-        let (status, answer) = as_user(&env, &acting, Method::PATCH, &me, Some(body)).await?;
+        let (status, answer) = env.call_as(&acting, Method::PATCH, &me, Some(body)).await?;
         assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
     }
-    let (status, _) = as_user(
-        &env,
-        &acting,
-        Method::POST,
-        &format!("{me}/tokens"),
-        Some(json!({ "name": "keep" })),
-    )
-    .await?;
+    let (status, _) = env
+        .call_as(
+            &acting,
+            Method::POST,
+            &format!("{me}/tokens"),
+            Some(json!({ "name": "keep" })),
+        )
+        .await?;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(as_user(&env, &acting, Method::GET, &me, None).await?.0, StatusCode::OK);
+    assert_eq!(env.call_as(&acting, Method::GET, &me, None).await?.0, StatusCode::OK);
 
     // Demoting the admin ends the impersonation at once.
     env.patch(&format!("/api/v1/users/{}", cast.boss), json!({ "is_admin": false }))
         .await?;
     assert_eq!(
-        as_user(&env, &acting, Method::GET, &me, None).await?.0,
+        env.call_as(&acting, Method::GET, &me, None).await?.0,
         StatusCode::UNAUTHORIZED
     );
     Ok(())
@@ -353,14 +338,14 @@ async fn a_new_password_needs_the_old_one_and_ends_every_other_token() -> anyhow
     let ana = id_of(&env.user("ana", json!({})).await?);
     let (here, elsewhere) = (env.login("ana").await?, env.login("ana").await?);
     let me = format!("/api/v1/users/{ana}");
-    let (status, minted) = as_user(
-        &env,
-        &here,
-        Method::POST,
-        &format!("{me}/tokens"),
-        Some(json!({ "name": "script" })),
-    )
-    .await?;
+    let (status, minted) = env
+        .call_as(
+            &here,
+            Method::POST,
+            &format!("{me}/tokens"),
+            Some(json!({ "name": "script" })),
+        )
+        .await?;
     assert_eq!(status, StatusCode::CREATED, "{minted}");
     let script = minted["token"].as_str().unwrap_or_default().to_owned();
     let expires: chrono::DateTime<chrono::Utc> = minted["expires_at"].as_str().unwrap_or_default().parse()?;
@@ -368,7 +353,7 @@ async fn a_new_password_needs_the_old_one_and_ends_every_other_token() -> anyhow
     assert!((88..=90).contains(&days), "API tokens expire by default: {minted}");
 
     // Listed without secrets; the creation is audited.
-    let (_, listed) = as_user(&env, &here, Method::GET, &format!("{me}/tokens"), None).await?;
+    let (_, listed) = env.call_as(&here, Method::GET, &format!("{me}/tokens"), None).await?;
     let tokens = listed["tokens"].as_array().cloned().unwrap_or_default();
     assert_eq!(tokens.len(), 3, "{listed}");
     assert!(
@@ -380,7 +365,7 @@ async fn a_new_password_needs_the_old_one_and_ends_every_other_token() -> anyhow
     let (_, audit) = env.get("/api/v1/audit-log?action=token.create").await?;
     assert_eq!(audit["entries"][0]["target_id"], json!(ana), "{audit}");
 
-    let change = |body: Value| as_user(&env, &here, Method::PATCH, &me, Some(body));
+    let change = |body: Value| env.call_as(&here, Method::PATCH, &me, Some(body));
     let (status, _) = change(json!({ "password": "brand new secret" })).await?;
     assert_eq!(
         status,
@@ -392,17 +377,17 @@ async fn a_new_password_needs_the_old_one_and_ends_every_other_token() -> anyhow
     let (status, answer) = change(json!({ "password": "brand new secret", "current_password": PASSWORD })).await?;
     assert_eq!(status, StatusCode::OK, "{answer}");
     for (token, alive) in [(&here, true), (&elsewhere, false), (&script, false)] {
-        let (status, _) = as_user(&env, token, Method::GET, "/api/v1/auth/me", None).await?;
+        let (status, _) = env.call_as(token, Method::GET, "/api/v1/auth/me", None).await?;
         assert_eq!(status == StatusCode::OK, alive, "{token}: {status}");
     }
 
     // One token revoked by id.
-    let (_, listed) = as_user(&env, &here, Method::GET, &format!("{me}/tokens"), None).await?;
+    let (_, listed) = env.call_as(&here, Method::GET, &format!("{me}/tokens"), None).await?;
     let current = listed["tokens"][0]["id"].as_str().unwrap_or_default().to_owned();
     let path = format!("{me}/tokens/{current}");
     assert_eq!(env.call(Method::DELETE, &path, None).await?.0, StatusCode::NO_CONTENT);
     assert_eq!(env.call(Method::DELETE, &path, None).await?.0, StatusCode::NOT_FOUND);
-    let (status, _) = as_user(&env, &here, Method::GET, "/api/v1/auth/me", None).await?;
+    let (status, _) = env.call_as(&here, Method::GET, "/api/v1/auth/me", None).await?;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Usernames are one whatever their case, and follow the character rules.
@@ -433,14 +418,14 @@ async fn reset_and_invitation_links_exist_only_in_the_mail() -> anyhow::Result<(
     let ana = id_of(&env.user("ana", json!({})).await?);
     let api_token = {
         let session = env.login("ana").await?;
-        let (_, minted) = as_user(
-            &env,
-            &session,
-            Method::POST,
-            &format!("/api/v1/users/{ana}/tokens"),
-            Some(json!({ "name": "script" })),
-        )
-        .await?;
+        let (_, minted) = env
+            .call_as(
+                &session,
+                Method::POST,
+                &format!("/api/v1/users/{ana}/tokens"),
+                Some(json!({ "name": "script" })),
+            )
+            .await?;
         minted["token"].as_str().unwrap_or_default().to_owned()
     };
     let (status, _) = env
@@ -475,7 +460,7 @@ async fn reset_and_invitation_links_exist_only_in_the_mail() -> anyhow::Result<(
         )
         .await?;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = as_user(&env, &api_token, Method::GET, "/api/v1/auth/me", None).await?;
+    let (status, _) = env.call_as(&api_token, Method::GET, "/api/v1/auth/me", None).await?;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a reset ends API tokens too");
     let (status, created) = env
         .post(

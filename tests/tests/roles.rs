@@ -26,24 +26,9 @@ fn strings(value: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Sends a request as the holder of `token`.
-async fn as_user(
-    env: &TestEnv,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> anyhow::Result<(StatusCode, Value)> {
-    let mut request = env.http.request(method, env.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    TestEnv::answer(request).await
-}
-
 /// The ids of the productions `token`'s holder lists.
 async fn listed(env: &TestEnv, token: &str) -> anyhow::Result<Vec<String>> {
-    let (status, body) = as_user(env, token, Method::GET, "/api/v1/productions", None).await?;
+    let (status, body) = env.call_as(token, Method::GET, "/api/v1/productions", None).await?;
     anyhow::ensure!(status == StatusCode::OK, "productions: {status} {body}");
     Ok(body["productions"]
         .as_array()
@@ -66,7 +51,7 @@ fn on<'a>(policies: &'a Value, id: &str) -> Option<&'a Value> {
 
 /// The policies `token`'s holder has on production `id`, from `/auth/me`.
 async fn my_policies(env: &TestEnv, token: &str, id: &str) -> anyhow::Result<Vec<String>> {
-    let (status, me) = as_user(env, token, Method::GET, "/api/v1/auth/me", None).await?;
+    let (status, me) = env.call_as(token, Method::GET, "/api/v1/auth/me", None).await?;
     anyhow::ensure!(status == StatusCode::OK, "me: {status} {me}");
     Ok(on(&me, id).map(|p| strings(&p["policies"])).unwrap_or_default())
 }
@@ -260,20 +245,17 @@ async fn roles_of_ones_own_hold_in_their_scope_and_effective_policies_say_why() 
     let mut expected = vec![s1.clone(), s2.clone()];
     expected.sort();
     assert_eq!(seen, expected);
-    let (status, _) = as_user(&env, &token, Method::GET, &format!("/api/v1/productions/{o1}"), None).await?;
+    let (status, _) = env
+        .call_as(&token, Method::GET, &format!("/api/v1/productions/{o1}"), None)
+        .await?;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
         "a global role shows no production by itself"
     );
-    let (status, _) = as_user(
-        &env,
-        &token,
-        Method::POST,
-        &format!("/api/v1/productions/{o1}/scan"),
-        None,
-    )
-    .await?;
+    let (status, _) = env
+        .call_as(&token, Method::POST, &format!("/api/v1/productions/{o1}/scan"), None)
+        .await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let (status, policies) = env.get(&format!("/api/v1/users/{did}/policies")).await?;
@@ -314,18 +296,13 @@ async fn roles_of_ones_own_hold_in_their_scope_and_effective_policies_say_why() 
         !strings(&series_two["policies"]).contains(&"scan".to_owned()),
         "{series_two}"
     );
-    let (status, _) = as_user(
-        &env,
-        &token,
-        Method::POST,
-        &format!("/api/v1/productions/{s2}/scan"),
-        None,
-    )
-    .await?;
+    let (status, _) = env
+        .call_as(&token, Method::POST, &format!("/api/v1/productions/{s2}/scan"), None)
+        .await?;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Her roles, her own first; others may not read them, she may.
-    let (status, mine) = as_user(&env, &token, Method::GET, &roles, None).await?;
+    let (status, mine) = env.call_as(&token, Method::GET, &roles, None).await?;
     assert_eq!(status, StatusCode::OK, "{mine}");
     let listed_roles: Vec<(String, String, String)> = mine["roles"]
         .as_array()
@@ -346,26 +323,21 @@ async fn roles_of_ones_own_hold_in_their_scope_and_effective_policies_say_why() 
     env.user("nosy", json!({})).await?;
     let nosy = env.login("nosy").await?;
     for path in [roles.clone(), format!("/api/v1/users/{did}/policies")] {
-        let (status, _) = as_user(&env, &nosy, Method::GET, &path, None).await?;
+        let (status, _) = env.call_as(&nosy, Method::GET, &path, None).await?;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
     }
-    let (status, _) = as_user(
-        &env,
-        &token,
-        Method::GET,
-        &format!("/api/v1/users/{did}/policies"),
-        None,
-    )
-    .await?;
+    let (status, _) = env
+        .call_as(&token, Method::GET, &format!("/api/v1/users/{did}/policies"), None)
+        .await?;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = as_user(
-        &env,
-        &token,
-        Method::POST,
-        &roles,
-        Some(json!({ "role_id": OPERATOR_ROLE, "scope_type": "production", "scope_id": s2 })),
-    )
-    .await?;
+    let (status, _) = env
+        .call_as(
+            &token,
+            Method::POST,
+            &roles,
+            Some(json!({ "role_id": OPERATOR_ROLE, "scope_type": "production", "scope_id": s2 })),
+        )
+        .await?;
     assert_eq!(status, StatusCode::FORBIDDEN, "no one gives themselves a role");
 
     // Bad input: a scope of the wrong type, an unknown role or user, a malformed scope.
@@ -456,7 +428,7 @@ async fn a_production_administrator_manages_their_production_and_nothing_else() 
         .await?;
     assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
     let pam = env.login("pam").await?;
-    let (status, listing) = as_user(&env, &pam, Method::GET, &members, None).await?;
+    let (status, listing) = env.call_as(&pam, Method::GET, &members, None).await?;
     assert_eq!(status, StatusCode::OK, "{listing}");
     let first = listing["members"][0].clone();
     assert_eq!(first["username"], "pam", "{listing}");
@@ -467,18 +439,18 @@ async fn a_production_administrator_manages_their_production_and_nothing_else() 
     );
 
     // She adds Max as a viewer; he sees that production only.
-    let (status, answer) = as_user(
-        &env,
-        &pam,
-        Method::POST,
-        &members,
-        Some(json!({ "user_id": max_id, "role_id": VIEWER_ROLE })),
-    )
-    .await?;
+    let (status, answer) = env
+        .call_as(
+            &pam,
+            Method::POST,
+            &members,
+            Some(json!({ "user_id": max_id, "role_id": VIEWER_ROLE })),
+        )
+        .await?;
     assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
     let max_token = env.login("max").await?;
     assert_eq!(listed(&env, &max_token).await?, std::slice::from_ref(&p));
-    let (status, _) = as_user(&env, &max_token, Method::GET, &members, None).await?;
+    let (status, _) = env.call_as(&max_token, Method::GET, &members, None).await?;
     assert_eq!(status, StatusCode::FORBIDDEN, "a viewer does not administer");
 
     // She cannot give more than she holds, nor act outside her production.
@@ -488,14 +460,14 @@ async fn a_production_administrator_manages_their_production_and_nothing_else() 
             json!({ "name": "boss", "policies": ["view", "manage_users"] }),
         )
         .await?;
-    let (status, answer) = as_user(
-        &env,
-        &pam,
-        Method::POST,
-        &members,
-        Some(json!({ "user_id": max_id, "role_id": boss["id"] })),
-    )
-    .await?;
+    let (status, answer) = env
+        .call_as(
+            &pam,
+            Method::POST,
+            &members,
+            Some(json!({ "user_id": max_id, "role_id": boss["id"] })),
+        )
+        .await?;
     assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
     assert!(message(&answer).contains("manage_users"), "{answer}");
     for (method, path, body) in [
@@ -507,25 +479,25 @@ async fn a_production_administrator_manages_their_production_and_nothing_else() 
         ),
         (Method::POST, format!("/api/v1/productions/{q}/scan"), None),
     ] {
-        let (status, _) = as_user(&env, &pam, method, &path, body).await?;
+        let (status, _) = env.call_as(&pam, method, &path, body).await?;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: not revealed");
     }
     for scope in [
         json!({ "role_id": VIEWER_ROLE }),
         json!({ "role_id": VIEWER_ROLE, "scope_type": "base_production", "scope_id": mine["base_production_id"] }),
     ] {
-        let (status, answer) = as_user(
-            &env,
-            &pam,
-            Method::POST,
-            &format!("/api/v1/users/{max_id}/roles"),
-            Some(scope),
-        )
-        .await?;
+        let (status, answer) = env
+            .call_as(
+                &pam,
+                Method::POST,
+                &format!("/api/v1/users/{max_id}/roles"),
+                Some(scope),
+            )
+            .await?;
         assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
     }
     for path in ["/api/v1/users", "/api/v1/groups", "/api/v1/roles"] {
-        let (status, _) = as_user(&env, &pam, Method::GET, path, None).await?;
+        let (status, _) = env.call_as(&pam, Method::GET, path, None).await?;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}: not a global admin");
     }
     // Bad input: no member named, an unknown one.
@@ -533,7 +505,7 @@ async fn a_production_administrator_manages_their_production_and_nothing_else() 
         (json!({ "role_id": VIEWER_ROLE }), "username"),
         (json!({ "username": "nobody", "role_id": VIEWER_ROLE }), "nobody"),
     ] {
-        let (status, answer) = as_user(&env, &pam, Method::POST, &members, Some(body)).await?;
+        let (status, answer) = env.call_as(&pam, Method::POST, &members, Some(body)).await?;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
         assert!(message(&answer).contains(field), "{answer}");
     }
@@ -567,9 +539,11 @@ async fn a_production_administrator_manages_their_production_and_nothing_else() 
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let sam = env.login("sam").await?;
     let pam_id = text(&first["user_id"]);
-    let (status, answer) = as_user(&env, &sam, Method::DELETE, &format!("{members}/{pam_id}"), None).await?;
+    let (status, answer) = env
+        .call_as(&sam, Method::DELETE, &format!("{members}/{pam_id}"), None)
+        .await?;
     assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
-    let (status, listing) = as_user(&env, &sam, Method::GET, &members, None).await?;
+    let (status, listing) = env.call_as(&sam, Method::GET, &members, None).await?;
     assert_eq!(status, StatusCode::OK, "{listing}");
     assert!(
         listing.to_string().contains("production-admin"),
@@ -577,15 +551,17 @@ async fn a_production_administrator_manages_their_production_and_nothing_else() 
     );
 
     // Scanning her production is hers to do.
-    let (status, job) = as_user(&env, &pam, Method::POST, &format!("/api/v1/productions/{p}/scan"), None).await?;
+    let (status, job) = env
+        .call_as(&pam, Method::POST, &format!("/api/v1/productions/{p}/scan"), None)
+        .await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
 
     // She takes Max off; he no longer sees it. Done twice: 404.
     let off = format!("{members}/{max_id}");
-    let (status, answer) = as_user(&env, &pam, Method::DELETE, &off, None).await?;
+    let (status, answer) = env.call_as(&pam, Method::DELETE, &off, None).await?;
     assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
     assert!(listed(&env, &max_token).await?.is_empty());
-    let (status, _) = as_user(&env, &pam, Method::DELETE, &off, None).await?;
+    let (status, _) = env.call_as(&pam, Method::DELETE, &off, None).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let (_, audit) = env
@@ -607,7 +583,7 @@ async fn a_production_administrator_manages_their_production_and_nothing_else() 
         .patch(&format!("/api/v1/productions/{p}"), json!({ "archived": true }))
         .await?;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = as_user(&env, &pam, Method::GET, &members, None).await?;
+    let (status, _) = env.call_as(&pam, Method::GET, &members, None).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     Ok(())
 }
