@@ -136,12 +136,17 @@ impl Caller {
     /// Allows `policy` on a production the caller can see; a production they cannot
     /// see is answered as missing (its existence is not revealed).
     pub async fn require(&self, state: &AppState, policy: Policy, production: Uuid) -> ApiResult<()> {
+        self.require_held(state, policy, production).await.map(drop)
+    }
+
+    /// [`Caller::require`], answering every policy the caller holds there.
+    pub async fn require_held(&self, state: &AppState, policy: Policy, production: Uuid) -> ApiResult<Vec<String>> {
         let held = self.policies(state, Some(production)).await?;
         if !held.iter().any(|p| p == Policy::View.as_str()) {
             return Err(ApiError::NotFound(format!("no production {production}")));
         }
         if held.iter().any(|p| p == policy.as_str()) {
-            Ok(())
+            Ok(held)
         } else {
             Err(ApiError::Forbidden(format!(
                 "needs the `{}` policy on this production",

@@ -108,20 +108,6 @@ pub(crate) async fn store(path: &std::path::Path, bytes: &[u8], what: &'static s
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context(format!("cannot store {what}"))))
 }
 
-/// `404` for a production there is not (admins pass `require` for any id: no file is
-/// written for one).
-pub(crate) async fn production_exists(state: &AppState, id: Uuid) -> ApiResult<()> {
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM productions WHERE id = $1)")
-        .bind(id)
-        .fetch_one(&state.db)
-        .await?;
-    if exists {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound(format!("no production {id}")))
-    }
-}
-
 async fn upload(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -129,7 +115,7 @@ async fn upload(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     caller.require(&state, Policy::EditMetadata, id).await?;
-    production_exists(&state, id).await?;
+    super::productions::exists(&state, id).await?;
     let jpeg = remade(&state, body?, thumbnail).await?;
     store(&state.media.cover_path(id), &jpeg, "the cover image").await?;
     let url = format!(

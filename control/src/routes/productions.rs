@@ -662,6 +662,20 @@ pub(crate) async fn remake_proxies_of(state: &AppState, caller: &Caller, id: Uui
     Ok(count)
 }
 
+/// `404` for a production there is not (admins pass `Caller::require` for any id: no
+/// file or member is written for one that is not there).
+pub(crate) async fn exists(state: &AppState, id: Uuid) -> ApiResult<()> {
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM productions WHERE id = $1)")
+        .bind(id)
+        .fetch_one(&state.db)
+        .await?;
+    if exists {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!("no production {id}")))
+    }
+}
+
 /// A watermark without its image (what an imported production can draw): `None` when
 /// the image was all there was.
 pub(crate) fn without_image(watermark: Option<Value>) -> Option<Value> {

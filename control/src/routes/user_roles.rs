@@ -31,10 +31,10 @@ pub fn router() -> Router<AppState> {
         .route("/productions/{id}/members/{user_id}", delete(remove_member))
 }
 
-/// Allows giving or taking a role in `scope`: admins anywhere; a production's
-/// administrator on that production, and (`giving`) only a role whose policies they
-/// hold there.
-async fn may_assign(state: &AppState, caller: &Caller, role: Option<&Role>, scope: &Scope) -> ApiResult<()> {
+/// Allows giving or taking `roles` in `scope` (none: the right to manage the scope at
+/// all): admins anywhere; a production's administrator on that production, and only
+/// roles whose policies they hold there.
+async fn may_assign(state: &AppState, caller: &Caller, roles: &[Role], scope: &Scope) -> ApiResult<()> {
     if caller.is_admin {
         return Ok(());
     }
@@ -43,9 +43,8 @@ async fn may_assign(state: &AppState, caller: &Caller, role: Option<&Role>, scop
             "only an admin may give or take a role globally or on a base production".into(),
         ));
     };
-    caller.require(state, Policy::Administer, production).await?;
-    if let Some(role) = role {
-        let held = caller.policies(state, Some(production)).await?;
+    let held = caller.require_held(state, Policy::Administer, production).await?;
+    for role in roles {
         let lacking: Vec<&str> = role
             .policies
             .iter()
@@ -64,18 +63,11 @@ async fn may_assign(state: &AppState, caller: &Caller, role: Option<&Role>, scop
 }
 
 /// Allows managing production `id`'s members: `administer` there (admins hold it on
-/// every production); `404` for a production there is not.
-async fn administered(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<()> {
-    caller.require(state, Policy::Administer, id).await?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM productions WHERE id = $1)")
-        .bind(id)
-        .fetch_one(&state.db)
-        .await?;
-    if exists {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound(format!("no production {id}")))
-    }
+/// every production); `404` for a production there is not. The caller's policies there.
+async fn administered(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<Vec<String>> {
+    let held = caller.require_held(state, Policy::Administer, id).await?;
+    super::productions::exists(state, id).await?;
+    Ok(held)
 }
 
 /// Another user's roles and rights name productions (archived ones too): for admins;
@@ -100,16 +92,13 @@ async fn username(state: &AppState, id: Uuid) -> ApiResult<Option<String>> {
     )
 }
 
-/// Gives `role_id` to `user` in `scope` (already there: nothing changes) → whether it was new.
+/// Gives `role_id` to `user` in `scope` (already there: nothing changes) → whether it
+/// was new. The caller's right to manage `scope` at all is checked first, by the route,
+/// so that a scope they may not manage tells them nothing.
 async fn grant(state: &AppState, caller: &Caller, user: Uuid, role_id: Uuid, scope: &Scope) -> ApiResult<bool> {
-    // A non-admin learns nothing about productions they do not administer: their
-    // right is checked before the scope is looked up.
-    if !caller.is_admin {
-        may_assign(state, caller, None, scope).await?;
-    }
     scope.validate(state).await?;
     let role = roles::find(state, role_id, "role_id").await?;
-    may_assign(state, caller, Some(&role), scope).await?;
+    may_assign(state, caller, std::slice::from_ref(&role), scope).await?;
     let mut tx = state.db.begin().await?;
     let added = sqlx::query(
         "INSERT INTO user_roles (user_id, role_id, scope_type, scope_id) VALUES ($1, $2, $3, $4) \
@@ -144,7 +133,6 @@ async fn grant(state: &AppState, caller: &Caller, user: Uuid, role_id: Uuid, sco
 /// Takes from `user` their own roles in `scope` (`role`: only that one) → how many. A
 /// production's administrator takes only roles whose policies they hold there.
 async fn take(state: &AppState, caller: &Caller, user: Uuid, role: Option<Uuid>, scope: &Scope) -> ApiResult<u64> {
-    may_assign(state, caller, None, scope).await?;
     let mut tx = state.db.begin().await?;
     let held: Vec<Role> = sqlx::query_as(
         "SELECT r.id, r.name, r.policies, r.builtin FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
@@ -158,9 +146,7 @@ async fn take(state: &AppState, caller: &Caller, user: Uuid, role: Option<Uuid>,
     .bind(scope.scope_id)
     .fetch_all(&mut *tx)
     .await?;
-    for role in &held {
-        may_assign(state, caller, Some(role), scope).await?;
-    }
+    may_assign(state, caller, &held, scope).await?;
     let ids: Vec<Uuid> = held.iter().map(|r| r.id).collect();
     sqlx::query(
         "DELETE FROM user_roles WHERE user_id = $1 AND role_id = ANY($2) \
@@ -256,9 +242,7 @@ async fn add_user_role(
         scope_id: body.scope_id,
     };
     // Whether the account exists is not told to someone who may not give roles here.
-    if !caller.is_admin {
-        may_assign(&state, &caller, None, &scope).await?;
-    }
+    may_assign(&state, &caller, &[], &scope).await?;
     username(&state, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no user {id}")))?;
@@ -385,7 +369,7 @@ async fn members(
     Extension(caller): Extension<Caller>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<Value>> {
-    administered(&state, &caller, id).await?;
+    let held = administered(&state, &caller, id).await?;
     let members: Vec<Member> = sqlx::query_as(
         "SELECT u.id AS user_id, u.username, u.active, p.owner_id IS NOT DISTINCT FROM u.id AS owner, \
                 user_policies(u.id, p.id) AS policies, \
@@ -402,7 +386,6 @@ async fn members(
     .fetch_all(&state.db)
     .await?;
     // The roles the caller may give here: those whose policies they hold on it.
-    let held = caller.policies(&state, Some(id)).await?;
     let assignable: Vec<Role> =
         sqlx::query_as("SELECT id, name, policies, builtin FROM roles WHERE policies <@ $1 ORDER BY name")
             .bind(&held)

@@ -17,7 +17,7 @@ use image::ImageFormat;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::covers::{MAX_COVER_BYTES, production_exists, remade, store};
+use super::covers::{MAX_COVER_BYTES, remade, store};
 use crate::audit::{self, Change};
 use crate::auth::{Caller, Policy};
 use crate::error::{ApiError, ApiResult};
@@ -84,7 +84,7 @@ async fn upload(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     caller.require_admin()?;
-    production_exists(&state, id).await?;
+    super::productions::exists(&state, id).await?;
     let png = remade(&state, body?, as_png).await?;
     store(&state.media.watermark_image_path(id), &png, "the watermark image").await?;
     log(
@@ -126,7 +126,7 @@ async fn remove(
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
-    production_exists(&state, id).await?;
+    super::productions::exists(&state, id).await?;
     // The production's row stays locked until the file is gone: a watermark naming the
     // image is either committed before (and seen here) or checked after (and refused).
     let mut tx = state.db.begin().await?;
