@@ -170,17 +170,17 @@ pub(crate) async fn require_on_clips(state: &AppState, caller: &Caller, policy: 
         return Ok(());
     }
     // A hidden clip is not there for anyone else, whatever they may do to its production.
-    let hidden: Option<Uuid> = sqlx::query_scalar("SELECT id FROM clips WHERE id = ANY($1) AND hidden LIMIT 1")
-        .bind(ids)
-        .fetch_optional(&state.db)
-        .await?;
-    if let Some(id) = hidden {
+    let rows: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
+        "SELECT production_id, (array_agg(id) FILTER (WHERE hidden))[1] FROM clips WHERE id = ANY($1) \
+         GROUP BY production_id",
+    )
+    .bind(ids)
+    .fetch_all(&state.db)
+    .await?;
+    if let Some(id) = rows.iter().find_map(|(_, hidden)| *hidden) {
         return Err(ApiError::NotFound(format!("no clip {id}")));
     }
-    let productions: Vec<Uuid> = sqlx::query_scalar("SELECT DISTINCT production_id FROM clips WHERE id = ANY($1)")
-        .bind(ids)
-        .fetch_all(&state.db)
-        .await?;
+    let productions = rows.into_iter().map(|(production, _)| production);
     for production in productions {
         caller.require(state, policy, production).await?;
     }

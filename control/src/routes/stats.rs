@@ -73,7 +73,6 @@ async fn stats(State(state): State<AppState>, Query(range): Query<Range>) -> Api
     let (from, to) = range.days()?;
     let days: Vec<Day> = sqlx::query_as(concat!(
         "WITH days AS (SELECT d::date AS date FROM generate_series($1::date, $2::date, interval '1 day') AS d), \
-              live AS (SELECT days.date, f.* FROM days CROSS JOIN LATERAL stats_of_day(days.date) f), \
               d AS (SELECT days.date, s.day IS NOT NULL AS recorded, \
                        COALESCE(s.users_added, l.users_added) AS users_added, \
                        COALESCE(s.users_total, l.users_total) AS users_total, \
@@ -83,7 +82,8 @@ async fn stats(State(state): State<AppState>, Query(range): Query<Range>) -> Api
                        COALESCE(s.hours_transcoded, l.hours_transcoded) AS hours_transcoded, \
                        COALESCE(s.hours_transcribed, l.hours_transcribed) AS hours_transcribed, \
                        COALESCE(s.jobs, l.jobs) AS jobs \
-                    FROM days JOIN live l ON l.date = days.date LEFT JOIN stats_daily s ON s.day = days.date) \
+                    FROM days LEFT JOIN stats_daily s ON s.day = days.date \
+                    LEFT JOIN LATERAL (SELECT * FROM stats_of_day(days.date) WHERE s.day IS NULL) l ON true) \
          SELECT d.date, d.recorded, d.users_added::bigint, d.users_total::bigint, d.active_users::bigint, \
                 d.logins::bigint, d.failed_logins::bigint, d.clips_found::bigint, d.hours_transcoded, \
                 d.hours_transcribed, ",
@@ -126,13 +126,7 @@ async fn production_logins(
     Query(range): Query<Range>,
 ) -> ApiResult<axum::Json<Value>> {
     let (from, to) = range.days()?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM productions WHERE id = $1)")
-        .bind(id)
-        .fetch_one(&state.db)
-        .await?;
-    if !exists {
-        return Err(ApiError::NotFound(format!("no production {id}")));
-    }
+    super::productions::exists(&state, id).await?;
     let days: Vec<(NaiveDate, bool, i64)> = sqlx::query_as(
         "WITH days AS (SELECT d::date AS date FROM generate_series($1::date, $2::date, interval '1 day') AS d) \
          SELECT days.date, s.day IS NOT NULL, COALESCE(s.active_users::bigint, ( \
