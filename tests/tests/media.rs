@@ -769,6 +769,8 @@ async fn a_watermark_image_is_drawn_where_asked_and_nowhere_else() -> anyhow::Re
     );
     let (status, body) = send(b"#EXTM3U\nfile:///etc/passwd\n".to_vec()).await?;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = send(Vec::new()).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "an empty body: {body}");
     let (status, _) = env.get(&image_path).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
 

@@ -163,6 +163,11 @@ async fn custom_roles_are_edited_and_deleted_and_built_in_ones_are_fixed() -> an
         .await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    let (status, _) = env
+        .call(Method::DELETE, &format!("/api/v1/roles/{rid}?force=maybe"), None)
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a force that is no boolean");
+
     // A carried role is kept unless forced; forcing takes it from everyone, audited.
     let (status, answer) = env.call(Method::DELETE, &format!("/api/v1/roles/{rid}"), None).await?;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
@@ -504,6 +509,10 @@ async fn a_production_administrator_manages_their_production_and_nothing_else() 
     for (body, field) in [
         (json!({ "role_id": VIEWER_ROLE }), "username"),
         (json!({ "username": "nobody", "role_id": VIEWER_ROLE }), "nobody"),
+        (
+            json!({ "username": "max", "user_id": max_id, "role_id": VIEWER_ROLE }),
+            "one of the two",
+        ),
     ] {
         let (status, answer) = env.call_as(&pam, Method::POST, &members, Some(body)).await?;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");

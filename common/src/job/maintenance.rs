@@ -156,6 +156,14 @@ impl JobPayload for SnapshotStats {
             false,
         )])
     }
+
+    /// A day still to come has no figures: recording it would write zeros over nothing.
+    fn validate(&self) -> Result<(), String> {
+        match self.day {
+            Some(day) if day > chrono::Utc::now().date_naive() => Err(format!("day: {day} has not come yet")),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `purge_logs`: the stored logs' retention, and "clear all logs". Deletes system-log
@@ -291,5 +299,18 @@ impl JobPayload for PurgeDeleted {
             return Err(format!("deleted_days_ago: at most {MAX_PURGE_DAYS}"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_to_come_is_not_recorded() {
+        let day = |d: &str| SnapshotStats { day: d.parse().ok() };
+        assert!(day("2999-01-01").validate().is_err());
+        assert!(day("2020-01-01").validate().is_ok());
+        assert!(SnapshotStats { day: None }.validate().is_ok());
     }
 }
