@@ -35,23 +35,29 @@ pub async fn inventory() -> Vec<GpuInfo> {
     if !found.is_empty() {
         return found;
     }
-    let query = tokio::process::Command::new("nvidia-smi")
-        .args([
-            "--query-gpu=index,name,memory.total,memory.free",
-            "--format=csv,noheader,nounits",
-        ])
-        .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout(std::time::Duration::from_secs(10), query).await {
-        Ok(Ok(out)) if out.status.success() => parse_nvidia_smi(&String::from_utf8_lossy(&out.stdout)),
-        _ => Vec::new(),
-    }
+    nvidia_smi(&[
+        "--query-gpu=index,name,memory.total,memory.free",
+        "--format=csv,noheader,nounits",
+    ])
+    .await
+    .map(|text| parse_nvidia_smi(&text))
+    .unwrap_or_default()
 }
 
 /// The NVIDIA driver's version (`nvidia-smi`), if there is a driver.
 pub async fn driver_version() -> Option<String> {
+    nvidia_smi(&["--query-gpu=driver_version", "--format=csv,noheader"])
+        .await?
+        .lines()
+        .next()
+        .map(|l| l.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// What `nvidia-smi args` prints, when it runs and succeeds within 10 s (no driver: `None`).
+async fn nvidia_smi(args: &[&str]) -> Option<String> {
     let query = tokio::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=driver_version", "--format=csv,noheader"])
+        .args(args)
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(std::time::Duration::from_secs(10), query)
@@ -60,14 +66,7 @@ pub async fn driver_version() -> Option<String> {
         .ok()?;
     out.status
         .success()
-        .then(|| {
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .next()
-                .map(|l| l.trim().to_owned())
-        })
-        .flatten()
-        .filter(|v| !v.is_empty())
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `nvidia-smi --query-gpu=index,name,memory.total,memory.free --format=csv,noheader,nounits`
