@@ -22,7 +22,7 @@ pub struct Candidate {
 impl Candidate {
     pub async fn connect(database_url: &str) -> Result<Self, sqlx::Error> {
         // The process id in the session name tells operators (and tests) who leads.
-        let options: PgConnectOptions = database_url.parse()?;
+        let options: PgConnectOptions = rushes_common::db::connect_options(database_url)?;
         let options = options.application_name(&format!("rushes-scheduler {}", std::process::id()));
         let connection = PgConnection::connect_with(&options).await?;
         Ok(Self {

@@ -184,7 +184,10 @@ impl TestEnv {
         create_from_template(&db_name).await?;
         let db = PgPoolOptions::new()
             .max_connections(5)
-            .connect(&format!("{}/{db_name}", pg_server()))
+            .connect_with(rushes_common::db::connect_options(&format!(
+                "{}/{db_name}",
+                pg_server()
+            ))?)
             .await?;
         let broker = Broker::new(&Self::broker_config_for(amqp, &prefix, queue_type), "rushes-tests")?;
         broker.declare_topology().await?;
