@@ -299,7 +299,7 @@ async fn handle_delivery(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Deliv
         )
         .await;
     }
-    let mut claim = shared.ledger.claim(envelope.id).await;
+    let mut claim = shared.ledger.claim(envelope.id, incoming.priority.unwrap_or(0)).await;
     if incoming.redelivered {
         // Its worker may have died a moment ago: the broker saw the connection close
         // and redelivered before PostgreSQL ended that worker's session (and released
@@ -309,7 +309,7 @@ async fn handle_delivery(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Deliv
                 break;
             }
             tokio::time::sleep(pause).await;
-            claim = shared.ledger.claim(envelope.id).await;
+            claim = shared.ledger.claim(envelope.id, incoming.priority.unwrap_or(0)).await;
         }
     }
     match claim {

@@ -303,7 +303,7 @@ async fn annotate(db: &sqlx::PgPool, jobs: &mut [JobRecord]) -> ApiResult<()> {
         } else if job.state == JobState::Retrying {
             "its retry is due; waiting to be delivered".to_owned()
         } else if job.published_at.is_none() {
-            "not handed to the broker yet; the relay publishes it within seconds".to_owned()
+            "being handed to the broker (the relay publishes it within seconds if its enqueuer could not)".to_owned()
         } else {
             match ahead.get(&job.id) {
                 Some(0) | None => format!("next in the `{queue}` queue, waiting for a free worker slot"),

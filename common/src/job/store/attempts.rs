@@ -65,7 +65,9 @@ pub type Recorded = (Uuid, i32, Option<DateTime<Utc>>, Outcome);
 /// Claims `ids` for `worker_id`: `queued|retrying → running` (or a `running` job whose
 /// heartbeat is older than `stale_after`, or whose worker's process is gone: the
 /// liveness lock it holds in a session of its own went with that session — migration
-/// `worker_liveness`), one more attempt, a fresh heartbeat. One answer per id, in order.
+/// `worker_liveness`), one more attempt, a fresh heartbeat, and `published_at` if the
+/// enqueuer's deferred stamp has not landed yet (the job was delivered, so it was
+/// published). One answer per id, in order.
 pub async fn claim(
     db: &PgPool,
     worker_id: Uuid,
@@ -80,7 +82,8 @@ pub async fn claim(
     sorted.sort_unstable();
     let claimed: Vec<JobRecord> = sqlx::query_as(concat!(
         "UPDATE jobs SET state = 'running', worker_id = $2, attempts = attempts + 1, progress = 0, \
-                started_at = now(), heartbeat_at = now(), error = NULL, retry_at = NULL \
+                started_at = now(), heartbeat_at = now(), error = NULL, retry_at = NULL, \
+                published_at = coalesce(jobs.published_at, now()) \
          FROM unnest($1::uuid[]) AS asked(job_id) \
          WHERE jobs.id = asked.job_id AND (jobs.state IN ('queued', 'retrying') \
                OR (jobs.state = 'running' AND (jobs.heartbeat_at < now() - make_interval(secs => $3) \
