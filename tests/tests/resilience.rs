@@ -144,10 +144,13 @@ async fn an_enqueue_while_the_broker_is_down_runs_once_it_is_back() -> anyhow::R
     );
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        env.job(id).await?["state"],
-        "queued",
-        "waits, committed, while the broker is down"
+    let waiting = env.job(id).await?;
+    assert_eq!(waiting["state"], "queued", "waits, committed, while the broker is down");
+    assert!(
+        waiting["wait_reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("not handed to the broker yet")),
+        "an unpublished job older than its enqueuer's deferred stamp says so: {waiting}"
     );
 
     proxy.up();
