@@ -32,7 +32,9 @@ pub fn pool(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
 /// server keeps `prefer`; production URLs name `sslmode=require` or `verify-full`.
 pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
-    let mode_named = url.contains("sslmode=") || std::env::var_os("PGSSLMODE").is_some();
+    // sqlx takes either spelling of the parameter.
+    let mode_named =
+        ["sslmode=", "ssl-mode="].iter().any(|p| url.contains(p)) || std::env::var_os("PGSSLMODE").is_some();
     Ok(if !mode_named && is_local(options.get_host()) {
         options.ssl_mode(PgSslMode::Disable)
     } else {
@@ -96,6 +98,10 @@ mod tests {
         assert!(matches!(
             mode("postgres://u@127.0.0.1/db?sslmode=require"),
             Some(PgSslMode::Require)
+        ));
+        assert!(matches!(
+            mode("postgres://u@localhost/db?ssl-mode=verify-full"),
+            Some(PgSslMode::VerifyFull)
         ));
         assert!(matches!(
             mode("postgres://u@db.example.com/db"),

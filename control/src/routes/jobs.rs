@@ -230,10 +230,10 @@ async fn show(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<
 /// `jobs_ahead` for queued ones): its queue is paused, no online worker takes its
 /// queue, its message is not with the broker yet, its retry is not due, or the jobs
 /// ahead of it in its queue (higher AMQP priority first, then first come).
-/// A queued job younger than this without `published_at` is most likely published and
-/// waiting for its enqueuer's deferred stamp (`store::STAMP_AFTER`, 100 ms): it is told
-/// its place in the queue, not that the broker lacks it.
-const JUST_ENQUEUED_MS: i64 = 1000;
+/// A queued job younger than this many times its enqueuer's deferred stamp
+/// ([`store::STAMP_AFTER`]) without `published_at` is most likely published and waiting
+/// for that stamp: it is told its place in the queue, not that the broker lacks it.
+const JUST_ENQUEUED_STAMPS: u32 = 10;
 
 async fn annotate(db: &sqlx::PgPool, jobs: &mut [JobRecord]) -> ApiResult<()> {
     let waiting = |j: &JobRecord| matches!(j.state, JobState::Queued | JobState::Retrying);
@@ -307,7 +307,11 @@ async fn annotate(db: &sqlx::PgPool, jobs: &mut [JobRecord]) -> ApiResult<()> {
             format!("no worker online takes the `{queue}` queue")
         } else if job.state == JobState::Retrying {
             "its retry is due; waiting to be delivered".to_owned()
-        } else if job.published_at.is_none() && (Utc::now() - job.enqueued_at).num_milliseconds() > JUST_ENQUEUED_MS {
+        } else if job.published_at.is_none()
+            && (Utc::now() - job.enqueued_at)
+                .to_std()
+                .is_ok_and(|age| age > store::STAMP_AFTER * JUST_ENQUEUED_STAMPS)
+        {
             "not handed to the broker yet; the relay publishes it within seconds".to_owned()
         } else {
             match ahead.get(&job.id) {

@@ -16,6 +16,8 @@ pub use admin::{Resolution, cancel, requeue, resolve_dead_letter};
 pub use attempts::{Claim, Letter, Outcome, Recorded, claim, park, record_outcomes, release};
 pub use insert::{check_target, check_targets};
 pub use new_job::{CheckedJob, EnqueueError, NewJob, validate};
-pub use outbox::{PUBLISH_CHUNK, Tx, enqueue, enqueue_one, publish, publish_chunks, publish_or_leave_to_relay};
+pub use outbox::{
+    PUBLISH_CHUNK, STAMP_AFTER, Tx, enqueue, enqueue_one, publish, publish_chunks, publish_or_leave_to_relay,
+};
 pub use relay::{count_published_queued, unclaimed};
 pub use upkeep::{Beat, beat, purge_finished, touch_overdue_retries};
