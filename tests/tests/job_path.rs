@@ -1,7 +1,9 @@
 //! The job path at speed keeps its guarantees: no worker hoards work another could
 //! start, an urgent job overtakes a draining backlog, a worker killed mid-drain
 //! loses nothing and records nothing twice, and a dead worker's job is taken over as
-//! soon as its database session ends (a live one's never before its lease).
+//! soon as its database session ends (a live one's never before its lease). The store's
+//! shortcuts keep the rows right: an enqueue's answer is the rows as stored, and a
+//! claim stamps `published_at` where the enqueuer's deferred stamp has not landed.
 
 use std::time::Duration;
 
@@ -250,5 +252,63 @@ async fn a_job_is_taken_over_when_its_workers_session_ends_and_not_while_it_live
     };
     assert!(matches!(claim_one(&env, old_build, job).await?, Claim::Claimed(_)));
     assert!(matches!(claim_one(&env, other, job).await?, Claim::HeldElsewhere));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_stamps_a_job_its_enqueuer_has_not_stamped_yet() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let worker = register_worker(&env, false).await?;
+    // Committed, never published by this process: no deferred stamp will land.
+    let mut tx = store::Tx::begin(&env.db).await?;
+    let job = tx.enqueue_one(NewJob::of(&Sleep::seconds(0.0))).await?.id;
+    tx.commit_unpublished(&env.publisher).await?;
+    let before: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT published_at FROM jobs WHERE id = $1")
+            .bind(job)
+            .fetch_one(&env.db)
+            .await?;
+    assert_eq!(before, None, "nothing stamped the job before its claim");
+
+    let Claim::Claimed(claimed) = claim_one(&env, worker, job).await? else {
+        anyhow::bail!("a queued job is claimed")
+    };
+    let stored: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT published_at FROM jobs WHERE id = $1")
+            .bind(job)
+            .fetch_one(&env.db)
+            .await?;
+    assert!(stored.is_some(), "the claim wrote published_at: the job was delivered");
+    assert_eq!(claimed.published_at, stored, "the claim returns the row it wrote");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_returns_the_rows_as_stored() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let jobs = vec![
+        NewJob::of(&Sleep::seconds(0.5)).priority(70),
+        NewJob::of(&Sleep::seconds(0.0)),
+    ];
+    let mut returned = enqueue(&env.db, &env.publisher, jobs).await?;
+    returned.sort_by_key(|j| j.id);
+    let ids: Vec<Uuid> = returned.iter().map(|j| j.id).collect();
+    let stored: Vec<rushes_common::job::JobRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM jobs WHERE id = ANY($1) ORDER BY id",
+        rushes_common::job::JOB_COLUMNS
+    )))
+    .bind(&ids)
+    .fetch_all(&env.db)
+    .await?;
+    assert_eq!(stored.len(), 2, "both rows are committed");
+    for (returned, stored) in returned.iter().zip(&stored) {
+        assert!(returned.published_at.is_some(), "returned once published");
+        // Stamped in the row a moment later (or by the claim): the one field that may differ.
+        let (mut returned, mut stored) = (serde_json::to_value(returned)?, serde_json::to_value(stored)?);
+        for row in [&mut returned, &mut stored] {
+            row.as_object_mut().map(|o| o.remove("published_at"));
+        }
+        assert_eq!(returned, stored);
+    }
     Ok(())
 }

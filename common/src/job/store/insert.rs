@@ -236,9 +236,15 @@ impl Columns {
 /// Checks the jobs, inserts the rows in one statement and returns them as stored, then
 /// adopts them ([`adopt`]). A scheduled job whose schedule already fired for the same
 /// due time is not inserted again (the unique `jobs_schedule_due_idx`): it is missing
-/// from the rows returned.
+/// from the rows returned. Without a scheduled job, nothing can be skipped: the rows
+/// are built from what was inserted ([`insert_checked`]), not read back.
 pub(super) async fn insert(tx: &mut PgConnection, jobs: Vec<NewJob>) -> Result<Vec<JobRecord>, EnqueueError> {
     let checked = jobs.into_iter().map(NewJob::check).collect::<Result<Vec<_>, _>>()?;
+    if checked.iter().all(|c| c.job.scheduled_for.is_none()) {
+        // Only a schedule's due time can conflict: the rows are what was inserted, and
+        // reading them back would cost the database and the decoding for nothing.
+        return insert_checked(tx, checked).await;
+    }
     let columns = Columns::of(checked);
     let query = sqlx::query_as::<_, JobRecord>(concat!(
         insert_unnest!(),
@@ -272,6 +278,16 @@ pub(super) async fn insert_checked(
     let records = columns.into_records(enqueued_at);
     adopt(tx, &records).await?;
     Ok(records)
+}
+
+/// Whether inserting `jobs` writes rows of other tables ([`adopt`]): then one
+/// statement alone cannot insert them atomically.
+pub(super) fn adopts_rows(jobs: &[NewJob]) -> bool {
+    jobs.iter().any(|job| {
+        spec(&job.kind)
+            .and_then(|k| k.target)
+            .is_some_and(|t| t.follows.is_some())
+    })
 }
 
 /// The rows of one table that adopt new jobs, and those jobs.

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use super::insert::{insert, insert_checked};
+use super::insert::{adopts_rows, insert, insert_checked};
 use super::new_job::{CheckedJob, EnqueueError, NewJob};
 use crate::job::JobRecord;
 use crate::queue::{Outgoing, PublishError, Publisher};
@@ -89,11 +89,7 @@ impl Tx {
     /// ([`publish`]): the scheduler publishes fired jobs beside its firing loop.
     pub async fn commit_unpublished(self, publisher: &Publisher) -> Result<Vec<JobRecord>, sqlx::Error> {
         self.tx.commit().await?;
-        let enqueued = publisher.jobs_enqueued();
-        // One increment per run of jobs of the same kind and queue (a batch is one run).
-        for run in self.inserted.chunk_by(|a, b| a.kind == b.kind && a.queue == b.queue) {
-            enqueued.count_n(&run[0].kind, &run[0].queue, run.len() as u64);
-        }
+        count_enqueued(publisher, &self.inserted);
         let mut jobs = self.inserted;
         jobs.extend(self.requeued);
         Ok(jobs)
@@ -113,12 +109,32 @@ impl DerefMut for Tx {
     }
 }
 
+/// Counts committed new jobs in `rushes_jobs_enqueued_total`.
+fn count_enqueued(publisher: &Publisher, inserted: &[JobRecord]) {
+    let enqueued = publisher.jobs_enqueued();
+    // One increment per run of jobs of the same kind and queue (a batch is one run).
+    for run in inserted.chunk_by(|a, b| a.kind == b.kind && a.queue == b.queue) {
+        enqueued.count_n(&run[0].kind, &run[0].queue, run.len() as u64);
+    }
+}
+
 /// Enqueues `jobs` in a transaction of their own: committed, counted, then published
 /// (a publish failure is logged; the relay publishes them later).
 pub async fn enqueue(db: &PgPool, publisher: &Publisher, jobs: Vec<NewJob>) -> Result<Vec<JobRecord>, EnqueueError> {
-    let mut tx = Tx::begin(db).await?;
-    tx.enqueue(jobs).await?;
-    Ok(tx.commit(publisher).await?)
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    if adopts_rows(&jobs) {
+        let mut tx = Tx::begin(db).await?;
+        tx.enqueue(jobs).await?;
+        return Ok(tx.commit(publisher).await?);
+    }
+    // The insert is the only statement: it commits on its own, without the round trips
+    // of a BEGIN and a COMMIT (each a wait for a busy database).
+    let mut records = insert(&mut *db.acquire().await?, jobs).await?;
+    count_enqueued(publisher, &records);
+    publish_or_leave_to_relay(db, publisher, &mut records).await;
+    Ok(records)
 }
 
 /// [`enqueue`] of one job.
