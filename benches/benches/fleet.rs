@@ -2,7 +2,8 @@
 //! run on the same broker:
 //!
 //! (a) raw lapin: N persistent 300-byte messages published with confirms awaited every
-//!     100, consumed at once with manual acks (prefetch 100); (a3) the same messages
+//!     100, consumed at once with manual acks (prefetch 100); (a2) the same at prefetch 2;
+//!     (a3) the same messages
 //!     published first, then drained (the broker's own drain ceiling);
 //! (b) N `sleep 0` jobs through the whole path (rows committed, confirmed publish,
 //!     claim, run, outcome recorded, ack) with one worker of 2 slots;
@@ -10,6 +11,11 @@
 //!     with 1 × 2 slots, 1 × 16 slots and 4 workers × 2 slots;
 //! PostgreSQL commits and AMQP ack frames per job, enqueue → start latency at 50 jobs/s,
 //! and the start latency of priority-100 jobs while a 10 000-job backlog drains.
+//!
+//! (a) and (b) share two cores with PostgreSQL, RabbitMQ and each other, on a machine
+//! whose neighbours come and go: one run of either moves by ±20 %. Both are measured
+//! [`ROUNDS`] times, alternately, after an untimed warm-up of each (a fresh database's
+//! first pages, new connections' caches), and compared by their medians.
 //!
 //! `cargo bench -p rushes-benches --bench fleet` (env: RUSHES_BENCH_N, RUSHES_TEST_PG,
 //! RUSHES_TEST_AMQP).
@@ -42,6 +48,8 @@ const STATS_SETTLE: Duration = Duration::from_secs(11);
 const CELERY_DRAIN: f64 = 2500.0;
 /// Time for a started worker's consumers to subscribe (runs that must not count it).
 const CONSUMER_START: Duration = Duration::from_millis(300);
+/// Measured runs of (a) and of (b), alternately.
+const ROUNDS: usize = 3;
 
 /// What one run of jobs measured.
 struct Run {
@@ -61,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let backlog = if full { 10_000 } else { 300 };
     let env = BenchEnv::new().await?;
-    let raw = raw_ceiling(&env.amqp, &env.tag, n, BATCH as u16, false).await?;
+    let rounds = if full { ROUNDS } else { 1 };
     let raw_slots = raw_ceiling(&env.amqp, &env.tag, n, 2, false).await?;
     let raw_drain = raw_ceiling(&env.amqp, &env.tag, n, BATCH as u16, true).await?;
     let bench = Bench {
@@ -72,7 +80,14 @@ async fn main() -> anyhow::Result<()> {
         measure_commits: full,
     };
     let outcome = async {
-        let path = bench.full_path(n).await?;
+        // Untimed warm-ups, then (a) and (b) alternately; commits counted in the last (b).
+        raw_ceiling(&env.amqp, &env.tag, n / 10, BATCH as u16, false).await?;
+        bench.full_path(n / 10, false).await?;
+        let (mut raws, mut paths) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            raws.push(raw_ceiling(&env.amqp, &env.tag, n, BATCH as u16, false).await?);
+            paths.push(bench.full_path(n, round + 1 == rounds).await?);
+        }
         let drain2 = bench.drain(n, 1, 2).await?;
         let drain16 = bench.drain(n, 1, 16).await?;
         let drain4 = bench.drain(n, 4, 2).await?;
@@ -80,11 +95,16 @@ async fn main() -> anyhow::Result<()> {
         let urgent = bench
             .urgent_under_backlog(backlog, 20, Duration::from_millis(30))
             .await?;
-        anyhow::Ok((path, drain2, drain16, drain4, latency, urgent))
+        anyhow::Ok((raws, paths, drain2, drain16, drain4, latency, urgent))
     }
     .await;
     env.teardown().await;
-    let (path, drain2, drain16, drain4, (p50, p99), (u50, u99, left)) = outcome?;
+    let (mut raws, paths, drain2, drain16, drain4, (p50, p99), (u50, u99, left)) = outcome?;
+    let mut path_rates: Vec<f64> = paths.iter().map(|run| run.rate).collect();
+    let runs = |rates: &[f64]| rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
+    let (raw_runs, path_runs) = (runs(&raws), runs(&path_rates));
+    let (raw, path) = (percentile(&mut raws, 0.5), percentile(&mut path_rates, 0.5));
+    let last_path = paths.last().context("no run of the full path")?;
 
     let per_job = |run: &Run| {
         let commits = run.commits_per_job.map_or("–".to_owned(), |c| format!("{c:.3}"));
@@ -93,17 +113,18 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!("| measure (N = {n}, this machine, same broker) | value |");
     println!("| --- | --- |");
-    println!("| (a) raw lapin: confirmed publish (every {BATCH}) + consume/ack (prefetch {BATCH}) | {raw:.0} msg/s |");
+    println!(
+        "| (a) raw lapin: confirmed publish (every {BATCH}) + consume/ack (prefetch {BATCH}), median of {rounds} | {raw:.0} msg/s (runs: {raw_runs}) |"
+    );
     println!("| (a2) raw lapin as (a) but prefetch 2 | {raw_slots:.0} msg/s |");
     println!(
         "| (a3) raw lapin drain: {n} published first, then consumed/acked (prefetch {BATCH}) | {raw_drain:.0} msg/s |"
     );
     println!(
-        "| (b) Rushes full path, `sleep 0`, 1 worker × 2 slots | {:.0} jobs/s ({}) |",
-        path.rate,
-        per_job(&path)
+        "| (b) Rushes full path, `sleep 0`, 1 worker × 2 slots, median of {rounds} | {path:.0} jobs/s (runs: {path_runs}; last run: {}) |",
+        per_job(last_path)
     );
-    println!("| (b)/(a) | {:.0} % (goal ≥ 60 %) |", 100.0 * path.rate / raw);
+    println!("| (b)/(a), medians | {:.0} % (goal ≥ 60 %) |", 100.0 * path / raw);
     println!(
         "| drain of {n} queued jobs, 1 worker × 2 slots | {:.0} jobs/s = {:.1}× Celery's {CELERY_DRAIN:.0}/s (goal ≥ 3×; {}) |",
         drain2.rate,
@@ -340,12 +361,13 @@ impl Bench<'_> {
         Ok(ids)
     }
 
-    /// (b): jobs enqueued in batches of 100 while one worker of 2 slots runs them.
-    async fn full_path(&self, n: usize) -> anyhow::Result<Run> {
+    /// (b): jobs enqueued in batches of 100 while one worker of 2 slots runs them; the
+    /// commits per job counted if `count_commits` (it waits for the statistics twice).
+    async fn full_path(&self, n: usize, count_commits: bool) -> anyhow::Result<Run> {
         let workers = Workers::start(self.database, self.broker, 1, 2).await?;
         // The consumer starts right after the metrics answer: let it subscribe first.
         tokio::time::sleep(CONSUMER_START).await;
-        let before = self.commits().await?;
+        let before = if count_commits { self.commits().await? } else { None };
         let started = self.now().await?;
         let mut left = n;
         while left > 0 {
@@ -402,7 +424,7 @@ impl Bench<'_> {
         let rate = n as f64 / (took.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6);
         let acks = workers.ack_frames().await?;
         workers.stop().await?;
-        let after = self.commits().await?;
+        let after = if before.is_some() { self.commits().await? } else { None };
         Ok(Run {
             rate,
             commits_per_job: before.zip(after).map(|(b, a)| (a - b) as f64 / n as f64),
