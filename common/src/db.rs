@@ -27,8 +27,8 @@ pub fn pool(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
 /// `localhost` or a socket directory) is reached without TLS unless the URL or
 /// `PGSSLMODE` asks for a mode: sqlx's default, `prefer`, would encrypt a loopback
 /// connection whenever the server has a certificate (Debian's has one), which protects
-/// nothing there and, through sqlx's TLS stream, stalled every large statement (a
-/// 100-job insert) for ~40 ms — the job path ran at a third of its speed. A remote
+/// nothing there and costs CPU (under sqlx 0.9.0, which did not set `TCP_NODELAY`, it
+/// also stalled every large statement ~40 ms; 0.9.1 at least is required). A remote
 /// server keeps `prefer`; production URLs name `sslmode=require` or `verify-full`.
 pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
