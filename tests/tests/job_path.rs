@@ -1,12 +1,14 @@
 //! The job path at speed keeps its guarantees: no worker hoards work another could
 //! start, an urgent job overtakes a draining backlog, a worker killed mid-drain
-//! loses nothing and records nothing twice, and a dead worker's job is taken over as
+//! loses nothing and records nothing twice, an urgent claim does not wait for a claim
+//! batch stuck on a lock, and a dead worker's job is taken over as
 //! soon as its database session ends (a live one's never before its lease). The store's
 //! shortcuts keep the rows right: an enqueue's answer is the rows as stored, and a
 //! claim stamps `published_at` where the enqueuer's deferred stamp has not landed.
 
 use std::time::Duration;
 
+use rushes_common::job::QueueFamily;
 use rushes_common::job::audit;
 use rushes_common::job::sleep::Sleep;
 use rushes_common::job::store::{self, Claim, NewJob, enqueue};
@@ -310,5 +312,57 @@ async fn enqueue_returns_the_rows_as_stored() -> anyhow::Result<()> {
         }
         assert_eq!(returned, stored);
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_claim_does_not_wait_for_the_claim_batch_in_flight() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    let worker = env.worker_config("maintenance=2")?;
+    env.spawn_worker(worker);
+    env.wait_consumers(QueueFamily::Maintenance, 1, T).await?;
+    // A job whose row another session holds: the worker's claim of it waits on the lock.
+    let mut tx = store::Tx::begin(&env.db).await?;
+    tx.enqueue_one(NewJob::of(&Sleep::seconds(0.0)).priority(0)).await?;
+    let mut held = tx.commit_unpublished(&env.publisher).await?;
+    let id = held
+        .first()
+        .map(|job| job.id)
+        .ok_or_else(|| anyhow::anyhow!("no job"))?;
+    let mut locker = PgConnection::connect(&env.database_url()).await?;
+    let mut lock = locker.begin().await?;
+    sqlx::query("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *lock)
+        .await?;
+    // Published without the relay's synchronous stamp, which would wait on the lock too.
+    store::publish_or_leave_to_relay(&env.db, &env.publisher, &mut held).await;
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&env.db)
+        .await?;
+        if waiting > 0 {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never tried to claim the held job"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The claim batch in flight is stuck; an urgent job is claimed beside it.
+    let urgent = env.sleep_job(0.0, Some(100)).await?;
+    env.wait_state(urgent, "succeeded", T).await?;
+    let state: String = sqlx::query_scalar("SELECT state::text FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_one(&env.db)
+        .await?;
+    assert_eq!(state, "queued", "the stuck batch still waits for the lock");
+    lock.rollback().await?;
+    env.wait_state(id, "succeeded", T).await?;
     Ok(())
 }
