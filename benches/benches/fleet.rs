@@ -3,8 +3,8 @@
 //!
 //! (a) raw lapin: N persistent 300-byte messages published with confirms awaited every
 //!     100, consumed at once with manual acks (prefetch 100); (a2) the same at prefetch 2;
-//!     (a3) the same messages
-//!     published first, then drained (the broker's own drain ceiling);
+//!     (a3) the same messages published first, then drained (the broker's own drain
+//!     ceiling);
 //! (b) N `sleep 0` jobs through the whole path (rows committed, confirmed publish,
 //!     claim, run, outcome recorded, ack) with one worker of 2 slots;
 //! drains: N jobs enqueued before the workers start (what Celery's figure measures),
