@@ -1,9 +1,9 @@
 //! The job path at speed keeps its guarantees: no worker hoards work another could
 //! start, an urgent job overtakes a draining backlog, a worker killed mid-drain
 //! loses nothing and records nothing twice, an urgent claim does not wait for a claim
-//! batch stuck on a lock, and a dead worker's job is taken over as
-//! soon as its database session ends (a live one's never before its lease). The store's
-//! shortcuts keep the rows right: an enqueue's answer is the rows as stored, and a
+//! batch stuck on a lock, and a dead worker's job is taken over as soon as its database
+//! session ends (a live one's never before its lease). The store's shortcuts keep the
+//! rows right: an enqueue's answer is the rows as stored, and a
 //! claim stamps `published_at` where the enqueuer's deferred stamp has not landed.
 
 use std::time::Duration;
@@ -265,21 +265,18 @@ async fn a_claim_stamps_a_job_its_enqueuer_has_not_stamped_yet() -> anyhow::Resu
     let mut tx = store::Tx::begin(&env.db).await?;
     let job = tx.enqueue_one(NewJob::of(&Sleep::seconds(0.0))).await?.id;
     tx.commit_unpublished(&env.publisher).await?;
-    let before: Option<chrono::DateTime<chrono::Utc>> =
-        sqlx::query_scalar("SELECT published_at FROM jobs WHERE id = $1")
+    let published_at = async || -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+        Ok(sqlx::query_scalar("SELECT published_at FROM jobs WHERE id = $1")
             .bind(job)
             .fetch_one(&env.db)
-            .await?;
-    assert_eq!(before, None, "nothing stamped the job before its claim");
+            .await?)
+    };
+    assert_eq!(published_at().await?, None, "nothing stamped the job before its claim");
 
     let Claim::Claimed(claimed) = claim_one(&env, worker, job).await? else {
         anyhow::bail!("a queued job is claimed")
     };
-    let stored: Option<chrono::DateTime<chrono::Utc>> =
-        sqlx::query_scalar("SELECT published_at FROM jobs WHERE id = $1")
-            .bind(job)
-            .fetch_one(&env.db)
-            .await?;
+    let stored = published_at().await?;
     assert!(stored.is_some(), "the claim wrote published_at: the job was delivered");
     assert_eq!(claimed.published_at, stored, "the claim returns the row it wrote");
     Ok(())
