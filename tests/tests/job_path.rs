@@ -5,13 +5,17 @@
 //! session ends (a live one's never before its lease). The store's shortcuts keep the
 //! rows right: an enqueue's answer is the rows as stored, and a
 //! claim stamps `published_at` where the enqueuer's deferred stamp has not landed.
+//! A quick claim writes nothing, yet every claim respects it, its outcome lands once
+//! and only on the job still waiting for it, and a job that runs long under it is
+//! claimed the ordinary way.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use rushes_common::job::QueueFamily;
 use rushes_common::job::audit;
 use rushes_common::job::sleep::Sleep;
-use rushes_common::job::store::{self, Claim, NewJob, enqueue};
+use rushes_common::job::store::{self, Attempt, Claim, NewJob, Outcome, QuickClaim, enqueue};
+use rushes_common::job::{JobRecord, JobState, QueueFamily};
 use rushes_tests::TestEnv;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
@@ -292,7 +296,7 @@ async fn enqueue_returns_the_rows_as_stored() -> anyhow::Result<()> {
     let mut returned = enqueue(&env.db, &env.publisher, jobs).await?;
     returned.sort_by_key(|j| j.id);
     let ids: Vec<Uuid> = returned.iter().map(|j| j.id).collect();
-    let stored: Vec<rushes_common::job::JobRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let stored: Vec<JobRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {} FROM jobs WHERE id = ANY($1) ORDER BY id",
         rushes_common::job::JOB_COLUMNS
     )))
@@ -361,5 +365,218 @@ async fn an_urgent_claim_does_not_wait_for_the_claim_batch_in_flight() -> anyhow
     assert_eq!(state, "queued", "the stuck batch still waits for the lock");
     lock.rollback().await?;
     env.wait_state(id, "succeeded", T).await?;
+    Ok(())
+}
+
+/// A quick claim of `job` in `session` for `worker`.
+async fn claim_quick_one(session: &mut PgConnection, worker: Uuid, job: Uuid) -> anyhow::Result<QuickClaim> {
+    let mut claims = store::claim_quick(session, worker, &[job], &HashSet::new()).await?;
+    claims.pop().ok_or_else(|| anyhow::anyhow!("no answer for {job}"))
+}
+
+/// Records that the quick-claimed `job` succeeded; whether it landed.
+async fn succeed_quick(env: &TestEnv, worker: Uuid, job: &JobRecord) -> anyhow::Result<bool> {
+    let outcome = (
+        job.id,
+        Attempt::quick(job),
+        job.started_at,
+        Outcome::Succeeded(Value::Null),
+    );
+    let landed = store::record_outcomes(&env.db, worker, vec![outcome]).await?;
+    Ok(landed == [true])
+}
+
+/// Claim locks held in this test's database (of `job`, or of any job).
+async fn claim_locks(env: &TestEnv, job: Option<Uuid>) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 \
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+            AND ($2::uuid IS NULL OR objid::int4 = hashtext($2::text))",
+    )
+    .bind(store::CLAIM_LOCK_CLASS)
+    .bind(job)
+    .fetch_one(&env.db)
+    .await?)
+}
+
+async fn state_and_attempts(env: &TestEnv, job: Uuid) -> anyhow::Result<(String, i32)> {
+    Ok(sqlx::query_as("SELECT state::text, attempts FROM jobs WHERE id = $1")
+        .bind(job)
+        .fetch_one(&env.db)
+        .await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_claim_writes_nothing_and_every_claim_respects_it() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let (worker, other) = (register_worker(&env, false).await?, register_worker(&env, false).await?);
+    let [job] = backlog(&env, 1, 0).await?[..] else {
+        anyhow::bail!("one job was enqueued")
+    };
+    let mut session = PgConnection::connect(&env.database_url()).await?;
+    let QuickClaim::Claimed(claimed) = claim_quick_one(&mut session, worker, job).await? else {
+        anyhow::bail!("a queued job is quick-claimed")
+    };
+    assert_eq!(
+        (claimed.state, claimed.attempts),
+        (JobState::Running, 1),
+        "the attempt it runs"
+    );
+    assert!(claimed.started_at.is_some());
+    assert_eq!(
+        state_and_attempts(&env, job).await?,
+        ("queued".to_owned(), 0),
+        "nothing written"
+    );
+
+    // Held: by an ordinary claim, a quick one in another session, and this session's own.
+    assert!(matches!(claim_one(&env, other, job).await?, Claim::HeldElsewhere));
+    let mut elsewhere = PgConnection::connect(&env.database_url()).await?;
+    let again = claim_quick_one(&mut elsewhere, other, job).await?;
+    assert!(matches!(again, QuickClaim::Answered(Claim::HeldElsewhere)), "{again:?}");
+    let mine = store::claim_quick(&mut session, worker, &[job], &HashSet::from([job])).await?;
+    assert!(
+        matches!(mine[..], [QuickClaim::Answered(Claim::HeldElsewhere)]),
+        "{mine:?}"
+    );
+
+    // The outcome is the one row version: queued → succeeded, attempt 1, once.
+    assert!(succeed_quick(&env, worker, &claimed).await?, "the outcome lands");
+    assert!(!succeed_quick(&env, worker, &claimed).await?, "and never twice");
+    let (state, attempts, by, started): (String, i32, Option<Uuid>, Option<chrono::DateTime<chrono::Utc>>) =
+        sqlx::query_as("SELECT state::text, attempts, worker_id, started_at FROM jobs WHERE id = $1")
+            .bind(job)
+            .fetch_one(&env.db)
+            .await?;
+    assert_eq!((state.as_str(), attempts, by), ("succeeded", 1, Some(worker)));
+    assert_eq!(started, claimed.started_at, "started when claimed");
+
+    store::unlock(&mut session, &[job]).await?;
+    assert!(matches!(
+        claim_one(&env, other, job).await?,
+        Claim::Settled(JobState::Succeeded)
+    ));
+    let settled = claim_quick_one(&mut elsewhere, other, job).await?;
+    assert!(
+        matches!(settled, QuickClaim::Answered(Claim::Settled(JobState::Succeeded))),
+        "{settled:?}"
+    );
+    let missing = claim_quick_one(&mut elsewhere, other, Uuid::now_v7()).await?;
+    assert!(matches!(missing, QuickClaim::Answered(Claim::Missing)), "{missing:?}");
+    // Answers that claimed nothing hold no lock: only the jobs claimed are locked.
+    let locks = claim_locks(&env, None).await?;
+    assert_eq!(locks, 0, "no claim lock is left behind");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_claim_yields_to_a_cancel_a_requeue_a_running_claim_and_its_sessions_end() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let (worker, other) = (register_worker(&env, false).await?, register_worker(&env, false).await?);
+    let jobs = backlog(&env, 4, 0).await?;
+    let [cancelled, requeued, orphaned, running] = jobs[..] else {
+        anyhow::bail!("four jobs were enqueued")
+    };
+    let mut session = PgConnection::connect(&env.database_url()).await?;
+    let mut claimed = Vec::new();
+    for job in [cancelled, requeued, orphaned] {
+        match claim_quick_one(&mut session, worker, job).await? {
+            QuickClaim::Claimed(job) => claimed.push(*job),
+            claim => anyhow::bail!("a queued job is quick-claimed, not {claim:?}"),
+        }
+    }
+
+    // Cancelled while it ran: its outcome does not land.
+    let mut tx = env.db.begin().await?;
+    store::cancel(&mut tx, cancelled, "admin").await?;
+    tx.commit().await?;
+    assert!(!succeed_quick(&env, worker, &claimed[0]).await?);
+    assert_eq!(state_and_attempts(&env, cancelled).await?, ("cancelled".to_owned(), 0));
+
+    // Cancelled and requeued by an admin meanwhile: queued again at attempt 0, yet not ours.
+    let mut tx = env.db.begin().await?;
+    store::cancel(&mut tx, requeued, "admin").await?;
+    tx.commit().await?;
+    let mut tx = store::Tx::begin(&env.db).await?;
+    store::requeue(&mut tx, requeued, "admin").await?;
+    tx.commit(&env.publisher).await?;
+    assert_eq!(state_and_attempts(&env, requeued).await?, ("queued".to_owned(), 0));
+    assert!(
+        !succeed_quick(&env, worker, &claimed[1]).await?,
+        "the requeued job waits for a new claim"
+    );
+
+    // The holder's session ends (its process died): the job is claimed again.
+    session.close().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let retaken = loop {
+        match claim_one(&env, other, orphaned).await? {
+            Claim::Claimed(job) => break job,
+            Claim::HeldElsewhere if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            claim => anyhow::bail!("the holder's session ended, yet the claim found {claim:?}"),
+        }
+    };
+    assert_eq!((retaken.attempts, retaken.worker_id), (1, Some(other)));
+    assert!(
+        !succeed_quick(&env, worker, &claimed[2]).await?,
+        "the dead holder's outcome does not land"
+    );
+
+    // A job claimed the ordinary way is left to the ordinary claim, which decides.
+    assert!(matches!(claim_one(&env, other, running).await?, Claim::Claimed(_)));
+    let mut fresh = PgConnection::connect(&env.database_url()).await?;
+    let ordinary = claim_quick_one(&mut fresh, worker, running).await?;
+    assert!(matches!(ordinary, QuickClaim::Ordinary), "{ordinary:?}");
+    let locks = claim_locks(&env, None).await?;
+    assert_eq!(locks, 0, "a job not taken is not left locked");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_claimed_job_that_runs_long_is_claimed_the_ordinary_way() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    let worker = env.worker_config("maintenance=2")?;
+    env.spawn_worker(worker);
+    // Short jobs first: the queue's claims are quick from then on.
+    let warm = backlog(&env, 50, 20).await?;
+    wait_settled(&env, &warm, T).await?;
+    let attempts: Vec<(String, i32, bool)> = sqlx::query_as(
+        "SELECT state::text, attempts, worker_id IS NOT NULL FROM jobs WHERE id = ANY($1) GROUP BY 1, 2, 3",
+    )
+    .bind(&warm)
+    .fetch_all(&env.db)
+    .await?;
+    assert_eq!(
+        attempts,
+        [("succeeded".to_owned(), 1, true)],
+        "one attempt each, by the worker"
+    );
+
+    let long = env.sleep_job(1.5, None).await?;
+    // Quick-claimed first (its claim lock taken, its row still queued), then promoted.
+    let deadline = tokio::time::Instant::now() + T;
+    let mut seen_locked = false;
+    let row = loop {
+        let locked = claim_locks(&env, Some(long)).await? > 0;
+        let (state, attempts, beat): (String, i32, Option<chrono::DateTime<chrono::Utc>>) =
+            sqlx::query_as("SELECT state::text, attempts, heartbeat_at FROM jobs WHERE id = $1")
+                .bind(long)
+                .fetch_one(&env.db)
+                .await?;
+        seen_locked |= locked && state == "queued";
+        if state != "queued" {
+            break (state, attempts, beat);
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the long job never ran");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(seen_locked, "the long job was quick-claimed");
+    assert_eq!(row.0, "running", "promoted while it runs");
+    assert_eq!(row.1, 1);
+    assert!(row.2.is_some(), "and heartbeating");
+    let done = env.wait_state(long, "succeeded", T).await?;
+    assert_eq!(done["attempts"], 1);
     Ok(())
 }

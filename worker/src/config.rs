@@ -50,6 +50,12 @@ pub struct WorkerConfig {
     /// Name shown in the workers list (default: the host name).
     #[arg(long, env = "RUSHES_WORKER_HOST")]
     pub host: Option<String>,
+    /// Quick claims: while a queue's jobs are short (under 20 ms on average), a claim
+    /// takes the job's lock in a database session of its own and writes nothing, so a
+    /// job costs one row version less; a job that runs past 100 ms is then claimed the
+    /// ordinary way. `false` claims every job by writing `running` (default true).
+    #[arg(long, env = "RUSHES_QUICK_CLAIMS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub quick_claims: bool,
 }
 
 /// How clips are probed and transcoded.

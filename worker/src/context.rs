@@ -19,6 +19,8 @@ pub(crate) struct RunningJob {
     pub requeue_on_stop: AtomicBool,
     /// The attempt number this run holds (heartbeats are conditional on it).
     pub attempt: AtomicI32,
+    /// Quick-claimed and not promoted yet: the row says `queued`, so no heartbeat.
+    pub quick: AtomicBool,
     progress_bits: AtomicU32,
 }
 
@@ -28,6 +30,7 @@ impl RunningJob {
             cancel: CancellationToken::new(),
             requeue_on_stop: AtomicBool::new(false),
             attempt: AtomicI32::new(0),
+            quick: AtomicBool::new(false),
             progress_bits: AtomicU32::new(0f32.to_bits()),
         }
     }

@@ -6,16 +6,23 @@
 //! A claim more urgent than every claim of the batch being written does not wait for
 //! that batch (tens of milliseconds while a backlog drains on a busy host): it goes in
 //! a batch of its own, on a second writer, at once. The two never lock the same row.
+//!
+//! While a queue's jobs are short, its claims are quick ([`store::claim_quick`]): a
+//! third writer takes each job's claim lock in a database session of its own and writes
+//! nothing; the job's outcome is then its only row version after the insert. The lock
+//! is held by a [`QuickHold`] and released when that is dropped (the outcome committed,
+//! or the job went back unrun).
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rushes_common::job::store;
-use rushes_common::job::store::Recorded;
-pub use rushes_common::job::store::{Claim, Letter, Outcome};
-use sqlx::PgPool;
+pub use rushes_common::job::store::{Attempt, Claim, Letter, Outcome};
+use rushes_common::job::store::{QuickClaim, Recorded};
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -34,7 +41,12 @@ pub struct Ledger {
     /// written by the first writer; 0 while it writes none.
     claiming: Arc<AtomicU16>,
     outcomes: mpsc::Sender<(Recorded, Reply<bool>)>,
+    /// Quick claims ([`store::claim_quick`]).
+    quick_claims: mpsc::Sender<(Uuid, Reply<Claimed>)>,
 }
+
+/// What a claim found, and — for a job quick-claimed — the hold on its claim lock.
+pub type Claimed = (Claim, Option<QuickHold>);
 
 /// A job to claim, and its delivery's AMQP priority.
 type ClaimRequest = (Uuid, u8);
@@ -48,6 +60,18 @@ impl Ledger {
         let (claims, claim_rx) = mpsc::channel(4096);
         let (urgent_claims, urgent_rx) = mpsc::channel(4096);
         let (outcomes, outcome_rx) = mpsc::channel(4096);
+        let (quick_claims, quick_rx) = mpsc::channel(4096);
+        let (unlocks, unlock_rx) = mpsc::unbounded_channel();
+        let session = QuickSession {
+            db: db.clone(),
+            worker_id,
+            stale_after,
+            connection: None,
+            generation: 0,
+            held: Arc::new(Mutex::new(HashMap::new())),
+            unlocks,
+        };
+        tokio::spawn(session.run(quick_rx, unlock_rx));
         let claiming = Arc::new(AtomicU16::new(0));
         let (claim_db, flag) = (db.clone(), claiming.clone());
         tokio::spawn(batch_loop(claim_rx, move |batch: Vec<ClaimRequest>| {
@@ -76,25 +100,21 @@ impl Ledger {
             urgent_claims,
             claiming,
             outcomes,
+            quick_claims,
         }
     }
 
     /// Claims a job delivered with AMQP `priority`: `queued|retrying → running` (or a
     /// stale `running` re-claimed), with this worker's id, a fresh heartbeat and one more
-    /// attempt.
-    pub async fn claim(&self, id: Uuid, priority: u8) -> Result<Claim, String> {
-        let (tx, rx) = oneshot::channel();
+    /// attempt; or, `quick`, by its claim lock alone (see [`store::claim_quick`]).
+    pub async fn claim(&self, id: Uuid, priority: u8, quick: bool) -> Result<Claimed, String> {
         let claiming = self.claiming.load(Ordering::SeqCst);
-        let writer = if claiming != 0 && u16::from(priority) >= claiming {
-            &self.urgent_claims
-        } else {
-            &self.claims
-        };
-        writer
-            .send(((id, priority), tx))
-            .await
-            .map_err(|_| "ledger stopped".to_owned())?;
-        rx.await.map_err(|_| "ledger stopped".to_owned())?
+        let urgent = claiming != 0 && u16::from(priority) >= claiming;
+        if quick && !urgent {
+            return ask(&self.quick_claims, id).await;
+        }
+        let writer = if urgent { &self.urgent_claims } else { &self.claims };
+        Ok((ask(writer, (id, priority)).await?, None))
     }
 
     /// Hands over the outcome of `attempt`, to be recorded with the next batch if the
@@ -104,7 +124,7 @@ impl Ledger {
     pub async fn submit(
         &self,
         id: Uuid,
-        attempt: i32,
+        attempt: Attempt,
         started_at: Option<DateTime<Utc>>,
         outcome: Outcome,
     ) -> Result<Pending, String> {
@@ -120,12 +140,238 @@ impl Ledger {
     pub async fn record(
         &self,
         id: Uuid,
-        attempt: i32,
+        attempt: Attempt,
         started_at: Option<DateTime<Utc>>,
         outcome: Outcome,
     ) -> Result<bool, String> {
         let pending = self.submit(id, attempt, started_at, outcome).await?;
         pending.await.map_err(|_| "ledger stopped".to_owned())?
+    }
+}
+
+/// Sends `request` to a writer and waits for its answer.
+async fn ask<Req, Res>(writer: &mpsc::Sender<(Req, Reply<Res>)>, request: Req) -> Result<Res, String> {
+    let (tx, rx) = oneshot::channel();
+    writer
+        .send((request, tx))
+        .await
+        .map_err(|_| "ledger stopped".to_owned())?;
+    rx.await.map_err(|_| "ledger stopped".to_owned())?
+}
+
+/// The claim lock of a job quick-claimed by this worker, released when dropped (or at
+/// once with [`QuickHold::release`]); the database session that holds it ends with the
+/// worker's process, and the lock with it.
+pub struct QuickHold {
+    id: Uuid,
+    /// The session the lock was taken in (a later one does not hold it).
+    generation: u64,
+    held: Arc<Mutex<HashMap<Uuid, u64>>>,
+    unlocks: mpsc::UnboundedSender<Unlock>,
+    /// The release was asked for.
+    released: bool,
+}
+
+/// Longest [`QuickHold::release`] waits for the lock to go.
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// A claim lock to release, in the session of that generation; answered once done.
+type Unlock = (u64, Uuid, Option<oneshot::Sender<()>>);
+
+impl QuickHold {
+    /// Releases the lock and waits until it is gone (before a message goes back to its
+    /// queue: another worker may take it at once).
+    pub async fn release(mut self) {
+        let (tx, rx) = oneshot::channel();
+        self.send_release(Some(tx));
+        // A database out of reach holds the writer up: the lock goes when it can, and a
+        // claim meanwhile finds the job held and looks again later.
+        let _ = tokio::time::timeout(RELEASE_WAIT, rx).await;
+    }
+
+    /// This worker no longer holds the job (a second delivery of it may be claimed), and
+    /// its lock is to go.
+    fn send_release(&mut self, done: Option<oneshot::Sender<()>>) {
+        if std::mem::replace(&mut self.released, true) {
+            return;
+        }
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.get(&self.id) == Some(&self.generation) {
+            held.remove(&self.id);
+        }
+        let _ = self.unlocks.send((self.generation, self.id, done));
+    }
+}
+
+impl Drop for QuickHold {
+    fn drop(&mut self) {
+        self.send_release(None);
+    }
+}
+
+/// The writer of quick claims and of their locks' release, on a connection of its own
+/// (session-level locks live as long as their session).
+struct QuickSession {
+    db: PgPool,
+    worker_id: Uuid,
+    stale_after: Duration,
+    connection: Option<PgConnection>,
+    /// Counts sessions: a lock taken in a session that was lost is gone already.
+    generation: u64,
+    /// The jobs held, with the generation of the session holding them.
+    held: Arc<Mutex<HashMap<Uuid, u64>>>,
+    unlocks: mpsc::UnboundedSender<Unlock>,
+}
+
+impl QuickSession {
+    async fn run(
+        mut self,
+        mut claims: mpsc::Receiver<(Uuid, Reply<Claimed>)>,
+        mut unlocks: mpsc::UnboundedReceiver<Unlock>,
+    ) {
+        loop {
+            tokio::select! {
+                biased;
+                first = claims.recv() => {
+                    let Some(first) = first else { break };
+                    let (mut ids, mut replies) = (vec![first.0], vec![first.1]);
+                    while ids.len() < MAX_BATCH {
+                        match claims.try_recv() {
+                            Ok((id, reply)) => {
+                                ids.push(id);
+                                replies.push(reply);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    // Locks released first: a job given back may be among these deliveries.
+                    let mut pending = Vec::new();
+                    while let Ok(unlock) = unlocks.try_recv() {
+                        pending.push(unlock);
+                    }
+                    self.unlock(pending).await;
+                    for (reply, claimed) in replies.into_iter().zip(self.claim(ids).await) {
+                        let _ = reply.send(claimed);
+                    }
+                }
+                Some(first) = unlocks.recv() => {
+                    let mut pending = vec![first];
+                    while let Ok(unlock) = unlocks.try_recv() {
+                        pending.push(unlock);
+                    }
+                    self.unlock(pending).await;
+                }
+            }
+        }
+    }
+
+    /// The session, opened if need be.
+    async fn connection(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        if self.connection.is_none() {
+            self.connection = Some(self.db.acquire().await?.detach());
+        }
+        self.connection
+            .as_mut()
+            .ok_or_else(|| sqlx::Error::Protocol("no claim session".into()))
+    }
+
+    /// The session failed: its locks are gone with it.
+    fn lost(&mut self, err: &sqlx::Error) {
+        tracing::warn!(error = %err, "claim-lock session lost; its jobs' outcomes stay fenced by their attempt");
+        self.connection = None;
+        self.generation += 1;
+    }
+
+    async fn claim(&mut self, ids: Vec<Uuid>) -> Vec<Result<Claimed, String>> {
+        let held: HashSet<Uuid> = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect();
+        let worker_id = self.worker_id;
+        let quick = match self.connection().await {
+            Ok(session) => store::claim_quick(session, worker_id, &ids, &held).await,
+            Err(err) => Err(err),
+        };
+        let quick = match quick {
+            Ok(quick) => quick,
+            Err(err) => {
+                self.lost(&err);
+                return ids.iter().map(|_| Err(err.to_string())).collect();
+            }
+        };
+        // Jobs a quick claim does not take (running: live elsewhere, stale, or their
+        // holder gone) are claimed the ordinary way, which decides.
+        let ordinary: Vec<Uuid> = ids
+            .iter()
+            .zip(&quick)
+            .filter(|(_, q)| matches!(q, QuickClaim::Ordinary))
+            .map(|(id, _)| *id)
+            .collect();
+        let mut ordinary = if ordinary.is_empty() {
+            Ok(Vec::new().into_iter())
+        } else {
+            store::claim(&self.db, worker_id, self.stale_after, ordinary)
+                .await
+                .map(Vec::into_iter)
+                .map_err(|err| err.to_string())
+        };
+        ids.into_iter()
+            .zip(quick)
+            .map(|(id, quick)| match quick {
+                QuickClaim::Claimed(job) => {
+                    self.held
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(id, self.generation);
+                    let hold = QuickHold {
+                        id,
+                        generation: self.generation,
+                        held: self.held.clone(),
+                        unlocks: self.unlocks.clone(),
+                        released: false,
+                    };
+                    Ok((Claim::Claimed(job), Some(hold)))
+                }
+                QuickClaim::Answered(claim) => Ok((claim, None)),
+                QuickClaim::Ordinary => match &mut ordinary {
+                    Ok(answers) => answers
+                        .next()
+                        .map(|claim| (claim, None))
+                        .ok_or_else(|| "the claim gave no answer".to_owned()),
+                    Err(err) => Err(err.clone()),
+                },
+            })
+            .collect()
+    }
+
+    /// Releases the locks of this session among `pending`, and tells the waiters.
+    async fn unlock(&mut self, pending: Vec<Unlock>) {
+        if pending.is_empty() {
+            return;
+        }
+        let generation = self.generation;
+        let ids: Vec<Uuid> = pending
+            .iter()
+            .filter(|(g, ..)| *g == generation)
+            .map(|(_, id, _)| *id)
+            .collect();
+        if !ids.is_empty() && self.connection.is_some() {
+            let unlocked = match self.connection().await {
+                Ok(session) => store::unlock(session, &ids).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = unlocked {
+                self.lost(&err);
+            }
+        }
+        for (_, _, done) in pending {
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+        }
     }
 }
 

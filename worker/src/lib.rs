@@ -72,6 +72,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         host,
         queues.clone(),
         config.lease.clone(),
+        config.quick_claims,
         // A signal stops the worker taking work; so does an admin's drain or restart.
         shutdown.child_token(),
     ));

@@ -188,7 +188,9 @@ async fn beat(shared: &Shared) -> Result<Option<Commands>, sqlx::Error> {
         transcriber.refresh_gpu_memory();
         transcriber.probe().await;
     }
-    let jobs = shared.running_snapshot();
+    // A job quick-claimed and not promoted has no heartbeat (its row says `queued`).
+    let mut jobs = shared.running_snapshot();
+    jobs.retain(|(_, job)| !job.quick.load(Ordering::SeqCst));
     if !jobs.is_empty() {
         let beats: Vec<Beat> = jobs
             .iter()

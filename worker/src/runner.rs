@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::context::{JobContext, RunningJob};
 use crate::jobs::JobError;
-use crate::ledger::{Claim, Letter, Outcome};
+use crate::ledger::{Attempt, Claim, Letter, Outcome, QuickHold};
 use crate::slots::{Pending, SlotPermit, Slots};
 use crate::state::Shared;
 use rushes_common::job::store::{self, release};
@@ -31,6 +31,10 @@ const LOOK_AGAIN: [Duration; 3] = [
     Duration::from_millis(300),
     Duration::from_millis(600),
 ];
+
+/// A quick-claimed job still running after this long is claimed the ordinary way: its
+/// row says `running`, and its heartbeats start (see [`store::promote`]).
+const PROMOTE_AFTER: Duration = Duration::from_millis(100);
 
 /// A claimed job that has waited this long for a slot goes back to its queue, for a
 /// worker with a free slot (and this worker stops holding work ahead).
@@ -299,22 +303,25 @@ async fn handle_delivery(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Deliv
         )
         .await;
     }
-    let mut claim = shared.ledger.claim(envelope.id, incoming.priority.unwrap_or(0)).await;
+    // While the queue's jobs are short, a claim takes the job's claim lock and writes nothing.
+    let quick = shared.quick_claims && lane.slots.short();
+    let priority = incoming.priority.unwrap_or(0);
+    let mut claim = shared.ledger.claim(envelope.id, priority, quick).await;
     if incoming.redelivered {
         // Its worker may have died a moment ago: the broker saw the connection close
         // and redelivered before PostgreSQL ended that worker's session (and released
         // its liveness lock). Look again briefly before deferring to the lease.
         for pause in LOOK_AGAIN {
-            if !matches!(claim, Ok(Claim::HeldElsewhere)) {
+            if !matches!(claim, Ok((Claim::HeldElsewhere, _))) {
                 break;
             }
             tokio::time::sleep(pause).await;
-            claim = shared.ledger.claim(envelope.id, incoming.priority.unwrap_or(0)).await;
+            claim = shared.ledger.claim(envelope.id, priority, quick).await;
         }
     }
     match claim {
-        Ok(Claim::Claimed(job)) => start_claimed(shared, lane, incoming, *job, pending).await,
-        Ok(Claim::Missing) => {
+        Ok((Claim::Claimed(job), hold)) => start_claimed(shared, lane, incoming, *job, pending, hold).await,
+        Ok((Claim::Missing, _)) => {
             let reason = format!("no job {} in the database", envelope.id);
             park(
                 shared,
@@ -327,7 +334,7 @@ async fn handle_delivery(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Deliv
             )
             .await;
         }
-        Ok(Claim::Settled(state)) => {
+        Ok((Claim::Settled(state), _)) => {
             tracing::debug!(job.id = %envelope.id, state = state.as_str(), "duplicate delivery of a settled job dropped");
             shared
                 .metrics
@@ -336,7 +343,7 @@ async fn handle_delivery(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Deliv
                 .inc();
             incoming.ack();
         }
-        Ok(Claim::HeldElsewhere) => recheck_later(shared, family, incoming, envelope.id).await,
+        Ok((Claim::HeldElsewhere, _)) => recheck_later(shared, family, incoming, envelope.id).await,
         Err(err) => {
             tracing::warn!(job.id = %envelope.id, error = %err, "cannot claim; returning the message to the queue");
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -383,10 +390,18 @@ async fn recheck_later(shared: &Shared, family: QueueFamily, incoming: Delivery,
 /// A claimed job waits for a slot — the most urgent first — then runs. One that waits
 /// longer than [`give_back_after`] goes back to its queue for a worker with a free slot
 /// (and this worker stops holding work ahead); one still waiting when the worker stops
-/// goes back at once.
-async fn start_claimed(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Delivery, job: JobRecord, pending: Pending) {
+/// goes back at once. `hold`: the job was quick-claimed.
+async fn start_claimed(
+    shared: &Arc<Shared>,
+    lane: &Arc<Lane>,
+    incoming: Delivery,
+    job: JobRecord,
+    pending: Pending,
+    hold: Option<QuickHold>,
+) {
     let claimed = Instant::now();
     let running = Arc::new(RunningJob::new());
+    running.quick.store(hold.is_some(), Ordering::SeqCst);
     // Tracked from the claim: heartbeats hold it, and a cancel reaches it while it waits.
     shared.track(job.id, job.attempts, running.clone());
     let permit = tokio::select! {
@@ -404,24 +419,42 @@ async fn start_claimed(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Deliver
             lane.slots.slowed();
             "no slot came free in time"
         };
-        return give_back(shared, lane.family, incoming, &job, why).await;
+        return give_back(shared, lane.family, incoming, &job, why, hold).await;
     };
     // When it really started: the claim's time (the database's clock) plus the wait.
     let started_at = job
         .started_at
         .map(|at| at + chrono::TimeDelta::from_std(claimed.elapsed()).unwrap_or_default());
-    run_claimed(shared, lane, incoming, job, running, permit, started_at).await
+    let claim = Claimed {
+        job,
+        running,
+        started_at,
+        hold,
+    };
+    run_claimed(shared, lane, incoming, claim, permit).await
 }
 
-async fn run_claimed(
-    shared: &Arc<Shared>,
-    lane: &Arc<Lane>,
-    incoming: Delivery,
+/// A claimed job about to run.
+struct Claimed {
     job: JobRecord,
     running: Arc<RunningJob>,
-    permit: SlotPermit,
+    /// When it really started.
     started_at: Option<chrono::DateTime<chrono::Utc>>,
-) {
+    /// Its claim lock, while it is quick-claimed.
+    hold: Option<QuickHold>,
+}
+
+async fn run_claimed(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Delivery, claim: Claimed, permit: SlotPermit) {
+    let Claimed {
+        job,
+        running,
+        started_at,
+        mut hold,
+    } = claim;
+    let mut attempt = match hold {
+        Some(_) => Attempt::quick(&job),
+        None => Attempt::claimed(job.attempts),
+    };
     let family = lane.family;
     let span = tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempts);
     async move {
@@ -431,7 +464,7 @@ async fn run_claimed(
             let message = format!("unknown job kind `{}`", job.kind);
             return match shared
                 .ledger
-                .record(job.id, job.attempts, started_at, Outcome::Failed(message))
+                .record(job.id, attempt, started_at, Outcome::Failed(message))
                 .await
             {
                 Ok(_) => incoming.ack(),
@@ -460,7 +493,19 @@ async fn run_claimed(
             Some(_) if running.cancel.is_cancelled() => Err(JobError::Cancelled),
             Some(future) => {
                 let mut handle = tokio::spawn(future.in_current_span());
-                let ran = lane.slots.watch(tokio::time::timeout(kind.timeout, &mut handle)).await;
+                let ran = {
+                    let run = lane.slots.watch(tokio::time::timeout(kind.timeout, &mut handle));
+                    tokio::pin!(run);
+                    let mut promoting = hold.is_some();
+                    loop {
+                        tokio::select! {
+                            ran = &mut run => break ran,
+                            _ = tokio::time::sleep(PROMOTE_AFTER), if promoting => {
+                                promoting = promote(shared, &job, started_at, &running, &mut hold, &mut attempt).await;
+                            }
+                        }
+                    }
+                };
                 match ran {
                     Ok(Ok(result)) => result,
                     Ok(Err(join_error)) if join_error.is_panic() => Err(JobError::Retryable(format!(
@@ -498,10 +543,10 @@ async fn run_claimed(
                 },
             ),
             Err(JobError::Cancelled) if running.requeue_on_stop.load(Ordering::SeqCst) => {
-                return give_back(shared, family, incoming, &job, "interrupted by shutdown").await;
+                return give_back(shared, family, incoming, &job, "interrupted by shutdown", hold.take()).await;
             }
             Err(JobError::Unable(reason)) => {
-                return hand_back(shared, family, incoming, &job, &reason, started).await;
+                return hand_back(shared, family, incoming, &job, &reason, started, hold.take()).await;
             }
             Err(JobError::Cancelled) => {
                 // Cancelled by an admin (the row already says so) or re-claimed elsewhere.
@@ -519,10 +564,7 @@ async fn run_claimed(
         };
         // The slot is free as soon as the outcome is handed to the ledger; the delivery
         // is acknowledged only once the outcome is committed.
-        let recorded = shared
-            .ledger
-            .submit(job.id, job.attempts, started_at, outcome.clone())
-            .await;
+        let recorded = shared.ledger.submit(job.id, attempt, started_at, outcome.clone()).await;
         // Until it is acknowledged, its band keeps the slot (when the queue has bands).
         let _settling = lane.slots.pending(incoming.priority);
         drop(permit);
@@ -533,7 +575,7 @@ async fn run_claimed(
         };
         if let Err(err) = &recorded {
             tracing::warn!(error = %err, "cannot record the outcome yet; trying again");
-            recorded = record_again(shared, &job, started_at, &outcome).await;
+            recorded = record_again(shared, &job, attempt, started_at, &outcome).await;
         }
         match recorded {
             Ok(true) => {}
@@ -598,6 +640,7 @@ async fn run_claimed(
 async fn record_again(
     shared: &Shared,
     job: &JobRecord,
+    attempt: Attempt,
     started_at: Option<chrono::DateTime<chrono::Utc>>,
     outcome: &Outcome,
 ) -> Result<bool, String> {
@@ -615,13 +658,40 @@ async fn record_again(
             _ = shared.stopped.cancelled() => return Err("the worker stopped before the outcome was recorded".to_owned()),
             _ = tokio::time::sleep(delay) => {}
         }
-        match shared
-            .ledger
-            .record(job.id, job.attempts, started_at, outcome.clone())
-            .await
-        {
+        match shared.ledger.record(job.id, attempt, started_at, outcome.clone()).await {
             Err(err) => tracing::debug!(error = %err, "the outcome is still not recorded"),
             done => return done,
+        }
+    }
+}
+
+/// Claims a quick-claimed job that runs long the ordinary way ([`store::promote`]):
+/// from then on its row says `running`, heartbeats hold it and its claim lock goes.
+/// A job no longer waiting for this attempt (cancelled or requeued meanwhile) is told
+/// to stop. Returns whether to try again later (the database did not answer).
+async fn promote(
+    shared: &Shared,
+    job: &JobRecord,
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
+    running: &RunningJob,
+    hold: &mut Option<QuickHold>,
+    attempt: &mut Attempt,
+) -> bool {
+    match store::promote(&shared.db, shared.worker_id, job, started_at).await {
+        Ok(true) => {
+            *attempt = Attempt::claimed(job.attempts);
+            running.quick.store(false, Ordering::SeqCst);
+            *hold = None;
+            false
+        }
+        Ok(false) => {
+            tracing::info!("job is no longer waiting for this attempt (cancelled or requeued); stopping it");
+            running.cancel.cancel();
+            false
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot mark the long job running yet; trying again");
+            true
         }
     }
 }
@@ -652,12 +722,18 @@ fn finish_metrics(shared: &Shared, job: &JobRecord, family: QueueFamily, outcome
 
 /// The job goes back to `queued` (its attempt not counted) and its message back to the
 /// queue, for another worker: the worker is stopping, or the job waited too long for a slot.
-async fn give_back(shared: &Shared, family: QueueFamily, incoming: Delivery, job: &JobRecord, why: &str) {
-    match release(&shared.db, shared.worker_id, Some(&[job.id])).await {
-        Ok(_) => tracing::info!(job.id = %job.id, why, "job given back to its queue"),
-        Err(err) => {
-            tracing::warn!(job.id = %job.id, error = %err, "cannot release the job; it will be re-claimed once its heartbeat is stale")
-        }
+async fn give_back(
+    shared: &Shared,
+    family: QueueFamily,
+    incoming: Delivery,
+    job: &JobRecord,
+    why: &str,
+    hold: Option<QuickHold>,
+) {
+    if let Err(err) = let_go(shared, job, hold).await {
+        tracing::warn!(job.id = %job.id, error = %err, "cannot release the job; it will be re-claimed once its heartbeat is stale")
+    } else {
+        tracing::info!(job.id = %job.id, why, "job given back to its queue");
     }
     shared
         .metrics
@@ -665,6 +741,18 @@ async fn give_back(shared: &Shared, family: QueueFamily, incoming: Delivery, job
         .with_label_values(&[job.kind.as_str(), family.as_str(), "requeued"])
         .inc();
     incoming.requeue();
+}
+
+/// Lets go of a job before its message goes back: an ordinary claim puts the row back to
+/// `queued` (the attempt not counted); a quick one, which wrote nothing, drops its lock.
+async fn let_go(shared: &Shared, job: &JobRecord, hold: Option<QuickHold>) -> Result<(), sqlx::Error> {
+    match hold {
+        Some(hold) => hold.release().await,
+        None => {
+            release(&shared.db, shared.worker_id, Some(&[job.id])).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Seconds a job this worker could not run waits before it is offered again.
@@ -680,12 +768,13 @@ async fn hand_back(
     job: &JobRecord,
     reason: &str,
     started: Instant,
+    hold: Option<QuickHold>,
 ) {
     tracing::warn!(reason, "this worker cannot run the job; handing it back");
     if let Err(err) = crate::presence::reload_pauses(shared).await {
         tracing::warn!(error = %err, "cannot re-read what this worker may take");
     }
-    if let Err(err) = release(&shared.db, shared.worker_id, Some(&[job.id])).await {
+    if let Err(err) = let_go(shared, job, hold).await {
         tracing::warn!(error = %err, "cannot release the job; it will be re-claimed once its heartbeat is stale");
     }
     finish_metrics(shared, job, family, "handed_back", started);

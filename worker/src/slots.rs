@@ -367,15 +367,22 @@ impl Slots {
         self.freed.notify_one();
     }
 
+    /// Whether the queue's jobs are short: their average run time is known and below
+    /// [`SHORT_JOB`].
+    pub fn short(&self) -> bool {
+        let pace = self.pace_us.load(Ordering::Relaxed);
+        pace != 0 && pace < u64::try_from(SHORT_JOB.as_micros()).unwrap_or(u64::MAX)
+    }
+
     /// Deliveries worth holding beyond the slots: enough to keep every slot busy for
     /// [`AHEAD_BUDGET`] when jobs are short, none for long (or not yet seen) jobs, so a
     /// worker never sits on work another worker's free slot could start now. A power of
     /// two, so the prefetch changes rarely.
     pub fn ahead(&self) -> u16 {
-        let pace = self.pace_us.load(Ordering::Relaxed);
-        if pace == 0 || pace >= u64::try_from(SHORT_JOB.as_micros()).unwrap_or(u64::MAX) {
+        if !self.short() {
             return 0;
         }
+        let pace = self.pace_us.load(Ordering::Relaxed);
         let budget = u64::try_from(AHEAD_BUDGET.as_micros()).unwrap_or(u64::MAX);
         let want = (budget / pace).saturating_mul(u64::from(self.total())).max(1);
         let capped = u16::try_from(want.min(u64::from(MAX_AHEAD))).unwrap_or(MAX_AHEAD);

@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     /// Set when an admin asked this worker to drain: it finishes every job it holds,
     /// however long, before it exits.
     pub draining: AtomicBool,
+    /// Claims of short jobs take a claim lock and write nothing ([`crate::ledger`]).
+    pub quick_claims: bool,
     running: Mutex<HashMap<Uuid, Arc<RunningJob>>>,
     connected: HashMap<QueueFamily, AtomicBool>,
     /// Each consumed queue's slots, to resize while running.
@@ -62,6 +64,7 @@ impl Shared {
         host: String,
         queues: Vec<(QueueFamily, u16)>,
         lease: LeaseConfig,
+        quick_claims: bool,
         stop_taking: CancellationToken,
     ) -> Self {
         let ledger = Ledger::spawn(db.clone(), worker_id, lease.stale_after);
@@ -85,6 +88,7 @@ impl Shared {
             stopped: CancellationToken::new(),
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            quick_claims,
             running: Mutex::new(HashMap::new()),
             connected,
             slots: Mutex::new(HashMap::new()),

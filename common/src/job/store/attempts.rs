@@ -11,6 +11,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::quick::CLAIM_LOCK_CLASS;
 use crate::job::{JobRecord, JobState};
 
 /// What a claim found.
@@ -24,6 +25,34 @@ pub enum Claim {
     Settled(JobState),
     /// No such job row.
     Missing,
+}
+
+/// The attempt an outcome ends: its number (the fencing token) and, for a quick claim
+/// ([`super::quick`]), which wrote nothing, the `enqueued_at` the claim read: its outcome
+/// lands only on the job still waiting for that attempt, not on one an admin cancelled
+/// and requeued meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attempt {
+    pub number: i32,
+    pub quick_since: Option<DateTime<Utc>>,
+}
+
+impl Attempt {
+    /// An attempt claimed the ordinary way (the row says `running`).
+    pub fn claimed(number: i32) -> Self {
+        Self {
+            number,
+            quick_since: None,
+        }
+    }
+
+    /// The attempt a quick claim of `job` (as [`super::quick::claim_quick`] returned it) runs.
+    pub fn quick(job: &JobRecord) -> Self {
+        Self {
+            number: job.attempts,
+            quick_since: Some(job.enqueued_at),
+        }
+    }
 }
 
 /// An attempt's outcome, to be recorded before the delivery is settled.
@@ -60,14 +89,15 @@ impl Outcome {
 
 /// An outcome to record: the job, the attempt it ends, when that attempt really
 /// started (a claimed job may wait a moment for its slot), and how it ended.
-pub type Recorded = (Uuid, i32, Option<DateTime<Utc>>, Outcome);
+pub type Recorded = (Uuid, Attempt, Option<DateTime<Utc>>, Outcome);
 
 /// Claims `ids` for `worker_id`: `queued|retrying → running` (or a `running` job whose
 /// heartbeat is older than `stale_after`, or whose worker's process is gone: the
 /// liveness lock it holds in a session of its own went with that session — migration
 /// `worker_liveness`), one more attempt, a fresh heartbeat, and `published_at` if the
 /// enqueuer's deferred stamp has not landed yet (the job was delivered, so it was
-/// published). One answer per id, in order.
+/// published). A job quick-claimed by another session ([`super::quick`]) is held
+/// elsewhere. One answer per id, in order.
 pub async fn claim(
     db: &PgPool,
     worker_id: Uuid,
@@ -85,7 +115,8 @@ pub async fn claim(
                 started_at = now(), heartbeat_at = now(), error = NULL, retry_at = NULL, \
                 published_at = coalesce(jobs.published_at, now()) \
          FROM unnest($1::uuid[]) AS asked(job_id) \
-         WHERE jobs.id = asked.job_id AND (jobs.state IN ('queued', 'retrying') \
+         WHERE jobs.id = asked.job_id AND pg_try_advisory_xact_lock($4, hashtext(asked.job_id::text)) \
+               AND (jobs.state IN ('queued', 'retrying') \
                OR (jobs.state = 'running' AND (jobs.heartbeat_at < now() - make_interval(secs => $3) \
                                               OR worker_gone(jobs.worker_id)))) \
          RETURNING ",
@@ -94,6 +125,7 @@ pub async fn claim(
     .bind(&sorted)
     .bind(worker_id)
     .bind(stale_s)
+    .bind(CLAIM_LOCK_CLASS)
     .fetch_all(db)
     .await?;
     let mut claimed: HashMap<Uuid, JobRecord> = claimed.into_iter().map(|j| (j.id, j)).collect();
@@ -121,9 +153,10 @@ pub async fn claim(
         .collect())
 }
 
-/// Records outcomes of jobs still ours, running the attempt named; one answer per
-/// outcome, in order (`false`: cancelled meanwhile, or re-claimed). A statement that
-/// failed changed nothing: it may be run again.
+/// Records outcomes of jobs still ours, running the attempt named (or, quick-claimed,
+/// still waiting for it); one answer per outcome, in order (`false`: cancelled
+/// meanwhile, or re-claimed). A statement that failed changed nothing: it may be run
+/// again.
 pub async fn record_outcomes(db: &PgPool, worker_id: Uuid, outcomes: Vec<Recorded>) -> Result<Vec<bool>, sqlx::Error> {
     let asked: Vec<Uuid> = outcomes.iter().map(|(id, ..)| *id).collect();
     // Rows are locked in id order, as every other multi-row update of `jobs` locks them
@@ -133,10 +166,11 @@ pub async fn record_outcomes(db: &PgPool, worker_id: Uuid, outcomes: Vec<Recorde
     let n = outcomes.len();
     let (mut ids, mut attempts, mut states) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut results, mut errors, mut delays) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let mut started = Vec::with_capacity(n);
+    let (mut started, mut quick_since) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for (id, attempt, started_at, outcome) in &outcomes {
         ids.push(*id);
-        attempts.push(*attempt);
+        attempts.push(attempt.number);
+        quick_since.push(attempt.quick_since);
         started.push(*started_at);
         states.push(outcome.state());
         let (result, error, delay) = match outcome {
@@ -156,6 +190,7 @@ pub async fn record_outcomes(db: &PgPool, worker_id: Uuid, outcomes: Vec<Recorde
         attempts: &attempts,
         delays: &delays,
         started: &started,
+        quick_since: &quick_since,
     };
     if !outcomes.iter().any(|(_, _, _, o)| matches!(o, Outcome::Dead(..))) {
         // The hot path: one statement, no explicit transaction.
@@ -180,7 +215,7 @@ pub async fn record_outcomes(db: &PgPool, worker_id: Uuid, outcomes: Vec<Recorde
             .bind(error)
             .bind(&letter.body)
             .bind(&letter.headers)
-            .bind(attempt)
+            .bind(attempt.number)
             .execute(&mut *tx)
             .await?;
         }
@@ -198,11 +233,13 @@ struct OutcomeColumns<'a> {
     attempts: &'a [i32],
     delays: &'a [Option<f64>],
     started: &'a [Option<DateTime<Utc>>],
+    quick_since: &'a [Option<DateTime<Utc>>],
 }
 
-/// Updates the rows still ours and running the recorded attempt; returns their ids.
-/// An attempt that ended in an error also goes into the job's history (the next claim
-/// clears `error`; the history keeps every attempt's).
+/// Updates the rows still ours and running the recorded attempt (or quick-claimed and
+/// still waiting for it); returns their ids. An attempt that ended in an error also goes
+/// into the job's history (the next claim clears `error`; the history keeps every
+/// attempt's).
 async fn apply_outcomes<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     worker_id: Uuid,
@@ -210,6 +247,7 @@ async fn apply_outcomes<'e>(
 ) -> Result<HashSet<Uuid>, sqlx::Error> {
     let updated = sqlx::query_scalar(
         "UPDATE jobs j SET state = u.state::job_state, result = u.result, error = u.error, \
+                attempts = u.attempt, worker_id = $7, published_at = coalesce(j.published_at, now()), \
                 progress = CASE WHEN u.state = 'succeeded' THEN 1 ELSE j.progress END, \
                 finished_at = CASE WHEN u.state = 'retrying' THEN NULL ELSE now() END, \
                 retry_at = now() + make_interval(secs => u.delay_s), \
@@ -218,9 +256,12 @@ async fn apply_outcomes<'e>(
                 history = CASE WHEN u.error IS NULL THEN j.history ELSE j.history || jsonb_build_array( \
                     jsonb_build_object('at', now(), 'event', u.state, 'attempt', u.attempt, 'error', u.error)) END \
          FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::int4[], $6::float8[], \
-                     $8::timestamptz[]) \
-              AS u(id, state, result, error, attempt, delay_s, started_at) \
-         WHERE j.id = u.id AND j.state = 'running' AND j.worker_id = $7 AND j.attempts = u.attempt \
+                     $8::timestamptz[], $9::timestamptz[]) \
+              AS u(id, state, result, error, attempt, delay_s, started_at, quick_since) \
+         WHERE j.id = u.id AND CASE WHEN u.quick_since IS NULL \
+             THEN j.state = 'running' AND j.worker_id = $7 AND j.attempts = u.attempt \
+             ELSE j.state IN ('queued', 'retrying') AND j.attempts = u.attempt - 1 \
+                  AND j.enqueued_at = u.quick_since END \
          RETURNING j.id",
     )
     .bind(c.ids)
@@ -231,6 +272,7 @@ async fn apply_outcomes<'e>(
     .bind(c.delays)
     .bind(worker_id)
     .bind(c.started)
+    .bind(c.quick_since)
     .fetch_all(executor)
     .await?
     .into_iter()

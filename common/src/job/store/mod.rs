@@ -9,15 +9,17 @@ mod attempts;
 mod insert;
 mod new_job;
 mod outbox;
+mod quick;
 mod relay;
 mod upkeep;
 
 pub use admin::{Resolution, cancel, requeue, resolve_dead_letter};
-pub use attempts::{Claim, Letter, Outcome, Recorded, claim, park, record_outcomes, release};
+pub use attempts::{Attempt, Claim, Letter, Outcome, Recorded, claim, park, record_outcomes, release};
 pub use insert::{check_target, check_targets};
 pub use new_job::{CheckedJob, EnqueueError, NewJob, validate};
 pub use outbox::{
     PUBLISH_CHUNK, STAMP_AFTER, Tx, enqueue, enqueue_one, publish, publish_chunks, publish_or_leave_to_relay,
 };
+pub use quick::{CLAIM_LOCK_CLASS, QuickClaim, claim_quick, promote, unlock};
 pub use relay::{count_published_queued, unclaimed};
 pub use upkeep::{Beat, beat, purge_finished, touch_overdue_retries};
