@@ -213,6 +213,27 @@ async fn claim_one(env: &TestEnv, worker: Uuid, job: Uuid) -> anyhow::Result<Cla
     claims.pop().ok_or_else(|| anyhow::anyhow!("no answer for {job}"))
 }
 
+/// Closes the holder's `session` and claims `job` for `worker` once PostgreSQL has
+/// ended it (and released its locks, a moment after the close).
+async fn claim_once_it_ends(
+    env: &TestEnv,
+    session: PgConnection,
+    worker: Uuid,
+    job: Uuid,
+) -> anyhow::Result<Box<JobRecord>> {
+    session.close().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match claim_one(env, worker, job).await? {
+            Claim::Claimed(job) => return Ok(job),
+            Claim::HeldElsewhere if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            claim => anyhow::bail!("the holder's session ended, yet the claim found {claim:?}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_is_taken_over_when_its_workers_session_ends_and_not_while_it_lives() -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
@@ -237,18 +258,7 @@ async fn a_job_is_taken_over_when_its_workers_session_ends_and_not_while_it_live
         matches!(claim_one(&env, other, job).await?, Claim::HeldElsewhere),
         "the holder's session lives and its heartbeat is fresh: not taken over"
     );
-    session.close().await?;
-    // PostgreSQL releases the lock when it ends the session, a moment after the close.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let claimed = loop {
-        match claim_one(&env, other, job).await? {
-            Claim::Claimed(job) => break job,
-            Claim::HeldElsewhere if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
-            claim => anyhow::bail!("the holder's session ended, yet the claim found {claim:?}"),
-        }
-    };
+    let claimed = claim_once_it_ends(&env, session, other, job).await?;
     assert_eq!((claimed.attempts, claimed.worker_id), (2, Some(other)));
 
     // A worker of a build without the lock never took one: its missing lock says nothing.
@@ -507,17 +517,7 @@ async fn a_quick_claim_yields_to_a_cancel_a_requeue_a_running_claim_and_its_sess
     );
 
     // The holder's session ends (its process died): the job is claimed again.
-    session.close().await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let retaken = loop {
-        match claim_one(&env, other, orphaned).await? {
-            Claim::Claimed(job) => break job,
-            Claim::HeldElsewhere if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
-            claim => anyhow::bail!("the holder's session ended, yet the claim found {claim:?}"),
-        }
-    };
+    let retaken = claim_once_it_ends(&env, session, other, orphaned).await?;
     assert_eq!((retaken.attempts, retaken.worker_id), (1, Some(other)));
     assert!(
         !succeed_quick(&env, worker, &claimed[2]).await?,

@@ -234,32 +234,15 @@ impl QuickSession {
                 biased;
                 first = claims.recv() => {
                     let Some(first) = first else { break };
-                    let (mut ids, mut replies) = (vec![first.0], vec![first.1]);
-                    while ids.len() < MAX_BATCH {
-                        match claims.try_recv() {
-                            Ok((id, reply)) => {
-                                ids.push(id);
-                                replies.push(reply);
-                            }
-                            Err(_) => break,
-                        }
-                    }
+                    let (ids, replies) = gather(&mut claims, first);
                     // Locks released first: a job given back may be among these deliveries.
-                    let mut pending = Vec::new();
-                    while let Ok(unlock) = unlocks.try_recv() {
-                        pending.push(unlock);
-                    }
-                    self.unlock(pending).await;
+                    self.unlock(drain(&mut unlocks, Vec::new())).await;
                     for (reply, claimed) in replies.into_iter().zip(self.claim(ids).await) {
                         let _ = reply.send(claimed);
                     }
                 }
                 Some(first) = unlocks.recv() => {
-                    let mut pending = vec![first];
-                    while let Ok(unlock) = unlocks.try_recv() {
-                        pending.push(unlock);
-                    }
-                    self.unlock(pending).await;
+                    self.unlock(drain(&mut unlocks, vec![first])).await;
                 }
             }
         }
@@ -386,23 +369,39 @@ fn is_transient(err: &sqlx::Error) -> bool {
         .is_some_and(|code| code == "40P01" || code == "40001")
 }
 
+/// `first` and the requests waiting behind it, up to [`MAX_BATCH`].
+fn gather<Req, Res>(
+    rx: &mut mpsc::Receiver<(Req, Reply<Res>)>,
+    first: (Req, Reply<Res>),
+) -> (Vec<Req>, Vec<Reply<Res>>) {
+    let (mut requests, mut replies) = (vec![first.0], vec![first.1]);
+    while requests.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok((request, reply)) => {
+                requests.push(request);
+                replies.push(reply);
+            }
+            Err(_) => break,
+        }
+    }
+    (requests, replies)
+}
+
+/// `pending` and every release waiting behind it.
+fn drain(rx: &mut mpsc::UnboundedReceiver<Unlock>, mut pending: Vec<Unlock>) -> Vec<Unlock> {
+    while let Ok(unlock) = rx.try_recv() {
+        pending.push(unlock);
+    }
+    pending
+}
+
 async fn batch_loop<Req: Clone, Res, F, Fut>(mut rx: mpsc::Receiver<(Req, Reply<Res>)>, run: F)
 where
     F: Fn(Vec<Req>) -> Fut,
     Fut: Future<Output = Result<Vec<Res>, sqlx::Error>>,
 {
     while let Some(first) = rx.recv().await {
-        let mut requests = vec![first.0];
-        let mut replies = vec![first.1];
-        while requests.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok((req, reply)) => {
-                    requests.push(req);
-                    replies.push(reply);
-                }
-                Err(_) => break,
-            }
-        }
+        let (requests, replies) = gather(&mut rx, first);
         let mut tries = 0;
         let outcome = loop {
             match run(requests.clone()).await {
