@@ -62,6 +62,8 @@ async fn workers_fed_short_jobs_do_not_hoard_long_ones() -> anyhow::Result<()> {
         let worker = env.worker_config("maintenance=2")?;
         env.spawn_worker(worker);
     }
+    // Both consume before the backlog: a worker alone drains 400 short jobs in moments.
+    env.wait_consumers(QueueFamily::Maintenance, 2, T).await?;
     // Short jobs first: both workers now hold work ahead of their slots.
     let warm = backlog(&env, 400, 20).await?;
     wait_settled(&env, &warm, T).await?;
@@ -380,7 +382,7 @@ async fn an_urgent_claim_does_not_wait_for_the_claim_batch_in_flight() -> anyhow
 
 /// A quick claim of `job` in `session` for `worker`.
 async fn claim_quick_one(session: &mut PgConnection, worker: Uuid, job: Uuid) -> anyhow::Result<QuickClaim> {
-    let mut claims = store::claim_quick(session, worker, &[job], &HashSet::new()).await?;
+    let mut claims = store::claim_quick(session, worker, &[], &[job], &HashSet::new()).await?;
     claims.pop().ok_or_else(|| anyhow::anyhow!("no answer for {job}"))
 }
 
@@ -444,7 +446,7 @@ async fn a_quick_claim_writes_nothing_and_every_claim_respects_it() -> anyhow::R
     let mut elsewhere = PgConnection::connect(&env.database_url()).await?;
     let again = claim_quick_one(&mut elsewhere, other, job).await?;
     assert!(matches!(again, QuickClaim::Answered(Claim::HeldElsewhere)), "{again:?}");
-    let mine = store::claim_quick(&mut session, worker, &[job], &HashSet::from([job])).await?;
+    let mine = store::claim_quick(&mut session, worker, &[], &[job], &HashSet::from([job])).await?;
     assert!(
         matches!(mine[..], [QuickClaim::Answered(Claim::HeldElsewhere)]),
         "{mine:?}"

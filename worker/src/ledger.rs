@@ -235,9 +235,10 @@ impl QuickSession {
                 first = claims.recv() => {
                     let Some(first) = first else { break };
                     let (ids, replies) = gather(&mut claims, first);
-                    // Locks released first: a job given back may be among these deliveries.
-                    self.unlock(drain(&mut unlocks, Vec::new())).await;
-                    for (reply, claimed) in replies.into_iter().zip(self.claim(ids).await) {
+                    // Locks released in the same call, first: a job given back may be
+                    // among these deliveries.
+                    let pending = drain(&mut unlocks, Vec::new());
+                    for (reply, claimed) in replies.into_iter().zip(self.claim(pending, ids).await) {
                         let _ = reply.send(claimed);
                     }
                 }
@@ -265,7 +266,9 @@ impl QuickSession {
         self.generation += 1;
     }
 
-    async fn claim(&mut self, ids: Vec<Uuid>) -> Vec<Result<Claimed, String>> {
+    /// Releases the locks of `pending` and claims `ids`, in one call.
+    async fn claim(&mut self, pending: Vec<Unlock>, ids: Vec<Uuid>) -> Vec<Result<Claimed, String>> {
+        let release = self.releasable(&pending);
         let held: HashSet<Uuid> = self
             .held
             .lock()
@@ -275,15 +278,16 @@ impl QuickSession {
             .collect();
         let worker_id = self.worker_id;
         let quick = match self.connection().await {
-            Ok(session) => store::claim_quick(session, worker_id, &ids, &held).await,
+            Ok(session) => store::claim_quick(session, worker_id, &release, &ids, &held).await,
             Err(err) => Err(err),
         };
+        if let Err(err) = &quick {
+            self.lost(err);
+        }
+        released(pending);
         let quick = match quick {
             Ok(quick) => quick,
-            Err(err) => {
-                self.lost(&err);
-                return ids.iter().map(|_| Err(err.to_string())).collect();
-            }
+            Err(err) => return ids.iter().map(|_| Err(err.to_string())).collect(),
         };
         // Jobs a quick claim does not take (running: live elsewhere, stale, or their
         // holder gone) are claimed the ordinary way, which decides.
@@ -332,16 +336,8 @@ impl QuickSession {
 
     /// Releases the locks of this session among `pending`, and tells the waiters.
     async fn unlock(&mut self, pending: Vec<Unlock>) {
-        if pending.is_empty() {
-            return;
-        }
-        let generation = self.generation;
-        let ids: Vec<Uuid> = pending
-            .iter()
-            .filter(|(g, ..)| *g == generation)
-            .map(|(_, id, _)| *id)
-            .collect();
-        if !ids.is_empty() && self.connection.is_some() {
+        let ids = self.releasable(&pending);
+        if !ids.is_empty() {
             let unlocked = match self.connection().await {
                 Ok(session) => store::unlock(session, &ids).await,
                 Err(err) => Err(err),
@@ -350,10 +346,27 @@ impl QuickSession {
                 self.lost(&err);
             }
         }
-        for (_, _, done) in pending {
-            if let Some(done) = done {
-                let _ = done.send(());
-            }
+        released(pending);
+    }
+
+    /// The jobs of `pending` whose locks this session holds (a lost session's are gone).
+    fn releasable(&self, pending: &[Unlock]) -> Vec<Uuid> {
+        if self.connection.is_none() {
+            return Vec::new();
+        }
+        pending
+            .iter()
+            .filter(|(generation, ..)| *generation == self.generation)
+            .map(|(_, id, _)| *id)
+            .collect()
+    }
+}
+
+/// Tells whoever waits for these releases that they are done.
+fn released(pending: Vec<Unlock>) {
+    for (_, _, done) in pending {
+        if let Some(done) = done {
+            let _ = done.send(());
         }
     }
 }

@@ -6,7 +6,9 @@
 //! `enqueued_at` the claim read. A job that runs longer than its worker expects is
 //! [`promote`]d to an ordinary `running` claim, heartbeats and all.
 //!
-//! Every claim respects the lock: an ordinary claim ([`super::claim`]) takes the same key
+//! The claim is one call of the SQL function `claim_quick` (migration `quick_claims`):
+//! it takes the locks first, then reads the rows, so a job claimed the ordinary way
+//! before shows as `running`. Every claim respects the lock: an ordinary claim ([`super::claim`]) takes the same key
 //! for its transaction and passes over a job quick-claimed elsewhere. When the holder's
 //! process dies its session ends, the lock goes with it, and the job (still `queued`) is
 //! claimed again from its redelivered message; an outcome never lands twice, because it
@@ -47,73 +49,66 @@ struct LockedRow {
 }
 
 /// Claims `ids` for `worker_id` by locking them in `session` (a connection no other
-/// work uses: the locks live as long as it does). `held` are the jobs this session holds
-/// already (a second delivery of one of them is held, not claimed twice). One answer per
-/// id, in order; the ids answered [`QuickClaim::Claimed`] stay locked until [`unlock`].
+/// work uses: the locks live as long as it does), after releasing the locks of
+/// `release`, in one round trip (migration `quick_claims`). `held` are the jobs this
+/// session holds already (a second delivery of one of them is held, not claimed twice).
+/// One answer per id, in order; the ids answered [`QuickClaim::Claimed`] stay locked
+/// until released.
 pub async fn claim_quick(
     session: &mut PgConnection,
     worker_id: Uuid,
+    release: &[Uuid],
     ids: &[Uuid],
     held: &HashSet<Uuid>,
 ) -> Result<Vec<QuickClaim>, sqlx::Error> {
     let mut wanted: Vec<Uuid> = ids.iter().copied().filter(|id| !held.contains(id)).collect();
     wanted.sort_unstable();
     wanted.dedup();
-    // The locks first, then the rows, in a statement of its own: its snapshot is taken
-    // after the locks, so an ordinary claim that committed before them shows as
-    // `running`, and one that had not taken its lock by then cannot take it any more.
-    let locked: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM unnest($1::uuid[]) AS id WHERE pg_try_advisory_lock($2, hashtext(id::text))",
-    )
-    .bind(&wanted)
-    .bind(CLAIM_LOCK_CLASS)
-    .fetch_all(&mut *session)
-    .await?;
-    let rows: Vec<LockedRow> = sqlx::query_as(concat!(
-        "SELECT now() AS now, ",
-        crate::job_columns!(),
-        " FROM unnest($1::uuid[]) AS asked(job_id) JOIN jobs ON jobs.id = asked.job_id"
-    ))
-    .bind(&locked)
-    .fetch_all(&mut *session)
-    .await?;
-    let mut found: HashMap<Uuid, LockedRow> = rows.into_iter().map(|row| (row.job.id, row)).collect();
-    let mut answers = HashMap::with_capacity(locked.len());
-    let mut release = Vec::new();
-    for id in &locked {
-        let answer = match found.remove(id) {
-            Some(LockedRow { now, mut job }) if matches!(job.state, JobState::Queued | JobState::Retrying) => {
-                job.state = JobState::Running;
-                job.attempts += 1;
-                job.worker_id = Some(worker_id);
-                job.started_at = Some(now);
-                job.heartbeat_at = None;
-                job.published_at = job.published_at.or(Some(now));
-                job.progress = 0.0;
-                job.error = None;
-                job.retry_at = None;
-                QuickClaim::Claimed(Box::new(job))
-            }
-            Some(LockedRow { job, .. }) => {
-                release.push(*id);
-                if job.state.is_terminal() {
-                    QuickClaim::Answered(Claim::Settled(job.state))
-                } else {
-                    QuickClaim::Ordinary
-                }
-            }
-            None => {
-                release.push(*id);
-                QuickClaim::Answered(Claim::Missing)
-            }
-        };
-        answers.insert(*id, answer);
+    let rows: Vec<LockedRow> = sqlx::query_as("SELECT now() AS now, q.* FROM claim_quick($1, $2, $3) AS q")
+        .bind(CLAIM_LOCK_CLASS)
+        .bind(release)
+        .bind(&wanted)
+        .fetch_all(&mut *session)
+        .await?;
+    let mut answers: HashMap<Uuid, QuickClaim> = rows
+        .into_iter()
+        .map(|LockedRow { now, mut job }| {
+            job.state = JobState::Running;
+            job.attempts += 1;
+            job.worker_id = Some(worker_id);
+            job.started_at = Some(now);
+            job.heartbeat_at = None;
+            job.published_at = job.published_at.or(Some(now));
+            job.progress = 0.0;
+            job.error = None;
+            job.retry_at = None;
+            (job.id, QuickClaim::Claimed(Box::new(job)))
+        })
+        .collect();
+    // The rest were held elsewhere, settled, running or missing (duplicates, mostly).
+    let rest: Vec<Uuid> = wanted.into_iter().filter(|id| !answers.contains_key(id)).collect();
+    if !rest.is_empty() {
+        let states: HashMap<Uuid, JobState> = sqlx::query_as("SELECT id, state FROM jobs WHERE id = ANY($1)")
+            .bind(&rest)
+            .fetch_all(&mut *session)
+            .await?
+            .into_iter()
+            .collect();
+        for id in rest {
+            let answer = match states.get(&id) {
+                Some(JobState::Running) => QuickClaim::Ordinary,
+                Some(state) if state.is_terminal() => QuickClaim::Answered(Claim::Settled(*state)),
+                // Waiting, yet its lock was taken: another session holds it.
+                Some(_) => QuickClaim::Answered(Claim::HeldElsewhere),
+                None => QuickClaim::Answered(Claim::Missing),
+            };
+            answers.insert(id, answer);
+        }
     }
-    unlock(session, &release).await?;
     Ok(ids
         .iter()
-        // None: held by this session already, by another session, or a second
-        // delivery of the same job in this batch.
+        // None: held by this session already, or a second delivery of the same job in
+        // this batch.
         .map(|id| answers.remove(id).unwrap_or(QuickClaim::Answered(Claim::HeldElsewhere)))
         .collect())
 }
@@ -121,14 +116,9 @@ pub async fn claim_quick(
 /// Releases the claim locks of `ids` held by `session` (after their outcomes committed,
 /// or when their jobs go back to the queue unrun).
 pub async fn unlock(session: &mut PgConnection, ids: &[Uuid]) -> Result<(), sqlx::Error> {
-    if ids.is_empty() {
-        return Ok(());
+    if !ids.is_empty() {
+        claim_quick(session, Uuid::nil(), ids, &[], &HashSet::new()).await?;
     }
-    sqlx::query("SELECT count(pg_advisory_unlock($2, hashtext(id::text))) FROM unnest($1::uuid[]) AS id")
-        .bind(ids)
-        .bind(CLAIM_LOCK_CLASS)
-        .fetch_one(&mut *session)
-        .await?;
     Ok(())
 }
 
