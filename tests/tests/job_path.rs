@@ -536,14 +536,50 @@ async fn a_quick_claim_yields_to_a_cancel_a_requeue_a_running_claim_and_its_sess
     Ok(())
 }
 
+/// A worker of `maintenance=2` whose claims are quick: it has run 50 `sleep 0` jobs
+/// (returned), so the queue's jobs are short.
+async fn quick_lane(env: &mut TestEnv) -> anyhow::Result<Vec<Uuid>> {
+    let worker = env.worker_config("maintenance=2")?;
+    env.spawn_worker(worker);
+    let warm = backlog(env, 50, 20).await?;
+    wait_settled(env, &warm, T).await?;
+    Ok(warm)
+}
+
+/// Waits until the claim locks of `job` in this test's database number `want`.
+async fn wait_claim_locks(env: &TestEnv, job: Uuid, want: i64, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while claim_locks(env, Some(job)).await? != want {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "job {job} never had {want} claim locks"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_claimed_job_cancelled_while_it_runs_stops_and_stays_cancelled() -> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    quick_lane(&mut env).await?;
+    let job = env.sleep_job(30.0, None).await?;
+    wait_claim_locks(&env, job, 1, T).await?;
+    let (status, _) = env
+        .post(&format!("/api/v1/jobs/{job}/cancel"), serde_json::json!({}))
+        .await?;
+    assert!(status.is_success(), "cancel answered {status}");
+    // The run stops (far sooner than its 30 s) and its lock goes once it is settled.
+    wait_claim_locks(&env, job, 0, Duration::from_secs(10)).await?;
+    let (state, _) = state_and_attempts(&env, job).await?;
+    assert_eq!(state, "cancelled", "no outcome overwrote the cancel");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quick_claimed_job_that_runs_long_is_claimed_the_ordinary_way() -> anyhow::Result<()> {
     let mut env = TestEnv::new().await?;
-    let worker = env.worker_config("maintenance=2")?;
-    env.spawn_worker(worker);
-    // Short jobs first: the queue's claims are quick from then on.
-    let warm = backlog(&env, 50, 20).await?;
-    wait_settled(&env, &warm, T).await?;
+    let warm = quick_lane(&mut env).await?;
     let attempts: Vec<(String, i32, bool)> = sqlx::query_as(
         "SELECT state::text, attempts, worker_id IS NOT NULL FROM jobs WHERE id = ANY($1) GROUP BY 1, 2, 3",
     )

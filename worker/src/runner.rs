@@ -451,20 +451,21 @@ async fn run_claimed(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Delivery,
         started_at,
         mut hold,
     } = claim;
-    let mut attempt = match hold {
-        Some(_) => Attempt::quick(&job),
-        None => Attempt::claimed(job.attempts),
-    };
     let family = lane.family;
     let span = tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempts);
     async move {
+        // The attempt its outcome ends: quick while its claim lock is held.
+        let attempt_of = |hold: &Option<QuickHold>| match hold {
+            Some(_) => Attempt::quick(&job),
+            None => Attempt::claimed(job.attempts),
+        };
         let Some(kind) = spec(&job.kind) else {
             // The row names a kind this build does not know (the message said otherwise).
             shared.untrack(job.id, &running);
             let message = format!("unknown job kind `{}`", job.kind);
             return match shared
                 .ledger
-                .record(job.id, attempt, started_at, Outcome::Failed(message))
+                .record(job.id, attempt_of(&hold), started_at, Outcome::Failed(message))
                 .await
             {
                 Ok(_) => incoming.ack(),
@@ -501,7 +502,7 @@ async fn run_claimed(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Delivery,
                         tokio::select! {
                             ran = &mut run => break ran,
                             _ = tokio::time::sleep(PROMOTE_AFTER), if promoting => {
-                                promoting = promote(shared, &job, started_at, &running, &mut hold, &mut attempt).await;
+                                promoting = promote(shared, &job, started_at, &running, &mut hold).await;
                             }
                         }
                     }
@@ -564,6 +565,7 @@ async fn run_claimed(shared: &Arc<Shared>, lane: &Arc<Lane>, incoming: Delivery,
         };
         // The slot is free as soon as the outcome is handed to the ledger; the delivery
         // is acknowledged only once the outcome is committed.
+        let attempt = attempt_of(&hold);
         let recorded = shared.ledger.submit(job.id, attempt, started_at, outcome.clone()).await;
         // Until it is acknowledged, its band keeps the slot (when the queue has bands).
         let _settling = lane.slots.pending(incoming.priority);
@@ -675,11 +677,9 @@ async fn promote(
     started_at: Option<chrono::DateTime<chrono::Utc>>,
     running: &RunningJob,
     hold: &mut Option<QuickHold>,
-    attempt: &mut Attempt,
 ) -> bool {
     match store::promote(&shared.db, shared.worker_id, job, started_at).await {
         Ok(true) => {
-            *attempt = Attempt::claimed(job.attempts);
             running.quick.store(false, Ordering::SeqCst);
             *hold = None;
             false

@@ -131,26 +131,42 @@ pub async fn claim(
     let mut claimed: HashMap<Uuid, JobRecord> = claimed.into_iter().map(|j| (j.id, j)).collect();
     let claimed_ids: HashSet<Uuid> = claimed.keys().copied().collect();
     let missed: Vec<Uuid> = ids.iter().copied().filter(|id| !claimed.contains_key(id)).collect();
-    let mut states: HashMap<Uuid, JobState> = HashMap::new();
-    if !missed.is_empty() {
-        let rows: Vec<(Uuid, JobState)> = sqlx::query_as("SELECT id, state FROM jobs WHERE id = ANY($1)")
-            .bind(&missed)
-            .fetch_all(db)
-            .await?;
-        states.extend(rows);
-    }
+    let states = states_of(db, &missed).await?;
     Ok(ids
         .into_iter()
-        .map(|id| match (claimed.remove(&id), states.get(&id)) {
-            (Some(job), _) => Claim::Claimed(Box::new(job)),
+        .map(|id| match claimed.remove(&id) {
+            Some(job) => Claim::Claimed(Box::new(job)),
             // A second delivery of the same job in this batch: the first one holds it.
-            (None, _) if claimed_ids.contains(&id) => Claim::HeldElsewhere,
-            (None, Some(state)) if state.is_terminal() => Claim::Settled(*state),
+            None if claimed_ids.contains(&id) => Claim::HeldElsewhere,
             // Queued/retrying rows were claimed above unless a concurrent claim won.
-            (None, Some(_)) => Claim::HeldElsewhere,
-            (None, None) => Claim::Missing,
+            None => unclaimed(states.get(&id).copied()),
         })
         .collect())
+}
+
+/// The states of the jobs `ids` that exist (none asked: no query).
+pub(super) async fn states_of<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, JobState>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(Uuid, JobState)> = sqlx::query_as("SELECT id, state FROM jobs WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// What a claim answers for a job it did not take, found in `state` (`None`: no row):
+/// settled, missing, or held by another claim.
+pub(super) fn unclaimed(state: Option<JobState>) -> Claim {
+    match state {
+        Some(state) if state.is_terminal() => Claim::Settled(state),
+        Some(_) => Claim::HeldElsewhere,
+        None => Claim::Missing,
+    }
 }
 
 /// Records outcomes of jobs still ours, running the attempt named (or, quick-claimed,

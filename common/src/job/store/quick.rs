@@ -8,11 +8,12 @@
 //!
 //! The claim is one call of the SQL function `claim_quick` (migration `quick_claims`):
 //! it takes the locks first, then reads the rows, so a job claimed the ordinary way
-//! before shows as `running`. Every claim respects the lock: an ordinary claim ([`super::claim`]) takes the same key
-//! for its transaction and passes over a job quick-claimed elsewhere. When the holder's
-//! process dies its session ends, the lock goes with it, and the job (still `queued`) is
-//! claimed again from its redelivered message; an outcome never lands twice, because it
-//! only lands on a job still waiting for that attempt.
+//! before shows as `running`. Every claim respects the lock: an ordinary claim
+//! ([`super::claim`]) takes the same key for its transaction and passes over a job
+//! quick-claimed elsewhere. When the holder's process dies its session ends, the lock
+//! goes with it, and the job (still `queued`) is claimed again from its redelivered
+//! message; an outcome never lands twice, because it only lands on a job still waiting
+//! for that attempt.
 
 use std::collections::{HashMap, HashSet};
 
@@ -20,7 +21,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::attempts::Claim;
+use super::attempts::{Claim, states_of, unclaimed};
 use crate::job::{JobRecord, JobState};
 
 /// First key of a job's claim lock (`pg_try_advisory_lock(class, hashtext(id))`); the
@@ -85,25 +86,16 @@ pub async fn claim_quick(
             (job.id, QuickClaim::Claimed(Box::new(job)))
         })
         .collect();
-    // The rest were held elsewhere, settled, running or missing (duplicates, mostly).
+    // The rest were held elsewhere (waiting, yet locked by another session), settled,
+    // running or missing: duplicates, mostly.
     let rest: Vec<Uuid> = wanted.into_iter().filter(|id| !answers.contains_key(id)).collect();
-    if !rest.is_empty() {
-        let states: HashMap<Uuid, JobState> = sqlx::query_as("SELECT id, state FROM jobs WHERE id = ANY($1)")
-            .bind(&rest)
-            .fetch_all(&mut *session)
-            .await?
-            .into_iter()
-            .collect();
-        for id in rest {
-            let answer = match states.get(&id) {
-                Some(JobState::Running) => QuickClaim::Ordinary,
-                Some(state) if state.is_terminal() => QuickClaim::Answered(Claim::Settled(*state)),
-                // Waiting, yet its lock was taken: another session holds it.
-                Some(_) => QuickClaim::Answered(Claim::HeldElsewhere),
-                None => QuickClaim::Answered(Claim::Missing),
-            };
-            answers.insert(id, answer);
-        }
+    let states = states_of(&mut *session, &rest).await?;
+    for id in rest {
+        let answer = match states.get(&id).copied() {
+            Some(JobState::Running) => QuickClaim::Ordinary,
+            state => QuickClaim::Answered(unclaimed(state)),
+        };
+        answers.insert(id, answer);
     }
     Ok(ids
         .iter()
