@@ -6,6 +6,7 @@
 pub mod audio;
 pub mod ct2;
 pub mod decode;
+mod int8;
 pub mod mel;
 pub mod memory;
 mod model;
@@ -42,8 +43,9 @@ pub enum ComputeType {
     /// f32 everywhere (the reference; a GPU runs at a fraction of its float16 speed).
     Float32,
     /// On a CPU, the decoder's matrix products' weights (the logits' too) in 8 bits
-    /// with an f16 scale per 32 (GGML's Q8_0), multiplied by candle's integer kernels
-    /// with the activations quantized on the fly; the encoder (and the audio's keys and
+    /// with a scale per 32 (GGML's Q8_0 precision), multiplied by integer kernels
+    /// (candle's tiles on CPUs with VNNI, `int8.rs`'s elsewhere) with the activations
+    /// quantized on the fly; the encoder (and the audio's keys and
     /// values), norms, attention scores and everything else in f32. A GPU computes in
     /// float16.
     Int8,
@@ -330,7 +332,6 @@ impl Whisper {
             ComputeType::Auto | ComputeType::Int8 => DType::F16,
         };
         let int8 = compute == ComputeType::Int8 && device.is_cpu();
-        let quantized = int8.then_some(candle_core::quantized::GgmlDType::Q8_0);
         let parameters: u64 = w.tensors.values().map(|t| t.elem_count() as u64).sum();
         if let Some(budget) = budget {
             let need = memory::MemoryNeed::of(&dims, parameters, dtype, budget.beams);
@@ -345,7 +346,7 @@ impl Whisper {
                 )));
             }
         }
-        let model = Model::new(&w.tensors, dims, dtype, device, quantized)?;
+        let model = Model::new(&w.tensors, dims, dtype, device, int8)?;
         let mut suppress = w.suppress_ids.clone().unwrap_or_else(|| tokens.default_suppress());
         suppress.retain(|&id| id != u32::MAX);
         suppress.extend([tokens.transcribe, tokens.translate, tokens.sot, tokens.sot_prev]);

@@ -7,14 +7,15 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear};
 
+use super::int8::{self, Int8Matrix};
 use super::weights::Dims;
 
 struct Weights<'a> {
     map: &'a HashMap<String, Tensor>,
     dtype: DType,
     device: &'a Device,
-    /// Block-quantized format of the matrix products' weights (`None`: the dtype).
-    quantized: Option<GgmlDType>,
+    /// Whether the matrix products' weights are held in 8 bits (else in the dtype).
+    int8: bool,
 }
 
 impl Weights<'_> {
@@ -39,7 +40,7 @@ impl Weights<'_> {
         ))
     }
     fn proj(&self, prefix: &str) -> Result<Proj> {
-        Proj::new(self.linear(prefix)?, self.quantized)
+        Proj::new(self.linear(prefix)?, self.int8)
     }
     fn layer_norm(&self, prefix: &str) -> Result<LayerNorm> {
         Ok(LayerNorm::new(
@@ -50,45 +51,75 @@ impl Weights<'_> {
     }
 }
 
-/// A projection `x·Wᵀ + b`: dense, or — on the CPU, when asked — with its weights
-/// block-quantized (8 bits per weight and a scale per 32), multiplied by candle's
-/// quantized kernels (the activations quantized on the fly, integer dot products).
+/// A projection `x·Wᵀ + b`: dense, or — on the CPU, when asked — with its weights in
+/// 8 bits (a scale per 32), the activations quantized on the fly, integer dot products:
+/// candle's tiled kernels where the CPU has VNNI and the rows fit them, ours
+/// ([`Int8Matrix`]) elsewhere.
 enum Proj {
     Dense(Linear),
     Quantized {
-        weight: QMatMul,
+        weight: Int8Weight,
         bias: Option<Tensor>,
-        /// Output features; the weights may have more rows (zeros), see [`ROW_TILE`].
+        /// Output features; candle's tiles may hold more rows (zeros), see [`ROW_TILE`].
         outputs: usize,
     },
 }
 
-/// candle's fastest quantized kernels (x86 with VNNI) take weights in tiles of 16 rows;
-/// a projection with another row count (the logits: 51 865 tokens) falls back to
-/// per-row dot products, 3× slower here. Rows are padded with zeros to a multiple.
+enum Int8Weight {
+    /// candle's Q8_0, multiplied by its VNNI tiles.
+    Tiled(QMatMul),
+    Own(Int8Matrix),
+}
+
+/// candle's tiled Q8_0 kernels (x86 with AVX-512 VNNI or AVX-VNNI) take weights in
+/// tiles of 16 rows and rows of a multiple of 256 values; a projection with another row
+/// count (the logits: 51 865 tokens) falls back to per-row dot products, 3× slower.
+/// Rows are padded with zeros to a multiple.
 const ROW_TILE: usize = 16;
 
+/// Whether candle multiplies Q8_0 weights of `k`-value rows with its VNNI tiles here
+/// (its own rule: without VNNI, `vpmaddubsw` would overflow on its offset weights).
+fn candle_tiles(k: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let vnni = (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni"))
+            || (is_x86_feature_detected!("avxvnni") && is_x86_feature_detected!("avx2"));
+        vnni && k.is_multiple_of(256)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = k;
+        false
+    }
+}
+
 impl Proj {
-    /// `linear` as asked; dense when `format` is `None` or its rows do not split into
-    /// the format's blocks.
-    fn new(linear: Linear, format: Option<GgmlDType>) -> Result<Proj> {
-        let Some(format) = format else {
-            return Ok(Proj::Dense(linear));
-        };
-        let (_, k) = linear.weight().dims2()?;
-        if !k.is_multiple_of(format.block_size()) || !linear.weight().device().is_cpu() {
+    /// `linear` as asked; dense when `int8` is false, off the CPU, or when its rows do
+    /// not split into blocks.
+    fn new(linear: Linear, int8: bool) -> Result<Proj> {
+        let (outputs, k) = linear.weight().dims2()?;
+        if !int8 || !k.is_multiple_of(int8::BLOCK) || !linear.weight().device().is_cpu() {
             return Ok(Proj::Dense(linear));
         }
-        let (outputs, _) = linear.weight().dims2()?;
-        let padding = outputs.next_multiple_of(ROW_TILE) - outputs;
-        let weight = linear.weight().to_dtype(DType::F32)?.pad_with_zeros(0, 0, padding)?;
-        let weight = QMatMul::from_qtensor(QTensor::quantize(&weight, format)?)?;
-        Ok(Proj::Quantized {
-            weight,
-            bias: linear
+        let bias = |padding: usize| {
+            linear
                 .bias()
                 .map(|b| b.to_dtype(DType::F32)?.pad_with_zeros(0, 0, padding))
-                .transpose()?,
+                .transpose()
+        };
+        if candle_tiles(k) {
+            let padding = outputs.next_multiple_of(ROW_TILE) - outputs;
+            let weight = linear.weight().to_dtype(DType::F32)?.pad_with_zeros(0, 0, padding)?;
+            let weight = QMatMul::from_qtensor(QTensor::quantize(&weight, GgmlDType::Q8_0)?)?;
+            return Ok(Proj::Quantized {
+                weight: Int8Weight::Tiled(weight),
+                bias: bias(padding)?,
+                outputs,
+            });
+        }
+        Ok(Proj::Quantized {
+            weight: Int8Weight::Own(Int8Matrix::quantize(linear.weight())?),
+            bias: bias(0)?,
             outputs,
         })
     }
@@ -100,8 +131,9 @@ impl Proj {
             Proj::Dense(l) => tensor(l.weight()) + l.bias().map_or(0, tensor),
             Proj::Quantized { weight, bias, .. } => {
                 let weight = match weight {
-                    QMatMul::QTensor(q) => q.storage_size_in_bytes() as u64,
-                    QMatMul::Tensor(t) | QMatMul::TensorF16(t) => tensor(t),
+                    Int8Weight::Tiled(QMatMul::QTensor(q)) => q.storage_size_in_bytes() as u64,
+                    Int8Weight::Tiled(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => tensor(t),
+                    Int8Weight::Own(m) => m.bytes(),
                 };
                 weight + bias.as_ref().map_or(0, tensor)
             }
@@ -118,7 +150,10 @@ impl Module for Proj {
         match self {
             Proj::Dense(linear) => linear.forward(x),
             Proj::Quantized { weight, bias, outputs } => {
-                let mut y = weight.forward(&x.contiguous()?)?;
+                let mut y = match weight {
+                    Int8Weight::Tiled(w) => w.forward(&x.contiguous()?)?,
+                    Int8Weight::Own(w) => w.forward(x)?,
+                };
                 if let Some(bias) = bias {
                     y = y.broadcast_add(bias)?;
                 }
@@ -174,7 +209,7 @@ impl Attention {
     }
 
     /// One product of the projections' weights stacked (their outputs side by side).
-    fn stacked(parts: &[&Linear], quantized: Option<GgmlDType>) -> Result<Proj> {
+    fn stacked(parts: &[&Linear], int8: bool) -> Result<Proj> {
         let weights: Vec<&Tensor> = parts.iter().map(|l| l.weight()).collect();
         let biases = parts
             .iter()
@@ -186,14 +221,14 @@ impl Attention {
             .collect::<Result<Vec<_>>>()?;
         Proj::new(
             Linear::new(Tensor::cat(&weights, 0)?, Some(Tensor::cat(&biases, 0)?)),
-            quantized,
+            int8,
         )
     }
 
     fn new_self(w: &Weights<'_>, prefix: &str, heads: usize) -> Result<Attention> {
         let [q, k, v] = Attention::qkv(w, prefix, heads)?;
         Ok(Attention {
-            projections: Projections::Fused(Attention::stacked(&[&q, &k, &v], w.quantized)?),
+            projections: Projections::Fused(Attention::stacked(&[&q, &k, &v], w.int8)?),
             out: w.proj(&format!("{prefix}.out_proj"))?,
             heads,
         })
@@ -203,9 +238,9 @@ impl Attention {
         let [q, k, v] = Attention::qkv(w, prefix, heads)?;
         Ok(Attention {
             projections: Projections::Split {
-                q: Proj::new(q, w.quantized)?,
+                q: Proj::new(q, w.int8)?,
                 // Once per window over all 1500 frames, like the encoder's: f32.
-                kv: Attention::stacked(&[&k, &v], None)?,
+                kv: Attention::stacked(&[&k, &v], false)?,
             },
             out: w.proj(&format!("{prefix}.out_proj"))?,
             heads,
@@ -418,27 +453,21 @@ pub struct Model {
 }
 
 impl Model {
-    /// The network of `map`'s weights in `dtype` on `device`; with `quantized`, the
-    /// matrix products' weights in that block format instead (CPU only).
-    pub fn new(
-        map: &HashMap<String, Tensor>,
-        dims: Dims,
-        dtype: DType,
-        device: &Device,
-        quantized: Option<GgmlDType>,
-    ) -> Result<Model> {
+    /// The network of `map`'s weights in `dtype` on `device`; with `int8`, the
+    /// decoder's matrix products' weights in 8 bits instead (CPU only).
+    pub fn new(map: &HashMap<String, Tensor>, dims: Dims, dtype: DType, device: &Device, int8: bool) -> Result<Model> {
         let w = Weights {
             map,
             dtype,
             device,
-            quantized,
+            int8,
         };
         // The encoder's products (1500 frames at once) run as fast in f32 as candle's
         // integer kernels run them, and much faster where those lack a tiled kernel
         // (tiny's 384-wide rows, CPUs without VNNI): only the decoder, whose products
         // are a few rows against every weight, gains from 8-bit weights (not its
         // cross-attention keys and values, computed once over the window's frames).
-        let encoder_w = Weights { quantized: None, ..w };
+        let encoder_w = Weights { int8: false, ..w };
         let conv = |name: &str, stride: usize| -> Result<Conv1d> {
             Ok(Conv1d::new(
                 w.get(&format!("encoder.{name}.weight"))?,
@@ -483,7 +512,7 @@ impl Model {
             })
             .collect::<Result<Vec<_>>>()?;
         let tok_emb = w.get("decoder.embed_tokens.weight")?;
-        let head = Proj::new(Linear::new(tok_emb.clone(), None), quantized)?;
+        let head = Proj::new(Linear::new(tok_emb.clone(), None), int8)?;
         // With the logits' copy quantized, the embeddings serve only lookups: half the
         // bytes in f16 (the CTranslate2 and Hugging Face weights are f16 to begin with).
         let tok_emb = match head {
