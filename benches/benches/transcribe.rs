@@ -14,7 +14,7 @@
 //! one thread, one 7-s clip, one run, faster-whisper only if its Python is there.
 //!
 //! Rows for ours: `rushes (candle f32)` and `rushes (candle q8_0)` (`compute_type`
-//! int8: the decoder's weights in 8 bits), each with its encoder milliseconds per 30-s
+//! int8: the decoder's weights in 8 bits, the encoder's too on CPUs with AVX-512 VNNI), each with its encoder milliseconds per 30-s
 //! window and decoder milliseconds per token. Measured 2026-12-03 on a 2-core Xeon of
 //! the development kind (AVX-512, VNNI, AMX), base greedy, RTF: ours f32 0.096 / int8
 //! 0.058 against faster-whisper float32 0.091 / int8 0.044 on one thread; on two, ours

@@ -239,28 +239,52 @@ impl CustomOp1 for Int8Matrix {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            return Err(candle_core::Error::Msg("8-bit products take f32 inputs".into()));
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            return Err(candle_core::Error::Msg("8-bit products take contiguous inputs".into()));
-        };
-        let mut dims = layout.shape().dims().to_vec();
-        match dims.last_mut() {
-            Some(last) if *last == self.cols => *last = self.rows,
-            _ => {
-                return Err(candle_core::Error::Msg(format!(
-                    "8-bit product of {:?} by a [{}, {}] weight",
-                    layout.shape().dims(),
-                    self.rows,
-                    self.cols
-                )));
-            }
-        }
-        let x = &data[start..end];
+        let (x, shape) = rows_of(storage, layout, self.cols, self.rows)?;
         let m = x.len() / self.cols;
-        Ok((CpuStorage::F32(self.matmul(x, m)), Shape::from(dims)))
+        Ok((CpuStorage::F32(self.matmul(x, m)), shape))
     }
+}
+
+/// The rows of a product's input (contiguous f32 whose last dimension is `cols`) and
+/// the shape of its output (the last dimension `outputs`).
+pub(super) fn rows_of<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    cols: usize,
+    outputs: usize,
+) -> Result<(&'a [f32], Shape)> {
+    let CpuStorage::F32(data) = storage else {
+        return Err(candle_core::Error::Msg("8-bit products take f32 inputs".into()));
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        return Err(candle_core::Error::Msg("8-bit products take contiguous inputs".into()));
+    };
+    let mut dims = layout.shape().dims().to_vec();
+    match dims.last_mut() {
+        Some(last) if *last == cols => *last = outputs,
+        _ => {
+            return Err(candle_core::Error::Msg(format!(
+                "8-bit product of {:?} by a [{outputs}, {cols}] weight",
+                layout.shape().dims(),
+            )));
+        }
+    }
+    Ok((&data[start..end], Shape::from(dims)))
+}
+
+/// Deterministic values in −1..1 with a few large ones (as activations have).
+#[cfg(test)]
+pub(super) fn test_values(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed | 1;
+    (0..n)
+        .map(|i| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let v = (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+            if i % 97 == 0 { v * 20.0 } else { v }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -268,18 +292,8 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device};
 
-    /// Deterministic values in −1..1 with a few large ones (as activations have).
     fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed | 1;
-        (0..n)
-            .map(|i| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let v = (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
-                if i % 97 == 0 { v * 20.0 } else { v }
-            })
-            .collect()
+        test_values(n, seed)
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod mel;
 pub mod memory;
 mod model;
 mod ops;
+mod panels;
 pub mod selftest;
 pub mod timing;
 pub mod tokens;
@@ -42,12 +43,13 @@ pub enum ComputeType {
     Auto,
     /// f32 everywhere (the reference; a GPU runs at a fraction of its float16 speed).
     Float32,
-    /// On a CPU, the decoder's matrix products' weights (the logits' too) in 8 bits
-    /// with a scale per 32 (GGML's Q8_0 precision), multiplied by integer kernels
-    /// (candle's tiles on CPUs with VNNI, `int8.rs`'s elsewhere) with the activations
-    /// quantized on the fly; the encoder (and the audio's keys and
-    /// values), norms, attention scores and everything else in f32. A GPU computes in
-    /// float16.
+    /// On a CPU, the matrix products' weights in 8 bits, multiplied by integer kernels
+    /// with the activations quantized on the fly: the decoder's (the logits' too) with
+    /// a scale per 32 (GGML's Q8_0 precision; candle's tiles on CPUs with VNNI,
+    /// `int8.rs`'s elsewhere); the encoder's and the audio's keys and values with a
+    /// scale per row (CTranslate2's int8), in `panels.rs`'s VNNI kernel where the CPU
+    /// has AVX-512 VNNI, else in f32. Norms, attention scores and everything else in
+    /// f32. A GPU computes in float16.
     Int8,
 }
 

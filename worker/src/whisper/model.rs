@@ -8,14 +8,25 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear};
 
 use super::int8::{self, Int8Matrix};
+use super::panels::{self, Int8Panels};
 use super::weights::Dims;
 
 struct Weights<'a> {
     map: &'a HashMap<String, Tensor>,
     dtype: DType,
     device: &'a Device,
-    /// Whether the matrix products' weights are held in 8 bits (else in the dtype).
-    int8: bool,
+    /// Whether the matrix products' weights are held in 8 bits (else in the dtype), and
+    /// for which inputs.
+    int8: Option<Inputs>,
+}
+
+/// What a projection multiplies.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Inputs {
+    /// A few rows per product: the decoder's tokens (one per beam, or a prompt).
+    Tokens,
+    /// A window's 1500 frames at once: the encoder, cross-attention keys and values.
+    Frames,
 }
 
 impl Weights<'_> {
@@ -52,11 +63,15 @@ impl Weights<'_> {
 }
 
 /// A projection `x·Wᵀ + b`: dense, or — on the CPU, when asked — with its weights in
-/// 8 bits (a scale per 32), the activations quantized on the fly, integer dot products:
-/// candle's tiled kernels where the CPU has VNNI and the rows fit them, ours
-/// ([`Int8Matrix`]) elsewhere.
+/// 8 bits, the activations quantized on the fly, integer dot products. For the
+/// decoder's tokens a scale per 32 values: candle's tiled kernels where the CPU has VNNI
+/// and the rows fit them, ours ([`Int8Matrix`]) elsewhere. For a window's frames a scale
+/// per row, in panels for VNNI ([`Int8Panels`]); dense where the CPU lacks it (an 8-bit
+/// product of 1500 rows without VNNI is slower than f32's FMA).
 enum Proj {
     Dense(Linear),
+    /// Frames' products: the bias is added by the kernel.
+    Panels(Int8Panels),
     Quantized {
         weight: Int8Weight,
         bias: Option<Tensor>,
@@ -94,11 +109,23 @@ fn candle_tiles(k: usize) -> bool {
 }
 
 impl Proj {
-    /// `linear` as asked; dense when `int8` is false, off the CPU, or when its rows do
+    /// `linear` as asked; dense when `int8` is `None`, off the CPU, or when its rows do
     /// not split into blocks.
-    fn new(linear: Linear, int8: bool) -> Result<Proj> {
+    fn new(linear: Linear, int8: Option<Inputs>) -> Result<Proj> {
         let (outputs, k) = linear.weight().dims2()?;
-        if !int8 || !k.is_multiple_of(int8::BLOCK) || !linear.weight().device().is_cpu() {
+        let Some(inputs) = int8 else {
+            return Ok(Proj::Dense(linear));
+        };
+        if !linear.weight().device().is_cpu() {
+            return Ok(Proj::Dense(linear));
+        }
+        if inputs == Inputs::Frames {
+            if !panels::fast() || !k.is_multiple_of(4) {
+                return Ok(Proj::Dense(linear));
+            }
+            return Ok(Proj::Panels(Int8Panels::quantize(linear.weight(), linear.bias())?));
+        }
+        if !k.is_multiple_of(int8::BLOCK) {
             return Ok(Proj::Dense(linear));
         }
         let bias = |padding: usize| {
@@ -129,6 +156,7 @@ impl Proj {
         let tensor = tensor_bytes;
         match self {
             Proj::Dense(l) => tensor(l.weight()) + l.bias().map_or(0, tensor),
+            Proj::Panels(p) => p.bytes(),
             Proj::Quantized { weight, bias, .. } => {
                 let weight = match weight {
                     Int8Weight::Tiled(QMatMul::QTensor(q)) => q.storage_size_in_bytes() as u64,
@@ -149,6 +177,7 @@ impl Module for Proj {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Proj::Dense(linear) => linear.forward(x),
+            Proj::Panels(p) => p.forward(x),
             Proj::Quantized { weight, bias, outputs } => {
                 let mut y = match weight {
                     Int8Weight::Tiled(w) => w.forward(&x.contiguous()?)?,
@@ -209,7 +238,7 @@ impl Attention {
     }
 
     /// One product of the projections' weights stacked (their outputs side by side).
-    fn stacked(parts: &[&Linear], int8: bool) -> Result<Proj> {
+    fn stacked(parts: &[&Linear], int8: Option<Inputs>) -> Result<Proj> {
         let weights: Vec<&Tensor> = parts.iter().map(|l| l.weight()).collect();
         let biases = parts
             .iter()
@@ -239,8 +268,8 @@ impl Attention {
         Ok(Attention {
             projections: Projections::Split {
                 q: Proj::new(q, w.int8)?,
-                // Once per window over all 1500 frames, like the encoder's: f32.
-                kv: Attention::stacked(&[&k, &v], false)?,
+                // Once per window over all 1500 frames, like the encoder's products.
+                kv: Attention::stacked(&[&k, &v], w.int8.map(|_| Inputs::Frames))?,
             },
             out: w.proj(&format!("{prefix}.out_proj"))?,
             heads,
@@ -299,13 +328,22 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, _, t, dh) = q.dims4()?;
         let mut w = q.matmul(&k.t()?)?;
+        // The scores are this function's own (and the softmax may overwrite them)
+        // unless the caller keeps them.
+        let mut kept = false;
         if let Some(scores) = scores {
             *scores = Some(w.clone());
+            kept = true;
         }
         if let Some(mask) = mask {
             w = w.broadcast_add(mask)?;
+            kept = false;
         }
-        let w = super::ops::softmax_last_dim(&w)?;
+        let w = if kept {
+            super::ops::softmax_last_dim(&w)?
+        } else {
+            super::ops::softmax_last_dim_in_place(w)?
+        };
         let o = w.matmul(v)?; // [b, h, t, dh]
         let o = o.transpose(1, 2)?.reshape((b, t, self.heads * dh))?;
         self.out.forward(&o)
@@ -453,21 +491,20 @@ pub struct Model {
 }
 
 impl Model {
-    /// The network of `map`'s weights in `dtype` on `device`; with `int8`, the
-    /// decoder's matrix products' weights in 8 bits instead (CPU only).
+    /// The network of `map`'s weights in `dtype` on `device`; with `int8`, the matrix
+    /// products' weights in 8 bits instead (CPU only; the encoder's only where the CPU
+    /// has VNNI, see [`Proj`]).
     pub fn new(map: &HashMap<String, Tensor>, dims: Dims, dtype: DType, device: &Device, int8: bool) -> Result<Model> {
         let w = Weights {
             map,
             dtype,
             device,
-            int8,
+            int8: int8.then_some(Inputs::Tokens),
         };
-        // The encoder's products (1500 frames at once) run as fast in f32 as candle's
-        // integer kernels run them, and much faster where those lack a tiled kernel
-        // (tiny's 384-wide rows, CPUs without VNNI): only the decoder, whose products
-        // are a few rows against every weight, gains from 8-bit weights (not its
-        // cross-attention keys and values, computed once over the window's frames).
-        let encoder_w = Weights { int8: false, ..w };
+        let encoder_w = Weights {
+            int8: int8.then_some(Inputs::Frames),
+            ..w
+        };
         let conv = |name: &str, stride: usize| -> Result<Conv1d> {
             Ok(Conv1d::new(
                 w.get(&format!("encoder.{name}.weight"))?,
@@ -512,11 +549,11 @@ impl Model {
             })
             .collect::<Result<Vec<_>>>()?;
         let tok_emb = w.get("decoder.embed_tokens.weight")?;
-        let head = Proj::new(Linear::new(tok_emb.clone(), None), int8)?;
+        let head = Proj::new(Linear::new(tok_emb.clone(), None), w.int8)?;
         // With the logits' copy quantized, the embeddings serve only lookups: half the
         // bytes in f16 (the CTranslate2 and Hugging Face weights are f16 to begin with).
         let tok_emb = match head {
-            Proj::Quantized { .. } => tok_emb.to_dtype(DType::F16)?,
+            Proj::Quantized { .. } | Proj::Panels(_) => tok_emb.to_dtype(DType::F16)?,
             Proj::Dense(_) => tok_emb,
         };
         let single = (0..dims.n_text_layer)

@@ -174,6 +174,16 @@ impl pulp::WithSimd for SoftmaxRows<'_> {
 
 struct SoftmaxLastDim;
 
+/// The softmax of each `n`-value row of `values`, in place: whole rows per task, small
+/// inputs (the decoder's) in one.
+fn softmax_rows(values: &mut [f32], n: usize) {
+    let n = n.max(1);
+    let rows_per_task = (PER_TASK / n).max(1);
+    values
+        .par_chunks_mut(rows_per_task * n)
+        .for_each(|values| vectorised(SoftmaxRows { values, n }));
+}
+
 impl CustomOp1 for SoftmaxLastDim {
     fn name(&self) -> &'static str {
         "whisper-softmax"
@@ -186,12 +196,8 @@ impl CustomOp1 for SoftmaxLastDim {
         let Some((start, end)) = layout.contiguous_offsets() else {
             candle_core::bail!("whisper-softmax: contiguous input only");
         };
-        let n = layout.shape().dims().last().copied().unwrap_or(1).max(1);
         let mut out = values[start..end].to_vec();
-        // Whole rows per task; small inputs (the decoder's) in one.
-        let rows_per_task = (PER_TASK / n).max(1);
-        out.par_chunks_mut(rows_per_task * n)
-            .for_each(|values| vectorised(SoftmaxRows { values, n }));
+        softmax_rows(&mut out, layout.shape().dims().last().copied().unwrap_or(1));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
@@ -202,6 +208,38 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
         x.contiguous()?.apply_op1_no_bwd(&SoftmaxLastDim)
     } else {
         candle_nn::ops::softmax_last_dim(x)
+    }
+}
+
+impl candle_core::InplaceOp1 for SoftmaxLastDim {
+    fn name(&self) -> &'static str {
+        "whisper-softmax-in-place"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
+        let CpuStorage::F32(values) = storage else {
+            candle_core::bail!("whisper-softmax: f32 only");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("whisper-softmax: contiguous input only");
+        };
+        softmax_rows(
+            &mut values[start..end],
+            layout.shape().dims().last().copied().unwrap_or(1),
+        );
+        Ok(())
+    }
+}
+
+/// [`softmax_last_dim`] written over `x`'s own values (no second buffer of the
+/// encoder's tens of MB of scores to map, zero and fill). `x` must be held by no one
+/// else (a product just computed), or they would see it change.
+pub fn softmax_last_dim_in_place(x: Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && x.is_contiguous() {
+        x.inplace_op1(&SoftmaxLastDim)?;
+        Ok(x)
+    } else {
+        softmax_last_dim(&x)
     }
 }
 
@@ -325,6 +363,27 @@ mod tests {
     #[test]
     fn small_softmax_matches_candle() {
         softmax_matches_candle((6, 1, 100), 1e-6, 1.0);
+    }
+
+    #[test]
+    fn softmax_in_place_overwrites_only_its_own_tensor() {
+        let x = Tensor::randn(0f32, 3.0, (2, 5, 300), &candle_core::Device::Cpu).unwrap();
+        let before = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let copy = (&x * 1.0).unwrap();
+        let expected = softmax_last_dim(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let got = softmax_last_dim_in_place(copy).unwrap();
+        assert_eq!(got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), expected);
+        assert_eq!(x.flatten_all().unwrap().to_vec1::<f32>().unwrap(), before);
+        // A strided view is not written over: it gets a new tensor.
+        let t = x.transpose(1, 2).unwrap();
+        let strided = softmax_last_dim_in_place(t.clone()).unwrap();
+        assert_eq!(strided.dims(), t.dims());
+        assert_eq!(x.flatten_all().unwrap().to_vec1::<f32>().unwrap(), before);
     }
 
     #[test]
