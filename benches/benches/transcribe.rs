@@ -13,8 +13,9 @@
 //! pauses (about 51 s). Without `--bench` (as `cargo test --benches` runs it): tiny.en,
 //! one thread, one 7-s clip, one run, faster-whisper only if its Python is there.
 //!
-//! Rows for ours: `rushes (candle f32)` and `rushes (candle q8_0)` (`compute_type`
-//! int8: the decoder's weights in 8 bits, the encoder's too on CPUs with AVX-512 VNNI), each with its encoder milliseconds per 30-s
+//! Rows for ours: `rushes (candle f32)`, `rushes (candle q8_0)` (`compute_type` int8:
+//! the decoder's weights in 8 bits) and `rushes (int8 encoder too)` (`int8_full`: the
+//! encoder's too on CPUs with AVX-512 VNNI), each with its encoder milliseconds per 30-s
 //! window and decoder milliseconds per token. Measured 2026-12-03 on a 2-core Xeon of
 //! the development kind (AVX-512, VNNI, AMX), base greedy, RTF: ours f32 0.096 / int8
 //! 0.058 against faster-whisper float32 0.091 / int8 0.044 on one thread; on two, ours
@@ -267,7 +268,11 @@ fn main() -> anyhow::Result<()> {
                     token_ms: v["decoder_s_per_token"].as_f64().map(|s| s * 1e3),
                 };
                 let mut ours = Value::Null;
-                for (compute, engine) in [("float32", "rushes (candle f32)"), ("int8", "rushes (candle q8_0)")] {
+                for (compute, engine) in [
+                    ("float32", "rushes (candle f32)"),
+                    ("int8", "rushes (candle q8_0)"),
+                    ("int8_full", "rushes (int8 encoder too)"),
+                ] {
                     let v = run_json(
                         Command::new(&me)
                             .arg("--child")
@@ -284,7 +289,7 @@ fn main() -> anyhow::Result<()> {
                         ours = v;
                     } else if v["text"] != ours["text"] {
                         println!(
-                            "  note: {model} beam {beam}: q8_0's text differs from f32's\n    f32:  {}\n    q8_0: {}",
+                            "  note: {model} beam {beam}: {compute}'s text differs from f32's\n    f32:  {}\n    {compute}: {}",
                             ours["text"], v["text"]
                         );
                     }

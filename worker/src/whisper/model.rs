@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear};
 
@@ -64,55 +63,27 @@ impl Weights<'_> {
 
 /// A projection `x·Wᵀ + b`: dense, or — on the CPU, when asked — with its weights in
 /// 8 bits, the activations quantized on the fly, integer dot products. For the
-/// decoder's tokens a scale per 32 values: candle's tiled kernels where the CPU has VNNI
-/// and the rows fit them, ours ([`Int8Matrix`]) elsewhere. For a window's frames a scale
-/// per row, in panels for VNNI ([`Int8Panels`]); dense where the CPU lacks it (an 8-bit
-/// product of 1500 rows without VNNI is slower than f32's FMA).
+/// decoder's tokens a scale per 32 values ([`Int8Matrix`]; not candle's Q8_0, whose
+/// scales are f16: on a CPU with VNNI, where candle multiplies them with its tiled
+/// kernels, tiny.en in int8 misheard 10 words of 96 against float32's 5, through
+/// `Int8Matrix` 5). For a window's frames a scale per row, in panels for VNNI
+/// ([`Int8Panels`]); dense where the CPU lacks it (an 8-bit product of 1500 rows
+/// without VNNI is slower than f32's FMA).
 enum Proj {
     Dense(Linear),
     /// Frames' products: the bias is added by the kernel.
     Panels(Int8Panels),
     Quantized {
-        weight: Int8Weight,
+        weight: Int8Matrix,
         bias: Option<Tensor>,
-        /// Output features; candle's tiles may hold more rows (zeros), see [`ROW_TILE`].
-        outputs: usize,
     },
-}
-
-enum Int8Weight {
-    /// candle's Q8_0, multiplied by its VNNI tiles.
-    Tiled(QMatMul),
-    Own(Int8Matrix),
-}
-
-/// candle's tiled Q8_0 kernels (x86 with AVX-512 VNNI or AVX-VNNI) take weights in
-/// tiles of 16 rows and rows of a multiple of 256 values; a projection with another row
-/// count (the logits: 51 865 tokens) falls back to per-row dot products, 3× slower.
-/// Rows are padded with zeros to a multiple.
-const ROW_TILE: usize = 16;
-
-/// Whether candle multiplies Q8_0 weights of `k`-value rows with its VNNI tiles here
-/// (its own rule: without VNNI, `vpmaddubsw` would overflow on its offset weights).
-fn candle_tiles(k: usize) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let vnni = (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni"))
-            || (is_x86_feature_detected!("avxvnni") && is_x86_feature_detected!("avx2"));
-        vnni && k.is_multiple_of(256)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = k;
-        false
-    }
 }
 
 impl Proj {
     /// `linear` as asked; dense when `int8` is `None`, off the CPU, or when its rows do
     /// not split into blocks.
     fn new(linear: Linear, int8: Option<Inputs>) -> Result<Proj> {
-        let (outputs, k) = linear.weight().dims2()?;
+        let k = linear.weight().dim(1)?;
         let Some(inputs) = int8 else {
             return Ok(Proj::Dense(linear));
         };
@@ -128,26 +99,9 @@ impl Proj {
         if !k.is_multiple_of(int8::BLOCK) {
             return Ok(Proj::Dense(linear));
         }
-        let bias = |padding: usize| {
-            linear
-                .bias()
-                .map(|b| b.to_dtype(DType::F32)?.pad_with_zeros(0, 0, padding))
-                .transpose()
-        };
-        if candle_tiles(k) {
-            let padding = outputs.next_multiple_of(ROW_TILE) - outputs;
-            let weight = linear.weight().to_dtype(DType::F32)?.pad_with_zeros(0, 0, padding)?;
-            let weight = QMatMul::from_qtensor(QTensor::quantize(&weight, GgmlDType::Q8_0)?)?;
-            return Ok(Proj::Quantized {
-                weight: Int8Weight::Tiled(weight),
-                bias: bias(padding)?,
-                outputs,
-            });
-        }
         Ok(Proj::Quantized {
-            weight: Int8Weight::Own(Int8Matrix::quantize(linear.weight())?),
-            bias: bias(0)?,
-            outputs,
+            weight: Int8Matrix::quantize(linear.weight())?,
+            bias: linear.bias().map(|b| b.to_dtype(DType::F32)).transpose()?,
         })
     }
 
@@ -157,14 +111,7 @@ impl Proj {
         match self {
             Proj::Dense(l) => tensor(l.weight()) + l.bias().map_or(0, tensor),
             Proj::Panels(p) => p.bytes(),
-            Proj::Quantized { weight, bias, .. } => {
-                let weight = match weight {
-                    Int8Weight::Tiled(QMatMul::QTensor(q)) => q.storage_size_in_bytes() as u64,
-                    Int8Weight::Tiled(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => tensor(t),
-                    Int8Weight::Own(m) => m.bytes(),
-                };
-                weight + bias.as_ref().map_or(0, tensor)
-            }
+            Proj::Quantized { weight, bias } => weight.bytes() + bias.as_ref().map_or(0, tensor),
         }
     }
 }
@@ -178,19 +125,11 @@ impl Module for Proj {
         match self {
             Proj::Dense(linear) => linear.forward(x),
             Proj::Panels(p) => p.forward(x),
-            Proj::Quantized { weight, bias, outputs } => {
-                let mut y = match weight {
-                    Int8Weight::Tiled(w) => w.forward(&x.contiguous()?)?,
-                    Int8Weight::Own(w) => w.forward(x)?,
-                };
-                if let Some(bias) = bias {
-                    y = y.broadcast_add(bias)?;
-                }
-                let last = y.rank() - 1;
-                if y.dim(last)? == *outputs {
-                    Ok(y)
-                } else {
-                    y.narrow(last, 0, *outputs)
+            Proj::Quantized { weight, bias } => {
+                let y = weight.forward(x)?;
+                match bias {
+                    Some(bias) => y.broadcast_add(bias),
+                    None => Ok(y),
                 }
             }
         }
@@ -263,13 +202,14 @@ impl Attention {
         })
     }
 
-    fn new_cross(w: &Weights<'_>, prefix: &str, heads: usize) -> Result<Attention> {
+    /// `frames` holds the audio's keys' and values' weights as the encoder's are held.
+    fn new_cross(w: &Weights<'_>, frames: &Weights<'_>, prefix: &str, heads: usize) -> Result<Attention> {
         let [q, k, v] = Attention::qkv(w, prefix, heads)?;
         Ok(Attention {
             projections: Projections::Split {
                 q: Proj::new(q, w.int8)?,
                 // Once per window over all 1500 frames, like the encoder's products.
-                kv: Attention::stacked(&[&k, &v], w.int8.map(|_| Inputs::Frames))?,
+                kv: Attention::stacked(&[&k, &v], frames.int8)?,
             },
             out: w.proj(&format!("{prefix}.out_proj"))?,
             heads,
@@ -491,10 +431,18 @@ pub struct Model {
 }
 
 impl Model {
-    /// The network of `map`'s weights in `dtype` on `device`; with `int8`, the matrix
-    /// products' weights in 8 bits instead (CPU only; the encoder's only where the CPU
-    /// has VNNI, see [`Proj`]).
-    pub fn new(map: &HashMap<String, Tensor>, dims: Dims, dtype: DType, device: &Device, int8: bool) -> Result<Model> {
+    /// The network of `map`'s weights in `dtype` on `device`; with `int8`, the
+    /// decoder's matrix products' weights in 8 bits instead, with `int8_encoder` too
+    /// the encoder's and the audio's keys and values (CPU only; the encoder's only where
+    /// the CPU has VNNI, see [`Proj`]).
+    pub fn new(
+        map: &HashMap<String, Tensor>,
+        dims: Dims,
+        dtype: DType,
+        device: &Device,
+        int8: bool,
+        int8_encoder: bool,
+    ) -> Result<Model> {
         let w = Weights {
             map,
             dtype,
@@ -502,7 +450,7 @@ impl Model {
             int8: int8.then_some(Inputs::Tokens),
         };
         let encoder_w = Weights {
-            int8: int8.then_some(Inputs::Frames),
+            int8: (int8 && int8_encoder).then_some(Inputs::Frames),
             ..w
         };
         let conv = |name: &str, stride: usize| -> Result<Conv1d> {
@@ -541,7 +489,7 @@ impl Model {
                 Ok(DecoderLayer {
                     attn: Attention::new_self(&w, &format!("{p}.self_attn"), dims.n_text_head)?,
                     attn_ln: w.layer_norm(&format!("{p}.self_attn_layer_norm"))?,
-                    cross: Attention::new_cross(&w, &format!("{p}.encoder_attn"), dims.n_text_head)?,
+                    cross: Attention::new_cross(&w, &encoder_w, &format!("{p}.encoder_attn"), dims.n_text_head)?,
                     cross_ln: w.layer_norm(&format!("{p}.encoder_attn_layer_norm"))?,
                     mlp: mlp(&w, &p)?,
                     mlp_ln: w.layer_norm(&format!("{p}.final_layer_norm"))?,

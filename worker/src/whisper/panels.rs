@@ -2,18 +2,22 @@
 //! projections and the decoder's cross-attention keys and values), for CPUs with
 //! AVX-512 VNNI.
 //!
-//! The weights are quantized per output (one `f32` scale per row of `W`, as
-//! CTranslate2's int8 holds them) and each row of the activations per row, so a product
-//! sums in 32-bit integers over the whole row and is scaled once at the end — no
-//! conversion per block of 32 as in [`super::int8`], whose per-block scales suit the
-//! decoder's few rows. The weights are packed in panels of [`NR`] outputs × 4 inputs,
-//! the layout `vpdpbusd` reads: each instruction multiplies four inputs of one row of
-//! the activations (broadcast) by the same four inputs of 16 outputs and adds them to
-//! 16 sums, 64 multiply-adds (four times an f32 FMA's 16). A tile of [`MR`] rows ×
-//! [`NR`] outputs keeps its 16 sums in registers across the whole row.
+//! The weights are quantized per output (one `f32` scale per row of `W`, symmetric, as
+//! CTranslate2's int8 holds them) and the activations per row, so a product sums in
+//! 32-bit integers over the whole row and is scaled once at the end — no conversion per
+//! block of 32 as in [`super::int8`], whose per-block scales suit the decoder's few
+//! rows. The weights are packed in panels of [`NR`] outputs × 4 inputs, the layout
+//! `vpdpbusd` reads: each instruction multiplies four inputs of one row of the
+//! activations (broadcast) by the same four inputs of 16 outputs and adds them to 16
+//! sums, 64 multiply-adds (four times an f32 FMA's 16). A tile of [`MR`] rows × [`NR`]
+//! outputs keeps its 16 sums in registers across the whole row.
 //!
-//! `vpdpbusd` multiplies unsigned by signed bytes: the weights are stored plus 128 (as
-//! `u8`), the activations signed, and `128 × Σ a` is taken off each row's sums.
+//! `vpdpbusd` multiplies unsigned by signed bytes: the weights are signed, the
+//! activations unsigned with a zero point (`x ≈ scale × (q − zero)`, the row's range
+//! from its minimum to its maximum in 256 steps). That range matters: the MLP's second
+//! product reads GELU's outputs, nearly all above −0.17, on which a symmetric scale
+//! would spend half its steps; with one, tiny.en in 8 bits heard "ill-disposed" as
+//! "old-exposed". `zero × Σ w` is taken off each sum.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -34,29 +38,30 @@ const TASK_ROWS: usize = 8 * MR;
 pub struct Int8Panels {
     n: usize,
     k: usize,
-    /// Per panel, per group of four inputs, the panel's [`NR`] outputs' four bytes
-    /// (`q + 128`): two 64-byte vectors, the first for outputs 0–15, the second 16–31.
-    panels: Vec<[u8; 64]>,
+    /// Per panel, per group of four inputs, the panel's [`NR`] outputs' four values:
+    /// two 64-byte vectors, the first for outputs 0–15, the second 16–31.
+    panels: Vec<[i8; 64]>,
     /// Per output (padded to whole panels with zeros): value = `q × scale`.
     scales: Vec<f32>,
+    /// Per output (padded likewise): `Σ q` over its row.
+    sums: Vec<i32>,
     /// Per output (padded likewise); zeros when the projection has none.
     bias: Vec<f32>,
 }
 
-/// Rows of activations quantized per row: four `i8` to an `i32`, the row's scale and
-/// `128 × Σ q` (what the weights' offset adds to each sum).
+/// Rows of activations quantized per row: four `u8` to a `u32`, each row's scale and
+/// zero point.
 struct Rows {
-    quads: Vec<i32>,
+    quads: Vec<u32>,
     scales: Vec<f32>,
-    offsets: Vec<i32>,
+    zeros: Vec<i32>,
 }
 
-/// `x` quantized to −127..=127 with `x / scale`, the scale `max |x| / 127`; writes the
-/// values to `q` and returns the scale and `Σ q`.
-#[inline(always)]
-fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+/// A weight row quantized to −127..=127 with `x / scale`, the scale `max |x| / 127`;
+/// writes the values to `q` and returns the scale.
+fn quantize_symmetric(x: &[f32], q: &mut [i8]) -> f32 {
     // The largest magnitude through the bits (for floats other than NaN the order of
-    // |x|'s bits is the order of |x|): an integer maximum the compiler vectorises.
+    // |x|'s bits is the order of |x|).
     let largest = x.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff));
     let scale = f32::from_bits(largest) / 127.0;
     let inverse = if scale > 0.0 && scale.is_finite() {
@@ -64,21 +69,37 @@ fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     } else {
         0.0
     };
-    let mut sum = 0i32;
     for (q, v) in q.iter_mut().zip(x) {
-        let r = (v * inverse).round_ties_even().clamp(-127.0, 127.0) as i8;
-        *q = r;
-        sum += i32::from(r);
+        *q = (v * inverse).round_ties_even().clamp(-127.0, 127.0) as i8;
     }
-    (scale, sum)
+    scale
+}
+
+/// A row of activations quantized to 0..=255 over its range (widened to hold 0, which
+/// then is exact): `x ≈ scale × (q − zero)`. Writes the values to `q` and returns the
+/// scale and the zero point.
+#[inline(always)]
+fn quantize_affine(x: &[f32], q: &mut [u8]) -> (f32, i32) {
+    let (low, high) = x.iter().fold((0f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
+    let scale = (high - low) / 255.0;
+    let inverse = if scale > 0.0 && scale.is_finite() {
+        1.0 / scale
+    } else {
+        0.0
+    };
+    let zero = (-low * inverse).round_ties_even().clamp(0.0, 255.0);
+    for (q, v) in q.iter_mut().zip(x) {
+        *q = (v * inverse + zero).round_ties_even().clamp(0.0, 255.0) as u8;
+    }
+    (scale, zero as i32)
 }
 
 struct QuantizeRows<'a> {
     x: &'a [f32],
     k: usize,
-    quads: &'a mut [i32],
+    quads: &'a mut [u32],
     scales: &'a mut [f32],
-    offsets: &'a mut [i32],
+    zeros: &'a mut [i32],
 }
 
 impl pulp::WithSimd for QuantizeRows<'_> {
@@ -91,18 +112,16 @@ impl pulp::WithSimd for QuantizeRows<'_> {
             k,
             quads,
             scales,
-            offsets,
+            zeros,
         } = self;
-        let bytes: &mut [i8] = pulp::bytemuck::cast_slice_mut(quads);
-        for (((x, q), scale), offset) in x
+        let bytes: &mut [u8] = pulp::bytemuck::cast_slice_mut(quads);
+        for (((x, q), scale), zero) in x
             .chunks_exact(k)
             .zip(bytes.chunks_exact_mut(k))
             .zip(scales.iter_mut())
-            .zip(offsets.iter_mut())
+            .zip(zeros.iter_mut())
         {
-            let (s, sum) = quantize_row(x, q);
-            *scale = s;
-            *offset = 128 * sum;
+            (*scale, *zero) = quantize_affine(x, q);
         }
     }
 }
@@ -114,19 +133,19 @@ impl Rows {
         let mut rows = Rows {
             quads: vec![0; m * k / 4],
             scales: vec![0.0; m],
-            offsets: vec![0; m],
+            zeros: vec![0; m],
         };
         x.par_chunks(TASK_ROWS * k)
             .zip(rows.quads.par_chunks_mut(TASK_ROWS * k / 4))
             .zip(rows.scales.par_chunks_mut(TASK_ROWS))
-            .zip(rows.offsets.par_chunks_mut(TASK_ROWS))
-            .for_each(|(((x, quads), scales), offsets)| {
+            .zip(rows.zeros.par_chunks_mut(TASK_ROWS))
+            .for_each(|(((x, quads), scales), zeros)| {
                 pulp::Arch::new().dispatch(QuantizeRows {
                     x,
                     k,
                     quads,
                     scales,
-                    offsets,
+                    zeros,
                 })
             });
         rows
@@ -151,18 +170,20 @@ impl Int8Panels {
         let mut scales = vec![0f32; padded];
         let mut q = vec![0i8; padded * k];
         for ((x, q), scale) in values.chunks_exact(k).zip(q.chunks_exact_mut(k)).zip(scales.iter_mut()) {
-            *scale = quantize_row(x, q).0;
+            *scale = quantize_symmetric(x, q);
         }
+        let sums = q
+            .chunks_exact(k)
+            .map(|row| row.iter().map(|&v| i32::from(v)).sum())
+            .collect();
         let kq = k / 4;
-        let mut panels = vec![[0u8; 64]; padded / NR * kq * 2];
+        let mut panels = vec![[0i8; 64]; padded / NR * kq * 2];
         for (p, panel) in panels.chunks_exact_mut(kq * 2).enumerate() {
             for (g, vector) in panel.iter_mut().enumerate() {
                 let (quad, half) = (g / 2, g % 2);
                 for (lane, bytes) in vector.chunks_exact_mut(4).enumerate() {
                     let row = p * NR + half * 16 + lane;
-                    for (i, b) in bytes.iter_mut().enumerate() {
-                        *b = (i16::from(q[row * k + quad * 4 + i]) + 128) as u8;
-                    }
+                    bytes.copy_from_slice(&q[row * k + quad * 4..row * k + quad * 4 + 4]);
                 }
             }
         }
@@ -182,13 +203,14 @@ impl Int8Panels {
             k,
             panels,
             scales,
+            sums,
             bias: padded_bias,
         })
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> u64 {
-        (self.panels.len() * 64 + (self.scales.len() + self.bias.len()) * size_of::<f32>()) as u64
+        (self.panels.len() * 64 + (self.scales.len() + self.sums.len() + self.bias.len()) * 4) as u64
     }
 
     /// `x · Wᵀ + b` for `x` `[…, k]` (f32, on the CPU).
@@ -218,9 +240,10 @@ impl Int8Panels {
                             quads: &rows.quads[i * kq..(i + r) * kq],
                             kq,
                             scales: &rows.scales[i..i + r],
-                            offsets: &rows.offsets[i..i + r],
+                            zeros: &rows.zeros[i..i + r],
                             panel,
                             w_scales: &self.scales[outputs.clone()],
+                            w_sums: &self.sums[outputs.clone()],
                             bias: &self.bias[outputs.clone()],
                             out: &mut out[start * padded..],
                             stride: padded,
@@ -243,12 +266,13 @@ impl Int8Panels {
 /// One tile's inputs: `r ≤ MR` quantized rows against one panel, written to
 /// `out[row × stride + column ..][.. NR]`.
 struct Tile<'a> {
-    quads: &'a [i32],
+    quads: &'a [u32],
     kq: usize,
     scales: &'a [f32],
-    offsets: &'a [i32],
-    panel: &'a [[u8; 64]],
+    zeros: &'a [i32],
+    panel: &'a [[i8; 64]],
     w_scales: &'a [f32],
+    w_sums: &'a [i32],
     bias: &'a [f32],
     out: &'a mut [f32],
     stride: usize,
@@ -259,10 +283,10 @@ impl Tile<'_> {
     /// Row `r`'s outputs from its 32-bit sums (`sums[c]` for output `c` of the panel).
     #[inline(always)]
     fn finish(&mut self, r: usize, sums: impl Fn(usize) -> i32) {
-        let (scale, offset) = (self.scales[r], self.offsets[r]);
+        let (scale, zero) = (self.scales[r], self.zeros[r]);
         let at = r * self.stride + self.column;
         for (c, y) in self.out[at..at + NR].iter_mut().enumerate() {
-            *y = (sums(c) - offset) as f32 * (scale * self.w_scales[c]) + self.bias[c];
+            *y = (sums(c) - zero * self.w_sums[c]) as f32 * (scale * self.w_scales[c]) + self.bias[c];
         }
     }
 }
@@ -303,7 +327,7 @@ pub fn fast() -> bool {
 fn scalar_tile(mut tile: Tile<'_>) {
     let kq = tile.kq;
     for r in 0..tile.scales.len() {
-        let row: &[i8] = pulp::bytemuck::cast_slice(&tile.quads[r * kq..(r + 1) * kq]);
+        let row: &[u8] = pulp::bytemuck::cast_slice(&tile.quads[r * kq..(r + 1) * kq]);
         let mut sums = [0i32; NR];
         for (quad, vectors) in tile.panel.chunks_exact(2).enumerate() {
             for (c, sum) in sums.iter_mut().enumerate() {
@@ -373,7 +397,7 @@ mod avx512 {
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     fn tile_rows<const R: usize>(mut tile: Tile<'_>) {
         let kq = tile.kq;
-        let rows: [&[i32]; R] = std::array::from_fn(|r| &tile.quads[r * kq..(r + 1) * kq]);
+        let rows: [&[u32]; R] = std::array::from_fn(|r| &tile.quads[r * kq..(r + 1) * kq]);
         let (vectors, _) = tile.panel.as_chunks::<2>();
         let vectors = &vectors[..kq];
         let mut acc = [[_mm512_setzero_si512(); 2]; R];
@@ -381,9 +405,9 @@ mod avx512 {
             let low: __m512i = cast(*low);
             let high: __m512i = cast(*high);
             for (acc, row) in acc.iter_mut().zip(&rows) {
-                let a = _mm512_set1_epi32(row[q]);
-                acc[0] = _mm512_dpbusd_epi32(acc[0], low, a);
-                acc[1] = _mm512_dpbusd_epi32(acc[1], high, a);
+                let a = _mm512_set1_epi32(row[q] as i32);
+                acc[0] = _mm512_dpbusd_epi32(acc[0], a, low);
+                acc[1] = _mm512_dpbusd_epi32(acc[1], a, high);
             }
         }
         for (r, [low, high]) in acc.into_iter().enumerate() {
@@ -411,10 +435,7 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device};
 
-    /// Deterministic values in −1..1 with a few large ones (as activations have).
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        super::super::int8::test_values(n, seed)
-    }
+    use super::super::int8::test_values as values;
 
     #[test]
     fn products_match_float32_within_the_quantization_error() -> Result<()> {
@@ -429,33 +450,17 @@ mod tests {
             let x = Tensor::from_vec(values(m * k, 7 + m as u64), (m, k), &Device::Cpu)?;
             let w = Tensor::from_vec(values(n * k, 11 + n as u64), (n, k), &Device::Cpu)?.to_dtype(DType::F16)?;
             let b = Tensor::from_vec(values(n, 13), n, &Device::Cpu)?;
-            let exact = x
-                .matmul(&w.to_dtype(DType::F32)?.t()?)?
-                .broadcast_add(&b)?
-                .to_vec2::<f32>()?;
+            let exact = x.matmul(&w.to_dtype(DType::F32)?.t()?)?.broadcast_add(&b)?;
             let got = Int8Panels::quantize(&w, Some(&b))?.forward(&x)?;
             assert_eq!(got.dims(), &[m, n]);
-            let got = got.to_vec2::<f32>()?;
-            // Each value is off by at most half a step of its row, so a product is off
-            // by at most Σ |x|·Δw/2 + |w|·Δx/2 + Δx·Δw/4.
-            let (xs, ws) = (x.to_vec2::<f32>()?, w.to_dtype(DType::F32)?.to_vec2::<f32>()?);
-            let step = |v: &[f32]| v.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
-            for (i, x) in xs.iter().enumerate() {
-                let dx = step(x);
-                for (j, w) in ws.iter().enumerate() {
-                    let dw = step(w);
-                    let bound: f32 = x
-                        .iter()
-                        .zip(w)
-                        .map(|(x, w)| x.abs() * dw / 2.0 + w.abs() * dx / 2.0 + dx * dw / 4.0)
-                        .sum();
-                    let (e, g) = (exact[i][j], got[i][j]);
-                    assert!(
-                        (e - g).abs() <= bound * 1.01 + 1e-4,
-                        "{m}×{n}×{k}: {g} against {e} (bound {bound})"
-                    );
-                }
-            }
+            // A step per row: the activations' range (with 0) in 255, the weights' largest
+            // magnitude in 127.
+            let x_steps = |v: &[f32]| {
+                let (low, high) = v.iter().fold((0f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
+                vec![(high - low) / 255.0; v.len()]
+            };
+            let w_steps = |v: &[f32]| vec![v.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0; v.len()];
+            super::super::int8::assert_within_quantization_error(&x, &w, &exact, &got, (x_steps, w_steps), 1e-4)?;
         }
         Ok(())
     }
@@ -482,9 +487,10 @@ mod tests {
                             quads: &rows.quads[start * kq..(start + r) * kq],
                             kq,
                             scales: &rows.scales[start..start + r],
-                            offsets: &rows.offsets[start..start + r],
+                            zeros: &rows.zeros[start..start + r],
                             panel,
                             w_scales: &panels.scales[p * NR..(p + 1) * NR],
+                            w_sums: &panels.sums[p * NR..(p + 1) * NR],
                             bias: &panels.bias[p * NR..(p + 1) * NR],
                             out: &mut out[start * n..],
                             stride: n,
@@ -501,15 +507,28 @@ mod tests {
 
     #[test]
     fn extremes_and_zero_rows_quantize_within_range() {
-        let mut q = [0i8; 4];
-        let (scale, sum) = quantize_row(&[f32::MAX, -f32::MAX, 1.0, 0.0], &mut q);
-        assert_eq!(q, [127, -127, 0, 0]);
-        assert!(scale.is_finite() && sum == 0);
-        let (scale, sum) = quantize_row(&[0.0; 4], &mut q);
-        assert_eq!((q, scale, sum), ([0; 4], 0.0, 0));
-        // An infinite or NaN input cannot produce −128 or wrap the offset byte.
-        quantize_row(&[f32::INFINITY, f32::NAN, -2.0, 2.0], &mut q);
-        assert!(q.iter().all(|&v| v != i8::MIN));
+        let mut w = [0i8; 4];
+        assert!(quantize_symmetric(&[f32::MAX, -f32::MAX, 1.0, 0.0], &mut w).is_finite());
+        assert_eq!(w, [127, -127, 0, 0]);
+        assert_eq!(quantize_symmetric(&[0.0; 4], &mut w), 0.0);
+        assert_eq!(w, [0; 4]);
+        // An infinite or NaN weight cannot produce −128.
+        quantize_symmetric(&[f32::INFINITY, f32::NAN, -2.0, 2.0], &mut w);
+        assert!(w.iter().all(|&v| v != i8::MIN));
+
+        let mut a = [0u8; 4];
+        // GELU's outputs: the whole range in 256 steps, 0 exact.
+        let (scale, zero) = quantize_affine(&[-0.17, 0.0, 1.0, 0.5], &mut a);
+        assert_eq!((a[0], a[1], a[2]), (0, zero as u8, 255));
+        assert!((scale * (f32::from(a[3]) - zero as f32) - 0.5).abs() <= scale / 2.0);
+        // A constant row is exact; a row of zeros is zeros.
+        let (scale, zero) = quantize_affine(&[2.0; 4], &mut a);
+        assert_eq!((a, zero), ([255; 4], 0));
+        assert!((scale * 255.0 - 2.0).abs() < 1e-6);
+        assert_eq!(quantize_affine(&[0.0; 4], &mut a), (0.0, 0));
+        assert_eq!(a, [0; 4]);
+        // Infinities and NaN give no panic and values in range (the cast saturates).
+        quantize_affine(&[f32::INFINITY, f32::NAN, -2.0, 2.0], &mut a);
     }
 
     #[test]
