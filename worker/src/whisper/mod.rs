@@ -48,11 +48,12 @@ pub enum ComputeType {
     /// integer kernel with the activations quantized on the fly; the encoder (and the audio's keys and values), norms,
     /// attention scores and everything else in f32. A GPU computes in float16.
     Int8,
-    /// [`ComputeType::Int8`], and on a CPU with AVX-512 VNNI the encoder's products and
-    /// the audio's keys and values in 8 bits too (a scale per output and per frame, as
-    /// CTranslate2's int8), through `panels.rs`'s kernel: faster, and on the project's
-    /// speech set base hears the same words while tiny.en mishears one more (8/96
-    /// against 5/96), so it is asked for by name. Without VNNI, the same as `Int8`.
+    /// On a CPU with AVX-512 VNNI every matrix product's weights in 8 bits, the
+    /// encoder's and the audio's keys and values too, with a scale per output and per
+    /// row of the activations (CTranslate2's scheme), through `panels.rs`'s kernel:
+    /// faster (a token 2–3× cheaper than `Int8`'s there), and on the project's speech
+    /// set base hears the same words while tiny.en mishears one more word pair, so it
+    /// is asked for by name. Without VNNI, the same as `Int8`.
     Int8Full,
 }
 

@@ -15,17 +15,19 @@ struct Weights<'a> {
     dtype: DType,
     device: &'a Device,
     /// Whether the matrix products' weights are held in 8 bits (else in the dtype), and
-    /// for which inputs.
-    int8: Option<Inputs>,
+    /// with which scales.
+    int8: Option<Scales>,
 }
 
-/// What a projection multiplies.
+/// How 8-bit weights and activations are scaled (and so which kernel multiplies them).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Inputs {
-    /// A few rows per product: the decoder's tokens (one per beam, or a prompt).
-    Tokens,
-    /// A window's 1500 frames at once: the encoder, cross-attention keys and values.
-    Frames,
+enum Scales {
+    /// An f32 scale per 32 values ([`Int8Matrix`]): the most exact, for `int8`'s decoder.
+    PerBlock,
+    /// A scale per row of the weights and per row of the activations ([`Int8Panels`],
+    /// CTranslate2's scheme): `int8_full`'s, on CPUs with AVX-512 VNNI; products of a
+    /// window's frames are left in f32 without it.
+    PerRow,
 }
 
 impl Weights<'_> {
@@ -62,13 +64,12 @@ impl Weights<'_> {
 }
 
 /// A projection `x·Wᵀ + b`: dense, or — on the CPU, when asked — with its weights in
-/// 8 bits, the activations quantized on the fly, integer dot products. For the
-/// decoder's tokens a scale per 32 values ([`Int8Matrix`]; not candle's Q8_0, whose
-/// scales are f16: on a CPU with VNNI, where candle multiplies them with its tiled
-/// kernels, tiny.en in int8 misheard 10 words of 96 against float32's 5, through
-/// `Int8Matrix` 5). For a window's frames a scale per row, in panels for VNNI
-/// ([`Int8Panels`]); dense where the CPU lacks it (an 8-bit product of 1500 rows
-/// without VNNI is slower than f32's FMA).
+/// 8 bits, the activations quantized on the fly, integer dot products ([`Scales`]):
+/// a scale per 32 values ([`Int8Matrix`]; not candle's Q8_0, whose scales are f16: on
+/// a CPU with VNNI, where candle multiplies them with its tiled kernels, tiny.en in
+/// int8 misheard 10 words of 96 against float32's 5, through `Int8Matrix` 5), or a
+/// scale per row, in panels for VNNI ([`Int8Panels`]); dense where the CPU lacks it (an
+/// 8-bit product of 1500 rows without VNNI is slower than f32's FMA).
 enum Proj {
     Dense(Linear),
     /// Frames' products: the bias is added by the kernel.
@@ -82,15 +83,15 @@ enum Proj {
 impl Proj {
     /// `linear` as asked; dense when `int8` is `None`, off the CPU, or when its rows do
     /// not split into blocks.
-    fn new(linear: Linear, int8: Option<Inputs>) -> Result<Proj> {
+    fn new(linear: Linear, int8: Option<Scales>) -> Result<Proj> {
         let k = linear.weight().dim(1)?;
-        let Some(inputs) = int8 else {
+        let Some(scales) = int8 else {
             return Ok(Proj::Dense(linear));
         };
         if !linear.weight().device().is_cpu() {
             return Ok(Proj::Dense(linear));
         }
-        if inputs == Inputs::Frames {
+        if scales == Scales::PerRow {
             if !panels::fast() || !k.is_multiple_of(4) {
                 return Ok(Proj::Dense(linear));
             }
@@ -177,7 +178,7 @@ impl Attention {
     }
 
     /// One product of the projections' weights stacked (their outputs side by side).
-    fn stacked(parts: &[&Linear], int8: Option<Inputs>) -> Result<Proj> {
+    fn stacked(parts: &[&Linear], int8: Option<Scales>) -> Result<Proj> {
         let weights: Vec<&Tensor> = parts.iter().map(|l| l.weight()).collect();
         let biases = parts
             .iter()
@@ -443,14 +444,23 @@ impl Model {
         int8: bool,
         int8_encoder: bool,
     ) -> Result<Model> {
+        // `int8_full`'s decoder takes a scale per row too where the CPU has VNNI (its
+        // panels run a token 3× faster than the per-block kernel there); the encoder's
+        // products stay in f32 without VNNI.
+        let full = int8 && int8_encoder;
+        let decoder = if full && panels::fast() {
+            Scales::PerRow
+        } else {
+            Scales::PerBlock
+        };
         let w = Weights {
             map,
             dtype,
             device,
-            int8: int8.then_some(Inputs::Tokens),
+            int8: int8.then_some(decoder),
         };
         let encoder_w = Weights {
-            int8: (int8 && int8_encoder).then_some(Inputs::Frames),
+            int8: full.then_some(Scales::PerRow),
             ..w
         };
         let conv = |name: &str, stride: usize| -> Result<Conv1d> {
