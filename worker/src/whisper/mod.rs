@@ -45,8 +45,9 @@ pub enum ComputeType {
     Float32,
     /// On a CPU, the decoder's matrix products' weights (the logits' too) in 8 bits
     /// with an f32 scale per 32 (GGML's Q8_0 precision), multiplied by `int8.rs`'s
-    /// integer kernel with the activations quantized on the fly; the encoder (and the audio's keys and values), norms,
-    /// attention scores and everything else in f32. A GPU computes in float16.
+    /// integer kernel with the activations quantized on the fly; the encoder (and the
+    /// audio's keys and values), norms, attention scores and everything else in f32. A
+    /// GPU computes in float16.
     Int8,
     /// On a CPU with AVX-512 VNNI every matrix product's weights in 8 bits, the
     /// encoder's and the audio's keys and values too, with a scale per output and per

@@ -527,8 +527,12 @@ mod tests {
         assert!((scale * 255.0 - 2.0).abs() < 1e-6);
         assert_eq!(quantize_affine(&[0.0; 4], &mut a), (0.0, 0));
         assert_eq!(a, [0; 4]);
-        // Infinities and NaN give no panic and values in range (the cast saturates).
-        quantize_affine(&[f32::INFINITY, f32::NAN, -2.0, 2.0], &mut a);
+        // An infinite range gives no finite scale: the row becomes zeros (NaN among
+        // them too, as the cast saturates), never a panic or a wrapped byte.
+        a = [7; 4];
+        let (scale, zero) = quantize_affine(&[f32::INFINITY, f32::NAN, -2.0, 2.0], &mut a);
+        assert!(!scale.is_finite());
+        assert_eq!((a, zero), ([0; 4], 0));
     }
 
     #[test]
