@@ -3,6 +3,7 @@
 //! language detection, beam search, temperature fallback, no-speech detection, prompts,
 //! word timestamps).
 
+mod attention;
 pub mod audio;
 pub mod ct2;
 pub mod decode;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear};
 
+use super::attention::{self, HeadsKv};
 use super::int8::{self, Int8Matrix};
 use super::panels::{self, Int8Panels};
 use super::weights::Dims;
@@ -137,9 +138,6 @@ impl Module for Proj {
     }
 }
 
-/// Most attention scores computed at once in the encoder (4 Mi values, 16 MiB in f32).
-const ATTENTION_BLOCK: usize = 4 << 20;
-
 /// Attention's input projections, fused where they read the same input: one matrix
 /// product (and, quantized, one quantization of the input) instead of three.
 enum Projections {
@@ -237,12 +235,22 @@ impl Attention {
         (0..n).map(|i| x.get(i)).collect()
     }
 
-    /// Queries, keys and values of `x` (self-attention).
-    fn self_qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    /// The fused query, key and value projection of `x` (self-attention): `[b, t, 3·d]`.
+    fn self_qkv_fused(&self, x: &Tensor) -> Result<Tensor> {
         let Projections::Fused(qkv) = &self.projections else {
             return Err(candle_core::Error::Msg("not a self-attention".into()));
         };
-        let mut parts = self.split_n(&qkv.forward(x)?, 3)?.into_iter();
+        qkv.forward(x)
+    }
+
+    /// Queries, keys and values of `x` (self-attention), each `[b, heads, t, head_dim]`.
+    fn self_qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        self.split_qkv(&self.self_qkv_fused(x)?)
+    }
+
+    /// [`Self::self_qkv_fused`]'s output split into queries, keys and values.
+    fn split_qkv(&self, qkv: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let mut parts = self.split_n(qkv, 3)?.into_iter();
         match (parts.next(), parts.next(), parts.next()) {
             (Some(q), Some(k), Some(v)) => Ok((q, k, v)),
             _ => Err(candle_core::Error::Msg("fused projection lost a part".into())),
@@ -290,25 +298,16 @@ impl Attention {
         self.out.forward(&o)
     }
 
-    /// Full self-attention (encoder). On the CPU a block of queries at a time: the
-    /// score matrix of all 1500 frames at once is tens of MB, which the allocator would
-    /// map and zero afresh for every layer; blocks of at most `ATTENTION_BLOCK` scores
-    /// are reused. A GPU takes it whole (blocks would only multiply kernel launches).
+    /// Full self-attention (encoder). On the CPU in one pass per few query rows
+    /// ([`super::attention`]): the scores of all 1500 frames at once would be tens of
+    /// MB per layer, written and read back three times. A GPU takes them whole.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (q, k, v) = self.self_qkv(x)?;
-        let (_, heads, t, _) = q.dims4()?;
-        let rows = (ATTENTION_BLOCK / (heads * t)).max(1);
-        if rows >= t || !x.device().is_cpu() {
-            return self.attend(&q, &k, &v, None, None);
+        let qkv = self.self_qkv_fused(x)?;
+        if let Some(o) = attention::self_attention(&qkv, self.heads)? {
+            return self.out.forward(&o);
         }
-        let mut outs = Vec::with_capacity(t.div_ceil(rows));
-        let mut start = 0;
-        while start < t {
-            let n = rows.min(t - start);
-            outs.push(self.attend(&q.narrow(2, start, n)?, &k, &v, None, None)?);
-            start += n;
-        }
-        Tensor::cat(&outs, 1)
+        let (q, k, v) = self.split_qkv(&qkv)?;
+        self.attend(&q, &k, &v, None, None)
     }
 
     /// Causal self-attention (decoder): `x`'s keys and values are written into `cache`
@@ -324,13 +323,17 @@ impl Attention {
     }
 
     /// Keys and values of the audio features for cross-attention.
-    fn cross_kv(&self, audio: &Tensor) -> Result<(Tensor, Tensor)> {
+    fn cross_kv(&self, audio: &Tensor) -> Result<CrossKv> {
         let Projections::Split { kv, .. } = &self.projections else {
             return Err(candle_core::Error::Msg("not a cross-attention".into()));
         };
-        let mut parts = self.split_n(&kv.forward(audio)?, 2)?.into_iter();
+        let kv = kv.forward(audio)?;
+        if let Some(heads) = HeadsKv::of(&kv, self.heads)? {
+            return Ok(CrossKv::Heads(heads));
+        }
+        let mut parts = self.split_n(&kv, 2)?.into_iter();
         match (parts.next(), parts.next()) {
-            (Some(k), Some(v)) => Ok((k, v)),
+            (Some(k), Some(v)) => Ok(CrossKv::Tensors(k, v)),
             _ => Err(candle_core::Error::Msg("fused projection lost a part".into())),
         }
     }
@@ -338,15 +341,33 @@ impl Attention {
     /// Cross-attention of `[b, t, d]` queries over one window's audio: every beam
     /// attends to the same audio, so the beams' queries are rows of one batch (the
     /// audio's keys and values are never copied per beam).
-    fn forward_cross(&self, x: &Tensor, kv: &(Tensor, Tensor), scores: Option<&mut Option<Tensor>>) -> Result<Tensor> {
+    fn forward_cross(&self, x: &Tensor, kv: &CrossKv, scores: Option<&mut Option<Tensor>>) -> Result<Tensor> {
         let Projections::Split { q, .. } = &self.projections else {
             return Err(candle_core::Error::Msg("not a cross-attention".into()));
         };
-        let (b, t, d) = x.dims3()?;
-        let q = q.forward(x)?.reshape((1, b * t, d))?;
-        let q = self.split(&q)?;
-        self.attend(&q, &kv.0, &kv.1, None, scores)?.reshape((b, t, d))
+        let q = q.forward(x)?;
+        match kv {
+            CrossKv::Heads(kv) => {
+                let (o, kept) = attention::cross_attention(&q, kv, scores.is_some())?;
+                if let Some(scores) = scores {
+                    *scores = kept;
+                }
+                self.out.forward(&o)
+            }
+            CrossKv::Tensors(k, v) => {
+                let (b, t, d) = x.dims3()?;
+                let q = self.split(&q.reshape((1, b * t, d))?)?;
+                self.attend(&q, k, v, None, scores)?.reshape((b, t, d))
+            }
+        }
     }
+}
+
+/// A decoder layer's cross-attention keys and values of the window's audio: laid out
+/// for the CPU kernel, or as candle tensors `[1, heads, frames, head_dim]` elsewhere.
+enum CrossKv {
+    Heads(HeadsKv),
+    Tensors(Tensor, Tensor),
 }
 
 /// A decoder layer's self-attention keys and values, `[beams, heads, n_text_ctx,
@@ -420,7 +441,7 @@ pub struct Model {
     dec_layers: Vec<DecoderLayer>,
     dec_ln: LayerNorm,
     /// Cross-attention K/V of the current window, one pair per decoder layer.
-    cross_kv: Vec<(Tensor, Tensor)>,
+    cross_kv: Vec<CrossKv>,
     /// One beam's self-attention cache per decoder layer (the prompt, greedy decoding).
     single: Vec<SelfCache>,
     /// Several beams' caches per decoder layer (beam search), made on first use.
