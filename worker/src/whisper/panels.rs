@@ -33,6 +33,10 @@ const MR: usize = 8;
 /// each panel is read once for all of them.
 const TASK_ROWS: usize = 8 * MR;
 
+/// Panels per parallel task when there are too few rows to share out (a decoder's
+/// step): 256 outputs, so that even a 512-wide product makes two tasks.
+const TASK_PANELS: usize = 8;
+
 /// A `[n, k]` weight matrix (and its bias) in 8 bits, multiplied from the right
 /// (`x · Wᵀ + b`), packed for `vpdpbusd`.
 pub struct Int8Panels {
@@ -222,6 +226,69 @@ impl Int8Panels {
     fn matmul(&self, x: &[f32]) -> Vec<f32> {
         let m = x.len() / self.k;
         let rows = Rows::of(x, self.k);
+        let out = if m <= MR {
+            self.few_rows(&rows, m)
+        } else {
+            self.many_rows(&rows, m)
+        };
+        let padded = self.scales.len();
+        if padded == self.n {
+            return out;
+        }
+        out.chunks_exact(padded)
+            .flat_map(|row| &row[..self.n])
+            .copied()
+            .collect()
+    }
+
+    /// At most one tile of rows (a decoder's step: one row per beam), the panels shared
+    /// out between the threads: `[m, padded]`.
+    fn few_rows(&self, rows: &Rows, m: usize) -> Vec<f32> {
+        let padded = self.scales.len();
+        let kq = self.k / 4;
+        let kernel = Kernel::detect();
+        // Panel after panel, `[padded / NR][m][NR]`: one row is already in order.
+        let mut by_panel = vec![0f32; m * padded];
+        let task = |(task, out): (usize, &mut [f32])| {
+            for (j, out) in out.chunks_exact_mut(m * NR).enumerate() {
+                let p = task * TASK_PANELS + j;
+                let outputs = p * NR..(p + 1) * NR;
+                kernel.run(Tile {
+                    quads: &rows.quads,
+                    kq,
+                    scales: &rows.scales,
+                    zeros: &rows.zeros,
+                    panel: &self.panels[p * kq * 2..(p + 1) * kq * 2],
+                    w_scales: &self.scales[outputs.clone()],
+                    w_sums: &self.sums[outputs.clone()],
+                    bias: &self.bias[outputs],
+                    out,
+                    stride: NR,
+                    column: 0,
+                });
+            }
+        };
+        // One thread: no tasks (a task handed to the pool per product costs a
+        // context switch each, more than the product of one row).
+        if rayon::current_num_threads() > 1 {
+            by_panel.par_chunks_mut(TASK_PANELS * m * NR).enumerate().for_each(task);
+        } else {
+            by_panel.chunks_mut(TASK_PANELS * m * NR).enumerate().for_each(task);
+        }
+        if m == 1 {
+            return by_panel;
+        }
+        let mut out = vec![0f32; m * padded];
+        for (p, panel) in by_panel.chunks_exact(m * NR).enumerate() {
+            for (r, values) in panel.chunks_exact(NR).enumerate() {
+                out[r * padded + p * NR..][..NR].copy_from_slice(values);
+            }
+        }
+        out
+    }
+
+    /// Rows in tasks of `TASK_ROWS`, each panel read once per task: `[m, padded]`.
+    fn many_rows(&self, rows: &Rows, m: usize) -> Vec<f32> {
         let padded = self.scales.len();
         let mut out = vec![0f32; m * padded];
         let kq = self.k / 4;
@@ -253,13 +320,7 @@ impl Int8Panels {
                     }
                 }
             });
-        if padded == self.n {
-            return out;
-        }
-        out.chunks_exact(padded)
-            .flat_map(|row| &row[..self.n])
-            .copied()
-            .collect()
+        out
     }
 }
 
