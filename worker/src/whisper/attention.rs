@@ -28,12 +28,82 @@ const MAX_ROWS_PER_TASK: usize = 256;
 /// head the keys transposed in tiles, `[padded / 64][64 dims][64 keys]` (a tile's keys
 /// side by side, as vectors load them; zero past `keys`), then the values, `[keys][64]`.
 /// Gathered out of the projection's rows, whose stride maps a head's rows onto a few
-/// cache sets.
+/// cache sets. Held in f32, or in bf16 ([`Stored`]): a decoder's step reads every
+/// layer's audio keys and values (36 MB for base in f32), which bounds its speed.
 pub struct HeadsKv {
-    data: Vec<f32>,
+    data: Held,
     heads: usize,
     keys: usize,
     padded: usize,
+}
+
+enum Held {
+    F32(Vec<f32>),
+    Bf16(Vec<u32>),
+}
+
+/// One head's tiled keys and values.
+enum Head<'a> {
+    F32(&'a [f32], &'a [f32]),
+    Bf16(&'a [u32], &'a [u32]),
+}
+
+/// How a head's keys and values are held: f32, or bf16 in pairs (a `u32` holding
+/// values `c` and `c + 32` of a 64-wide row in its low and high half), which a shift
+/// or a mask turns back into f32 vectors in the row's order, whatever the lanes.
+trait Stored: Copy + Send + Sync + 'static {
+    /// Items per 64-wide row.
+    const PER_ROW: usize;
+
+    /// The row's 64 values as `NV` vectors (`NV × lanes = 64`).
+    fn load<S: Simd, const NV: usize>(simd: S, row: &[Self]) -> [S::f32s; NV];
+}
+
+impl Stored for f32 {
+    const PER_ROW: usize = HEAD_DIM;
+
+    #[inline(always)]
+    fn load<S: Simd, const NV: usize>(simd: S, row: &[f32]) -> [S::f32s; NV] {
+        match <&[S::f32s; NV]>::try_from(S::as_simd_f32s(row).0) {
+            Ok(vectors) => *vectors,
+            Err(_) => [simd.splat_f32s(0.0); NV],
+        }
+    }
+}
+
+impl Stored for u32 {
+    const PER_ROW: usize = HEAD_DIM / 2;
+
+    #[inline(always)]
+    fn load<S: Simd, const NV: usize>(simd: S, row: &[u32]) -> [S::f32s; NV] {
+        let (pairs, _) = S::as_simd_u32s(row);
+        let high = simd.splat_u32s(0xffff_0000);
+        let shift = simd.splat_u32s(16);
+        let half = NV / 2;
+        // A loop, not `array::from_fn`: its closure is compiled without the CPU's
+        // features, and each intrinsic inside becomes a function call.
+        let mut vectors = [simd.splat_f32s(0.0); NV];
+        for (g, &pair) in pairs.iter().take(half).enumerate() {
+            vectors[g] = pulp::bytemuck::cast(simd.wrapping_dyn_shl_u32s(pair, shift));
+            vectors[g + half] = pulp::bytemuck::cast(simd.and_u32s(pair, high));
+        }
+        vectors
+    }
+}
+
+/// Rows of 64 f32 values as bf16 pairs ([`Stored`] for `u32`), rounded to nearest even.
+fn to_bf16_pairs(values: &[f32]) -> Vec<u32> {
+    let bf16 = |v: f32| {
+        let bits = v.to_bits();
+        (bits + 0x7fff + ((bits >> 16) & 1)) >> 16
+    };
+    values
+        .chunks_exact(HEAD_DIM)
+        .flat_map(|row| {
+            let (low, high) = row.split_at(HEAD_DIM / 2);
+            low.iter().zip(high).map(move |(&l, &h)| (bf16(h) << 16) | bf16(l))
+        })
+        .collect()
 }
 
 impl HeadsKv {
@@ -58,7 +128,7 @@ impl HeadsKv {
             });
         }
         HeadsKv {
-            data,
+            data: Held::F32(data),
             heads,
             keys,
             padded,
@@ -66,22 +136,38 @@ impl HeadsKv {
     }
 
     /// The keys and values of `kv`, `[1, keys, 2·heads·64]` (keys then values, as the
-    /// cross-attention's fused projection leaves them); `None` where the kernel does not
-    /// apply (off the CPU, not f32, heads not 64 wide).
-    pub fn of(kv: &Tensor, heads: usize) -> Result<Option<HeadsKv>> {
+    /// cross-attention's fused projection leaves them), in bf16 with `bf16`; `None`
+    /// where the kernel does not apply (off the CPU, not f32, heads not 64 wide).
+    pub fn of(kv: &Tensor, heads: usize, bf16: bool) -> Result<Option<HeadsKv>> {
         let (b, keys, n) = kv.dims3()?;
         let d = heads * HEAD_DIM;
         if b != 1 || n != 2 * d || !applies(kv) {
             return Ok(None);
         }
         let data = kv.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        Ok(Some(HeadsKv::gather(&data, keys, heads, 2 * d, 0, d)))
+        let mut kv = HeadsKv::gather(&data, keys, heads, 2 * d, 0, d);
+        if let (true, Held::F32(values)) = (bf16, &kv.data) {
+            kv.data = Held::Bf16(to_bf16_pairs(values));
+        }
+        Ok(Some(kv))
     }
 
     /// Tiled keys and values of `head`.
-    fn head(&self, head: usize) -> (&[f32], &[f32]) {
-        let per_head = (self.padded + self.keys) * HEAD_DIM;
-        self.data[head * per_head..][..per_head].split_at(self.padded * HEAD_DIM)
+    fn head(&self, head: usize) -> Head<'_> {
+        fn split<'a, T: Stored>(data: &'a [T], kv: &HeadsKv, head: usize) -> (&'a [T], &'a [T]) {
+            let per_head = (kv.padded + kv.keys) * T::PER_ROW;
+            data[head * per_head..][..per_head].split_at(kv.padded * T::PER_ROW)
+        }
+        match &self.data {
+            Held::F32(data) => {
+                let (kt, values) = split(data, self, head);
+                Head::F32(kt, values)
+            }
+            Held::Bf16(data) => {
+                let (kt, values) = split(data, self, head);
+                Head::Bf16(kt, values)
+            }
+        }
     }
 }
 
@@ -190,18 +276,32 @@ fn attend(queries: &[f32], stride: usize, rows: usize, kv: &HeadsKv, scores: Opt
                 .zip(task_scores)
                 .enumerate()
                 .for_each(|(task, (out, scores))| {
-                    let (kt, values) = kv.head(head);
-                    vectorised(Rows {
-                        queries,
-                        stride,
-                        head,
-                        first: task * rows_per_task,
-                        kt,
-                        values,
-                        keys: kv.keys,
-                        out,
-                        scores,
-                    });
+                    let first = task * rows_per_task;
+                    let keys = kv.keys;
+                    match kv.head(head) {
+                        Head::F32(kt, values) => vectorised(Rows {
+                            queries,
+                            stride,
+                            head,
+                            first,
+                            kt,
+                            values,
+                            keys,
+                            out,
+                            scores,
+                        }),
+                        Head::Bf16(kt, values) => vectorised(Rows {
+                            queries,
+                            stride,
+                            head,
+                            first,
+                            kt,
+                            values,
+                            keys,
+                            out,
+                            scores,
+                        }),
+                    }
                 });
         });
     let mut out = vec![0f32; rows * d];
@@ -215,21 +315,21 @@ fn attend(queries: &[f32], stride: usize, rows: usize, kv: &HeadsKv, scores: Opt
 
 /// One task: the query rows `first..` (as many as `out` holds, 64 values each) of one
 /// head.
-struct Rows<'a> {
+struct Rows<'a, T> {
     queries: &'a [f32],
     stride: usize,
     head: usize,
     first: usize,
     /// The head's keys in tiles and its values ([`HeadsKv`]).
-    kt: &'a [f32],
-    values: &'a [f32],
+    kt: &'a [T],
+    values: &'a [T],
     keys: usize,
     out: &'a mut [f32],
     /// The rows' scores before the softmax, when kept.
     scores: Option<&'a mut [f32]>,
 }
 
-impl pulp::WithSimd for Rows<'_> {
+impl<T: Stored> pulp::WithSimd for Rows<'_, T> {
     type Output = ();
 
     #[inline(always)]
@@ -244,7 +344,7 @@ impl pulp::WithSimd for Rows<'_> {
     }
 }
 
-impl Rows<'_> {
+impl<T: Stored> Rows<'_, T> {
     /// `R` query rows at a time, each tile `NV` vectors wide (`NV × lanes = 64`).
     #[inline(always)]
     fn run<S: Simd, const R: usize, const NV: usize>(self, simd: S) {
@@ -262,7 +362,7 @@ impl Rows<'_> {
             out,
             mut scores,
         } = self;
-        let padded = kt.len() / HEAD_DIM;
+        let padded = kt.len() / T::PER_ROW;
         let rows = out.len() / HEAD_DIM;
         let mut block_scores = vec![0f32; R * padded];
         let mut spare = [0f32; HEAD_DIM];
@@ -272,7 +372,7 @@ impl Rows<'_> {
                 // A decoder's token: one row, its products split to keep R
                 // accumulators busy instead of computing R − 1 copies of it.
                 let i = first + block;
-                one_row::<S, NV>(
+                one_row::<S, NV, T>(
                     simd,
                     &queries[i * stride + head * HEAD_DIM..][..HEAD_DIM],
                     (kt, values, keys),
@@ -288,7 +388,7 @@ impl Rows<'_> {
                 &queries[i * stride + head * HEAD_DIM..][..HEAD_DIM]
             });
             for tile in (0..padded).step_by(HEAD_DIM) {
-                let acc = tile_product::<S, R, NV>(simd, &q, &kt[tile * HEAD_DIM..], HEAD_DIM);
+                let acc = tile_product::<S, R, NV, T>(simd, &q, &kt[tile * T::PER_ROW..], HEAD_DIM);
                 for (r, acc) in acc.iter().enumerate() {
                     store::<S, NV>(simd, &mut block_scores[r * padded + tile..][..HEAD_DIM], acc, 1.0);
                 }
@@ -303,7 +403,7 @@ impl Rows<'_> {
                 *inverse = exp_in_place(&mut block_scores[r * padded..][..keys]);
             }
             let weights: [&[f32]; R] = std::array::from_fn(|r| &block_scores[r * padded..][..keys]);
-            let acc = tile_product::<S, R, NV>(simd, &weights, values, keys);
+            let acc = tile_product::<S, R, NV, T>(simd, &weights, values, keys);
             let mut dst = out[block * HEAD_DIM..].chunks_exact_mut(HEAD_DIM);
             for (r, acc) in acc.iter().enumerate() {
                 let target = match dst.next() {
@@ -331,28 +431,28 @@ fn exp_in_place(row: &mut [f32]) -> f32 {
 /// four independent accumulator sets keep the FMA units busy. `row` is scratch for
 /// the scores (`kt.len() / 64` values); `scores` receives them before the softmax.
 #[inline(always)]
-fn one_row<S: Simd, const NV: usize>(
+fn one_row<S: Simd, const NV: usize, T: Stored>(
     simd: S,
     q: &[f32],
-    (kt, values, keys): (&[f32], &[f32], usize),
+    (kt, values, keys): (&[T], &[T], usize),
     row: &mut [f32],
     scores: Option<&mut [f32]>,
     out: &mut [f32],
 ) {
     const SETS: usize = 4;
-    let tiles: Vec<&[f32]> = kt.chunks_exact(HEAD_DIM * HEAD_DIM).collect();
+    let tiles: Vec<&[T]> = kt.chunks_exact(HEAD_DIM * T::PER_ROW).collect();
     let mut groups = tiles.chunks_exact(SETS);
     let mut at = 0;
     for group in &mut groups {
-        let b: [&[f32]; SETS] = std::array::from_fn(|g| group[g]);
-        let acc = tile_product_each::<S, SETS, NV>(simd, &[q; SETS], &b, HEAD_DIM);
+        let b: [&[T]; SETS] = std::array::from_fn(|g| group[g]);
+        let acc = tile_product_each::<S, SETS, NV, T>(simd, &[q; SETS], &b, HEAD_DIM);
         for acc in &acc {
             store::<S, NV>(simd, &mut row[at..][..HEAD_DIM], acc, 1.0);
             at += HEAD_DIM;
         }
     }
     for tile in groups.remainder() {
-        let [acc] = tile_product::<S, 1, NV>(simd, &[q], tile, HEAD_DIM);
+        let [acc] = tile_product::<S, 1, NV, T>(simd, &[q], tile, HEAD_DIM);
         store::<S, NV>(simd, &mut row[at..][..HEAD_DIM], &acc, 1.0);
         at += HEAD_DIM;
     }
@@ -362,12 +462,12 @@ fn one_row<S: Simd, const NV: usize>(
     let inverse = exp_in_place(&mut row[..keys]);
     let part = keys / SETS;
     let a: [&[f32]; SETS] = std::array::from_fn(|g| &row[g * part..][..part]);
-    let b: [&[f32]; SETS] = std::array::from_fn(|g| &values[g * part * HEAD_DIM..]);
-    let acc = tile_product_each::<S, SETS, NV>(simd, &a, &b, part);
-    let [mut sum] = tile_product::<S, 1, NV>(
+    let b: [&[T]; SETS] = std::array::from_fn(|g| &values[g * part * T::PER_ROW..]);
+    let acc = tile_product_each::<S, SETS, NV, T>(simd, &a, &b, part);
+    let [mut sum] = tile_product::<S, 1, NV, T>(
         simd,
         &[&row[SETS * part..keys]],
-        &values[SETS * part * HEAD_DIM..],
+        &values[SETS * part * T::PER_ROW..],
         keys - SETS * part,
     );
     for acc in &acc {
@@ -380,23 +480,20 @@ fn one_row<S: Simd, const NV: usize>(
 
 /// [`tile_product`] with a `b` of its own for each row.
 #[inline(always)]
-fn tile_product_each<S: Simd, const R: usize, const NV: usize>(
+fn tile_product_each<S: Simd, const R: usize, const NV: usize, T: Stored>(
     simd: S,
     a: &[&[f32]; R],
-    b: &[&[f32]; R],
+    b: &[&[T]; R],
     n: usize,
 ) -> [[S::f32s; NV]; R] {
     let mut acc = [[simd.splat_f32s(0.0); NV]; R];
     let a: [&[f32]; R] = std::array::from_fn(|r| &a[r][..n]);
-    let b: [&[f32]; R] = std::array::from_fn(|r| &b[r][..n * HEAD_DIM]);
+    let b: [&[T]; R] = std::array::from_fn(|r| &b[r][..n * T::PER_ROW]);
     for i in 0..n {
         for ((acc, a), b) in acc.iter_mut().zip(&a).zip(&b) {
-            // Always whole (`NV × lanes = 64`, as `run` checks).
-            let Ok(row) = <&[S::f32s; NV]>::try_from(S::as_simd_f32s(&b[i * HEAD_DIM..][..HEAD_DIM]).0) else {
-                continue;
-            };
+            let row = T::load::<S, NV>(simd, &b[i * T::PER_ROW..][..T::PER_ROW]);
             let x = simd.splat_f32s(a[i]);
-            for (acc, &y) in acc.iter_mut().zip(row) {
+            for (acc, y) in acc.iter_mut().zip(row) {
                 *acc = simd.mul_add_e_f32s(x, y, *acc);
             }
         }
@@ -406,23 +503,21 @@ fn tile_product_each<S: Simd, const R: usize, const NV: usize>(
 
 /// `Σᵢ a[r][i] · b[i·64..][..64]` for `i < n`, each of the `R` rows as `NV` vectors:
 /// the one product both halves of attention are made of (queries × a tile of
-/// transposed keys, weights × values).
+/// transposed keys, weights × values). `b`'s rows as [`Stored`].
 #[inline(always)]
-fn tile_product<S: Simd, const R: usize, const NV: usize>(
+fn tile_product<S: Simd, const R: usize, const NV: usize, T: Stored>(
     simd: S,
     a: &[&[f32]; R],
-    b: &[f32],
+    b: &[T],
     n: usize,
 ) -> [[S::f32s; NV]; R] {
     let mut acc = [[simd.splat_f32s(0.0); NV]; R];
     let a: [&[f32]; R] = std::array::from_fn(|r| &a[r][..n]);
-    for (i, row) in b.chunks_exact(HEAD_DIM).take(n).enumerate() {
-        let Ok(row) = <&[S::f32s; NV]>::try_from(S::as_simd_f32s(row).0) else {
-            return acc;
-        };
+    for (i, row) in b.chunks_exact(T::PER_ROW).take(n).enumerate() {
+        let row = T::load::<S, NV>(simd, row);
         for (acc, a) in acc.iter_mut().zip(&a) {
             let x = simd.splat_f32s(a[i]);
-            for (acc, &y) in acc.iter_mut().zip(row) {
+            for (acc, &y) in acc.iter_mut().zip(&row) {
                 *acc = simd.mul_add_e_f32s(x, y, *acc);
             }
         }
@@ -505,23 +600,31 @@ mod tests {
         // multiple of four values.
         let (heads, frames) = (3, 301);
         let audio_kv = Tensor::randn(0f32, 1.0, (1, frames, 2 * heads * HEAD_DIM), &Device::Cpu).unwrap();
-        let kv = HeadsKv::of(&audio_kv, heads).unwrap().unwrap();
-        let parts = heads_of(&audio_kv, 2, heads);
-        // One token (one row), five beams of one token (a block of four rows and one),
-        // and one beam of seven tokens.
-        for (b, t) in [(1, 1), (5, 1), (1, 7)] {
-            let q = Tensor::randn(0f32, 1.0, (b, t, heads * HEAD_DIM), &Device::Cpu).unwrap();
-            // The beams' queries are rows of one batch over the one audio.
-            let q_heads = heads_of(&q.reshape((1, b * t, heads * HEAD_DIM)).unwrap(), 1, heads);
-            let (want_scores, want) = reference(&q_heads[0], &parts[0], &parts[1]);
-            let (got, scores) = cross_attention(&q, &kv, true).unwrap();
-            let diff = largest_difference(&got.reshape((1, b * t, heads * HEAD_DIM)).unwrap(), &want);
-            assert!(diff < 1e-5, "b={b} t={t}: off by {diff}");
-            let diff = largest_difference(&scores.unwrap(), &want_scores);
-            assert!(diff < 1e-4, "b={b} t={t}: scores off by {diff}");
-            let (unscored, none) = cross_attention(&q, &kv, false).unwrap();
-            assert!(none.is_none());
-            assert_eq!(largest_difference(&unscored, &got), 0.0);
+        for bf16 in [false, true] {
+            let kv = HeadsKv::of(&audio_kv, heads, bf16).unwrap().unwrap();
+            // Held in bf16, the keys and values are candle's bf16 rounding of them.
+            let exact = if bf16 {
+                audio_kv.to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap()
+            } else {
+                audio_kv.clone()
+            };
+            let parts = heads_of(&exact, 2, heads);
+            // One token (one row), five beams of one token (a block of four rows and
+            // one), and one beam of seven tokens.
+            for (b, t) in [(1, 1), (5, 1), (1, 7)] {
+                let q = Tensor::randn(0f32, 1.0, (b, t, heads * HEAD_DIM), &Device::Cpu).unwrap();
+                // The beams' queries are rows of one batch over the one audio.
+                let q_heads = heads_of(&q.reshape((1, b * t, heads * HEAD_DIM)).unwrap(), 1, heads);
+                let (want_scores, want) = reference(&q_heads[0], &parts[0], &parts[1]);
+                let (got, scores) = cross_attention(&q, &kv, true).unwrap();
+                let diff = largest_difference(&got.reshape((1, b * t, heads * HEAD_DIM)).unwrap(), &want);
+                assert!(diff < 1e-5, "bf16 {bf16}, b={b} t={t}: off by {diff}");
+                let diff = largest_difference(&scores.unwrap(), &want_scores);
+                assert!(diff < 1e-4, "bf16 {bf16}, b={b} t={t}: scores off by {diff}");
+                let (unscored, none) = cross_attention(&q, &kv, false).unwrap();
+                assert!(none.is_none());
+                assert_eq!(largest_difference(&unscored, &got), 0.0);
+            }
         }
     }
 
@@ -532,10 +635,10 @@ mod tests {
         let half = Tensor::zeros((1, 4, 3 * HEAD_DIM), DType::F16, &Device::Cpu).unwrap();
         assert!(self_attention(&half, 1).unwrap().is_none());
         let kv = Tensor::zeros((1, 4, 2 * HEAD_DIM), DType::F16, &Device::Cpu).unwrap();
-        assert!(HeadsKv::of(&kv, 1).unwrap().is_none());
+        assert!(HeadsKv::of(&kv, 1, false).unwrap().is_none());
         let q = Tensor::zeros((1, 1, 2 * HEAD_DIM), DType::F32, &Device::Cpu).unwrap();
         let kv = Tensor::zeros((1, 4, 2 * HEAD_DIM), DType::F32, &Device::Cpu).unwrap();
-        let kv = HeadsKv::of(&kv, 1).unwrap().unwrap();
+        let kv = HeadsKv::of(&kv, 1, false).unwrap().unwrap();
         assert!(
             cross_attention(&q, &kv, false).is_err(),
             "two heads of queries over one head of keys"

@@ -74,9 +74,18 @@ fn quantize_symmetric(x: &[f32], q: &mut [i8]) -> f32 {
         0.0
     };
     for (q, v) in q.iter_mut().zip(x) {
-        *q = (v * inverse).round_ties_even().clamp(-127.0, 127.0) as i8;
+        *q = round_to_byte((v * inverse).clamp(-127.0, 127.0)) as i8;
     }
     scale
+}
+
+/// The low byte of `round_ties_even(v)` for `v` in −128..=255: the integer a sum with
+/// 1.5 · 2²³ leaves in the low mantissa bits. Loops over it vectorise; a float-to-
+/// integer `as` saturates, which the compiler does one value at a time.
+#[inline(always)]
+fn round_to_byte(v: f32) -> u8 {
+    const SHIFTER: f32 = 12_582_912.0;
+    ((v + SHIFTER).to_bits() & 0xff) as u8
 }
 
 /// A row of activations quantized to 0..=255 over its range (widened to hold 0, which
@@ -93,7 +102,7 @@ fn quantize_affine(x: &[f32], q: &mut [u8]) -> (f32, i32) {
     };
     let zero = (-low * inverse).round_ties_even().clamp(0.0, 255.0);
     for (q, v) in q.iter_mut().zip(x) {
-        *q = (v * inverse + zero).round_ties_even().clamp(0.0, 255.0) as u8;
+        *q = round_to_byte((v * inverse + zero).clamp(0.0, 255.0));
     }
     (scale, zero as i32)
 }
@@ -497,6 +506,21 @@ mod tests {
     use candle_core::{DType, Device};
 
     use super::super::int8::test_values as values;
+
+    #[test]
+    fn bytes_round_half_to_even_as_the_float_rounding_does() {
+        // Every step of a quarter over the range, ties included (0.5 → 0, 1.5 → 2).
+        for i in -127 * 4..=255 * 4 {
+            let v = i as f32 / 4.0;
+            let want = v.round_ties_even() as i32;
+            let got = round_to_byte(v);
+            if v < 0.0 {
+                assert_eq!(i32::from(got as i8), want, "{v}");
+            } else {
+                assert_eq!(i32::from(got), want, "{v}");
+            }
+        }
+    }
 
     #[test]
     fn products_match_float32_within_the_quantization_error() -> Result<()> {
