@@ -13,13 +13,14 @@
 //! pauses (about 51 s). Without `--bench` (as `cargo test --benches` runs it): tiny.en,
 //! one thread, one 7-s clip, one run, faster-whisper only if its Python is there.
 //!
-//! Rows for ours: `rushes (candle f32)`, `rushes (candle q8_0)` (`compute_type` int8:
-//! the decoder's weights in 8 bits) and `rushes (int8 encoder too)` (`int8_full`: the
-//! encoder's too on CPUs with AVX-512 VNNI), each with its encoder milliseconds per 30-s
-//! window and decoder milliseconds per token. Measured 2026-12-03 on a 2-core Xeon of
-//! the development kind (AVX-512, VNNI, AMX), base greedy, RTF: ours f32 0.096 / int8
-//! 0.058 against faster-whisper float32 0.091 / int8 0.044 on one thread; on two, ours
-//! int8 0.046 against faster-whisper int8 0.048. The full table and what it says are in
+//! Rows for ours: `rushes (candle f32)`, `rushes (int8)` (`compute_type` int8: the
+//! decoder's weights in 8 bits, through the worker's per-block kernel) and `rushes (int8
+//! encoder too)` (`int8_full`: the encoder's too on CPUs with AVX-512 VNNI), each with
+//! its encoder milliseconds per 30-s window and decoder milliseconds per token. Measured
+//! 2026-12-04 on a 2-core Xeon of the development kind (AVX-512, VNNI, AMX), base
+//! greedy, RTF: ours f32 0.083 / int8_full 0.039 against faster-whisper float32 0.089 /
+//! int8 0.042 on one thread; on two, ours int8_full 0.028 against faster-whisper int8
+//! 0.043. The full table and what it says are in
 //! the README ("Measured").
 
 /// The worker's allocator (see `worker/src/main.rs`).
@@ -270,7 +271,7 @@ fn main() -> anyhow::Result<()> {
                 let mut ours = Value::Null;
                 for (compute, engine) in [
                     ("float32", "rushes (candle f32)"),
-                    ("int8", "rushes (candle q8_0)"),
+                    ("int8", "rushes (int8)"),
                     ("int8_full", "rushes (int8 encoder too)"),
                 ] {
                     let v = run_json(

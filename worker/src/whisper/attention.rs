@@ -276,31 +276,18 @@ fn attend(queries: &[f32], stride: usize, rows: usize, kv: &HeadsKv, scores: Opt
                 .zip(task_scores)
                 .enumerate()
                 .for_each(|(task, (out, scores))| {
-                    let first = task * rows_per_task;
-                    let keys = kv.keys;
+                    let task = Task {
+                        queries,
+                        stride,
+                        head,
+                        first: task * rows_per_task,
+                        keys: kv.keys,
+                        out,
+                        scores,
+                    };
                     match kv.head(head) {
-                        Head::F32(kt, values) => vectorised(Rows {
-                            queries,
-                            stride,
-                            head,
-                            first,
-                            kt,
-                            values,
-                            keys,
-                            out,
-                            scores,
-                        }),
-                        Head::Bf16(kt, values) => vectorised(Rows {
-                            queries,
-                            stride,
-                            head,
-                            first,
-                            kt,
-                            values,
-                            keys,
-                            out,
-                            scores,
-                        }),
+                        Head::F32(kt, values) => vectorised(Rows { task, kt, values }),
+                        Head::Bf16(kt, values) => vectorised(Rows { task, kt, values }),
                     }
                 });
         });
@@ -315,18 +302,22 @@ fn attend(queries: &[f32], stride: usize, rows: usize, kv: &HeadsKv, scores: Opt
 
 /// One task: the query rows `first..` (as many as `out` holds, 64 values each) of one
 /// head.
-struct Rows<'a, T> {
+struct Task<'a> {
     queries: &'a [f32],
     stride: usize,
     head: usize,
     first: usize,
-    /// The head's keys in tiles and its values ([`HeadsKv`]).
-    kt: &'a [T],
-    values: &'a [T],
     keys: usize,
     out: &'a mut [f32],
     /// The rows' scores before the softmax, when kept.
     scores: Option<&'a mut [f32]>,
+}
+
+/// A [`Task`] with its head's keys in tiles and its values ([`HeadsKv`]), as held.
+struct Rows<'a, T> {
+    task: Task<'a>,
+    kt: &'a [T],
+    values: &'a [T],
 }
 
 impl<T: Stored> pulp::WithSimd for Rows<'_, T> {
@@ -352,15 +343,18 @@ impl<T: Stored> Rows<'_, T> {
             return;
         }
         let Rows {
-            queries,
-            stride,
-            head,
-            first,
+            task:
+                Task {
+                    queries,
+                    stride,
+                    head,
+                    first,
+                    keys,
+                    out,
+                    mut scores,
+                },
             kt,
             values,
-            keys,
-            out,
-            mut scores,
         } = self;
         let padded = kt.len() / T::PER_ROW;
         let rows = out.len() / HEAD_DIM;
