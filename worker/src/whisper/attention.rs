@@ -95,6 +95,11 @@ impl Stored for u32 {
 fn to_bf16_pairs(values: &[f32]) -> Vec<u32> {
     let bf16 = |v: f32| {
         let bits = v.to_bits();
+        if v.is_nan() {
+            // Rounding could carry a NaN's mantissa into the sign (or overflow); a
+            // quiet NaN stays one.
+            return (bits >> 16) | 0x40;
+        }
         (bits + 0x7fff + ((bits >> 16) & 1)) >> 16
     };
     values
@@ -201,6 +206,9 @@ impl CustomOp1 for SelfAttention {
             );
         }
         let mut out = Vec::with_capacity(b * t * d);
+        if t == 0 {
+            return Ok((CpuStorage::F32(out), Shape::from((b, t, d))));
+        }
         for item in values[start..end].chunks_exact(t * n) {
             let kv = HeadsKv::gather(item, t, self.heads, n, d, 2 * d);
             out.extend(attend(item, n, t, &kv, None));
@@ -620,6 +628,28 @@ mod tests {
                 assert_eq!(largest_difference(&unscored, &got), 0.0);
             }
         }
+    }
+
+    #[test]
+    fn bf16_pairs_round_to_nearest_even_and_survive_odd_values() {
+        let mut row = vec![0f32; HEAD_DIM];
+        // 1 + 2⁻⁸ is a tie (rounds down to even 1), 1 + 3·2⁻⁸ rounds up to 1 + 2⁻⁶.
+        row[0] = 1.0 + 1.0 / 256.0;
+        row[32] = 1.0 + 3.0 / 256.0;
+        row[1] = f32::from_bits(0xffff_ffff);
+        row[33] = f32::NEG_INFINITY;
+        let pairs = to_bf16_pairs(&row);
+        let back = |bits: u32| f32::from_bits(bits << 16);
+        assert_eq!(back(pairs[0] & 0xffff), 1.0);
+        assert_eq!(back(pairs[0] >> 16), 1.0 + 1.0 / 64.0);
+        assert!(back(pairs[1] & 0xffff).is_nan());
+        assert_eq!(back(pairs[1] >> 16), f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn no_frames_make_no_rows() {
+        let empty = Tensor::zeros((1, 0, 3 * HEAD_DIM), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(self_attention(&empty, 1).unwrap().unwrap().dims(), &[1, 0, HEAD_DIM]);
     }
 
     #[test]
