@@ -15,7 +15,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use pulp::Simd;
 use rayon::prelude::*;
 
-use super::ops::{exp, max_of, sum_of, vectorised};
+use super::ops::{exp_in_place, rows_of, vectorised};
 
 /// Width of a head, and of the tiles the kernel computes: 64 keys of a score row, or
 /// the 64 values of an output row.
@@ -191,29 +191,18 @@ impl CustomOp1 for SelfAttention {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(values) = storage else {
-            candle_core::bail!("whisper-self-attention: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("whisper-self-attention: contiguous input only");
-        };
-        let (b, t, n) = layout.shape().dims3()?;
         let d = self.heads * HEAD_DIM;
-        if n != 3 * d {
-            candle_core::bail!(
-                "whisper-self-attention: {n} columns are not 3 × {} heads × {HEAD_DIM}",
-                self.heads
-            );
-        }
+        let n = 3 * d;
+        let (values, shape) = rows_of("whisper-self-attention", storage, layout, n, d)?;
+        let (b, t, _) = shape.dims3()?;
         let mut out = Vec::with_capacity(b * t * d);
-        if t == 0 {
-            return Ok((CpuStorage::F32(out), Shape::from((b, t, d))));
+        if t > 0 {
+            for item in values.chunks_exact(t * n) {
+                let kv = HeadsKv::gather(item, t, self.heads, n, d, 2 * d);
+                out.extend(attend(item, n, t, &kv, None));
+            }
         }
-        for item in values[start..end].chunks_exact(t * n) {
-            let kv = HeadsKv::gather(item, t, self.heads, n, d, 2 * d);
-            out.extend(attend(item, n, t, &kv, None));
-        }
-        Ok((CpuStorage::F32(out), Shape::from((b, t, d))))
+        Ok((CpuStorage::F32(out), shape))
     }
 }
 
@@ -418,16 +407,6 @@ impl<T: Stored> Rows<'_, T> {
     }
 }
 
-/// `e^(x − max x)` over `row` in place; returns 1 / their sum.
-#[inline(always)]
-fn exp_in_place(row: &mut [f32]) -> f32 {
-    let max = max_of(row);
-    for v in row.iter_mut() {
-        *v = exp(*v - max);
-    }
-    1.0 / sum_of(row, |v| v)
-}
-
 /// One query row `q` of a head over its tiled keys and values `(kt, values, keys)`:
 /// the key tiles four at a time, the values in four interleaved partial sums, so that
 /// four independent accumulator sets keep the FMA units busy. `row` is scratch for
@@ -442,18 +421,18 @@ fn one_row<S: Simd, const NV: usize, T: Stored>(
     out: &mut [f32],
 ) {
     const SETS: usize = 4;
-    let tiles: Vec<&[T]> = kt.chunks_exact(HEAD_DIM * T::PER_ROW).collect();
-    let mut groups = tiles.chunks_exact(SETS);
+    let tile = HEAD_DIM * T::PER_ROW;
+    let mut groups = kt.chunks_exact(SETS * tile);
     let mut at = 0;
     for group in &mut groups {
-        let b: [&[T]; SETS] = std::array::from_fn(|g| group[g]);
+        let b: [&[T]; SETS] = std::array::from_fn(|g| &group[g * tile..]);
         let acc = tile_product_each::<S, SETS, NV, T>(simd, &[q; SETS], &b, HEAD_DIM);
         for acc in &acc {
             store::<S, NV>(simd, &mut row[at..][..HEAD_DIM], acc, 1.0);
             at += HEAD_DIM;
         }
     }
-    for tile in groups.remainder() {
+    for tile in groups.remainder().chunks_exact(tile) {
         let [acc] = tile_product::<S, 1, NV, T>(simd, &[q], tile, HEAD_DIM);
         store::<S, NV>(simd, &mut row[at..][..HEAD_DIM], &acc, 1.0);
         at += HEAD_DIM;

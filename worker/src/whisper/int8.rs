@@ -240,37 +240,10 @@ impl CustomOp1 for Int8Matrix {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, shape) = rows_of(storage, layout, self.cols, self.rows)?;
+        let (x, shape) = super::ops::rows_of("int8-matmul", storage, layout, self.cols, self.rows)?;
         let m = x.len() / self.cols;
         Ok((CpuStorage::F32(self.matmul(x, m)), shape))
     }
-}
-
-/// The rows of a product's input (contiguous f32 whose last dimension is `cols`) and
-/// the shape of its output (the last dimension `outputs`).
-pub(super) fn rows_of<'a>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-    cols: usize,
-    outputs: usize,
-) -> Result<(&'a [f32], Shape)> {
-    let CpuStorage::F32(data) = storage else {
-        return Err(candle_core::Error::Msg("8-bit products take f32 inputs".into()));
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        return Err(candle_core::Error::Msg("8-bit products take contiguous inputs".into()));
-    };
-    let mut dims = layout.shape().dims().to_vec();
-    match dims.last_mut() {
-        Some(last) if *last == cols => *last = outputs,
-        _ => {
-            return Err(candle_core::Error::Msg(format!(
-                "8-bit product of {:?} by a [{outputs}, {cols}] weight",
-                layout.shape().dims(),
-            )));
-        }
-    }
-    Ok((&data[start..end], Shape::from(dims)))
 }
 
 /// Asserts that `got` (`x · wᵀ` through 8 bits) is `exact` within the quantization

@@ -54,8 +54,8 @@ pub enum ComputeType {
     /// encoder's and the audio's keys and values too, with a scale per output and per
     /// row of the activations (CTranslate2's scheme), through `panels.rs`'s kernel:
     /// faster (a token 2–3× cheaper than `Int8`'s there), and on the project's speech
-    /// set base hears the same words while tiny.en mishears one more word pair, so it
-    /// is asked for by name. Without VNNI, the same as `Int8`.
+    /// set base hears the same words while tiny.en mishears 9 words of 96 against
+    /// float32's 5, so it is asked for by name. Without VNNI, the same as `Int8`.
     Int8Full,
 }
 

@@ -74,6 +74,40 @@ pub(super) fn vectorised<Op: pulp::WithSimd>(op: Op) -> Op::Output {
     pulp::Arch::new().dispatch(op)
 }
 
+/// The rows of a CPU op's input (contiguous f32 whose last dimension is `cols`) and
+/// the shape of its output (the last dimension `outputs`); errors name `op`.
+pub(super) fn rows_of<'a>(
+    op: &str,
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    cols: usize,
+    outputs: usize,
+) -> Result<(&'a [f32], Shape)> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op}: f32 only");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: contiguous input only");
+    };
+    let mut dims = layout.shape().dims().to_vec();
+    match dims.last_mut() {
+        Some(last) if *last == cols => *last = outputs,
+        _ => candle_core::bail!("{op}: an input of {:?} for rows of {cols}", layout.shape().dims()),
+    }
+    Ok((&data[start..end], Shape::from(dims)))
+}
+
+/// `e^(x − max x)` over `row` in place; returns 1 / their sum (a softmax before its
+/// last multiply).
+#[inline(always)]
+pub(super) fn exp_in_place(row: &mut [f32]) -> f32 {
+    let max = max_of(row);
+    for v in row.iter_mut() {
+        *v = exp(*v - max);
+    }
+    1.0 / sum_of(row, |v| v)
+}
+
 /// Values per parallel task in the large kernels.
 const PER_TASK: usize = 1 << 16;
 
@@ -125,7 +159,7 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
 const LANES: usize = 8;
 
 #[inline(always)]
-pub(super) fn max_of(x: &[f32]) -> f32 {
+fn max_of(x: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let mut blocks = x.chunks_exact(LANES);
     for block in &mut blocks {
@@ -140,7 +174,7 @@ pub(super) fn max_of(x: &[f32]) -> f32 {
 
 /// `Σ f(v)` over `x`, in `LANES` independent partial sums.
 #[inline(always)]
-pub(super) fn sum_of(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+fn sum_of(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut lanes = [0f32; LANES];
     let mut blocks = x.chunks_exact(LANES);
     for block in &mut blocks {
@@ -163,11 +197,7 @@ impl pulp::WithSimd for SoftmaxRows<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
         for row in self.values.chunks_exact_mut(self.n) {
-            let max = max_of(row);
-            for v in row.iter_mut() {
-                *v = exp(*v - max);
-            }
-            let inv = 1.0 / sum_of(row, |v| v);
+            let inv = exp_in_place(row);
             for v in row.iter_mut() {
                 *v *= inv;
             }

@@ -254,27 +254,12 @@ impl Int8Panels {
     /// out between the threads: `[m, padded]`.
     fn few_rows(&self, rows: &Rows, m: usize) -> Vec<f32> {
         let padded = self.scales.len();
-        let kq = self.k / 4;
         let kernel = Kernel::detect();
         // Panel after panel, `[padded / NR][m][NR]`: one row is already in order.
         let mut by_panel = vec![0f32; m * padded];
         let task = |(task, out): (usize, &mut [f32])| {
             for (j, out) in out.chunks_exact_mut(m * NR).enumerate() {
-                let p = task * TASK_PANELS + j;
-                let outputs = p * NR..(p + 1) * NR;
-                kernel.run(Tile {
-                    quads: &rows.quads,
-                    kq,
-                    scales: &rows.scales,
-                    zeros: &rows.zeros,
-                    panel: &self.panels[p * kq * 2..(p + 1) * kq * 2],
-                    w_scales: &self.scales[outputs.clone()],
-                    w_sums: &self.sums[outputs.clone()],
-                    bias: &self.bias[outputs],
-                    out,
-                    stride: NR,
-                    column: 0,
-                });
+                kernel.run(self.tile(rows, 0..m, task * TASK_PANELS + j, out, NR, 0));
             }
         };
         // One thread: no tasks (a task handed to the pool per product costs a
@@ -296,36 +281,50 @@ impl Int8Panels {
         out
     }
 
+    /// Rows `rows` of the activations against panel `p`, written to `out[row × stride +
+    /// column ..][.. NR]`.
+    fn tile<'a>(
+        &'a self,
+        rows: &'a Rows,
+        range: std::ops::Range<usize>,
+        p: usize,
+        out: &'a mut [f32],
+        stride: usize,
+        column: usize,
+    ) -> Tile<'a> {
+        let kq = self.k / 4;
+        let outputs = p * NR..(p + 1) * NR;
+        Tile {
+            quads: &rows.quads[range.start * kq..range.end * kq],
+            kq,
+            scales: &rows.scales[range.clone()],
+            zeros: &rows.zeros[range],
+            panel: &self.panels[p * kq * 2..(p + 1) * kq * 2],
+            w_scales: &self.scales[outputs.clone()],
+            w_sums: &self.sums[outputs.clone()],
+            bias: &self.bias[outputs],
+            out,
+            stride,
+            column,
+        }
+    }
+
     /// Rows in tasks of `TASK_ROWS`, each panel read once per task: `[m, padded]`.
     fn many_rows(&self, rows: &Rows, m: usize) -> Vec<f32> {
         let padded = self.scales.len();
         let mut out = vec![0f32; m * padded];
-        let kq = self.k / 4;
         let kernel = Kernel::detect();
         out.par_chunks_mut(TASK_ROWS * padded)
             .enumerate()
             .for_each(|(task, out)| {
                 let first = task * TASK_ROWS;
                 let count = out.len() / padded;
-                for (p, panel) in self.panels.chunks_exact(kq * 2).enumerate() {
-                    let outputs = p * NR..(p + 1) * NR;
+                for p in 0..padded / NR {
                     for start in (0..count).step_by(MR) {
-                        let r = MR.min(count - start);
                         let i = first + start;
-                        let tile = Tile {
-                            quads: &rows.quads[i * kq..(i + r) * kq],
-                            kq,
-                            scales: &rows.scales[i..i + r],
-                            zeros: &rows.zeros[i..i + r],
-                            panel,
-                            w_scales: &self.scales[outputs.clone()],
-                            w_sums: &self.sums[outputs.clone()],
-                            bias: &self.bias[outputs.clone()],
-                            out: &mut out[start * padded..],
-                            stride: padded,
-                            column: p * NR,
-                        };
-                        kernel.run(tile);
+                        let r = MR.min(count - start);
+                        let out = &mut out[start * padded..];
+                        kernel.run(self.tile(rows, i..i + r, p, out, padded, p * NR));
                     }
                 }
             });
@@ -495,7 +494,7 @@ impl CustomOp1 for Int8Panels {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, shape) = super::int8::rows_of(storage, layout, self.k, self.n)?;
+        let (x, shape) = super::ops::rows_of("int8-panels-matmul", storage, layout, self.k, self.n)?;
         Ok((CpuStorage::F32(self.matmul(x)), shape))
     }
 }
