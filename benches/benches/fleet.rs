@@ -229,9 +229,10 @@ async fn publish_confirmed(publish: &lapin::Channel, queue: &str, body: &[u8], n
 }
 
 /// In-process workers consuming `maintenance`, each with its own pools and metrics port,
-/// on a runtime of their own: as in a deployment, where the worker is its own process,
-/// its tasks never queue the bench's enqueuer behind them (on one shared runtime, a
-/// draining worker's tasks made each enqueue wait ~40 ms to be polled).
+/// on a runtime of their own with the threads their processes would have: as in a
+/// deployment, where the worker is its own process, its tasks never queue the bench's
+/// enqueuer behind them (on one shared runtime, a draining worker's tasks made each
+/// enqueue wait ~40 ms to be polled).
 struct Workers {
     runtime: tokio::runtime::Runtime,
     shutdown: CancellationToken,
@@ -243,13 +244,7 @@ struct Workers {
 
 impl Workers {
     async fn start(database: &DatabaseConfig, broker: &BrokerConfig, count: usize, slots: u16) -> anyhow::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("bench-worker")
-            .enable_all()
-            .build()?;
-        let shutdown = CancellationToken::new();
-        let (mut handles, mut metrics) = (Vec::new(), Vec::new());
+        let (mut configs, mut metrics) = (Vec::new(), Vec::new());
         for _ in 0..count {
             let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
             let mut worker: rushes_worker::WorkerConfig = rushes_common::config::parse_from(vec![
@@ -265,9 +260,21 @@ impl Workers {
                 heartbeat_interval: Duration::from_secs(2),
                 stale_after: Duration::from_secs(15),
             };
-            handles.push(runtime.spawn(rushes_worker::run(worker, shutdown.clone())));
+            configs.push(worker);
             metrics.push(format!("http://127.0.0.1:{port}/metrics"));
         }
+        // As many threads as the workers' processes would have (`runtime_threads`).
+        let threads: usize = configs.iter().map(rushes_worker::WorkerConfig::runtime_threads).sum();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("bench-worker")
+            .enable_all()
+            .build()?;
+        let shutdown = CancellationToken::new();
+        let handles = configs
+            .into_iter()
+            .map(|worker| runtime.spawn(rushes_worker::run(worker, shutdown.clone())))
+            .collect();
         // Started once every metrics endpoint answers (the consumers subscribe right after).
         let http = reqwest::Client::new();
         for url in &metrics {

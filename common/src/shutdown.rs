@@ -7,13 +7,18 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 /// Runs a service on a multi-threaded runtime until it returns; the token it is given
-/// is cancelled on SIGINT or SIGTERM. The `main` of every binary.
-pub fn block_on_service<F, Fut>(service: F) -> anyhow::Result<()>
+/// is cancelled on SIGINT or SIGTERM. The `main` of every binary. `threads` sets the
+/// runtime's threads (default: one per core).
+pub fn block_on_service<F, Fut>(threads: Option<usize>, service: F) -> anyhow::Result<()>
 where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    runtime
         .enable_all()
         .build()
         .context("cannot start the async runtime")?

@@ -37,7 +37,7 @@ use crate::state::AppState;
 pub fn main_entry() -> anyhow::Result<()> {
     let cli: Cli = rushes_common::config::parse()?;
     rushes_common::telemetry::init();
-    rushes_common::shutdown::block_on_service(|shutdown| async move {
+    rushes_common::shutdown::block_on_service(None, |shutdown| async move {
         match cli.command {
             Command::Migrate(config) => migrate(&config).await,
             Command::Serve(config) => {

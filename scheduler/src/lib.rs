@@ -41,7 +41,7 @@ const UNCLAIMED_EVERY_MAX: Duration = Duration::from_secs(30);
 pub fn main_entry() -> anyhow::Result<()> {
     let config: SchedulerConfig = rushes_common::config::parse()?;
     rushes_common::telemetry::init();
-    rushes_common::shutdown::block_on_service(|shutdown| run(config, shutdown))
+    rushes_common::shutdown::block_on_service(None, |shutdown| run(config, shutdown))
 }
 
 /// What the leader works with.

@@ -36,7 +36,7 @@ const WIND_DOWN: Duration = Duration::from_secs(10);
 pub fn main_entry() -> anyhow::Result<()> {
     let config: WorkerConfig = rushes_common::config::parse()?;
     rushes_common::telemetry::init();
-    rushes_common::shutdown::block_on_service(|shutdown| run(config, shutdown))
+    rushes_common::shutdown::block_on_service(Some(config.runtime_threads()), |shutdown| run(config, shutdown))
 }
 
 /// Runs a worker until `shutdown` is cancelled (or an admin asks it to restart), then
