@@ -150,11 +150,17 @@ impl HeadsKv {
             return Ok(None);
         }
         let data = kv.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let mut kv = HeadsKv::gather(&data, keys, heads, 2 * d, 0, d);
-        if let (true, Held::F32(values)) = (bf16, &kv.data) {
-            kv.data = Held::Bf16(to_bf16_pairs(values));
-        }
-        Ok(Some(kv))
+        let kv = HeadsKv::gather(&data, keys, heads, 2 * d, 0, d);
+        Ok(Some(if bf16 { kv.in_bf16() } else { kv }))
+    }
+
+    /// The same keys and values held in bf16 pairs.
+    fn in_bf16(self) -> HeadsKv {
+        let data = match self.data {
+            Held::F32(values) => Held::Bf16(to_bf16_pairs(&values)),
+            held => held,
+        };
+        HeadsKv { data, ..self }
     }
 
     /// Tiled keys and values of `head`.

@@ -83,18 +83,24 @@ pub(super) fn rows_of<'a>(
     cols: usize,
     outputs: usize,
 ) -> Result<(&'a [f32], Shape)> {
+    let data = values_of(op, storage, layout)?;
+    let mut dims = layout.shape().dims().to_vec();
+    match dims.last_mut() {
+        Some(last) if *last == cols => *last = outputs,
+        _ => candle_core::bail!("{op}: an input of {:?} for rows of {cols}", layout.shape().dims()),
+    }
+    Ok((data, Shape::from(dims)))
+}
+
+/// The values of a CPU op's input, which must be contiguous f32; errors name `op`.
+fn values_of<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
         candle_core::bail!("{op}: f32 only");
     };
     let Some((start, end)) = layout.contiguous_offsets() else {
         candle_core::bail!("{op}: contiguous input only");
     };
-    let mut dims = layout.shape().dims().to_vec();
-    match dims.last_mut() {
-        Some(last) if *last == cols => *last = outputs,
-        _ => candle_core::bail!("{op}: an input of {:?} for rows of {cols}", layout.shape().dims()),
-    }
-    Ok((&data[start..end], Shape::from(dims)))
+    Ok(&data[start..end])
 }
 
 /// `e^(x − max x)` over `row` in place; returns 1 / their sum (a softmax before its
@@ -132,13 +138,7 @@ impl CustomOp1 for GeluErf {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(values) = storage else {
-            candle_core::bail!("whisper-gelu-erf: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("whisper-gelu-erf: contiguous input only");
-        };
-        let mut out = values[start..end].to_vec();
+        let mut out = values_of("whisper-gelu-erf", storage, layout)?.to_vec();
         out.par_chunks_mut(PER_TASK)
             .for_each(|chunk| vectorised(GeluInPlace(chunk)));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
@@ -223,13 +223,7 @@ impl CustomOp1 for SoftmaxLastDim {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(values) = storage else {
-            candle_core::bail!("whisper-softmax: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("whisper-softmax: contiguous input only");
-        };
-        let mut out = values[start..end].to_vec();
+        let mut out = values_of("whisper-softmax", storage, layout)?.to_vec();
         softmax_rows(&mut out, layout.shape().dims().last().copied().unwrap_or(1));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
