@@ -264,12 +264,8 @@ impl Workers {
             metrics.push(format!("http://127.0.0.1:{port}/metrics"));
         }
         // As many threads as the workers' processes would have (`runtime_threads`).
-        let threads: usize = configs.iter().map(rushes_worker::WorkerConfig::runtime_threads).sum();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads.max(1))
-            .thread_name("bench-worker")
-            .enable_all()
-            .build()?;
+        let threads = configs.iter().map(rushes_worker::WorkerConfig::runtime_threads).sum();
+        let runtime = rushes_common::shutdown::runtime(Some(threads))?;
         let shutdown = CancellationToken::new();
         let handles = configs
             .into_iter()

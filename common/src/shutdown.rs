@@ -14,15 +14,17 @@ where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    runtime(threads)?.block_on(async move { service(on_signal()).await })
+}
+
+/// A service's multi-threaded runtime with `threads` threads (default: one per core;
+/// at least one).
+pub fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = threads {
         runtime.worker_threads(threads.max(1));
     }
-    runtime
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?
-        .block_on(async move { service(on_signal()).await })
+    runtime.enable_all().build().context("cannot start the async runtime")
 }
 
 /// A token cancelled on the first SIGINT or SIGTERM.

@@ -280,6 +280,9 @@ mod tests {
         assert_eq!(with(&[])?, (cores / 4).max(1));
         assert_eq!(with(&["--async-threads", "3"])?, 3);
         assert_eq!(with(&["--async-threads", "0"])?, 1, "a runtime needs a thread");
+        for bad in ["-1", "two", ""] {
+            assert!(with(&["--async-threads", bad]).is_err(), "{bad:?} accepted");
+        }
         Ok(())
     }
 }
