@@ -11,11 +11,11 @@
 //!
 //! Every Whisper size has 64-wide heads; other widths take candle's path.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use pulp::Simd;
 use rayon::prelude::*;
 
-use super::ops::{exp_in_place, prefetch, rows_of, values_of, vectorised};
+use super::ops::{exp_in_place, prefetch, rows_of, vectorised};
 
 /// Width of a head, and of the tiles the kernel computes: 64 keys of a score row, or
 /// the 64 values of an output row.
@@ -246,135 +246,6 @@ pub fn cross_attention(q: &Tensor, kv: &HeadsKv, keep_scores: bool) -> Result<(T
         .map(|s| Tensor::from_vec(s, (1, kv.heads, rows, kv.keys), q.device()))
         .transpose()?;
     Ok((out, scores))
-}
-
-/// Attention of each beam's newest token over that beam's cached keys and values (a
-/// decoder's step): `qkv` `[b, 1, 3·heads·64]` (the queries, scaled, in the first
-/// third), `k` and `v` the caches `[b, heads, ctx, 64]` with their first `len` rows
-/// filled → `[b, 1, heads·64]`. Through candle a step is two batched products of `b ×
-/// heads` one-row matrices per layer, each a call into the matrix kernel, with a
-/// softmax between: most of a five-beam step's self-attention time. `None` where this
-/// kernel does not apply (off the CPU, not f32, more than one token).
-pub fn cached_attention(qkv: &Tensor, k: &Tensor, v: &Tensor, len: usize, heads: usize) -> Result<Option<Tensor>> {
-    let (b, t, n) = qkv.dims3()?;
-    if t != 1 || !applies(qkv) || !applies(k) || !applies(v) || n != 3 * heads * HEAD_DIM {
-        return Ok(None);
-    }
-    let (cached, cache_heads, ctx, width) = k.dims4()?;
-    if (cached, cache_heads, width) != (b, heads, HEAD_DIM) || v.dims() != k.dims() || len == 0 || len > ctx {
-        candle_core::bail!(
-            "whisper-cached-attention: {len} of the caches' {:?} rows for {b} beams of {heads} heads",
-            k.dims()
-        );
-    }
-    let op = CachedAttention { heads, len };
-    Ok(Some(qkv.contiguous()?.apply_op3_no_bwd(k, v, &op)?))
-}
-
-struct CachedAttention {
-    heads: usize,
-    len: usize,
-}
-
-impl CustomOp3 for CachedAttention {
-    fn name(&self) -> &'static str {
-        "whisper-cached-attention"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let d = self.heads * HEAD_DIM;
-        let (qkv, shape) = rows_of(name, s1, l1, 3 * d, d)?;
-        let (keys, values) = (values_of(name, s2, l2)?, values_of(name, s3, l3)?);
-        let ctx = l2.shape().dims().get(2).copied().unwrap_or(0);
-        let len = self.len;
-        let head = |i: usize, out: &mut [f32], scores: &mut Vec<f32>| {
-            let (beam, head) = (i / self.heads, i % self.heads);
-            let cached = (beam * self.heads + head) * ctx * HEAD_DIM;
-            scores.resize(len, 0.0);
-            vectorised(CachedHead {
-                q: &qkv[beam * 3 * d + head * HEAD_DIM..][..HEAD_DIM],
-                keys: &keys[cached..][..len * HEAD_DIM],
-                values: &values[cached..][..len * HEAD_DIM],
-                scores,
-                out,
-            });
-        };
-        let mut out = vec![0f32; qkv.len() / 3];
-        // One thread: no tasks (a hand-off to the pool costs more than a step's heads).
-        if rayon::current_num_threads() > 1 {
-            out.par_chunks_mut(HEAD_DIM)
-                .enumerate()
-                .for_each_init(Vec::new, |scores, (i, out)| head(i, out, scores));
-        } else {
-            let mut scores = Vec::new();
-            for (i, out) in out.chunks_mut(HEAD_DIM).enumerate() {
-                head(i, out, &mut scores);
-            }
-        }
-        Ok((CpuStorage::F32(out), shape))
-    }
-}
-
-/// One head of one beam in a decoder's step: its query against each cached key, the
-/// softmax, the weighted sum of the cached values.
-struct CachedHead<'a> {
-    q: &'a [f32],
-    keys: &'a [f32],
-    values: &'a [f32],
-    /// One per cached key.
-    scores: &'a mut [f32],
-    out: &'a mut [f32],
-}
-
-impl pulp::WithSimd for CachedHead<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
-        match S::F32_LANES {
-            16 => self.run::<S, 4>(simd),
-            8 => self.run::<S, 8>(simd),
-            4 => self.run::<S, 16>(simd),
-            _ => self.run::<pulp::Scalar, HEAD_DIM>(pulp::Scalar::new()),
-        }
-    }
-}
-
-impl CachedHead<'_> {
-    /// Each 64-wide row as `NV` vectors (`NV × lanes = 64`).
-    #[inline(always)]
-    fn run<S: Simd, const NV: usize>(self, simd: S) {
-        if NV * S::F32_LANES != HEAD_DIM {
-            return;
-        }
-        let q = f32::load::<S, NV>(simd, self.q);
-        for (score, key) in self.scores.iter_mut().zip(self.keys.chunks_exact(HEAD_DIM)) {
-            let key = f32::load::<S, NV>(simd, key);
-            let mut acc = simd.splat_f32s(0.0);
-            for (&q, &k) in q.iter().zip(&key) {
-                acc = simd.mul_add_e_f32s(q, k, acc);
-            }
-            *score = simd.reduce_sum_f32s(acc);
-        }
-        let inverse = exp_in_place(self.scores);
-        let mut acc = [simd.splat_f32s(0.0); NV];
-        for (&weight, value) in self.scores.iter().zip(self.values.chunks_exact(HEAD_DIM)) {
-            let weight = simd.splat_f32s(weight);
-            for (acc, v) in acc.iter_mut().zip(f32::load::<S, NV>(simd, value)) {
-                *acc = simd.mul_add_e_f32s(weight, v, *acc);
-            }
-        }
-        store::<S, NV>(simd, self.out, &acc, inverse);
-    }
 }
 
 /// `softmax(q_i·Kᵀ)·V` of every head for the `rows` query rows of `queries` (`stride`
@@ -721,34 +592,6 @@ mod tests {
             let diff = largest_difference(&got, &want);
             assert!(diff < 1e-5, "b={b} t={t} heads={heads}: off by {diff}");
         }
-    }
-
-    #[test]
-    fn cached_attention_matches_candle_over_the_filled_rows_of_each_beam() {
-        let (heads, ctx) = (3, 20);
-        for (b, len) in [(1, 1), (5, 7), (2, ctx)] {
-            let qkv = Tensor::randn(0f32, 1.0, (b, 1, 3 * heads * HEAD_DIM), &Device::Cpu).unwrap();
-            // Rows past `len` hold what an earlier, longer sequence left there.
-            let k = Tensor::randn(0f32, 1.0, (b, heads, ctx, HEAD_DIM), &Device::Cpu).unwrap();
-            let v = Tensor::randn(0f32, 1.0, (b, heads, ctx, HEAD_DIM), &Device::Cpu).unwrap();
-            let got = cached_attention(&qkv, &k, &v, len, heads).unwrap().unwrap();
-            assert_eq!(got.dims(), &[b, 1, heads * HEAD_DIM]);
-            let q = &heads_of(&qkv, 3, heads)[0];
-            let filled = |t: &Tensor| t.narrow(2, 0, len).unwrap().contiguous().unwrap();
-            let (_, want) = reference(q, &filled(&k), &filled(&v));
-            let diff = largest_difference(&got, &want);
-            assert!(diff < 1e-5, "b={b} len={len}: off by {diff}");
-        }
-        // Several tokens (a prompt, with its mask) and other types take candle's path;
-        // a length the caches do not hold is refused.
-        let k = Tensor::zeros((1, 1, 4, HEAD_DIM), DType::F32, &Device::Cpu).unwrap();
-        let two = Tensor::zeros((1, 2, 3 * HEAD_DIM), DType::F32, &Device::Cpu).unwrap();
-        assert!(cached_attention(&two, &k, &k, 2, 1).unwrap().is_none());
-        let half = Tensor::zeros((1, 1, 3 * HEAD_DIM), DType::F16, &Device::Cpu).unwrap();
-        assert!(cached_attention(&half, &k, &k, 1, 1).unwrap().is_none());
-        let one = Tensor::zeros((1, 1, 3 * HEAD_DIM), DType::F32, &Device::Cpu).unwrap();
-        assert!(cached_attention(&one, &k, &k, 5, 1).is_err());
-        assert!(cached_attention(&one, &k, &k, 0, 1).is_err());
     }
 
     #[test]

@@ -243,6 +243,11 @@ impl Attention {
         qkv.forward(x)
     }
 
+    /// Queries, keys and values of `x` (self-attention), each `[b, heads, t, head_dim]`.
+    fn self_qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        self.split_qkv(&self.self_qkv_fused(x)?)
+    }
+
     /// [`Self::self_qkv_fused`]'s output split into queries, keys and values.
     fn split_qkv(&self, qkv: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let mut parts = self.split_n(qkv, 3)?.into_iter();
@@ -306,17 +311,12 @@ impl Attention {
     }
 
     /// Causal self-attention (decoder): `x`'s keys and values are written into `cache`
-    /// at `offset`, and its queries attend to everything cached up to them (a step's
-    /// one token per beam through [`attention::cached_attention`] on the CPU).
+    /// at `offset`, and its queries attend to everything cached up to them.
     fn forward_cached(&self, x: &Tensor, cache: &SelfCache, offset: usize, mask: Option<&Tensor>) -> Result<Tensor> {
-        let qkv = self.self_qkv_fused(x)?;
-        let (q, k, v) = self.split_qkv(&qkv)?;
+        let (q, k, v) = self.self_qkv(x)?;
         let t = q.dim(2)?;
         cache.k.slice_set(&k, 2, offset)?;
         cache.v.slice_set(&v, 2, offset)?;
-        if let Some(o) = attention::cached_attention(&qkv, &cache.k, &cache.v, offset + t, self.heads)? {
-            return self.out.forward(&o);
-        }
         let k = cache.k.narrow(2, 0, offset + t)?;
         let v = cache.v.narrow(2, 0, offset + t)?;
         self.attend(&q, &k, &v, mask, None)
@@ -746,6 +746,9 @@ impl Model {
         let index = Tensor::new(index.as_slice(), &self.device)?;
         for cache in &self.beams {
             for buffer in [&cache.k, &cache.v] {
+                if super::ops::reorder_beams(buffer, sources, self.offset)? {
+                    continue;
+                }
                 let kept = buffer
                     .narrow(2, 0, self.offset)?
                     .contiguous()?

@@ -110,7 +110,7 @@ pub(super) fn rows_of<'a>(
 }
 
 /// The values of a CPU op's input, which must be contiguous f32; errors name `op`.
-pub(super) fn values_of<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+fn values_of<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
         candle_core::bail!("{op}: f32 only");
     };
@@ -287,6 +287,97 @@ pub fn softmax_last_dim_in_place(x: Tensor) -> Result<Tensor> {
     }
 }
 
+/// Beam search's reorder of a decoder cache `[beams, blocks, rows, width]` (contiguous
+/// f32 on the CPU), in place: beam `i` takes beam `sources[i]`'s first `filled` rows
+/// of each block. Only the beams whose source is another are written, and only the
+/// sources that are themselves overwritten are saved first, where a gather and its
+/// write-back copied every beam three times. `Ok(false)` where this does not apply
+/// (another device or type: the caller gathers).
+pub fn reorder_beams(cache: &Tensor, sources: &[usize], filled: usize) -> Result<bool> {
+    if !cache.device().is_cpu() || cache.dtype() != candle_core::DType::F32 || !cache.is_contiguous() {
+        return Ok(false);
+    }
+    let (beams, blocks, rows, width) = cache.dims4()?;
+    if sources.len() != beams || sources.iter().any(|&s| s >= beams) || filled > rows {
+        candle_core::bail!(
+            "whisper-reorder: sources {sources:?} and {filled} rows for a cache of {:?}",
+            cache.dims()
+        );
+    }
+    cache.inplace_op1(&Reorder {
+        sources: sources.to_vec(),
+        blocks,
+        block: rows * width,
+        filled: filled * width,
+    })?;
+    Ok(true)
+}
+
+struct Reorder {
+    sources: Vec<usize>,
+    /// Blocks per beam (heads), values per block, values filled at the start of each.
+    blocks: usize,
+    block: usize,
+    filled: usize,
+}
+
+impl Reorder {
+    /// The filled part of each block of beam `beam`: `blocks` ranges of `values`.
+    fn ranges(&self, beam: usize) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        (0..self.blocks).map(move |b| {
+            let start = (beam * self.blocks + b) * self.block;
+            start..start + self.filled
+        })
+    }
+}
+
+impl candle_core::InplaceOp1 for Reorder {
+    fn name(&self) -> &'static str {
+        "whisper-reorder"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
+        let CpuStorage::F32(values) = storage else {
+            candle_core::bail!("whisper-reorder: f32 only");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("whisper-reorder: contiguous input only");
+        };
+        let values = &mut values[start..end];
+        let moved = |i: &usize| self.sources[*i] != *i;
+        let written: Vec<usize> = (0..self.sources.len()).filter(moved).collect();
+        // Sources about to be overwritten, saved first (each once).
+        let mut saved: Vec<(usize, Vec<f32>)> = Vec::new();
+        for &i in &written {
+            let source = self.sources[i];
+            if moved(&source) && !saved.iter().any(|(s, _)| *s == source) {
+                let mut copy = Vec::with_capacity(self.blocks * self.filled);
+                for range in self.ranges(source) {
+                    copy.extend_from_slice(&values[range]);
+                }
+                saved.push((source, copy));
+            }
+        }
+        for &i in &written {
+            let source = self.sources[i];
+            match saved.iter().find(|(s, _)| *s == source) {
+                Some((_, copy)) => {
+                    for (range, part) in self.ranges(i).zip(copy.chunks_exact(self.filled.max(1))) {
+                        values[range].copy_from_slice(part);
+                    }
+                }
+                // A source that keeps its own rows is never written: copy straight.
+                None => {
+                    for (to, from) in self.ranges(i).zip(self.ranges(source)) {
+                        values.copy_within(from, to.start);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 struct LogSumExp<'a>(&'a [f32]);
 
 impl pulp::WithSimd for LogSumExp<'_> {
@@ -317,6 +408,49 @@ pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
 #[expect(clippy::unwrap_used, reason = "a failing test should stop right there")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn beams_reorder_in_place_as_a_gather_does() {
+        let (beams, heads, ctx, width) = (5, 2, 6, 4);
+        let cache = Tensor::arange(0f32, (beams * heads * ctx * width) as f32, &candle_core::Device::Cpu)
+            .unwrap()
+            .reshape((beams, heads, ctx, width))
+            .unwrap();
+        // A swap, a source copied twice, one kept, one overwritten after it is read.
+        for sources in [[1, 0, 2, 3, 4], [3, 3, 0, 3, 2], [0, 1, 2, 3, 4], [4, 4, 4, 4, 4]] {
+            let filled = 4;
+            let index = Tensor::new(sources.map(|s| s as u32).as_slice(), &candle_core::Device::Cpu).unwrap();
+            let gathered = cache.index_select(&index, 0).unwrap();
+            let ours = cache.copy().unwrap();
+            assert!(reorder_beams(&ours, &sources, filled).unwrap());
+            let part = |t: &Tensor, start: usize, len: usize| {
+                t.narrow(2, start, len)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            };
+            assert_eq!(part(&ours, 0, filled), part(&gathered, 0, filled), "{sources:?}");
+            // The rows past `filled` are left as they were.
+            assert_eq!(
+                part(&ours, filled, ctx - filled),
+                part(&cache, filled, ctx - filled),
+                "{sources:?}"
+            );
+        }
+        assert!(reorder_beams(&cache, &[0, 1], 1).is_err(), "a source per beam");
+        assert!(reorder_beams(&cache, &[5, 0, 1, 2, 3], 1).is_err(), "no beam 5");
+        assert!(
+            reorder_beams(&cache, &[0, 1, 2, 3, 4], ctx + 1).is_err(),
+            "more rows than held"
+        );
+        let half = cache.to_dtype(candle_core::DType::F16).unwrap();
+        assert!(
+            !reorder_beams(&half, &[1, 0, 2, 3, 4], 1).unwrap(),
+            "f16 is gathered by the caller"
+        );
+    }
 
     #[test]
     fn erf_matches_libm_to_f32_precision() {
