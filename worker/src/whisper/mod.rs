@@ -7,6 +7,7 @@ mod attention;
 pub mod audio;
 pub mod ct2;
 pub mod decode;
+mod dense;
 mod int8;
 pub mod mel;
 pub mod memory;

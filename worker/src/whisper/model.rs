@@ -125,7 +125,14 @@ fn tensor_bytes(t: &Tensor) -> u64 {
 impl Module for Proj {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Proj::Dense(linear) => linear.forward(x),
+            // A beam search's rows through a kernel that reads each weight once.
+            Proj::Dense(linear) => match super::dense::few_rows(x, linear.weight())? {
+                Some(y) => match linear.bias() {
+                    Some(bias) => y.broadcast_add(bias),
+                    None => Ok(y),
+                },
+                None => linear.forward(x),
+            },
             Proj::Panels(p) => p.forward(x),
             Proj::Quantized { weight, bias } => {
                 let y = weight.forward(x)?;

@@ -110,7 +110,7 @@ pub(super) fn rows_of<'a>(
 }
 
 /// The values of a CPU op's input, which must be contiguous f32; errors name `op`.
-fn values_of<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+pub(super) fn values_of<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
         candle_core::bail!("{op}: f32 only");
     };
