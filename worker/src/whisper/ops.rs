@@ -114,10 +114,23 @@ pub(super) fn values_of<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) 
     let CpuStorage::F32(data) = storage else {
         candle_core::bail!("{op}: f32 only");
     };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("{op}: contiguous input only");
+    Ok(&data[contiguous(op, layout)?])
+}
+
+/// [`values_of`] for an op that writes its input in place.
+fn values_of_mut<'a>(op: &str, storage: &'a mut CpuStorage, layout: &Layout) -> Result<&'a mut [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op}: f32 only");
     };
-    Ok(&data[start..end])
+    Ok(&mut data[contiguous(op, layout)?])
+}
+
+/// Where a contiguous input's values lie in its storage.
+fn contiguous(op: &str, layout: &Layout) -> Result<std::ops::Range<usize>> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(start..end),
+        None => candle_core::bail!("{op}: contiguous input only"),
+    }
 }
 
 /// `e^(x − max x)` over `row` in place; returns 1 / their sum (a softmax before its
@@ -261,14 +274,8 @@ impl candle_core::InplaceOp1 for SoftmaxLastDim {
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
-        let CpuStorage::F32(values) = storage else {
-            candle_core::bail!("whisper-softmax: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("whisper-softmax: contiguous input only");
-        };
         softmax_rows(
-            &mut values[start..end],
+            values_of_mut("whisper-softmax", storage, layout)?,
             layout.shape().dims().last().copied().unwrap_or(1),
         );
         Ok(())
@@ -337,13 +344,7 @@ impl candle_core::InplaceOp1 for Reorder {
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
-        let CpuStorage::F32(values) = storage else {
-            candle_core::bail!("whisper-reorder: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("whisper-reorder: contiguous input only");
-        };
-        let values = &mut values[start..end];
+        let values = values_of_mut("whisper-reorder", storage, layout)?;
         let moved = |i: &usize| self.sources[*i] != *i;
         let written: Vec<usize> = (0..self.sources.len()).filter(moved).collect();
         // Sources about to be overwritten, saved first (each once).
