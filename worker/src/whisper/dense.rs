@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use pulp::Simd;
 use rayon::prelude::*;
 
-use super::ops::{prefetch, rows_of, values_of, vectorised};
+use super::ops::{prefetch, rows_from_blocks, rows_of, values_of, vectorised};
 
 /// The most rows taken here (a beam of up to 8); more go to candle's kernel, whose
 /// packing they amortise.
@@ -58,15 +58,15 @@ impl CustomOp2 for FewRows {
         let weight = values_of(self.name(), s2, l2)?;
         let (n, k) = (self.n, self.k);
         let m = x.len() / k;
-        // Task after task, `[tasks][m][TASK_OUTPUTS]` (the last task's outputs fewer).
-        let mut by_task = vec![0f32; m * n];
+        // Task after task, `[tasks][m][TASK_OUTPUTS]` (the last task padded).
+        let mut by_task = vec![0f32; m * n.next_multiple_of(TASK_OUTPUTS)];
         let task = |(task, out): (usize, &mut [f32])| {
             let first = task * TASK_OUTPUTS;
-            let outputs = out.len() / m;
+            let last = (first + TASK_OUTPUTS).min(n);
             vectorised(Outputs {
                 x,
                 k,
-                weight: &weight[first * k..(first + outputs) * k],
+                weight: &weight[first * k..last * k],
                 out,
             });
         };
@@ -76,19 +76,13 @@ impl CustomOp2 for FewRows {
         } else {
             by_task.chunks_mut(TASK_OUTPUTS * m).enumerate().for_each(task);
         }
-        let mut out = vec![0f32; m * n];
-        for (t, block) in by_task.chunks(TASK_OUTPUTS * m).enumerate() {
-            let outputs = block.len() / m;
-            for (r, values) in block.chunks_exact(outputs).enumerate() {
-                out[r * n + t * TASK_OUTPUTS..][..outputs].copy_from_slice(values);
-            }
-        }
+        let out = rows_from_blocks(by_task, m, n, TASK_OUTPUTS);
         Ok((CpuStorage::F32(out), shape))
     }
 }
 
 /// The rows `x` (`m` of `k` values) against the weight rows `weight`, written to `out`
-/// as `[m][outputs]`.
+/// as `[m][outputs]` (`outputs` at least the weight rows).
 struct Outputs<'a> {
     x: &'a [f32],
     k: usize,

@@ -122,25 +122,24 @@ fn tensor_bytes(t: &Tensor) -> u64 {
     (t.elem_count() * t.dtype().size_in_bytes()) as u64
 }
 
+/// `y + bias` (broadcast over the rows), or `y` without one.
+fn plus_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    match bias {
+        Some(bias) => y.broadcast_add(bias),
+        None => Ok(y),
+    }
+}
+
 impl Module for Proj {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             // A beam search's rows through a kernel that reads each weight once.
             Proj::Dense(linear) => match super::dense::few_rows(x, linear.weight())? {
-                Some(y) => match linear.bias() {
-                    Some(bias) => y.broadcast_add(bias),
-                    None => Ok(y),
-                },
+                Some(y) => plus_bias(y, linear.bias()),
                 None => linear.forward(x),
             },
             Proj::Panels(p) => p.forward(x),
-            Proj::Quantized { weight, bias } => {
-                let y = weight.forward(x)?;
-                match bias {
-                    Some(bias) => y.broadcast_add(bias),
-                    None => Ok(y),
-                }
-            }
+            Proj::Quantized { weight, bias } => plus_bias(weight.forward(x)?, bias.as_ref()),
         }
     }
 }
@@ -749,17 +748,21 @@ impl Model {
         if self.offset == 0 || sources.iter().enumerate().all(|(i, &s)| i == s) {
             return Ok(());
         }
-        let index: Vec<u32> = sources.iter().map(|&s| s as u32).collect();
-        let index = Tensor::new(index.as_slice(), &self.device)?;
+        // The gather's index, made only where a buffer cannot be reordered in place.
+        let mut index: Option<Tensor> = None;
         for cache in &self.beams {
             for buffer in [&cache.k, &cache.v] {
                 if super::ops::reorder_beams(buffer, sources, self.offset)? {
                     continue;
                 }
-                let kept = buffer
-                    .narrow(2, 0, self.offset)?
-                    .contiguous()?
-                    .index_select(&index, 0)?;
+                let index = match &mut index {
+                    Some(index) => index,
+                    None => {
+                        let ids: Vec<u32> = sources.iter().map(|&s| s as u32).collect();
+                        index.insert(Tensor::new(ids.as_slice(), &self.device)?)
+                    }
+                };
+                let kept = buffer.narrow(2, 0, self.offset)?.contiguous()?.index_select(index, 0)?;
                 buffer.slice_set(&kept, 2, 0)?;
             }
         }

@@ -86,6 +86,24 @@ pub(super) fn prefetch<T>(p: *const T) {
     let _ = p;
 }
 
+/// A product's `[m, n]` rows out of the blocks of `width` outputs its kernel shared out,
+/// laid out `[blocks][m][width]` (the last block padded to `width`).
+pub(super) fn rows_from_blocks(mut by_block: Vec<f32>, m: usize, n: usize, width: usize) -> Vec<f32> {
+    if m == 1 {
+        // One row: already in order.
+        by_block.truncate(n);
+        return by_block;
+    }
+    let mut rows = vec![0f32; m * n];
+    for (b, block) in by_block.chunks_exact(m * width).enumerate() {
+        let valid = width.min(n.saturating_sub(b * width));
+        for (r, values) in block.chunks_exact(width).enumerate() {
+            rows[r * n + b * width..][..valid].copy_from_slice(&values[..valid]);
+        }
+    }
+    rows
+}
+
 /// Runs a loop body compiled for the best instruction set of this CPU.
 pub(super) fn vectorised<Op: pulp::WithSimd>(op: Op) -> Op::Output {
     pulp::Arch::new().dispatch(op)

@@ -22,6 +22,8 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::ops::rows_from_blocks;
+
 /// Outputs per panel: two 512-bit vectors of 16 sums.
 pub const NR: usize = 32;
 
@@ -269,20 +271,7 @@ impl Int8Panels {
         } else {
             by_panel.chunks_mut(TASK_PANELS * m * NR).enumerate().for_each(task);
         }
-        if m == 1 {
-            by_panel.truncate(self.n);
-            return by_panel;
-        }
-        // Row after row, the padding left out (the logits' 51 865 outputs are not whole
-        // panels).
-        let mut out = vec![0f32; m * self.n];
-        for (p, panel) in by_panel.chunks_exact(m * NR).enumerate() {
-            let width = NR.min(self.n - p * NR);
-            for (r, values) in panel.chunks_exact(NR).enumerate() {
-                out[r * self.n + p * NR..][..width].copy_from_slice(&values[..width]);
-            }
-        }
-        out
+        rows_from_blocks(by_panel, m, self.n, NR)
     }
 
     /// Rows `rows` of the activations against panel `p`, written to `out[row × stride +
